@@ -1,0 +1,493 @@
+//! The copy engine: walks a content graph and brings every node to the destination, children
+//! strictly before parents, asking the mount chain before streaming any blob.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use oci_spec::image::{Descriptor, Digest};
+use tokio::sync::Semaphore;
+
+use crate::error::{Error, Result};
+use crate::locations::{BlobLocations, InMemoryLocations};
+use crate::model::{
+    self, Manifest, PlatformFilter, is_foreign_layer, is_index, is_manifest, media_type_str,
+};
+use crate::mount::{ChainOutcome, MountChain, MountRequest};
+use crate::report::{Action, CopyEvent, CopyReport, NodeReport};
+use crate::store::{ByteStream, ReadStore, WriteStore};
+use crate::verify::{read_to_bytes, verify_bytes};
+
+/// A callback receiving [`CopyEvent`]s.
+pub type EventSink = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
+
+/// How a copy runs.
+#[derive(Clone)]
+pub struct CopyOptions {
+    /// The strategies asked before any blob is streamed. Empty: stream everything.
+    pub chain: MountChain,
+    /// Where blobs were seen; filled by this copy and asked by strategies.
+    pub locations: Arc<dyn BlobLocations>,
+    /// How many requests or transfers run at once (at least 1).
+    pub concurrency: usize,
+    /// The largest manifest accepted, in bytes.
+    pub manifest_limit: u64,
+    /// Copy only this platform's manifest out of an index at the root.
+    pub platform: Option<PlatformFilter>,
+    /// Report the plan and write nothing.
+    pub dry_run: bool,
+    /// Also copy the referrers (signatures, SBOMs, attestations) of every manifest copied.
+    pub referrers: bool,
+    /// Receives progress events.
+    pub on_event: Option<EventSink>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            chain: MountChain::new(),
+            locations: Arc::new(InMemoryLocations::new()),
+            concurrency: 8,
+            manifest_limit: model::DEFAULT_MANIFEST_LIMIT,
+            platform: None,
+            dry_run: false,
+            referrers: false,
+            on_event: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOptions")
+            .field("chain", &self.chain.to_string())
+            .field("concurrency", &self.concurrency)
+            .field("manifest_limit", &self.manifest_limit)
+            .field("platform", &self.platform)
+            .field("dry_run", &self.dry_run)
+            .field("referrers", &self.referrers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Copies what `src_reference` names in `src` to `dst`, and tags it `dst_tag` there.
+///
+/// With [`CopyOptions::platform`] set and an index at `src_reference`, only the matching
+/// platform's manifest is copied, and it is what gets tagged.
+pub async fn copy(
+    src: Arc<dyn ReadStore>,
+    src_reference: &str,
+    dst: Arc<dyn WriteStore>,
+    dst_tag: Option<&str>,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    let mut root = src.resolve(src_reference).await?;
+    if let Some(filter) = &options.platform {
+        root = select_platform(src.as_ref(), &root, filter, options.manifest_limit).await?;
+    }
+    let mut report = copy_graph(src, dst.clone(), root.clone(), options).await?;
+    if let Some(tag) = dst_tag {
+        if !options.dry_run {
+            dst.tag(&root, tag).await?;
+        }
+        report.tags.push(tag.to_string());
+    }
+    Ok(report)
+}
+
+/// Picks the manifest for `filter` out of the index `root`; any other root is returned as is.
+pub async fn select_platform(
+    src: &dyn ReadStore,
+    root: &Descriptor,
+    filter: &PlatformFilter,
+    limit: u64,
+) -> Result<Descriptor> {
+    if !is_index(&media_type_str(root)) {
+        return Ok(root.clone());
+    }
+    let index = fetch_manifest(src, root, limit).await?;
+    let found = index
+        .manifests
+        .iter()
+        .find(|d| d.platform().as_ref().is_some_and(|p| filter.matches(p)));
+    match found {
+        Some(d) => Ok(d.clone()),
+        None => {
+            let available: Vec<String> = index
+                .manifests
+                .iter()
+                .filter_map(|d| d.platform().as_ref())
+                .map(|p| {
+                    let mut s = format!("{}/{}", p.os(), p.architecture());
+                    if let Some(v) = p.variant() {
+                        s.push('/');
+                        s.push_str(v);
+                    }
+                    s
+                })
+                .collect();
+            Err(Error::NotFound {
+                what: format!("platform `{filter}` in index `{}`", root.digest()),
+                hint: Some(format!("the index has: {}", available.join(", "))),
+            })
+        }
+    }
+}
+
+/// Fetches, verifies and parses the manifest `descriptor` names, refusing more than `limit`.
+pub async fn fetch_manifest(
+    src: &dyn ReadStore,
+    descriptor: &Descriptor,
+    limit: u64,
+) -> Result<Manifest> {
+    let what = format!("manifest `{}`", descriptor.digest());
+    if descriptor.size() > limit {
+        return Err(Error::TooLarge {
+            what,
+            size: descriptor.size(),
+            limit,
+        });
+    }
+    let stream = src.fetch(descriptor).await?;
+    let bytes = read_to_bytes(stream, &what, limit).await?;
+    verify_bytes(descriptor, &bytes)?;
+    Manifest::parse(descriptor, bytes)
+}
+
+/// Copies the graph below `root` from `src` to `dst`, children before parents, the root last.
+pub async fn copy_graph(
+    src: Arc<dyn ReadStore>,
+    dst: Arc<dyn WriteStore>,
+    root: Descriptor,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    let started = Instant::now();
+    let engine = Arc::new(Engine {
+        src,
+        dst,
+        options: options.clone(),
+        permits: Semaphore::new(options.concurrency.max(1)),
+        nodes: Mutex::new(HashMap::new()),
+        report: Mutex::new(Vec::new()),
+        copied_manifests: Mutex::new(Vec::new()),
+        failure: Mutex::new(None),
+    });
+    tracing::info!(
+        source = %engine.src,
+        destination = %engine.dst,
+        root = %root.digest(),
+        chain = %options.chain,
+        dry_run = options.dry_run,
+        "copy starts"
+    );
+    let outcome = engine.clone().node(root.clone(), Vec::new()).await;
+    let outcome = match outcome {
+        Ok(()) if options.referrers => engine.clone().copy_referrers().await,
+        other => other,
+    };
+    if outcome.is_err() {
+        let err = engine.failure.lock().expect("failure lock").take();
+        return Err(err.unwrap_or_else(|| Error::Cancelled("copy failed".into())));
+    }
+    let nodes = std::mem::take(&mut *engine.report.lock().expect("report lock"));
+    let report = CopyReport {
+        source: format!("[{}] {}", engine.src.info().scheme, engine.src),
+        destination: format!("[{}] {}", engine.dst.info().scheme, engine.dst),
+        root,
+        tags: Vec::new(),
+        chain: options.chain.to_string(),
+        dry_run: options.dry_run,
+        bytes: nodes.iter().map(|n| n.bytes).sum(),
+        nodes,
+        duration: started.elapsed(),
+    };
+    tracing::info!(
+        nodes = report.nodes.len(),
+        bytes = report.bytes,
+        ms = report.duration.as_millis() as u64,
+        "copy done"
+    );
+    Ok(report)
+}
+
+/// A node failed; the error is in [`Engine::failure`].
+#[derive(Debug, Clone, Copy)]
+struct Failed;
+
+type NodeFuture = Shared<BoxFuture<'static, Result<(), Failed>>>;
+
+struct Engine {
+    src: Arc<dyn ReadStore>,
+    dst: Arc<dyn WriteStore>,
+    options: CopyOptions,
+    permits: Semaphore,
+    nodes: Mutex<HashMap<Digest, NodeFuture>>,
+    report: Mutex<Vec<NodeReport>>,
+    copied_manifests: Mutex<Vec<Descriptor>>,
+    failure: Mutex<Option<Error>>,
+}
+
+impl Engine {
+    /// The memoized copy of one node: every parent that shares it awaits the same future.
+    fn node(self: Arc<Self>, descriptor: Descriptor, path: Vec<Digest>) -> NodeFuture {
+        let digest = descriptor.digest().clone();
+        let mut nodes = self.nodes.lock().expect("nodes lock");
+        if let Some(f) = nodes.get(&digest) {
+            return f.clone();
+        }
+        let this = self.clone();
+        let fut = async move {
+            match this.copy_node(&descriptor, path).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let mut slot = this.failure.lock().expect("failure lock");
+                    if slot.is_none() {
+                        *slot = Some(e);
+                    }
+                    Err(Failed)
+                }
+            }
+        }
+        .boxed()
+        .shared();
+        nodes.insert(digest, fut.clone());
+        fut
+    }
+
+    fn emit(&self, event: CopyEvent) {
+        if let Some(sink) = &self.options.on_event {
+            sink(&event);
+        }
+    }
+
+    fn finish(&self, node: NodeReport) {
+        tracing::debug!(
+            digest = %node.descriptor.digest(),
+            action = node.action.verb(),
+            strategy = node.strategy.as_deref().unwrap_or(""),
+            "node done"
+        );
+        self.emit(CopyEvent::Done(node.clone()));
+        self.report.lock().expect("report lock").push(node);
+    }
+
+    fn simple(descriptor: &Descriptor, action: Action, started: Instant) -> NodeReport {
+        NodeReport {
+            descriptor: descriptor.clone(),
+            action,
+            strategy: None,
+            from: None,
+            reason: None,
+            bytes: 0,
+            duration: started.elapsed(),
+            attempts: Vec::new(),
+        }
+    }
+
+    async fn copy_node(self: &Arc<Self>, descriptor: &Descriptor, path: Vec<Digest>) -> Result<()> {
+        let media_type = media_type_str(descriptor);
+        if is_foreign_layer(&media_type) {
+            let mut node = Self::simple(descriptor, Action::Skipped, Instant::now());
+            node.reason = Some("foreign (non-distributable) layer".into());
+            self.finish(node);
+            return Ok(());
+        }
+        if is_manifest(&media_type) {
+            self.copy_manifest(descriptor, path).await
+        } else {
+            self.copy_blob(descriptor).await
+        }
+    }
+
+    async fn copy_manifest(
+        self: &Arc<Self>,
+        descriptor: &Descriptor,
+        mut path: Vec<Digest>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let manifest = {
+            let _permit = self.permits.acquire().await.expect("semaphore open");
+            if self.dst.exists(descriptor).await? {
+                self.finish(Self::simple(descriptor, Action::Exists, started));
+                return Ok(());
+            }
+            fetch_manifest(self.src.as_ref(), descriptor, self.options.manifest_limit).await?
+        };
+        let src_info = self.src.info().clone();
+        self.options
+            .locations
+            .record(descriptor.digest(), &src_info);
+        let children = manifest.successors();
+        let blob_digests: Vec<Digest> = children
+            .iter()
+            .filter(|d| !is_manifest(&media_type_str(d)))
+            .map(|d| d.digest().clone())
+            .collect();
+        self.options.locations.record_all(&blob_digests, &src_info);
+
+        path.push(descriptor.digest().clone());
+        let mut waits = Vec::with_capacity(children.len());
+        for child in children {
+            if let Some(pos) = path.iter().position(|d| d == child.digest()) {
+                let chain: Vec<String> = path[pos..]
+                    .iter()
+                    .map(|d| format!("`{}`", model::short_digest(d)))
+                    .collect();
+                return Err(Error::Cycle {
+                    digest: child.digest().clone(),
+                    path: chain.join(" -> "),
+                });
+            }
+            waits.push(self.clone().node(child, path.clone()));
+        }
+        // Children strictly before the parent: every child must be at the destination.
+        if futures::future::try_join_all(waits).await.is_err() {
+            return Err(Error::Cancelled(format!(
+                "a child of `{}` failed",
+                descriptor.digest()
+            )));
+        }
+
+        if self.options.dry_run {
+            self.finish(Self::simple(descriptor, Action::Planned, started));
+            return Ok(());
+        }
+        {
+            let _permit = self.permits.acquire().await.expect("semaphore open");
+            self.emit(CopyEvent::Copying(descriptor.clone()));
+            let size = manifest.bytes.len() as u64;
+            self.dst
+                .push(
+                    descriptor,
+                    crate::store::bytes_stream(manifest.bytes.clone()),
+                )
+                .await?;
+            self.emit(CopyEvent::Bytes {
+                descriptor: descriptor.clone(),
+                done: size,
+                total: size,
+            });
+        }
+        self.copied_manifests
+            .lock()
+            .expect("manifests lock")
+            .push(descriptor.clone());
+        let mut node = Self::simple(descriptor, Action::Copied, started);
+        node.bytes = descriptor.size();
+        self.finish(node);
+        Ok(())
+    }
+
+    async fn copy_blob(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
+        let _permit = self.permits.acquire().await.expect("semaphore open");
+        let started = Instant::now();
+        let digest = descriptor.digest();
+        let candidates = self.options.locations.locations(digest);
+        let request = MountRequest {
+            descriptor,
+            source: self.src.as_ref(),
+            destination: self.dst.as_ref(),
+            candidates: &candidates,
+        };
+        let chain = &self.options.chain;
+        if (self.options.dry_run || !chain.probes_destination(&request))
+            && self.dst.exists(descriptor).await?
+        {
+            self.options.locations.record(digest, self.dst.info());
+            self.finish(Self::simple(descriptor, Action::Exists, started));
+            return Ok(());
+        }
+        if self.options.dry_run {
+            self.finish(Self::simple(descriptor, Action::Planned, started));
+            return Ok(());
+        }
+        let (outcome, attempts) = chain.mount(&request).await?;
+        let mut node = Self::simple(descriptor, Action::Copied, started);
+        node.attempts = attempts;
+        match outcome {
+            ChainOutcome::Mounted { by, from } => {
+                node.action = Action::Mounted;
+                node.strategy = Some(by);
+                node.from = Some(from);
+            }
+            ChainOutcome::AlreadyPresent { by } => {
+                node.action = Action::Exists;
+                node.strategy = Some(by);
+            }
+            ChainOutcome::Fallback { upload } => {
+                self.emit(CopyEvent::Copying(descriptor.clone()));
+                let stream = self.src.fetch(descriptor).await?;
+                let stream = self.progress(descriptor, stream);
+                match upload {
+                    Some(prepared) => prepared.upload(descriptor, stream).await?,
+                    None => self.dst.push(descriptor, stream).await?,
+                }
+                // The destination verified size and digest before committing.
+                self.options.locations.record(digest, self.src.info());
+                node.bytes = descriptor.size();
+            }
+        }
+        self.options.locations.record(digest, self.dst.info());
+        node.duration = started.elapsed();
+        self.finish(node);
+        Ok(())
+    }
+
+    fn progress(&self, descriptor: &Descriptor, stream: ByteStream) -> ByteStream {
+        if self.options.on_event.is_none() {
+            return stream;
+        }
+        let sink = self.options.on_event.clone().expect("checked");
+        let descriptor = descriptor.clone();
+        let total = descriptor.size();
+        let mut done = 0u64;
+        let mut last = Instant::now() - Duration::from_secs(1);
+        Box::pin(stream.map(move |chunk| {
+            if let Ok(c) = &chunk {
+                done += c.len() as u64;
+                if done == total || last.elapsed() >= Duration::from_millis(50) {
+                    last = Instant::now();
+                    sink(&CopyEvent::Bytes {
+                        descriptor: descriptor.clone(),
+                        done,
+                        total,
+                    });
+                }
+            }
+            chunk
+        }))
+    }
+
+    /// Copies the referrers of every manifest copied, and theirs, until none is left.
+    async fn copy_referrers(self: Arc<Self>) -> Result<(), Failed> {
+        let mut visited = std::collections::HashSet::new();
+        loop {
+            let pending: Vec<Descriptor> =
+                std::mem::take(&mut *self.copied_manifests.lock().expect("manifests lock"));
+            let pending: Vec<Descriptor> = pending
+                .into_iter()
+                .filter(|d| visited.insert(d.digest().clone()))
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            for subject in pending {
+                let referrers = match self.src.referrers(&subject).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *self.failure.lock().expect("failure lock") = Some(e);
+                        return Err(Failed);
+                    }
+                };
+                tracing::debug!(subject = %subject.digest(), count = referrers.len(), "referrers");
+                let waits: Vec<_> = referrers
+                    .into_iter()
+                    .map(|r| self.clone().node(r, Vec::new()))
+                    .collect();
+                futures::future::try_join_all(waits).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The error type of ferry's libraries.
+
+use oci_spec::image::Digest;
+
+/// A boxed error from a store or strategy backend, kept as the source of [`Error::Store`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result with ferry's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms a caller can act on.
+///
+/// Backends keep their own detailed errors and convert them into one of these variants,
+/// keeping paths, URLs and statuses in the message or the source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named content, tag or location does not exist.
+    #[error("{what} not found{}", hint.as_deref().map(|h| format!(": {h}")).unwrap_or_default())]
+    NotFound {
+        /// What was looked for, quoted the way the user wrote it.
+        what: String,
+        /// What to do next, if anything is known.
+        hint: Option<String>,
+    },
+    /// The bytes received do not hash to the expected digest.
+    #[error(
+        "content of `{expected}` does not match its digest (got `{actual}`); the source is corrupt or changed, nothing was committed"
+    )]
+    DigestMismatch {
+        /// The digest the descriptor promised.
+        expected: Digest,
+        /// The digest of the bytes actually received.
+        actual: Digest,
+    },
+    /// The bytes received are more or fewer than the descriptor's size.
+    #[error(
+        "content of `{digest}` has {actual} bytes{} but its descriptor says {expected}; nothing was committed",
+        if *truncated { " so far" } else { "" }
+    )]
+    SizeMismatch {
+        /// The digest of the content.
+        digest: Digest,
+        /// The size the descriptor promised.
+        expected: u64,
+        /// The number of bytes received.
+        actual: u64,
+        /// Whether more bytes were still coming when the check failed (the content is too long).
+        truncated: bool,
+    },
+    /// Content is larger than a configured limit.
+    #[error(
+        "{what} is {size} bytes, over the limit of {limit} bytes; raise the limit if you trust the source"
+    )]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size.
+        size: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// A manifest or index that cannot be understood.
+    #[error("invalid manifest `{digest}`: {reason}")]
+    InvalidManifest {
+        /// The manifest's digest.
+        digest: Digest,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The content graph refers to itself.
+    #[error("content graph has a cycle: `{digest}` refers back to itself through {path}")]
+    Cycle {
+        /// The digest met twice.
+        digest: Digest,
+        /// The chain of digests that led back to it.
+        path: String,
+    },
+    /// A reference, tag, digest or other input that cannot be used.
+    #[error("invalid {kind} `{value}`: {reason}")]
+    InvalidInput {
+        /// What kind of input (`reference`, `tag`, `digest`, `platform`, ...).
+        kind: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why it is refused and what to do.
+        reason: String,
+    },
+    /// A digest algorithm that ferry cannot verify.
+    #[error(
+        "unsupported digest algorithm `{algorithm}` in `{digest}`; ferry verifies sha256 and sha512"
+    )]
+    UnsupportedDigest {
+        /// The algorithm.
+        algorithm: String,
+        /// The digest.
+        digest: Digest,
+    },
+    /// The store needs credentials, or refused the ones given.
+    #[error("{store}: authentication required or refused: {message}")]
+    Unauthenticated {
+        /// The store.
+        store: String,
+        /// What the store answered.
+        message: String,
+    },
+    /// The store refused the operation for the authenticated identity.
+    #[error("{store}: permission denied: {message}")]
+    PermissionDenied {
+        /// The store.
+        store: String,
+        /// What the store answered.
+        message: String,
+    },
+    /// The store cannot do this at all.
+    #[error("{store} does not support {operation}")]
+    NotSupported {
+        /// The store.
+        store: String,
+        /// The operation.
+        operation: String,
+    },
+    /// Local I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other failure of a store or strategy backend.
+    #[error("{store}: {message}")]
+    Store {
+        /// The store or strategy.
+        store: String,
+        /// What failed.
+        message: String,
+        /// Whether retrying the same operation may succeed.
+        temporary: bool,
+        /// The backend's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The operation was cancelled.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl Error {
+    /// A [`Error::NotFound`] without hint.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound {
+            what: what.into(),
+            hint: None,
+        }
+    }
+
+    /// An [`Error::Io`] with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::InvalidInput`].
+    pub fn invalid(
+        kind: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            kind,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Store`] with a message and no source.
+    pub fn store(store: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Store {
+            store: store.into(),
+            message: message.into(),
+            temporary: false,
+            source: None,
+        }
+    }
+
+    /// Whether this error means "not there".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// Whether retrying the same operation may succeed.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Store { temporary, .. } => *temporary,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The store traits: where content is read from and written to.
+
+use std::any::Any;
+use std::fmt::{Debug, Display};
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use oci_spec::image::Descriptor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// A stream of content bytes, as fetched from a store or given to one.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
+
+/// A [`ByteStream`] over bytes already in memory.
+pub fn bytes_stream(data: Bytes) -> ByteStream {
+    Box::pin(futures::stream::once(async move { Ok(data) }))
+}
+
+/// Who a store is: enough for a mount strategy to decide whether it applies, without
+/// downcasting, and for the blob-location cache to name where content lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// The kind of store: [`StoreInfo::REGISTRY`], [`StoreInfo::OCI_LAYOUT`], `memory`, or a
+    /// vendor's own scheme.
+    pub scheme: String,
+    /// The server or storage holding the content: `host:port` for a registry, a filesystem
+    /// identity (`dev:<device id>`) for a layout.
+    pub authority: String,
+    /// The place inside the authority: a repository name, a layout's absolute path.
+    pub namespace: String,
+}
+
+impl StoreInfo {
+    /// The scheme of OCI distribution registries.
+    pub const REGISTRY: &'static str = "registry";
+    /// The scheme of OCI image-layout directories.
+    pub const OCI_LAYOUT: &'static str = "oci-layout";
+
+    /// A new store identity.
+    pub fn new(
+        scheme: impl Into<String>,
+        authority: impl Into<String>,
+        namespace: impl Into<String>,
+    ) -> Self {
+        Self {
+            scheme: scheme.into(),
+            authority: authority.into(),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// Whether `other` is served by the same authority under the same scheme.
+    pub fn same_authority(&self, other: &StoreInfo) -> bool {
+        self.scheme == other.scheme && self.authority == other.authority
+    }
+}
+
+impl Display for StoreInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.scheme.as_str() {
+            StoreInfo::REGISTRY => write!(f, "{}/{}", self.authority, self.namespace),
+            _ => f.write_str(&self.namespace),
+        }
+    }
+}
+
+/// The read side of a store. Object-safe; stores are used as `Arc<dyn ReadStore>`.
+#[async_trait]
+pub trait ReadStore: Display + Debug + Send + Sync + 'static {
+    /// Who this store is.
+    fn info(&self) -> &StoreInfo;
+
+    /// Whether the store holds the content `descriptor` names.
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool>;
+
+    /// The content `descriptor` names, as a stream. Callers that commit it verify it (see
+    /// [`crate::verify_stream`]); [`crate::Error::NotFound`] when it is missing.
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream>;
+
+    /// The descriptor a tag or digest reference names in this store.
+    async fn resolve(&self, reference: &str) -> Result<Descriptor>;
+
+    /// The manifests whose `subject` is `subject` (signatures, SBOMs, attestations).
+    async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>>;
+
+    /// The store as [`Any`], for a strategy of the same crate that needs the concrete type to
+    /// act once [`ReadStore::info`] said it applies.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The write side of a store.
+#[async_trait]
+pub trait WriteStore: ReadStore {
+    /// Stores `data` as the content `descriptor` names. Commits only when the bytes match the
+    /// descriptor's size and digest; on any error nothing is visible. Pushing content the store
+    /// already holds succeeds.
+    async fn push(&self, descriptor: &Descriptor, data: ByteStream) -> Result<()>;
+
+    /// Points `tag` at `descriptor`, which the store must already hold.
+    async fn tag(&self, descriptor: &Descriptor, tag: &str) -> Result<()>;
+
+    /// Optional abilities of this store. None by default.
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::default()
+    }
+}
+
+/// Optional abilities a destination store may offer to the engine and to strategies.
+#[derive(Default, Clone, Copy)]
+#[non_exhaustive]
+pub struct Capabilities<'a> {
+    /// The destination can fetch content from an address (an `ipfs://` URL, for instance)
+    /// itself, so no byte passes through the client.
+    pub fetch_from_address: Option<&'a dyn FetchFromAddress>,
+}
+
+impl Debug for Capabilities<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capabilities")
+            .field("fetch_from_address", &self.fetch_from_address.is_some())
+            .finish()
+    }
+}
+
+/// A destination that can obtain content from an address by itself, verifying it against the
+/// descriptor before committing it.
+#[async_trait]
+pub trait FetchFromAddress: Send + Sync {
+    /// Whether this destination can fetch from `address` (by its scheme, for instance).
+    fn accepts(&self, address: &str) -> bool;
+
+    /// Makes the destination fetch `descriptor`'s content from `address`. Returns `Ok(true)`
+    /// when the content is now committed, `Ok(false)` when the destination could not get it.
+    async fn fetch_from_address(&self, descriptor: &Descriptor, address: &str) -> Result<bool>;
+}
