@@ -3,7 +3,7 @@
 //! strategy's tests, in every crate, run them (enable the `conformance` feature in
 //! `dev-dependencies`).
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn my_store_keeps_the_store_contract() {
 //!     let store: Arc<dyn WriteStore> = Arc::new(MyStore::open(...));

@@ -33,7 +33,7 @@ pub mod conformance;
 
 pub use engine::{CopyOptions, EventSink, copy, copy_graph, fetch_manifest, select_platform};
 pub use error::{BoxError, Error, Result};
-pub use locations::{BlobLocations, InMemoryLocations, Location};
+pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocations};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};
 pub use mount::{

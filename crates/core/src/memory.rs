@@ -138,13 +138,14 @@ impl ReadStore for MemoryStore {
                 continue;
             }
             if let Ok(m) = Manifest::parse(desc, bytes.clone())
-                && m.subject.as_ref().map(|s| s.digest()) == Some(subject.digest()) {
-                    let mut d = desc.clone();
-                    if let Some(t) = m.artifact_type {
-                        d.set_artifact_type(Some(t.as_str().into()));
-                    }
-                    out.push(d);
+                && m.subject.as_ref().map(|s| s.digest()) == Some(subject.digest())
+            {
+                let mut d = desc.clone();
+                if let Some(t) = m.artifact_type {
+                    d.set_artifact_type(Some(t.as_str().into()));
                 }
+                out.push(d);
+            }
         }
         out.sort_by_key(|a| a.digest().to_string());
         Ok(out)

@@ -108,11 +108,13 @@ impl Manifest {
             .map_err(|e| invalid(format!("not a manifest JSON document: {e}")))?;
         let declared = media_type_str(descriptor);
         if let Some(inner) = &raw.media_type
-            && inner != &declared && is_manifest(&declared) {
-                return Err(invalid(format!(
-                    "its mediaType `{inner}` differs from the descriptor's `{declared}`"
-                )));
-            }
+            && inner != &declared
+            && is_manifest(&declared)
+        {
+            return Err(invalid(format!(
+                "its mediaType `{inner}` differs from the descriptor's `{declared}`"
+            )));
+        }
         if raw.schema_version == Some(1) {
             return Err(invalid(
                 "Docker schema 1 manifests are not supported; convert the image to schema 2 or OCI"

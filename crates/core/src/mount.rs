@@ -270,9 +270,10 @@ impl MountChain {
                 MountOutcome::NotApplicable { .. } => {}
                 MountOutcome::Declined { upload, .. } => {
                     if let Some(new) = upload
-                        && let Some(old) = prepared.replace(new) {
-                            let _ = old.cancel().await;
-                        }
+                        && let Some(old) = prepared.replace(new)
+                    {
+                        let _ = old.cancel().await;
+                    }
                 }
             }
         }

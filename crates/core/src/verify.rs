@@ -212,9 +212,10 @@ impl Stream for VerifyingStream {
                 self.seen = seen;
                 self.hasher.as_mut().expect("hasher present").update(&chunk);
                 if seen == self.expected
-                    && let Err(e) = self.check_digest() {
-                        return self.fail(e);
-                    }
+                    && let Err(e) = self.check_digest()
+                {
+                    return self.fail(e);
+                }
                 Poll::Ready(Some(Ok(chunk)))
             }
         }

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreInfo;
 
+mod persistent;
+pub use persistent::{PersistentLocations, default_cache_path};
+
 /// One place a blob was seen, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {

@@ -1,0 +1,240 @@
+//! [`BlobLocations`] kept on disk between runs, in an embedded database (redb).
+//!
+//! The database is opened only for short moments (one read at start, one merge at
+//! [`PersistentLocations::flush`]), so any number of ferry processes can share one cache file:
+//! while another process holds it, an open is retried for a bounded time, and a cache that
+//! stays busy or unreadable is skipped with a warning, never failing a copy. redb commits are
+//! atomic, so a killed process never leaves a corrupt cache.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use oci_spec::image::Digest;
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::{BlobLocations, Location, upsert_location};
+use crate::error::{Error, Result};
+use crate::store::StoreInfo;
+
+const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blob_locations_v1");
+
+/// How long an open waits for another process to release the database.
+const OPEN_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Entries older than this are dropped when the cache is written.
+pub const MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// A blob-location cache persisted in a redb file.
+#[derive(Debug)]
+pub struct PersistentLocations {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    known: HashMap<Digest, Vec<Location>>,
+    dirty: HashMap<Digest, Vec<Location>>,
+    forgotten: Vec<(Digest, StoreInfo)>,
+}
+
+/// The default cache file: `$XDG_CACHE_HOME/ferry/locations.redb`, else
+/// `~/.cache/ferry/locations.redb`.
+pub fn default_cache_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("ferry").join("locations.redb"))
+}
+
+fn open(path: &Path) -> Result<Database> {
+    let started = Instant::now();
+    loop {
+        match Database::create(path) {
+            Ok(db) => return Ok(db),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < OPEN_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(5 + fastrand_ms()));
+            }
+            Err(e) => {
+                return Err(Error::Store {
+                    store: format!("blob-location cache `{}`", path.display()),
+                    message: format!("cannot open: {e}; remove the file or run with --no-cache"),
+                    temporary: matches!(e, redb::DatabaseError::DatabaseAlreadyOpen),
+                    source: Some(Box::new(e)),
+                });
+            }
+        }
+    }
+}
+
+fn fastrand_ms() -> u64 {
+    // Jitter from the clock: enough to keep two waiting processes apart.
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        % 20) as u64
+}
+
+fn cache_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::store(
+        format!("blob-location cache `{}`", path.display()),
+        format!("{what}: {e}"),
+    )
+}
+
+impl PersistentLocations {
+    /// Opens (creating if needed) the cache at `path` and loads what it knows.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(format!("creating cache directory `{}`", dir.display()), e)
+            })?;
+        }
+        let db = open(&path)?;
+        let mut known = HashMap::new();
+        {
+            let tx = db.begin_read().map_err(|e| cache_err(&path, "read", e))?;
+            match tx.open_table(TABLE) {
+                Ok(table) => {
+                    for row in table.iter().map_err(|e| cache_err(&path, "read", e))? {
+                        let (k, v) = row.map_err(|e| cache_err(&path, "read", e))?;
+                        if let (Ok(d), Ok(list)) = (
+                            Digest::try_from(k.value()),
+                            serde_json::from_slice::<Vec<Location>>(v.value()),
+                        ) {
+                            known.insert(d, list);
+                        }
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(cache_err(&path, "read", e)),
+            }
+        }
+        drop(db);
+        Ok(Self {
+            path,
+            state: Mutex::new(State {
+                known,
+                ..State::default()
+            }),
+        })
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Merges what this process learned into the file, keeping what other processes wrote
+    /// meanwhile. Call it when a copy ends; it is also called on drop.
+    pub fn flush(&self) -> Result<()> {
+        let (dirty, forgotten) = {
+            let mut st = self.state.lock().expect("cache lock");
+            (
+                std::mem::take(&mut st.dirty),
+                std::mem::take(&mut st.forgotten),
+            )
+        };
+        if dirty.is_empty() && forgotten.is_empty() {
+            return Ok(());
+        }
+        let db = open(&self.path)?;
+        let tx = db
+            .begin_write()
+            .map_err(|e| cache_err(&self.path, "write", e))?;
+        {
+            let mut table = tx
+                .open_table(TABLE)
+                .map_err(|e| cache_err(&self.path, "write", e))?;
+            let now = Location::now(StoreInfo::new("", "", "")).seen;
+            let mut merged: HashMap<String, Vec<Location>> = HashMap::new();
+            for (digest, mine) in dirty {
+                let key = digest.to_string();
+                let mut list: Vec<Location> = table
+                    .get(key.as_str())
+                    .map_err(|e| cache_err(&self.path, "read", e))?
+                    .and_then(|v| serde_json::from_slice(v.value()).ok())
+                    .unwrap_or_default();
+                for loc in mine.iter().rev() {
+                    list.retain(|l| l.store != loc.store);
+                    list.insert(0, loc.clone());
+                }
+                list.retain(|l| now.saturating_sub(l.seen) < MAX_AGE.as_secs());
+                list.truncate(super::MAX_LOCATIONS_PER_DIGEST);
+                merged.insert(key, list);
+            }
+            for (digest, store) in forgotten {
+                let key = digest.to_string();
+                let list = match merged.get_mut(&key) {
+                    Some(l) => l,
+                    None => {
+                        let l: Vec<Location> = table
+                            .get(key.as_str())
+                            .map_err(|e| cache_err(&self.path, "read", e))?
+                            .and_then(|v| serde_json::from_slice(v.value()).ok())
+                            .unwrap_or_default();
+                        merged.entry(key).or_insert(l)
+                    }
+                };
+                list.retain(|l| l.store != store);
+            }
+            for (key, list) in merged {
+                if list.is_empty() {
+                    table
+                        .remove(key.as_str())
+                        .map_err(|e| cache_err(&self.path, "write", e))?;
+                } else {
+                    let bytes = serde_json::to_vec(&list).expect("locations serialize");
+                    table
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(|e| cache_err(&self.path, "write", e))?;
+                }
+            }
+        }
+        tx.commit()
+            .map_err(|e| cache_err(&self.path, "commit", e))?;
+        Ok(())
+    }
+}
+
+impl BlobLocations for PersistentLocations {
+    fn record(&self, digest: &Digest, store: &StoreInfo) {
+        let mut st = self.state.lock().expect("cache lock");
+        upsert_location(st.known.entry(digest.clone()).or_default(), store);
+        upsert_location(st.dirty.entry(digest.clone()).or_default(), store);
+    }
+
+    fn locations(&self, digest: &Digest) -> Vec<Location> {
+        self.state
+            .lock()
+            .expect("cache lock")
+            .known
+            .get(digest)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, digest: &Digest, store: &StoreInfo) {
+        let mut st = self.state.lock().expect("cache lock");
+        if let Some(list) = st.known.get_mut(digest) {
+            list.retain(|l| &l.store != store);
+        }
+        if let Some(list) = st.dirty.get_mut(digest) {
+            list.retain(|l| &l.store != store);
+        }
+        st.forgotten.push((digest.clone(), store.clone()));
+    }
+}
+
+impl Drop for PersistentLocations {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "could not write the blob-location cache");
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The copy engine: order, sharing, concurrency, limits, verification, platforms, dry runs,
+//! referrers, and how it uses the mount chain.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::conformance::random_bytes;
+use ferry_core::model::{OCI_INDEX, OCI_MANIFEST};
+use ferry_core::{
+    Action, ByteStream, CopyEvent, CopyOptions, Descriptor, Error, MemoryStore, MountChain,
+    MountOutcome, MountRequest, MountStrategy, PlatformFilter, PreparedUpload, ReadStore,
+    WriteStore, copy, copy_graph,
+};
+use serde_json::json;
+
+use crate::fixtures::*;
+
+fn opts() -> CopyOptions {
+    CopyOptions::default()
+}
+
+#[tokio::test]
+async fn copies_an_image_children_first_and_tags_it() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let layers = [layer(&src, 1000), layer(&src, 2000)];
+    let (manifest, config) = image(&src, &layers);
+    src.tag(&manifest, "v1").await.unwrap();
+    let dst = Watched::new("dst");
+    let report = copy(src.clone(), "v1", dst.clone(), Some("v2"), &opts())
+        .await
+        .unwrap();
+
+    assert_eq!(report.nodes.len(), 4);
+    assert_eq!(report.count(Action::Copied), 4);
+    assert_eq!(
+        report.nodes.last().unwrap().descriptor.digest(),
+        manifest.digest(),
+        "root is last"
+    );
+    let pushed = dst.pushed();
+    assert_eq!(pushed.last().unwrap(), &manifest.digest().to_string());
+    assert!(pushed.contains(&config.digest().to_string()));
+    assert_eq!(
+        dst.inner.resolve("v2").await.unwrap().digest(),
+        manifest.digest()
+    );
+    assert_eq!(report.bytes, 1000 + 2000 + config.size() + manifest.size());
+}
+
+#[tokio::test]
+async fn shared_nodes_are_copied_once_and_manifests_fetched_once() {
+    let src = Watched::new("src");
+    let shared = layer(&src.inner, 5000);
+    let mut children = Vec::new();
+    for i in 0..5 {
+        let own = layer(&src.inner, 100 + i);
+        let (m, _) = image(&src.inner, &[shared.clone(), own]);
+        children.push(m);
+    }
+    let pairs: Vec<(Descriptor, &str)> = children.iter().map(|m| (m.clone(), "amd64")).collect();
+    let idx = index(&src.inner, &pairs);
+    let dst = Watched::new("dst");
+    let report = copy_graph(src.clone(), dst.clone(), idx.clone(), &opts())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        dst.pushed()
+            .iter()
+            .filter(|d| **d == shared.digest().to_string())
+            .count(),
+        1
+    );
+    assert_eq!(src.fetch_count(&shared), 1, "shared layer streamed once");
+    assert_eq!(src.fetch_count(&idx), 1, "index fetched once");
+    for m in &children {
+        assert_eq!(src.fetch_count(m), 1, "each manifest fetched once");
+    }
+    // 1 index + 5 manifests + 5 configs + 5 own layers + 1 shared layer.
+    assert_eq!(report.nodes.len(), 17);
+}
+
+#[tokio::test]
+async fn an_index_of_50_manifests_sharing_layers_copies_at_concurrency_1() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let shared: Vec<Descriptor> = (0..3).map(|_| layer(&src, 300)).collect();
+    let pairs: Vec<(Descriptor, &str)> = (0..50)
+        .map(|i| {
+            let own = layer(&src, 10 + i);
+            let mut ls = shared.clone();
+            ls.push(own);
+            (image(&src, &ls).0, "amd64")
+        })
+        .collect();
+    let idx = index(&src, &pairs);
+    let dst = Watched::new("dst");
+    let options = CopyOptions {
+        concurrency: 1,
+        ..opts()
+    };
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        copy_graph(src, dst.clone(), idx.clone(), &options),
+    )
+    .await
+    .expect("the copy must not deadlock")
+    .unwrap();
+    assert_eq!(report.nodes.len(), 1 + 50 * 3 + 3);
+    assert!(dst.inner.exists(&idx).await.unwrap());
+}
+
+#[tokio::test]
+async fn subgraphs_already_present_are_skipped() {
+    let src = Watched::new("src");
+    let l1 = layer(&src.inner, 100);
+    let (m1, _) = image(&src.inner, &[l1]);
+    let l2 = layer(&src.inner, 100);
+    let (m2, _) = image(&src.inner, std::slice::from_ref(&l2));
+    let idx = index(&src.inner, &[(m1.clone(), "amd64"), (m2.clone(), "arm64")]);
+    let dst = Watched::new("dst");
+    // The destination already has m1's whole graph.
+    copy_graph(src.clone(), dst.clone(), m1.clone(), &opts())
+        .await
+        .unwrap();
+    let before = src.fetch_count(&m1);
+    let report = copy_graph(src.clone(), dst.clone(), idx, &opts())
+        .await
+        .unwrap();
+    assert_eq!(report.node(m1.digest()).unwrap().action, Action::Exists);
+    assert_eq!(
+        src.fetch_count(&m1),
+        before,
+        "a present manifest is not fetched again"
+    );
+    assert_eq!(report.node(l2.digest()).unwrap().action, Action::Copied);
+    assert_eq!(
+        report.nodes.len(),
+        1 + 1 + 3,
+        "m1's children are not visited"
+    );
+}
+
+#[tokio::test]
+async fn a_blob_whose_bytes_do_not_match_fails_the_copy_and_nothing_is_tagged() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let good = layer(&src, 100);
+    let bad = Descriptor::new(
+        LAYER.into(),
+        64,
+        ferry_core::sha256(b"what the manifest promised"),
+    );
+    src.insert_unverified(&bad, random_bytes(64));
+    let (m, _) = image(&src, &[good, bad.clone()]);
+    src.tag(&m, "v1").await.unwrap();
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let err = copy(src, "v1", dst.clone(), Some("v1"), &opts())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&bad.digest().to_string()),
+        "the error names the digest: {err}"
+    );
+    assert!(
+        !dst.exists(&bad).await.unwrap(),
+        "the corrupt blob is not committed"
+    );
+    assert!(!dst.exists(&m).await.unwrap(), "the parent is not pushed");
+    assert!(dst.resolve("v1").await.is_err(), "nothing is tagged");
+}
+
+#[tokio::test]
+async fn manifests_over_the_limit_are_refused_before_fetching() {
+    let src = Watched::new("src");
+    let l = layer(&src.inner, 10);
+    let (m, _) = image(&src.inner, &[l]);
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let options = CopyOptions {
+        manifest_limit: 100,
+        ..opts()
+    };
+    let err = copy_graph(src.clone(), dst, m.clone(), &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::TooLarge { limit: 100, .. }), "{err}");
+    assert_eq!(src.fetch_count(&m), 0);
+}
+
+#[tokio::test]
+async fn malformed_manifests_are_clean_errors() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let m = src.insert(OCI_MANIFEST, Bytes::from_static(b"{not json"));
+    let err = copy_graph(src.clone(), Arc::new(MemoryStore::new("d")), m, &opts())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidManifest { .. }), "{err}");
+    let idx = src.insert(OCI_INDEX, Bytes::from_static(b"{\"schemaVersion\":2}"));
+    let err = copy_graph(src, Arc::new(MemoryStore::new("d")), idx, &opts())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("without `manifests`"), "{err}");
+}
+
+#[tokio::test]
+async fn an_index_that_lists_itself_fails_cleanly() {
+    // An index cannot honestly contain its own digest: whatever bytes a source serves for
+    // it, verification refuses them before they are parsed, so the walk cannot loop. The
+    // engine also tracks the path it walks and reports a cycle should one ever get through.
+    let src = Arc::new(MemoryStore::new("src"));
+    let template = |d: &Descriptor| {
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [d]}))
+            .unwrap()
+    };
+    let placeholder = Descriptor::new(OCI_INDEX.into(), 0, ferry_core::sha256(b""));
+    let first = template(&placeholder);
+    let claimed = Descriptor::new(
+        OCI_INDEX.into(),
+        first.len() as u64 + 2,
+        ferry_core::sha256(&first),
+    );
+    let body = template(&claimed);
+    let this = Descriptor::new(
+        OCI_INDEX.into(),
+        body.len() as u64,
+        claimed.digest().clone(),
+    );
+    src.insert_unverified(&this, body);
+    let dst = Arc::new(MemoryStore::new("d"));
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        copy_graph(src, dst.clone(), this.clone(), &opts()),
+    )
+    .await
+    .expect("no hang");
+    let err = result.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Cycle { .. }
+        ),
+        "{err}"
+    );
+    assert!(dst.is_empty());
+}
+
+#[tokio::test]
+async fn platform_selection_copies_one_manifest_and_tags_it() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let (amd, _) = image(&src, &[layer(&src, 10)]);
+    let (arm, _) = image(&src, &[layer(&src, 20)]);
+    let idx = index(&src, &[(amd.clone(), "amd64"), (arm.clone(), "arm64")]);
+    src.tag(&idx, "multi").await.unwrap();
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let options = CopyOptions {
+        platform: Some("linux/arm64".parse().unwrap()),
+        ..opts()
+    };
+    let report = copy(src.clone(), "multi", dst.clone(), Some("arm"), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.root.digest(), arm.digest());
+    assert!(dst.exists(&arm).await.unwrap());
+    assert!(!dst.exists(&amd).await.unwrap());
+    assert!(!dst.exists(&idx).await.unwrap());
+    assert_eq!(dst.resolve("arm").await.unwrap().digest(), arm.digest());
+
+    // Without a platform the whole index goes.
+    let dst2 = Arc::new(MemoryStore::new("dst2"));
+    copy(src.clone(), "multi", dst2.clone(), Some("multi"), &opts())
+        .await
+        .unwrap();
+    assert!(dst2.exists(&amd).await.unwrap() && dst2.exists(&arm).await.unwrap());
+
+    let options = CopyOptions {
+        platform: Some("linux/s390x".parse().unwrap()),
+        ..opts()
+    };
+    let err = copy(src, "multi", dst2, None, &options).await.unwrap_err();
+    assert!(
+        err.to_string().contains("linux/amd64, linux/arm64"),
+        "{err}"
+    );
+    assert!("linux".parse::<PlatformFilter>().is_err());
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_and_reports_the_plan() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let (m, _) = image(&src, &[layer(&src, 10), layer(&src, 20)]);
+    src.tag(&m, "v1").await.unwrap();
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let options = CopyOptions {
+        dry_run: true,
+        ..opts()
+    };
+    let report = copy(src, "v1", dst.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.count(Action::Planned), 4);
+    assert!(dst.is_empty());
+    assert!(dst.resolve("v1").await.is_err());
+}
+
+#[tokio::test]
+async fn foreign_layers_are_skipped() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let foreign = Descriptor::new(
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip".into(),
+        1234,
+        ferry_core::sha256(b"not here"),
+    );
+    let (m, _) = image(&src, &[layer(&src, 10), foreign.clone()]);
+    let dst = Watched::new("dst");
+    let report = copy_graph(src, dst.clone(), m.clone(), &opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.node(foreign.digest()).unwrap().action,
+        Action::Skipped
+    );
+    assert!(dst.inner.exists(&m).await.unwrap());
+}
+
+#[tokio::test]
+async fn referrers_are_copied_with_the_extended_copy() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let (m, _) = image(&src, &[layer(&src, 10)]);
+    let empty = src.insert(
+        "application/vnd.oci.empty.v1+json",
+        Bytes::from_static(b"{}"),
+    );
+    let sig_layer = src.insert(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        random_bytes(50),
+    );
+    let sig = put_json(
+        &src,
+        OCI_MANIFEST,
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.signature",
+               "config": empty, "layers": [sig_layer], "subject": m}),
+    );
+    // A referrer of the referrer.
+    let sbom_sig = put_json(
+        &src,
+        OCI_MANIFEST,
+        json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.signature",
+               "config": empty, "layers": [], "subject": sig}),
+    );
+    src.tag(&m, "v1").await.unwrap();
+
+    let dst = Arc::new(MemoryStore::new("dst"));
+    copy(src.clone(), "v1", dst.clone(), Some("v1"), &opts())
+        .await
+        .unwrap();
+    assert!(
+        !dst.exists(&sig).await.unwrap(),
+        "no referrers without the extended copy"
+    );
+
+    let dst = Watched::new("dst");
+    let options = CopyOptions {
+        referrers: true,
+        ..opts()
+    };
+    copy(src, "v1", dst.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    assert!(dst.inner.exists(&sig).await.unwrap());
+    assert!(dst.inner.exists(&sbom_sig).await.unwrap());
+    let order = dst.pushed();
+    let pos = |d: &Descriptor| {
+        order
+            .iter()
+            .position(|x| *x == d.digest().to_string())
+            .unwrap()
+    };
+    assert!(
+        pos(&m) < pos(&sig) && pos(&sig) < pos(&sbom_sig),
+        "subjects before referrers"
+    );
+}
+
+#[tokio::test]
+async fn events_report_every_node_and_the_bytes() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let (m, _) = image(&src, &[layer(&src, 100_000)]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let options = CopyOptions {
+        on_event: Some(Arc::new(move |e: &CopyEvent| {
+            let tag = match e {
+                CopyEvent::Copying(_) => "copying".to_string(),
+                CopyEvent::Bytes { done, total, .. } => format!("bytes {done}/{total}"),
+                CopyEvent::Done(n) => n.action.verb().to_lowercase(),
+            };
+            sink.lock().unwrap().push(tag);
+        })),
+        ..opts()
+    };
+    copy_graph(src, Arc::new(MemoryStore::new("d")), m, &options)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.iter().filter(|s| *s == "copied").count(), 3);
+    assert_eq!(seen.iter().filter(|s| *s == "copying").count(), 3);
+    assert!(seen.contains(&"bytes 100000/100000".to_string()));
+}
+
+/// A strategy that "mounts" by copying inside the process: it stands for any strategy that
+/// brings the blob without the engine streaming it.
+#[derive(Debug, Default)]
+struct Teleport {
+    calls: AtomicUsize,
+}
+impl std::fmt::Display for Teleport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Teleport")
+    }
+}
+#[async_trait]
+impl MountStrategy for Teleport {
+    fn name(&self) -> &str {
+        "teleport"
+    }
+    async fn mount(&self, r: &MountRequest<'_>) -> ferry_core::Result<MountOutcome> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let data = r.source.fetch(r.descriptor).await?;
+        r.destination.push(r.descriptor, data).await?;
+        Ok(MountOutcome::Mounted {
+            by: "teleport".into(),
+            from: r.source.to_string(),
+        })
+    }
+}
+
+/// A strategy that always declines but leaves a prepared upload, as a registry does with 202.
+#[derive(Debug, Default)]
+struct Prepares {
+    used: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+}
+#[derive(Debug)]
+struct Prepared {
+    dst: Arc<MemoryStore>,
+    used: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+}
+impl std::fmt::Display for Prepares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepares")
+    }
+}
+#[async_trait]
+impl PreparedUpload for Prepared {
+    async fn upload(self: Box<Self>, d: &Descriptor, data: ByteStream) -> ferry_core::Result<()> {
+        self.used.fetch_add(1, Ordering::SeqCst);
+        self.dst.push(d, data).await
+    }
+    async fn cancel(self: Box<Self>) -> ferry_core::Result<()> {
+        self.cancelled.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+#[async_trait]
+impl MountStrategy for Prepares {
+    fn name(&self) -> &str {
+        "prepares"
+    }
+    async fn mount(&self, r: &MountRequest<'_>) -> ferry_core::Result<MountOutcome> {
+        let dst = r
+            .destination
+            .as_any()
+            .downcast_ref::<Arc<MemoryStore>>()
+            .cloned();
+        let dst = dst.unwrap_or_else(|| Arc::new(MemoryStore::new("unused")));
+        let _ = dst;
+        Ok(MountOutcome::Declined {
+            reason: "202".into(),
+            upload: Some(Box::new(Prepared {
+                dst: DST.with(|d| d.clone()),
+                used: self.used.clone(),
+                cancelled: self.cancelled.clone(),
+            })),
+        })
+    }
+}
+thread_local! {
+    static DST: Arc<MemoryStore> = Arc::new(MemoryStore::new("prepared-dst"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mounted_blobs_are_reported_with_strategy_and_origin() {
+    let src = Watched::new("src");
+    let (m, _) = image(
+        &src.inner,
+        &[layer(&src.inner, 100), layer(&src.inner, 200)],
+    );
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let teleport = Arc::new(Teleport::default());
+    let mut chain = MountChain::new();
+    chain.push(teleport.clone());
+    let options = CopyOptions { chain, ..opts() };
+    let report = copy_graph(src.clone(), dst.clone(), m.clone(), &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.count(Action::Mounted),
+        3,
+        "config and layers mounted"
+    );
+    assert_eq!(report.count(Action::Copied), 1, "the manifest is copied");
+    let node = report
+        .nodes
+        .iter()
+        .find(|n| n.action == Action::Mounted)
+        .unwrap();
+    assert_eq!(node.strategy.as_deref(), Some("teleport"));
+    assert_eq!(node.from.as_deref(), Some("watched(memory:src)"));
+    assert_eq!(
+        node.bytes, 0,
+        "a mounted blob streams nothing through the engine"
+    );
+    assert_eq!(report.chain, "MountChain[Teleport]");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_prepared_upload_receives_the_fallback_copy() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let l = layer(&src, 1000);
+    let (m, _) = image(&src, std::slice::from_ref(&l));
+    let prepares = Arc::new(Prepares::default());
+    let mut chain = MountChain::new();
+    chain.push(prepares.clone());
+    let options = CopyOptions { chain, ..opts() };
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let report = copy_graph(src, dst.clone(), m, &options).await.unwrap();
+    assert_eq!(
+        prepares.used.load(Ordering::SeqCst),
+        2,
+        "config and layer went into the prepared uploads"
+    );
+    assert_eq!(prepares.cancelled.load(Ordering::SeqCst), 0);
+    assert!(DST.with(|d| d.get(l.digest())).is_some());
+    let node = report.node(l.digest()).unwrap();
+    assert_eq!(node.action, Action::Copied);
+    assert_eq!(node.attempts[0].outcome, "declined");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_later_mount_cancels_an_earlier_prepared_upload() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let l = layer(&src, 10);
+    let prepares = Arc::new(Prepares::default());
+    let mut chain = MountChain::new();
+    chain.push(prepares.clone());
+    chain.push(Arc::new(Teleport::default()));
+    let options = CopyOptions { chain, ..opts() };
+    let report = copy_graph(src, Arc::new(MemoryStore::new("dst")), l.clone(), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.node(l.digest()).unwrap().action, Action::Mounted);
+    assert_eq!(prepares.cancelled.load(Ordering::SeqCst), 1);
+    assert_eq!(prepares.used.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_empty_chain_streams_everything() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let (m, _) = image(&src, &[layer(&src, 10)]);
+    let report = copy_graph(src, Arc::new(MemoryStore::new("dst")), m, &opts())
+        .await
+        .unwrap();
+    assert!(
+        report
+            .nodes
+            .iter()
+            .all(|n| n.action == Action::Copied && n.attempts.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn locations_are_recorded_for_source_children_and_destination() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let l = layer(&src, 10);
+    let (m, _) = image(&src, std::slice::from_ref(&l));
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let options = opts();
+    copy_graph(src.clone(), dst.clone(), m, &options)
+        .await
+        .unwrap();
+    let locs = options.locations.locations(l.digest());
+    assert_eq!(locs.len(), 2);
+    assert_eq!(&locs[0].store, dst.info(), "most recent first");
+    assert_eq!(&locs[1].store, src.info());
+}
+
+#[tokio::test]
+async fn docker_manifest_lists_are_walked() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let cfg = src.insert(
+        "application/vnd.docker.container.image.v1+json",
+        Bytes::from_static(b"{}"),
+    );
+    let l = src.insert(
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        random_bytes(30),
+    );
+    let m = put_json(
+        &src,
+        ferry_core::model::DOCKER_MANIFEST,
+        json!({"schemaVersion": 2, "mediaType": ferry_core::model::DOCKER_MANIFEST, "config": cfg, "layers": [l]}),
+    );
+    let mut entry = serde_json::to_value(&m).unwrap();
+    entry["platform"] = json!({"os": "linux", "architecture": "amd64"});
+    let list = put_json(
+        &src,
+        ferry_core::model::DOCKER_MANIFEST_LIST,
+        json!({"schemaVersion": 2, "mediaType": ferry_core::model::DOCKER_MANIFEST_LIST, "manifests": [entry]}),
+    );
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let report = copy_graph(src, dst.clone(), list.clone(), &opts())
+        .await
+        .unwrap();
+    assert_eq!(report.nodes.len(), 4);
+    assert!(dst.exists(&l).await.unwrap() && dst.exists(&list).await.unwrap());
+}
+
+#[test]
+fn chain_display_names_the_chain() {
+    let chain = MountChain::new()
+        .with(Teleport::default())
+        .with(Prepares::default());
+    assert_eq!(chain.to_string(), "MountChain[Teleport, Prepares]");
+    let _ = (
+        OCI_INDEX,
+        Descriptor::new(LAYER.into(), 0, ferry_core::sha256(b"")),
+    );
+}
