@@ -1,1 +1,36 @@
-//! fs
+//! ferry-fs-store: OCI image-layout directories as ferry stores, and the mount strategy that
+//! links blobs between stores on one filesystem.
+//!
+//! - [`OciLayout`] reads and writes an [OCI image layout] (`oci-layout`, `index.json`,
+//!   `blobs/<algorithm>/<hex>`), the format skopeo, umoci, buildah and oras use. Every blob is
+//!   verified while it is written and becomes visible only once whole; tags are
+//!   `org.opencontainers.image.ref.name` annotations in `index.json`, updated atomically under
+//!   a file lock so that concurrent processes lose no tag.
+//! - [`SharedStorageMount`] is a [`ferry_core::MountStrategy`] for two layouts on one
+//!   filesystem: it clones the source blob file (reflink) where the filesystem can, else
+//!   hardlinks it, so no byte is copied. It verifies the source file's digest first unless
+//!   built with [`SharedStorageMount::trusting`].
+//!
+//! ```no_run
+//! # async fn demo() -> ferry_core::Result<()> {
+//! use std::sync::Arc;
+//! use ferry_core::{copy, CopyOptions, MountChain};
+//! use ferry_fs_store::{OciLayout, SharedStorageMount};
+//!
+//! let src = Arc::new(OciLayout::open("images/app")?);
+//! let dst = Arc::new(OciLayout::open_or_create("mirror/app")?);
+//! let options = CopyOptions {
+//!     chain: MountChain::new().with(SharedStorageMount::new()),
+//!     ..Default::default()
+//! };
+//! copy(src, "v1", dst, Some("v1"), &options).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
+
+pub mod layout;
+pub mod shared;
+
+pub use layout::{OciLayout, blob_path_in, parse_digest, validate_tag};
+pub use shared::SharedStorageMount;

@@ -1,0 +1,870 @@
+//! [`OciLayout`]: an OCI image-layout directory as a ferry store.
+//!
+//! The layout follows the OCI image-layout specification: an `oci-layout` marker file,
+//! `index.json`, and content under `blobs/<algorithm>/<hex>`. Tags are
+//! `org.opencontainers.image.ref.name` annotations on the entries of `index.json`, as skopeo,
+//! umoci and other tools write them.
+//!
+//! ferry keeps its own working files in a `.ferry` directory inside the layout: `tmp/` holds
+//! blobs while they are written and verified (a blob becomes visible only when it is renamed
+//! into `blobs/`), and `index.lock` serializes updates of `index.json` between processes.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::model::{Manifest, OCI_INDEX, OCI_MANIFEST, is_manifest};
+use ferry_core::{
+    ByteStream, Descriptor, Digest, Error, ReadStore, Result, StoreInfo, WriteStore, verify_stream,
+};
+use futures::StreamExt;
+use oci_spec::image::DigestAlgorithm;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+/// The annotation that names a tag on an `index.json` entry.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The marker file of an OCI image layout.
+pub const LAYOUT_FILE: &str = "oci-layout";
+/// The image-layout version ferry writes.
+pub const LAYOUT_VERSION: &str = "1.0.0";
+/// The index file of an OCI image layout.
+pub const INDEX_FILE: &str = "index.json";
+/// The directory holding content.
+pub const BLOBS_DIR: &str = "blobs";
+/// ferry's working directory inside a layout (temporary files and the index lock).
+pub const WORK_DIR: &str = ".ferry";
+
+const TMP_DIR: &str = "tmp";
+const LOCK_FILE: &str = "index.lock";
+/// Writes are buffered in chunks this large; larger chunks go straight to the file.
+const WRITE_BUFFER: usize = 256 * 1024;
+/// Fetches read the file in chunks this large.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks in flight between the file thread and the async side.
+const CHANNEL_DEPTH: usize = 8;
+/// Only blobs this small are read when looking for manifests (referrers, resolve by digest).
+const MANIFEST_SCAN_LIMIT: u64 = ferry_core::model::DEFAULT_MANIFEST_LIMIT;
+
+/// An OCI image-layout directory, read and written as a ferry store.
+///
+/// Blob writes stream through [`verify_stream`] into a temporary file inside the layout, are
+/// synced, and are renamed into `blobs/` only when size and digest match; a failed or dropped
+/// push leaves nothing visible. `index.json` is replaced atomically under an exclusive file
+/// lock, so several processes can tag one layout at once without losing a tag.
+///
+/// Pushing a manifest does not list it in `index.json`; [`WriteStore::tag`] does.
+#[derive(Debug, Clone)]
+pub struct OciLayout {
+    root: PathBuf,
+    info: StoreInfo,
+}
+
+impl OciLayout {
+    /// Opens an existing layout. The directory must hold an `oci-layout` file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let marker = path.join(LAYOUT_FILE);
+        let text = match std::fs::read(&marker) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    what: format!(
+                        "OCI image layout `{}` (no `{LAYOUT_FILE}` file there)",
+                        path.display()
+                    ),
+                    hint: Some(
+                        "create one with `OciLayout::create`, or copy an image into it with \
+                         `ferry cp <source> oci:<path>:<tag>`"
+                            .into(),
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(Error::io(format!("reading `{}`", marker.display()), e));
+            }
+        };
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Marker {
+            image_layout_version: String,
+        }
+        let parsed: Marker = serde_json::from_slice(&text).map_err(|e| {
+            Error::invalid(
+                "layout",
+                path.display().to_string(),
+                format!(
+                    "its `{LAYOUT_FILE}` file is not valid JSON with `imageLayoutVersion`: {e}"
+                ),
+            )
+        })?;
+        if !parsed.image_layout_version.starts_with("1.") {
+            return Err(Error::invalid(
+                "layout",
+                path.display().to_string(),
+                format!(
+                    "image-layout version `{}` is not supported; ferry reads version 1.x",
+                    parsed.image_layout_version
+                ),
+            ));
+        }
+        Self::at(path)
+    }
+
+    /// Creates a new layout in `path` (created if missing, else it must be empty).
+    pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.join(LAYOUT_FILE).exists() {
+            return Err(Error::invalid(
+                "layout",
+                path.display().to_string(),
+                "the directory already holds an OCI image layout; open it with `OciLayout::open`",
+            ));
+        }
+        fs_err::create_dir_all(path).map_err(|e| Error::io("creating the layout directory", e))?;
+        let mut entries =
+            fs_err::read_dir(path).map_err(|e| Error::io("listing the layout directory", e))?;
+        if entries.next().is_some() {
+            return Err(Error::invalid(
+                "layout",
+                path.display().to_string(),
+                "the directory is not empty and holds no OCI image layout; pick a new or empty \
+                 directory",
+            ));
+        }
+        let io = |e| Error::io("creating the OCI image layout", e);
+        fs_err::create_dir_all(path.join(BLOBS_DIR).join("sha256")).map_err(io)?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [],
+        });
+        write_file_synced(
+            &path.join(INDEX_FILE),
+            &serde_json::to_vec(&index).expect("JSON"),
+        )
+        .map_err(io)?;
+        // The marker last: a layout is only opened once it is whole.
+        let marker = serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION });
+        write_file_synced(
+            &path.join(LAYOUT_FILE),
+            &serde_json::to_vec(&marker).expect("JSON"),
+        )
+        .map_err(io)?;
+        sync_dir(path).map_err(io)?;
+        Self::at(path)
+    }
+
+    /// Opens the layout in `path`, creating it when the directory is missing or empty.
+    pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.join(LAYOUT_FILE).exists() {
+            Self::open(path)
+        } else {
+            Self::create(path)
+        }
+    }
+
+    fn at(path: &Path) -> Result<Self> {
+        let root = fs_err::canonicalize(path).map_err(|e| Error::io("opening the layout", e))?;
+        let meta = fs_err::metadata(&root).map_err(|e| Error::io("opening the layout", e))?;
+        let info = StoreInfo::new(
+            StoreInfo::OCI_LAYOUT,
+            format!("dev:{}", meta.dev()),
+            root.to_string_lossy().into_owned(),
+        );
+        Ok(Self { root, info })
+    }
+
+    /// The layout's absolute, canonical path.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob `digest` is (or would be) stored: `<layout>/blobs/<algorithm>/<hex>`.
+    /// Refuses digests that are not well-formed sha256 or sha512 digests.
+    pub fn blob_path(&self, digest: &Digest) -> Result<PathBuf> {
+        blob_path_in(&self.root, digest)
+    }
+
+    /// Every tag in `index.json` and the descriptor it names, in index order.
+    pub async fn tags(&self) -> Result<Vec<(String, Descriptor)>> {
+        let this = self.clone();
+        blocking(move || {
+            let index = this.read_index()?;
+            Ok(index
+                .entries()
+                .iter()
+                .filter_map(|e| Some((ref_name(e)?.to_string(), entry_descriptor(e)?)))
+                .collect())
+        })
+        .await
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        self.root.join(WORK_DIR)
+    }
+
+    fn tmp_dir(&self) -> Result<PathBuf> {
+        let dir = self.work_dir().join(TMP_DIR);
+        fs_err::create_dir_all(&dir)
+            .map_err(|e| Error::io("preparing the layout for writing", e))?;
+        Ok(dir)
+    }
+
+    fn read_index(&self) -> Result<Index> {
+        Index::read(&self.root.join(INDEX_FILE))
+    }
+
+    fn write_index(&self, index: &Index) -> Result<()> {
+        let io = |e| {
+            Error::io(
+                format!("writing `{}`", self.root.join(INDEX_FILE).display()),
+                e,
+            )
+        };
+        let bytes = serde_json::to_vec(&index.doc).expect("JSON");
+        let tmp_dir = self.tmp_dir()?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix("index-")
+            .tempfile_in(&tmp_dir)
+            .map_err(io)?;
+        tmp.write_all(&bytes).map_err(io)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(self.root.join(INDEX_FILE))
+            .map_err(|e| io(e.error))?;
+        sync_dir(&self.root).map_err(io)?;
+        Ok(())
+    }
+
+    /// Points `tag` at `descriptor` in `index.json`, holding the layout's lock throughout the
+    /// read-modify-write.
+    fn tag_locked(&self, descriptor: &Descriptor, tag: &str) -> Result<()> {
+        let work = self.work_dir();
+        fs_err::create_dir_all(&work).map_err(|e| Error::io("preparing the layout lock", e))?;
+        let lock_path = work.join(LOCK_FILE);
+        let lock = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("opening the layout lock", e))?;
+        lock_exclusive(lock.file(), &lock_path)?;
+        let mut index = self.read_index()?;
+        index.set_tag(descriptor, tag);
+        let result = self.write_index(&index);
+        // Closing the file releases the lock; unlock first to be explicit.
+        let _ = fs4::fs_std::FileExt::unlock(lock.file());
+        result
+    }
+
+    fn resolve_digest(&self, digest: Digest) -> Result<Descriptor> {
+        let index = self.read_index()?;
+        if let Some(d) = index
+            .entries()
+            .iter()
+            .filter_map(entry_descriptor)
+            .find(|d| d.digest() == &digest)
+        {
+            return Ok(d);
+        }
+        let path = self.blob_path(&digest)?;
+        let not_found = || Error::not_found(format!("`{digest}` in {self}"));
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(not_found()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+            Err(e) => return Err(Error::io(format!("reading `{}`", path.display()), e)),
+        };
+        if meta.len() > MANIFEST_SCAN_LIMIT {
+            return Err(Error::invalid(
+                "reference",
+                digest.to_string(),
+                format!(
+                    "the blob has {} bytes, too large for a manifest; name a manifest or index",
+                    meta.len()
+                ),
+            ));
+        }
+        let bytes = fs_err::read(&path).map_err(|e| Error::io("reading a manifest", e))?;
+        match sniff_manifest_type(&bytes) {
+            Some(media_type) => Ok(Descriptor::new(
+                media_type.as_str().into(),
+                meta.len(),
+                digest,
+            )),
+            None => Err(Error::invalid(
+                "reference",
+                digest.to_string(),
+                "the blob is not a manifest or index (no `mediaType`, `config` or `manifests`); \
+                 name a manifest or index",
+            )),
+        }
+    }
+
+    fn resolve_tag(&self, tag: &str) -> Result<Descriptor> {
+        if tag.is_empty() || tag.contains('\0') {
+            validate_tag(tag)?;
+        }
+        let index = self.read_index()?;
+        if let Some(d) = index
+            .entries()
+            .iter()
+            .filter(|e| ref_name(e) == Some(tag))
+            .find_map(entry_descriptor)
+        {
+            return Ok(d);
+        }
+        validate_tag(tag)?;
+        let tags: Vec<String> = index
+            .entries()
+            .iter()
+            .filter_map(ref_name)
+            .map(|t| format!("`{t}`"))
+            .collect();
+        Err(Error::NotFound {
+            what: format!("tag `{tag}` in {self}"),
+            hint: Some(if tags.is_empty() {
+                "the layout has no tags".into()
+            } else {
+                format!("the layout has the tags {}", tags.join(", "))
+            }),
+        })
+    }
+
+    fn scan_referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>> {
+        let mut out: Vec<Descriptor> = Vec::new();
+        for algorithm in ["sha256", "sha512"] {
+            let dir = self.root.join(BLOBS_DIR).join(algorithm);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing `{}`", dir.display()), e)),
+            };
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| Error::io(format!("listing `{}`", dir.display()), e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let Ok(digest) = Digest::try_from(format!("{algorithm}:{name}")) else {
+                    continue;
+                };
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() || meta.len() > MANIFEST_SCAN_LIMIT || meta.len() < 2 {
+                    continue;
+                }
+                let Ok(bytes) = read_if_json(&entry.path()) else {
+                    continue;
+                };
+                let Some(bytes) = bytes else { continue };
+                if let Some(d) = referrer_of(&bytes, digest, subject) {
+                    out.push(d);
+                }
+            }
+        }
+        out.sort_by_key(|d| d.digest().to_string());
+        Ok(out)
+    }
+}
+
+/// `<root>/blobs/<algorithm>/<hex>` for a well-formed sha256 or sha512 digest.
+pub fn blob_path_in(root: &Path, digest: &Digest) -> Result<PathBuf> {
+    let (algorithm, length) = match digest.algorithm() {
+        DigestAlgorithm::Sha256 => ("sha256", 64),
+        DigestAlgorithm::Sha512 => ("sha512", 128),
+        other => {
+            return Err(Error::UnsupportedDigest {
+                algorithm: other.to_string(),
+                digest: digest.clone(),
+            });
+        }
+    };
+    let hex = digest.digest();
+    if hex.len() != length || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(Error::invalid(
+            "digest",
+            digest.to_string(),
+            format!("a {algorithm} digest is {length} lowercase hexadecimal characters"),
+        ));
+    }
+    Ok(root.join(BLOBS_DIR).join(algorithm).join(hex))
+}
+
+/// Checks `tag` against the OCI tag grammar `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "tag",
+            tag.escape_debug().to_string(),
+            "a tag is 1 to 128 characters of letters, digits, `_`, `.` and `-`, and does not \
+             start with `.` or `-`",
+        ))
+    }
+}
+
+/// Parses a digest reference, accepting only well-formed sha256 and sha512 digests.
+pub fn parse_digest(reference: &str) -> Result<Digest> {
+    let digest = Digest::try_from(reference).map_err(|e| {
+        Error::invalid(
+            "digest",
+            reference.escape_debug().to_string(),
+            format!(
+                "{e}; a digest is `sha256:` followed by 64 lowercase hexadecimal characters \
+                 (or `sha512:` and 128)"
+            ),
+        )
+    })?;
+    // Checks the algorithm and the encoding.
+    blob_path_in(Path::new(""), &digest)?;
+    Ok(digest)
+}
+
+impl std::fmt::Display for OciLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "oci:{}", self.root.display())
+    }
+}
+
+#[async_trait]
+impl ReadStore for OciLayout {
+    fn info(&self) -> &StoreInfo {
+        &self.info
+    }
+
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
+        let path = self.blob_path(descriptor.digest())?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("checking `{}`", path.display()), e)),
+        }
+    }
+
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        let path = self.blob_path(descriptor.digest())?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::not_found(format!(
+                    "`{}` in {self}",
+                    descriptor.digest()
+                )));
+            }
+            Err(e) => return Err(Error::io(format!("opening `{}`", path.display()), e)),
+        };
+        tracing::debug!(layout = %self, digest = %descriptor.digest(), "fetch blob");
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
+        tokio::task::spawn_blocking(move || read_file_into(file, &path, tx));
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        let this = self.clone();
+        if reference.contains(':') {
+            let digest = parse_digest(reference)?;
+            blocking(move || this.resolve_digest(digest)).await
+        } else {
+            let tag = reference.to_string();
+            blocking(move || this.resolve_tag(&tag)).await
+        }
+    }
+
+    async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>> {
+        let this = self.clone();
+        let digest = subject.digest().clone();
+        blocking(move || this.scan_referrers(&digest)).await
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[async_trait]
+impl WriteStore for OciLayout {
+    async fn push(&self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
+        let target = self.blob_path(descriptor.digest())?;
+        if tokio::fs::metadata(&target)
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            tracing::debug!(layout = %self, digest = %descriptor.digest(), "blob already present");
+            return Ok(());
+        }
+        let mut stream = verify_stream(descriptor, data)?;
+        let tmp_dir = self.tmp_dir()?;
+        tracing::debug!(layout = %self, digest = %descriptor.digest(), size = descriptor.size(), "push blob");
+        let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_DEPTH);
+        let writer = tokio::task::spawn_blocking(move || write_blob(rx, &tmp_dir, &target));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    if tx.send(Chunk::Data(bytes)).await.is_err() {
+                        // The writer stopped on an error, which it returns below.
+                        break;
+                    }
+                }
+                Err(e) => {
+                    drop(tx);
+                    let _ = writer.await;
+                    return Err(e);
+                }
+            }
+        }
+        let _ = tx.send(Chunk::Commit).await;
+        drop(tx);
+        join(writer.await)?
+    }
+
+    async fn tag(&self, descriptor: &Descriptor, tag: &str) -> Result<()> {
+        validate_tag(tag)?;
+        if !self.exists(descriptor).await? {
+            return Err(Error::NotFound {
+                what: format!("`{}` in {self}", descriptor.digest()),
+                hint: Some("push the manifest before tagging it".into()),
+            });
+        }
+        tracing::debug!(layout = %self, digest = %descriptor.digest(), tag, "tag");
+        let this = self.clone();
+        let descriptor = descriptor.clone();
+        let tag = tag.to_string();
+        blocking(move || this.tag_locked(&descriptor, &tag)).await
+    }
+}
+
+/// Takes the exclusive lock on `file`, naming `path` on failure.
+fn lock_exclusive(file: &std::fs::File, path: &Path) -> Result<()> {
+    fs4::fs_std::FileExt::lock_exclusive(file)
+        .map_err(|e| Error::io(format!("locking `{}`", path.display()), e))
+}
+
+/// What the async side of a push sends to the file thread.
+enum Chunk {
+    Data(Bytes),
+    /// Every byte was sent and verified: commit the blob.
+    Commit,
+}
+
+/// Writes chunks into a temporary file and renames it to `target` on [`Chunk::Commit`]. The
+/// temporary file is removed when the channel closes without a commit (a failed or dropped
+/// push) and on any error.
+fn write_blob(mut rx: mpsc::Receiver<Chunk>, tmp_dir: &Path, target: &Path) -> Result<()> {
+    let io = |e| Error::io(format!("writing blob `{}`", target.display()), e);
+    let tmp = tempfile::Builder::new()
+        .prefix("blob-")
+        .tempfile_in(tmp_dir)
+        .map_err(io)?;
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER, tmp);
+    while let Some(chunk) = rx.blocking_recv() {
+        match chunk {
+            Chunk::Data(bytes) => writer.write_all(&bytes).map_err(io)?,
+            Chunk::Commit => {
+                let tmp = writer.into_inner().map_err(|e| io(e.into_error()))?;
+                let file = tmp.as_file();
+                file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .map_err(io)?;
+                file.sync_all().map_err(io)?;
+                let parent = target.parent().expect("blob paths have a parent");
+                fs_err::create_dir_all(parent).map_err(io)?;
+                match tmp.persist_noclobber(target) {
+                    Ok(_) => {}
+                    // Another writer committed the same content first; ours is dropped.
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io(e.error)),
+                }
+                sync_dir(parent).map_err(io)?;
+                return Ok(());
+            }
+        }
+    }
+    Err(Error::Cancelled(format!(
+        "push of `{}` abandoned; nothing was committed",
+        target.display()
+    )))
+}
+
+/// Reads `file` in chunks into `tx` until the end, an error, or the receiver is gone.
+fn read_file_into(mut file: std::fs::File, path: &Path, tx: mpsc::Sender<Result<Bytes>>) {
+    loop {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut filled = 0;
+        let result = loop {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if filled > 0 {
+            buf.truncate(filled);
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+        match result {
+            Err(e) => {
+                let _ =
+                    tx.blocking_send(Err(Error::io(format!("reading `{}`", path.display()), e)));
+                return;
+            }
+            Ok(()) if filled < READ_CHUNK => return,
+            Ok(()) => {}
+        }
+    }
+}
+
+/// `index.json`, kept as JSON so that fields and entries other tools wrote survive a rewrite.
+struct Index {
+    doc: Map<String, Value>,
+}
+
+impl Index {
+    fn read(path: &Path) -> Result<Self> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut doc = Map::new();
+                doc.insert("schemaVersion".into(), 2.into());
+                doc.insert("mediaType".into(), OCI_INDEX.into());
+                doc.insert("manifests".into(), Value::Array(Vec::new()));
+                return Ok(Self { doc });
+            }
+            Err(e) => return Err(Error::io(format!("reading `{}`", path.display()), e)),
+        };
+        let doc: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid(
+                "layout index",
+                path.display().to_string(),
+                format!("not a JSON object: {e}; repair or remove the file"),
+            )
+        })?;
+        Ok(Self { doc })
+    }
+
+    fn entries(&self) -> &[Value] {
+        match self.doc.get("manifests") {
+            Some(Value::Array(a)) => a,
+            _ => &[],
+        }
+    }
+
+    fn entries_mut(&mut self) -> &mut Vec<Value> {
+        let slot = self
+            .doc
+            .entry("manifests")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !slot.is_array() {
+            *slot = Value::Array(Vec::new());
+        }
+        slot.as_array_mut().expect("array")
+    }
+
+    /// Points `tag` at `descriptor`: removes it from every other entry, tags an untagged
+    /// entry of the same digest or appends one, and drops untagged entries whose digest
+    /// another entry lists.
+    fn set_tag(&mut self, descriptor: &Descriptor, tag: &str) {
+        let digest = descriptor.digest().to_string();
+        let entries = self.entries_mut();
+        let mut has_target = false;
+        for entry in entries.iter_mut() {
+            if ref_name(entry) != Some(tag) {
+                continue;
+            }
+            if entry_digest(entry) == Some(digest.as_str()) && !has_target {
+                has_target = true;
+            } else {
+                remove_ref_name(entry);
+            }
+        }
+        if !has_target {
+            if let Some(entry) = entries
+                .iter_mut()
+                .find(|e| entry_digest(e) == Some(digest.as_str()) && ref_name(e).is_none())
+            {
+                set_ref_name(entry, tag);
+            } else {
+                let mut entry = serde_json::to_value(descriptor).expect("descriptor JSON");
+                remove_ref_name(&mut entry);
+                set_ref_name(&mut entry, tag);
+                entries.push(entry);
+            }
+        }
+        // An untagged entry is kept (other tools write them, and they keep content
+        // reachable) unless another entry already lists its digest.
+        let tagged: HashSet<String> = entries
+            .iter()
+            .filter(|e| ref_name(e).is_some())
+            .filter_map(|e| entry_digest(e).map(str::to_string))
+            .collect();
+        let mut untagged_seen = HashSet::new();
+        entries.retain(|e| {
+            if ref_name(e).is_some() {
+                return true;
+            }
+            match entry_digest(e) {
+                Some(d) => !tagged.contains(d) && untagged_seen.insert(d.to_string()),
+                None => true,
+            }
+        });
+    }
+}
+
+fn entry_digest(entry: &Value) -> Option<&str> {
+    entry.get("digest")?.as_str()
+}
+
+fn ref_name(entry: &Value) -> Option<&str> {
+    entry.get("annotations")?.get(REF_NAME)?.as_str()
+}
+
+fn remove_ref_name(entry: &mut Value) {
+    let Some(obj) = entry.as_object_mut() else {
+        return;
+    };
+    let empty = match obj.get_mut("annotations").and_then(Value::as_object_mut) {
+        Some(a) => {
+            a.remove(REF_NAME);
+            a.is_empty()
+        }
+        None => false,
+    };
+    if empty {
+        obj.remove("annotations");
+    }
+}
+
+fn set_ref_name(entry: &mut Value, tag: &str) {
+    let Some(obj) = entry.as_object_mut() else {
+        return;
+    };
+    let annotations = obj
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    annotations
+        .as_object_mut()
+        .expect("object")
+        .insert(REF_NAME.into(), tag.into());
+}
+
+/// The descriptor of an index entry, without the tag annotation.
+fn entry_descriptor(entry: &Value) -> Option<Descriptor> {
+    let mut entry = entry.clone();
+    remove_ref_name(&mut entry);
+    match serde_json::from_value::<Descriptor>(entry) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::debug!(error = %e, "skipping an index.json entry that is not a descriptor");
+            None
+        }
+    }
+}
+
+/// The media type of a manifest document: its `mediaType`, else guessed from its shape.
+fn sniff_manifest_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        media_type: Option<String>,
+        config: Option<Value>,
+        manifests: Option<Value>,
+    }
+    let shape: Shape = serde_json::from_slice(bytes).ok()?;
+    match shape.media_type {
+        Some(m) => Some(m),
+        None if shape.manifests.is_some() => Some(OCI_INDEX.into()),
+        None if shape.config.is_some() => Some(OCI_MANIFEST.into()),
+        None => None,
+    }
+}
+
+/// The referrer descriptor of the manifest `bytes` when its `subject` is `subject`.
+fn referrer_of(bytes: &[u8], digest: Digest, subject: &Digest) -> Option<Descriptor> {
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        subject: Option<Descriptor>,
+    }
+    let s: Subject = serde_json::from_slice(bytes).ok()?;
+    if s.subject.as_ref()?.digest() != subject {
+        return None;
+    }
+    let media_type = sniff_manifest_type(bytes)?;
+    if !is_manifest(&media_type) {
+        return None;
+    }
+    let mut desc = Descriptor::new(media_type.as_str().into(), bytes.len() as u64, digest);
+    let manifest = Manifest::parse(&desc, Bytes::copy_from_slice(bytes)).ok()?;
+    if let Some(t) = manifest.artifact_type {
+        desc.set_artifact_type(Some(t.as_str().into()));
+    }
+    Some(desc)
+}
+
+/// The file's bytes when it starts (after whitespace) with `{`, else `None`.
+fn read_if_json(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut head = [0u8; 64];
+    let n = file.read(&mut head)?;
+    match head[..n].iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        _ => return Ok(None),
+    }
+    let mut bytes = head[..n].to_vec();
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Writes `bytes` to `path` and syncs it (for files written once, at creation).
+fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs_err::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Syncs a directory, so that a rename in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs_err::File::open(dir)?.sync_all()
+}
+
+/// Runs `f` on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    join(tokio::task::spawn_blocking(f).await)?
+}
+
+/// The result of a blocking task; a panic in it is resumed here.
+pub(crate) fn join<T>(r: Result<T, tokio::task::JoinError>) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(Error::Cancelled(format!("file task: {e}"))),
+    }
+}

@@ -1,0 +1,323 @@
+//! [`SharedStorageMount`]: links a blob file from one OCI layout into another on the same
+//! filesystem, by reflink where the filesystem can clone files, else by hardlink.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use ferry_core::{
+    Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+};
+
+use crate::layout::{WORK_DIR, blob_path_in, blocking, sync_dir};
+
+/// How a blob was brought over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Reflink,
+    Hardlink,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Reflink => "reflink",
+            Method::Hardlink => "hardlink",
+        }
+    }
+}
+
+/// What the file work found.
+enum Linked {
+    Done(Method),
+    Present,
+    Corrupt(String),
+    Unsupported(String),
+}
+
+/// A [`MountStrategy`] for two OCI image layouts on one filesystem (same
+/// [`StoreInfo::authority`], the device id): the destination gets the source's blob file by
+/// reflink (a copy-on-write clone, on XFS, Btrfs, bcachefs...) where the filesystem supports
+/// it, else by hardlink. No byte is copied either way; committed blobs are immutable, so
+/// sharing an inode is safe.
+///
+/// By default the source file is hashed first (read, never written) and a file that does not
+/// match its digest is not linked: a corrupt layout must not spread. [`Self::trusting`] skips
+/// that read.
+///
+/// The outcome's `by` is the method actually used, `reflink` or `hardlink`; its `from` is the
+/// source layout's path.
+#[derive(Debug, Clone, Default)]
+pub struct SharedStorageMount {
+    trusted: bool,
+}
+
+impl SharedStorageMount {
+    /// The strategy, verifying every source file before linking it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The strategy, linking source files without reading them (the source layout is trusted).
+    pub fn trusting() -> Self {
+        Self { trusted: true }
+    }
+
+    /// Sets whether source files are trusted without being hashed.
+    pub fn with_trusted(mut self, trusted: bool) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// Whether source files are hashed before being linked.
+    pub fn verifies(&self) -> bool {
+        !self.trusted
+    }
+}
+
+impl std::fmt::Display for SharedStorageMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.trusted {
+            f.write_str("SharedStorageMount(trusted)")
+        } else {
+            f.write_str("SharedStorageMount")
+        }
+    }
+}
+
+/// Sets the flag when the mount future is dropped, so the file work stops early.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl MountStrategy for SharedStorageMount {
+    fn name(&self) -> &str {
+        "shared-storage"
+    }
+
+    async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
+        let src: &StoreInfo = request.source.info();
+        let dst: &StoreInfo = request.destination.info();
+        if src.scheme != StoreInfo::OCI_LAYOUT || dst.scheme != StoreInfo::OCI_LAYOUT {
+            return Ok(MountOutcome::not_applicable(format!(
+                "source and destination must both be OCI layouts (they are `{}` and `{}`)",
+                src.scheme, dst.scheme
+            )));
+        }
+        if !src.same_authority(dst) {
+            return Ok(MountOutcome::not_applicable(format!(
+                "`{}` and `{}` are on different filesystems (`{}`, `{}`)",
+                src.namespace, dst.namespace, src.authority, dst.authority
+            )));
+        }
+        let digest = request.descriptor.digest().clone();
+        let src_root = PathBuf::from(&src.namespace);
+        let dst_root = PathBuf::from(&dst.namespace);
+        let src_path = blob_path_in(&src_root, &digest)?;
+        let dst_path = blob_path_in(&dst_root, &digest)?;
+        if tokio::fs::metadata(&dst_path)
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            return Ok(MountOutcome::AlreadyPresent);
+        }
+        let meta = match tokio::fs::metadata(&src_path).await {
+            Ok(m) if m.is_file() => m,
+            Ok(_) | Err(_) => {
+                return Ok(MountOutcome::declined(format!(
+                    "source layout `{}` has no file for `{digest}`",
+                    src.namespace
+                )));
+            }
+        };
+        if meta.len() != request.descriptor.size() {
+            return Ok(MountOutcome::declined(format!(
+                "source file `{}` has {} bytes but the descriptor says {}; not linked",
+                src_path.display(),
+                meta.len(),
+                request.descriptor.size()
+            )));
+        }
+        if Hasher::for_digest(&digest).is_err() {
+            return Ok(MountOutcome::not_applicable(format!(
+                "cannot verify `{digest}`: unsupported digest algorithm"
+            )));
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancel.clone());
+        let verify = !self.trusted;
+        let work = LinkWork {
+            src_path: src_path.clone(),
+            dst_path,
+            tmp_dir: dst_root.join(WORK_DIR).join("tmp"),
+            digest: digest.clone(),
+            verify,
+            cancel,
+        };
+        tracing::debug!(
+            strategy = %self,
+            %digest,
+            source = %src_path.display(),
+            destination = %dst.namespace,
+            "shared-storage mount attempt"
+        );
+        let outcome = match blocking(move || work.run()).await? {
+            Linked::Done(method) => MountOutcome::Mounted {
+                by: method.as_str().to_string(),
+                from: src.namespace.clone(),
+            },
+            Linked::Present => MountOutcome::AlreadyPresent,
+            Linked::Corrupt(reason) => MountOutcome::declined(reason),
+            Linked::Unsupported(reason) => MountOutcome::not_applicable(reason),
+        };
+        Ok(outcome)
+    }
+}
+
+/// The file work of one mount, run on the blocking pool.
+struct LinkWork {
+    src_path: PathBuf,
+    dst_path: PathBuf,
+    tmp_dir: PathBuf,
+    digest: Digest,
+    verify: bool,
+    cancel: Arc<AtomicBool>,
+}
+
+impl LinkWork {
+    fn run(self) -> Result<Linked> {
+        let io = |what: &str, path: &Path, e| Error::io(format!("{what} `{}`", path.display()), e);
+        let parent = self.dst_path.parent().expect("blob paths have a parent");
+        fs_err::create_dir_all(parent).map_err(|e| Error::io("preparing the destination", e))?;
+        let src = File::open(&self.src_path).map_err(|e| io("opening", &self.src_path, e))?;
+
+        // 1. A copy-on-write clone into a temporary file, verified, then renamed into place.
+        fs_err::create_dir_all(&self.tmp_dir)
+            .map_err(|e| Error::io("preparing the destination", e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("clone-")
+            .tempfile_in(&self.tmp_dir)
+            .map_err(|e| io("creating a file in", &self.tmp_dir, e))?;
+        match reflink(&src, tmp.as_file()) {
+            Ok(()) => {
+                if self.verify
+                    && let Some(reason) = self.check(tmp.as_file(), &self.src_path)?
+                {
+                    return Ok(Linked::Corrupt(reason));
+                }
+                self.check_cancelled()?;
+                let file = tmp.as_file();
+                file.set_permissions(std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| io("setting permissions of", tmp.path(), e))?;
+                file.sync_all().map_err(|e| io("syncing", tmp.path(), e))?;
+                return match tmp.persist_noclobber(&self.dst_path) {
+                    Ok(_) => {
+                        sync_dir(parent).map_err(|e| Error::io("syncing the destination", e))?;
+                        Ok(Linked::Done(Method::Reflink))
+                    }
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Ok(Linked::Present)
+                    }
+                    Err(e) => Err(io("renaming into", &self.dst_path, e.error)),
+                };
+            }
+            Err(e) => {
+                tracing::debug!(
+                    source = %self.src_path.display(),
+                    error = %e,
+                    "reflink not possible, trying a hardlink"
+                );
+                drop(tmp);
+            }
+        }
+
+        // 2. A hardlink: the same inode, so the source file is what gets verified.
+        if self.verify
+            && let Some(reason) = self.check(&src, &self.src_path)?
+        {
+            return Ok(Linked::Corrupt(reason));
+        }
+        self.check_cancelled()?;
+        match std::fs::hard_link(&self.src_path, &self.dst_path) {
+            Ok(()) => {
+                sync_dir(parent).map_err(|e| Error::io("syncing the destination", e))?;
+                Ok(Linked::Done(Method::Hardlink))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Linked::Present),
+            Err(e) => Ok(Linked::Unsupported(format!(
+                "cannot reflink or hardlink `{}` to `{}`: {e}",
+                self.src_path.display(),
+                self.dst_path.display()
+            ))),
+        }
+    }
+
+    fn check_cancelled(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Error::Cancelled(format!(
+                "mount of `{}` abandoned; nothing was linked",
+                self.digest
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hashes `file` from its start; `Some(reason)` when it does not match the digest.
+    fn check(&self, mut file: &File, path: &Path) -> Result<Option<String>> {
+        let mut hasher = Hasher::for_digest(&self.digest)?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            self.check_cancelled()?;
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(format!("reading `{}`", path.display()), e)),
+            };
+            hasher.update(&buf[..n]);
+        }
+        let actual = hasher.finish();
+        if actual == self.digest {
+            Ok(None)
+        } else {
+            Ok(Some(format!(
+                "source file `{}` does not match `{}` (its content hashes to `{actual}`); \
+                 not linked, so the corruption does not spread",
+                self.src_path.display(),
+                self.digest
+            )))
+        }
+    }
+}
+
+/// Makes `dst` a copy-on-write clone of `src` (`FICLONE`). Fails where the filesystem cannot
+/// clone; never falls back to copying bytes.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn reflink(src: &File, dst: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: FICLONE takes the source file descriptor as its integer argument and reads no
+    // memory of ours; both descriptors belong to files borrowed for the whole call.
+    let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    if rc == -1 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reflinks are only implemented on Linux.
+#[cfg(not(target_os = "linux"))]
+fn reflink(_src: &File, _dst: &File) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}

@@ -1,0 +1,11 @@
+//! Integration tests of ferry-fs-store: the store and strategy contracts, path safety,
+//! concurrent tagging from several processes, reflink on a real XFS loop mount, copies through
+//! the engine, and interoperability with skopeo and umoci.
+
+mod concurrency;
+mod conformance;
+mod copy;
+mod interop;
+mod layout;
+mod shared;
+mod support;
