@@ -1,0 +1,117 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const CP_EXAMPLES: &str = "\
+Examples:
+  # Copy a tagged image between two layouts; blobs are hardlinked (or reflinked) when both
+  # layouts are on one filesystem:
+  ferry cp oci:./image:v1 oci:./mirror:v1
+
+  # Promote an image inside one registry: every blob is mounted, none is uploaded:
+  ferry cp localhost:5000/app:rc1 localhost:5000/release/app:1.0 --plain-http
+
+  # Pull one platform of a multi-arch image into a layout, with its signatures:
+  ferry cp -r --platform linux/arm64 registry.example/app:1.0 oci:./app-arm64:1.0
+
+  # Show what would happen, as JSON:
+  ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
+
+References:
+  oci:PATH[:TAG|@DIGEST]             an OCI image-layout directory
+  HOST[:PORT]/REPO[:TAG][@DIGEST]    a registry repository (docker's rules for short names)
+
+Exit codes:
+  0  the whole graph is at the destination and tagged
+  1  the copy failed (I/O, registry or network error)
+  2  bad usage or invalid input (reference, tag, digest, platform, config)
+  3  something named does not exist (layout, tag, digest, platform)
+  4  authentication or permission refused
+  5  content failed verification (size or digest mismatch); nothing corrupt was committed";
+
+/// ferry copies OCI images, indexes and artifacts between registries and OCI image layouts,
+/// mounting blobs instead of copying them wherever the destination allows.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log every request and mount attempt (same as -vv).
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy an image, index or artifact (with its whole graph) from SRC to DST.
+    #[command(after_long_help = CP_EXAMPLES, after_help = "See `ferry cp --help` for examples and exit codes.")]
+    Cp(CpArgs),
+    /// Print shell completions for SHELL to stdout.
+    #[command(after_help = "Example: ferry completions bash > /etc/bash_completion.d/ferry")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One line per node, then a summary.
+    Text,
+    /// One JSON document with every node.
+    Json,
+}
+
+/// `ferry cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: `oci:PATH[:TAG|@DIGEST]` or `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
+    pub src: String,
+    /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
+    pub dst: String,
+
+    /// How many transfers run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Copy only this platform out of an index: `os/arch[/variant]`.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Mount strategies to try, in order: `auto`, `none`, or a comma-separated list of
+    /// `cross-repo`, `shared-storage`.
+    #[arg(long, default_value = "auto", value_name = "LIST")]
+    pub mount: String,
+    /// Show what would be copied or mounted; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Largest manifest accepted, in bytes.
+    #[arg(long, default_value_t = ferry_core::model::DEFAULT_MANIFEST_LIMIT, value_name = "BYTES")]
+    pub manifest_limit: u64,
+    /// Link blobs from the source layout without re-hashing them (only for storage you trust).
+    #[arg(long)]
+    pub trust_source_storage: bool,
+    /// Do not read or write the blob-location cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The blob-location cache file [default: $XDG_CACHE_HOME/ferry/locations.redb].
+    #[arg(long, value_name = "FILE", env = "FERRY_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// No progress bars, even on a terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,133 @@
+//! What `ferry cp` prints: one line per node and a summary, a JSON report, progress bars.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use ferry_core::model::short_digest;
+use ferry_core::{Action, CopyEvent, CopyReport, NodeReport};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The text line of one node, as DESIGN.md shows it.
+pub fn node_line(node: &NodeReport) -> String {
+    let d = &node.descriptor;
+    let mut line = format!(
+        "{:<7} {} {}",
+        node.action.verb(),
+        short_digest(d.digest()),
+        d.media_type()
+    );
+    if node.action == Action::Mounted {
+        if let Some(from) = &node.from {
+            line.push_str(&format!(" from {from}"));
+        }
+        if let Some(by) = &node.strategy {
+            line.push_str(&format!(" ({by})"));
+        }
+    }
+    if let Some(reason) = &node.reason {
+        line.push_str(&format!(" ({reason})"));
+    }
+    line
+}
+
+/// The summary lines.
+pub fn summary(report: &CopyReport, src: &str, dst: &str) -> String {
+    let verb = if report.dry_run { "Planned" } else { "Copied" };
+    format!("{verb} {src} => {dst}\nDigest: {}", report.root.digest())
+}
+
+/// Prints node lines as nodes finish, with progress bars on a terminal.
+pub struct Printer {
+    text: bool,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    active: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Printer {
+    /// `text`: print node lines; `progress`: draw bars on stderr.
+    pub fn new(text: bool, progress: bool) -> Arc<Self> {
+        let bars = progress.then(|| Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            active: Mutex::new(HashMap::new()),
+        });
+        Arc::new(Self { text, bars })
+    }
+
+    /// Handles one engine event.
+    pub fn event(&self, event: &CopyEvent) {
+        match event {
+            CopyEvent::Copying(d) => {
+                if let Some(b) = &self.bars {
+                    let bar = b.multi.add(ProgressBar::new(d.size()));
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                        )
+                        .expect("template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(format!("Copying {}", short_digest(d.digest())));
+                    b.active
+                        .lock()
+                        .expect("bars")
+                        .insert(d.digest().to_string(), bar);
+                }
+            }
+            CopyEvent::Bytes {
+                descriptor, done, ..
+            } => {
+                if let Some(b) = &self.bars {
+                    if let Some(bar) = b
+                        .active
+                        .lock()
+                        .expect("bars")
+                        .get(&descriptor.digest().to_string())
+                    {
+                        bar.set_position(*done);
+                    }
+                }
+            }
+            CopyEvent::Done(node) => {
+                if let Some(b) = &self.bars {
+                    if let Some(bar) = b
+                        .active
+                        .lock()
+                        .expect("bars")
+                        .remove(&node.descriptor.digest().to_string())
+                    {
+                        bar.finish_and_clear();
+                        b.multi.remove(&bar);
+                    }
+                }
+                if self.text {
+                    let line = node_line(node);
+                    match &self.bars {
+                        Some(b) => b.multi.suspend(|| println_flush(&line)),
+                        None => println_flush(&line),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clears any bar left.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bars {
+            for (_, bar) in b.active.lock().expect("bars").drain() {
+                bar.finish_and_clear();
+            }
+            let _ = b.multi.clear();
+        }
+    }
+}
+
+fn println_flush(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
