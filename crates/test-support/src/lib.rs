@@ -1,0 +1,21 @@
+//! Test servers and fixtures for ferry's integration tests.
+//!
+//! - [`Registry`]: a real CNCF distribution 2.8 registry (`/usr/bin/docker-registry`) on loopback
+//!   with its own storage, optional htpasswd or token auth, S3 storage, and a parsed access log.
+//! - [`TokenIssuer`]: the token service of the registry's `auth: token` mode, in process.
+//! - [`FakeRegistry`]: an in-memory OCI distribution server for what a real registry cannot be
+//!   made to do (forced mount answers, redirects, broken uploads), with request recording.
+//! - [`fixtures`]: OCI images, indexes and referrers built in memory.
+//! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
+//!
+//! Every server binds 127.0.0.1 on a free port, keeps its files in its own temporary
+//! directory and stops when dropped.
+
+pub mod error;
+pub mod registry;
+pub mod util;
+
+pub use error::{Error, Result};
+pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
+pub use tempfile::TempDir;
+pub use util::{HttpResponse, free_port, http, skopeo, tempdir, umoci, wait_for, wait_for_async};

@@ -1,0 +1,4 @@
+//! Integration tests of ferry-test-support: its servers behave as the other crates' tests
+//! rely on.
+
+mod registry;
