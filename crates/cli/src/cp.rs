@@ -108,10 +108,10 @@ pub async fn run(args: CpArgs) -> Result<()> {
     };
     let result = ferry_core::copy(src, &src_ref, dst, dst_tag.as_deref(), &options).await;
     printer.finish();
-    if let Some(c) = cache {
-        if let Err(e) = c.flush() {
-            tracing::warn!(error = %e, "could not write the blob-location cache");
-        }
+    if let Some(c) = cache
+        && let Err(e) = c.flush()
+    {
+        tracing::warn!(error = %e, "could not write the blob-location cache");
     }
     let report = result?;
     match args.format {

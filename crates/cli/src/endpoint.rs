@@ -38,8 +38,8 @@ impl Endpoint {
                  write `HOST[:PORT]/REPO[:TAG]` for a registry or `oci:PATH[:TAG]` for a layout"
             );
         }
-        if let Some((prefix, _)) = s.split_once(':') {
-            if matches!(
+        if let Some((prefix, _)) = s.split_once(':')
+            && matches!(
                 prefix,
                 "docker"
                     | "oci-archive"
@@ -47,12 +47,12 @@ impl Endpoint {
                     | "dir"
                     | "containers-storage"
                     | "docker-daemon"
-            ) {
-                bail!(
-                    "unsupported reference `{s}`: `{prefix}:` is a skopeo transport ferry does not have; \
+            )
+        {
+            bail!(
+                "unsupported reference `{s}`: `{prefix}:` is a skopeo transport ferry does not have; \
                      write `HOST[:PORT]/REPO[:TAG]` for a registry or `oci:PATH[:TAG]` for a layout"
-                );
-            }
+            );
         }
         Ok(Endpoint::Registry(s.to_string()))
     }

@@ -81,28 +81,26 @@ impl Printer {
             CopyEvent::Bytes {
                 descriptor, done, ..
             } => {
-                if let Some(b) = &self.bars {
-                    if let Some(bar) = b
+                if let Some(b) = &self.bars
+                    && let Some(bar) = b
                         .active
                         .lock()
                         .expect("bars")
                         .get(&descriptor.digest().to_string())
-                    {
-                        bar.set_position(*done);
-                    }
+                {
+                    bar.set_position(*done);
                 }
             }
             CopyEvent::Done(node) => {
-                if let Some(b) = &self.bars {
-                    if let Some(bar) = b
+                if let Some(b) = &self.bars
+                    && let Some(bar) = b
                         .active
                         .lock()
                         .expect("bars")
                         .remove(&node.descriptor.digest().to_string())
-                    {
-                        bar.finish_and_clear();
-                        b.multi.remove(&bar);
-                    }
+                {
+                    bar.finish_and_clear();
+                    b.multi.remove(&bar);
                 }
                 if self.text {
                     let line = node_line(node);
