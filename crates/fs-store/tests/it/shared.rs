@@ -1,1 +1,284 @@
-//! placeholder
+//! SharedStorageMount: the strategy contract, hardlinks on the test machine's filesystem,
+//! reflinks on a real XFS loop mount, and refusal of corrupt source files.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_core::conformance::random_blob;
+use ferry_core::conformance::strategy::{Case, Seen, run_all};
+use ferry_core::{
+    Descriptor, MemoryStore, MountOutcome, MountRequest, MountStrategy, ReadStore, WriteStore,
+    bytes_stream,
+};
+use ferry_fs_store::{OciLayout, SharedStorageMount};
+
+use crate::support::{layout, read_all, tempdir, tree};
+
+async fn mount(
+    strategy: &SharedStorageMount,
+    src: &OciLayout,
+    dst: &dyn WriteStore,
+    desc: &Descriptor,
+) -> MountOutcome {
+    let request = MountRequest {
+        descriptor: desc,
+        source: src,
+        destination: dst,
+        candidates: &[],
+    };
+    strategy.mount(&request).await.expect("mount attempt")
+}
+
+fn inode(path: &Path) -> (u64, u64) {
+    let m = std::fs::metadata(path).expect("blob file");
+    (m.dev(), m.ino())
+}
+
+#[tokio::test]
+async fn hardlinks_between_layouts_on_one_filesystem_and_keeps_the_strategy_contract() {
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let dst = layout(dir.path(), "dst");
+    let case = Case {
+        strategy: Arc::new(SharedStorageMount::new()),
+        source: src.clone(),
+        destination: dst.clone(),
+    };
+    assert_eq!(run_all(&case).await, Seen::Mounted);
+
+    let (desc, data) = random_blob(200_000);
+    src.push(&desc, bytes_stream(data.clone())).await.unwrap();
+    match mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await {
+        MountOutcome::Mounted { by, from } => {
+            assert_eq!(by, "hardlink", "the temporary filesystem has no reflink");
+            assert_eq!(from, src.path().to_string_lossy());
+        }
+        other => panic!("expected a hardlink, got {other:?}"),
+    }
+    let (s, d) = (
+        src.blob_path(desc.digest()).unwrap(),
+        dst.blob_path(desc.digest()).unwrap(),
+    );
+    assert_eq!(inode(&s), inode(&d), "a hardlink shares the source's inode");
+    assert_eq!(read_all(dst.as_ref(), &desc).await, data);
+    // A second attempt finds it present.
+    assert!(matches!(
+        mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await,
+        MountOutcome::AlreadyPresent
+    ));
+}
+
+#[tokio::test]
+async fn trusting_strategy_keeps_the_strategy_contract() {
+    let dir = tempdir();
+    let case = Case {
+        strategy: Arc::new(SharedStorageMount::trusting()),
+        source: layout(dir.path(), "src"),
+        destination: layout(dir.path(), "dst"),
+    };
+    assert_eq!(run_all(&case).await, Seen::Mounted);
+    assert_eq!(case.strategy.to_string(), "SharedStorageMount(trusted)");
+    assert_eq!(SharedStorageMount::new().to_string(), "SharedStorageMount");
+    assert_eq!(case.strategy.name(), "shared-storage");
+}
+
+/// Writes `bytes` as the blob file of `desc` in `layout`, bypassing verification.
+fn plant(layout: &OciLayout, desc: &Descriptor, bytes: &[u8]) -> PathBuf {
+    let path = layout.blob_path(desc.digest()).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn corrupt_source_file_is_not_linked_unless_trusted() {
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let dst = layout(dir.path(), "dst");
+    let (desc, _) = random_blob(10_000);
+    let wrong = ferry_core::conformance::random_bytes(10_000);
+    plant(&src, &desc, &wrong);
+    let before = tree(dst.path());
+
+    match mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await {
+        MountOutcome::Declined { reason, .. } => {
+            assert!(reason.contains("does not match"), "{reason}");
+            assert!(reason.contains(&desc.digest().to_string()), "{reason}");
+        }
+        other => panic!("a corrupt source must be declined, got {other:?}"),
+    }
+    assert!(!dst.exists(&desc).await.unwrap());
+    let after: Vec<String> = tree(dst.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(".ferry"))
+        .collect();
+    assert_eq!(before, after, "the destination changed");
+
+    // Trusted, the file is linked as it is: the caller asked not to read it.
+    match mount(&SharedStorageMount::trusting(), &src, dst.as_ref(), &desc).await {
+        MountOutcome::Mounted { by, .. } => assert_eq!(by, "hardlink"),
+        other => panic!("trusting() links without reading, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(dst.blob_path(desc.digest()).unwrap()).unwrap(),
+        wrong
+    );
+}
+
+#[tokio::test]
+async fn source_file_of_the_wrong_size_is_declined_even_when_trusted() {
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let dst = layout(dir.path(), "dst");
+    let (desc, data) = random_blob(5_000);
+    plant(&src, &desc, &data[..4_000]);
+    let outcome = mount(&SharedStorageMount::trusting(), &src, dst.as_ref(), &desc).await;
+    assert!(
+        matches!(&outcome, MountOutcome::Declined { reason, .. } if reason.contains("4000 bytes")),
+        "{outcome:?}"
+    );
+    assert!(!dst.exists(&desc).await.unwrap());
+}
+
+#[tokio::test]
+async fn other_stores_are_not_applicable() {
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let (desc, data) = random_blob(100);
+    src.push(&desc, bytes_stream(data)).await.unwrap();
+    let memory = MemoryStore::new("dst");
+    let outcome = mount(&SharedStorageMount::new(), &src, &memory, &desc).await;
+    assert!(
+        matches!(outcome, MountOutcome::NotApplicable { .. }),
+        "{outcome:?}"
+    );
+    assert!(memory.is_empty());
+}
+
+/// An XFS filesystem with reflink support, in a loop-mounted image file, unmounted on drop.
+struct XfsMount {
+    _dir: tempfile::TempDir,
+    mountpoint: PathBuf,
+}
+
+impl XfsMount {
+    fn new() -> Self {
+        let dir = tempdir();
+        let image = dir.path().join("xfs.img");
+        let mountpoint = dir.path().join("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(512 << 20)
+            .unwrap();
+        let mkfs = std::process::Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `mkfs.xfs` ({e}); install it: `apt-get install -y xfsprogs`")
+            });
+        assert!(
+            mkfs.status.success(),
+            "mkfs.xfs failed: {}",
+            String::from_utf8_lossy(&mkfs.stderr)
+        );
+        let mount = std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mountpoint)
+            .output()
+            .expect("run mount");
+        if !mount.status.success() {
+            let uid = std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            panic!(
+                "cannot loop-mount an XFS image at `{}` (running as uid {uid}): {}; the reflink \
+                 tests need root and a free loop device",
+                mountpoint.display(),
+                String::from_utf8_lossy(&mount.stderr).trim()
+            );
+        }
+        Self {
+            _dir: dir,
+            mountpoint,
+        }
+    }
+}
+
+impl Drop for XfsMount {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.mountpoint)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn reflinks_on_xfs_and_keeps_the_strategy_contract() {
+    let xfs = XfsMount::new();
+    let src = layout(&xfs.mountpoint, "src");
+    let dst = layout(&xfs.mountpoint, "dst");
+    let case = Case {
+        strategy: Arc::new(SharedStorageMount::new()),
+        source: src.clone(),
+        destination: dst.clone(),
+    };
+    assert_eq!(run_all(&case).await, Seen::Mounted);
+
+    let (desc, data) = random_blob(3 << 20);
+    src.push(&desc, bytes_stream(data.clone())).await.unwrap();
+    match mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await {
+        MountOutcome::Mounted { by, .. } => assert_eq!(by, "reflink"),
+        other => panic!("expected a reflink on XFS, got {other:?}"),
+    }
+    let (s, d) = (
+        src.blob_path(desc.digest()).unwrap(),
+        dst.blob_path(desc.digest()).unwrap(),
+    );
+    assert_ne!(inode(&s), inode(&d), "a reflink is a file of its own");
+    assert_eq!(std::fs::read(&d).unwrap(), data);
+    assert_eq!(read_all(dst.as_ref(), &desc).await, data);
+
+    // A corrupt source is declined here too, and no clone is left behind.
+    let (bad, _) = random_blob(70_000);
+    plant(&src, &bad, &ferry_core::conformance::random_bytes(70_000));
+    let outcome = mount(&SharedStorageMount::new(), &src, dst.as_ref(), &bad).await;
+    assert!(
+        matches!(outcome, MountOutcome::Declined { .. }),
+        "{outcome:?}"
+    );
+    assert!(!dst.exists(&bad).await.unwrap());
+    let leftovers = tree(&dst.path().join(".ferry/tmp"));
+    assert!(leftovers.is_empty(), "temporary clones left: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn layouts_on_different_filesystems_are_not_applicable() {
+    let xfs = XfsMount::new();
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let dst = layout(&xfs.mountpoint, "dst");
+    let (desc, data) = random_blob(1000);
+    src.push(&desc, bytes_stream(Bytes::clone(&data)))
+        .await
+        .unwrap();
+    let outcome = mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await;
+    assert!(
+        matches!(&outcome, MountOutcome::NotApplicable { reason } if reason.contains("different filesystems")),
+        "{outcome:?}"
+    );
+    assert!(!dst.exists(&desc).await.unwrap());
+}
