@@ -13,9 +13,11 @@
 
 pub mod error;
 pub mod registry;
+pub mod token;
 pub mod util;
 
 pub use error::{Error, Result};
 pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
 pub use tempfile::TempDir;
+pub use token::{Grant, TokenIssuer, TokenIssuerBuilder, TokenRequest};
 pub use util::{HttpResponse, free_port, http, skopeo, tempdir, umoci, wait_for, wait_for_async};

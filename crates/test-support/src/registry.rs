@@ -153,6 +153,11 @@ impl RegistryBuilder {
         self
     }
 
+    /// Enables token auth trusting `issuer`'s tokens.
+    pub fn token_auth(self, issuer: &crate::token::TokenIssuer) -> Self {
+        self.token(issuer.registry_auth())
+    }
+
     /// Stores data with the S3 driver instead of the filesystem. `AWS_CA_BUNDLE` is removed
     /// from the registry's environment.
     pub fn s3(mut self, s3: S3Storage) -> Self {

@@ -233,7 +233,6 @@ pub(crate) fn blocking_status(addr: &str, path: &str) -> std::io::Result<u16> {
 }
 
 /// What a server handler returns to drop the connection without an answer.
-#[allow(dead_code)] // used by the in-process servers added next
 #[derive(Debug)]
 pub(crate) struct DropConnection(pub(crate) String);
 
@@ -246,20 +245,17 @@ impl std::fmt::Display for DropConnection {
 impl std::error::Error for DropConnection {}
 
 /// The answer type of the in-process servers.
-#[allow(dead_code)]
 pub(crate) type ServerResponse = std::result::Result<Response<Full<Bytes>>, DropConnection>;
 
 /// An in-process HTTP/1.1 server running on its own thread and Tokio runtime, so it keeps
 /// serving while a test blocks (in `skopeo`, in a blocking poll, or on a current-thread
 /// runtime). Stops when dropped.
-#[allow(dead_code)]
 pub(crate) struct BackgroundServer {
     addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-#[allow(dead_code)]
 impl BackgroundServer {
     /// Binds 127.0.0.1 on a free port and serves every request with `handler`.
     pub(crate) fn start<H, Fut>(name: &str, handler: H) -> Result<Self>

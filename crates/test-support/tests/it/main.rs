@@ -2,3 +2,4 @@
 //! rely on.
 
 mod registry;
+mod token;
