@@ -72,9 +72,10 @@ impl Image {
                 "type": "layers",
                 "diff_ids": layers.iter().map(|l| l.digest().to_string()).collect::<Vec<_>>(),
             },
+            "created": "2024-01-01T00:00:00Z",
             "history": [
-                { "created_by": format!("ferry test {salt}") },
-                { "created_by": "second layer" },
+                { "created": "2024-01-01T00:00:00Z", "created_by": format!("ferry test {salt}") },
+                { "created": "2024-01-01T00:00:00Z", "created_by": "second layer" },
             ],
         });
         let config_data = Bytes::from(serde_json::to_vec(&config_json).unwrap());
