@@ -2,7 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use ferry_core::Error;
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// Returns an invalid-reference error for `$value` with a formatted reason.
+macro_rules! bail {
+    ($value:expr, $($fmt:tt)*) => {
+        return Err(Error::invalid("reference", $value, format!($($fmt)*)))
+    };
+}
 
 /// Where a copy reads from or writes to, as the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,18 +32,20 @@ impl Endpoint {
     pub fn parse(s: &str) -> Result<Self> {
         if s.is_empty() {
             bail!(
-                "empty reference; use `oci:PATH[:TAG]` for a layout or `HOST/REPO[:TAG]` for a registry"
+                s,
+                "empty; use `oci:PATH[:TAG]` for a layout or `HOST/REPO[:TAG]` for a registry"
             );
         }
         if s.contains('\0') {
-            bail!("reference `{}` contains a NUL byte", s.escape_default());
+            bail!(s.escape_default().to_string(), "contains a NUL byte");
         }
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_layout(s, rest);
         }
         if let Some((scheme, _)) = s.split_once("://") {
             bail!(
-                "unsupported reference `{s}`: ferry does not take `{scheme}://` URLs; \
+                s,
+                "ferry does not take `{scheme}://` URLs; \
                  write `HOST[:PORT]/REPO[:TAG]` for a registry or `oci:PATH[:TAG]` for a layout"
             );
         }
@@ -50,7 +61,8 @@ impl Endpoint {
             )
         {
             bail!(
-                "unsupported reference `{s}`: `{prefix}:` is a skopeo transport ferry does not have; \
+                s,
+                "`{prefix}:` is a skopeo transport ferry does not have; \
                      write `HOST[:PORT]/REPO[:TAG]` for a registry or `oci:PATH[:TAG]` for a layout"
             );
         }
@@ -76,12 +88,18 @@ impl Endpoint {
 
 fn parse_layout(whole: &str, rest: &str) -> Result<Endpoint> {
     if rest.is_empty() {
-        bail!("`{whole}` names no directory; write `oci:PATH[:TAG]`, for example `oci:./image:v1`");
+        bail!(
+            whole,
+            "names no directory; write `oci:PATH[:TAG]`, for example `oci:./image:v1`"
+        );
     }
     // `@DIGEST` wins; otherwise a `:TAG` after the last path separator.
     let (path, reference) = if let Some((p, d)) = rest.rsplit_once('@') {
         if !d.contains(':') {
-            bail!("`{whole}`: `@{d}` is not a digest; write `oci:PATH@sha256:<64 hex>`");
+            bail!(
+                whole,
+                "`@{d}` is not a digest; write `oci:PATH@sha256:<64 hex>`"
+            );
         }
         (p, Some(d.to_string()))
     } else {
@@ -92,7 +110,8 @@ fn parse_layout(whole: &str, rest: &str) -> Result<Endpoint> {
                 let tag = &rest[i + 1..];
                 if tag.is_empty() {
                     bail!(
-                        "`{whole}` ends with `:` but names no tag; write `oci:PATH:TAG` or `oci:PATH`"
+                        whole,
+                        "ends with `:` but names no tag; write `oci:PATH:TAG` or `oci:PATH`"
                     );
                 }
                 (&rest[..i], Some(tag.to_string()))
@@ -101,7 +120,7 @@ fn parse_layout(whole: &str, rest: &str) -> Result<Endpoint> {
         }
     };
     if path.is_empty() {
-        bail!("`{whole}` names no directory; write `oci:PATH[:TAG]`");
+        bail!(whole, "names no directory; write `oci:PATH[:TAG]`");
     }
     Ok(Endpoint::Layout {
         path: PathBuf::from(path),

@@ -5,6 +5,7 @@ mod cp;
 mod endpoint;
 mod output;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -35,6 +36,7 @@ fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -45,7 +47,8 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 ferry_core::Error::NotFound { .. } => exit::NOT_FOUND,
                 ferry_core::Error::InvalidInput { .. }
                 | ferry_core::Error::UnsupportedDigest { .. }
-                | ferry_core::Error::NotSupported { .. } => exit::USAGE,
+                | ferry_core::Error::NotSupported { .. }
+                | ferry_core::Error::TooLarge { .. } => exit::USAGE,
                 ferry_core::Error::Unauthenticated { .. }
                 | ferry_core::Error::PermissionDenied { .. } => exit::AUTH,
                 ferry_core::Error::DigestMismatch { .. }

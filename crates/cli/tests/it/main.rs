@@ -1,0 +1,4 @@
+//! `ferry` as a user runs it.
+
+mod layouts;
+mod support;

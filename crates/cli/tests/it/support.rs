@@ -1,0 +1,131 @@
+//! Running the binary and building layouts for it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ferry_core::conformance::random_bytes;
+use ferry_core::model::{OCI_INDEX, OCI_MANIFEST};
+use ferry_core::{Descriptor, WriteStore};
+use ferry_fs_store::OciLayout;
+use serde_json::json;
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn ferry(args: &[&str]) -> Run {
+    let cache = tempfile::tempdir().unwrap();
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("XDG_CACHE_HOME", cache.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub async fn put(layout: &OciLayout, media_type: &str, data: Bytes) -> Descriptor {
+    let d = Descriptor::new(
+        media_type.into(),
+        data.len() as u64,
+        ferry_core::sha256(&data),
+    );
+    layout
+        .push(&d, ferry_core::bytes_stream(data))
+        .await
+        .unwrap();
+    d
+}
+
+/// An image with `layers` random layers of `size` bytes; returns the manifest descriptor.
+pub async fn image(layout: &OciLayout, layers: usize, size: usize, arch: &str) -> Descriptor {
+    let mut ls = Vec::new();
+    for _ in 0..layers {
+        ls.push(
+            put(
+                layout,
+                "application/vnd.oci.image.layer.v1.tar",
+                random_bytes(size),
+            )
+            .await,
+        );
+    }
+    let config = json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                        "nonce": format!("{:?}", random_bytes(8))});
+    let config = put(
+        layout,
+        "application/vnd.oci.image.config.v1+json",
+        Bytes::from(config.to_string()),
+    )
+    .await;
+    let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": ls});
+    put(layout, OCI_MANIFEST, Bytes::from(m.to_string())).await
+}
+
+/// A layout at `dir` with one image tagged `tag`.
+pub fn layout_with_image(dir: &Path, tag: &str, layers: usize) -> Descriptor {
+    rt().block_on(async {
+        let layout = OciLayout::open_or_create(dir).unwrap();
+        let m = image(&layout, layers, 4096, "amd64").await;
+        layout.tag(&m, tag).await.unwrap();
+        m
+    })
+}
+
+/// A layout with a two-platform index tagged `multi`; returns (index, amd64, arm64).
+pub fn layout_with_index(dir: &Path) -> (Descriptor, Descriptor, Descriptor) {
+    rt().block_on(async {
+        let layout = Arc::new(OciLayout::open_or_create(dir).unwrap());
+        let amd = image(&layout, 1, 1000, "amd64").await;
+        let arm = image(&layout, 1, 1000, "arm64").await;
+        let entry = |d: &Descriptor, arch: &str| {
+            let mut v = serde_json::to_value(d).unwrap();
+            v["platform"] = json!({"os": "linux", "architecture": arch});
+            v
+        };
+        let idx = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                         "manifests": [entry(&amd, "amd64"), entry(&arm, "arm64")]});
+        let idx = put(&layout, OCI_INDEX, Bytes::from(idx.to_string())).await;
+        layout.tag(&idx, "multi").await.unwrap();
+        (idx, amd, arm)
+    })
+}
+
+pub fn blob_file(layout: &Path, d: &Descriptor) -> PathBuf {
+    layout
+        .join("blobs")
+        .join("sha256")
+        .join(d.digest().digest())
+}
+
+pub fn index_json(layout: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap()
+}
+
+pub fn tags(layout: &Path) -> Vec<String> {
+    index_json(layout)["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}

@@ -1,0 +1,64 @@
+//! A library consumer copies an image between two OCI layouts with a mount chain it builds at
+//! run time, then prints the report.
+//!
+//! ```text
+//! copy-between-layouts SRC_LAYOUT TAG DST_LAYOUT [STRATEGY...]
+//! ```
+//! STRATEGY is `shared-storage` or `shared-storage-trusted`; none means stream every blob.
+
+use std::sync::Arc;
+
+use ferry_core::{Action, CopyOptions, MountChain, ReadStore, WriteStore, copy};
+use ferry_fs_store::{OciLayout, SharedStorageMount};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [src, tag, dst, strategies @ ..] = args.as_slice() else {
+        return Err("usage: copy-between-layouts SRC_LAYOUT TAG DST_LAYOUT [STRATEGY...]".into());
+    };
+
+    // The chain is built from what the caller asked for, at run time.
+    let mut chain = MountChain::new();
+    for name in strategies {
+        chain = match name.as_str() {
+            "shared-storage" => chain.with(SharedStorageMount::new()),
+            "shared-storage-trusted" => chain.with(SharedStorageMount::trusting()),
+            other => return Err(format!("unknown strategy `{other}`").into()),
+        };
+    }
+    println!("chain: {chain}");
+
+    let source: Arc<dyn ReadStore> = Arc::new(OciLayout::open(src)?);
+    let destination: Arc<dyn WriteStore> = Arc::new(OciLayout::open_or_create(dst)?);
+    let options = CopyOptions {
+        chain,
+        ..CopyOptions::default()
+    };
+    let report = copy(source, tag, destination, Some(tag), &options).await?;
+
+    for node in &report.nodes {
+        let how = match node.action {
+            Action::Mounted => format!(
+                "by {} from {}",
+                node.strategy.as_deref().unwrap_or("?"),
+                node.from.as_deref().unwrap_or("?")
+            ),
+            _ => format!("{} bytes", node.bytes),
+        };
+        println!(
+            "{:<7} {} {}",
+            node.action.verb(),
+            node.descriptor.digest(),
+            how
+        );
+    }
+    println!(
+        "{} nodes, {} mounted, {} bytes streamed, root {}",
+        report.nodes.len(),
+        report.count(Action::Mounted),
+        report.bytes,
+        report.root.digest()
+    );
+    Ok(())
+}
