@@ -1,6 +1,45 @@
 //! ferry-distribution: the OCI distribution registry client of ferry.
 //!
-//! This crate will hold the registry client built on hyper (references with docker's rules
-//! for short names, authentication, retries), the `Repository` store implementing
-//! ferry-core's store traits, and `CrossRepoMount`, the mount strategy that uses the OCI
-//! cross-repository blob mount (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>`).
+//! - [`Reference`]: `HOST[:PORT]/REPO[:TAG][@DIGEST]` with docker's rules for short names.
+//! - [`RegistryClient`]: HTTP on hyper (HTTP/1.1 and HTTP/2, TLS by rustls, connection reuse,
+//!   retries with backoff), authentication (anonymous, Basic, bearer tokens from the
+//!   `WWW-Authenticate` challenge, OAuth2 refresh tokens, docker's `config.json` and credential
+//!   helpers) and one [`Registry`] per host sharing a token cache.
+//! - [`Repository`]: one repository as a ferry store ([`ferry_core::ReadStore`] and
+//!   [`ferry_core::WriteStore`]): manifests kept byte-exact, blobs streamed both ways,
+//!   monolithic and resumable chunked uploads, tags, referrers with the tag-schema fallback.
+//! - [`CrossRepoMount`]: the mount strategy using the OCI cross-repository blob mount, which
+//!   never fails a copy because a registry refused a mount.
+//!
+//! ```no_run
+//! # async fn demo() -> ferry_core::Result<()> {
+//! use ferry_core::{copy, CopyOptions, MountChain};
+//! use ferry_distribution::{ClientOptions, CrossRepoMount, Reference, RegistryClient};
+//!
+//! let client = RegistryClient::new(ClientOptions::default())?;
+//! let src = client.repository(&Reference::parse("localhost:5000/team/app:v1")?)?;
+//! let dst = client.repository(&Reference::parse("localhost:5000/prod/app")?)?;
+//! let options = CopyOptions { chain: MountChain::new().with(CrossRepoMount::new()), ..Default::default() };
+//! copy(src, "v1", dst, Some("v1"), &options).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+mod client;
+mod error;
+pub mod mount;
+pub mod reference;
+pub mod referrers;
+mod registry;
+mod repository;
+mod tls;
+pub mod transport;
+mod upload;
+
+pub use auth::{Credential, Credentials};
+pub use client::{ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, RegistryClient};
+pub use mount::CrossRepoMount;
+pub use reference::Reference;
+pub use registry::Registry;
+pub use repository::Repository;
+pub use transport::{RetryPolicy, Timeouts};

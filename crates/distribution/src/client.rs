@@ -1,0 +1,167 @@
+//! The registry client: options, one shared connection pool, one [`Registry`] per host.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ferry_core::{Error, Result};
+use url::Url;
+
+use crate::auth::{Credentials, HostAuth};
+use crate::reference::{Reference, api_host};
+use crate::registry::Registry;
+use crate::repository::Repository;
+use crate::transport::{RetryPolicy, Timeouts, Transport};
+
+/// Blobs up to this size are uploaded in one `PUT`; larger ones in chunks.
+pub const DEFAULT_CHUNK_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// The size of each chunk of a chunked upload (raised to the registry's
+/// `OCI-Chunk-Min-Length`).
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
+
+/// How a [`RegistryClient`] talks to registries.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Speak plain HTTP instead of HTTPS to every registry.
+    pub plain_http: bool,
+    /// Accept any TLS certificate (self-signed test registries). Never in production.
+    pub insecure: bool,
+    /// Where credentials come from; docker's configuration by default.
+    pub credentials: Credentials,
+    /// The `User-Agent` of every request.
+    pub user_agent: String,
+    /// Network timeouts.
+    pub timeouts: Timeouts,
+    /// Retries of requests that can be repeated.
+    pub retry: RetryPolicy,
+    /// Blobs larger than this are uploaded in chunks (`PATCH`), which can resume.
+    pub chunk_threshold: u64,
+    /// Chunk size of chunked uploads.
+    pub chunk_size: u64,
+    /// Resolve tags with `HEAD` (cheaper on registries that count `GET`s, such as Docker Hub)
+    /// instead of a `GET` whose manifest bytes are kept for the copy that follows (one request
+    /// fewer per copy).
+    pub resolve_with_head: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            plain_http: false,
+            insecure: false,
+            credentials: Credentials::default(),
+            user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+            chunk_threshold: DEFAULT_CHUNK_THRESHOLD,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            resolve_with_head: false,
+        }
+    }
+}
+
+/// Settings every registry of a client shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub chunk_threshold: u64,
+    pub chunk_size: u64,
+    pub resolve_with_head: bool,
+}
+
+/// A client for OCI distribution registries. Cheap to clone; clones share one connection
+/// pool and, per registry host, one token cache.
+///
+/// ```no_run
+/// # async fn demo() -> ferry_core::Result<()> {
+/// use ferry_distribution::{ClientOptions, Reference, RegistryClient};
+/// let client = RegistryClient::new(ClientOptions { plain_http: true, ..Default::default() })?;
+/// let repo = client.repository(&Reference::parse("localhost:5000/team/app:v1")?)?;
+/// # let _ = repo; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    transport: Arc<Transport>,
+    plain_http: bool,
+    credentials: Credentials,
+    settings: Arc<Settings>,
+    registries: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("plain_http", &self.inner.plain_http)
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryClient {
+    /// A client with `options`.
+    pub fn new(options: ClientOptions) -> Result<Self> {
+        let transport = Transport::new(
+            options.insecure,
+            &options.user_agent,
+            options.timeouts,
+            options.retry,
+        )?;
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                transport: Arc::new(transport),
+                plain_http: options.plain_http,
+                credentials: options.credentials,
+                settings: Arc::new(Settings {
+                    chunk_threshold: options.chunk_threshold,
+                    chunk_size: options.chunk_size.max(1),
+                    resolve_with_head: options.resolve_with_head,
+                }),
+                registries: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The registry `name` (`localhost:5000`, `docker.io`), shared by every repository of it.
+    pub fn registry(&self, name: &str) -> Result<Arc<Registry>> {
+        let mut map = self.inner.registries.lock().expect("registries lock");
+        if let Some(r) = map.get(name) {
+            return Ok(r.clone());
+        }
+        let scheme = if self.inner.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        let base = Url::parse(&format!("{scheme}://{}/", api_host(name))).map_err(|e| {
+            Error::invalid(
+                "registry",
+                name,
+                format!("not a host name with optional port ({e})"),
+            )
+        })?;
+        let auth = HostAuth::new(
+            name,
+            self.inner.credentials.clone(),
+            self.inner.transport.clone(),
+        );
+        let registry = Arc::new(Registry::new(
+            name.to_string(),
+            base,
+            auth,
+            self.inner.transport.clone(),
+            self.inner.settings.clone(),
+        ));
+        map.insert(name.to_string(), registry.clone());
+        Ok(registry)
+    }
+
+    /// The repository `reference` names (its tag and digest are not part of the store).
+    pub fn repository(&self, reference: &Reference) -> Result<Arc<Repository>> {
+        Ok(Repository::new(
+            self.registry(reference.registry())?,
+            reference.repository(),
+        ))
+    }
+}

@@ -1,0 +1,227 @@
+//! [`CrossRepoMount`]: the OCI cross-repository blob mount
+//! (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>`).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use ferry_core::{Digest, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo};
+use http::{Method, StatusCode};
+
+use crate::auth::Scopes;
+use crate::registry::Retry;
+use crate::repository::Repository;
+use crate::transport::Req;
+use crate::upload::UploadSession;
+
+/// The mount strategy of OCI registries: asks the destination registry to link a blob from
+/// another repository it serves, so no byte moves.
+///
+/// Candidates, in order, deduplicated, never the destination itself: the source repository
+/// when it is on the destination's registry, the repositories of the same registry where the
+/// blob-location cache saw the blob, then the repositories named with
+/// [`CrossRepoMount::with_mount_from`]. A `201` is a mount. A `202` (the registry opened a
+/// plain upload instead) on the last candidate is handed back as the prepared upload the
+/// fallback copy streams into, so a failed mount costs no extra request; on an earlier
+/// candidate the session is cancelled. `400`, `401`, `403`, `404` and any other refusal
+/// mean "not mounted", never a failed copy.
+///
+/// The strategy needs no `HEAD` before mounting: a mount answers `201` for a blob the
+/// destination already holds, so [`MountStrategy::probes_destination`] is true whenever it
+/// will try.
+#[derive(Debug, Clone, Default)]
+pub struct CrossRepoMount {
+    mount_from: Vec<String>,
+    anonymous: bool,
+}
+
+/// What a mount request achieved.
+pub(crate) enum MountAnswer {
+    Mounted,
+    Session(UploadSession),
+    Refused(String),
+}
+
+impl CrossRepoMount {
+    /// The strategy with no extra repositories.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also tries these repositories (of the destination's registry), after the source and
+    /// the cache's candidates.
+    pub fn with_mount_from<I, S>(mut self, repositories: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.mount_from
+            .extend(repositories.into_iter().map(Into::into));
+        self
+    }
+
+    /// Also tries a mount without `from` last (registries that find the blob in any
+    /// repository the identity may read, as the distribution spec allows).
+    pub fn with_anonymous_mount(mut self, enabled: bool) -> Self {
+        self.anonymous = enabled;
+        self
+    }
+
+    fn destination<'a>(request: &'a MountRequest<'_>) -> Option<&'a Repository> {
+        if request.destination.info().scheme != StoreInfo::REGISTRY {
+            return None;
+        }
+        request.destination.as_any().downcast_ref::<Repository>()
+    }
+
+    /// The repositories to mount from, in order.
+    fn candidates(&self, request: &MountRequest<'_>, dst: &Repository) -> Vec<String> {
+        let dst_info = dst.info();
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |name: &str| {
+            if name != dst.name() && !name.is_empty() && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        };
+        let src = request.source.info();
+        if src.same_authority(dst_info) {
+            add(&src.namespace);
+        }
+        for c in request.candidates {
+            if c.store.same_authority(dst_info) {
+                add(&c.store.namespace);
+            }
+        }
+        for m in &self.mount_from {
+            add(m);
+        }
+        out
+    }
+}
+
+impl fmt::Display for CrossRepoMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CrossRepoMount")?;
+        if !self.mount_from.is_empty() {
+            write!(f, "(from: {})", self.mount_from.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MountStrategy for CrossRepoMount {
+    fn name(&self) -> &str {
+        "cross-repo"
+    }
+
+    fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
+        Self::destination(request)
+            .is_some_and(|dst| self.anonymous || !self.candidates(request, dst).is_empty())
+    }
+
+    async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
+        let Some(dst) = Self::destination(request) else {
+            return Ok(MountOutcome::not_applicable(
+                "the destination is not a registry repository",
+            ));
+        };
+        let candidates = self.candidates(request, dst);
+        if candidates.is_empty() && !self.anonymous {
+            return Ok(MountOutcome::not_applicable(format!(
+                "no repository of `{}` is known to hold the blob",
+                dst.registry().name()
+            )));
+        }
+        let digest = request.descriptor.digest();
+        // One token for the destination and every repository mounted from, where the token
+        // server grants it.
+        let scopes = Scopes::push(dst.name()).with_pull_from(candidates.iter().map(String::as_str));
+        let mut attempts: Vec<Option<&str>> = candidates.iter().map(|c| Some(c.as_str())).collect();
+        if self.anonymous {
+            attempts.push(None);
+        }
+        let mut reasons = Vec::new();
+        let count = attempts.len();
+        for (i, from) in attempts.into_iter().enumerate() {
+            let last = i + 1 == count;
+            let shown = from.unwrap_or("(any repository)");
+            let answer = mount_blob(dst, digest, from, &scopes).await;
+            tracing::debug!(
+                destination = %dst,
+                from = shown,
+                %digest,
+                outcome = match &answer {
+                    Ok(MountAnswer::Mounted) => "mounted",
+                    Ok(MountAnswer::Session(_)) => "upload session",
+                    Ok(MountAnswer::Refused(_)) => "refused",
+                    Err(_) => "error",
+                },
+                "cross-repo mount attempt"
+            );
+            match answer {
+                Ok(MountAnswer::Mounted) => {
+                    return Ok(MountOutcome::Mounted {
+                        by: self.name().to_string(),
+                        from: shown.to_string(),
+                    });
+                }
+                Ok(MountAnswer::Session(session)) => {
+                    let reason = format!("`{shown}`: the registry opened an upload instead");
+                    if last {
+                        reasons.push(reason);
+                        return Ok(MountOutcome::Declined {
+                            reason: reasons.join("; "),
+                            upload: Some(Box::new(session)),
+                        });
+                    }
+                    if let Err(e) = session.cancel().await {
+                        tracing::debug!(error = %e, "cancelling an unused upload session failed");
+                    }
+                    reasons.push(reason);
+                }
+                Ok(MountAnswer::Refused(why)) => reasons.push(format!("`{shown}`: {why}")),
+                // A mount that fails (refused token, broken connection) is not a failed copy:
+                // the blob is streamed instead, and a real problem shows there.
+                Err(e) => reasons.push(format!("`{shown}`: {e}")),
+            }
+        }
+        Ok(MountOutcome::declined(reasons.join("; ")))
+    }
+}
+
+/// `POST /v2/<dst>/blobs/uploads/?mount=<digest>[&from=<repo>]`.
+pub(crate) async fn mount_blob(
+    dst: &Repository,
+    digest: &Digest,
+    from: Option<&str>,
+    scopes: &Scopes,
+) -> Result<MountAnswer> {
+    let mut url = dst.url("blobs/uploads/");
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("mount", digest.as_ref());
+        if let Some(f) = from {
+            q.append_pair("from", f);
+        }
+    }
+    let resp = dst
+        .send(Req::new(Method::POST, url.clone()), scopes, Retry::Yes)
+        .await?;
+    match resp.status() {
+        StatusCode::CREATED => Ok(MountAnswer::Mounted),
+        StatusCode::ACCEPTED => Ok(MountAnswer::Session(UploadSession::from_response(
+            dst,
+            &url,
+            resp.headers(),
+        )?)),
+        status => {
+            let body = crate::transport::read_error_body(resp).await;
+            let detail = crate::error::registry_errors(&body);
+            Ok(MountAnswer::Refused(if detail.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                format!("HTTP {status} ({detail})")
+            }))
+        }
+    }
+}

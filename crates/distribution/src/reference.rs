@@ -1,0 +1,373 @@
+//! Image references: `HOST[:PORT]/REPO[:TAG][@DIGEST]`, with docker's rules for short names.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ferry_core::{Digest, Error, Result};
+use oci_spec::distribution::{ParseError, Reference as OciReference};
+
+/// The registry name docker gives short names (`alpine`, `library/alpine`).
+pub const DOCKER_HUB: &str = "docker.io";
+/// The host that serves Docker Hub's registry API.
+pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+/// The tag a reference without tag or digest means.
+pub const DEFAULT_TAG: &str = "latest";
+/// The longest repository name registries accept.
+pub const MAX_REPOSITORY_LENGTH: usize = 255;
+/// The longest tag the distribution spec allows.
+pub const MAX_TAG_LENGTH: usize = 128;
+
+/// A reference to content in a registry: `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
+///
+/// Short names follow docker's rules: `alpine` is `docker.io/library/alpine:latest`, a first
+/// path component is a host only when it holds a `.` or a `:` or is `localhost`
+/// (`localhost:5000/x`, `ghcr.io/o/r`), and a reference without tag or digest means `latest`.
+///
+/// ```
+/// use ferry_distribution::Reference;
+/// let r: Reference = "alpine".parse().unwrap();
+/// assert_eq!(r.to_string(), "docker.io/library/alpine:latest");
+/// assert_eq!(r.api_host(), "registry-1.docker.io");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reference {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+}
+
+impl Reference {
+    /// Parses `HOST[:PORT]/REPO[:TAG][@DIGEST]` with docker's rules for short names.
+    pub fn parse(input: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::invalid("reference", input, reason);
+        if input.trim() != input || input.is_empty() {
+            return Err(invalid(
+                "a reference looks like `registry.example.com/repo:tag` or `alpine`, without spaces"
+                    .into(),
+            ));
+        }
+        let parsed = OciReference::try_from(input).map_err(|e| invalid(explain(input, &e)))?;
+        let digest = parsed
+            .digest()
+            .map(|d| {
+                Digest::from_str(d)
+                    .map_err(|e| invalid(format!("its digest `{d}` is invalid: {e}")))
+            })
+            .transpose()?;
+        let registry = parsed.registry().to_string();
+        validate_repository(parsed.repository())?;
+        if let Some(tag) = parsed.tag() {
+            validate_tag(tag)?;
+        }
+        Ok(Reference {
+            registry,
+            repository: parsed.repository().to_string(),
+            tag: parsed.tag().map(str::to_string),
+            digest,
+        })
+    }
+
+    /// A reference built from its parts, each validated.
+    pub fn new(
+        registry: impl Into<String>,
+        repository: impl Into<String>,
+        tag: Option<&str>,
+        digest: Option<Digest>,
+    ) -> Result<Self> {
+        let registry = registry.into();
+        let repository = repository.into();
+        if registry.is_empty() || registry.contains('/') {
+            return Err(Error::invalid(
+                "registry",
+                registry,
+                "name a registry host such as `localhost:5000` or `ghcr.io`",
+            ));
+        }
+        validate_repository(&repository)?;
+        if let Some(t) = tag {
+            validate_tag(t)?;
+        }
+        Ok(Reference {
+            registry,
+            repository,
+            tag: tag.map(str::to_string),
+            digest,
+        })
+    }
+
+    /// The registry as named: `docker.io`, `localhost:5000`, `ghcr.io`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The host (and port) that serves the registry API: `registry-1.docker.io` for Docker
+    /// Hub, the registry itself otherwise.
+    pub fn api_host(&self) -> &str {
+        api_host(&self.registry)
+    }
+
+    /// The repository: `library/alpine`, `team/app`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// The tag, if any (`latest` when neither tag nor digest was given).
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The digest, if any.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+
+    /// What to resolve in the repository: the digest when there is one, else the tag.
+    pub fn target(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => DEFAULT_TAG.to_string(),
+        }
+    }
+
+    /// This reference with another repository on the same registry, without tag or digest.
+    pub fn with_repository(&self, repository: &str) -> Result<Self> {
+        Reference::new(self.registry.clone(), repository, None, None)
+    }
+}
+
+/// The host serving the registry API for a registry name (`docker.io` →
+/// `registry-1.docker.io`).
+pub fn api_host(registry: &str) -> &str {
+    match registry {
+        DOCKER_HUB | "index.docker.io" => DOCKER_HUB_API_HOST,
+        other => other,
+    }
+}
+
+fn explain(input: &str, e: &ParseError) -> String {
+    match e {
+        ParseError::NameContainsUppercase => {
+            "repository names are lowercase; write it in lowercase".into()
+        }
+        ParseError::ReferenceInvalidFormat => {
+            let name = input.split(['@']).next().unwrap_or(input);
+            let path = name.rsplit_once('/').map_or(name, |(_, r)| r);
+            let path = path.split(':').next().unwrap_or(path);
+            if name.chars().any(|c| c.is_ascii_uppercase())
+                && path.chars().any(|c| c.is_ascii_uppercase())
+            {
+                "repository names are lowercase; write it in lowercase".into()
+            } else {
+                "expected `HOST[:PORT]/REPO[:TAG][@DIGEST]`, as in `localhost:5000/team/app:v1` \
+                 or `alpine@sha256:<64 hex digits>`; repository components are lowercase letters, \
+                 digits and separators `.`, `_`, `__`, `-`; a tag is at most 128 of \
+                 `[A-Za-z0-9_.-]` not starting with `.` or `-`"
+                    .into()
+            }
+        }
+        ParseError::NameEmpty => "the repository name is empty".into(),
+        ParseError::NameTooLong => {
+            format!("the repository name is longer than {MAX_REPOSITORY_LENGTH} characters")
+        }
+        ParseError::TagInvalidFormat => tag_rule().into(),
+        ParseError::DigestInvalidFormat => {
+            "a digest is `ALGORITHM:HEX`, as in `sha256:<64 hex digits>`".into()
+        }
+        ParseError::DigestInvalidLength => {
+            "the digest has the wrong length for its algorithm (sha256 takes 64 hex digits)".into()
+        }
+        ParseError::DigestUnsupported => {
+            "unsupported digest algorithm; use sha256 or sha512".into()
+        }
+    }
+}
+
+fn tag_rule() -> &'static str {
+    "a tag is 1 to 128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+}
+
+/// Checks a repository name against the distribution spec:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, at most 255
+/// characters.
+pub fn validate_repository(name: &str) -> Result<()> {
+    let bad = |reason: &str| Error::invalid("repository name", name, reason);
+    if name.is_empty() {
+        return Err(bad(
+            "the repository name is empty; name one, as in `team/app`",
+        ));
+    }
+    if name.len() > MAX_REPOSITORY_LENGTH {
+        return Err(bad(&format!(
+            "it is {} characters long; registries accept at most {MAX_REPOSITORY_LENGTH}",
+            name.len()
+        )));
+    }
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(bad("repository names are lowercase; write it in lowercase"));
+    }
+    for component in name.split('/') {
+        if !valid_component(component) {
+            return Err(bad(&format!(
+                "its component `{component}` is not of lowercase letters and digits joined by \
+                 `.`, `_`, `__` or dashes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator run: `.`, `_`, `__` or one or more `-`.
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_TAG_LENGTH
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid("tag", tag, tag_rule()))
+    }
+}
+
+impl FromStr for Reference {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Reference::parse(s)
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
+    #[test]
+    fn short_names_follow_docker_rules() {
+        let r = Reference::parse("alpine").unwrap();
+        assert_eq!(r.registry(), "docker.io");
+        assert_eq!(r.repository(), "library/alpine");
+        assert_eq!(r.tag(), Some("latest"));
+        assert_eq!(r.api_host(), "registry-1.docker.io");
+        assert_eq!(r.to_string(), "docker.io/library/alpine:latest");
+
+        let r = Reference::parse("team/app:v1").unwrap();
+        assert_eq!(r.registry(), "docker.io");
+        assert_eq!(r.repository(), "team/app");
+
+        let r = Reference::parse("localhost:5000/x").unwrap();
+        assert_eq!(r.registry(), "localhost:5000");
+        assert_eq!(r.api_host(), "localhost:5000");
+        assert_eq!(r.repository(), "x");
+        assert_eq!(r.target(), "latest");
+
+        let r = Reference::parse("localhost/x/y:t").unwrap();
+        assert_eq!(r.registry(), "localhost");
+        assert_eq!(r.repository(), "x/y");
+
+        let r = Reference::parse("127.0.0.1:5000/a/b").unwrap();
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn digests_and_tags() {
+        let r = Reference::parse(&format!("ghcr.io/o/r@sha256:{HEX}")).unwrap();
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.digest().unwrap().to_string(), format!("sha256:{HEX}"));
+        assert_eq!(r.target(), format!("sha256:{HEX}"));
+        let r = Reference::parse(&format!("ghcr.io/o/r:v1@sha256:{HEX}")).unwrap();
+        assert_eq!(r.tag(), Some("v1"));
+        assert_eq!(r.target(), format!("sha256:{HEX}"));
+    }
+
+    #[test]
+    fn bad_references_say_why() {
+        for bad in [
+            "",
+            " alpine",
+            "Foo/Bar",
+            "localhost:5000/UPPER",
+            "a//b",
+            "x:-bad",
+            "repo@sha256:abc",
+        ] {
+            let e = Reference::parse(bad).unwrap_err();
+            assert!(
+                matches!(e, Error::InvalidInput { .. }),
+                "`{bad}` gave {e:?}"
+            );
+        }
+        let e = Reference::parse("localhost:5000/UPPER").unwrap_err();
+        assert!(e.to_string().contains("lowercase"), "{e}");
+    }
+
+    #[test]
+    fn repository_rules() {
+        for good in ["a", "a/b", "a-b", "a--b", "a__b", "a.b/c_d", "0/1"] {
+            validate_repository(good).unwrap();
+        }
+        for bad in [
+            "", "A", "a/", "/a", "a..b", "a___b", "-a", "a-", "a/.b", "a b",
+        ] {
+            assert!(validate_repository(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_repository(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn tag_rules() {
+        for good in ["v1", "latest", "_x", "1.0-rc.1", &"a".repeat(128)] {
+            validate_tag(good).unwrap();
+        }
+        for bad in ["", ".x", "-x", "a/b", "a:b", &"a".repeat(129)] {
+            assert!(validate_tag(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One registry host: its base URL, its authentication state, and the request plumbing that
+//! adds credentials only for the registry's own origin.
+
+use std::sync::Arc;
+
+use ferry_core::{Error, Result};
+use http::header::{AUTHORIZATION, LOCATION};
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+use url::Url;
+
+use crate::auth::{HostAuth, Scopes};
+use crate::client::Settings;
+use crate::repository::Repository;
+use crate::transport::{Req, Transport, redact_url};
+
+/// How many redirects a blob download follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// One registry host, shared by all its [`Repository`]s: one connection pool (the client's),
+/// one token cache.
+pub struct Registry {
+    name: String,
+    base: Url,
+    pub(crate) auth: HostAuth,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) settings: Arc<Settings>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("name", &self.name)
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Display for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Whether a request may be sent again when it fails on the way (429, 5xx, a broken
+/// connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    Yes,
+    No,
+}
+
+impl Registry {
+    pub(crate) fn new(
+        name: String,
+        base: Url,
+        auth: HostAuth,
+        transport: Arc<Transport>,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Self {
+            name,
+            base,
+            auth,
+            transport,
+            settings,
+        }
+    }
+
+    /// The registry as named (`localhost:5000`, `docker.io`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The base URL of its API (`https://registry-1.docker.io/`).
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// Repository `name` of this registry.
+    pub fn repository(self: &Arc<Self>, name: &str) -> Result<Arc<Repository>> {
+        crate::reference::validate_repository(name)?;
+        Ok(Repository::new(self.clone(), name))
+    }
+
+    /// `base` + `path` (which starts with `v2/`).
+    pub(crate) fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("registry paths are valid URLs")
+    }
+
+    /// Whether `url` is served by this registry's origin (scheme, host and port).
+    pub(crate) fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+
+    /// An upload `Location` resolved against `current`, refused when it names another host
+    /// or downgrades HTTPS.
+    pub(crate) fn upload_location(&self, current: &Url, location: &str) -> Result<Url> {
+        let url = current.join(location).map_err(|e| {
+            Error::store(
+                &self.name,
+                format!(
+                    "the registry gave an upload location `{location}` that is not a URL ({e})"
+                ),
+            )
+        })?;
+        let downgrade = self.base.scheme() == "https" && url.scheme() != "https";
+        if downgrade || !self.same_origin(&url) {
+            return Err(Error::Store {
+                store: self.name.clone(),
+                message: format!(
+                    "the registry gave an upload location `{}` on another host or scheme than `{}`; \
+                     refusing to send blob data there (check the registry's public URL setting)",
+                    redact_url(&url),
+                    self.base
+                ),
+                temporary: false,
+                source: None,
+            });
+        }
+        Ok(url)
+    }
+
+    /// Sends `req`, with `Authorization` when its URL is this registry's, answering one 401
+    /// challenge by authenticating and sending it again (when the body allows).
+    pub(crate) async fn send(
+        &self,
+        req: Req,
+        scopes: &Scopes,
+        retry: Retry,
+    ) -> Result<Response<Incoming>> {
+        let mut req = req;
+        let ours = self.same_origin(&req.url);
+        let auth = if ours {
+            self.auth.header(scopes).await?
+        } else {
+            None
+        };
+        if let Some(h) = &auth {
+            req.headers.insert(AUTHORIZATION, h.clone());
+        } else {
+            req.headers.remove(AUTHORIZATION);
+        }
+        let again = if ours { req.try_clone() } else { None };
+        let resp = match retry {
+            Retry::Yes => self.transport.send(req, &self.name).await?,
+            Retry::No => self.transport.send_once(req, &self.name).await?,
+        };
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let Some(mut again) = again else {
+            return Ok(resp);
+        };
+        match self
+            .auth
+            .on_unauthorized(resp.headers(), scopes, auth.as_ref())
+            .await?
+        {
+            Some(h) => {
+                drop(resp);
+                again.headers.insert(AUTHORIZATION, h);
+                match retry {
+                    Retry::Yes => self.transport.send(again, &self.name).await,
+                    Retry::No => self.transport.send_once(again, &self.name).await,
+                }
+            }
+            None => Ok(resp),
+        }
+    }
+
+    /// Sends a `GET` or `HEAD`, following redirects (to object storage, a CDN). The
+    /// registry's credentials go only to the registry's own origin, never to a redirect target
+    /// elsewhere.
+    pub(crate) async fn send_following(
+        &self,
+        req: Req,
+        scopes: &Scopes,
+    ) -> Result<Response<Incoming>> {
+        let mut req = req;
+        for _ in 0..=MAX_REDIRECTS {
+            let method = req.method.clone();
+            let url = req.url.clone();
+            let mut headers = req.headers.clone();
+            headers.remove(AUTHORIZATION);
+            let resp = self.send(req, scopes, Retry::Yes).await?;
+            let status = resp.status();
+            let redirect = matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308);
+            if !redirect {
+                return Ok(resp);
+            }
+            let Some(location) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) else {
+                return Ok(resp);
+            };
+            let next = url.join(location).map_err(|e| {
+                Error::store(
+                    &self.name,
+                    format!("redirect to `{location}` is not a URL ({e})"),
+                )
+            })?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(Error::store(
+                    &self.name,
+                    format!("refusing a redirect from HTTPS to `{}`", redact_url(&next)),
+                ));
+            }
+            tracing::debug!(from = %redact_url(&url), to = %redact_url(&next), "following redirect");
+            let method = if status == StatusCode::SEE_OTHER && method != Method::HEAD {
+                Method::GET
+            } else {
+                method
+            };
+            req = Req {
+                method,
+                url: next,
+                headers,
+                body: crate::transport::Payload::Empty,
+            };
+        }
+        Err(Error::store(
+            &self.name,
+            format!("more than {MAX_REDIRECTS} redirects; the registry or its storage loops"),
+        ))
+    }
+}

@@ -1,0 +1,511 @@
+//! A repository of a registry as a ferry store: manifests, blobs, tags, referrers.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::model::{
+    DEFAULT_MANIFEST_LIMIT, MANIFEST_MEDIA_TYPES, OCI_INDEX, OCI_MANIFEST, is_manifest,
+    media_type_str,
+};
+use ferry_core::verify::read_to_bytes;
+use ferry_core::{
+    ByteStream, Descriptor, Digest, Error, Hasher, Manifest, ReadStore, Result, StoreInfo,
+    WriteStore, bytes_stream, verify_stream,
+};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK};
+use http::{HeaderMap, Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::auth::Scopes;
+use crate::error::status_error;
+use crate::registry::{Registry, Retry};
+use crate::transport::{Payload, Req, body_stream, read_body, read_error_body};
+use crate::upload::UploadSession;
+
+/// Manifests kept in memory per repository (resolved or pushed, for the fetch or tag that
+/// follows).
+const MANIFEST_CACHE_ENTRIES: usize = 32;
+/// Pages of a tag or referrers listing followed at most.
+const MAX_PAGES: usize = 1000;
+
+/// One repository of one registry, implementing [`ReadStore`] and [`WriteStore`].
+///
+/// Repositories of one registry share its [`Registry`]: connections and tokens.
+pub struct Repository {
+    registry: Arc<Registry>,
+    name: String,
+    info: StoreInfo,
+    display: String,
+    manifests: Mutex<VecDeque<(Digest, Bytes)>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("registry", &self.registry.name())
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// The `Accept` header of manifest requests.
+pub(crate) fn manifest_accept() -> String {
+    MANIFEST_MEDIA_TYPES.join(", ")
+}
+
+impl Repository {
+    pub(crate) fn new(registry: Arc<Registry>, name: &str) -> Arc<Self> {
+        let info = StoreInfo::new(StoreInfo::REGISTRY, registry.name(), name);
+        Arc::new(Self {
+            display: format!("{}/{}", registry.name(), name),
+            registry,
+            name: name.to_string(),
+            info,
+            manifests: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// The repository name (`team/app`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The registry holding it.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn store_name(&self) -> &str {
+        &self.display
+    }
+
+    pub(crate) fn url(&self, rest: &str) -> url::Url {
+        self.registry.url(&format!("v2/{}/{rest}", self.name))
+    }
+
+    fn remember(&self, digest: &Digest, bytes: &Bytes) {
+        let mut cache = self.manifests.lock().expect("manifest cache lock");
+        cache.retain(|(d, _)| d != digest);
+        cache.push_front((digest.clone(), bytes.clone()));
+        cache.truncate(MANIFEST_CACHE_ENTRIES);
+    }
+
+    fn remembered(&self, digest: &Digest) -> Option<Bytes> {
+        let cache = self.manifests.lock().expect("manifest cache lock");
+        cache
+            .iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, b)| b.clone())
+    }
+
+    pub(crate) async fn send(
+        &self,
+        req: Req,
+        scopes: &Scopes,
+        retry: Retry,
+    ) -> Result<Response<Incoming>> {
+        self.registry.send(req, scopes, retry).await
+    }
+
+    async fn fail(&self, what: &str, resp: Response<Incoming>) -> Error {
+        let status = resp.status();
+        let body = read_error_body(resp).await;
+        status_error(self.store_name(), what, status, &body)
+    }
+
+    /// The tags of the repository, every page of the listing.
+    pub async fn tags(&self) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut out = Vec::new();
+        let mut url = self.url("tags/list?n=1000");
+        for _ in 0..MAX_PAGES {
+            let resp = self
+                .send(
+                    Req::new(Method::GET, url.clone()),
+                    &Scopes::pull(&self.name),
+                    Retry::Yes,
+                )
+                .await?;
+            if resp.status() != StatusCode::OK {
+                return Err(self.fail("list tags", resp).await);
+            }
+            let next = next_link(resp.headers()).and_then(|l| url.join(&l).ok());
+            let body = read_body(resp, 64 * 1024 * 1024).await?;
+            let list: TagList = serde_json::from_slice(&body).map_err(|e| {
+                Error::store(self.store_name(), format!("tag list is not JSON: {e}"))
+            })?;
+            out.extend(list.tags.unwrap_or_default());
+            match next {
+                Some(n) if self.registry.same_origin(&n) => url = n,
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET` of manifest `reference`, verified: by digest it must hash to that digest, by
+    /// tag to the registry's `Docker-Content-Digest` when given. Returns its descriptor and
+    /// bytes.
+    pub(crate) async fn get_manifest(&self, reference: &str) -> Result<(Descriptor, Bytes)> {
+        let what = format!("manifest `{reference}`");
+        let req = Req::new(Method::GET, self.url(&format!("manifests/{reference}")))
+            .header(ACCEPT, &manifest_accept());
+        let resp = self
+            .send(req, &Scopes::pull(&self.name), Retry::Yes)
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(&format!("GET {what}"), resp).await);
+        }
+        let headers = resp.headers().clone();
+        let limit = DEFAULT_MANIFEST_LIMIT;
+        if let Some(len) = content_length(&headers)
+            && len > limit
+        {
+            return Err(Error::TooLarge {
+                what,
+                size: len,
+                limit,
+            });
+        }
+        let bytes = read_body(resp, limit as usize).await?;
+        let header_digest = header_digest(&headers);
+        let expected = match reference.parse::<Digest>() {
+            Ok(d) if reference.contains(':') => Some(d),
+            _ => header_digest.clone(),
+        };
+        let digest = match &expected {
+            Some(d) => {
+                let mut h = Hasher::for_digest(d)?;
+                h.update(&bytes);
+                let actual = h.finish();
+                if &actual != d {
+                    return Err(Error::DigestMismatch {
+                        expected: d.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            None => ferry_core::sha256(&bytes),
+        };
+        if let Some(hd) = &header_digest
+            && hd.algorithm() == digest.algorithm()
+            && hd != &digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: hd.clone(),
+                actual: digest,
+            });
+        }
+        let media_type = manifest_media_type(&headers, &bytes);
+        let desc = Descriptor::new(
+            media_type.as_str().into(),
+            bytes.len() as u64,
+            digest.clone(),
+        );
+        self.remember(&digest, &bytes);
+        Ok((desc, bytes))
+    }
+
+    async fn head_manifest(&self, reference: &str) -> Result<Option<Descriptor>> {
+        let req = Req::new(Method::HEAD, self.url(&format!("manifests/{reference}")))
+            .header(ACCEPT, &manifest_accept());
+        let resp = self
+            .send(req, &Scopes::pull(&self.name), Retry::Yes)
+            .await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                return Err(Error::NotFound {
+                    what: format!("manifest `{reference}` in `{}`", self.display),
+                    hint: None,
+                });
+            }
+            _ => {
+                return Err(self
+                    .fail(&format!("HEAD manifest `{reference}`"), resp)
+                    .await);
+            }
+        }
+        let h = resp.headers();
+        let media = h
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+            .filter(|m| is_manifest(m));
+        match (header_digest(h), media, content_length(h)) {
+            (Some(d), Some(m), Some(len)) => Ok(Some(Descriptor::new(m.as_str().into(), len, d))),
+            _ => Ok(None),
+        }
+    }
+
+    /// `PUT` of manifest bytes under `reference` (a digest or a tag); returns the answer's
+    /// headers after checking the registry's `Docker-Content-Digest`.
+    pub(crate) async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<HeaderMap> {
+        let computed = ferry_core::sha256(&bytes);
+        let req = Req::new(Method::PUT, self.url(&format!("manifests/{reference}")))
+            .header(CONTENT_TYPE, media_type)
+            .body(Payload::Bytes(bytes));
+        let resp = self
+            .send(req, &Scopes::push(&self.name), Retry::Yes)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self
+                .fail(&format!("PUT manifest `{reference}`"), resp)
+                .await);
+        }
+        let headers = resp.headers().clone();
+        if let Some(d) = header_digest(&headers)
+            && d.algorithm() == computed.algorithm()
+            && d != computed
+        {
+            return Err(Error::store(
+                self.store_name(),
+                format!(
+                    "PUT manifest `{reference}`: the registry stored `{d}` but the bytes sent hash to `{computed}`"
+                ),
+            ));
+        }
+        Ok(headers)
+    }
+
+    /// Starts an upload session (`POST /v2/<name>/blobs/uploads/`).
+    pub(crate) async fn start_upload(&self) -> Result<UploadSession> {
+        let url = self.url("blobs/uploads/");
+        let req = Req::new(Method::POST, url.clone());
+        let resp = self
+            .send(req, &Scopes::push(&self.name), Retry::Yes)
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.fail("start blob upload", resp).await);
+        }
+        UploadSession::from_response(self, &url, resp.headers())
+    }
+
+    async fn blob_exists(&self, desc: &Descriptor) -> Result<bool> {
+        let req = Req::new(Method::HEAD, self.url(&format!("blobs/{}", desc.digest())));
+        let resp = self
+            .send(req, &Scopes::pull(&self.name), Retry::Yes)
+            .await?;
+        match resp.status() {
+            s if s.is_success() || s.is_redirection() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self
+                .fail(&format!("HEAD blob `{}`", desc.digest()), resp)
+                .await),
+        }
+    }
+
+    async fn manifest_exists(&self, desc: &Descriptor) -> Result<bool> {
+        if self.remembered(desc.digest()).is_some() {
+            return Ok(true);
+        }
+        let req = Req::new(
+            Method::HEAD,
+            self.url(&format!("manifests/{}", desc.digest())),
+        )
+        .header(ACCEPT, &manifest_accept());
+        let resp = self
+            .send(req, &Scopes::pull(&self.name), Retry::Yes)
+            .await?;
+        match resp.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self
+                .fail(&format!("HEAD manifest `{}`", desc.digest()), resp)
+                .await),
+        }
+    }
+
+    async fn push_manifest(&self, desc: &Descriptor, data: ByteStream) -> Result<()> {
+        let what = format!("manifest `{}`", desc.digest());
+        let bytes =
+            read_to_bytes(verify_stream(desc, data)?, &what, DEFAULT_MANIFEST_LIMIT).await?;
+        let media_type = media_type_str(desc);
+        let headers = self
+            .put_manifest(desc.digest().as_ref(), &media_type, bytes.clone())
+            .await?;
+        self.remember(desc.digest(), &bytes);
+        if !headers.contains_key("oci-subject")
+            && let Ok(m) = Manifest::parse(desc, bytes)
+            && let Some(subject) = &m.subject
+        {
+            // The registry has no referrers API: keep the tag-schema index up to date.
+            crate::referrers::add_to_fallback_index(self, subject, &m).await?;
+        }
+        Ok(())
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+pub(crate) fn header_digest(h: &HeaderMap) -> Option<Digest> {
+    h.get("docker-content-digest")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub(crate) fn next_link(h: &HeaderMap) -> Option<String> {
+    for v in h.get_all(LINK) {
+        let v = v.to_str().ok()?;
+        for part in v.split(',') {
+            let (target, params) = part.split_once(';').unwrap_or((part, ""));
+            let target = target.trim();
+            if params.contains("rel=\"next\"") || params.contains("rel=next") {
+                let t = target.trim_start_matches('<').trim_end_matches('>');
+                return Some(t.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// The media type of a fetched manifest: the `Content-Type` when it names a manifest, else
+/// the document's own `mediaType`, else guessed from its shape.
+fn manifest_media_type(h: &HeaderMap, bytes: &[u8]) -> String {
+    if let Some(ct) = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let ct = ct.split(';').next().unwrap_or(ct).trim();
+        if is_manifest(ct) {
+            return ct.to_string();
+        }
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default)]
+        media_type: Option<String>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Probe>(bytes) {
+        Ok(Probe {
+            media_type: Some(m),
+            ..
+        }) => m,
+        Ok(Probe {
+            manifests: Some(_), ..
+        }) => OCI_INDEX.into(),
+        _ => OCI_MANIFEST.into(),
+    }
+}
+
+#[async_trait]
+impl ReadStore for Repository {
+    fn info(&self) -> &StoreInfo {
+        &self.info
+    }
+
+    async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {
+        if is_manifest(&media_type_str(descriptor)) {
+            self.manifest_exists(descriptor).await
+        } else {
+            self.blob_exists(descriptor).await
+        }
+    }
+
+    async fn fetch(&self, descriptor: &Descriptor) -> Result<ByteStream> {
+        let digest = descriptor.digest();
+        if is_manifest(&media_type_str(descriptor)) {
+            if let Some(b) = self.remembered(digest) {
+                return Ok(bytes_stream(b));
+            }
+            let (_, bytes) = self.get_manifest(digest.as_ref()).await?;
+            return Ok(bytes_stream(bytes));
+        }
+        let req = Req::new(Method::GET, self.url(&format!("blobs/{digest}")));
+        let resp = self
+            .registry
+            .send_following(req, &Scopes::pull(&self.name))
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(self.fail(&format!("GET blob `{digest}`"), resp).await);
+        }
+        Ok(body_stream(
+            resp,
+            self.display.clone(),
+            self.registry.transport.idle_timeout(),
+        ))
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        let is_digest = reference.contains(':');
+        if is_digest {
+            reference.parse::<Digest>().map_err(|e| {
+                Error::invalid(
+                    "digest",
+                    reference,
+                    format!("expected `sha256:<64 hex digits>` ({e})"),
+                )
+            })?;
+        } else {
+            crate::reference::validate_tag(reference)?;
+        }
+        if self.registry.settings.resolve_with_head
+            && let Some(d) = self.head_manifest(reference).await?
+        {
+            return Ok(d);
+        }
+        let (desc, _) = self.get_manifest(reference).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound {
+                what: format!("`{reference}` in `{}`", self.display),
+                hint: Some("check the repository name and the tag or digest".into()),
+            },
+            other => other,
+        })?;
+        Ok(desc)
+    }
+
+    async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>> {
+        crate::referrers::list(self, subject).await
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[async_trait]
+impl WriteStore for Repository {
+    async fn push(&self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
+        if is_manifest(&media_type_str(descriptor)) {
+            return self.push_manifest(descriptor, data).await;
+        }
+        let session = self.start_upload().await?;
+        session.upload(descriptor, data).await
+    }
+
+    async fn tag(&self, descriptor: &Descriptor, tag: &str) -> Result<()> {
+        crate::reference::validate_tag(tag)?;
+        let bytes = match self.remembered(descriptor.digest()) {
+            Some(b) => b,
+            None => self.get_manifest(descriptor.digest().as_ref()).await?.1,
+        };
+        self.put_manifest(tag, &media_type_str(descriptor), bytes)
+            .await?;
+        Ok(())
+    }
+}

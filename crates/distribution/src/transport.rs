@@ -1,0 +1,518 @@
+//! HTTP on hyper: connection reuse, HTTP/1.1 and HTTP/2 by ALPN, TLS by rustls, per-request
+//! timeouts, bounded retries with backoff, and a redacted debug event for every exchange.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_core::{BoxError, ByteStream, Error, Result};
+use futures::StreamExt;
+use http::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rand::Rng;
+use url::Url;
+
+use crate::error::transport_error;
+
+type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How long network operations may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection, TLS included.
+    pub connect: Duration,
+    /// From sending a request without a streamed body to receiving its response headers.
+    pub response: Duration,
+    /// Longest wait for the next chunk of a streamed body, either way.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            response: Duration::from_secs(120),
+            idle: Duration::from_secs(300),
+        }
+    }
+}
+
+/// When and how often requests that can be repeated are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub max_tries: u32,
+    /// The first backoff; doubled on each retry, with jitter.
+    pub base_delay: Duration,
+    /// The most time spent waiting between tries of one request.
+    pub max_total_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_tries: 5,
+            base_delay: Duration::from_millis(200),
+            max_total_delay: Duration::from_secs(25),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether an answer `status` is worth another try.
+    pub fn retry_status(status: StatusCode) -> bool {
+        status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+    }
+
+    /// The wait before try number `try_index + 1` (`try_index` starts at 1), honouring a
+    /// `Retry-After` of seconds, capped by what is left of the budget.
+    pub fn delay(
+        &self,
+        try_index: u32,
+        retry_after: Option<Duration>,
+        spent: Duration,
+    ) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << try_index.saturating_sub(1).min(16));
+        let jitter = rand::rng().random_range(0.5..1.5);
+        let backoff = exp.mul_f64(jitter);
+        let wanted = retry_after.map_or(backoff, |r| r.max(backoff));
+        wanted.min(self.max_total_delay.saturating_sub(spent))
+    }
+}
+
+/// A request body: in memory (repeatable) or streamed (sent once).
+pub(crate) enum Payload {
+    /// No body.
+    Empty,
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A stream of known length.
+    Stream(ByteStream, u64),
+}
+
+impl Payload {
+    fn try_clone(&self) -> Option<Payload> {
+        match self {
+            Payload::Empty => Some(Payload::Empty),
+            Payload::Bytes(b) => Some(Payload::Bytes(b.clone())),
+            Payload::Stream(..) => None,
+        }
+    }
+
+    fn into_body(self, idle: Duration, failure: &StreamFailure) -> (RequestBody, Option<u64>) {
+        match self {
+            Payload::Empty => (Empty::new().map_err(|e| match e {}).boxed_unsync(), None),
+            Payload::Bytes(b) => {
+                let len = b.len() as u64;
+                (
+                    Full::new(b).map_err(|e| match e {}).boxed_unsync(),
+                    Some(len),
+                )
+            }
+            Payload::Stream(s, len) => {
+                let failure = failure.clone();
+                let s = idle_timeout(s, idle).map(move |item| match item {
+                    Ok(b) => Ok(Frame::data(b)),
+                    Err(e) => {
+                        let text = e.to_string();
+                        failure.set(e);
+                        Err(BoxError::from(text))
+                    }
+                });
+                (BodyExt::boxed_unsync(StreamBody::new(s)), Some(len))
+            }
+        }
+    }
+}
+
+/// Where a streamed request body's own error is kept, so the caller sees it (a digest
+/// mismatch) rather than the connection error hyper reports for an aborted body.
+#[derive(Clone, Default)]
+pub(crate) struct StreamFailure(Arc<Mutex<Option<Error>>>);
+
+impl StreamFailure {
+    fn set(&self, e: Error) {
+        let mut slot = self.0.lock().expect("failure lock");
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    /// The body's error, if it failed.
+    pub(crate) fn take(&self) -> Option<Error> {
+        self.0.lock().expect("failure lock").take()
+    }
+}
+
+fn idle_timeout(s: ByteStream, idle: Duration) -> ByteStream {
+    Box::pin(futures::stream::unfold(Some(s), move |state| async move {
+        let mut s = state?;
+        match tokio::time::timeout(idle, s.next()).await {
+            Ok(Some(item)) => Some((item, Some(s))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(Error::Store {
+                    store: "stream".into(),
+                    message: format!("no data for {} s", idle.as_secs()),
+                    temporary: true,
+                    source: None,
+                }),
+                None,
+            )),
+        }
+    }))
+}
+
+/// One HTTP request.
+pub(crate) struct Req {
+    /// The method.
+    pub method: Method,
+    /// The URL.
+    pub url: Url,
+    /// Headers, `Authorization` included when the caller adds it.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Payload,
+}
+
+impl Req {
+    /// A request without body.
+    pub fn new(method: Method, url: Url) -> Self {
+        Req {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Payload::Empty,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: http::header::HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Payload) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A copy of a request whose body can be sent again.
+    pub fn try_clone(&self) -> Option<Req> {
+        Some(Req {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: self.body.try_clone()?,
+        })
+    }
+}
+
+/// The HTTP client shared by every registry of a [`crate::RegistryClient`].
+pub(crate) struct Transport {
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    user_agent: HeaderValue,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("timeouts", &self.timeouts)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A client; `insecure` accepts any TLS certificate.
+    pub fn new(
+        insecure: bool,
+        user_agent: &str,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+    ) -> Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = if insecure {
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| Error::store("tls", format!("TLS setup failed: {e}")))?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(crate::tls::AcceptAnyCertificate::new(
+                    provider,
+                )))
+                .with_no_client_auth();
+            builder.with_tls_config(config)
+        } else {
+            match hyper_rustls::HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(provider.clone())
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no native root certificates, using the bundled roots");
+                    builder
+                        .with_provider_and_webpki_roots(provider)
+                        .map_err(|e| Error::store("tls", format!("TLS setup failed: {e}")))?
+                }
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeouts.connect));
+        let connector = builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .timer(TokioTimer::new())
+            .build(connector);
+        let user_agent = HeaderValue::from_str(user_agent)
+            .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
+        Ok(Self {
+            client,
+            user_agent,
+            timeouts,
+            retry,
+        })
+    }
+
+    /// The idle timeout for streamed bodies.
+    pub fn idle_timeout(&self) -> Duration {
+        self.timeouts.idle
+    }
+
+    /// Sends `req` once. `store` names the registry in errors.
+    pub async fn send_once(&self, req: Req, store: &str) -> Result<Response<Incoming>> {
+        let failure = StreamFailure::default();
+        let streamed = matches!(req.body, Payload::Stream(..));
+        let method = req.method.clone();
+        let shown = redact_url(&req.url);
+        let started = Instant::now();
+        let result = self.send_raw(req, &failure).await;
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(resp) => {
+                tracing::debug!(%method, url = %shown, status = resp.status().as_u16(), ms, "http");
+                Ok(resp)
+            }
+            Err(e) => {
+                tracing::debug!(%method, url = %shown, error = %e, ms, "http failed");
+                if streamed && let Some(body_error) = failure.take() {
+                    return Err(body_error);
+                }
+                Err(transport_error(store, &format!("{method} {shown}"), e))
+            }
+        }
+    }
+
+    async fn send_raw(
+        &self,
+        req: Req,
+        failure: &StreamFailure,
+    ) -> Result<Response<Incoming>, BoxError> {
+        let streamed = matches!(req.body, Payload::Stream(..));
+        let (body, len) = req.body.into_body(self.timeouts.idle, failure);
+        let mut builder = Request::builder().method(req.method).uri(req.url.as_str());
+        let headers = builder.headers_mut().expect("request builder");
+        *headers = req.headers;
+        headers
+            .entry(USER_AGENT)
+            .or_insert_with(|| self.user_agent.clone());
+        if let Some(len) = len {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        let request = builder.body(body)?;
+        let fut = self.client.request(request);
+        if streamed {
+            // The response comes once the whole body is sent; the body has its idle timeout.
+            Ok(fut.await?)
+        } else {
+            match tokio::time::timeout(self.timeouts.response, fut).await {
+                Ok(r) => Ok(r?),
+                Err(_) => {
+                    Err(format!("no response within {} s", self.timeouts.response.as_secs()).into())
+                }
+            }
+        }
+    }
+
+    /// Sends `req`, retrying 429, 5xx and connection failures with backoff when its body can
+    /// be sent again. A streamed body is sent once.
+    pub async fn send(&self, req: Req, store: &str) -> Result<Response<Incoming>> {
+        if matches!(req.body, Payload::Stream(..)) {
+            return self.send_once(req, store).await;
+        }
+        let started = Instant::now();
+        let mut try_index = 1;
+        loop {
+            let copy = req.try_clone().expect("body is repeatable");
+            let result = self.send_once(copy, store).await;
+            let retry_after = match &result {
+                Ok(resp) if RetryPolicy::retry_status(resp.status()) => {
+                    Some(retry_after(resp.headers()))
+                }
+                Ok(_) => None,
+                Err(e) if e.is_temporary() => Some(None),
+                Err(_) => None,
+            };
+            let Some(retry_after) = retry_after else {
+                return result;
+            };
+            let spent = started.elapsed();
+            if try_index >= self.retry.max_tries || spent >= self.retry.max_total_delay {
+                return result;
+            }
+            let delay = self.retry.delay(try_index, retry_after, spent);
+            tracing::debug!(
+                method = %req.method,
+                url = %redact_url(&req.url),
+                try_index,
+                delay_ms = delay.as_millis() as u64,
+                "retrying"
+            );
+            drop(result);
+            tokio::time::sleep(delay).await;
+            try_index += 1;
+        }
+    }
+}
+
+/// A `Retry-After` of seconds (an HTTP date is ignored: the backoff applies).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    v.parse::<u64>()
+        .ok()
+        .map(|s| Duration::from_secs(s.min(60)))
+}
+
+/// A URL fit for logs: no user info, and the values of query parameters that may carry a
+/// secret (tokens, signatures, credentials) replaced by `REDACTED`.
+pub fn redact_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let lower = k.to_ascii_lowercase();
+                let secret = [
+                    "token",
+                    "sig",
+                    "signature",
+                    "credential",
+                    "key",
+                    "auth",
+                    "password",
+                    "secret",
+                    "code",
+                ]
+                .iter()
+                .any(|s| lower.contains(s));
+                let v = if secret {
+                    "REDACTED".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(resp: Response<Incoming>, limit: usize) -> Result<Bytes> {
+    let mut body = resp.into_body();
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| transport_error("registry", "reading a response body", e))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(Error::TooLarge {
+                    what: "response body".into(),
+                    size: (out.len() + data.len()) as u64,
+                    limit: limit as u64,
+                });
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// Reads at most `limit` bytes of an error body, ignoring failures.
+pub(crate) async fn read_error_body(resp: Response<Incoming>) -> Bytes {
+    read_body(resp, crate::error::ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default()
+}
+
+/// A response body as a [`ByteStream`], with an idle timeout.
+pub(crate) fn body_stream(resp: Response<Incoming>, store: String, idle: Duration) -> ByteStream {
+    let s = http_body_util::BodyDataStream::new(resp.into_body())
+        .map(move |r| r.map_err(|e| transport_error(&store, "reading a blob", e)));
+    idle_timeout(Box::pin(s), idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secrets() {
+        let u = Url::parse(
+            "https://user:pw@s3.example/b/o?X-Amz-Signature=abc&X-Amz-Credential=k&partNumber=1&token=t",
+        )
+        .unwrap();
+        let shown = redact_url(&u);
+        assert!(!shown.contains("abc") && !shown.contains("pw") && !shown.contains("user"));
+        assert!(shown.contains("partNumber=1"));
+        assert!(shown.contains("token=REDACTED"));
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        let p = RetryPolicy::default();
+        let d = p.delay(1, None, Duration::ZERO);
+        assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(300));
+        let d = p.delay(3, Some(Duration::from_secs(7)), Duration::ZERO);
+        assert_eq!(d, Duration::from_secs(7));
+        let d = p.delay(3, Some(Duration::from_secs(7)), Duration::from_secs(24));
+        assert_eq!(d, Duration::from_secs(1));
+        assert!(RetryPolicy::retry_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(RetryPolicy::retry_status(StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!RetryPolicy::retry_status(StatusCode::NOT_IMPLEMENTED));
+        assert!(!RetryPolicy::retry_status(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}

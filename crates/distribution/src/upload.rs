@@ -1,0 +1,291 @@
+//! Blob upload sessions: one monolithic `PUT` for blobs up to the chunk threshold, chunked
+//! `PATCH`es that resume from the registry's `Range` for larger ones. Every byte sent passes
+//! through [`ferry_core::verify_stream`], which holds back the last chunk until the digest
+//! checks, so mismatched content is never committed; a failed session is cancelled.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use ferry_core::{ByteStream, Descriptor, Error, PreparedUpload, Result, verify_stream};
+use futures::StreamExt;
+use http::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use http::{HeaderMap, Method, StatusCode};
+use url::Url;
+
+use crate::auth::Scopes;
+use crate::error::status_error;
+use crate::registry::{Registry, Retry};
+use crate::repository::{Repository, header_digest};
+use crate::transport::{Payload, Req, read_error_body, redact_url};
+
+/// How many times one chunk is resumed after a broken `PATCH`.
+const MAX_RESUMES: usize = 3;
+
+/// An open upload session of one repository.
+pub(crate) struct UploadSession {
+    registry: Arc<Registry>,
+    repository: String,
+    store: String,
+    location: Url,
+    min_chunk: u64,
+}
+
+impl std::fmt::Debug for UploadSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadSession")
+            .field("store", &self.store)
+            .field("location", &redact_url(&self.location))
+            .finish()
+    }
+}
+
+impl UploadSession {
+    /// The session a `202 Accepted` to `request_url` opened.
+    pub(crate) fn from_response(
+        repo: &Repository,
+        request_url: &Url,
+        headers: &HeaderMap,
+    ) -> Result<Self> {
+        let registry = repo.registry().clone();
+        let location = headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Error::store(
+                    repo.store_name(),
+                    "the registry opened an upload session without a `Location`",
+                )
+            })?;
+        let location = registry.upload_location(request_url, location)?;
+        let min_chunk = headers
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Self {
+            registry,
+            repository: repo.name().to_string(),
+            store: repo.store_name().to_string(),
+            location,
+            min_chunk,
+        })
+    }
+
+    fn scopes(&self) -> Scopes {
+        Scopes::push(&self.repository)
+    }
+
+    /// Streams `data` into the session and commits it as `descriptor`; cancels the session on
+    /// any failure.
+    pub(crate) async fn upload(mut self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
+        let verified = match verify_stream(descriptor, data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.cancel_quietly().await;
+                return Err(e);
+            }
+        };
+        let result = if descriptor.size() <= self.registry.settings.chunk_threshold {
+            self.put_whole(descriptor, verified).await
+        } else {
+            self.put_chunked(descriptor, verified).await
+        };
+        if result.is_err() {
+            self.cancel_quietly().await;
+        }
+        result
+    }
+
+    fn commit_url(&self, descriptor: &Descriptor) -> Url {
+        let mut url = self.location.clone();
+        url.query_pairs_mut()
+            .append_pair("digest", descriptor.digest().as_ref());
+        url
+    }
+
+    async fn check_committed(
+        &self,
+        descriptor: &Descriptor,
+        resp: http::Response<hyper::body::Incoming>,
+    ) -> Result<()> {
+        let status = resp.status();
+        if !status.is_success() {
+            let body = read_error_body(resp).await;
+            return Err(status_error(
+                &self.store,
+                &format!("commit blob `{}`", descriptor.digest()),
+                status,
+                &body,
+            ));
+        }
+        if let Some(d) = header_digest(resp.headers())
+            && &d != descriptor.digest()
+        {
+            return Err(Error::store(
+                &self.store,
+                format!(
+                    "the registry committed `{d}` for blob `{}`",
+                    descriptor.digest()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn put_whole(&self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
+        let req = Req::new(Method::PUT, self.commit_url(descriptor))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Payload::Stream(data, descriptor.size()));
+        let resp = self.registry.send(req, &self.scopes(), Retry::No).await?;
+        self.check_committed(descriptor, resp).await
+    }
+
+    async fn put_chunked(&mut self, descriptor: &Descriptor, mut data: ByteStream) -> Result<()> {
+        let chunk_size = self.registry.settings.chunk_size.max(self.min_chunk).max(1) as usize;
+        let mut offset = 0u64;
+        let mut buf = BytesMut::with_capacity(chunk_size.min(64 << 20));
+        let mut ended = false;
+        while !ended {
+            while buf.len() < chunk_size {
+                match data.next().await {
+                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    Some(Err(e)) => return Err(e),
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            // Send whole chunks; the rest waits for more data or the end.
+            let take = if ended { buf.len() } else { chunk_size };
+            if take == 0 {
+                break;
+            }
+            let chunk = buf.split_to(take).freeze();
+            self.patch(&chunk, &mut offset).await?;
+        }
+        let req = Req::new(Method::PUT, self.commit_url(descriptor));
+        let resp = self.registry.send(req, &self.scopes(), Retry::No).await?;
+        self.check_committed(descriptor, resp).await
+    }
+
+    /// Sends `chunk` at `offset`, resuming from the registry's `Range` when a `PATCH` breaks.
+    async fn patch(&mut self, chunk: &Bytes, offset: &mut u64) -> Result<()> {
+        let start = *offset;
+        let end = start + chunk.len() as u64;
+        let mut from = start;
+        for attempt in 0..=MAX_RESUMES {
+            let part = chunk.slice((from - start) as usize..);
+            let req = Req::new(Method::PATCH, self.location.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_RANGE, &format!("{from}-{}", end - 1))
+                .body(Payload::Bytes(part));
+            let sent = self.registry.send(req, &self.scopes(), Retry::No).await;
+            let server_offset = match sent {
+                Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                    self.follow_location(resp.headers())?;
+                    range_end(resp.headers()).unwrap_or(end)
+                }
+                Ok(resp)
+                    if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                        || resp.status().is_server_error() =>
+                {
+                    tracing::debug!(
+                        status = resp.status().as_u16(),
+                        attempt,
+                        "chunk refused, asking the session's offset"
+                    );
+                    drop(resp);
+                    self.offset().await?
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = read_error_body(resp).await;
+                    return Err(status_error(&self.store, "upload chunk", status, &body));
+                }
+                Err(e) if e.is_temporary() => {
+                    tracing::debug!(error = %e, attempt, "chunk broke, asking the session's offset");
+                    self.offset().await?
+                }
+                Err(e) => return Err(e),
+            };
+            if server_offset == end {
+                *offset = end;
+                return Ok(());
+            }
+            if server_offset < start || server_offset > end {
+                return Err(Error::store(
+                    &self.store,
+                    format!(
+                        "the upload session is at byte {server_offset}, outside the chunk {start}-{end} being sent; starting over may help"
+                    ),
+                ));
+            }
+            from = server_offset;
+        }
+        Err(Error::Store {
+            store: self.store.clone(),
+            message: format!("the chunk at byte {start} failed {} times", MAX_RESUMES + 1),
+            temporary: true,
+            source: None,
+        })
+    }
+
+    /// `GET` of the session: how many bytes the registry holds.
+    async fn offset(&mut self) -> Result<u64> {
+        let req = Req::new(Method::GET, self.location.clone());
+        let resp = self.registry.send(req, &self.scopes(), Retry::Yes).await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = read_error_body(resp).await;
+            return Err(status_error(&self.store, "upload status", status, &body));
+        }
+        self.follow_location(resp.headers())?;
+        Ok(range_end(resp.headers()).unwrap_or(0))
+    }
+
+    fn follow_location(&mut self, headers: &HeaderMap) -> Result<()> {
+        if let Some(l) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
+            self.location = self.registry.upload_location(&self.location, l)?;
+        }
+        Ok(())
+    }
+
+    /// Cancels the session (`DELETE`).
+    pub(crate) async fn cancel(self) -> Result<()> {
+        let req = Req::new(Method::DELETE, self.location.clone());
+        let resp = self.registry.send(req, &self.scopes(), Retry::Yes).await?;
+        tracing::debug!(store = %self.store, status = resp.status().as_u16(), "upload session cancelled");
+        Ok(())
+    }
+
+    async fn cancel_quietly(&self) {
+        let req = Req::new(Method::DELETE, self.location.clone());
+        if let Err(e) = self.registry.send(req, &self.scopes(), Retry::No).await {
+            tracing::debug!(store = %self.store, error = %e, "cancelling the upload session failed");
+        }
+    }
+}
+
+/// The byte count a `Range: 0-<last>` header says the registry holds.
+fn range_end(h: &HeaderMap) -> Option<u64> {
+    let v = h.get(RANGE)?.to_str().ok()?.trim();
+    let v = v.strip_prefix("bytes=").unwrap_or(v);
+    let (_, last) = v.split_once('-')?;
+    let last: u64 = last.trim().parse().ok()?;
+    // distribution answers `0-0` both for an empty session and for one holding one byte;
+    // it is read as empty (a resume of that one case is refused and the push fails).
+    Some(if last == 0 { 0 } else { last + 1 })
+}
+
+#[async_trait]
+impl PreparedUpload for UploadSession {
+    async fn upload(self: Box<Self>, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
+        UploadSession::upload(*self, descriptor, data).await
+    }
+
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        UploadSession::cancel(*self).await
+    }
+}
