@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use ferry_core::{
-    Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+    Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo,
 };
 
-use crate::layout::{WORK_DIR, blob_path_in, blocking, sync_dir};
+use crate::layout::{OciLayout, WORK_DIR, blob_path_in, blocking, sync_dir};
 
 /// How a blob was brought over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +33,13 @@ impl Method {
 
 /// What the file work found.
 enum Linked {
+    /// Linked by this method.
     Done(Method),
+    /// The destination holds the blob already.
     Present,
+    /// The source file is missing, of the wrong size or content: declined.
     Corrupt(String),
+    /// The filesystem cannot link these files: not applicable.
     Unsupported(String),
 }
 
@@ -49,8 +53,13 @@ enum Linked {
 /// match its digest is not linked: a corrupt layout must not spread. [`Self::trusting`] skips
 /// that read.
 ///
+/// The blob is taken from the source layout when it is on the destination's filesystem, else
+/// (and when verifying) from another layout on that filesystem that the blob-location cache
+/// names among the request's candidates, so a copy from a registry can still link what an
+/// earlier copy put on disk. Only a destination that is an [`OciLayout`] is ever written.
+///
 /// The outcome's `by` is the method actually used, `reflink` or `hardlink`; its `from` is the
-/// source layout's path.
+/// path of the layout the file came from.
 #[derive(Debug, Clone, Default)]
 pub struct SharedStorageMount {
     trusted: bool,
@@ -105,81 +114,102 @@ impl MountStrategy for SharedStorageMount {
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
-        let src: &StoreInfo = request.source.info();
-        let dst: &StoreInfo = request.destination.info();
-        if src.scheme != StoreInfo::OCI_LAYOUT || dst.scheme != StoreInfo::OCI_LAYOUT {
+        // Files are only ever written into a layout of this crate, whatever a store's
+        // `StoreInfo` claims.
+        let Some(dst_layout) = request.destination.as_any().downcast_ref::<OciLayout>() else {
             return Ok(MountOutcome::not_applicable(format!(
-                "source and destination must both be OCI layouts (they are `{}` and `{}`)",
-                src.scheme, dst.scheme
+                "destination {} is not an OCI layout",
+                request.destination
             )));
+        };
+        let dst = dst_layout.info();
+        let src = request.source.info();
+        let mut roots: Vec<&str> = Vec::new();
+        if src.scheme == StoreInfo::OCI_LAYOUT && src.same_authority(dst) {
+            roots.push(&src.namespace);
         }
-        if !src.same_authority(dst) {
-            return Ok(MountOutcome::not_applicable(format!(
-                "`{}` and `{}` are on different filesystems (`{}`, `{}`)",
-                src.namespace, dst.namespace, src.authority, dst.authority
-            )));
+        if !self.trusted {
+            // Other layouts on the destination's filesystem that held the blob (the
+            // blob-location cache); only when their files are verified.
+            for c in request.candidates {
+                let c = &c.store;
+                if c.scheme == StoreInfo::OCI_LAYOUT
+                    && c.same_authority(dst)
+                    && c.namespace != dst.namespace
+                    && !roots.contains(&c.namespace.as_str())
+                {
+                    roots.push(&c.namespace);
+                }
+            }
+        }
+        if roots.is_empty() {
+            let reason = if src.scheme != StoreInfo::OCI_LAYOUT {
+                format!(
+                    "the source is a `{}` store, not an OCI layout, and no layout on the \
+                     destination's filesystem is known to hold the blob",
+                    src.scheme
+                )
+            } else {
+                format!(
+                    "`{}` and `{}` are on different filesystems (`{}`, `{}`)",
+                    src.namespace, dst.namespace, src.authority, dst.authority
+                )
+            };
+            return Ok(MountOutcome::not_applicable(reason));
         }
         let digest = request.descriptor.digest().clone();
-        let src_root = PathBuf::from(&src.namespace);
-        let dst_root = PathBuf::from(&dst.namespace);
-        let src_path = blob_path_in(&src_root, &digest)?;
-        let dst_path = blob_path_in(&dst_root, &digest)?;
+        if Hasher::for_digest(&digest).is_err() {
+            return Ok(MountOutcome::not_applicable(format!(
+                "cannot verify `{digest}`: unsupported digest algorithm"
+            )));
+        }
+        let dst_path = dst_layout.blob_path(&digest)?;
         if tokio::fs::metadata(&dst_path)
             .await
             .is_ok_and(|m| m.is_file())
         {
             return Ok(MountOutcome::AlreadyPresent);
         }
-        let meta = match tokio::fs::metadata(&src_path).await {
-            Ok(m) if m.is_file() => m,
-            Ok(_) | Err(_) => {
-                return Ok(MountOutcome::declined(format!(
-                    "source layout `{}` has no file for `{digest}`",
-                    src.namespace
-                )));
-            }
-        };
-        if meta.len() != request.descriptor.size() {
-            return Ok(MountOutcome::declined(format!(
-                "source file `{}` has {} bytes but the descriptor says {}; not linked",
-                src_path.display(),
-                meta.len(),
-                request.descriptor.size()
-            )));
-        }
-        if Hasher::for_digest(&digest).is_err() {
-            return Ok(MountOutcome::not_applicable(format!(
-                "cannot verify `{digest}`: unsupported digest algorithm"
-            )));
-        }
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancel.clone());
-        let verify = !self.trusted;
-        let work = LinkWork {
-            src_path: src_path.clone(),
-            dst_path,
-            tmp_dir: dst_root.join(WORK_DIR).join("tmp"),
-            digest: digest.clone(),
-            verify,
-            cancel,
-        };
-        tracing::debug!(
-            strategy = %self,
-            %digest,
-            source = %src_path.display(),
-            destination = %dst.namespace,
-            "shared-storage mount attempt"
-        );
-        let outcome = match blocking(move || work.run()).await? {
-            Linked::Done(method) => MountOutcome::Mounted {
-                by: method.as_str().to_string(),
-                from: src.namespace.clone(),
-            },
-            Linked::Present => MountOutcome::AlreadyPresent,
-            Linked::Corrupt(reason) => MountOutcome::declined(reason),
-            Linked::Unsupported(reason) => MountOutcome::not_applicable(reason),
-        };
-        Ok(outcome)
+        let mut declined = Vec::new();
+        let mut unsupported = Vec::new();
+        for root in roots {
+            let src_path = blob_path_in(Path::new(root), &digest)?;
+            tracing::debug!(
+                strategy = %self,
+                %digest,
+                source = %src_path.display(),
+                destination = %dst.namespace,
+                "shared-storage mount attempt"
+            );
+            let work = LinkWork {
+                src_path,
+                dst_path: dst_path.clone(),
+                tmp_dir: dst_layout.path().join(WORK_DIR).join("tmp"),
+                digest: digest.clone(),
+                size: request.descriptor.size(),
+                verify: !self.trusted,
+                cancel: cancel.clone(),
+            };
+            match blocking(move || work.run()).await? {
+                Linked::Done(method) => {
+                    return Ok(MountOutcome::Mounted {
+                        by: method.as_str().to_string(),
+                        from: root.to_string(),
+                    });
+                }
+                Linked::Present => return Ok(MountOutcome::AlreadyPresent),
+                Linked::Corrupt(reason) => declined.push(reason),
+                Linked::Unsupported(reason) => unsupported.push(reason),
+            }
+        }
+        Ok(if declined.is_empty() {
+            MountOutcome::not_applicable(unsupported.join("; "))
+        } else {
+            declined.extend(unsupported);
+            MountOutcome::declined(declined.join("; "))
+        })
     }
 }
 
@@ -189,6 +219,7 @@ struct LinkWork {
     dst_path: PathBuf,
     tmp_dir: PathBuf,
     digest: Digest,
+    size: u64,
     verify: bool,
     cancel: Arc<AtomicBool>,
 }
@@ -198,7 +229,29 @@ impl LinkWork {
         let io = |what: &str, path: &Path, e| Error::io(format!("{what} `{}`", path.display()), e);
         let parent = self.dst_path.parent().expect("blob paths have a parent");
         fs_err::create_dir_all(parent).map_err(|e| Error::io("preparing the destination", e))?;
-        let src = File::open(&self.src_path).map_err(|e| io("opening", &self.src_path, e))?;
+        let src = match File::open(&self.src_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Linked::Corrupt(format!(
+                    "`{}` is not there; the layout does not hold `{}`",
+                    self.src_path.display(),
+                    self.digest
+                )));
+            }
+            Err(e) => return Err(io("opening", &self.src_path, e)),
+        };
+        let meta = src
+            .metadata()
+            .map_err(|e| io("reading metadata of", &self.src_path, e))?;
+        if !meta.is_file() || meta.len() != self.size {
+            return Ok(Linked::Corrupt(format!(
+                "`{}` has {} bytes but the descriptor of `{}` says {}; not linked",
+                self.src_path.display(),
+                meta.len(),
+                self.digest,
+                self.size
+            )));
+        }
 
         // 1. A copy-on-write clone into a temporary file, verified, then renamed into place.
         fs_err::create_dir_all(&self.tmp_dir)

@@ -282,3 +282,120 @@ async fn layouts_on_different_filesystems_are_not_applicable() {
     );
     assert!(!dst.exists(&desc).await.unwrap());
 }
+
+#[tokio::test]
+async fn candidates_on_the_same_filesystem_are_linked_from_when_verifying() {
+    use ferry_core::Location;
+    let dir = tempdir();
+    let seen_before = layout(dir.path(), "earlier-copy");
+    let empty = layout(dir.path(), "stale");
+    let dst = layout(dir.path(), "dst");
+    let (desc, data) = random_blob(50_000);
+    seen_before
+        .push(&desc, bytes_stream(data.clone()))
+        .await
+        .unwrap();
+    // The source is not a layout at all (think of a registry).
+    let source = MemoryStore::new("registry");
+    source.insert_unverified(&desc, data.clone());
+    let candidates = [
+        Location::now(empty.info().clone()),
+        Location::now(seen_before.info().clone()),
+    ];
+    let request = MountRequest {
+        descriptor: &desc,
+        source: &source,
+        destination: dst.as_ref(),
+        candidates: &candidates,
+    };
+    // Trusting, candidates are not used: their files would be linked unread.
+    let outcome = SharedStorageMount::trusting()
+        .mount(&request)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, MountOutcome::NotApplicable { .. }),
+        "{outcome:?}"
+    );
+    match SharedStorageMount::new().mount(&request).await.unwrap() {
+        MountOutcome::Mounted { by, from } => {
+            assert_eq!(by, "hardlink");
+            assert_eq!(from, seen_before.path().to_string_lossy());
+        }
+        other => panic!("expected a link from the candidate, got {other:?}"),
+    }
+    assert_eq!(read_all(dst.as_ref(), &desc).await, data);
+
+    // A candidate that lacks the blob is declined, leaving the destination as it was.
+    let (other, _) = random_blob(100);
+    let request = MountRequest {
+        descriptor: &other,
+        ..request
+    };
+    let outcome = SharedStorageMount::new().mount(&request).await.unwrap();
+    assert!(
+        matches!(outcome, MountOutcome::Declined { .. }),
+        "{outcome:?}"
+    );
+    assert!(!dst.exists(&other).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_destination_that_only_claims_to_be_a_layout_is_not_written() {
+    /// A store that reports the `oci-layout` scheme of a real layout's path, but is not one.
+    #[derive(Debug)]
+    struct Impostor {
+        info: ferry_core::StoreInfo,
+        inner: MemoryStore,
+    }
+    impl std::fmt::Display for Impostor {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("impostor")
+        }
+    }
+    #[async_trait::async_trait]
+    impl ReadStore for Impostor {
+        fn info(&self) -> &ferry_core::StoreInfo {
+            &self.info
+        }
+        async fn exists(&self, d: &Descriptor) -> ferry_core::Result<bool> {
+            self.inner.exists(d).await
+        }
+        async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ferry_core::ByteStream> {
+            self.inner.fetch(d).await
+        }
+        async fn resolve(&self, r: &str) -> ferry_core::Result<Descriptor> {
+            self.inner.resolve(r).await
+        }
+        async fn referrers(&self, d: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
+            self.inner.referrers(d).await
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+    #[async_trait::async_trait]
+    impl WriteStore for Impostor {
+        async fn push(&self, d: &Descriptor, s: ferry_core::ByteStream) -> ferry_core::Result<()> {
+            self.inner.push(d, s).await
+        }
+        async fn tag(&self, d: &Descriptor, t: &str) -> ferry_core::Result<()> {
+            self.inner.tag(d, t).await
+        }
+    }
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let victim = layout(dir.path(), "victim");
+    let impostor = Impostor {
+        info: victim.info().clone(),
+        inner: MemoryStore::new("impostor"),
+    };
+    let (desc, data) = random_blob(1000);
+    src.push(&desc, bytes_stream(data)).await.unwrap();
+    let outcome = mount(&SharedStorageMount::new(), &src, &impostor, &desc).await;
+    assert!(
+        matches!(outcome, MountOutcome::NotApplicable { .. }),
+        "{outcome:?}"
+    );
+    assert!(!victim.exists(&desc).await.unwrap());
+}
