@@ -12,11 +12,15 @@
 //! directory and stops when dropped.
 
 pub mod error;
+pub mod fixtures;
 pub mod registry;
 pub mod token;
 pub mod util;
 
 pub use error::{Error, Result};
+pub use fixtures::{
+    Artifact, ArtifactBuilder, Blob, Content, Image, ImageBuilder, Index, IndexBuilder,
+};
 pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
 pub use tempfile::TempDir;
 pub use token::{Grant, TokenIssuer, TokenIssuerBuilder, TokenRequest};

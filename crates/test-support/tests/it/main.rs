@@ -1,5 +1,6 @@
 //! Integration tests of ferry-test-support: its servers behave as the other crates' tests
 //! rely on.
 
+mod fixtures;
 mod registry;
 mod token;
