@@ -1,0 +1,169 @@
+//! Copies through the engine between repositories of one registry (mounted) and between two
+//! registries (streamed).
+
+use std::sync::Arc;
+
+use ferry_core::{Action, CopyOptions, MountChain, ReadStore, WriteStore, copy};
+use ferry_distribution::CrossRepoMount;
+use ferry_test_support::{Content, ImageBuilder, Registry, fixtures};
+
+use crate::support::{client, count, repo, start_registry};
+
+fn mounting() -> CopyOptions {
+    CopyOptions {
+        chain: MountChain::new().with(CrossRepoMount::new()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_within_a_registry_mounts_every_blob_with_few_requests() {
+    let registry = start_registry(Registry::builder()).await;
+    let image = ImageBuilder::new()
+        .layers(&[1000, 20_000, 300_000])
+        .seed(7)
+        .build();
+    fixtures::push(&registry.url(), "team/app", &image, Some("v1"), None)
+        .await
+        .unwrap();
+    let client = client();
+    let src = repo(&client, registry.addr(), "team/app");
+    let dst = repo(&client, registry.addr(), "prod/app");
+    registry.clear_log();
+
+    let report = copy(src, "v1", dst.clone(), Some("v1"), &mounting())
+        .await
+        .unwrap();
+
+    let blobs = image.layers.len() + 1;
+    assert_eq!(count(&report, Action::Mounted), blobs, "{report:#?}");
+    for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
+        assert_eq!(node.strategy.as_deref(), Some("cross-repo"));
+        assert_eq!(node.from.as_deref(), Some("team/app"));
+        assert_eq!(node.bytes, 0);
+    }
+    let requests = registry.requests();
+    assert_eq!(
+        registry.count("GET", "/blobs/"),
+        0,
+        "a blob was streamed: {requests:#?}"
+    );
+    assert_eq!(
+        registry.count("HEAD", "/blobs/"),
+        0,
+        "a blob was probed: {requests:#?}"
+    );
+    // resolve (GET, kept for the copy) + HEAD of the destination manifest + one mount per
+    // blob + PUT by digest + PUT of the tag.
+    assert!(
+        requests.len() <= blobs + 4,
+        "{} requests for {blobs} blobs: {requests:#?}",
+        requests.len()
+    );
+    let tagged = dst.resolve("v1").await.unwrap();
+    assert_eq!(tagged.digest(), image.descriptor().digest());
+    for layer in &image.layers {
+        assert!(dst.exists(&layer.descriptor).await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_between_registries_streams_every_blob() {
+    let a = start_registry(Registry::builder()).await;
+    let b = start_registry(Registry::builder()).await;
+    let image = ImageBuilder::new()
+        .layers(&[5000, 100_000])
+        .seed(11)
+        .build();
+    fixtures::push(&a.url(), "team/app", &image, Some("v1"), None)
+        .await
+        .unwrap();
+    let client = client();
+    let src = repo(&client, a.addr(), "team/app");
+    let dst = repo(&client, b.addr(), "mirror/app");
+
+    let report = copy(src, "v1", dst.clone(), Some("v2"), &mounting())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        count(&report, Action::Copied),
+        image.layers.len() + 2,
+        "{report:#?}"
+    );
+    assert_eq!(count(&report, Action::Mounted), 0);
+    // The strategy did not apply (another registry): nothing was asked of b's mount API.
+    assert!(
+        b.requests()
+            .iter()
+            .all(|r| r.query_param("mount").is_none()),
+        "a mount was tried across registries"
+    );
+    let root = dst.resolve("v2").await.unwrap();
+    assert_eq!(root.digest(), image.descriptor().digest());
+    assert_eq!(root.media_type(), image.descriptor().media_type());
+    for blob in image.all() {
+        let mut s = dst.fetch(&blob.descriptor).await.unwrap();
+        let mut got = Vec::new();
+        use futures::StreamExt;
+        while let Some(c) = s.next().await {
+            got.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(got, blob.bytes.to_vec(), "bytes of {}", blob.digest());
+    }
+
+    // A second copy finds everything present and streams nothing.
+    let again = copy(
+        repo(&client, a.addr(), "team/app") as Arc<dyn ReadStore>,
+        "v1",
+        dst as Arc<dyn WriteStore>,
+        Some("v2"),
+        &mounting(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&again, Action::Exists), 1, "{again:#?}");
+    assert_eq!(again.bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_round_trip_through_the_tag_fallback() {
+    let registry = start_registry(Registry::builder()).await;
+    let image = ImageBuilder::new().layers(&[100]).seed(3).build();
+    let signature =
+        ferry_test_support::ArtifactBuilder::signature(image.descriptor(), b"sig").build();
+    let client = client();
+    let src = repo(&client, registry.addr(), "team/signed");
+    for blob in image.all().into_iter().chain(signature.all()) {
+        src.push(
+            &blob.descriptor,
+            ferry_core::bytes_stream(blob.bytes.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    src.tag(image.descriptor(), "v1").await.unwrap();
+    // docker-registry 2.8 has no referrers API: the push kept the `sha256-<hex>` index.
+    let listed = src.referrers(image.descriptor()).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].digest(), signature.descriptor().digest());
+    assert_eq!(
+        listed[0].artifact_type().as_ref().map(|t| t.to_string()),
+        Some(signature.artifact_type.clone())
+    );
+
+    let other = start_registry(Registry::builder()).await;
+    let dst = repo(&client, other.addr(), "mirror/signed");
+    let options = CopyOptions {
+        referrers: true,
+        ..mounting()
+    };
+    copy(src, "v1", dst.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    let copied = dst.referrers(image.descriptor()).await.unwrap();
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0].digest(), signature.descriptor().digest());
+    let tags = dst.tags().await.unwrap();
+    assert!(tags.contains(&"v1".to_string()), "{tags:?}");
+}

@@ -1,0 +1,62 @@
+//! The store contract and the strategy contract on the real registry.
+
+use std::sync::Arc;
+
+use ferry_core::conformance::strategy::{Case, Seen};
+use ferry_core::{ReadStore, WriteStore};
+use ferry_distribution::{ClientOptions, Credentials, CrossRepoMount, RegistryClient};
+use ferry_test_support::Registry;
+
+use crate::support::{client, repo, start_registry};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_keeps_the_store_contract() {
+    let registry = start_registry(Registry::builder()).await;
+    let store: Arc<dyn WriteStore> = repo(&client(), registry.addr(), "conformance/monolithic");
+    ferry_core::conformance::store::run_all(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_uploads_keep_the_store_contract() {
+    let registry = start_registry(Registry::builder()).await;
+    let client = RegistryClient::new(ClientOptions {
+        plain_http: true,
+        credentials: Credentials::anonymous(),
+        chunk_threshold: 1000,
+        chunk_size: 64 * 1024,
+        ..Default::default()
+    })
+    .unwrap();
+    let store: Arc<dyn WriteStore> = repo(&client, registry.addr(), "conformance/chunked");
+    ferry_core::conformance::store::run_all(store).await;
+    // The 300 000-byte and 1 MiB blobs went up in 64 KiB PATCHes.
+    assert!(
+        registry.count("PATCH", "/v2/conformance/chunked/blobs/uploads/") >= 5,
+        "no chunked upload was made: {:?}",
+        registry.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_repo_mount_keeps_the_strategy_contract() {
+    let registry = start_registry(Registry::builder()).await;
+    let client = client();
+    let case = Case {
+        strategy: Arc::new(CrossRepoMount::new()),
+        source: repo(&client, registry.addr(), "team/src"),
+        destination: repo(&client, registry.addr(), "team/dst"),
+    };
+    let seen = ferry_core::conformance::strategy::run_all(&case).await;
+    assert_eq!(seen, Seen::Mounted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_names_itself() {
+    let registry = start_registry(Registry::builder()).await;
+    let r = repo(&client(), registry.addr(), "team/app");
+    assert_eq!(r.to_string(), format!("{}/team/app", registry.addr()));
+    let info = r.info();
+    assert_eq!(info.scheme, "registry");
+    assert_eq!(info.authority, registry.addr());
+    assert_eq!(info.namespace, "team/app");
+}
