@@ -12,12 +12,14 @@
 //! directory and stops when dropped.
 
 pub mod error;
+pub mod fake;
 pub mod fixtures;
 pub mod registry;
 pub mod token;
 pub mod util;
 
 pub use error::{Error, Result};
+pub use fake::{BlobHost, FakeRegistry, FakeRegistryBuilder, MountBehaviour, RecordedRequest};
 pub use fixtures::{
     Artifact, ArtifactBuilder, Blob, Content, Image, ImageBuilder, Index, IndexBuilder,
 };
