@@ -81,3 +81,44 @@ async fn copy_without_a_chain_streams_every_blob() {
         image.manifest.digest()
     );
 }
+
+#[tokio::test]
+async fn a_second_copy_from_a_registry_links_what_the_first_put_on_disk() {
+    use std::sync::Arc;
+
+    use ferry_core::{InMemoryLocations, MemoryStore, WriteStore};
+
+    let dir = tempdir();
+    let first = layout(dir.path(), "first");
+    let second = layout(dir.path(), "second");
+    // A source that is not on disk (it stands for a registry).
+    let registry = Arc::new(MemoryStore::new("registry/app"));
+    let image = Image::build("cache");
+    image.push(registry.as_ref() as &dyn WriteStore, "v1").await;
+
+    let options = CopyOptions {
+        chain: MountChain::new().with(SharedStorageMount::new()),
+        locations: Arc::new(InMemoryLocations::new()),
+        ..Default::default()
+    };
+    let report = copy(registry.clone(), "v1", first.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.count(Action::Copied), 4, "nothing to link from yet");
+
+    let report = copy(registry.clone(), "v1", second.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    for blob in image.blobs() {
+        let node = report.node(blob.digest()).unwrap();
+        assert_eq!(node.action, Action::Mounted, "{node:?}");
+        assert_eq!(node.from.as_deref(), Some(&*first.path().to_string_lossy()));
+        let a = std::fs::metadata(first.blob_path(blob.digest()).unwrap()).unwrap();
+        let b = std::fs::metadata(second.blob_path(blob.digest()).unwrap()).unwrap();
+        assert_eq!(a.ino(), b.ino());
+    }
+    assert_eq!(
+        second.resolve("v1").await.unwrap().digest(),
+        image.manifest.digest()
+    );
+}
