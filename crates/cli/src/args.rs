@@ -114,4 +114,64 @@ pub struct CpArgs {
     /// No progress bars, even on a terminal.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also copy the referrers (signatures, SBOMs, attestations) of everything copied, through
+    /// the referrers API or the tag-schema fallback.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Another repository of the destination registry to mount blobs from (repeatable); tried
+    /// after the source repository and the repositories the blob-location cache knows.
+    #[arg(long, value_name = "REPO")]
+    pub mount_from: Vec<String>,
+    /// Registry transport and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How ferry talks to registries, for both sides or one (`--from-*`, `--to-*`).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Registry options")]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to both registries.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Speak plain HTTP to the source registry.
+    #[arg(long)]
+    pub from_plain_http: bool,
+    /// Speak plain HTTP to the destination registry.
+    #[arg(long)]
+    pub to_plain_http: bool,
+    /// Accept any TLS certificate from both registries (test setups only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Accept any TLS certificate from the source registry.
+    #[arg(long)]
+    pub from_insecure: bool,
+    /// Accept any TLS certificate from the destination registry.
+    #[arg(long)]
+    pub to_insecure: bool,
+    /// User name for the source registry (else docker's config.json and credential helpers).
+    #[arg(long, env = "FERRY_FROM_USERNAME", value_name = "USER")]
+    pub from_username: Option<String>,
+    /// Password or token for the source registry.
+    #[arg(
+        long,
+        env = "FERRY_FROM_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub from_password: Option<String>,
+    /// User name for the destination registry (else docker's config.json and credential helpers).
+    #[arg(long, env = "FERRY_TO_USERNAME", value_name = "USER")]
+    pub to_username: Option<String>,
+    /// Password or token for the destination registry.
+    #[arg(
+        long,
+        env = "FERRY_TO_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub to_password: Option<String>,
+    /// Read the password of the side whose user name is given without one from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
 }

@@ -4,6 +4,7 @@ mod args;
 mod cp;
 mod endpoint;
 mod output;
+mod stores;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

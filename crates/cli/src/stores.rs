@@ -1,0 +1,267 @@
+//! Opening the stores an endpoint names.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ferry_core::{Error, ReadStore, WriteStore};
+use ferry_distribution::{ClientOptions, Credential, Credentials, Reference, RegistryClient};
+use ferry_fs_store::OciLayout;
+
+use crate::args::{CpArgs, RegistryArgs};
+use crate::endpoint::Endpoint;
+
+/// The source store and what to resolve in it.
+pub struct Source {
+    pub store: Arc<dyn ReadStore>,
+    pub reference: String,
+    /// Whether `reference` is a tag (so a destination without one takes it).
+    pub is_tag: bool,
+}
+
+/// The destination store and the tag to set.
+pub struct Destination {
+    pub store: Arc<dyn WriteStore>,
+    pub tag: Option<String>,
+    /// How the summary line names it.
+    pub display: String,
+}
+
+/// Which side of the copy.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    From,
+    To,
+}
+
+/// Registry clients for both sides, built from the flags.
+pub struct Clients {
+    from: RegistryClient,
+    to: RegistryClient,
+}
+
+impl Clients {
+    /// `from_host`/`to_host`: the registries of each side, if they are registries.
+    pub fn new(
+        args: &RegistryArgs,
+        from_host: Option<&str>,
+        to_host: Option<&str>,
+    ) -> Result<Self> {
+        let (mut from_pw, mut to_pw) = (args.from_password.clone(), args.to_password.clone());
+        if args.password_stdin {
+            let from_wants = args.from_username.is_some() && from_pw.is_none();
+            let to_wants = args.to_username.is_some() && to_pw.is_none();
+            let mut pw = String::new();
+            std::io::stdin()
+                .read_to_string(&mut pw)
+                .context("reading the password from stdin")?;
+            let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+            match (from_wants, to_wants) {
+                (true, false) => from_pw = Some(pw),
+                (false, true) => to_pw = Some(pw),
+                (false, false) => bail!(Error::invalid(
+                    "flag",
+                    "--password-stdin",
+                    "give `--from-username` or `--to-username` (without a password) so ferry knows whose password it is",
+                )),
+                (true, true) => bail!(Error::invalid(
+                    "flag",
+                    "--password-stdin",
+                    "both sides lack a password; pass one of them with `--from-password`/`--to-password` or FERRY_*_PASSWORD",
+                )),
+            }
+        }
+        let side = |plain: bool, insecure: bool, user: &Option<String>, pw: Option<String>| {
+            let creds = Credentials::from_docker_config();
+            Ok::<_, anyhow::Error>((
+                ClientOptions {
+                    plain_http: plain,
+                    insecure,
+                    credentials: creds,
+                    ..Default::default()
+                },
+                user.clone(),
+                pw,
+            ))
+        };
+        let (mut from_opts, fu, fp) = side(
+            args.plain_http || args.from_plain_http,
+            args.insecure || args.from_insecure,
+            &args.from_username,
+            from_pw,
+        )?;
+        let (mut to_opts, tu, tp) = side(
+            args.plain_http || args.to_plain_http,
+            args.insecure || args.to_insecure,
+            &args.to_username,
+            to_pw,
+        )?;
+        for (opts, user, pw, flag, host) in [
+            (&mut from_opts, fu, fp, "--from", from_host),
+            (&mut to_opts, tu, tp, "--to", to_host),
+        ] {
+            match (user, pw) {
+                (Some(username), Some(password)) => {
+                    let Some(host) = host else {
+                        tracing::warn!("{flag}-username is ignored: that side is not a registry");
+                        continue;
+                    };
+                    opts.credentials =
+                        std::mem::replace(&mut opts.credentials, Credentials::anonymous())
+                            .with(host, Credential::Basic { username, password });
+                }
+                (Some(_), None) => bail!(Error::invalid(
+                    "flag",
+                    format!("{flag}-username"),
+                    format!(
+                        "needs a password: `{flag}-password`, FERRY_{}_PASSWORD or `--password-stdin`",
+                        &flag[2..].to_uppercase()
+                    ),
+                )),
+                (None, Some(_)) => bail!(Error::invalid(
+                    "flag",
+                    format!("{flag}-password"),
+                    format!("needs `{flag}-username`")
+                )),
+                (None, None) => {}
+            }
+        }
+        Ok(Self {
+            from: RegistryClient::new(from_opts)?,
+            to: RegistryClient::new(to_opts)?,
+        })
+    }
+
+    fn client(&self, side: Side) -> &RegistryClient {
+        match side {
+            Side::From => &self.from,
+            Side::To => &self.to,
+        }
+    }
+}
+
+/// Whether the user wrote a tag or digest in a registry reference (the parser fills in
+/// `latest` otherwise).
+fn names_tag_or_digest(reference: &str) -> bool {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    last.contains(':') || last.contains('@')
+}
+
+pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
+    match ep {
+        Endpoint::Layout { path, reference } => {
+            let layout = OciLayout::open(path)?;
+            let reference = match reference {
+                Some(r) => r.clone(),
+                None => only_tag(&layout).await?,
+            };
+            let is_tag = !reference.contains(':');
+            Ok(Source {
+                store: Arc::new(layout),
+                reference,
+                is_tag,
+            })
+        }
+        Endpoint::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            let repo = clients.client(Side::From).repository(&reference)?;
+            Ok(Source {
+                store: repo,
+                reference: reference.target(),
+                is_tag: reference.digest().is_none(),
+            })
+        }
+    }
+}
+
+pub fn open_destination(
+    ep: &Endpoint,
+    src: &Source,
+    args: &CpArgs,
+    clients: &Clients,
+) -> Result<Destination> {
+    let inherited = src.is_tag.then(|| src.reference.clone());
+    match ep {
+        Endpoint::Layout { path, reference } => {
+            let tag = match reference {
+                Some(r) if r.contains(':') => bail!(Error::invalid(
+                    "destination",
+                    args.dst.clone(),
+                    "a layout destination needs a tag, not a digest: write `oci:PATH:TAG`"
+                )),
+                Some(r) => r.clone(),
+                None => inherited.ok_or_else(|| {
+                    Error::invalid(
+                        "destination",
+                        args.dst.clone(),
+                        "the source is named by digest, so name a tag for the layout: `oci:PATH:TAG`",
+                    )
+                })?,
+            };
+            ferry_fs_store::validate_tag(&tag)?;
+            let store: Arc<dyn WriteStore> = if args.dry_run && !path.join("oci-layout").exists() {
+                // A dry run must not create the layout; an empty store holds nothing, as the
+                // layout to be created would.
+                Arc::new(ferry_core::MemoryStore::new(path.display().to_string()))
+            } else {
+                Arc::new(OciLayout::open_or_create(path)?)
+            };
+            Ok(Destination {
+                store,
+                display: format!("[oci-layout] {}:{tag}", path.display()),
+                tag: Some(tag),
+            })
+        }
+        Endpoint::Registry(r) => {
+            let reference = Reference::parse(r)?;
+            let repo = clients.client(Side::To).repository(&reference)?;
+            let tag = if names_tag_or_digest(r) {
+                reference.tag().map(str::to_string)
+            } else {
+                inherited.or_else(|| reference.tag().map(str::to_string))
+            };
+            let display = match &tag {
+                Some(t) => format!(
+                    "[registry] {}/{}:{t}",
+                    reference.registry(),
+                    reference.repository()
+                ),
+                None => format!(
+                    "[registry] {}/{}",
+                    reference.registry(),
+                    reference.repository()
+                ),
+            };
+            Ok(Destination {
+                store: repo,
+                tag,
+                display,
+            })
+        }
+    }
+}
+
+/// The single tag of a layout, for a source named without one.
+async fn only_tag(layout: &OciLayout) -> Result<String> {
+    let tags = layout.tags().await?;
+    match tags.as_slice() {
+        [(tag, _)] => Ok(tag.clone()),
+        [] => Err(Error::NotFound {
+            what: format!("a tagged image in `{}`", layout.path().display()),
+            hint: Some("the layout holds no tag; name a digest with `oci:PATH@DIGEST`".into()),
+        }
+        .into()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|(t, _)| t.as_str()).collect();
+            Err(Error::invalid(
+                "source",
+                format!("oci:{}", layout.path().display()),
+                format!(
+                    "the layout has several tags ({}); name one with `oci:PATH:TAG`",
+                    names.join(", ")
+                ),
+            )
+            .into())
+        }
+    }
+}
