@@ -108,7 +108,7 @@ pub fn umoci(args: &[&str]) -> Result<Output> {
     run("umoci", args)
 }
 
-/// The answer to [`http`].
+/// The answer to [`http()`].
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     /// The status code.
