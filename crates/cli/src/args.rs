@@ -57,7 +57,7 @@ pub struct Cli {
 pub enum Command {
     /// Copy an image, index or artifact (with its whole graph) from SRC to DST.
     #[command(after_long_help = CP_EXAMPLES, after_help = "See `ferry cp --help` for examples and exit codes.")]
-    Cp(CpArgs),
+    Cp(Box<CpArgs>),
     /// Print shell completions for SHELL to stdout.
     #[command(after_help = "Example: ferry completions bash > /etc/bash_completion.d/ferry")]
     Completions {

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(exit::FAILED);
                 }
             };
-            match runtime.block_on(cp::run(args)) {
+            match runtime.block_on(cp::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
