@@ -1,1 +1,280 @@
+//! Authentication against the real registry: htpasswd basic auth with credentials from a
+//! docker config.json, token auth with the test token issuer, refused mounts, wrong
+//! credentials.
 
+use std::sync::Arc;
+
+use base64::Engine as _;
+use ferry_core::{Action, CopyOptions, Error, MemoryStore, MountChain, ReadStore, copy};
+use ferry_distribution::{Credential, Credentials, CrossRepoMount};
+use ferry_test_support::{Content, ImageBuilder, Registry, TokenIssuer, fixtures};
+
+use crate::support::{client_with, count, repo, start_registry};
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn mounting(strategy: CrossRepoMount) -> CopyOptions {
+    CopyOptions {
+        chain: MountChain::new().with(strategy),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_with_credentials_from_a_docker_config() {
+    let registry = start_registry(Registry::builder().user("alice", "s3cret")).await;
+    let image = ImageBuilder::new().layers(&[100, 2000]).seed(21).build();
+    fixtures::push(
+        &registry.url(),
+        "team/app",
+        &image,
+        Some("v1"),
+        Some(&basic("alice", "s3cret")),
+    )
+    .await
+    .unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    let client = client_with(Credentials::from_docker_config_dir(config.path()));
+    registry.clear_log();
+
+    let report = copy(
+        repo(&client, registry.addr(), "team/app"),
+        "v1",
+        repo(&client, registry.addr(), "prod/app"),
+        Some("v1"),
+        &mounting(CrossRepoMount::new()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(count(&report, Action::Mounted), image.layers.len() + 1);
+    // The first request learned the scheme; every later one carried the credentials.
+    let unauthorized: Vec<_> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 401)
+        .collect();
+    assert_eq!(unauthorized.len(), 1, "{unauthorized:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_clearly_and_tag_nothing() {
+    let registry = start_registry(Registry::builder().user("alice", "s3cret")).await;
+    let src = MemoryStore::new("src");
+    let image = ImageBuilder::new().layers(&[100]).seed(22).build();
+    image.insert_into(&src, Some("v1"));
+    let wrong = client_with(Credentials::anonymous().with(
+        registry.addr(),
+        Credential::Basic {
+            username: "alice".into(),
+            password: "wrong".into(),
+        },
+    ));
+
+    let err = copy(
+        Arc::new(src),
+        "v1",
+        repo(&wrong, registry.addr(), "team/app"),
+        Some("v1"),
+        &mounting(CrossRepoMount::new()),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(matches!(err, Error::Unauthenticated { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(registry.addr()), "{text}");
+    assert!(!text.contains("wrong"), "the password leaked into `{text}`");
+    let right = client_with(Credentials::anonymous().with(
+        registry.addr(),
+        Credential::Basic {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        },
+    ));
+    let tagged = repo(&right, registry.addr(), "team/app")
+        .resolve("v1")
+        .await;
+    assert!(matches!(tagged, Err(Error::NotFound { .. })), "{tagged:?}");
+}
+
+fn token_setup() -> TokenIssuer {
+    TokenIssuer::builder()
+        .user("alice", "pw")
+        .user("admin", "root")
+        .allow("alice", "team/*", &["pull", "push"])
+        .allow("admin", "*", &["*"])
+        .start()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_auth_mounts_with_one_token_for_both_repositories() {
+    let issuer = token_setup();
+    let registry = start_registry(Registry::builder().token_auth(&issuer)).await;
+    let image = ImageBuilder::new()
+        .layers(&[100, 2000, 30_000])
+        .seed(23)
+        .build();
+    let admin = issuer.token_for(Some("admin"), &["repository:team/src:pull,push"]);
+    fixtures::push(
+        &registry.url(),
+        "team/src",
+        &image,
+        Some("v1"),
+        Some(&format!("Bearer {admin}")),
+    )
+    .await
+    .unwrap();
+    let client = client_with(Credentials::anonymous().with(
+        registry.addr(),
+        Credential::Basic {
+            username: "alice".into(),
+            password: "pw".into(),
+        },
+    ));
+    issuer.reset_counts();
+
+    let report = copy(
+        repo(&client, registry.addr(), "team/src"),
+        "v1",
+        repo(&client, registry.addr(), "team/dst"),
+        Some("v1"),
+        &mounting(CrossRepoMount::new()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        count(&report, Action::Mounted),
+        image.layers.len() + 1,
+        "{report:#?}"
+    );
+    let tokens = issuer.requests();
+    assert!(
+        tokens.iter().any(|t| t.status == 200
+            && t.user.as_deref() == Some("alice")
+            && t.scopes
+                .contains(&"repository:team/dst:pull,push".to_string())
+            && t.scopes.contains(&"repository:team/src:pull".to_string())),
+        "no single token covered the destination and the mount source: {tokens:#?}"
+    );
+    // Tokens are cached: not one per blob.
+    assert!(tokens.len() <= 3, "{tokens:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_the_token_does_not_allow_falls_back_to_streaming() {
+    let issuer = token_setup();
+    let registry = start_registry(Registry::builder().token_auth(&issuer)).await;
+    let image = ImageBuilder::new().layers(&[100, 5000]).seed(24).build();
+    // The blobs are in `secret/app`, which alice may not read.
+    let admin = issuer.token_for(Some("admin"), &["repository:secret/app:pull,push"]);
+    fixtures::push(
+        &registry.url(),
+        "secret/app",
+        &image,
+        Some("v1"),
+        Some(&format!("Bearer {admin}")),
+    )
+    .await
+    .unwrap();
+    let src = MemoryStore::new("src");
+    image.insert_into(&src, Some("v1"));
+    let client = client_with(Credentials::anonymous().with(
+        registry.addr(),
+        Credential::Basic {
+            username: "alice".into(),
+            password: "pw".into(),
+        },
+    ));
+    let dst = repo(&client, registry.addr(), "team/app");
+
+    let report = copy(
+        Arc::new(src),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &mounting(CrossRepoMount::new().with_mount_from(["secret/app"])),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(count(&report, Action::Mounted), 0, "{report:#?}");
+    assert_eq!(count(&report, Action::Copied), image.layers.len() + 2);
+    for node in report
+        .nodes
+        .iter()
+        .filter(|n| n.descriptor.media_type().to_string() != ferry_core::model::OCI_MANIFEST)
+    {
+        assert_eq!(node.attempts.len(), 1, "{node:#?}");
+        assert_eq!(node.attempts[0].outcome, "declined");
+    }
+    assert_eq!(
+        dst.resolve("v1").await.unwrap().digest(),
+        image.descriptor().digest()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_tokens_are_exchanged_with_the_refresh_grant() {
+    let issuer = token_setup();
+    let registry = start_registry(Registry::builder().token_auth(&issuer)).await;
+    let answer = ferry_test_support::http(
+        "GET",
+        &format!(
+            "{}?service={}&offline_token=true&scope=repository:team/app:pull",
+            issuer.realm(),
+            issuer.service()
+        ),
+        &[("authorization", &basic("alice", "pw"))],
+        bytes::Bytes::new(),
+    )
+    .await
+    .unwrap();
+    let refresh =
+        serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap()["refresh_token"]
+            .as_str()
+            .expect("a refresh token")
+            .to_string();
+    let client = client_with(
+        Credentials::anonymous().with(registry.addr(), Credential::IdentityToken(refresh)),
+    );
+    issuer.reset_counts();
+    let src = MemoryStore::new("src");
+    let image = ImageBuilder::new().layers(&[10]).seed(25).build();
+    image.insert_into(&src, Some("v1"));
+
+    copy(
+        Arc::new(src),
+        "v1",
+        repo(&client, registry.addr(), "team/app"),
+        Some("v1"),
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let tokens = issuer.requests();
+    assert!(!tokens.is_empty());
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.method == "POST" && t.grant_type.as_deref() == Some("refresh_token")),
+        "{tokens:#?}"
+    );
+}
