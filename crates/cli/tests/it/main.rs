@@ -1,4 +1,5 @@
 //! `ferry` as a user runs it.
 
 mod layouts;
+mod registries;
 mod support;

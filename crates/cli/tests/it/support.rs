@@ -18,13 +18,36 @@ pub struct Run {
 }
 
 pub fn ferry(args: &[&str]) -> Run {
+    ferry_with(args, &[], None)
+}
+
+/// Runs ferry with extra environment variables and optional stdin, with its own empty
+/// blob-location cache and docker configuration unless `env` sets them.
+pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    use std::io::Write;
     let cache = tempfile::tempdir().unwrap();
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args)
         .env("XDG_CACHE_HOME", cache.path())
+        .env("DOCKER_CONFIG", cache.path().join("no-docker-config"))
         .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out: Output = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

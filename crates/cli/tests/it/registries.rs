@@ -1,0 +1,453 @@
+//! `ferry cp` against the real CNCF distribution registry (docker-registry 2.8) on loopback.
+
+use base64::Engine as _;
+use ferry_test_support::fixtures::write_oci_layout;
+use ferry_test_support::{
+    ArtifactBuilder, Content, ImageBuilder, IndexBuilder, Registry, TokenIssuer, skopeo,
+};
+
+use crate::support::*;
+
+fn layout_of(dir: &std::path::Path, tag: &str, content: &dyn Content) -> String {
+    write_oci_layout(dir, &[(Some(tag), content)]).unwrap();
+    format!("oci:{}:{tag}", dir.display())
+}
+
+/// The digest skopeo sees for `reference` (`docker://...`) on a plain-HTTP registry.
+fn skopeo_digest(reference: &str, creds: Option<&str>) -> String {
+    let mut args = vec!["inspect", "--raw", "--tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--creds", c]);
+    }
+    args.push(reference);
+    let out = skopeo(&args).unwrap();
+    ferry_core::sha256(&out.stdout).to_string()
+}
+
+#[test]
+fn promotion_inside_one_registry_mounts_every_blob_and_uploads_nothing() {
+    let reg = Registry::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new()
+        .layers(&[3000, 5000, 7000])
+        .seed(11)
+        .build();
+    let src_layout = layout_of(&dir.path().join("l"), "v1", &image);
+    let r = reg.addr();
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        &src_layout,
+        &format!("{r}/team/app:rc1"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let mark = reg.mark();
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        &format!("{r}/team/app:rc1"),
+        &format!("{r}/prod/app:1.0"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mounted: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Mounted "))
+        .collect();
+    assert_eq!(mounted.len(), 4, "config and 3 layers: {}", run.stdout);
+    assert!(
+        mounted
+            .iter()
+            .all(|l| l.ends_with("from team/app (cross-repo)")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&format!(
+        "Copied [registry] {r}/team/app:rc1 => [registry] {r}/prod/app:1.0"
+    )));
+
+    let seen = reg.requests_since(mark);
+    let uploads = seen
+        .iter()
+        .filter(|q| (q.method == "PATCH" || q.method == "PUT") && q.path.contains("/blobs/uploads"))
+        .count();
+    assert_eq!(uploads, 0, "no blob upload: {seen:#?}");
+    let n = 4;
+    assert!(
+        seen.len() <= n + 4,
+        "at most N+4 requests, saw {}: {seen:#?}",
+        seen.len()
+    );
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/prod/app:1.0"), None),
+        image.manifest.digest().to_string()
+    );
+}
+
+#[test]
+fn layout_to_registry_to_layout_keeps_every_digest() {
+    let reg = Registry::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new()
+        .layers(&[100_000, 2_000_000])
+        .seed(12)
+        .build();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+    let r = reg.addr();
+    assert_eq!(
+        ferry(&["cp", "--plain-http", &src, &format!("{r}/x/app:v1")]).code,
+        0
+    );
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/x/app:v1"), None),
+        image.manifest.digest().to_string()
+    );
+    let out = dir.path().join("out");
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--mount",
+        "none",
+        &format!("{r}/x/app:v1"),
+        &format!("oci:{}", out.display()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(tags(&out), ["v1"], "the source tag is kept");
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", out.display())]).unwrap();
+    assert_eq!(ferry_core::sha256(&raw.stdout), *image.manifest.digest());
+    for blob in image.all() {
+        assert!(
+            out.join("blobs/sha256")
+                .join(blob.digest().digest())
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn copy_between_two_registries_streams_and_keeps_digests() {
+    let (a, b) = (Registry::start().unwrap(), Registry::start().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new()
+        .layers(&[10_000, 20_000])
+        .seed(13)
+        .build();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+    assert_eq!(
+        ferry(&["cp", "--plain-http", &src, &format!("{}/app:v1", a.addr())]).code,
+        0
+    );
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/mirror/app:v1", b.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("Copied  "))
+            .count(),
+        4,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        skopeo_digest(&format!("docker://{}/mirror/app:v1", b.addr()), None),
+        image.manifest.digest().to_string()
+    );
+}
+
+#[test]
+fn a_multi_arch_index_goes_whole_or_by_platform() {
+    let reg = Registry::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let index = IndexBuilder::new()
+        .platforms(&["linux/amd64", "linux/arm64/v8"], &[4000], 14)
+        .build();
+    let src = layout_of(&dir.path().join("in"), "multi", &index);
+    let r = reg.addr();
+    assert_eq!(
+        ferry(&["cp", "--plain-http", &src, &format!("{r}/multi:all")]).code,
+        0
+    );
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/multi:all"), None),
+        index.index.digest().to_string()
+    );
+    for image in &index.images {
+        assert_eq!(
+            skopeo_digest(
+                &format!("docker://{r}/multi@{}", image.manifest.digest()),
+                None
+            ),
+            image.manifest.digest().to_string(),
+            "every platform's manifest is in the registry"
+        );
+    }
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--platform",
+        "linux/arm64",
+        &src,
+        &format!("{r}/arm:only"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let arm = &index.images[1];
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/arm:only"), None),
+        arm.manifest.digest().to_string()
+    );
+    let other = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{r}/arm@{}", index.images[0].manifest.digest()),
+    ]);
+    assert!(other.is_err(), "the other platform is not copied");
+}
+
+#[test]
+fn referrers_travel_with_recursive() {
+    let (a, b) = (Registry::start().unwrap(), Registry::start().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new().layers(&[1000]).seed(15).build();
+    let sig = ArtifactBuilder::signature(image.descriptor(), b"signed by the test").build();
+    let layout = dir.path().join("in");
+    write_oci_layout(&layout, &[(Some("v1"), &image), (None, &sig)]).unwrap();
+    let src = format!("oci:{}:v1", layout.display());
+    // Into registry A with its referrers (registry 2.8 has no referrers API: tag-schema fallback).
+    let run = ferry(&[
+        "cp",
+        "-r",
+        "--plain-http",
+        &src,
+        &format!("{}/app:v1", a.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let fallback = format!("sha256-{}", image.manifest.digest().digest());
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/app:{fallback}", a.addr())
+        ])
+        .is_ok()
+    );
+
+    // Without -r the signature stays behind.
+    assert_eq!(
+        ferry(&[
+            "cp",
+            "--plain-http",
+            &format!("{}/app:v1", a.addr()),
+            &format!("{}/plain:v1", b.addr())
+        ])
+        .code,
+        0
+    );
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/plain@{}", b.addr(), sig.manifest.digest())
+        ])
+        .is_err()
+    );
+
+    // With -r it follows, found through the fallback tag of A and recorded in B's.
+    let run = ferry(&[
+        "cp",
+        "-r",
+        "--plain-http",
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", b.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        skopeo_digest(
+            &format!("docker://{}/app@{}", b.addr(), sig.manifest.digest()),
+            None
+        ),
+        sig.manifest.digest().to_string()
+    );
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/app:{fallback}", b.addr())
+        ])
+        .is_ok()
+    );
+}
+
+#[test]
+fn basic_auth_with_credentials_from_docker_config_and_flags() {
+    let reg = Registry::builder().user("alice", "s3cret").start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new().layers(&[1000]).seed(16).build();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+    let r = reg.addr();
+
+    // No credentials: refused with exit code 4 and a message that says what to do.
+    let run = ferry(&["cp", "--plain-http", &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+
+    // docker config.json.
+    let docker = dir.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{r}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let env = [("DOCKER_CONFIG", docker.to_str().unwrap())];
+    let run = ferry_with(
+        &["cp", "--plain-http", &src, &format!("{r}/app:v1")],
+        &env,
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("s3cret"),
+        "secrets never reach the output"
+    );
+
+    // Flags, with the password on stdin.
+    let run = ferry_with(
+        &[
+            "cp",
+            "--plain-http",
+            "--to-username",
+            "alice",
+            "--password-stdin",
+            &src,
+            &format!("{r}/app:v2"),
+        ],
+        &[],
+        Some("s3cret\n"),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/app:v2"), Some("alice:s3cret")),
+        image.manifest.digest().to_string()
+    );
+
+    // Wrong password: a clear error, exit code 4, nothing tagged.
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--to-username",
+        "alice",
+        "--to-password",
+        "wrong",
+        &src,
+        &format!("{r}/app:v3"),
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("authentication"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("wrong"),
+        "the password is not echoed: {}",
+        run.stderr
+    );
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            "alice:s3cret",
+            &format!("docker://{r}/app:v3")
+        ])
+        .is_err()
+    );
+}
+
+#[test]
+fn token_auth_streams_when_the_mount_source_may_not_be_read() {
+    let issuer = TokenIssuer::builder()
+        .user("admin", "adminpw")
+        .allow("admin", "*", &["pull", "push"])
+        .user("bob", "bobpw")
+        .allow("bob", "dst/app", &["pull", "push"])
+        .start()
+        .unwrap();
+    let reg = Registry::builder().token_auth(&issuer).start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new().layers(&[2000, 3000]).seed(17).build();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+    let r = reg.addr();
+    let admin = ["--to-username", "admin", "--to-password", "adminpw"];
+    let mut args = vec!["cp", "--plain-http"];
+    args.extend(admin);
+    let target = format!("{r}/private/app:v1");
+    args.extend([src.as_str(), target.as_str()]);
+    let run = ferry(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // bob may push dst/app but may not read private/app: the mounts are refused, the copy streams.
+    let dst = format!("{r}/dst/app:v1");
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--to-username",
+        "bob",
+        "--to-password",
+        "bobpw",
+        "--mount-from",
+        "private/app",
+        &src,
+        &dst,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("Copied  "))
+            .count(),
+        4,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("Mounted "))
+            .count(),
+        0,
+        "{}",
+        run.stdout
+    );
+
+    // Wrong password with token auth: exit code 4, nothing tagged.
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--to-username",
+        "bob",
+        "--to-password",
+        "nope",
+        &src,
+        &format!("{r}/dst/app:v2"),
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            "admin:adminpw",
+            &format!("docker://{r}/dst/app:v2")
+        ])
+        .is_err()
+    );
+}
