@@ -225,3 +225,53 @@ impl Registry {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Credentials;
+    use crate::transport::RetryPolicy;
+
+    fn registry(base: &str) -> Registry {
+        let transport = Arc::new(
+            Transport::new(false, "t", Default::default(), RetryPolicy::default()).unwrap(),
+        );
+        Registry::new(
+            "r.example".into(),
+            Url::parse(base).unwrap(),
+            HostAuth::new("r.example", Credentials::anonymous(), transport.clone()),
+            transport,
+            Arc::new(Settings {
+                chunk_threshold: 1,
+                chunk_size: 1,
+                resolve_with_head: false,
+            }),
+        )
+    }
+
+    #[test]
+    fn upload_locations_stay_on_the_registry() {
+        let r = registry("https://r.example/");
+        let cur = r.url("v2/a/blobs/uploads/");
+        assert_eq!(
+            r.upload_location(&cur, "/v2/a/blobs/uploads/u1?_state=x")
+                .unwrap()
+                .as_str(),
+            "https://r.example/v2/a/blobs/uploads/u1?_state=x"
+        );
+        assert!(r.upload_location(&cur, "u2").is_ok());
+        assert!(
+            r.upload_location(&cur, "https://r.example:443/v2/x")
+                .is_ok()
+        );
+        assert!(
+            r.upload_location(&cur, "https://evil.example/v2/x")
+                .is_err()
+        );
+        assert!(r.upload_location(&cur, "http://r.example/v2/x").is_err());
+        assert!(
+            r.upload_location(&cur, "https://r.example:8443/v2/x")
+                .is_err()
+        );
+    }
+}

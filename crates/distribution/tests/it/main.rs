@@ -4,5 +4,6 @@
 
 mod auth;
 mod copy;
+mod fake;
 mod store;
 mod support;
