@@ -10,7 +10,9 @@
 // once it accepts connections.
 //
 // Endpoints:
-//   POST /add?chunk=262144&rawLeaves=true   body = file bytes -> {"cid": "..."} (UnixFS, CIDv1)
+//   POST /add?chunk=262144&rawLeaves=true[&maxChildren=174]
+//                                            body = file bytes -> {"cid": "..."} (UnixFS, CIDv1,
+//                                            balanced DAG; Helia's default fan-out is 1024, Kubo's 174)
 //   POST /add-raw                            body = one block  -> {"cid": "..."} (raw, sha2-256)
 //   GET  /ipfs/<cid>?format=raw | Accept: application/vnd.ipld.raw  -> the block
 //   GET  /ipfs/<cid>?format=car | Accept: application/vnd.ipld.car  -> the DAG as a CARv1
@@ -34,6 +36,7 @@ const { createHeliaHTTP } = await import('@helia/http')
 const { unixfs } = await import('@helia/unixfs')
 const { car } = await import('@helia/car')
 const { fixedSize } = await import('ipfs-unixfs-importer/chunker')
+const { balanced } = await import('ipfs-unixfs-importer/layout')
 const { MemoryBlockstore } = await import('blockstore-core')
 const { MemoryDatastore } = await import('datastore-core')
 const { CID } = await import('multiformats/cid')
@@ -141,11 +144,13 @@ async function handle (req, res) {
   if (req.method === 'POST' && url.pathname === '/add') {
     const chunkSize = Number(url.searchParams.get('chunk') ?? 262144)
     const rawLeaves = (url.searchParams.get('rawLeaves') ?? 'true') === 'true'
+    const maxChildren = url.searchParams.get('maxChildren')
     const data = await body(req)
     const cid = await fs.addBytes(data, {
       cidVersion: 1,
       rawLeaves,
-      chunker: fixedSize({ chunkSize })
+      chunker: fixedSize({ chunkSize }),
+      ...(maxChildren === null ? {} : { layout: balanced({ maxChildrenPerNode: Number(maxChildren) }) })
     })
     return json(res, 200, { cid: cid.toString() })
   }

@@ -1,0 +1,171 @@
+//! Whole copies through ferry's engine with IpfsMount in the chain.
+
+use std::sync::Arc;
+
+use ferry_core::{
+    Action, CopyOptions, CopyReport, MemoryStore, MountChain, ReadStore, WriteStore, copy,
+};
+use ferry_ipfs_mount::IpfsMount;
+
+use crate::helia::Helia;
+use crate::support::{CONFIG, CountingStore, assert_same, closed_port, image, layer, random, read};
+
+async fn run(src: Arc<CountingStore>, dst: Arc<MemoryStore>, strategy: IpfsMount) -> CopyReport {
+    let options = CopyOptions {
+        chain: MountChain::new().with(strategy),
+        ..Default::default()
+    };
+    let src: Arc<dyn ReadStore> = src;
+    let dst: Arc<dyn WriteStore> = dst;
+    copy(src, "v1", dst, Some("v1"), &options)
+        .await
+        .unwrap_or_else(|e| panic!("copy failed: {e}"))
+}
+
+#[tokio::test]
+async fn a_layer_only_in_ipfs_is_mounted_from_its_ipfs_url() {
+    let helia = Helia::start();
+    // A nerdctl-style image: the layer lives in IPFS only, the manifest names it by url.
+    let layer_data = random(3 * 262_144 + 1000);
+    let cid = helia.add(&layer_data, 262_144).await;
+    let layer_desc = layer(&layer_data, &[format!("ipfs://{cid}")]);
+    let src = Arc::new(CountingStore::new("src"));
+    let config = src.inner.insert(CONFIG, random(200));
+    let manifest = image(&src.inner, &config, std::slice::from_ref(&layer_desc), "v1").await;
+    assert!(!src.inner.exists(&layer_desc).await.unwrap());
+
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let report = run(
+        src.clone(),
+        dst.clone(),
+        IpfsMount::new(helia.url()).unwrap(),
+    )
+    .await;
+
+    let node = report
+        .node(layer_desc.digest())
+        .expect("layer in the report");
+    assert_eq!(node.action, Action::Mounted);
+    assert_eq!(node.strategy.as_deref(), Some("ipfs"));
+    assert_eq!(node.from.as_deref(), Some(format!("ipfs://{cid}").as_str()));
+    assert_eq!(
+        node.bytes, 0,
+        "a mounted blob streams nothing from the source"
+    );
+    assert_same(&read(dst.as_ref(), &layer_desc).await, &layer_data);
+    // The config is not in IPFS: declined there, copied from the source.
+    let config_node = report.node(config.digest()).unwrap();
+    assert_eq!(config_node.action, Action::Copied);
+    assert_eq!(config_node.attempts[0].outcome, "declined");
+    assert!(!src.fetched().contains(layer_desc.digest()));
+    assert_eq!(dst.resolve("v1").await.unwrap().digest(), manifest.digest());
+    assert_eq!(
+        report.chain,
+        format!("MountChain[IpfsMount({})]", helia.url())
+    );
+}
+
+#[tokio::test]
+async fn single_block_blobs_are_found_by_derived_cids_and_the_source_reads_no_blob() {
+    let helia = Helia::start();
+    let src = Arc::new(CountingStore::new("src"));
+    let config = src.inner.insert(CONFIG, random(300));
+    let layers: Vec<_> = [200_000, 1, 262_144]
+        .into_iter()
+        .map(|n| src.inner.insert(crate::support::LAYER, random(n)))
+        .collect();
+    // The same blobs are on the IPFS node, added the way `ipfs add --raw-leaves` adds a file
+    // of one chunk: as a raw block, whose CID the digest determines.
+    for d in std::iter::once(&config).chain(&layers) {
+        helia
+            .add(&src.inner.get(d.digest()).unwrap(), 262_144)
+            .await;
+    }
+    let manifest = image(&src.inner, &config, &layers, "v1").await;
+
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let report = run(
+        src.clone(),
+        dst.clone(),
+        IpfsMount::new(helia.url()).unwrap(),
+    )
+    .await;
+
+    for d in std::iter::once(&config).chain(&layers) {
+        let node = report.node(d.digest()).unwrap();
+        assert_eq!(node.action, Action::Mounted, "{}", d.digest());
+        let cid = ferry_ipfs_mount::cid_for_sha256(d.digest()).unwrap();
+        assert_eq!(node.from.as_deref(), Some(format!("ipfs://{cid}").as_str()));
+        assert_same(
+            &read(dst.as_ref(), d).await,
+            &src.inner.get(d.digest()).unwrap(),
+        );
+    }
+    // The source was read for the manifest only.
+    assert_eq!(src.fetched(), vec![manifest.digest().clone()]);
+    assert_eq!(report.bytes, manifest.size());
+}
+
+#[tokio::test]
+async fn a_url_naming_other_content_falls_back_to_the_source_and_commits_nothing_wrong() {
+    let helia = Helia::start();
+    let layer_data = random(2 * 262_144);
+    let decoy = helia.add(&random(2 * 262_144), 262_144).await;
+    let src = Arc::new(CountingStore::new("src"));
+    let config = src.inner.insert(CONFIG, random(100));
+    let layer_desc = layer(&layer_data, &[format!("ipfs://{decoy}")]);
+    src.inner.insert_unverified(&layer_desc, layer_data.clone());
+    image(&src.inner, &config, std::slice::from_ref(&layer_desc), "v1").await;
+
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let report = run(
+        src.clone(),
+        dst.clone(),
+        IpfsMount::new(helia.url()).unwrap(),
+    )
+    .await;
+
+    let node = report.node(layer_desc.digest()).unwrap();
+    assert_eq!(node.action, Action::Copied);
+    let attempt = &node.attempts[0];
+    assert_eq!(
+        (attempt.strategy.as_str(), attempt.outcome),
+        ("ipfs", "declined")
+    );
+    assert!(
+        attempt
+            .detail
+            .contains(&format!("ipfs://{decoy} holds other content")),
+        "{}",
+        attempt.detail
+    );
+    assert!(src.fetched().contains(layer_desc.digest()));
+    assert_same(&read(dst.as_ref(), &layer_desc).await, &layer_data);
+}
+
+#[tokio::test]
+async fn with_the_gateway_down_every_blob_comes_from_the_source() {
+    let src = Arc::new(CountingStore::new("src"));
+    let config = src.inner.insert(CONFIG, random(100));
+    let layer_data = random(10_000);
+    let cid = ferry_ipfs_mount::cid_for_sha256(&ferry_core::sha256(&layer_data)).unwrap();
+    let layer_desc = layer(&layer_data, &[format!("ipfs://{cid}")]);
+    src.inner.insert_unverified(&layer_desc, layer_data.clone());
+    image(&src.inner, &config, std::slice::from_ref(&layer_desc), "v1").await;
+
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let report = run(src.clone(), dst.clone(), IpfsMount::new(&url).unwrap()).await;
+
+    for d in [&config, &layer_desc] {
+        let node = report.node(d.digest()).unwrap();
+        assert_eq!(node.action, Action::Copied);
+        assert_eq!(node.attempts[0].outcome, "declined");
+        assert!(
+            node.attempts[0].detail.contains(&url),
+            "{}",
+            node.attempts[0].detail
+        );
+    }
+    assert_same(&read(dst.as_ref(), &layer_desc).await, &layer_data);
+}

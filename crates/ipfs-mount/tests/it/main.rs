@@ -1,0 +1,8 @@
+//! Integration tests of ferry-ipfs-mount, against a real Helia IPFS node.
+
+mod addresses;
+mod client;
+mod engine;
+mod helia;
+mod strategy;
+mod support;
