@@ -525,9 +525,12 @@ pub fn write_oci_layout(dir: &Path, contents: &[(Option<&str>, &dyn Content)]) -
 }
 
 /// Pushes `content` to repository `repo` of the registry at `base` (`http://host:port`) with
-/// plain HTTP: each blob by POST + PUT `?digest=` (skipped when HEAD finds it), each manifest
-/// by digest, and the root under `tag` too when given. `authorization` is sent as is
-/// (`Basic ...` or `Bearer ...`).
+/// plain HTTP: each blob by POST, one PATCH with the bytes, then PUT `?digest=` (skipped when
+/// HEAD finds it), each manifest by digest, and the root under `tag` too when given.
+/// `authorization` is sent as is (`Basic ...` or `Bearer ...`).
+///
+/// The bytes travel in a PATCH because distribution 2.8 on SeaweedFS fails a PUT that carries
+/// the whole blob right after the POST (`CompleteMultipartUpload`: `NoSuchUpload`).
 pub async fn push(
     base: &str,
     repo: &str,
@@ -585,12 +588,24 @@ pub async fn push(
         } else {
             location.to_string()
         };
+        let mut h = headers.clone();
+        h.push(("content-type", "application/octet-stream"));
+        let patch = http("PATCH", &location, &h, blob.bytes.clone()).await?;
+        if patch.status != 202 {
+            return Err(fail(format!("PATCH blob {digest}"), &patch));
+        }
+        let location = patch.header("location").unwrap_or(&location);
+        let location = if location.starts_with('/') {
+            format!("{base}{location}")
+        } else {
+            location.to_string()
+        };
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = http(
             "PUT",
             &format!("{location}{sep}digest={digest}"),
             &headers,
-            blob.bytes.clone(),
+            Bytes::new(),
         )
         .await?;
         if put.status != 201 {

@@ -5,6 +5,7 @@
 //! - [`TokenIssuer`]: the token service of the registry's `auth: token` mode, in process.
 //! - [`FakeRegistry`]: an in-memory OCI distribution server for what a real registry cannot be
 //!   made to do (forced mount answers, redirects, broken uploads), with request recording.
+//! - [`SeaweedFs`]: S3-compatible storage that several registries can share.
 //! - [`fixtures`]: OCI images, indexes and referrers built in memory.
 //! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
 //!
@@ -15,6 +16,7 @@ pub mod error;
 pub mod fake;
 pub mod fixtures;
 pub mod registry;
+pub mod s3;
 pub mod token;
 pub mod util;
 
@@ -24,6 +26,7 @@ pub use fixtures::{
     Artifact, ArtifactBuilder, Blob, Content, Image, ImageBuilder, Index, IndexBuilder,
 };
 pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
+pub use s3::SeaweedFs;
 pub use tempfile::TempDir;
 pub use token::{Grant, TokenIssuer, TokenIssuerBuilder, TokenRequest};
 pub use util::{HttpResponse, free_port, http, skopeo, tempdir, umoci, wait_for, wait_for_async};

@@ -208,17 +208,36 @@ pub async fn http(
 /// Sends `GET <path>` to `addr` over a blocking socket and returns the status code.
 /// Used for readiness polls, where no async runtime may be running.
 pub(crate) fn blocking_status(addr: &str, path: &str) -> std::io::Result<u16> {
+    blocking_request(addr, "GET", path, &[]).map(|(status, _)| status)
+}
+
+/// Sends one HTTP/1.1 request over a blocking socket (`Connection: close`) and returns the
+/// status code and the raw body (not de-chunked).
+pub(crate) fn blocking_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
     )?;
+    stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
-    let text = String::from_utf8_lossy(&answer);
-    text.split_whitespace()
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..split]);
+    let status = head
+        .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| {
@@ -226,10 +245,11 @@ pub(crate) fn blocking_status(addr: &str, path: &str) -> std::io::Result<u16> {
                 std::io::ErrorKind::InvalidData,
                 format!(
                     "no HTTP status line in `{}`",
-                    text.lines().next().unwrap_or("")
+                    head.lines().next().unwrap_or("")
                 ),
             )
-        })
+        })?;
+    Ok((status, answer[split..].to_vec()))
 }
 
 /// What a server handler returns to drop the connection without an answer.

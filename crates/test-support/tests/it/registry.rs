@@ -204,3 +204,59 @@ fn access_log_lines_parse_in_both_formats() {
     );
     assert!(LoggedRequest::parse(r#"{"msg":"listening on 127.0.0.1:5000"}"#).is_none());
 }
+
+#[tokio::test]
+async fn two_registries_share_one_seaweedfs_bucket() {
+    use ferry_test_support::fixtures::push;
+    use ferry_test_support::{Content, ImageBuilder, SeaweedFs};
+
+    let s3 = SeaweedFs::start().unwrap();
+    let storage = s3.storage("registry", "/shared").unwrap();
+    let first = Registry::builder()
+        .s3(storage.clone())
+        .http_secret("shared")
+        .start()
+        .unwrap();
+    let second = Registry::builder()
+        .s3(storage)
+        .http_secret("shared")
+        .start()
+        .unwrap();
+
+    let image = ImageBuilder::new().layers(&[4096]).seed(11).build();
+    push(&first.url(), "s3/app", &image, Some("v1"), None)
+        .await
+        .unwrap();
+
+    let layer = &image.layers[0];
+    let hex = layer.digest().digest();
+    let key = format!(
+        "shared/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    );
+    assert_eq!(
+        s3.object("registry", &key).unwrap().unwrap(),
+        layer.bytes.to_vec()
+    );
+
+    let got = http(
+        "GET",
+        &format!("{}/v2/s3/app/blobs/{}", second.url(), layer.digest()),
+        &[],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.body, layer.bytes);
+    let manifest = http(
+        "GET",
+        &format!("{}/v2/s3/app/manifests/v1", second.url()),
+        &[("accept", image.manifest.media_type().as_str())],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(manifest.body, image.manifest.bytes);
+    assert_eq!(image.descriptor().digest(), image.manifest.digest());
+}
