@@ -1,0 +1,350 @@
+//! The floor: a minimal client that streams every blob GET → POST → PUT `?digest=` with no
+//! verification, no existence checks and no other request, then puts the manifests. What it
+//! costs is what the registries cost; no real copier can do less work over HTTP. The harness
+//! also seeds its source registries with it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Empty, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::generate::{OCI_INDEX, OCI_MANIFEST};
+
+/// Every manifest media type the floor asks for.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+/// A copy endpoint: `oci:DIR:TAG` or `HOST:PORT/REPO:TAG`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A registry repository.
+    Registry {
+        /// `HOST:PORT`.
+        host: String,
+        /// The repository.
+        repo: String,
+        /// The tag.
+        tag: String,
+    },
+    /// An OCI image layout.
+    Layout {
+        /// The directory.
+        dir: PathBuf,
+        /// The tag.
+        tag: String,
+    },
+}
+
+impl Endpoint {
+    /// Parses `oci:DIR:TAG` or `HOST:PORT/REPO:TAG`.
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (dir, tag) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow!("`{s}`: expected `oci:DIR:TAG`"))?;
+            return Ok(Self::Layout {
+                dir: dir.into(),
+                tag: tag.into(),
+            });
+        }
+        let (host, rest) = s
+            .split_once('/')
+            .ok_or_else(|| anyhow!("`{s}`: expected `HOST:PORT/REPO:TAG`"))?;
+        let (repo, tag) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow!("`{s}`: expected `HOST:PORT/REPO:TAG`"))?;
+        Ok(Self::Registry {
+            host: host.into(),
+            repo: repo.into(),
+            tag: tag.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Registry { host, repo, tag } => write!(f, "{host}/{repo}:{tag}"),
+            Self::Layout { dir, tag } => write!(f, "oci:{}:{tag}", dir.display()),
+        }
+    }
+}
+
+/// A manifest: its bytes and media type.
+#[derive(Debug, Clone)]
+struct Manifest {
+    digest: String,
+    media_type: String,
+    bytes: Bytes,
+}
+
+/// The graph under a root: blobs (digest, size), manifests children first, root last.
+#[derive(Debug, Default)]
+struct Graph {
+    blobs: Vec<(String, u64)>,
+    manifests: Vec<Manifest>,
+}
+
+/// The minimal streaming copier.
+#[derive(Debug, Clone)]
+pub struct Floor {
+    client: Client<HttpConnector, Body>,
+    concurrency: usize,
+}
+
+impl Floor {
+    /// A client running `concurrency` blob transfers at once.
+    pub fn new(concurrency: usize) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Self {
+            client,
+            concurrency,
+        }
+    }
+
+    /// Copies the graph tagged at `src` to `dst` (a registry).
+    pub async fn copy(&self, src: &Endpoint, dst: &Endpoint) -> Result<()> {
+        let Endpoint::Registry {
+            host: dst_host,
+            repo: dst_repo,
+            tag: dst_tag,
+        } = dst
+        else {
+            bail!("the floor client writes only to registries, not `{dst}`");
+        };
+        let graph = self.graph(src).await?;
+        let this = Arc::new(self.clone());
+        futures::stream::iter(graph.blobs.iter().cloned())
+            .map(|(digest, size)| {
+                let this = this.clone();
+                let src = src.clone();
+                let (host, repo) = (dst_host.clone(), dst_repo.clone());
+                async move { this.blob(&src, &host, &repo, &digest, size).await }
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let last = graph.manifests.len() - 1;
+        for (i, m) in graph.manifests.iter().enumerate() {
+            let reference = if i == last { dst_tag } else { &m.digest };
+            let url = format!("http://{dst_host}/v2/{dst_repo}/manifests/{reference}");
+            let req = Request::builder()
+                .method(Method::PUT)
+                .uri(&url)
+                .header("content-type", &m.media_type)
+                .body(full(m.bytes.clone()))?;
+            let resp = self.client.request(req).await?;
+            expect(resp.status(), StatusCode::CREATED, "PUT", &url)?;
+        }
+        Ok(())
+    }
+
+    /// Streams one blob from `src` into `repo` on `host`: POST, then PUT with the body.
+    async fn blob(
+        &self,
+        src: &Endpoint,
+        host: &str,
+        repo: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<()> {
+        let body: Body = match src {
+            Endpoint::Registry {
+                host: src_host,
+                repo: src_repo,
+                ..
+            } => {
+                let url = format!("http://{src_host}/v2/{src_repo}/blobs/{digest}");
+                let resp = self.get(&url, None).await?;
+                expect(resp.status(), StatusCode::OK, "GET", &url)?;
+                resp.into_body()
+                    .map_err(|e| Box::new(e) as BoxError)
+                    .boxed()
+            }
+            Endpoint::Layout { dir, .. } => {
+                let hex = digest.trim_start_matches("sha256:");
+                let path = dir.join("blobs/sha256").join(hex);
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .with_context(|| format!("open `{}`", path.display()))?;
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10)
+                    .map_ok(Frame::data)
+                    .map_err(|e| Box::new(e) as BoxError);
+                BoxBody::new(StreamBody::new(stream))
+            }
+        };
+        let url = format!("http://{host}/v2/{repo}/blobs/uploads/");
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header("content-length", "0")
+            .body(empty())?;
+        let resp = self.client.request(req).await?;
+        expect(resp.status(), StatusCode::ACCEPTED, "POST", &url)?;
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("POST `{url}` answered without `Location`"))?
+            .to_string();
+        let location = if location.starts_with('/') {
+            format!("http://{host}{location}")
+        } else {
+            location
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put_url = format!("{location}{sep}digest={digest}");
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(&put_url)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size)
+            .body(body)?;
+        let resp = self.client.request(req).await?;
+        expect(resp.status(), StatusCode::CREATED, "PUT", &put_url)
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<http::Response<hyper::body::Incoming>> {
+        let mut req = Request::builder().method(Method::GET).uri(url);
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        Ok(self.client.request(req.body(empty())?).await?)
+    }
+
+    /// Reads a manifest by tag or digest.
+    async fn manifest(&self, src: &Endpoint, reference: &str) -> Result<Manifest> {
+        match src {
+            Endpoint::Registry { host, repo, .. } => {
+                let url = format!("http://{host}/v2/{repo}/manifests/{reference}");
+                let resp = self.get(&url, Some(MANIFEST_ACCEPT)).await?;
+                expect(resp.status(), StatusCode::OK, "GET", &url)?;
+                let media_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(OCI_MANIFEST)
+                    .to_string();
+                let digest = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(reference)
+                    .to_string();
+                let bytes = resp.into_body().collect().await?.to_bytes();
+                Ok(Manifest {
+                    digest,
+                    media_type,
+                    bytes,
+                })
+            }
+            Endpoint::Layout { dir, .. } => {
+                let (digest, media_type) = if reference.starts_with("sha256:") {
+                    (reference.to_string(), None)
+                } else {
+                    let index: Value =
+                        serde_json::from_slice(&tokio::fs::read(dir.join("index.json")).await?)?;
+                    let entry = index["manifests"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|m| {
+                            m["annotations"]["org.opencontainers.image.ref.name"].as_str()
+                                == Some(reference)
+                        })
+                        .ok_or_else(|| anyhow!("tag `{reference}` not in `{}`", dir.display()))?;
+                    (
+                        entry["digest"].as_str().unwrap_or_default().to_string(),
+                        entry["mediaType"].as_str().map(str::to_string),
+                    )
+                };
+                let path = dir
+                    .join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:"));
+                let bytes = Bytes::from(tokio::fs::read(&path).await?);
+                let media_type = media_type.unwrap_or_else(|| media_type_of(&bytes));
+                Ok(Manifest {
+                    digest,
+                    media_type,
+                    bytes,
+                })
+            }
+        }
+    }
+
+    /// Walks the graph tagged at `src`.
+    async fn graph(&self, src: &Endpoint) -> Result<Graph> {
+        let tag = match src {
+            Endpoint::Registry { tag, .. } | Endpoint::Layout { tag, .. } => tag.clone(),
+        };
+        let root = self.manifest(src, &tag).await?;
+        let mut graph = Graph::default();
+        let mut seen = BTreeSet::new();
+        let value: Value = serde_json::from_slice(&root.bytes)?;
+        if let Some(children) = value["manifests"].as_array() {
+            for child in children {
+                let digest = child["digest"].as_str().unwrap_or_default();
+                let m = self.manifest(src, digest).await?;
+                let v: Value = serde_json::from_slice(&m.bytes)?;
+                add_blobs(&v, &mut graph, &mut seen);
+                graph.manifests.push(m);
+            }
+        } else {
+            add_blobs(&value, &mut graph, &mut seen);
+        }
+        graph.manifests.push(root);
+        Ok(graph)
+    }
+}
+
+fn add_blobs(manifest: &Value, graph: &mut Graph, seen: &mut BTreeSet<String>) {
+    let config = std::iter::once(&manifest["config"]);
+    let layers = manifest["layers"].as_array().into_iter().flatten();
+    for d in config.chain(layers) {
+        if let (Some(digest), Some(size)) = (d["digest"].as_str(), d["size"].as_u64())
+            && seen.insert(digest.to_string())
+        {
+            graph.blobs.push((digest.to_string(), size));
+        }
+    }
+}
+
+fn media_type_of(bytes: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(bytes).unwrap_or_default();
+    match v["mediaType"].as_str() {
+        Some(t) => t.to_string(),
+        None if v.get("manifests").is_some() => OCI_INDEX.to_string(),
+        None => OCI_MANIFEST.to_string(),
+    }
+}
+
+fn expect(status: StatusCode, want: StatusCode, method: &str, url: &str) -> Result<()> {
+    if status != want {
+        bail!("{method} `{url}` answered {status}, expected {want}");
+    }
+    Ok(())
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}

@@ -1,0 +1,329 @@
+//! `ferry-bench`: runs ferry, skopeo, the `oci-client` crate and a minimal streaming client on
+//! the same copies between real registries on loopback and OCI layouts, and writes
+//! `BENCHMARKS.md`.
+
+mod floor;
+mod generate;
+mod measure;
+mod proxy;
+mod report;
+mod runner;
+mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::floor::{Endpoint, Floor};
+use crate::runner::{Programs, Runner};
+use crate::scenario::Sizes;
+
+/// Benchmarks ferry against skopeo, oci-client and a minimal streaming client.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-bench", max_term_width = 100)]
+struct Cli {
+    /// Small sizes for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per tool and scenario.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    reps: u16,
+    /// Scenarios to run (default: all). Repeat or separate with commas.
+    #[arg(long = "scenario", value_name = "NAME", value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Also run every registry scenario against distant registries (10 ms per request).
+    #[arg(long)]
+    distant: bool,
+    /// Where to write the report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Layers of the standard image [default: 8, --quick: 4].
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Bytes of each layer [default: 16 MiB, --quick: 256 KiB].
+    #[arg(long, value_name = "BYTES")]
+    layer_size: Option<u64>,
+    /// Bytes of the big blob [default: 1 GiB, --quick: 32 MiB].
+    #[arg(long, value_name = "BYTES")]
+    big_size: Option<u64>,
+    /// Blob pools of the scale scenarios [default: 250,500,1000].
+    #[arg(long, value_name = "N", value_delimiter = ',')]
+    scale_blobs: Vec<usize>,
+    /// Images in the scale index [default: 200].
+    #[arg(long, value_name = "N")]
+    scale_manifests: Option<usize>,
+    /// The ferry binary [default: next to this one, else built with cargo].
+    #[arg(long, env = "FERRY_BIN")]
+    ferry: Option<PathBuf>,
+    /// Working directory for images, destinations and logs [default: a temporary directory].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// The floor: stream every blob GET → PUT with no verification (used by the harness).
+    #[command(hide = true)]
+    Floor {
+        /// `oci:DIR:TAG` or `HOST:PORT/REPO:TAG`.
+        src: String,
+        /// `HOST:PORT/REPO:TAG`.
+        dst: String,
+        /// Transfers at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Some(Sub::Floor {
+        src,
+        dst,
+        concurrency,
+    }) = &cli.command
+    {
+        let rt = tokio::runtime::Runtime::new()?;
+        return rt.block_on(
+            Floor::new(*concurrency).copy(&Endpoint::parse(src)?, &Endpoint::parse(dst)?),
+        );
+    }
+    let mut sizes = if cli.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    if let Some(n) = cli.layers {
+        sizes.layers = n;
+    }
+    if let Some(n) = cli.layer_size {
+        sizes.layer_size = n;
+    }
+    if let Some(n) = cli.big_size {
+        sizes.big_size = n;
+    }
+    if !cli.scale_blobs.is_empty() {
+        sizes.scale_pools = cli.scale_blobs.clone();
+    }
+    if let Some(n) = cli.scale_manifests {
+        sizes.scale_manifests = n;
+    }
+    let all = scenario::all(&sizes, cli.distant);
+    if cli.list {
+        for s in &all {
+            println!("{:<28} {}", s.name, s.describe(&sizes));
+        }
+        return Ok(());
+    }
+    let chosen: Vec<_> = if cli.scenarios.is_empty() {
+        all.clone()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &cli.scenarios {
+            match all.iter().find(|s| &s.name == name) {
+                Some(s) => chosen.push(s.clone()),
+                None => bail!(
+                    "no scenario `{name}`; `ferry-bench --list` names them: {}",
+                    all.iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+        chosen
+    };
+    let programs = programs(cli.ferry.clone())?;
+    let _temp;
+    let work = match &cli.work_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            _temp = tempfile::Builder::new().prefix("ferry-bench-").tempdir()?;
+            _temp.path().to_path_buf()
+        }
+    };
+    let meta = report::Meta {
+        command: command_line(),
+        machine: machine(&work),
+        versions: versions(&programs),
+        reps: usize::from(cli.reps),
+    };
+    for line in meta.machine.iter().chain(&meta.versions) {
+        println!("{line}");
+    }
+    let mut runner = Runner::new(&work, programs, sizes, usize::from(cli.reps))?;
+    let mut results = Vec::new();
+    for s in &chosen {
+        let runs = runner.run(s)?;
+        print!("{}{}", report::RESULTS_HEADER, report::rows(&runs));
+        for c in report::checks(&runs) {
+            let met = match c.met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            println!("  target {}: {} → {met}", c.target, c.measured);
+        }
+        results.push(runs);
+        // Written after every scenario, so an interrupted run leaves what it measured.
+        std::fs::write(&cli.out, report::markdown(&results, &meta))
+            .with_context(|| format!("write `{}`", cli.out.display()))?;
+    }
+    println!("\nwrote {}", cli.out.display());
+    Ok(())
+}
+
+/// The command line, as the report quotes it.
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    args.insert(0, "cargo run --release -p ferry-bench --".into());
+    args.join(" ")
+}
+
+/// Finds the programs; builds ferry or oci-client-copy with cargo when they are missing.
+fn programs(ferry: Option<PathBuf>) -> Result<Programs> {
+    let bench = std::env::current_exe()?;
+    let dir = bench.parent().map(Path::to_path_buf).unwrap_or_default();
+    let ferry = match ferry {
+        Some(f) => f,
+        None => sibling_or_build(&dir, "ferry", &["-p", "ferry-cli", "--bin", "ferry"])?,
+    };
+    let oci_client = sibling_or_build(
+        &dir,
+        "oci-client-copy",
+        &["-p", "ferry-bench", "--bin", "oci-client-copy"],
+    )?;
+    let skopeo = which("skopeo")
+        .context("`skopeo` is not on PATH; install it with `apt-get install -y skopeo` (Debian)")?;
+    if !Path::new(ferry_test_support::registry::REGISTRY_BINARY).exists() {
+        bail!("`docker-registry` is missing; install it with `apt-get install -y docker-registry`");
+    }
+    Ok(Programs {
+        ferry,
+        skopeo,
+        oci_client,
+        bench,
+    })
+}
+
+fn sibling_or_build(dir: &Path, name: &str, cargo_args: &[&str]) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .args(cargo_args)
+        .current_dir(&workspace);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    eprintln!("building {name}: {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("run {command:?}"))?;
+    if !status.success() || !path.exists() {
+        bail!(
+            "`{}` is missing and {command:?} did not build it; build it and pass its path",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn first_line(program: &Path, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn versions(p: &Programs) -> Vec<String> {
+    vec![
+        format!("ferry: `{}`", first_line(&p.ferry, &["--version"])),
+        format!("skopeo: `{}`", first_line(&p.skopeo, &["--version"])),
+        format!(
+            "docker-registry: `{}`",
+            first_line(
+                Path::new(ferry_test_support::registry::REGISTRY_BINARY),
+                &["--version"]
+            )
+        ),
+        format!(
+            "oci-client crate: `{}`",
+            first_line(&p.oci_client, &["--version"])
+        ),
+    ]
+}
+
+fn machine(work: &Path) -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / f64::from(1 << 20)))
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let fs = Command::new("df")
+        .args(["--output=fstype", &work.to_string_lossy()])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .nth(1)
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    vec![
+        format!("CPU: {model}, {cores} cores (`nproc`)"),
+        format!("memory: {mem}"),
+        format!("kernel: Linux {kernel}"),
+        format!("working directory filesystem: {fs}"),
+    ]
+}

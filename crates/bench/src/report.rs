@@ -1,0 +1,319 @@
+//! Medians, ratios, target checks and the Markdown report.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::runner::{ScenarioRuns, ToolRuns};
+use crate::scenario::{Target, Tool, human};
+
+/// Medians of one tool's runs (peak RSS and fetches: the largest).
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Median wall time.
+    pub wall: Duration,
+    /// Median CPU time.
+    pub cpu: Duration,
+    /// Largest peak RSS.
+    pub rss: u64,
+    /// Median requests through the proxies.
+    pub requests: usize,
+    /// Median requests in the access logs.
+    pub log_requests: usize,
+    /// Median uploaded bytes.
+    pub uploaded: u64,
+    /// Largest number of GETs of one blob.
+    pub max_fetches: usize,
+}
+
+fn median<T: Copy + Ord>(mut values: Vec<T>) -> T {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// The summary of `runs`, when at least one run succeeded.
+pub fn summarize(runs: &ToolRuns) -> Option<Summary> {
+    let s = &runs.samples;
+    if s.is_empty() {
+        return None;
+    }
+    Some(Summary {
+        wall: median(s.iter().map(|x| x.usage.wall).collect()),
+        cpu: median(s.iter().map(|x| x.usage.cpu).collect()),
+        rss: s.iter().map(|x| x.usage.max_rss).max().unwrap_or(0),
+        requests: median(s.iter().map(|x| x.requests).collect()),
+        log_requests: median(s.iter().map(|x| x.log_requests).collect()),
+        uploaded: median(s.iter().map(|x| x.uploaded).collect()),
+        max_fetches: s.iter().map(|x| x.max_fetches).max().unwrap_or(0),
+    })
+}
+
+fn summary_of(sr: &ScenarioRuns, tool: Tool) -> Option<Summary> {
+    sr.runs.iter().find(|r| r.tool == tool).and_then(summarize)
+}
+
+/// One target of one scenario, checked.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The target.
+    pub target: String,
+    /// What was measured.
+    pub measured: String,
+    /// Whether ferry met it (`None`: not measurable, a tool failed).
+    pub met: Option<bool>,
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// Checks ferry's targets in `sr`.
+pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
+    let ferry = summary_of(sr, Tool::Ferry);
+    let skopeo = summary_of(sr, Tool::Skopeo);
+    let floor = summary_of(sr, Tool::Floor);
+    sr.scenario
+        .targets
+        .iter()
+        .map(|target| {
+            let (measured, met) = match (*target, ferry, skopeo, floor) {
+                (Target::WallRatio(min), Some(f), Some(s), _) => {
+                    let r = ratio(s.wall, f.wall);
+                    (format!("{r:.2}×"), Some(r >= min))
+                }
+                (Target::CpuRatio(min), Some(f), Some(s), _) => {
+                    let r = ratio(s.cpu, f.cpu);
+                    (format!("{r:.2}×"), Some(r >= min))
+                }
+                (Target::WithinFloor(p), Some(f), _, Some(fl)) => {
+                    let over = ratio(f.wall, fl.wall) - 1.0;
+                    (format!("{:+.1}%", over * 100.0), Some(over <= p))
+                }
+                (Target::RequestsAtMostLayersPlus(n), Some(f), _, _) => {
+                    let limit = sr.content.layers() + n;
+                    (
+                        format!("{} (limit {limit})", f.requests),
+                        Some(f.requests <= limit),
+                    )
+                }
+                (Target::MaxRss(limit), Some(f), _, _) => (
+                    format!("{:.1} MiB", f.rss as f64 / f64::from(1 << 20)),
+                    Some(f.rss <= limit),
+                ),
+                (Target::FetchedOnce, Some(f), _, _) => (
+                    format!("at most {} GET per blob", f.max_fetches),
+                    Some(f.max_fetches <= 1),
+                ),
+                _ => ("not measured (a tool failed)".into(), None),
+            };
+            Check {
+                scenario: sr.scenario.name.clone(),
+                target: target.to_string(),
+                measured,
+                met,
+            }
+        })
+        .collect()
+}
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.3} s")
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// The result rows of one scenario (Markdown table rows, no header).
+pub fn rows(sr: &ScenarioRuns) -> String {
+    let ferry = summary_of(sr, Tool::Ferry);
+    let mut out = String::new();
+    for runs in &sr.runs {
+        let name = &sr.scenario.name;
+        match summarize(runs) {
+            Some(s) => {
+                let vs = |a: Duration, f: Option<Duration>| match f {
+                    Some(f) => format!("{:.2}×", ratio(a, f)),
+                    None => "–".into(),
+                };
+                let log = if s.log_requests == s.requests {
+                    format!("{}", s.requests)
+                } else {
+                    format!("{} (log {})", s.requests, s.log_requests)
+                };
+                let _ = writeln!(
+                    out,
+                    "| {name} | {} | {} | {} | {:.1} MiB | {log} | {} | {} | {} |",
+                    runs.tool,
+                    secs(s.wall),
+                    secs(s.cpu),
+                    s.rss as f64 / f64::from(1 << 20),
+                    human(s.uploaded),
+                    vs(s.wall, ferry.map(|f| f.wall)),
+                    vs(s.cpu, ferry.map(|f| f.cpu)),
+                );
+            }
+            None => {
+                let why = runs
+                    .error
+                    .as_deref()
+                    .unwrap_or("no run")
+                    .replace('|', "/")
+                    .replace('\n', " ");
+                let why: String = why.chars().take(240).collect();
+                let _ = writeln!(
+                    out,
+                    "| {name} | {} | failed: {why} | | | | | | |",
+                    runs.tool
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The header of the results table.
+pub const RESULTS_HEADER: &str = "| scenario | tool | wall (median) | CPU user+sys (median) | peak RSS (max) | requests | uploaded | wall ÷ ferry | CPU ÷ ferry |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+
+/// What the report says about where and how it ran.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// The command line.
+    pub command: String,
+    /// Lines about the machine.
+    pub machine: Vec<String>,
+    /// Lines about the tools' versions.
+    pub versions: Vec<String>,
+    /// Repetitions per tool.
+    pub reps: usize,
+}
+
+/// The whole Markdown report.
+pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Benchmarks\n");
+    let _ = writeln!(
+        o,
+        "ferry against skopeo (and, where they stream, the `oci-client` crate and a minimal \
+         client, the floor) on the same work. Generated by `ferry-bench`; run it again with:\n"
+    );
+    let _ = writeln!(o, "```console\n$ {}\n```\n", meta.command);
+    let _ = writeln!(o, "## Targets\n");
+    let _ = writeln!(
+        o,
+        "| scenario | target | measured | met |\n|---|---|---:|:---:|"
+    );
+    for sr in results {
+        for c in checks(sr) {
+            let met = match c.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "–",
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {met} |",
+                c.scenario, c.target, c.measured
+            );
+        }
+    }
+    let _ = writeln!(o, "\n## Results\n");
+    let _ = writeln!(
+        o,
+        "Median of {} runs per tool, tools alternating, each run into a fresh destination. \
+         `wall ÷ ferry` and `CPU ÷ ferry` in skopeo's row are the ratios skopeo/ferry of the \
+         targets.\n",
+        meta.reps
+    );
+    for sr in results {
+        let _ = writeln!(
+            o,
+            "- **{}**: {} ({} blobs, {} in all)",
+            sr.scenario.name,
+            sr.description,
+            sr.content.blobs.len(),
+            human(sr.content.blob_bytes())
+        );
+    }
+    let _ = writeln!(o);
+    o.push_str(RESULTS_HEADER);
+    for sr in results {
+        o.push_str(&rows(sr));
+    }
+    let scale: Vec<&ScenarioRuns> = results
+        .iter()
+        .filter(|sr| matches!(sr.scenario.kind, crate::scenario::Kind::Scale { .. }))
+        .collect();
+    if !scale.is_empty() {
+        let _ = writeln!(o, "\n### Scale\n");
+        let _ = writeln!(
+            o,
+            "| scenario | blobs (pool + configs) | manifests | ferry wall | ferry per blob | skopeo wall | skopeo per blob | ferry max GETs of one blob |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for sr in scale {
+            let blobs = sr.content.blobs.len();
+            let per = |s: Option<Summary>| match s {
+                Some(s) => (
+                    secs(s.wall),
+                    format!("{:.2} ms", s.wall.as_secs_f64() * 1000.0 / blobs as f64),
+                ),
+                None => ("–".into(), "–".into()),
+            };
+            let ferry = summary_of(sr, Tool::Ferry);
+            let (fw, fp) = per(ferry);
+            let (sw, sp) = per(summary_of(sr, Tool::Skopeo));
+            let _ = writeln!(
+                o,
+                "| {} | {blobs} | {} | {fw} | {fp} | {sw} | {sp} | {} |",
+                sr.scenario.name,
+                sr.content.manifests + 1,
+                ferry
+                    .map(|f| f.max_fetches.to_string())
+                    .unwrap_or("–".into())
+            );
+        }
+    }
+    let _ = writeln!(o, "\n## Machine\n");
+    for line in &meta.machine {
+        let _ = writeln!(o, "- {line}");
+    }
+    let _ = writeln!(o, "\n## Versions\n");
+    for line in &meta.versions {
+        let _ = writeln!(o, "- {line}");
+    }
+    o.push_str(METHOD);
+    o
+}
+
+const METHOD: &str = r#"
+## Method
+
+- Registries: CNCF distribution 2.8 (`docker-registry`) on 127.0.0.1, filesystem storage in a
+  temporary directory, one per source and a fresh one for every run whose destination is a
+  registry. Promotions go to a fresh repository of the source registry.
+- Every registry sits behind the harness's proxy (hyper, in process), which counts requests and
+  body bytes; `http.host` is the proxy's URL, so upload `Location`s lead back through it.
+  `requests` counts what the proxies saw (the registry access logs agree unless a
+  `(log N)` is shown); `uploaded` is the request body bytes sent to `/blobs/uploads/`.
+  In the distant scenarios the proxy waits 10 ms before forwarding each request.
+- Images: random bytes wrapped as uncompressed tar layers (OCI media types), written to an OCI
+  layout and pushed once per scenario to its source registry.
+- Each tool runs as a child process; wall time from spawn to exit, CPU time (user + system) and
+  peak RSS from `wait4`. skopeo runs inside `unshare --mount` with its blob-info cache
+  directory bind-mounted from a per-run (cold) or per-scenario, primed (warm) directory; the
+  wrapper's few milliseconds count towards skopeo.
+- ferry: `ferry cp SRC DST --plain-http -q`, its location cache under a fresh
+  `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is cold.
+- skopeo: `skopeo --insecure-policy copy -q --all --preserve-digests
+  --dest-oci-accept-uncompressed-layers --src-tls-verify=false --dest-tls-verify=false`, so it
+  neither compresses layers nor rewrites manifests.
+- oci-client: `oci-client-copy SRC DST` (part of this harness) walks the graph and streams
+  each blob with `Client::pull_blob_stream` into `Client::push_blob_stream` (monolithic PUT),
+  8 at a time, then pushes the manifests raw.
+- floor: `ferry-bench floor SRC DST`, a minimal hyper client that streams each blob GET → POST →
+  PUT `?digest=` with no verification and no other request, 8 at a time. On loopback the
+  registry's own ingest bounds it.
+- After each run the harness checks that the destination's tag names the source's digest.
+"#;

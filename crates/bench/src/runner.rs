@@ -1,0 +1,517 @@
+//! Runs the scenarios: sets up sources once, gives every run a fresh destination, alternates
+//! the tools, and collects what each run cost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+
+use crate::floor::{Endpoint, Floor, MANIFEST_ACCEPT};
+use crate::generate::{self, Generated};
+use crate::measure::{self, Usage};
+use crate::proxy::{Exchange, ProxiedRegistry};
+use crate::scenario::{Kind, Scenario, Sizes, Tool};
+
+/// The delay of a distant registry, per request.
+pub const DISTANT_DELAY: Duration = Duration::from_millis(10);
+
+/// Where skopeo keeps its blob-info cache when run as root.
+const SKOPEO_SYSTEM_CACHE: &str = "/var/lib/containers/cache";
+
+/// The programs under measurement.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// `ferry`.
+    pub ferry: PathBuf,
+    /// `skopeo`.
+    pub skopeo: PathBuf,
+    /// `oci-client-copy`.
+    pub oci_client: PathBuf,
+    /// This harness (for `ferry-bench floor`).
+    pub bench: PathBuf,
+}
+
+/// What one run cost and what the registries saw.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Time, CPU and memory.
+    pub usage: Usage,
+    /// Requests through the proxies.
+    pub requests: usize,
+    /// Requests in the registries' access logs.
+    pub log_requests: usize,
+    /// Request body bytes sent to upload endpoints.
+    pub uploaded: u64,
+    /// The most GETs of any one blob.
+    pub max_fetches: usize,
+}
+
+/// The runs of one tool in one scenario.
+#[derive(Debug, Clone)]
+pub struct ToolRuns {
+    /// The tool.
+    pub tool: Tool,
+    /// One sample per repetition.
+    pub samples: Vec<Sample>,
+    /// Why a run failed, when one did (the tool's later runs are skipped).
+    pub error: Option<String>,
+}
+
+/// Everything measured in one scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioRuns {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// What was copied.
+    pub description: String,
+    /// The content.
+    pub content: Generated,
+    /// Per tool.
+    pub runs: Vec<ToolRuns>,
+}
+
+/// The harness's state across scenarios.
+pub struct Runner {
+    rt: tokio::runtime::Runtime,
+    work: PathBuf,
+    logs: PathBuf,
+    programs: Programs,
+    sizes: Sizes,
+    reps: usize,
+    seeds: HashMap<String, (PathBuf, Generated)>,
+    serial: u64,
+}
+
+/// A destination prepared for one run, kept alive until the run is measured.
+enum Destination {
+    Repository(Endpoint),
+    Registry(Box<ProxiedRegistry>, Endpoint),
+    Layout(Endpoint),
+}
+
+impl Destination {
+    fn endpoint(&self) -> &Endpoint {
+        match self {
+            Self::Repository(e) | Self::Registry(_, e) | Self::Layout(e) => e,
+        }
+    }
+}
+
+/// The source of a scenario.
+enum Source {
+    Registry(Box<ProxiedRegistry>, Endpoint),
+    Layout(Endpoint),
+}
+
+impl Source {
+    fn endpoint(&self) -> &Endpoint {
+        match self {
+            Self::Registry(_, e) | Self::Layout(e) => e,
+        }
+    }
+}
+
+const TAG: &str = "v1";
+
+impl Runner {
+    /// A runner working in `work` (created), `reps` repetitions per tool.
+    pub fn new(work: &Path, programs: Programs, sizes: Sizes, reps: usize) -> Result<Self> {
+        let logs = work.join("logs");
+        std::fs::create_dir_all(&logs)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            rt,
+            work: work.to_path_buf(),
+            logs,
+            programs,
+            sizes,
+            reps,
+            seeds: HashMap::new(),
+            serial: 0,
+        })
+    }
+
+    fn next(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    /// The generated layout for `kind`, written on first use.
+    fn seed(&mut self, kind: Kind) -> Result<(PathBuf, Generated)> {
+        let s = &self.sizes;
+        let key = match kind {
+            Kind::BigBlob => format!("big-{}", s.big_size),
+            Kind::Scale { pool } => {
+                format!("scale-{}-{pool}-{}", s.scale_manifests, s.scale_blob_size)
+            }
+            _ => format!("image-{}x{}", s.layers, s.layer_size),
+        };
+        if let Some(seed) = self.seeds.get(&key) {
+            return Ok(seed.clone());
+        }
+        let dir = self.work.join("seeds").join(&key);
+        eprintln!("generating {key} in {}", dir.display());
+        let generated = match kind {
+            Kind::BigBlob => generate::image(&dir, TAG, 1, s.big_size, 7)?,
+            Kind::Scale { pool } => generate::shared_index(
+                &dir,
+                TAG,
+                s.scale_manifests,
+                pool,
+                s.scale_blob_size,
+                pool as u64,
+            )?,
+            _ => generate::image(&dir, TAG, s.layers, s.layer_size, 1)?,
+        };
+        self.seeds.insert(key, (dir.clone(), generated.clone()));
+        Ok((dir, generated))
+    }
+
+    fn start_registry(&self, distant: bool) -> Result<ProxiedRegistry> {
+        let delay = if distant {
+            DISTANT_DELAY
+        } else {
+            Duration::ZERO
+        };
+        ProxiedRegistry::start(self.rt.handle(), delay)
+    }
+
+    /// Runs every repetition of `scenario`, printing each run.
+    pub fn run(&mut self, scenario: &Scenario) -> Result<ScenarioRuns> {
+        let description = scenario.describe(&self.sizes);
+        println!("\n== {}: {description}", scenario.name);
+        let (seed_dir, content) = self.seed(scenario.kind)?;
+        let layout_source = Endpoint::Layout {
+            dir: seed_dir.clone(),
+            tag: TAG.into(),
+        };
+        let source = match scenario.kind {
+            Kind::LayoutToRegistry | Kind::LayoutToLayout => Source::Layout(layout_source),
+            _ => {
+                let registry = self.start_registry(scenario.distant)?;
+                let endpoint = Endpoint::Registry {
+                    host: registry.addr(),
+                    repo: "src/app".into(),
+                    tag: TAG.into(),
+                };
+                self.rt
+                    .block_on(Floor::new(8).copy(&layout_source, &endpoint))
+                    .context("push the source image")?;
+                registry.proxy.take();
+                Source::Registry(Box::new(registry), endpoint)
+            }
+        };
+        let caches = self.work.join("caches").join(&scenario.name);
+        let mut runs: BTreeMap<Tool, ToolRuns> = scenario
+            .tools
+            .iter()
+            .map(|&tool| {
+                (
+                    tool,
+                    ToolRuns {
+                        tool,
+                        samples: Vec::new(),
+                        error: None,
+                    },
+                )
+            })
+            .collect();
+        if let Kind::Promotion { warm: true } = scenario.kind {
+            for &tool in &scenario.tools {
+                let dst = self.destination(scenario, &source, tool, "warm")?;
+                let cache = caches.join(tool.to_string());
+                let label = format!("{}-{tool}-prime", scenario.name);
+                let command =
+                    self.command(tool, source.endpoint(), dst.endpoint(), &cache, false)?;
+                if let Err(e) = measure::run(command, &self.logs, &label) {
+                    runs.get_mut(&tool).expect("tool").error = Some(format!("{e:#}"));
+                }
+            }
+        }
+        for rep in 0..self.reps {
+            let n = scenario.tools.len();
+            for i in 0..n {
+                let tool = scenario.tools[(i + rep) % n];
+                if runs[&tool].error.is_some() {
+                    continue;
+                }
+                let warm = matches!(scenario.kind, Kind::Promotion { warm: true });
+                let cache = if warm {
+                    caches.join(tool.to_string())
+                } else {
+                    caches.join(format!("{tool}-{rep}"))
+                };
+                let cold = matches!(scenario.kind, Kind::Promotion { warm: false });
+                let result = self.one(scenario, &source, tool, rep, &cache, cold, &content);
+                let entry = runs.get_mut(&tool).expect("tool");
+                match result {
+                    Ok(sample) => {
+                        println!(
+                            "  rep {} {:<10} wall {:>8.3} s  cpu {:>8.3} s  rss {:>6.1} MiB  requests {:>5} (log {:>5})  uploaded {:>12} B",
+                            rep + 1,
+                            tool.to_string(),
+                            sample.usage.wall.as_secs_f64(),
+                            sample.usage.cpu.as_secs_f64(),
+                            sample.usage.max_rss as f64 / f64::from(1 << 20),
+                            sample.requests,
+                            sample.log_requests,
+                            sample.uploaded
+                        );
+                        entry.samples.push(sample);
+                    }
+                    Err(e) => {
+                        println!("  rep {} {tool}: FAILED: {e:#}", rep + 1);
+                        entry.error = Some(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&caches);
+        Ok(ScenarioRuns {
+            scenario: scenario.clone(),
+            description,
+            content,
+            runs: scenario
+                .tools
+                .iter()
+                .map(|t| runs.remove(t).expect("tool"))
+                .collect(),
+        })
+    }
+
+    /// One measured run of `tool` into a fresh destination.
+    #[allow(clippy::too_many_arguments)]
+    fn one(
+        &mut self,
+        scenario: &Scenario,
+        source: &Source,
+        tool: Tool,
+        rep: usize,
+        cache: &Path,
+        cold: bool,
+        content: &Generated,
+    ) -> Result<Sample> {
+        let dst = self.destination(scenario, source, tool, &format!("{}", rep + 1))?;
+        let command = self.command(tool, source.endpoint(), dst.endpoint(), cache, cold)?;
+        let src_registry = match source {
+            Source::Registry(r, _) => Some(r),
+            Source::Layout(_) => None,
+        };
+        let dst_registry = match &dst {
+            Destination::Registry(r, _) => Some(r),
+            _ => None,
+        };
+        let marks: Vec<usize> = src_registry.iter().map(|r| r.registry.mark()).collect();
+        for r in src_registry.iter().chain(dst_registry.iter()) {
+            r.proxy.take();
+        }
+        let label = format!("{}-{tool}-{}", scenario.name, rep + 1);
+        let usage = measure::run(command, &self.logs, &label)?;
+        let mut exchanges: Vec<Arc<Exchange>> = Vec::new();
+        let mut log_requests = 0;
+        for (r, mark) in src_registry.iter().zip(&marks) {
+            exchanges.extend(r.proxy.take());
+            log_requests += r.registry.requests_since(*mark).len();
+        }
+        if let Some(r) = dst_registry {
+            exchanges.extend(r.proxy.take());
+            log_requests += r.registry.requests().len();
+        }
+        self.check_destination(&dst, content)
+            .with_context(|| format!("{tool} left a wrong destination"))?;
+        if let Destination::Layout(Endpoint::Layout { dir, .. }) = &dst {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let mut fetches: HashMap<&str, usize> = HashMap::new();
+        for e in &exchanges {
+            if let Some(d) = e.blob_get() {
+                *fetches.entry(d).or_default() += 1;
+            }
+        }
+        Ok(Sample {
+            usage,
+            requests: exchanges.len(),
+            log_requests,
+            uploaded: exchanges
+                .iter()
+                .filter(|e| e.is_upload())
+                .map(|e| e.request_bytes.load(std::sync::atomic::Ordering::Relaxed))
+                .sum(),
+            max_fetches: fetches.values().copied().max().unwrap_or(0),
+        })
+    }
+
+    /// A fresh destination for one run.
+    fn destination(
+        &mut self,
+        scenario: &Scenario,
+        source: &Source,
+        tool: Tool,
+        run: &str,
+    ) -> Result<Destination> {
+        let n = self.next();
+        Ok(match scenario.kind {
+            Kind::Promotion { .. } => {
+                let Source::Registry(registry, _) = source else {
+                    bail!("a promotion needs a registry source");
+                };
+                Destination::Repository(Endpoint::Registry {
+                    host: registry.addr(),
+                    repo: format!("promoted/{tool}-{run}-{n}"),
+                    tag: TAG.into(),
+                })
+            }
+            Kind::RegistryToLayout | Kind::LayoutToLayout => {
+                Destination::Layout(Endpoint::Layout {
+                    dir: self
+                        .work
+                        .join("destinations")
+                        .join(format!("{}-{tool}-{run}-{n}", scenario.name)),
+                    tag: TAG.into(),
+                })
+            }
+            _ => {
+                let registry = self.start_registry(scenario.distant)?;
+                let endpoint = Endpoint::Registry {
+                    host: registry.addr(),
+                    repo: "dst/app".into(),
+                    tag: TAG.into(),
+                };
+                Destination::Registry(Box::new(registry), endpoint)
+            }
+        })
+    }
+
+    /// The command line of `tool` copying `src` to `dst`.
+    fn command(
+        &self,
+        tool: Tool,
+        src: &Endpoint,
+        dst: &Endpoint,
+        cache: &Path,
+        cold: bool,
+    ) -> Result<Command> {
+        std::fs::create_dir_all(cache)?;
+        let p = &self.programs;
+        Ok(match tool {
+            Tool::Ferry => {
+                let mut c = Command::new(&p.ferry);
+                c.args([
+                    "cp",
+                    &src.to_string(),
+                    &dst.to_string(),
+                    "--plain-http",
+                    "-q",
+                ]);
+                if cold {
+                    c.arg("--no-cache");
+                }
+                c.env("XDG_CACHE_HOME", cache);
+                c
+            }
+            Tool::Skopeo => {
+                let skopeo_ref = |e: &Endpoint| match e {
+                    Endpoint::Registry { .. } => format!("docker://{e}"),
+                    Endpoint::Layout { .. } => e.to_string(),
+                };
+                let mut args: Vec<String> = vec![
+                    "--insecure-policy".into(),
+                    "copy".into(),
+                    "-q".into(),
+                    "--all".into(),
+                    "--preserve-digests".into(),
+                    "--dest-oci-accept-uncompressed-layers".into(),
+                    "--src-tls-verify=false".into(),
+                    "--dest-tls-verify=false".into(),
+                ];
+                args.push(skopeo_ref(src));
+                args.push(skopeo_ref(dst));
+                skopeo_with_cache(&p.skopeo, cache, &args)
+            }
+            Tool::OciClient => {
+                let mut c = Command::new(&p.oci_client);
+                c.args([src.to_string(), dst.to_string()]);
+                c
+            }
+            Tool::Floor => {
+                let mut c = Command::new(&p.bench);
+                c.args(["floor".to_string(), src.to_string(), dst.to_string()]);
+                c
+            }
+        })
+    }
+
+    /// Checks that the destination holds the source's root under the tag.
+    fn check_destination(&self, dst: &Destination, content: &Generated) -> Result<()> {
+        let found = match dst {
+            Destination::Repository(Endpoint::Registry { host, repo, tag })
+            | Destination::Registry(_, Endpoint::Registry { host, repo, tag }) => {
+                // Through the proxy: its log was already read for this run.
+                let url = format!("http://{host}/v2/{repo}/manifests/{tag}");
+                let answer = self.rt.block_on(ferry_test_support::http(
+                    "HEAD",
+                    &url,
+                    &[("accept", MANIFEST_ACCEPT)],
+                    Bytes::new(),
+                ))?;
+                answer
+                    .header("docker-content-digest")
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            Destination::Layout(Endpoint::Layout { dir, tag }) => {
+                let index: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(dir.join("index.json"))?)?;
+                index["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+                    .and_then(|m| m["digest"].as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            _ => bail!("a destination of an unexpected kind"),
+        };
+        if found != content.root.digest {
+            bail!(
+                "the destination's `{TAG}` is `{found}`, not the source's `{}`",
+                content.root.digest
+            );
+        }
+        Ok(())
+    }
+}
+
+/// skopeo with its blob-info cache in `cache`. As root skopeo always uses
+/// `/var/lib/containers/cache`, so it runs in a private mount namespace where `cache` is
+/// bind-mounted there; otherwise `XDG_DATA_HOME` points it at `cache`.
+fn skopeo_with_cache(skopeo: &Path, cache: &Path, args: &[String]) -> Command {
+    // `/proc/self` belongs to the effective user.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        let _ = std::fs::create_dir_all(SKOPEO_SYSTEM_CACHE);
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind \"$0\" {SKOPEO_SYSTEM_CACHE} && exec \"$@\""
+            ))
+            .arg(cache)
+            .arg(skopeo)
+            .args(args);
+        c
+    } else {
+        let mut c = Command::new(skopeo);
+        c.args(args).env("XDG_DATA_HOME", cache);
+        c
+    }
+}
