@@ -141,15 +141,35 @@ impl HttpResponse {
     }
 }
 
+/// How long [`http()`] waits for a whole exchange before failing.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Sends one plain-HTTP/1.1 request on a fresh connection and reads the whole answer.
 ///
 /// `url` is absolute (`http://127.0.0.1:PORT/v2/`). Redirects are not followed. Meant for
-/// tests talking to the servers of this crate; no TLS.
+/// tests talking to the servers of this crate; no TLS. Fails after [`HTTP_TIMEOUT`].
 pub async fn http(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
+) -> Result<HttpResponse> {
+    let body = body.into();
+    match tokio::time::timeout(HTTP_TIMEOUT, exchange(method, url, headers, body)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(Error::Http {
+            method: method.to_string(),
+            url: url.to_string(),
+            reason: format!("no complete answer within {HTTP_TIMEOUT:?}"),
+        }),
+    }
+}
+
+async fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
 ) -> Result<HttpResponse> {
     let fail = |reason: String| Error::Http {
         method: method.to_string(),
@@ -183,7 +203,7 @@ pub async fn http(
         builder = builder.header(*name, *value);
     }
     let request = builder
-        .body(Full::new(body.into()))
+        .body(Full::new(body))
         .map_err(|e| fail(format!("build request: {e}")))?;
     tracing::debug!(%method, %url, "test HTTP request");
     let response = sender
