@@ -136,10 +136,18 @@ impl Credentials {
 }
 
 fn default_config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+    config_path(std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME"))
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+fn config_path(
+    docker_config: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    if let Some(dir) = docker_config.filter(|d| !d.is_empty()) {
         return Some(Path::new(&dir).join("config.json"));
     }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    let home = home.filter(|h| !h.is_empty())?;
     Some(Path::new(&home).join(".docker").join("config.json"))
 }
 
@@ -404,6 +412,19 @@ mod tests {
             Some(Credential::IdentityToken("idt".into()))
         );
         assert_eq!(creds.lookup("elsewhere").await.unwrap(), None);
+    }
+
+    #[test]
+    fn docker_config_env_wins_over_home() {
+        assert_eq!(
+            config_path(Some("/cfg".into()), Some("/home/u".into())),
+            Some(PathBuf::from("/cfg/config.json"))
+        );
+        assert_eq!(
+            config_path(Some("".into()), Some("/home/u".into())),
+            Some(PathBuf::from("/home/u/.docker/config.json"))
+        );
+        assert_eq!(config_path(None, None), None);
     }
 
     #[test]

@@ -323,6 +323,15 @@ async fn a_wrong_push_is_never_committed_in_a_prepared_session() {
 async fn foreign_location_server(
     location: &'static str,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let answer = format!(
+        "HTTP/1.1 202 Accepted\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    scripted_server(vec![answer; 8]).await
+}
+
+/// A raw HTTP/1.1 server answering its requests, one per connection, with `answers` in order
+/// (the last one repeated). A fake on purpose: no real registry can be told to fail on cue.
+async fn scripted_server(answers: Vec<String>) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -331,6 +340,7 @@ async fn foreign_location_server(
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let counter = counter.clone();
+            let answers = answers.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -340,10 +350,8 @@ async fn foreign_location_server(
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let answer = format!(
-                    "HTTP/1.1 202 Accepted\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = &answers[i.min(answers.len() - 1)];
                 let _ = socket.write_all(answer.as_bytes()).await;
             });
         }
@@ -364,5 +372,43 @@ async fn an_upload_location_on_another_host_is_refused() {
     assert!(text.contains("127.0.0.2:9"), "{text}");
     assert!(text.contains("another host"), "{text}");
     // Only the POST reached the server; no byte went anywhere.
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_and_failing_answers_are_retried() {
+    let body = r#"{"name":"team/app","tags":["v1"]}"#;
+    let (addr, seen) = scripted_server(vec![
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    ])
+    .await;
+    let tags = repo(&client(), &addr, "team/app").tags().await.unwrap();
+    assert_eq!(tags, vec!["v1".to_string()]);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_not_retried_and_says_why() {
+    let body =
+        r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+    let (addr, seen) = scripted_server(vec![format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )])
+    .await;
+    let err = repo(&client(), &addr, "team/app").tags().await.unwrap_err();
+    assert!(
+        matches!(err, ferry_core::Error::PermissionDenied { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("DENIED: requested access"),
+        "{err}"
+    );
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
