@@ -485,6 +485,11 @@ impl Registry {
         format!("http://{}", self.addr)
     }
 
+    /// The process id of the registry.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The filesystem storage root (holding `docker/registry/v2/...`). With S3 storage, the
     /// unused local directory that would have held it.
     pub fn root(&self) -> &Path {
