@@ -75,9 +75,11 @@ impl IpfsError {
 impl From<IpfsError> for Error {
     fn from(e: IpfsError) -> Self {
         match e {
-            IpfsError::NotOnGateway { .. } => Error::NotFound {
-                what: e.to_string(),
-                hint: None,
+            IpfsError::NotOnGateway { gateway, cid } => Error::NotFound {
+                what: format!("`{cid}` on gateway `{gateway}` (HTTP 404)"),
+                hint: Some(
+                    "add it to an IPFS node the gateway reaches, or use another gateway".into(),
+                ),
             },
             other => {
                 let message = other.to_string();

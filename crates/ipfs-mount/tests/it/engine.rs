@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use ferry_core::{
-    Action, CopyOptions, CopyReport, MemoryStore, MountChain, ReadStore, WriteStore, copy,
+    Action, CopyOptions, CopyReport, MemoryStore, MountChain, MountOutcome, MountRequest,
+    MountStrategy, ReadStore, WriteStore, copy,
 };
 use ferry_ipfs_mount::IpfsMount;
 
@@ -11,8 +12,16 @@ use crate::helia::Helia;
 use crate::support::{CONFIG, CountingStore, assert_same, closed_port, image, layer, random, read};
 
 async fn run(src: Arc<CountingStore>, dst: Arc<MemoryStore>, strategy: IpfsMount) -> CopyReport {
+    run_chain(src, dst, MountChain::new().with(strategy)).await
+}
+
+async fn run_chain(
+    src: Arc<CountingStore>,
+    dst: Arc<MemoryStore>,
+    chain: MountChain,
+) -> CopyReport {
     let options = CopyOptions {
-        chain: MountChain::new().with(strategy),
+        chain,
         ..Default::default()
     };
     let src: Arc<dyn ReadStore> = src;
@@ -20,6 +29,32 @@ async fn run(src: Arc<CountingStore>, dst: Arc<MemoryStore>, strategy: IpfsMount
     copy(src, "v1", dst, Some("v1"), &options)
         .await
         .unwrap_or_else(|e| panic!("copy failed: {e}"))
+}
+
+/// A strategy placed before IpfsMount that, like a link on shared storage, needs the source to
+/// hold the blob and declines when it does not.
+#[derive(Debug)]
+struct LinkFromSource;
+
+impl std::fmt::Display for LinkFromSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkFromSource")
+    }
+}
+
+#[async_trait::async_trait]
+impl MountStrategy for LinkFromSource {
+    fn name(&self) -> &str {
+        "link"
+    }
+
+    async fn mount(&self, request: &MountRequest<'_>) -> ferry_core::Result<MountOutcome> {
+        if request.source.exists(request.descriptor).await? {
+            Ok(MountOutcome::not_applicable("test strategy: never links"))
+        } else {
+            Ok(MountOutcome::declined("the source does not hold the blob"))
+        }
+    }
 }
 
 #[tokio::test]
@@ -35,17 +70,21 @@ async fn a_layer_only_in_ipfs_is_mounted_from_its_ipfs_url() {
     assert!(!src.inner.exists(&layer_desc).await.unwrap());
 
     let dst = Arc::new(MemoryStore::new("dst"));
-    let report = run(
-        src.clone(),
-        dst.clone(),
-        IpfsMount::new(helia.url()).unwrap(),
-    )
-    .await;
+    let chain = MountChain::new()
+        .with(LinkFromSource)
+        .with(IpfsMount::new(helia.url()).unwrap());
+    let report = run_chain(src.clone(), dst.clone(), chain).await;
 
     let node = report
         .node(layer_desc.digest())
         .expect("layer in the report");
     assert_eq!(node.action, Action::Mounted);
+    let attempts: Vec<_> = node
+        .attempts
+        .iter()
+        .map(|a| (a.strategy.as_str(), a.outcome))
+        .collect();
+    assert_eq!(attempts, vec![("link", "declined"), ("ipfs", "mounted")]);
     assert_eq!(node.strategy.as_deref(), Some("ipfs"));
     assert_eq!(node.from.as_deref(), Some(format!("ipfs://{cid}").as_str()));
     assert_eq!(
@@ -56,12 +95,13 @@ async fn a_layer_only_in_ipfs_is_mounted_from_its_ipfs_url() {
     // The config is not in IPFS: declined there, copied from the source.
     let config_node = report.node(config.digest()).unwrap();
     assert_eq!(config_node.action, Action::Copied);
-    assert_eq!(config_node.attempts[0].outcome, "declined");
+    let ipfs_attempt = config_node.attempts.iter().find(|a| a.strategy == "ipfs");
+    assert_eq!(ipfs_attempt.map(|a| a.outcome), Some("declined"));
     assert!(!src.fetched().contains(layer_desc.digest()));
     assert_eq!(dst.resolve("v1").await.unwrap().digest(), manifest.digest());
     assert_eq!(
         report.chain,
-        format!("MountChain[IpfsMount({})]", helia.url())
+        format!("MountChain[LinkFromSource, IpfsMount({})]", helia.url())
     );
 }
 
