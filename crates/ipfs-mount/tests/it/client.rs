@@ -174,3 +174,16 @@ fn gateway_urls_are_checked() {
     let ok = GatewayClient::new("http://127.0.0.1:8080/").unwrap();
     assert_eq!(ok.to_string(), "http://127.0.0.1:8080");
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_fails_after_the_idle_timeout() {
+    let data = random(200_000);
+    let cid = cid_for_sha256(&ferry_core::sha256(&data)).unwrap();
+    let liar = LyingGateway::stalling(RAW_MEDIA_TYPE, data.slice(..100_000), 100_000).await;
+    let client = GatewayClient::new(&liar.url)
+        .unwrap()
+        .with_idle_timeout(std::time::Duration::from_millis(300));
+    let err = collect(client.fetch_raw(&cid).await).await.unwrap_err();
+    assert!(err.is_temporary(), "{err}");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+}

@@ -187,6 +187,16 @@ pub struct LyingGateway {
 
 impl LyingGateway {
     pub async fn start(content_type: &'static str, body: Bytes) -> Self {
+        Self::serve(content_type, body, 0).await
+    }
+
+    /// Announces `missing` more bytes than it sends, then holds the connection open: a
+    /// gateway that stops in the middle of a body.
+    pub async fn stalling(content_type: &'static str, body: Bytes, missing: usize) -> Self {
+        Self::serve(content_type, body, missing).await
+    }
+
+    async fn serve(content_type: &'static str, body: Bytes, missing: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -206,10 +216,15 @@ impl LyingGateway {
                     }
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
+                        body.len() + missing
                     );
                     conn.write_all(head.as_bytes()).await.ok();
                     conn.write_all(&body).await.ok();
+                    if missing > 0 {
+                        // Hold the connection until the client gives up.
+                        let mut rest = Vec::new();
+                        conn.read_to_end(&mut rest).await.ok();
+                    }
                     conn.shutdown().await.ok();
                 });
             }
