@@ -94,6 +94,7 @@ pub struct RegistryBuilder {
     delete: bool,
     http_secret: String,
     env: Vec<(String, String)>,
+    tls: bool,
 }
 
 impl Default for RegistryBuilder {
@@ -120,7 +121,17 @@ impl RegistryBuilder {
                 NEXT_SECRET.fetch_add(1, Ordering::Relaxed)
             ),
             env: Vec::new(),
+            tls: false,
         }
+    }
+
+    /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a self-signed certificate for
+    /// `127.0.0.1` and `localhost`, so clients must trust it explicitly or skip verification.
+    /// The access-log helpers ([`Registry::requests`]) are unavailable then; read
+    /// [`Registry::access_log_path`] directly.
+    pub fn tls(mut self, enabled: bool) -> Self {
+        self.tls = enabled;
+        self
     }
 
     /// Keeps the filesystem storage in `root` (created if missing) instead of the registry's
@@ -220,6 +231,9 @@ impl RegistryBuilder {
             }
             fs_write(&dir.path().join("htpasswd"), content)?;
         }
+        if self.tls {
+            write_self_signed(dir.path())?;
+        }
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port();
@@ -280,6 +294,15 @@ impl RegistryBuilder {
         let _ = writeln!(c, "http:");
         let _ = writeln!(c, "  addr: {}", q(&format!("127.0.0.1:{port}")));
         let _ = writeln!(c, "  secret: {}", q(&self.http_secret));
+        if self.tls {
+            let _ = writeln!(c, "  tls:");
+            let _ = writeln!(
+                c,
+                "    certificate: {}",
+                q(&dir.join("tls.crt").to_string_lossy())
+            );
+            let _ = writeln!(c, "    key: {}", q(&dir.join("tls.key").to_string_lossy()));
+        }
         if let Some(token) = &self.token {
             let _ = writeln!(c, "auth:\n  token:");
             let _ = writeln!(c, "    realm: {}", q(&token.realm));
@@ -357,8 +380,11 @@ impl RegistryBuilder {
                     retry,
                 ));
             }
-            if let Ok(200 | 401) = blocking_status(&addr, &probe) {
-                return Ok(child);
+            match blocking_status(&addr, &probe) {
+                Ok(200 | 401) => return Ok(child),
+                // Go's TLS server answers a plain-HTTP request with 400: it is listening.
+                Ok(400) if self.tls => return Ok(child),
+                _ => {}
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
@@ -596,4 +622,16 @@ fn fs_write(path: &Path, content: impl AsRef<[u8]>) -> Result<()> {
 fn fs_create_dir_all(path: &Path) -> Result<()> {
     std::fs::create_dir_all(path)
         .map_err(|e| Error::io(format!("create directory `{}`", path.display()), e))
+}
+
+/// Writes `tls.crt` and `tls.key` into `dir`: a self-signed certificate for `127.0.0.1` and
+/// `localhost`.
+fn write_self_signed(dir: &Path) -> Result<()> {
+    let setup = |what: &str, e: rcgen::Error| Error::Setup(format!("{what}: {e}"));
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .map_err(|e| setup("generate a self-signed certificate", e))?;
+    fs_write(&dir.join("tls.crt"), cert.cert.pem())?;
+    fs_write(&dir.join("tls.key"), cert.signing_key.serialize_pem())?;
+    Ok(())
 }

@@ -451,3 +451,41 @@ fn token_auth_streams_when_the_mount_source_may_not_be_read() {
         .is_err()
     );
 }
+
+#[test]
+fn https_registries_need_trust_or_insecure_and_speak_http2() {
+    let reg = Registry::builder().tls(true).start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new().layers(&[5000]).seed(18).build();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+    let r = reg.addr();
+
+    // A self-signed certificate is refused unless the user says otherwise.
+    let run = ferry(&["cp", &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        run.stderr
+    );
+
+    let run = ferry(&["cp", "--to-insecure", &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = ferry(&[
+        "cp",
+        "--insecure",
+        "--mount",
+        "none",
+        &format!("{r}/app:v1"),
+        &format!("{r}/copy:v1"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/copy:v1"), None),
+        image.manifest.digest().to_string()
+    );
+
+    // ALPN picked HTTP/2.
+    let log = std::fs::read_to_string(reg.access_log_path()).unwrap();
+    assert!(log.contains("HTTP/2.0"), "requests were not HTTP/2: {log}");
+}
