@@ -29,8 +29,10 @@
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
+pub mod distribution_storage;
 pub mod layout;
 pub mod shared;
 
+pub use distribution_storage::{DistributionStorageMount, StorageRoot};
 pub use layout::{OciLayout, blob_path_in, parse_digest, validate_tag};
 pub use shared::SharedStorageMount;

@@ -5,6 +5,7 @@
 mod concurrency;
 mod conformance;
 mod copy;
+mod distribution_storage;
 mod interop;
 mod layout;
 mod shared;

@@ -1,0 +1,498 @@
+//! [`DistributionStorageMount`]: links a blob into a registry's repository at the storage
+//! layer.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use ferry_core::model::{DigestAlgorithm, is_manifest};
+use ferry_core::{
+    Descriptor, Hasher, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::paths::{V2, blob_data, check_repository, layer_link, link_content};
+use super::root::{Backend, StorageRoot};
+
+/// The strategy's name, shown in reports.
+pub const NAME: &str = "distribution-storage";
+
+/// A [`MountStrategy`] for registries that keep their data in the CNCF distribution storage
+/// layout on storage this process can reach (see the [module docs](super) for what operators
+/// configure).
+///
+/// For a copy between two registries whose storage roots are configured, it makes the blob's
+/// `data` present under the destination root (nothing to do when it is there already, as when
+/// both registries share one root; a hardlink between filesystem roots; a server-side copy
+/// between roots in one S3 bucket), then writes the destination repository's layer link.
+/// No blob byte passes through this process, except that the source data is read and hashed
+/// first unless its root is [trusted](StorageRoot::with_trusted).
+///
+/// ```no_run
+/// # fn demo() -> ferry_core::Result<()> {
+/// use ferry_core::{CopyOptions, MountChain};
+/// use ferry_fs_store::distribution_storage::{DistributionStorageMount, StorageRoot};
+///
+/// let mount = DistributionStorageMount::new()
+///     .with_registry("registry-a.example:5000", StorageRoot::parse("file:///srv/registry-a", [("trusted", "true")])?)
+///     .with_registry("registry-b.example:5000", StorageRoot::parse("file:///srv/registry-b", None::<(&str, &str)>)?);
+/// let options = CopyOptions { chain: MountChain::new().with(mount), ..Default::default() };
+/// # let _ = options; Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DistributionStorageMount {
+    registries: Vec<(String, StorageRoot)>,
+}
+
+impl DistributionStorageMount {
+    /// A strategy that knows no registry yet: it applies to nothing until
+    /// [`Self::with_registry`] names some.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares that the registry `authority` (`host:port` as the stores' [`StoreInfo`] name
+    /// it, such as `registry-a.example:5000`) keeps its data under `root`. A second call for
+    /// the same authority replaces the first.
+    pub fn with_registry(mut self, authority: impl Into<String>, root: StorageRoot) -> Self {
+        self.add_registry(authority, root);
+        self
+    }
+
+    /// Like [`Self::with_registry`], in place.
+    pub fn add_registry(&mut self, authority: impl Into<String>, root: StorageRoot) {
+        let authority = normalize(&authority.into());
+        match self.registries.iter_mut().find(|(a, _)| *a == authority) {
+            Some(entry) => entry.1 = root,
+            None => self.registries.push((authority, root)),
+        }
+    }
+
+    /// The root configured for the registry `authority`.
+    pub fn root(&self, authority: &str) -> Option<&StorageRoot> {
+        let authority = normalize(authority);
+        self.registries
+            .iter()
+            .find(|(a, _)| *a == authority)
+            .map(|(_, r)| r)
+    }
+
+    /// The configured registries, in the order they were added.
+    pub fn registries(&self) -> impl Iterator<Item = (&str, &StorageRoot)> {
+        self.registries.iter().map(|(a, r)| (a.as_str(), r))
+    }
+
+    /// The roots of source and destination when the strategy applies to the pair, else why
+    /// not.
+    fn roots<'a>(
+        &'a self,
+        request: &MountRequest<'_>,
+    ) -> std::result::Result<(&'a StorageRoot, &'a StorageRoot), String> {
+        let src = request.source.info();
+        let dst = request.destination.info();
+        if dst.scheme != StoreInfo::REGISTRY {
+            return Err(format!(
+                "destination {} is not a registry (scheme `{}`)",
+                request.destination, dst.scheme
+            ));
+        }
+        if src.scheme != StoreInfo::REGISTRY {
+            return Err(format!(
+                "source {} is not a registry (scheme `{}`)",
+                request.source, src.scheme
+            ));
+        }
+        let Some(dst_root) = self.root(&dst.authority) else {
+            return Err(format!(
+                "no storage root is configured for the destination registry `{}`; configure \
+                 its `storage` to mount blobs into it at the storage layer",
+                dst.authority
+            ));
+        };
+        let Some(src_root) = self.root(&src.authority) else {
+            return Err(format!(
+                "no storage root is configured for the source registry `{}`; configure its \
+                 `storage` to mount blobs from it at the storage layer",
+                src.authority
+            ));
+        };
+        if is_manifest(request.descriptor.media_type().as_ref()) {
+            return Err("manifests are pushed over HTTP, not linked at the storage layer".into());
+        }
+        let digest = request.descriptor.digest();
+        if !matches!(
+            digest.algorithm(),
+            DigestAlgorithm::Sha256 | DigestAlgorithm::Sha512
+        ) {
+            return Err(format!(
+                "digest `{digest}` uses an algorithm the distribution layout does not store"
+            ));
+        }
+        check_repository(&src.namespace)?;
+        check_repository(&dst.namespace)?;
+        Ok((src_root, dst_root))
+    }
+}
+
+/// Lowercases the host part, as registries are named case-insensitively.
+fn normalize(authority: &str) -> String {
+    authority.trim().to_ascii_lowercase()
+}
+
+impl fmt::Display for DistributionStorageMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DistributionStorageMount[")?;
+        for (i, (authority, _)) in self.registries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(authority)?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// A storage operation failed; the reason names the operation, the object and what to check.
+fn failed(what: &str, root: &StorageRoot, e: &object_store::Error) -> String {
+    let hint = match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            "; check the credentials configured for this storage"
+        }
+        _ => "; check that the storage is reachable and the root is right",
+    };
+    format!("{what} in storage `{}` failed: {e}{hint}", root.url())
+}
+
+/// `path` relative to `root`, for messages that also name the root.
+fn relative(root: &StorageRoot, path: &Path) -> String {
+    let full = path.as_ref();
+    full.strip_prefix(root.prefix().as_ref())
+        .map(|rest| rest.trim_start_matches('/'))
+        .unwrap_or(full)
+        .to_string()
+}
+
+/// Reads a small object (a link file), `None` when it does not exist.
+async fn read_small(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> std::result::Result<Option<Vec<u8>>, object_store::Error> {
+    match store.get(path).await {
+        Ok(result) => {
+            if result.meta.size > 1024 {
+                // Not a link file; treat its content as not matching.
+                return Ok(Some(Vec::new()));
+            }
+            Ok(Some(result.bytes().await?.to_vec()))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The size of an object, `None` when it does not exist.
+async fn size_of(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> std::result::Result<Option<u64>, object_store::Error> {
+    match store.head(path).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a link file's content names `descriptor`'s digest.
+fn links_to(content: &[u8], descriptor: &Descriptor) -> bool {
+    std::str::from_utf8(content).is_ok_and(|s| s.trim() == descriptor.digest().to_string())
+}
+
+/// Hashes the object at `path` and compares it with `descriptor`; `Some(reason)` when it does
+/// not match or cannot be read.
+async fn verify(root: &StorageRoot, path: &Path, descriptor: &Descriptor) -> Option<String> {
+    let shown = relative(root, path);
+    let mut hasher = match Hasher::for_digest(descriptor.digest()) {
+        Ok(h) => h,
+        Err(e) => return Some(e.to_string()),
+    };
+    let mut stream = match root.store().get(path).await {
+        Ok(r) => r.into_stream(),
+        Err(e) => return Some(failed(&format!("reading `{shown}`"), root, &e)),
+    };
+    let mut seen = 0u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                seen += chunk.len() as u64;
+                if seen > descriptor.size() {
+                    break;
+                }
+                hasher.update(&chunk);
+            }
+            Err(e) => return Some(failed(&format!("reading `{shown}`"), root, &e)),
+        }
+    }
+    if seen != descriptor.size() {
+        return Some(format!(
+            "source data `{shown}` in `{}` has {seen}{} bytes but the descriptor says {}; not linked",
+            root.url(),
+            if seen > descriptor.size() { "+" } else { "" },
+            descriptor.size()
+        ));
+    }
+    let actual = hasher.finish();
+    if &actual != descriptor.digest() {
+        return Some(format!(
+            "source data `{shown}` in `{}` hashes to `{actual}`, not `{}`: the storage is corrupt; \
+             not linked",
+            root.url(),
+            descriptor.digest()
+        ));
+    }
+    None
+}
+
+/// The device id of a directory, or why it cannot be had.
+async fn device_of(dir: &std::path::Path) -> std::result::Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    match tokio::fs::metadata(dir).await {
+        Ok(m) if m.is_dir() => Ok(m.dev()),
+        Ok(_) => Err(format!(
+            "storage root `{}` is not a directory",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "storage root `{}` cannot be reached ({e}); is the storage mounted and the root right?",
+            dir.display()
+        )),
+    }
+}
+
+#[async_trait]
+impl MountStrategy for DistributionStorageMount {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
+        self.roots(request).is_ok()
+    }
+
+    async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
+        let (src_root, dst_root) = match self.roots(request) {
+            Ok(roots) => roots,
+            Err(reason) => return Ok(MountOutcome::not_applicable(reason)),
+        };
+        let descriptor = request.descriptor;
+        let digest = descriptor.digest();
+        let src = request.source.info();
+        let dst = request.destination.info();
+        tracing::debug!(
+            strategy = NAME,
+            %digest,
+            source = %request.source,
+            destination = %request.destination,
+            source_root = src_root.url(),
+            destination_root = dst_root.url(),
+            "distribution storage mount attempt"
+        );
+        let dst_store = dst_root.store().as_ref();
+        let dst_data = blob_data(dst_root.prefix(), digest);
+        let dst_link = layer_link(dst_root.prefix(), &dst.namespace, digest);
+        let (dst_data_s, dst_link_s) =
+            (relative(dst_root, &dst_data), relative(dst_root, &dst_link));
+
+        // A filesystem root that is not there (an unmounted volume, a wrong path) must not be
+        // created by the writes below.
+        if let Some(path) = dst_root.local_path()
+            && let Err(reason) = device_of(path).await
+        {
+            return Ok(MountOutcome::declined(reason));
+        }
+
+        // 1. The destination repository may link the blob already.
+        let link = match read_small(dst_store, &dst_link).await {
+            Ok(link) => link,
+            Err(e) => {
+                return Ok(MountOutcome::declined(failed(
+                    &format!("reading the link `{dst_link_s}`"),
+                    dst_root,
+                    &e,
+                )));
+            }
+        };
+        let data_size = match size_of(dst_store, &dst_data).await {
+            Ok(size) => size,
+            Err(e) => {
+                return Ok(MountOutcome::declined(failed(
+                    &format!("looking up `{dst_data_s}`"),
+                    dst_root,
+                    &e,
+                )));
+            }
+        };
+        let linked = link.as_deref().is_some_and(|l| links_to(l, descriptor));
+        if linked && data_size == Some(descriptor.size()) {
+            return Ok(MountOutcome::AlreadyPresent);
+        }
+        if let Some(size) = data_size
+            && size != descriptor.size()
+        {
+            return Ok(MountOutcome::declined(format!(
+                "destination data `{dst_data_s}` in `{}` has {size} bytes but the descriptor says {}; \
+                 leaving it to the registry",
+                dst_root.url(),
+                descriptor.size()
+            )));
+        }
+
+        // 2. The source repository must link the blob: the storage holds blobs of every
+        //    repository, and a mount must not hand out one the source repository lacks.
+        let src_store = src_root.store().as_ref();
+        let src_link = layer_link(src_root.prefix(), &src.namespace, digest);
+        let src_link_s = relative(src_root, &src_link);
+        match read_small(src_store, &src_link).await {
+            Ok(Some(content)) if links_to(&content, descriptor) => {}
+            Ok(Some(_)) => {
+                return Ok(MountOutcome::declined(format!(
+                    "the link `{src_link_s}` in `{}` names another digest than `{digest}`",
+                    src_root.url()
+                )));
+            }
+            Ok(None) => {
+                return Ok(MountOutcome::not_applicable(format!(
+                    "the source repository `{}` has no link `{src_link_s}` in `{}`: the blob is not \
+                     in that repository's storage (is `{}` the registry's root directory?)",
+                    src.namespace,
+                    src_root.url(),
+                    src_root.url()
+                )));
+            }
+            Err(e) => {
+                return Ok(MountOutcome::declined(failed(
+                    &format!("reading the link `{src_link_s}`"),
+                    src_root,
+                    &e,
+                )));
+            }
+        }
+
+        // 3. Make the data present under the destination root.
+        let mut method = "link only";
+        if data_size.is_none() {
+            if let Some(reason) = dst_root.copy_obstacle(src_root) {
+                return Ok(MountOutcome::not_applicable(reason));
+            }
+            let src_data = blob_data(src_root.prefix(), digest);
+            let src_data_s = relative(src_root, &src_data);
+            if let (Some(s), Some(d)) = (src_root.local_path(), dst_root.local_path()) {
+                let (s_dev, d_dev) = match (device_of(s).await, device_of(d).await) {
+                    (Ok(s), Ok(d)) => (s, d),
+                    (Err(reason), _) | (_, Err(reason)) => {
+                        return Ok(MountOutcome::declined(reason));
+                    }
+                };
+                if s_dev != d_dev {
+                    return Ok(MountOutcome::not_applicable(format!(
+                        "source root `{}` and destination root `{}` are on different filesystems; \
+                         a hardlink cannot cross them",
+                        src_root.url(),
+                        dst_root.url()
+                    )));
+                }
+            }
+            match size_of(src_store, &src_data).await {
+                Ok(Some(size)) if size == descriptor.size() => {}
+                Ok(Some(size)) => {
+                    return Ok(MountOutcome::declined(format!(
+                        "source data `{src_data_s}` in `{}` has {size} bytes but the descriptor says \
+                         {}; not linked",
+                        src_root.url(),
+                        descriptor.size()
+                    )));
+                }
+                Ok(None) => {
+                    return Ok(MountOutcome::not_applicable(format!(
+                        "the source data `{src_data_s}` is missing from `{}` (is it the registry's \
+                         root directory?)",
+                        src_root.url()
+                    )));
+                }
+                Err(e) => {
+                    return Ok(MountOutcome::declined(failed(
+                        &format!("looking up `{src_data_s}`"),
+                        src_root,
+                        &e,
+                    )));
+                }
+            }
+            if !src_root.is_trusted()
+                && let Some(reason) = verify(src_root, &src_data, descriptor).await
+            {
+                return Ok(MountOutcome::declined(reason));
+            }
+            // The destination's store copies: a hardlink (to a staging name, then renamed)
+            // between filesystem roots, `CopyObject` within one bucket.
+            if let Err(e) = dst_store.copy(&src_data, &dst_data).await {
+                return Ok(MountOutcome::declined(failed(
+                    &format!(
+                        "copying `{src_data_s}` of `{}` to `{dst_data_s}`",
+                        src_root.url()
+                    ),
+                    dst_root,
+                    &e,
+                )));
+            }
+            method = match dst_root.backend() {
+                Backend::Filesystem { .. } => "hardlink",
+                Backend::S3 { .. } => "server-side copy",
+                _ => "store copy",
+            };
+        }
+
+        // 4. Link the blob into the destination repository, data first, link last.
+        let content = PutPayload::from(link_content(digest).into_bytes());
+        if let Err(e) = dst_store.put(&dst_link, content).await {
+            return Ok(MountOutcome::declined(failed(
+                &format!("writing the link `{dst_link_s}`"),
+                dst_root,
+                &e,
+            )));
+        }
+
+        // 5. The registry must now serve the blob; if it does not (the root is not the one it
+        //    uses, a cache hides the link), take the link back and let the copy stream.
+        match request.destination.exists(descriptor).await {
+            Ok(true) => {
+                tracing::debug!(strategy = NAME, %digest, method, "blob linked at the storage layer");
+                Ok(MountOutcome::Mounted {
+                    by: NAME.to_string(),
+                    from: format!("{}/{} ({method})", src.authority, src.namespace),
+                })
+            }
+            answer => {
+                let why = match answer {
+                    Err(e) => format!("checking it failed: {e}"),
+                    _ => "it answers that the blob is unknown".to_string(),
+                };
+                if link.is_none()
+                    && let Err(e) = dst_store.delete(&dst_link).await
+                {
+                    tracing::warn!(path = %dst_link, error = %e, "could not remove a link the registry ignores");
+                }
+                Ok(MountOutcome::declined(format!(
+                    "linked `{digest}` into `{}` of `{}`, but the registry `{}` does not serve it: \
+                     {why}; check that `{}` is the registry's storage root (the directory or \
+                     prefix holding `{}`) and that no blob descriptor cache hides new links",
+                    dst.namespace,
+                    dst_root.url(),
+                    dst.authority,
+                    dst_root.url(),
+                    V2.join("/")
+                )))
+            }
+        }
+    }
+}

