@@ -489,3 +489,43 @@ fn https_registries_need_trust_or_insecure_and_speak_http2() {
     let log = std::fs::read_to_string(reg.access_log_path()).unwrap();
     assert!(log.contains("HTTP/2.0"), "requests were not HTTP/2: {log}");
 }
+
+#[test]
+fn copies_into_and_out_of_a_registry_on_object_storage() {
+    // distribution on S3-compatible storage (SeaweedFS) finishes uploads through the S3
+    // multipart API, which is where clients meet object-store quirks.
+    let seaweed = ferry_test_support::s3::SeaweedFs::start().unwrap();
+    seaweed.create_bucket("registry").unwrap();
+    let reg = Registry::builder()
+        .s3(seaweed.storage("registry", "/one").unwrap())
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new()
+        .layers(&[50_000, 300_000])
+        .seed(19)
+        .build();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+    let r = reg.addr();
+    let run = ferry(&["cp", "--plain-http", &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/app:v1"), None),
+        image.manifest.digest().to_string()
+    );
+    let out = dir.path().join("out");
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        &format!("{r}/app:v1"),
+        &format!("oci:{}:v1", out.display()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for blob in image.all() {
+        assert!(
+            out.join("blobs/sha256")
+                .join(blob.digest().digest())
+                .exists()
+        );
+    }
+}
