@@ -218,7 +218,15 @@ impl FileWalk {
                 break;
             };
             let data = Bytes::from(data);
-            verify_block(self.gateway.name(), &block_cid, &data)?;
+            match verify_block(self.gateway.name(), &block_cid, &data) {
+                Ok(()) => {}
+                // A block this file does not need may use a hash ferry cannot check: skip it.
+                Err(IpfsError::UnsupportedHash { .. }) if !same_block(&block_cid, cid) => {
+                    tracing::debug!(cid = %block_cid, "skipping a block with an unsupported hash");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
             if same_block(&block_cid, cid) {
                 self.consumed.insert(k);
                 return Ok(data);
