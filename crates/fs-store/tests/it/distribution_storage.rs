@@ -972,3 +972,125 @@ fn storage_urls_and_options_are_parsed_strictly() {
     refused("s3://bucket/p", &[("bucket", "other")], "part of the URL");
     refused("s3://bucket/p", &[("retry_timeout", "soon")], "duration");
 }
+
+/// A memory store that claims to be repository `namespace` of registry `authority`: a fake,
+/// because a real registry refuses the repository names this must test (`..`, `_layers`).
+#[derive(Debug)]
+struct Claiming {
+    inner: ferry_core::MemoryStore,
+    info: ferry_core::StoreInfo,
+}
+
+impl Claiming {
+    fn new(authority: &str, namespace: &str) -> Self {
+        Self {
+            inner: ferry_core::MemoryStore::new(namespace),
+            info: ferry_core::StoreInfo::new(ferry_core::StoreInfo::REGISTRY, authority, namespace),
+        }
+    }
+}
+
+impl std::fmt::Display for Claiming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.info)
+    }
+}
+
+#[async_trait::async_trait]
+impl ReadStore for Claiming {
+    fn info(&self) -> &ferry_core::StoreInfo {
+        &self.info
+    }
+    async fn exists(&self, d: &Descriptor) -> ferry_core::Result<bool> {
+        self.inner.exists(d).await
+    }
+    async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ferry_core::ByteStream> {
+        self.inner.fetch(d).await
+    }
+    async fn resolve(&self, reference: &str) -> ferry_core::Result<Descriptor> {
+        self.inner.resolve(reference).await
+    }
+    async fn referrers(&self, subject: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
+        self.inner.referrers(subject).await
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl WriteStore for Claiming {
+    async fn push(&self, d: &Descriptor, data: ferry_core::ByteStream) -> ferry_core::Result<()> {
+        self.inner.push(d, data).await
+    }
+    async fn tag(&self, d: &Descriptor, tag: &str) -> ferry_core::Result<()> {
+        self.inner.tag(d, tag).await
+    }
+}
+
+#[tokio::test]
+async fn only_registry_blobs_with_valid_repository_names_apply() {
+    let dir = tempdir();
+    let mount = DistributionStorageMount::new()
+        .with_registry("Registry-A.example:5000", file_root(&dir.path().join("a")))
+        .with_registry("registry-b.example:5000", file_root(&dir.path().join("b")));
+    // Authorities are matched without regard to case.
+    assert!(mount.root("registry-a.example:5000").is_some());
+    let layer = ferry_core::conformance::random_blob(10).0;
+    let manifest = image_manifest();
+    let cases: Vec<(Claiming, Claiming, &Descriptor, &str)> = vec![
+        (
+            Claiming::new("registry-a.example:5000", "../../etc"),
+            Claiming::new("registry-b.example:5000", "mirror/app"),
+            &layer,
+            "repository name `../../etc`",
+        ),
+        (
+            Claiming::new("registry-a.example:5000", "team/app"),
+            Claiming::new("registry-b.example:5000", "mirror/_layers"),
+            &layer,
+            "repository name `mirror/_layers`",
+        ),
+        (
+            Claiming::new("registry-a.example:5000", "team/app"),
+            Claiming::new("registry-b.example:5000", "mirror/app"),
+            &manifest,
+            "manifests are pushed over HTTP",
+        ),
+        (
+            Claiming::new("registry-c.example:5000", "team/app"),
+            Claiming::new("registry-b.example:5000", "mirror/app"),
+            &layer,
+            "source registry `registry-c.example:5000`",
+        ),
+    ];
+    for (src, dst, descriptor, needle) in &cases {
+        let request = MountRequest {
+            descriptor,
+            source: src,
+            destination: dst,
+            candidates: &[],
+        };
+        assert!(!mount.probes_destination(&request), "{needle}");
+        let outcome = mount_one(&mount, descriptor, src, dst).await;
+        assert!(
+            matches!(outcome, MountOutcome::NotApplicable { .. }),
+            "{outcome:?}"
+        );
+        assert!(reason(&outcome).contains(needle), "{outcome:?}");
+    }
+    // A store that is no registry.
+    let memory = ferry_core::MemoryStore::new("layout");
+    let dst = Claiming::new("registry-b.example:5000", "mirror/app");
+    let outcome = mount_one(&mount, &layer, &memory, &dst).await;
+    assert!(
+        reason(&outcome).contains("is not a registry"),
+        "{outcome:?}"
+    );
+    // Nothing was written anywhere.
+    assert!(!dir.path().join("a").exists() && !dir.path().join("b").exists());
+}
+
+fn image_manifest() -> Descriptor {
+    ImageBuilder::new().build().manifest.descriptor
+}
