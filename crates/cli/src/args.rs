@@ -90,7 +90,7 @@ pub struct CpArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Mount strategies to try, in order: `auto`, `none`, or a comma-separated list of
-    /// `cross-repo`, `shared-storage`.
+    /// `cross-repo`, `shared-storage`, `ipfs`.
     #[arg(long, default_value = "auto", value_name = "LIST")]
     pub mount: String,
     /// Show what would be copied or mounted; write nothing.
@@ -122,6 +122,14 @@ pub struct CpArgs {
     /// after the source repository and the repositories the blob-location cache knows.
     #[arg(long, value_name = "REPO")]
     pub mount_from: Vec<String>,
+    /// An IPFS trustless gateway (`http://127.0.0.1:8080`): blobs with an IPFS address (an
+    /// `ipfs://` url, a CID map entry, or the raw CID of their digest) are fetched from IPFS,
+    /// every block verified, instead of from the source. Adds `ipfs` to the `auto` chain.
+    #[arg(long, value_name = "URL", env = "FERRY_IPFS_GATEWAY")]
+    pub ipfs_gateway: Option<String>,
+    /// A JSON file mapping blob digests to IPFS CIDs (`{"sha256:…": "bafy…"}`).
+    #[arg(long, value_name = "FILE", requires = "ipfs_gateway")]
+    pub ipfs_cid_map: Option<PathBuf>,
     /// Registry transport and credentials.
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -174,4 +182,18 @@ pub struct RegistryArgs {
     /// Read the password of the side whose user name is given without one from stdin.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Tries of a request that can be repeated, the first included.
+    #[arg(long, hide = true, env = "FERRY_RETRY_TRIES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub retry_tries: Option<u32>,
+    /// The first retry backoff in milliseconds (doubled on each retry, with jitter).
+    #[arg(
+        long,
+        hide = true,
+        env = "FERRY_RETRY_BASE_DELAY_MS",
+        value_name = "MS"
+    )]
+    pub retry_base_delay_ms: Option<u64>,
+    /// The most time spent waiting between the tries of one request, in milliseconds.
+    #[arg(long, hide = true, env = "FERRY_RETRY_MAX_DELAY_MS", value_name = "MS")]
+    pub retry_max_delay_ms: Option<u64>,
 }

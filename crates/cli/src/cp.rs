@@ -9,6 +9,7 @@ use ferry_core::{
 };
 use ferry_distribution::{CrossRepoMount, Reference};
 use ferry_fs_store::SharedStorageMount;
+use ferry_ipfs_mount::{CidMap, IpfsMount};
 
 use crate::args::{CpArgs, Format};
 use crate::endpoint::Endpoint;
@@ -16,7 +17,7 @@ use crate::output::{Printer, summary};
 use crate::stores::{Clients, open_destination, open_source};
 
 /// Names `--mount` accepts.
-const STRATEGIES: &[&str] = &["cross-repo", "shared-storage"];
+const STRATEGIES: &[&str] = &["cross-repo", "shared-storage", "ipfs"];
 
 fn registry_host(ep: &Endpoint) -> Result<Option<String>> {
     Ok(match ep {
@@ -110,10 +111,30 @@ pub async fn run(args: CpArgs) -> Result<()> {
 pub fn build_chain(args: &CpArgs) -> Result<MountChain> {
     let shared = || SharedStorageMount::new().with_trusted(args.trust_source_storage);
     let cross = || CrossRepoMount::new().with_mount_from(args.mount_from.iter().cloned());
+    let ipfs = || -> Result<IpfsMount> {
+        let Some(url) = &args.ipfs_gateway else {
+            bail!(ferry_core::Error::invalid(
+                "mount strategy",
+                "ipfs",
+                "needs a gateway: add `--ipfs-gateway URL`"
+            ));
+        };
+        let mut mount = IpfsMount::new(url)?;
+        if let Some(path) = &args.ipfs_cid_map {
+            mount = mount.with_cid_map(CidMap::load(path)?);
+        }
+        Ok(mount)
+    };
     let chain = MountChain::new();
     match args.mount.trim() {
         "none" => return Ok(chain),
-        "auto" => return Ok(chain.with(cross()).with(shared())),
+        "auto" => {
+            let chain = chain.with(cross()).with(shared());
+            return Ok(match args.ipfs_gateway {
+                Some(_) => chain.with(ipfs()?),
+                None => chain,
+            });
+        }
         _ => {}
     }
     let mut chain = chain;
@@ -121,6 +142,7 @@ pub fn build_chain(args: &CpArgs) -> Result<MountChain> {
         chain = match name {
             "cross-repo" => chain.with(cross()),
             "shared-storage" | "hardlink" | "reflink" => chain.with(shared()),
+            "ipfs" => chain.with(ipfs()?),
             other => bail!(ferry_core::Error::invalid(
                 "mount strategy",
                 other,

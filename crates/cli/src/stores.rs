@@ -2,10 +2,13 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ferry_core::{Error, ReadStore, WriteStore};
-use ferry_distribution::{ClientOptions, Credential, Credentials, Reference, RegistryClient};
+use ferry_distribution::{
+    ClientOptions, Credential, Credentials, Reference, RegistryClient, RetryPolicy,
+};
 use ferry_fs_store::OciLayout;
 
 use crate::args::{CpArgs, RegistryArgs};
@@ -78,6 +81,7 @@ impl Clients {
                     plain_http: plain,
                     insecure,
                     credentials: creds,
+                    retry: retry_policy(args),
                     ..Default::default()
                 },
                 user.clone(),
@@ -138,6 +142,21 @@ impl Clients {
             Side::To => &self.to,
         }
     }
+}
+
+/// The retry policy, with the hidden `--retry-*` flags (`FERRY_RETRY_*`) applied.
+fn retry_policy(args: &RegistryArgs) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    if let Some(n) = args.retry_tries {
+        policy.max_tries = n;
+    }
+    if let Some(ms) = args.retry_base_delay_ms {
+        policy.base_delay = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.retry_max_delay_ms {
+        policy.max_total_delay = Duration::from_millis(ms);
+    }
+    policy
 }
 
 /// Whether the user wrote a tag or digest in a registry reference (the parser fills in

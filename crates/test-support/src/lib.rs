@@ -5,6 +5,8 @@
 //! - [`TokenIssuer`]: the token service of the registry's `auth: token` mode, in process.
 //! - [`FakeRegistry`]: an in-memory OCI distribution server for what a real registry cannot be
 //!   made to do (forced mount answers, redirects, broken uploads), with request recording.
+//! - [`FaultProxy`]: a proxy in front of a registry that injects seeded or permanent faults
+//!   (resets, 5xx, 429, truncated, slow or mislabelled answers).
 //! - [`SeaweedFs`]: S3-compatible storage that several registries can share.
 //! - [`fixtures`]: OCI images, indexes and referrers built in memory.
 //! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
@@ -14,7 +16,9 @@
 
 pub mod error;
 pub mod fake;
+pub mod faults;
 pub mod fixtures;
+pub mod helia;
 pub mod registry;
 pub mod s3;
 pub mod token;
@@ -22,6 +26,7 @@ pub mod util;
 
 pub use error::{Error, Result};
 pub use fake::{BlobHost, FakeRegistry, FakeRegistryBuilder, MountBehaviour, RecordedRequest};
+pub use faults::{Fault, FaultPlan, FaultProxy, ProxiedRequest, Rule};
 pub use fixtures::{
     Artifact, ArtifactBuilder, Blob, Content, Image, ImageBuilder, Index, IndexBuilder,
 };

@@ -6,8 +6,8 @@ use ferry_ipfs_mount::{
     cid_for_sha256,
 };
 
-use crate::helia::Helia;
 use crate::support::layer;
+use ferry_test_support::helia::Helia;
 
 #[test]
 fn raw_cid_of_a_sha256_digest_is_the_cidv1_raw_sha2_256() {

@@ -5,8 +5,8 @@ use ferry_core::verify::read_to_bytes;
 use ferry_core::{ByteStream, Error, Result};
 use ferry_ipfs_mount::{CAR_MEDIA_TYPE, GatewayClient, RAW_MEDIA_TYPE, cid_for_sha256};
 
-use crate::helia::Helia;
 use crate::support::{LyingGateway, assert_same, closed_port, random};
+use ferry_test_support::helia::Helia;
 
 async fn collect(stream: Result<ByteStream>) -> Result<Bytes> {
     read_to_bytes(stream?, "test content", u64::MAX).await

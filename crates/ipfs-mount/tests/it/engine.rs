@@ -8,8 +8,8 @@ use ferry_core::{
 };
 use ferry_ipfs_mount::IpfsMount;
 
-use crate::helia::Helia;
 use crate::support::{CONFIG, CountingStore, assert_same, closed_port, image, layer, random, read};
+use ferry_test_support::helia::Helia;
 
 async fn run(src: Arc<CountingStore>, dst: Arc<MemoryStore>, strategy: IpfsMount) -> CopyReport {
     run_chain(src, dst, MountChain::new().with(strategy)).await

@@ -3,6 +3,5 @@
 mod addresses;
 mod client;
 mod engine;
-mod helia;
 mod strategy;
 mod support;

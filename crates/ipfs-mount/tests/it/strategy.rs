@@ -13,8 +13,8 @@ use ferry_core::{
 };
 use ferry_ipfs_mount::{CidMap, GatewayClient, IpfsMount, RAW_MEDIA_TYPE};
 
-use crate::helia::Helia;
 use crate::support::{CountingStore, LyingGateway, assert_same, closed_port, layer, random, read};
+use ferry_test_support::helia::Helia;
 
 async fn mount(
     strategy: &IpfsMount,

@@ -13,7 +13,7 @@ use ferry_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helia::Helia;
+use ferry_test_support::helia::Helia;
 
 /// Media type of the test layers.
 pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -73,12 +73,6 @@ impl CountingStore {
 impl std::fmt::Display for CountingStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Counting({})", self.inner)
-    }
-}
-
-impl std::fmt::Debug for Helia {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Helia({})", self.url())
     }
 }
 

@@ -1,4 +1,4 @@
-//! A real IPFS node for the tests: Helia behind `test-support/ipfs-gateway/gateway.mjs`,
+//! A real IPFS node for tests: Helia behind `test-support/ipfs-gateway/gateway.mjs`,
 //! started with `node` on 127.0.0.1 and a free port, stopped when dropped.
 
 use std::io::{BufRead, BufReader};
@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_ipfs_mount::Cid;
+use cid::Cid;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -185,6 +185,12 @@ impl Helia {
                 )
             })
             .collect()
+    }
+}
+
+impl std::fmt::Debug for Helia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Helia({})", self.url)
     }
 }
 
