@@ -1,7 +1,10 @@
 //! [`DistributionStorageMount`]: links a blob into a registry's repository at the storage
 //! layer.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry_core::model::{DigestAlgorithm, is_manifest};
@@ -40,10 +43,19 @@ pub const NAME: &str = "distribution-storage";
 /// let options = CopyOptions { chain: MountChain::new().with(mount), ..Default::default() };
 /// # let _ = options; Ok(()) }
 /// ```
+///
+/// A root whose storage could not be reached (a network or server error, not a missing
+/// object or refused credentials) is not asked again for [`UNREACHABLE_BACKOFF`]: the
+/// blobs of a copy are declined at once instead of each waiting for the same timeout. Clones
+/// share that memory.
 #[derive(Debug, Clone, Default)]
 pub struct DistributionStorageMount {
     registries: Vec<(String, StorageRoot)>,
+    unreachable: Arc<Mutex<HashMap<String, (Instant, String)>>>,
 }
+
+/// How long a root whose storage could not be reached is left alone.
+pub const UNREACHABLE_BACKOFF: Duration = Duration::from_secs(30);
 
 impl DistributionStorageMount {
     /// A strategy that knows no registry yet: it applies to nothing until
@@ -133,6 +145,96 @@ impl DistributionStorageMount {
         check_repository(&dst.namespace)?;
         Ok((src_root, dst_root))
     }
+
+    /// A storage operation failed: the reason names the operation, the object and what to
+    /// check. A failure to reach the storage of a network backend is remembered for
+    /// [`UNREACHABLE_BACKOFF`].
+    fn failed(&self, what: &str, root: &StorageRoot, e: &object_store::Error) -> String {
+        let hint = match e {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => {
+                "; check the credentials configured for this storage"
+            }
+            _ => "; check that the storage is reachable and the root is right",
+        };
+        let reason = format!("{what} in storage `{}` failed: {e}{hint}", root.url());
+        if matches!(e, object_store::Error::Generic { .. }) && root.local_path().is_none() {
+            tracing::debug!(root = root.url(), error = %e, "storage unreachable; backing off");
+            self.unreachable
+                .lock()
+                .expect("unreachable lock")
+                .insert(root.url().to_string(), (Instant::now(), reason.clone()));
+        }
+        reason
+    }
+
+    /// Why `root` is not asked now, when it could not be reached a moment ago.
+    fn backing_off(&self, root: &StorageRoot) -> Option<String> {
+        let mut map = self.unreachable.lock().expect("unreachable lock");
+        let (at, reason) = map.get(root.url())?;
+        let age = at.elapsed();
+        if age >= UNREACHABLE_BACKOFF {
+            map.remove(root.url());
+            return None;
+        }
+        Some(format!(
+            "not asking storage `{}` again for {}s, it could not be reached {}s ago: {reason}",
+            root.url(),
+            (UNREACHABLE_BACKOFF - age).as_secs().max(1),
+            age.as_secs()
+        ))
+    }
+
+    /// Hashes the object at `path` and compares it with `descriptor`; `Some(reason)` when it
+    /// does not match or cannot be read.
+    async fn verify(
+        &self,
+        root: &StorageRoot,
+        path: &Path,
+        descriptor: &Descriptor,
+    ) -> Option<String> {
+        let shown = relative(root, path);
+        let mut hasher = match Hasher::for_digest(descriptor.digest()) {
+            Ok(h) => h,
+            Err(e) => return Some(e.to_string()),
+        };
+        let mut stream = match root.store().get(path).await {
+            Ok(r) => r.into_stream(),
+            Err(e) => return Some(self.failed(&format!("reading `{shown}`"), root, &e)),
+        };
+        let mut seen = 0u64;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    seen += chunk.len() as u64;
+                    if seen > descriptor.size() {
+                        break;
+                    }
+                    hasher.update(&chunk);
+                }
+                Err(e) => return Some(self.failed(&format!("reading `{shown}`"), root, &e)),
+            }
+        }
+        if seen != descriptor.size() {
+            return Some(format!(
+                "source data `{shown}` in `{}` has {seen}{} bytes but the descriptor says {}; \
+                 not linked",
+                root.url(),
+                if seen > descriptor.size() { "+" } else { "" },
+                descriptor.size()
+            ));
+        }
+        let actual = hasher.finish();
+        if &actual != descriptor.digest() {
+            return Some(format!(
+                "source data `{shown}` in `{}` hashes to `{actual}`, not `{}`: the storage is \
+                 corrupt; not linked",
+                root.url(),
+                descriptor.digest()
+            ));
+        }
+        None
+    }
 }
 
 /// Lowercases the host part, as registries are named case-insensitively.
@@ -151,18 +253,6 @@ impl fmt::Display for DistributionStorageMount {
         }
         f.write_str("]")
     }
-}
-
-/// A storage operation failed; the reason names the operation, the object and what to check.
-fn failed(what: &str, root: &StorageRoot, e: &object_store::Error) -> String {
-    let hint = match e {
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => {
-            "; check the credentials configured for this storage"
-        }
-        _ => "; check that the storage is reachable and the root is right",
-    };
-    format!("{what} in storage `{}` failed: {e}{hint}", root.url())
 }
 
 /// `path` relative to `root`, for messages that also name the root.
@@ -209,51 +299,6 @@ fn links_to(content: &[u8], descriptor: &Descriptor) -> bool {
     std::str::from_utf8(content).is_ok_and(|s| s.trim() == descriptor.digest().to_string())
 }
 
-/// Hashes the object at `path` and compares it with `descriptor`; `Some(reason)` when it does
-/// not match or cannot be read.
-async fn verify(root: &StorageRoot, path: &Path, descriptor: &Descriptor) -> Option<String> {
-    let shown = relative(root, path);
-    let mut hasher = match Hasher::for_digest(descriptor.digest()) {
-        Ok(h) => h,
-        Err(e) => return Some(e.to_string()),
-    };
-    let mut stream = match root.store().get(path).await {
-        Ok(r) => r.into_stream(),
-        Err(e) => return Some(failed(&format!("reading `{shown}`"), root, &e)),
-    };
-    let mut seen = 0u64;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => {
-                seen += chunk.len() as u64;
-                if seen > descriptor.size() {
-                    break;
-                }
-                hasher.update(&chunk);
-            }
-            Err(e) => return Some(failed(&format!("reading `{shown}`"), root, &e)),
-        }
-    }
-    if seen != descriptor.size() {
-        return Some(format!(
-            "source data `{shown}` in `{}` has {seen}{} bytes but the descriptor says {}; not linked",
-            root.url(),
-            if seen > descriptor.size() { "+" } else { "" },
-            descriptor.size()
-        ));
-    }
-    let actual = hasher.finish();
-    if &actual != descriptor.digest() {
-        return Some(format!(
-            "source data `{shown}` in `{}` hashes to `{actual}`, not `{}`: the storage is corrupt; \
-             not linked",
-            root.url(),
-            descriptor.digest()
-        ));
-    }
-    None
-}
-
 /// The device id of a directory, or why it cannot be had.
 async fn device_of(dir: &std::path::Path) -> std::result::Result<u64, String> {
     use std::os::unix::fs::MetadataExt;
@@ -285,6 +330,11 @@ impl MountStrategy for DistributionStorageMount {
             Ok(roots) => roots,
             Err(reason) => return Ok(MountOutcome::not_applicable(reason)),
         };
+        for root in [dst_root, src_root] {
+            if let Some(reason) = self.backing_off(root) {
+                return Ok(MountOutcome::declined(reason));
+            }
+        }
         let descriptor = request.descriptor;
         let digest = descriptor.digest();
         let src = request.source.info();
@@ -316,7 +366,7 @@ impl MountStrategy for DistributionStorageMount {
         let link = match read_small(dst_store, &dst_link).await {
             Ok(link) => link,
             Err(e) => {
-                return Ok(MountOutcome::declined(failed(
+                return Ok(MountOutcome::declined(self.failed(
                     &format!("reading the link `{dst_link_s}`"),
                     dst_root,
                     &e,
@@ -326,7 +376,7 @@ impl MountStrategy for DistributionStorageMount {
         let data_size = match size_of(dst_store, &dst_data).await {
             Ok(size) => size,
             Err(e) => {
-                return Ok(MountOutcome::declined(failed(
+                return Ok(MountOutcome::declined(self.failed(
                     &format!("looking up `{dst_data_s}`"),
                     dst_root,
                     &e,
@@ -371,7 +421,7 @@ impl MountStrategy for DistributionStorageMount {
                 )));
             }
             Err(e) => {
-                return Ok(MountOutcome::declined(failed(
+                return Ok(MountOutcome::declined(self.failed(
                     &format!("reading the link `{src_link_s}`"),
                     src_root,
                     &e,
@@ -421,7 +471,7 @@ impl MountStrategy for DistributionStorageMount {
                     )));
                 }
                 Err(e) => {
-                    return Ok(MountOutcome::declined(failed(
+                    return Ok(MountOutcome::declined(self.failed(
                         &format!("looking up `{src_data_s}`"),
                         src_root,
                         &e,
@@ -429,14 +479,14 @@ impl MountStrategy for DistributionStorageMount {
                 }
             }
             if !src_root.is_trusted()
-                && let Some(reason) = verify(src_root, &src_data, descriptor).await
+                && let Some(reason) = self.verify(src_root, &src_data, descriptor).await
             {
                 return Ok(MountOutcome::declined(reason));
             }
             // The destination's store copies: a hardlink (to a staging name, then renamed)
             // between filesystem roots, `CopyObject` within one bucket.
             if let Err(e) = dst_store.copy(&src_data, &dst_data).await {
-                return Ok(MountOutcome::declined(failed(
+                return Ok(MountOutcome::declined(self.failed(
                     &format!(
                         "copying `{src_data_s}` of `{}` to `{dst_data_s}`",
                         src_root.url()
@@ -455,7 +505,7 @@ impl MountStrategy for DistributionStorageMount {
         // 4. Link the blob into the destination repository, data first, link last.
         let content = PutPayload::from(link_content(digest).into_bytes());
         if let Err(e) = dst_store.put(&dst_link, content).await {
-            return Ok(MountOutcome::declined(failed(
+            return Ok(MountOutcome::declined(self.failed(
                 &format!("writing the link `{dst_link_s}`"),
                 dst_root,
                 &e,

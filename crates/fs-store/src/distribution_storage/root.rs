@@ -32,7 +32,7 @@ pub const S3_OPTION_KEYS: &[&str] = &[
 pub const TRUSTED_KEY: &str = "trusted";
 
 /// How long one S3 request may take by default (a server-side copy of a large layer included).
-pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long connecting to an S3 endpoint may take by default.
 pub const DEFAULT_S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times a failed S3 request is retried by default.

@@ -849,9 +849,9 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
         );
     }
 
-    // An unreachable endpoint for the source.
-    let mut closed = Seaweed::options_for(&format!("http://127.0.0.1:{}", free_port()));
-    closed.insert("connect_timeout", "2s".into());
+    // An unreachable endpoint for the source: the first blob waits for the failure, the
+    // others are declined at once (one blob at a time, so the order is known).
+    let closed = Seaweed::options_for(&format!("http://127.0.0.1:{}", free_port()));
     let mount = DistributionStorageMount::new()
         .with_registry(
             a.addr(),
@@ -864,13 +864,23 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
         "v1",
         dst.clone(),
         Some("v1"),
-        &options(mount),
+        &CopyOptions {
+            concurrency: 1,
+            ..options(mount)
+        },
     )
     .await
     .unwrap();
-    for d in assert_streamed(&report, &image, &dst).await {
+    let details = assert_streamed(&report, &image, &dst).await;
+    assert_eq!(details.len(), blobs(&image).len(), "{details:#?}");
+    for (i, d) in details.iter().enumerate() {
         assert!(d.starts_with("declined"), "{d}");
         assert!(d.contains("s3://registries/tenant-a"), "{d}");
+        assert_eq!(
+            d.contains("not asking storage"),
+            i > 0,
+            "blob {i} of {details:#?}"
+        );
     }
 
     // Roots in two buckets: no server-side copy between them.
