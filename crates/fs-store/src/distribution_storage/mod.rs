@@ -14,9 +14,13 @@
 //! 2. When the destination repository links the blob already and its data is there, the
 //!    outcome is `AlreadyPresent` ([`ferry_core::MountStrategy::probes_destination`] is true
 //!    for the pairs it applies to, so the engine skips its own `HEAD`).
-//! 3. The source repository must link the blob (a mount never hands out a blob that the
-//!    source repository does not have). Unless the source root is trusted, the source data is
-//!    read and hashed; data that does not match its digest is never linked.
+//! 3. The blob is taken from the source repository when its registry has a root, else (or
+//!    when that fails) from the registry repositories where the blob-location cache saw it
+//!    (the request's candidates) whose registries have a root, so a copy from a registry on
+//!    other storage can still mount what an earlier copy brought to a registry on the
+//!    destination's storage. The repository it is taken from must link the blob (a mount
+//!    never hands out a blob that repository does not have). Unless that root is trusted,
+//!    its data is read and hashed; data that does not match its digest is never linked.
 //! 4. The blob data is made present under the destination root: nothing to do when it is
 //!    there already (both registries share one root, or another repository of the
 //!    destination has the blob); a hardlink between filesystem roots (on one filesystem; the

@@ -25,12 +25,13 @@ pub const NAME: &str = "distribution-storage";
 /// layout on storage this process can reach (see the [module docs](super) for what operators
 /// configure).
 ///
-/// For a copy between two registries whose storage roots are configured, it makes the blob's
-/// `data` present under the destination root (nothing to do when it is there already, as when
-/// both registries share one root; a hardlink between filesystem roots; a server-side copy
-/// between roots in one S3 bucket), then writes the destination repository's layer link.
-/// No blob byte passes through this process, except that the source data is read and hashed
-/// first unless its root is [trusted](StorageRoot::with_trusted).
+/// For a copy into a registry whose storage root is configured, from a registry whose root
+/// is configured (or of a blob the blob-location cache saw in a repository of one), it makes
+/// the blob's `data` present under the destination root (nothing to do when it is there
+/// already, as when both registries share one root; a hardlink between filesystem roots; a
+/// server-side copy between roots in one S3 bucket), then writes the destination
+/// repository's layer link. No blob byte is uploaded through this process; the source data
+/// is read and hashed first unless its root is [trusted](StorageRoot::with_trusted).
 ///
 /// ```no_run
 /// # fn demo() -> ferry_core::Result<()> {
@@ -95,12 +96,14 @@ impl DistributionStorageMount {
         self.registries.iter().map(|(a, r)| (a.as_str(), r))
     }
 
-    /// The roots of source and destination when the strategy applies to the pair, else why
-    /// not.
-    fn roots<'a>(
+    /// The destination's root and the places the blob may be taken from when the strategy
+    /// applies to the request, else why not. The places are the source repository, then the
+    /// registry repositories where the blob-location cache saw it, when their registries have
+    /// a root.
+    fn plan<'a>(
         &'a self,
-        request: &MountRequest<'_>,
-    ) -> std::result::Result<(&'a StorageRoot, &'a StorageRoot), String> {
+        request: &MountRequest<'a>,
+    ) -> std::result::Result<(&'a StorageRoot, Vec<Source<'a>>), String> {
         let src = request.source.info();
         let dst = request.destination.info();
         if dst.scheme != StoreInfo::REGISTRY {
@@ -109,24 +112,11 @@ impl DistributionStorageMount {
                 request.destination, dst.scheme
             ));
         }
-        if src.scheme != StoreInfo::REGISTRY {
-            return Err(format!(
-                "source {} is not a registry (scheme `{}`)",
-                request.source, src.scheme
-            ));
-        }
         let Some(dst_root) = self.root(&dst.authority) else {
             return Err(format!(
                 "no storage root is configured for the destination registry `{}`; configure \
                  its `storage` to mount blobs into it at the storage layer",
                 dst.authority
-            ));
-        };
-        let Some(src_root) = self.root(&src.authority) else {
-            return Err(format!(
-                "no storage root is configured for the source registry `{}`; configure its \
-                 `storage` to mount blobs from it at the storage layer",
-                src.authority
             ));
         };
         if is_manifest(request.descriptor.media_type().as_ref()) {
@@ -141,9 +131,62 @@ impl DistributionStorageMount {
                 "digest `{digest}` uses an algorithm the distribution layout does not store"
             ));
         }
-        check_repository(&src.namespace)?;
         check_repository(&dst.namespace)?;
-        Ok((src_root, dst_root))
+
+        let mut sources: Vec<Source<'a>> = Vec::new();
+        let source_problem = if src.scheme != StoreInfo::REGISTRY {
+            Some(format!(
+                "source {} is not a registry (scheme `{}`)",
+                request.source, src.scheme
+            ))
+        } else if let Some(root) = self.root(&src.authority) {
+            match check_repository(&src.namespace) {
+                Ok(()) => {
+                    sources.push(Source {
+                        authority: &src.authority,
+                        namespace: &src.namespace,
+                        root,
+                    });
+                    None
+                }
+                Err(reason) => Some(reason),
+            }
+        } else {
+            Some(format!(
+                "no storage root is configured for the source registry `{}`; configure its \
+                 `storage` to mount blobs from it at the storage layer",
+                src.authority
+            ))
+        };
+        for candidate in request.candidates {
+            let c = &candidate.store;
+            if c.scheme != StoreInfo::REGISTRY
+                || (c.same_authority(dst) && c.namespace == dst.namespace)
+                || check_repository(&c.namespace).is_err()
+                || sources.iter().any(|s| {
+                    normalize(s.authority) == normalize(&c.authority) && s.namespace == c.namespace
+                })
+            {
+                continue;
+            }
+            if let Some(root) = self.root(&c.authority) {
+                sources.push(Source {
+                    authority: &c.authority,
+                    namespace: &c.namespace,
+                    root,
+                });
+            }
+        }
+        match (sources.is_empty(), source_problem) {
+            (true, Some(problem)) if request.candidates.is_empty() => Err(problem),
+            (true, Some(problem)) => Err(format!(
+                "{problem}, and none of the {} other places the blob was seen is a repository \
+                 of a registry with a storage root",
+                request.candidates.len()
+            )),
+            (true, None) => Err("no place to take the blob from".into()),
+            (false, _) => Ok((dst_root, sources)),
+        }
     }
 
     /// A storage operation failed: the reason names the operation, the object and what to
@@ -183,6 +226,127 @@ impl DistributionStorageMount {
             (UNREACHABLE_BACKOFF - age).as_secs().max(1),
             age.as_secs()
         ))
+    }
+
+    /// Makes the blob's data present at `dst_data` under `dst_root`, taken from `source`:
+    /// checks that the source repository links the blob, then (unless the data is there
+    /// already) that the roots can copy server-side, that the source data has the right size
+    /// and, unless the source root is trusted, the right digest, and copies it.
+    async fn take_from(
+        &self,
+        source: &Source<'_>,
+        dst_root: &StorageRoot,
+        dst_data: &Path,
+        data_present: bool,
+        descriptor: &Descriptor,
+    ) -> Taken {
+        let digest = descriptor.digest();
+        let src_root = source.root;
+        if let Some(reason) = self.backing_off(src_root) {
+            return Taken::Declined(reason);
+        }
+        let src_store = src_root.store().as_ref();
+
+        // The source repository must link the blob: the storage holds blobs of every
+        // repository, and a mount must not hand out one the source repository lacks.
+        let src_link = layer_link(src_root.prefix(), source.namespace, digest);
+        let src_link_s = relative(src_root, &src_link);
+        match read_small(src_store, &src_link).await {
+            Ok(Some(content)) if links_to(&content, descriptor) => {}
+            Ok(Some(_)) => {
+                return Taken::Declined(format!(
+                    "the link `{src_link_s}` in `{}` names another digest than `{digest}`",
+                    src_root.url()
+                ));
+            }
+            Ok(None) => {
+                return Taken::NotApplicable(format!(
+                    "the source repository `{}` has no link `{src_link_s}` in `{}`: the blob is \
+                     not in that repository's storage (is `{}` the registry's root directory?)",
+                    source.namespace,
+                    src_root.url(),
+                    src_root.url()
+                ));
+            }
+            Err(e) => {
+                return Taken::Declined(self.failed(
+                    &format!("reading the link `{src_link_s}`"),
+                    src_root,
+                    &e,
+                ));
+            }
+        }
+        if data_present {
+            return Taken::Data("link only");
+        }
+
+        if let Some(reason) = dst_root.copy_obstacle(src_root) {
+            return Taken::NotApplicable(reason);
+        }
+        let src_data = blob_data(src_root.prefix(), digest);
+        let src_data_s = relative(src_root, &src_data);
+        if let (Some(s), Some(d)) = (src_root.local_path(), dst_root.local_path()) {
+            let (s_dev, d_dev) = match (device_of(s).await, device_of(d).await) {
+                (Ok(s), Ok(d)) => (s, d),
+                (Err(reason), _) | (_, Err(reason)) => return Taken::Declined(reason),
+            };
+            if s_dev != d_dev {
+                return Taken::NotApplicable(format!(
+                    "source root `{}` and destination root `{}` are on different filesystems; \
+                     a hardlink cannot cross them",
+                    src_root.url(),
+                    dst_root.url()
+                ));
+            }
+        }
+        match size_of(src_store, &src_data).await {
+            Ok(Some(size)) if size == descriptor.size() => {}
+            Ok(Some(size)) => {
+                return Taken::Declined(format!(
+                    "source data `{src_data_s}` in `{}` has {size} bytes but the descriptor says \
+                     {}; not linked",
+                    src_root.url(),
+                    descriptor.size()
+                ));
+            }
+            Ok(None) => {
+                return Taken::NotApplicable(format!(
+                    "the source data `{src_data_s}` is missing from `{}` (is it the registry's \
+                     root directory?)",
+                    src_root.url()
+                ));
+            }
+            Err(e) => {
+                return Taken::Declined(self.failed(
+                    &format!("looking up `{src_data_s}`"),
+                    src_root,
+                    &e,
+                ));
+            }
+        }
+        if !src_root.is_trusted()
+            && let Some(reason) = self.verify(src_root, &src_data, descriptor).await
+        {
+            return Taken::Declined(reason);
+        }
+        // The destination's store copies: a hardlink (to a staging name, then renamed)
+        // between filesystem roots, `CopyObject` within one bucket.
+        if let Err(e) = dst_root.store().copy(&src_data, dst_data).await {
+            return Taken::Declined(self.failed(
+                &format!(
+                    "copying `{src_data_s}` of `{}` to `{}`",
+                    src_root.url(),
+                    relative(dst_root, dst_data)
+                ),
+                dst_root,
+                &e,
+            ));
+        }
+        Taken::Data(match dst_root.backend() {
+            Backend::Filesystem { .. } => "hardlink",
+            Backend::S3 { .. } => "server-side copy",
+            _ => "store copy",
+        })
     }
 
     /// Hashes the object at `path` and compares it with `descriptor`; `Some(reason)` when it
@@ -235,6 +399,23 @@ impl DistributionStorageMount {
         }
         None
     }
+}
+
+/// A repository the blob may be taken from, on a registry with a storage root.
+struct Source<'a> {
+    authority: &'a str,
+    namespace: &'a str,
+    root: &'a StorageRoot,
+}
+
+/// What trying one source gave.
+enum Taken {
+    /// The data is under the destination root now, by this method.
+    Data(&'static str),
+    /// This source cannot give the blob.
+    NotApplicable(String),
+    /// This source should have given it but could not.
+    Declined(String),
 }
 
 /// Lowercases the host part, as registries are named case-insensitively.
@@ -322,30 +503,27 @@ impl MountStrategy for DistributionStorageMount {
     }
 
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
-        self.roots(request).is_ok()
+        self.plan(request).is_ok()
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
-        let (src_root, dst_root) = match self.roots(request) {
-            Ok(roots) => roots,
+        let (dst_root, sources) = match self.plan(request) {
+            Ok(plan) => plan,
             Err(reason) => return Ok(MountOutcome::not_applicable(reason)),
         };
-        for root in [dst_root, src_root] {
-            if let Some(reason) = self.backing_off(root) {
-                return Ok(MountOutcome::declined(reason));
-            }
+        if let Some(reason) = self.backing_off(dst_root) {
+            return Ok(MountOutcome::declined(reason));
         }
         let descriptor = request.descriptor;
         let digest = descriptor.digest();
-        let src = request.source.info();
         let dst = request.destination.info();
         tracing::debug!(
             strategy = NAME,
             %digest,
             source = %request.source,
             destination = %request.destination,
-            source_root = src_root.url(),
             destination_root = dst_root.url(),
+            sources = sources.len(),
             "distribution storage mount attempt"
         );
         let dst_store = dst_root.store().as_ref();
@@ -398,109 +576,38 @@ impl MountStrategy for DistributionStorageMount {
             )));
         }
 
-        // 2. The source repository must link the blob: the storage holds blobs of every
-        //    repository, and a mount must not hand out one the source repository lacks.
-        let src_store = src_root.store().as_ref();
-        let src_link = layer_link(src_root.prefix(), &src.namespace, digest);
-        let src_link_s = relative(src_root, &src_link);
-        match read_small(src_store, &src_link).await {
-            Ok(Some(content)) if links_to(&content, descriptor) => {}
-            Ok(Some(_)) => {
-                return Ok(MountOutcome::declined(format!(
-                    "the link `{src_link_s}` in `{}` names another digest than `{digest}`",
-                    src_root.url()
-                )));
-            }
-            Ok(None) => {
-                return Ok(MountOutcome::not_applicable(format!(
-                    "the source repository `{}` has no link `{src_link_s}` in `{}`: the blob is not \
-                     in that repository's storage (is `{}` the registry's root directory?)",
-                    src.namespace,
-                    src_root.url(),
-                    src_root.url()
-                )));
-            }
-            Err(e) => {
-                return Ok(MountOutcome::declined(self.failed(
-                    &format!("reading the link `{src_link_s}`"),
-                    src_root,
-                    &e,
-                )));
-            }
-        }
-
-        // 3. Make the data present under the destination root.
-        let mut method = "link only";
-        if data_size.is_none() {
-            if let Some(reason) = dst_root.copy_obstacle(src_root) {
-                return Ok(MountOutcome::not_applicable(reason));
-            }
-            let src_data = blob_data(src_root.prefix(), digest);
-            let src_data_s = relative(src_root, &src_data);
-            if let (Some(s), Some(d)) = (src_root.local_path(), dst_root.local_path()) {
-                let (s_dev, d_dev) = match (device_of(s).await, device_of(d).await) {
-                    (Ok(s), Ok(d)) => (s, d),
-                    (Err(reason), _) | (_, Err(reason)) => {
-                        return Ok(MountOutcome::declined(reason));
-                    }
-                };
-                if s_dev != d_dev {
-                    return Ok(MountOutcome::not_applicable(format!(
-                        "source root `{}` and destination root `{}` are on different filesystems; \
-                         a hardlink cannot cross them",
-                        src_root.url(),
-                        dst_root.url()
-                    )));
-                }
-            }
-            match size_of(src_store, &src_data).await {
-                Ok(Some(size)) if size == descriptor.size() => {}
-                Ok(Some(size)) => {
-                    return Ok(MountOutcome::declined(format!(
-                        "source data `{src_data_s}` in `{}` has {size} bytes but the descriptor says \
-                         {}; not linked",
-                        src_root.url(),
-                        descriptor.size()
-                    )));
-                }
-                Ok(None) => {
-                    return Ok(MountOutcome::not_applicable(format!(
-                        "the source data `{src_data_s}` is missing from `{}` (is it the registry's \
-                         root directory?)",
-                        src_root.url()
-                    )));
-                }
-                Err(e) => {
-                    return Ok(MountOutcome::declined(self.failed(
-                        &format!("looking up `{src_data_s}`"),
-                        src_root,
-                        &e,
-                    )));
-                }
-            }
-            if !src_root.is_trusted()
-                && let Some(reason) = self.verify(src_root, &src_data, descriptor).await
+        // 2. and 3. Take the data from the first source that has it.
+        let several = sources.len() > 1;
+        let mut refusals: Vec<String> = Vec::new();
+        let mut declined = false;
+        let mut taken = None;
+        for source in &sources {
+            let (reason, is_declined) = match self
+                .take_from(source, dst_root, &dst_data, data_size.is_some(), descriptor)
+                .await
             {
-                return Ok(MountOutcome::declined(reason));
-            }
-            // The destination's store copies: a hardlink (to a staging name, then renamed)
-            // between filesystem roots, `CopyObject` within one bucket.
-            if let Err(e) = dst_store.copy(&src_data, &dst_data).await {
-                return Ok(MountOutcome::declined(self.failed(
-                    &format!(
-                        "copying `{src_data_s}` of `{}` to `{dst_data_s}`",
-                        src_root.url()
-                    ),
-                    dst_root,
-                    &e,
-                )));
-            }
-            method = match dst_root.backend() {
-                Backend::Filesystem { .. } => "hardlink",
-                Backend::S3 { .. } => "server-side copy",
-                _ => "store copy",
+                Taken::Data(method) => {
+                    taken = Some((source, method));
+                    break;
+                }
+                Taken::NotApplicable(reason) => (reason, false),
+                Taken::Declined(reason) => (reason, true),
             };
+            declined |= is_declined;
+            refusals.push(if several {
+                format!("from `{}/{}`: {reason}", source.authority, source.namespace)
+            } else {
+                reason
+            });
         }
+        let Some((source, method)) = taken else {
+            let reason = refusals.join("; ");
+            return Ok(if declined {
+                MountOutcome::declined(reason)
+            } else {
+                MountOutcome::not_applicable(reason)
+            });
+        };
 
         // 4. Link the blob into the destination repository, data first, link last.
         let content = PutPayload::from(link_content(digest).into_bytes());
@@ -519,7 +626,7 @@ impl MountStrategy for DistributionStorageMount {
                 tracing::debug!(strategy = NAME, %digest, method, "blob linked at the storage layer");
                 Ok(MountOutcome::Mounted {
                     by: NAME.to_string(),
-                    from: format!("{}/{} ({method})", src.authority, src.namespace),
+                    from: format!("{}/{} ({method})", source.authority, source.namespace),
                 })
             }
             answer => {

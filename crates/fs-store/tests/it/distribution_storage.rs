@@ -1104,3 +1104,61 @@ async fn only_registry_blobs_with_valid_repository_names_apply() {
 fn image_manifest() -> Descriptor {
     ImageBuilder::new().build().manifest.descriptor
 }
+
+/// The source registry has no configured root (another host's storage), but the blob-location
+/// cache saw the blobs in a repository of a registry that shares the destination's storage:
+/// they are mounted from there, and the source serves no blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_seen_in_a_configured_registry_are_mounted_from_there() {
+    let dir = tempdir();
+    let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let remote = start_registry(Registry::builder()).await;
+    let image = push_image(&a, "team/app", 12).await;
+    fixtures::push(&remote.url(), "upstream/app", &image, Some("v1"), None)
+        .await
+        .unwrap();
+    let locations = ferry_core::InMemoryLocations::new();
+    let seen_in_a =
+        ferry_core::StoreInfo::new(ferry_core::StoreInfo::REGISTRY, a.addr(), "team/app");
+    for blob in blobs(&image) {
+        ferry_core::BlobLocations::record(&locations, blob.digest(), &seen_in_a);
+    }
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&root_b));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/app");
+    remote.clear_log();
+    b.clear_log();
+
+    let report = copy(
+        repo(&client, &remote, "upstream/app"),
+        "v1",
+        dst,
+        Some("v1"),
+        &CopyOptions {
+            locations: Arc::new(locations),
+            ..options(mount)
+        },
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        count(&report, Action::Mounted),
+        blobs(&image).len(),
+        "{report:#?}"
+    );
+    for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
+        assert_eq!(
+            node.from.as_deref(),
+            Some(format!("{}/team/app (hardlink)", a.addr()).as_str())
+        );
+    }
+    let fetched = blob_requests(&remote);
+    assert!(fetched.is_empty(), "the source served blobs: {fetched:#?}");
+    assert!(uploads(&b).is_empty());
+    skopeo_pulls(format!("{}/mirror/app:v1", b.addr())).await;
+}
