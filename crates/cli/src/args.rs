@@ -83,25 +83,25 @@ pub struct CpArgs {
     /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
     pub dst: String,
 
-    /// How many transfers run at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
+    /// How many transfers run at once [default: 8].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: Option<u16>,
     /// Copy only this platform out of an index: `os/arch[/variant]`.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Mount strategies to try, in order: `auto`, `none`, or a comma-separated list of
-    /// `cross-repo`, `shared-storage`, `ipfs`.
-    #[arg(long, default_value = "auto", value_name = "LIST")]
-    pub mount: String,
+    /// `cross-repo`, `distribution-storage`, `shared-storage`, `ipfs` [default: auto].
+    #[arg(long, value_name = "LIST")]
+    pub mount: Option<String>,
     /// Show what would be copied or mounted; write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Largest manifest accepted, in bytes.
-    #[arg(long, default_value_t = ferry_core::model::DEFAULT_MANIFEST_LIMIT, value_name = "BYTES")]
-    pub manifest_limit: u64,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub manifest_limit: Option<u64>,
     /// Link blobs from the source layout without re-hashing them (only for storage you trust).
     #[arg(long)]
     pub trust_source_storage: bool,
@@ -130,6 +130,10 @@ pub struct CpArgs {
     /// A JSON file mapping blob digests to IPFS CIDs (`{"sha256:…": "bafy…"}`).
     #[arg(long, value_name = "FILE", requires = "ipfs_gateway")]
     pub ipfs_cid_map: Option<PathBuf>,
+    /// Operator configuration: storage roots of registries, per-registry settings, defaults
+    /// [default: $XDG_CONFIG_HOME/ferry/ferry.toml when it exists].
+    #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Registry transport and credentials.
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -12,12 +12,18 @@ use ferry_fs_store::SharedStorageMount;
 use ferry_ipfs_mount::{CidMap, IpfsMount};
 
 use crate::args::{CpArgs, Format};
+use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::output::{Printer, summary};
 use crate::stores::{Clients, open_destination, open_source};
 
 /// Names `--mount` accepts.
-const STRATEGIES: &[&str] = &["cross-repo", "shared-storage", "ipfs"];
+const STRATEGIES: &[&str] = &[
+    "cross-repo",
+    "distribution-storage",
+    "shared-storage",
+    "ipfs",
+];
 
 fn registry_host(ep: &Endpoint) -> Result<Option<String>> {
     Ok(match ep {
@@ -27,7 +33,7 @@ fn registry_host(ep: &Endpoint) -> Result<Option<String>> {
 }
 
 /// Runs `ferry cp`.
-pub async fn run(args: CpArgs) -> Result<()> {
+pub async fn run(mut args: CpArgs) -> Result<()> {
     let src_ep = Endpoint::parse(&args.src).context("invalid source")?;
     let dst_ep = Endpoint::parse(&args.dst).context("invalid destination")?;
     let platform = args
@@ -35,17 +41,15 @@ pub async fn run(args: CpArgs) -> Result<()> {
         .as_deref()
         .map(|p| p.parse::<PlatformFilter>())
         .transpose()?;
-    let clients = Clients::new(
-        &args.registry,
-        registry_host(&src_ep).context("invalid source")?.as_deref(),
-        registry_host(&dst_ep)
-            .context("invalid destination")?
-            .as_deref(),
-    )?;
+    let from_host = registry_host(&src_ep).context("invalid source")?;
+    let to_host = registry_host(&dst_ep).context("invalid destination")?;
+    let config = Config::load(args.config.as_deref())?;
+    config.apply(&mut args, from_host.as_deref(), to_host.as_deref());
+    let clients = Clients::new(&args.registry, from_host.as_deref(), to_host.as_deref())?;
     let src = open_source(&src_ep, &clients).await?;
     let dst = open_destination(&dst_ep, &src, &args, &clients)?;
 
-    let chain = build_chain(&args)?;
+    let chain = build_chain(&args, &config)?;
     tracing::info!(chain = %chain, "mount chain");
     let cache: Option<Arc<PersistentLocations>> = if args.no_cache || args.dry_run {
         None
@@ -75,8 +79,10 @@ pub async fn run(args: CpArgs) -> Result<()> {
     let options = CopyOptions {
         chain,
         locations,
-        concurrency: args.concurrency as usize,
-        manifest_limit: args.manifest_limit,
+        concurrency: args.concurrency.unwrap_or(8) as usize,
+        manifest_limit: args
+            .manifest_limit
+            .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
         platform,
         dry_run: args.dry_run,
         referrers: args.recursive,
@@ -108,7 +114,7 @@ pub async fn run(args: CpArgs) -> Result<()> {
 }
 
 /// Builds the chain `--mount` names.
-pub fn build_chain(args: &CpArgs) -> Result<MountChain> {
+pub fn build_chain(args: &CpArgs, config: &Config) -> Result<MountChain> {
     let shared = || SharedStorageMount::new().with_trusted(args.trust_source_storage);
     let cross = || CrossRepoMount::new().with_mount_from(args.mount_from.iter().cloned());
     let ipfs = || -> Result<IpfsMount> {
@@ -125,22 +131,35 @@ pub fn build_chain(args: &CpArgs) -> Result<MountChain> {
         }
         Ok(mount)
     };
-    let chain = MountChain::new();
-    match args.mount.trim() {
+    let storage = config.distribution_storage()?;
+    let list = args.mount.as_deref().unwrap_or("auto").trim();
+    let mut chain = MountChain::new();
+    match list {
         "none" => return Ok(chain),
         "auto" => {
-            let chain = chain.with(cross()).with(shared());
-            return Ok(match args.ipfs_gateway {
-                Some(_) => chain.with(ipfs()?),
-                None => chain,
-            });
+            chain = chain.with(cross());
+            if let Some(s) = storage {
+                chain = chain.with(s);
+            }
+            chain = chain.with(shared());
+            if args.ipfs_gateway.is_some() {
+                chain = chain.with(ipfs()?);
+            }
+            return Ok(chain);
         }
         _ => {}
     }
-    let mut chain = chain;
-    for name in args.mount.split(',').map(str::trim) {
+    for name in list.split(',').map(str::trim) {
         chain = match name {
             "cross-repo" => chain.with(cross()),
+            "distribution-storage" => match &storage {
+                Some(s) => chain.with(s.clone()),
+                None => bail!(ferry_core::Error::invalid(
+                    "mount strategy",
+                    name,
+                    "needs storage roots: add `storage = \"file:///…\"` or `\"s3://…\"` tables to the config file"
+                )),
+            },
             "shared-storage" | "hardlink" | "reflink" => chain.with(shared()),
             "ipfs" => chain.with(ipfs()?),
             other => bail!(ferry_core::Error::invalid(

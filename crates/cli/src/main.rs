@@ -1,6 +1,7 @@
 //! `ferry`: copy OCI content between registries and image layouts, mounting instead of copying.
 
 mod args;
+mod config;
 mod cp;
 mod endpoint;
 mod output;

@@ -445,12 +445,25 @@ fn debug_logs_every_mount_attempt_on_stderr() {
         &format!("oci:{}:v1", s(&dir.path().join("d"))),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let attempts = run
-        .stderr
-        .lines()
-        .filter(|l| l.contains("mount attempt") && l.contains("outcome="))
-        .count();
-    assert_eq!(attempts, 2, "one per blob: {}", run.stderr);
+    let attempts = |strategy: &str| {
+        let field = format!("strategy=\"{strategy}\"");
+        run.stderr
+            .lines()
+            .filter(|l| l.contains("mount attempt") && l.contains(&field) && l.contains("outcome="))
+            .count()
+    };
+    assert_eq!(
+        attempts("shared-storage"),
+        2,
+        "one per blob: {}",
+        run.stderr
+    );
+    assert_eq!(
+        attempts("cross-repo"),
+        2,
+        "every strategy of the chain is asked: {}",
+        run.stderr
+    );
     assert!(
         !run.stdout.contains("mount attempt"),
         "logs stay off stdout"

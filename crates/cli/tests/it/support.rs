@@ -29,6 +29,7 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(args)
         .env("XDG_CACHE_HOME", cache.path())
+        .env("XDG_CONFIG_HOME", cache.path().join("no-config"))
         .env("DOCKER_CONFIG", cache.path().join("no-docker-config"))
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::piped())
