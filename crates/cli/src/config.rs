@@ -120,15 +120,15 @@ impl Config {
 
     fn check(&self) -> Result<()> {
         for (host, reg) in &self.registries {
-            if reg.storage.is_none() {
-                if let Some(key) = reg.storage_options.keys().next() {
-                    return Err(Error::invalid(
-                        "config key",
-                        format!("registries.\"{host}\".{key}"),
-                        "unknown key (storage options need a `storage` URL)",
-                    )
-                    .into());
-                }
+            if reg.storage.is_none()
+                && let Some(key) = reg.storage_options.keys().next()
+            {
+                return Err(Error::invalid(
+                    "config key",
+                    format!("registries.\"{host}\".{key}"),
+                    "unknown key (storage options need a `storage` URL)",
+                )
+                .into());
             }
         }
         Ok(())
