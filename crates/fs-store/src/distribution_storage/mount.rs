@@ -626,7 +626,7 @@ impl MountStrategy for DistributionStorageMount {
                 tracing::debug!(strategy = NAME, %digest, method, "blob linked at the storage layer");
                 Ok(MountOutcome::Mounted {
                     by: NAME.to_string(),
-                    from: format!("{}/{} ({method})", source.authority, source.namespace),
+                    from: format!("{}/{} via {method}", source.authority, source.namespace),
                 })
             }
             answer => {

@@ -391,7 +391,7 @@ async fn filesystem_roots_mount_every_blob_without_uploads() {
         assert_eq!(node.strategy.as_deref(), Some("distribution-storage"));
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app (hardlink)", a.addr()).as_str())
+            Some(format!("{}/team/app via hardlink", a.addr()).as_str())
         );
         assert_eq!(node.bytes, 0, "a mounted blob streams no byte");
     }
@@ -466,7 +466,7 @@ async fn registries_sharing_one_root_only_write_the_link() {
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app (link only)", a.addr()).as_str())
+            Some(format!("{}/team/app via link only", a.addr()).as_str())
         );
     }
     assert!(uploads(&b).is_empty());
@@ -786,7 +786,7 @@ async fn s3_roots_in_one_bucket_copy_server_side_without_uploads() {
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app (server-side copy)", a.addr()).as_str())
+            Some(format!("{}/team/app via server-side copy", a.addr()).as_str())
         );
     }
     let uploads = uploads(&b);
@@ -1154,7 +1154,7 @@ async fn blobs_seen_in_a_configured_registry_are_mounted_from_there() {
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app (hardlink)", a.addr()).as_str())
+            Some(format!("{}/team/app via hardlink", a.addr()).as_str())
         );
     }
     let fetched = blob_requests(&remote);
