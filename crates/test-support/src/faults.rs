@@ -1,0 +1,691 @@
+//! A fault-injecting HTTP proxy between a client and a real registry.
+//!
+//! [`FaultProxy`] listens on 127.0.0.1 and forwards every request to an upstream registry
+//! (normally a [`crate::Registry`]), keeping the `Host` header so the registry builds upload
+//! `Location`s that point back at the proxy (absolute `Location`s naming the upstream are
+//! rewritten too). A [`FaultPlan`] says which answers it spoils:
+//!
+//! - at random: each request is faulted with a probability, the fault drawn from a list;
+//!   the draw comes from a [`StdRng`] seeded with the plan's seed and the request's method,
+//!   path (upload session ids left out) and how many such requests came before, so a run is
+//!   replayed by giving the same seed;
+//! - always: every request whose method and path match a [`Rule`] gets that rule's fault
+//!   (a permanent fault).
+//!
+//! Every request is recorded with the fault it got ([`FaultProxy::requests`]), and
+//! [`FaultProxy::report`] prints the seed and the faults injected, for a failing test's
+//! message.
+//!
+//! A fault that does not fit the upstream's answer (a body fault on an answer without body,
+//! a wrong digest on an answer without `Docker-Content-Digest`) becomes a `502` sent after
+//! the upstream did the work, as a load balancer that lost the answer would send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, LOCATION, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::Digest as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::{Error, Result};
+
+/// One way of spoiling an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// Answer this status (500, 502, 503, ...) without forwarding the request.
+    Status(u16),
+    /// Answer `429 Too Many Requests` with `Retry-After: <secs>` without forwarding.
+    TooManyRequests {
+        /// The `Retry-After` value in seconds.
+        retry_after: u64,
+    },
+    /// Forward; send the headers and part of the body, then reset the connection (RST).
+    ResetMidBody,
+    /// Forward; send the headers (with the full `Content-Length`) and part of the body, then
+    /// close the connection (FIN).
+    TruncatedBody,
+    /// Forward; send the body in small pieces with a pause before each.
+    SlowBody {
+        /// Bytes per piece.
+        chunk: usize,
+        /// Pause before each piece.
+        pause: Duration,
+    },
+    /// Forward; announce a `Content-Length` smaller than the body and send only that many
+    /// bytes, so the answer is well framed but short.
+    WrongContentLength,
+    /// Forward; replace `Docker-Content-Digest` with the digest of other bytes.
+    WrongDigest,
+}
+
+impl Fault {
+    /// Every kind of fault once, with small parameters: the default random mix.
+    pub fn all() -> Vec<Fault> {
+        vec![
+            Fault::Status(500),
+            Fault::Status(502),
+            Fault::Status(503),
+            Fault::TooManyRequests { retry_after: 1 },
+            Fault::ResetMidBody,
+            Fault::TruncatedBody,
+            Fault::SlowBody {
+                chunk: 16 * 1024,
+                pause: Duration::from_millis(5),
+            },
+            Fault::WrongContentLength,
+            Fault::WrongDigest,
+        ]
+    }
+
+    /// Whether the request is answered without reaching the upstream.
+    fn before_forwarding(&self) -> bool {
+        matches!(self, Fault::Status(_) | Fault::TooManyRequests { .. })
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Status(s) => write!(f, "{s}"),
+            Fault::TooManyRequests { retry_after } => write!(f, "429 Retry-After: {retry_after}"),
+            Fault::ResetMidBody => f.write_str("reset mid-body"),
+            Fault::TruncatedBody => f.write_str("truncated body"),
+            Fault::SlowBody { chunk, pause } => {
+                write!(f, "slow body ({chunk} B every {} ms)", pause.as_millis())
+            }
+            Fault::WrongContentLength => f.write_str("short Content-Length"),
+            Fault::WrongDigest => f.write_str("wrong Docker-Content-Digest"),
+        }
+    }
+}
+
+/// A permanent fault: every request with this method whose path contains `path_contains`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The method, or any method when `None`.
+    pub method: Option<Method>,
+    /// A piece of the path (`/blobs/`, `/manifests/v1`).
+    pub path_contains: String,
+    /// The fault.
+    pub fault: Fault,
+}
+
+/// Which requests the proxy spoils, and how.
+#[derive(Debug, Clone)]
+pub struct FaultPlan {
+    seed: u64,
+    probability: f64,
+    faults: Vec<Fault>,
+    rules: Vec<Rule>,
+}
+
+impl FaultPlan {
+    /// No fault: a plain proxy.
+    pub fn none() -> Self {
+        Self {
+            seed: 0,
+            probability: 0.0,
+            faults: Fault::all(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// Faults on a share `probability` (0 to 1) of requests, drawn from [`Fault::all`] with
+    /// `seed`.
+    pub fn random(seed: u64, probability: f64) -> Self {
+        Self {
+            seed,
+            probability: probability.clamp(0.0, 1.0),
+            ..Self::none()
+        }
+    }
+
+    /// Draws random faults from `faults` instead of [`Fault::all`].
+    pub fn faults(mut self, faults: impl IntoIterator<Item = Fault>) -> Self {
+        self.faults = faults.into_iter().collect();
+        self
+    }
+
+    /// Spoils every request with `method` (`GET`, ...; any method for `*`) whose path
+    /// contains `path_contains` with `fault`, before any random draw.
+    pub fn always(mut self, method: &str, path_contains: &str, fault: Fault) -> Self {
+        self.rules.push(Rule {
+            method: (method != "*").then(|| {
+                Method::from_bytes(method.as_bytes()).expect("an HTTP method such as `GET`")
+            }),
+            path_contains: path_contains.to_string(),
+            fault,
+        });
+        self
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}
+
+/// A request that went through the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxiedRequest {
+    /// The method.
+    pub method: String,
+    /// The path and query.
+    pub path: String,
+    /// The fault it got, if any (after the fallback to 502 for faults that did not fit).
+    pub fault: Option<Fault>,
+}
+
+struct State {
+    plan: FaultPlan,
+    upstream: String,
+    own: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    seen: Mutex<HashMap<String, u64>>,
+    log: Mutex<Vec<ProxiedRequest>>,
+}
+
+/// A fault-injecting proxy in front of a registry; see the [module documentation](self).
+/// Stops on drop.
+pub struct FaultProxy {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .field("upstream", &self.state.upstream)
+            .field("plan", &self.state.plan)
+            .finish()
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free port of 127.0.0.1 forwarding to `upstream` (`host:port`,
+    /// plain HTTP).
+    pub fn start(upstream: &str, plan: FaultPlan) -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| Error::io("bind the fault proxy to 127.0.0.1:0", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("set the fault proxy's socket non-blocking", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("read the fault proxy's address", e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("build the fault proxy's runtime", e))?;
+        let state = Arc::new(State {
+            plan,
+            upstream: upstream.to_string(),
+            own: addr.to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            seen: Mutex::new(HashMap::new()),
+            log: Mutex::new(Vec::new()),
+        });
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("fault-proxy".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "fault proxy cannot listen");
+                            return;
+                        }
+                    };
+                    loop {
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            accepted = listener.accept() => {
+                                let Ok((stream, _)) = accepted else { continue };
+                                tokio::spawn(serve_connection(serving.clone(), stream));
+                            }
+                        }
+                    }
+                });
+            })
+            .map_err(|e| Error::io("spawn the fault proxy's thread", e))?;
+        tracing::debug!(%addr, upstream, "fault proxy started");
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in arrival order, with its fault.
+    pub fn requests(&self) -> Vec<ProxiedRequest> {
+        self.state.log.lock().expect("log lock").clone()
+    }
+
+    /// The requests that got a fault.
+    pub fn injected(&self) -> Vec<ProxiedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.fault.is_some())
+            .collect()
+    }
+
+    /// How many requests had `method` and a path containing `path_contains`.
+    pub fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == method && r.path.contains(path_contains))
+            .count()
+    }
+
+    /// The seed, the request count and every fault injected, one per line.
+    pub fn report(&self) -> String {
+        let all = self.requests();
+        let mut out = format!(
+            "fault proxy seed {} (probability {}), {} requests, faults:\n",
+            self.state.plan.seed,
+            self.state.plan.probability,
+            all.len()
+        );
+        for r in all.iter().filter(|r| r.fault.is_some()) {
+            let fault = r.fault.expect("filtered");
+            out.push_str(&format!("  {fault}: {} {}\n", r.method, r.path));
+        }
+        out
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A connection that can be made to end with a reset (`SO_LINGER` 0) instead of a FIN.
+struct Resettable {
+    inner: tokio::net::TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Resettable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Resettable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.reset.load(Ordering::SeqCst) {
+            // No FIN: the socket is dropped with a zero linger, which sends RST.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl Drop for Resettable {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::SeqCst) {
+            let _ = self.inner.set_zero_linger();
+        }
+    }
+}
+
+async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let reset = Arc::new(AtomicBool::new(false));
+    let io = Resettable {
+        inner: stream,
+        reset: reset.clone(),
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let reset = reset.clone();
+        async move { Ok::<_, std::convert::Infallible>(state.handle(req, reset).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// The path with upload session ids replaced by `*` and without query: what makes two
+/// requests "the same kind" for the seeded draw.
+fn request_kind(method: &Method, path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let mut parts: Vec<&str> = path.split('/').collect();
+    if let Some(i) = parts.iter().position(|p| *p == "uploads")
+        && i + 1 < parts.len()
+        && !parts[i + 1].is_empty()
+    {
+        parts[i + 1] = "*";
+    }
+    format!("{method} {}", parts.join("/"))
+}
+
+fn seed_for(seed: u64, kind: &str, nth: u64) -> u64 {
+    let mut h = sha2::Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(kind.as_bytes());
+    h.update(nth.to_le_bytes());
+    let out = h.finalize();
+    u64::from_le_bytes(out[..8].try_into().expect("8 bytes"))
+}
+
+type ProxyBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|e: std::convert::Infallible| match e {})
+        .boxed()
+}
+
+fn status(code: u16, text: &str) -> Response<ProxyBody> {
+    let body =
+        format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"{text} (fault proxy)"}}]}}"#);
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+impl State {
+    fn choose(&self, method: &Method, path: &str) -> Option<Fault> {
+        for rule in &self.plan.rules {
+            if rule.method.as_ref().is_none_or(|m| m == method)
+                && path.contains(&rule.path_contains)
+            {
+                return Some(rule.fault);
+            }
+        }
+        if self.plan.probability <= 0.0 || self.plan.faults.is_empty() {
+            return None;
+        }
+        let kind = request_kind(method, path);
+        let nth = {
+            let mut seen = self.seen.lock().expect("seen lock");
+            let n = seen.entry(kind.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let mut rng = StdRng::seed_from_u64(seed_for(self.plan.seed, &kind, nth));
+        if !rng.random_bool(self.plan.probability) {
+            return None;
+        }
+        Some(self.plan.faults[rng.random_range(0..self.plan.faults.len())])
+    }
+
+    fn record(&self, method: &Method, path: &str, fault: Option<Fault>) {
+        if let Some(f) = fault {
+            tracing::debug!(%method, path, fault = %f, "fault injected");
+        }
+        self.log.lock().expect("log lock").push(ProxiedRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            fault,
+        });
+    }
+
+    async fn handle(&self, req: Request<Incoming>, reset: Arc<AtomicBool>) -> Response<ProxyBody> {
+        let method = req.method().clone();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let fault = self.choose(&method, &path);
+        match fault {
+            Some(f @ Fault::Status(code)) => {
+                self.record(&method, &path, Some(f));
+                return status(code, "injected");
+            }
+            Some(f @ Fault::TooManyRequests { retry_after }) => {
+                self.record(&method, &path, Some(f));
+                let mut resp = status(429, "too many requests");
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                return resp;
+            }
+            _ => {}
+        }
+        let upstream = match self.forward(req, &path).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.record(&method, &path, None);
+                return status(502, &format!("upstream failed: {e}"));
+            }
+        };
+        let (mut parts, body) = upstream;
+        let Some(fault) = fault else {
+            self.record(&method, &path, None);
+            return Response::from_parts(parts, full(body));
+        };
+        debug_assert!(!fault.before_forwarding());
+        let has_body = method != Method::HEAD && body.len() >= 2;
+        let fits = match fault {
+            Fault::WrongDigest => parts.headers.contains_key("docker-content-digest"),
+            _ => has_body,
+        };
+        if !fits {
+            self.record(&method, &path, Some(Fault::Status(502)));
+            return status(502, "the answer was lost after the upstream did the work");
+        }
+        self.record(&method, &path, Some(fault));
+        parts.headers.remove(CONTENT_LENGTH);
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+        let len = body.len();
+        let (body, announced) = match fault {
+            Fault::WrongDigest => {
+                let other = sha2::Sha256::digest([&body[..], b"fault"].concat());
+                let value = format!("sha256:{}", hex(&other));
+                parts.headers.insert(
+                    "docker-content-digest",
+                    HeaderValue::from_str(&value).expect("ASCII"),
+                );
+                (full(body), len)
+            }
+            Fault::WrongContentLength => (full(body.slice(..len / 2)), len / 2),
+            Fault::TruncatedBody => (
+                FaultBody::spawn(
+                    body.slice(..len / 2),
+                    len / 2,
+                    Duration::ZERO,
+                    Ending::Close,
+                )
+                .boxed(),
+                len,
+            ),
+            Fault::ResetMidBody => {
+                let cut = body.slice(..len / 2);
+                (
+                    FaultBody::spawn(cut, len / 2, Duration::ZERO, Ending::Reset(reset)).boxed(),
+                    len,
+                )
+            }
+            Fault::SlowBody { chunk, pause } => (
+                FaultBody::spawn(body, chunk.max(1), pause, Ending::Complete).boxed(),
+                len,
+            ),
+            Fault::Status(_) | Fault::TooManyRequests { .. } => unreachable!("answered above"),
+        };
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(announced));
+        Response::from_parts(parts, body)
+    }
+
+    /// Sends the request upstream; returns the answer's head and whole body.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+    ) -> std::result::Result<(http::response::Parts, Bytes), String> {
+        let (mut parts, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("reading the request body: {e}"))?
+            .to_bytes();
+        parts.uri = format!("http://{}{path}", self.upstream)
+            .parse()
+            .map_err(|e| format!("upstream URI: {e}"))?;
+        if !parts.headers.contains_key(HOST) {
+            parts.headers.insert(
+                HOST,
+                HeaderValue::from_str(&self.own).expect("socket address"),
+            );
+        }
+        let resp = self
+            .client
+            .request(Request::from_parts(parts, Full::new(body)))
+            .await
+            .map_err(|e| format!("{e}"))?;
+        let (mut parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("reading the upstream body: {e}"))?
+            .to_bytes();
+        if let Some(loc) = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+            && loc.contains(&self.upstream)
+        {
+            let rewritten = loc.replace(&self.upstream, &self.own);
+            if let Ok(v) = HeaderValue::from_str(&rewritten) {
+                parts.headers.insert(LOCATION, v);
+            }
+        }
+        Ok((parts, body))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How a spoiled body ends.
+enum Ending {
+    /// Every byte sent.
+    Complete,
+    /// The body stops short and the connection closes.
+    Close,
+    /// The body stops short and the connection is reset.
+    Reset(Arc<AtomicBool>),
+}
+
+/// A response body fed by a task: pieces with pauses, then an end or a failure.
+struct FaultBody {
+    rx: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, std::io::Error>>,
+}
+
+impl FaultBody {
+    fn spawn(body: Bytes, chunk: usize, pause: Duration, ending: Ending) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let chunk = chunk.max(1);
+            let mut rest = body;
+            while !rest.is_empty() {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                let piece = rest.split_to(chunk.min(rest.len()));
+                if tx.send(Ok(piece)).await.is_err() {
+                    return;
+                }
+            }
+            if !matches!(ending, Ending::Complete) {
+                // Let the client read the head and the first bytes before the cut, so the
+                // failure comes mid-body rather than before the answer.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            match ending {
+                Ending::Complete => {}
+                Ending::Close => {
+                    let _ = tx
+                        .send(Err(std::io::Error::other("body cut short (fault)")))
+                        .await;
+                }
+                Ending::Reset(flag) => {
+                    flag.store(true, Ordering::SeqCst);
+                    let _ = tx
+                        .send(Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "connection reset (fault)",
+                        )))
+                        .await;
+                }
+            }
+        });
+        Self { rx }
+    }
+}
+
+impl Body for FaultBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
