@@ -20,6 +20,46 @@ use crate::report::{Action, CopyEvent, CopyReport, NodeReport};
 use crate::store::{ByteStream, ReadStore, WriteStore};
 use crate::verify::{read_to_bytes, verify_bytes};
 
+/// Tries of one step of a copy (resolving the source, one node's fetch and push, the tag)
+/// when it fails in a way that may pass: a temporary error, or content that arrived short or
+/// altered. The registry client retries single requests itself; this starts a whole transfer
+/// over when its stream broke on the way or its answer was mislabelled.
+pub const STEP_TRIES: u32 = 4;
+
+/// The pause before the second try of a step; it grows by as much before each further try.
+const STEP_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether a failed step is worth another try: a temporary error, or bytes that did not
+/// match their descriptor (a transfer cut or spoiled on the way; a source that really is
+/// corrupt fails again, with the same error).
+pub fn worth_retrying(error: &Error) -> bool {
+    error.is_temporary()
+        || matches!(
+            error,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+        )
+}
+
+/// Runs `step` until it succeeds, fails in a way not [`worth_retrying`], or has been tried
+/// [`STEP_TRIES`] times.
+async fn with_retries<T, F, Fut>(what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(e) if attempt < STEP_TRIES && worth_retrying(&e) => {
+                tracing::debug!(what, attempt, error = %e, "step failed, trying again");
+                tokio::time::sleep(STEP_RETRY_PAUSE * attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A callback receiving [`CopyEvent`]s.
 pub type EventSink = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
 
@@ -83,14 +123,17 @@ pub async fn copy(
     dst_tag: Option<&str>,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
-    let mut root = src.resolve(src_reference).await?;
+    let mut root = with_retries("resolve", || src.resolve(src_reference)).await?;
     if let Some(filter) = &options.platform {
-        root = select_platform(src.as_ref(), &root, filter, options.manifest_limit).await?;
+        root = with_retries("select platform", || {
+            select_platform(src.as_ref(), &root, filter, options.manifest_limit)
+        })
+        .await?;
     }
     let mut report = copy_graph(src, dst.clone(), root.clone(), options).await?;
     if let Some(tag) = dst_tag {
         if !options.dry_run {
-            dst.tag(&root, tag).await?;
+            with_retries("tag", || dst.tag(&root, tag)).await?;
         }
         report.tags.push(tag.to_string());
     }
@@ -309,11 +352,14 @@ impl Engine {
         let started = Instant::now();
         let manifest = {
             let _permit = self.permits.acquire().await.expect("semaphore open");
-            if self.dst.exists(descriptor).await? {
+            if with_retries("exists", || self.dst.exists(descriptor)).await? {
                 self.finish(Self::simple(descriptor, Action::Exists, started));
                 return Ok(());
             }
-            fetch_manifest(self.src.as_ref(), descriptor, self.options.manifest_limit).await?
+            with_retries("fetch manifest", || {
+                fetch_manifest(self.src.as_ref(), descriptor, self.options.manifest_limit)
+            })
+            .await?
         };
         let src_info = self.src.info().clone();
         self.options
@@ -358,12 +404,13 @@ impl Engine {
             let _permit = self.permits.acquire().await.expect("semaphore open");
             self.emit(CopyEvent::Copying(descriptor.clone()));
             let size = manifest.bytes.len() as u64;
-            self.dst
-                .push(
+            with_retries("push manifest", || {
+                self.dst.push(
                     descriptor,
                     crate::store::bytes_stream(manifest.bytes.clone()),
                 )
-                .await?;
+            })
+            .await?;
             self.emit(CopyEvent::Bytes {
                 descriptor: descriptor.clone(),
                 done: size,
@@ -382,6 +429,11 @@ impl Engine {
 
     async fn copy_blob(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
         let _permit = self.permits.acquire().await.expect("semaphore open");
+        with_retries("copy blob", || self.copy_blob_once(descriptor)).await
+    }
+
+    /// One try of [`Engine::copy_blob`], under its permit.
+    async fn copy_blob_once(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
         let started = Instant::now();
         let digest = descriptor.digest();
         let candidates = self.options.locations.locations(digest);
@@ -474,13 +526,14 @@ impl Engine {
                 return Ok(());
             }
             for subject in pending {
-                let referrers = match self.src.referrers(&subject).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        *self.failure.lock().expect("failure lock") = Some(e);
-                        return Err(Failed);
-                    }
-                };
+                let referrers =
+                    match with_retries("referrers", || self.src.referrers(&subject)).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            *self.failure.lock().expect("failure lock") = Some(e);
+                            return Err(Failed);
+                        }
+                    };
                 tracing::debug!(subject = %subject.digest(), count = referrers.len(), "referrers");
                 let waits: Vec<_> = referrers
                     .into_iter()
