@@ -116,10 +116,17 @@ impl Repository {
         self.registry.send(req, scopes, retry).await
     }
 
+    /// The error for an unexpected answer to a request sent with [`Retry::Yes`]: a 429 or
+    /// 5xx here is what the registry still answered after the transport's retries, so it is
+    /// not marked temporary (a caller that retries whole steps does not try again).
     async fn fail(&self, what: &str, resp: Response<Incoming>) -> Error {
         let status = resp.status();
         let body = read_error_body(resp).await;
-        status_error(self.store_name(), what, status, &body)
+        let mut error = status_error(self.store_name(), what, status, &body);
+        if let Error::Store { temporary, .. } = &mut error {
+            *temporary = false;
+        }
+        error
     }
 
     /// The tags of the repository, every page of the listing.
@@ -184,7 +191,7 @@ impl Repository {
         let header_digest = header_digest(&headers);
         let expected = match reference.parse::<Digest>() {
             Ok(d) if reference.contains(':') => Some(d),
-            _ => header_digest.clone(),
+            _ => None,
         };
         let digest = match &expected {
             Some(d) => {
@@ -205,9 +212,17 @@ impl Repository {
             && hd.algorithm() == digest.algorithm()
             && hd != &digest
         {
-            return Err(Error::DigestMismatch {
-                expected: hd.clone(),
-                actual: digest,
+            // The bytes or the header were altered on the way (or the tag moved between
+            // the registry's hashing and its answer): asking again may pass.
+            return Err(Error::Store {
+                store: self.store_name().to_string(),
+                message: format!(
+                    "GET {what}: the registry answered `Docker-Content-Digest: {hd}` but the \
+                     {} bytes received hash to `{digest}`; nothing was copied",
+                    bytes.len()
+                ),
+                temporary: true,
+                source: None,
             });
         }
         let media_type = manifest_media_type(&headers, &bytes);
@@ -277,12 +292,16 @@ impl Repository {
             && d.algorithm() == computed.algorithm()
             && d != computed
         {
-            return Err(Error::store(
-                self.store_name(),
-                format!(
-                    "PUT manifest `{reference}`: the registry stored `{d}` but the bytes sent hash to `{computed}`"
+            // Bytes altered on the way, or an answer mislabelled by a proxy: sending again
+            // may pass.
+            return Err(Error::Store {
+                store: self.store_name().to_string(),
+                message: format!(
+                    "PUT manifest `{reference}`: the registry answered that it stored `{d}` but the bytes sent hash to `{computed}`"
                 ),
-            ));
+                temporary: true,
+                source: None,
+            });
         }
         Ok(headers)
     }

@@ -122,13 +122,17 @@ impl UploadSession {
         if let Some(d) = header_digest(resp.headers())
             && &d != descriptor.digest()
         {
-            return Err(Error::store(
-                &self.store,
-                format!(
-                    "the registry committed `{d}` for blob `{}`",
+            // Bytes altered on the way, or an answer mislabelled by a proxy: uploading
+            // again may pass.
+            return Err(Error::Store {
+                store: self.store.clone(),
+                message: format!(
+                    "the registry answered that it committed `{d}` for blob `{}`",
                     descriptor.digest()
                 ),
-            ));
+                temporary: true,
+                source: None,
+            });
         }
         Ok(())
     }
