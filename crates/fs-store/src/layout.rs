@@ -194,15 +194,7 @@ impl OciLayout {
     /// Every tag in `index.json` and the descriptor it names, in index order.
     pub async fn tags(&self) -> Result<Vec<(String, Descriptor)>> {
         let this = self.clone();
-        blocking(move || {
-            let index = this.read_index()?;
-            Ok(index
-                .entries()
-                .iter()
-                .filter_map(|e| Some((ref_name(e)?.to_string(), entry_descriptor(e)?)))
-                .collect())
-        })
-        .await
+        blocking(move || Ok(this.read_index()?.tags())).await
     }
 
     fn work_dir(&self) -> PathBuf {
@@ -216,18 +208,18 @@ impl OciLayout {
         Ok(dir)
     }
 
-    fn read_index(&self) -> Result<Index> {
-        Index::read(&self.root.join(INDEX_FILE))
+    fn read_index(&self) -> Result<IndexJson> {
+        IndexJson::read(&self.root.join(INDEX_FILE))
     }
 
-    fn write_index(&self, index: &Index) -> Result<()> {
+    fn write_index(&self, index: &IndexJson) -> Result<()> {
         let io = |e| {
             Error::io(
                 format!("writing `{}`", self.root.join(INDEX_FILE).display()),
                 e,
             )
         };
-        let bytes = serde_json::to_vec(&index.doc).expect("JSON");
+        let bytes = index.to_vec();
         let tmp_dir = self.tmp_dir()?;
         let mut tmp = tempfile::Builder::new()
             .prefix("index-")
@@ -268,12 +260,7 @@ impl OciLayout {
 
     fn resolve_digest(&self, digest: Digest) -> Result<Descriptor> {
         let index = self.read_index()?;
-        if let Some(d) = index
-            .entries()
-            .iter()
-            .filter_map(entry_descriptor)
-            .find(|d| d.digest() == &digest)
-        {
+        if let Some(d) = index.resolve_digest(&digest) {
             return Ok(d);
         }
         let path = self.blob_path(&digest)?;
@@ -315,12 +302,7 @@ impl OciLayout {
             validate_tag(tag)?;
         }
         let index = self.read_index()?;
-        if let Some(d) = index
-            .entries()
-            .iter()
-            .filter(|e| ref_name(e) == Some(tag))
-            .find_map(entry_descriptor)
-        {
+        if let Some(d) = index.resolve_tag(tag) {
             return Ok(d);
         }
         validate_tag(tag)?;
@@ -638,12 +620,76 @@ fn read_file_into(mut file: std::fs::File, path: &Path, tx: mpsc::Sender<Result<
     }
 }
 
-/// `index.json`, kept as JSON so that fields and entries other tools wrote survive a rewrite.
-struct Index {
+/// `index.json` as the layout reads and rewrites it, kept as JSON so that fields and entries
+/// other tools wrote survive a rewrite.
+///
+/// [`OciLayout`] parses its `index.json` with this type, resolves tags and digests with
+/// [`IndexJson::resolve_tag`] and [`IndexJson::resolve_digest`], and tags with
+/// [`IndexJson::set_tag`] and [`IndexJson::to_vec`]; it is public so that the parser can be
+/// exercised on its own (the `index_json` fuzz target does).
+///
+/// ```
+/// use ferry_fs_store::layout::IndexJson;
+/// let index = IndexJson::parse(br#"{"schemaVersion":2,"manifests":[{
+///     "mediaType":"application/vnd.oci.image.manifest.v1+json","size":7,
+///     "digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+///     "annotations":{"org.opencontainers.image.ref.name":"v1"}}]}"#).unwrap();
+/// assert_eq!(index.resolve_tag("v1").unwrap().size(), 7);
+/// ```
+#[derive(Debug, Clone)]
+pub struct IndexJson {
     doc: Map<String, Value>,
 }
 
-impl Index {
+impl IndexJson {
+    /// Parses `index.json` bytes. Only bytes that are not a JSON object are refused; entries
+    /// that are not descriptors are kept, and skipped when resolving.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        Self::parse_named(bytes, INDEX_FILE)
+    }
+
+    fn parse_named(bytes: &[u8], name: &str) -> Result<Self> {
+        let doc: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
+            Error::invalid(
+                "layout index",
+                name,
+                format!("not a JSON object: {e}; repair or remove the file"),
+            )
+        })?;
+        Ok(Self { doc })
+    }
+
+    /// The document as the layout writes it.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.doc).expect("JSON")
+    }
+
+    /// Every tag and the descriptor it names, in index order, skipping entries that are not
+    /// descriptors.
+    pub fn tags(&self) -> Vec<(String, Descriptor)> {
+        self.entries()
+            .iter()
+            .filter_map(|e| Some((ref_name(e)?.to_string(), entry_descriptor(e)?)))
+            .collect()
+    }
+
+    /// The descriptor `tag` names: that of the first entry carrying the tag that is a
+    /// descriptor.
+    pub fn resolve_tag(&self, tag: &str) -> Option<Descriptor> {
+        self.entries()
+            .iter()
+            .filter(|e| ref_name(e) == Some(tag))
+            .find_map(entry_descriptor)
+    }
+
+    /// The descriptor of the first entry listing `digest`, without its tag annotation.
+    pub fn resolve_digest(&self, digest: &Digest) -> Option<Descriptor> {
+        self.entries()
+            .iter()
+            .filter_map(entry_descriptor)
+            .find(|d| d.digest() == digest)
+    }
+
     fn read(path: &Path) -> Result<Self> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -656,14 +702,7 @@ impl Index {
             }
             Err(e) => return Err(Error::io(format!("reading `{}`", path.display()), e)),
         };
-        let doc: Map<String, Value> = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::invalid(
-                "layout index",
-                path.display().to_string(),
-                format!("not a JSON object: {e}; repair or remove the file"),
-            )
-        })?;
-        Ok(Self { doc })
+        Self::parse_named(&bytes, &path.display().to_string())
     }
 
     fn entries(&self) -> &[Value] {
@@ -685,17 +724,20 @@ impl Index {
     }
 
     /// Points `tag` at `descriptor`: removes it from every other entry, tags an untagged
-    /// entry of the same digest or appends one, and drops untagged entries whose digest
-    /// another entry lists.
-    fn set_tag(&mut self, descriptor: &Descriptor, tag: &str) {
-        let digest = descriptor.digest().to_string();
+    /// entry that describes the same content or appends one, and drops untagged entries whose
+    /// digest another entry lists.
+    ///
+    /// An entry describes the same content when it is a descriptor with the same digest, size
+    /// and media type; its other fields (platform, annotations) are kept. An entry that only
+    /// names the digest (no size, say) loses the tag, or `tag` would resolve to nothing.
+    pub fn set_tag(&mut self, descriptor: &Descriptor, tag: &str) {
         let entries = self.entries_mut();
         let mut has_target = false;
         for entry in entries.iter_mut() {
             if ref_name(entry) != Some(tag) {
                 continue;
             }
-            if entry_digest(entry) == Some(digest.as_str()) && !has_target {
+            if !has_target && describes(entry, descriptor) {
                 has_target = true;
             } else {
                 remove_ref_name(entry);
@@ -704,7 +746,7 @@ impl Index {
         if !has_target {
             if let Some(entry) = entries
                 .iter_mut()
-                .find(|e| entry_digest(e) == Some(digest.as_str()) && ref_name(e).is_none())
+                .find(|e| ref_name(e).is_none() && describes(e, descriptor))
             {
                 set_ref_name(entry, tag);
             } else {
@@ -732,6 +774,15 @@ impl Index {
             }
         });
     }
+}
+
+/// Whether the index entry is a descriptor of the same content as `descriptor`.
+fn describes(entry: &Value, descriptor: &Descriptor) -> bool {
+    entry_descriptor(entry).is_some_and(|d| {
+        d.digest() == descriptor.digest()
+            && d.size() == descriptor.size()
+            && d.media_type() == descriptor.media_type()
+    })
 }
 
 fn entry_digest(entry: &Value) -> Option<&str> {

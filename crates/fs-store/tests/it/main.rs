@@ -6,6 +6,7 @@ mod concurrency;
 mod conformance;
 mod copy;
 mod distribution_storage;
+mod index_json;
 mod interop;
 mod layout;
 mod shared;
