@@ -1,0 +1,431 @@
+//! [`AdminLinkMount`]: a vendor-specific mount strategy that asks a registry's admin endpoint
+//! to link a blob into the destination repository.
+//!
+//! This module is written the way a registry operator would write a mounter in their own
+//! crate: it uses only `ferry-core`'s public API (plus an HTTP client and serde), never a
+//! store's concrete type, so it works with any store whose [`StoreInfo`] says "registry".
+//!
+//! The admin API it speaks is a small, made-up vendor API that stands for whatever a
+//! registry product offers to link content between repositories on its own storage:
+//!
+//! ```text
+//! POST {admin_url}/admin/link
+//! Authorization: Bearer <token>            (when a token is configured)
+//! Content-Type: application/json
+//!
+//! {"digest": "sha256:…", "size": 1234,
+//!  "source": {"registry": "reg-a.example:5000", "repository": "team/app"},
+//!  "target": {"registry": "reg-b.example:5000", "repository": "mirror/app"}}
+//! ```
+//!
+//! | answer | meaning                                                              | outcome          |
+//! |--------|----------------------------------------------------------------------|------------------|
+//! | 201    | the target repository now links the blob                              | `Mounted`        |
+//! | 409    | the target repository already links the blob                          | `AlreadyPresent` |
+//! | 404    | the source repository does not hold the blob (or is not on the same storage) | next source, then `Declined` |
+//! | other  | refused (401, 403, 422 for a size that does not match, 5xx)           | next source, then `Declined` |
+//! | no answer | connection refused, timeout                                        | `Declined`, and the API is left alone for a while |
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::{Error, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo};
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+
+/// How long one admin request may take before the attempt is declined.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the strategy leaves an admin endpoint alone after it did not answer, so a copy of
+/// many blobs does not wait for a dead endpoint once per blob.
+pub const REST_AFTER_NO_ANSWER: Duration = Duration::from_secs(30);
+
+/// The most bytes of an error answer kept for the reason shown to the user.
+const MAX_REASON_BYTES: usize = 512;
+
+/// A mount strategy that asks a registry's admin endpoint to link a blob from a repository
+/// that holds it into the destination repository, on the storage the registries share.
+///
+/// It applies when the destination's [`StoreInfo::scheme`] is `registry` and its authority
+/// is one the admin endpoint manages (see [`AdminLinkMount::managing`]). The repositories it
+/// asks to link from are, in order and without duplicates: the copy's source, then every
+/// place the blob-location cache saw the blob ([`MountRequest::candidates`]), keeping only
+/// repositories on managed registries. "Could not link" is always an outcome, never an `Err`.
+///
+/// ```no_run
+/// # fn demo() -> ferry_core::Result<()> {
+/// use ferry_core::MountChain;
+/// use ferry_examples::admin_link::AdminLinkMount;
+///
+/// let admin = AdminLinkMount::new("http://registry-admin.internal:9000")?
+///     .managing(["reg-a.internal:5000", "reg-b.internal:5000"])
+///     .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default());
+/// let chain = MountChain::new().with(admin);
+/// # let _ = chain; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AdminLinkMount {
+    /// The admin URL as given, without a trailing `/`, for `Display` and reasons.
+    admin_url: String,
+    /// `{admin_url}/admin/link`.
+    link_uri: Uri,
+    registries: Vec<String>,
+    token: Option<HeaderValue>,
+    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Until when the endpoint is left alone, and why.
+    resting: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+/// The body of `POST /admin/link`.
+#[derive(Debug, Serialize)]
+struct LinkBody<'a> {
+    digest: String,
+    size: u64,
+    source: Repo<'a>,
+    target: Repo<'a>,
+}
+
+/// A repository of a registry, as the admin API names it.
+#[derive(Debug, Serialize)]
+struct Repo<'a> {
+    registry: &'a str,
+    repository: &'a str,
+}
+
+/// What the admin endpoint said to one link request.
+enum Answer {
+    /// 201: linked.
+    Linked,
+    /// 409: the target already links the blob.
+    Present,
+    /// Any other answer: not linked from this source.
+    Refused(String),
+    /// No answer at all.
+    Silent(String),
+}
+
+impl AdminLinkMount {
+    /// The strategy for the admin endpoint at `admin_url` (`http://HOST[:PORT][/PATH]` or
+    /// `https://…`). It manages every registry until [`AdminLinkMount::managing`] names some.
+    ///
+    /// Fails with [`Error::InvalidInput`] when the URL cannot be used.
+    pub fn new(admin_url: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::invalid("admin URL", admin_url, reason);
+        let parsed = url::Url::parse(admin_url)
+            .map_err(|e| invalid(&format!("{e}; write it as `http://HOST[:PORT]`")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid("use an `http://` or `https://` URL"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "do not put credentials in the URL; pass a token with `with_token`",
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(invalid("remove the query or fragment"));
+        }
+        let base = parsed.as_str().trim_end_matches('/').to_string();
+        let link_uri: Uri = format!("{base}/admin/link")
+            .parse()
+            .map_err(|e| invalid(&format!("{e}")))?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| Error::store("AdminLinkMount", format!("TLS setup failed: {e}")))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(DEFAULT_TIMEOUT));
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+
+        Ok(Self {
+            admin_url: base,
+            link_uri,
+            registries: Vec::new(),
+            token: None,
+            timeout: DEFAULT_TIMEOUT,
+            client,
+            resting: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Limits the strategy to these registries (`host:port`, as in
+    /// [`StoreInfo::authority`]): the ones whose storage the admin endpoint manages.
+    pub fn managing<I, S>(mut self, registries: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.registries
+            .extend(registries.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sends `token` as `Authorization: Bearer <token>` with every admin request. An empty
+    /// token sends none. The token never appears in `Display`, `Debug` or logs.
+    ///
+    /// # Panics
+    /// When `token` holds characters a header cannot carry (control characters).
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.token = (!token.is_empty()).then(|| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .expect("an admin token is visible ASCII");
+            value.set_sensitive(true);
+            value
+        });
+        self
+    }
+
+    /// How long one admin request may take ([`DEFAULT_TIMEOUT`] by default).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The admin URL, as given without a trailing `/`.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    fn manages(&self, authority: &str) -> bool {
+        self.registries.is_empty() || self.registries.iter().any(|r| r == authority)
+    }
+
+    /// The destination, when the strategy applies to it.
+    fn target<'a>(&self, request: &'a MountRequest<'_>) -> Option<&'a StoreInfo> {
+        let dst = request.destination.info();
+        (dst.scheme == StoreInfo::REGISTRY && self.manages(&dst.authority)).then_some(dst)
+    }
+
+    /// The repositories to link from, in order: the source, then the blob-location cache's
+    /// candidates; only repositories of managed registries, never the destination itself.
+    fn sources<'a>(&self, request: &'a MountRequest<'_>, target: &StoreInfo) -> Vec<&'a StoreInfo> {
+        let mut out: Vec<&StoreInfo> = Vec::new();
+        let places = std::iter::once(request.source.info())
+            .chain(request.candidates.iter().map(|c| &c.store));
+        for place in places {
+            if place.scheme == StoreInfo::REGISTRY
+                && self.manages(&place.authority)
+                && !place.namespace.is_empty()
+                && place != target
+                && !out.contains(&place)
+            {
+                out.push(place);
+            }
+        }
+        out
+    }
+
+    /// Why the endpoint is being left alone, if it is.
+    fn rest_reason(&self) -> Option<String> {
+        let mut resting = self.resting.lock().expect("resting lock");
+        match resting.as_ref() {
+            Some((until, why)) if Instant::now() < *until => Some(why.clone()),
+            Some(_) => {
+                *resting = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn rest(&self, why: &str) {
+        let reason = format!(
+            "`{}` did not answer a moment ago ({why}); not asked again for {}s",
+            self.admin_url,
+            REST_AFTER_NO_ANSWER.as_secs()
+        );
+        *self.resting.lock().expect("resting lock") =
+            Some((Instant::now() + REST_AFTER_NO_ANSWER, reason));
+    }
+
+    /// One `POST /admin/link`.
+    async fn link(
+        &self,
+        request: &MountRequest<'_>,
+        source: &StoreInfo,
+        target: &StoreInfo,
+    ) -> Answer {
+        let body = LinkBody {
+            digest: request.descriptor.digest().to_string(),
+            size: request.descriptor.size(),
+            source: Repo {
+                registry: &source.authority,
+                repository: &source.namespace,
+            },
+            target: Repo {
+                registry: &target.authority,
+                repository: &target.namespace,
+            },
+        };
+        let json = match serde_json::to_vec(&body) {
+            Ok(json) => json,
+            Err(e) => return Answer::Refused(format!("could not encode the request: {e}")),
+        };
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(self.link_uri.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = &self.token {
+            builder = builder.header(header::AUTHORIZATION, token.clone());
+        }
+        let http_request = match builder.body(Full::new(Bytes::from(json))) {
+            Ok(r) => r,
+            Err(e) => return Answer::Refused(format!("could not build the request: {e}")),
+        };
+
+        let started = Instant::now();
+        let exchange = async {
+            let response = self.client.request(http_request).await?;
+            let status = response.status();
+            // Only an error answer's text is used, and only its start.
+            let text = match Limited::new(response.into_body(), MAX_REASON_BYTES * 8)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            Ok::<_, hyper_util::client::legacy::Error>((status, text))
+        };
+        let result = tokio::time::timeout(self.timeout, exchange).await;
+        let answer = match result {
+            Err(_) => Answer::Silent(format!("no answer within {:?}", self.timeout)),
+            Ok(Err(e)) => Answer::Silent(connect_error_text(&e)),
+            Ok(Ok((StatusCode::CREATED, _))) => Answer::Linked,
+            Ok(Ok((StatusCode::CONFLICT, _))) => Answer::Present,
+            Ok(Ok((status, text))) => Answer::Refused(refusal(status, &text)),
+        };
+        tracing::debug!(
+            admin = %self.admin_url,
+            digest = %request.descriptor.digest(),
+            source = %source,
+            target = %target,
+            outcome = match &answer {
+                Answer::Linked => "linked",
+                Answer::Present => "already linked",
+                Answer::Refused(_) => "refused",
+                Answer::Silent(_) => "no answer",
+            },
+            ms = started.elapsed().as_millis() as u64,
+            "admin link request"
+        );
+        answer
+    }
+}
+
+/// The reason for a refusal: the status, and the start of the answer's text.
+fn refusal(status: StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut end = text.len().min(MAX_REASON_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let hint = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            "; check the token given to `AdminLinkMount::with_token`"
+        }
+        _ => "",
+    };
+    if text.is_empty() {
+        format!("status {status}{hint}")
+    } else {
+        format!("status {status}: {}{hint}", &text[..end])
+    }
+}
+
+/// The innermost cause of a client error (`connection refused`), which is what a user acts on.
+fn connect_error_text(error: &hyper_util::client::legacy::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+impl fmt::Display for AdminLinkMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdminLinkMount({})", self.admin_url)
+    }
+}
+
+impl fmt::Debug for AdminLinkMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminLinkMount")
+            .field("admin_url", &self.admin_url)
+            .field("registries", &self.registries)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl MountStrategy for AdminLinkMount {
+    fn name(&self) -> &str {
+        "admin-link"
+    }
+
+    /// A `409` tells the blob is already there, so an attempt that will be sent probes the
+    /// destination and the engine can skip its own `HEAD`. Not while the endpoint is being
+    /// left alone: the engine's check then saves an upload of a blob already present.
+    fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
+        self.target(request)
+            .is_some_and(|target| !self.sources(request, target).is_empty())
+            && self.rest_reason().is_none()
+    }
+
+    async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
+        let Some(target) = self.target(request) else {
+            return Ok(MountOutcome::not_applicable(format!(
+                "the destination `{}` is not a registry repository that `{}` manages",
+                request.destination.info(),
+                self.admin_url
+            )));
+        };
+        let sources = self.sources(request, target);
+        if sources.is_empty() {
+            return Ok(MountOutcome::not_applicable(format!(
+                "no repository on a registry that `{}` manages is known to hold the blob",
+                self.admin_url
+            )));
+        }
+        if let Some(why) = self.rest_reason() {
+            return Ok(MountOutcome::declined(why));
+        }
+        let mut reasons = Vec::new();
+        for source in sources {
+            match self.link(request, source, target).await {
+                Answer::Linked => {
+                    return Ok(MountOutcome::Mounted {
+                        by: self.name().to_string(),
+                        from: source.to_string(),
+                    });
+                }
+                Answer::Present => return Ok(MountOutcome::AlreadyPresent),
+                Answer::Refused(why) => reasons.push(format!("from `{source}`: {why}")),
+                Answer::Silent(why) => {
+                    // The next source would meet the same silence: stop here, and leave the
+                    // endpoint alone for the next blobs.
+                    self.rest(&why);
+                    reasons.push(format!("`{}` did not answer: {why}", self.admin_url));
+                    break;
+                }
+            }
+        }
+        Ok(MountOutcome::declined(reasons.join("; ")))
+    }
+}

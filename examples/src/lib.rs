@@ -1,0 +1,14 @@
+//! Runnable examples of the ferry library, built and run by the tests.
+//!
+//! - [`admin_link::AdminLinkMount`]: a vendor-specific mount strategy, written the way a
+//!   registry operator would write it in their own crate, on nothing but `ferry-core`'s public
+//!   API and an HTTP client. It asks a registry's admin endpoint to link a blob from one
+//!   repository into another on the storage the registries share.
+//!   `docs/writing-a-mount-strategy.md` walks through it.
+//! - Binaries: `copy-between-layouts` (a mount chain built at run time between two OCI
+//!   layouts) and `admin-link-copy` (a registry-to-registry copy with [`AdminLinkMount`] in a
+//!   chain with the built-in strategies).
+//!
+//! [`AdminLinkMount`]: admin_link::AdminLinkMount
+
+pub mod admin_link;

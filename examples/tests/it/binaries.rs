@@ -1,0 +1,128 @@
+//! Runs every example binary (`CARGO_BIN_EXE_<name>`): the layouts copy and the admin-link
+//! copy between real registries.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ferry_test_support::fixtures::Content;
+
+use crate::admin_link::{SharedStorage, push_image};
+
+fn sample_layout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/hello")
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_copy-between-layouts"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "example failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn copy_between_layouts_mounts_with_the_chain_it_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Copy the sample into the temp dir first so source and destination share a filesystem.
+    let src = dir.path().join("src");
+    let out = run(&[
+        sample_layout().to_str().unwrap(),
+        "v1",
+        src.to_str().unwrap(),
+    ]);
+    assert!(out.contains("chain: MountChain[]"), "{out}");
+    assert!(out.contains("0 mounted"), "an empty chain streams: {out}");
+
+    let dst = dir.path().join("dst");
+    let out = run(&[
+        src.to_str().unwrap(),
+        "v1",
+        dst.to_str().unwrap(),
+        "shared-storage",
+    ]);
+    assert!(
+        out.contains("chain: MountChain[SharedStorageMount]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("3 mounted"),
+        "config and both layers mounted: {out}"
+    );
+    assert!(out.contains("by hardlink from"), "{out}");
+    assert!(dst.join("index.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_link_copy_mounts_through_the_admin_api() {
+    let storage = SharedStorage::start().await;
+    let admin = storage.admin(Some("example-token")).await;
+    let image = push_image(&storage.a, "team/app", 10).await;
+    storage.b.clear_log();
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_admin-link-copy"))
+        .args([
+            "--plain-http",
+            &format!("{}/team/app:v1", storage.a.addr()),
+            &format!("{}/mirror/app:v1", storage.b.addr()),
+            &admin.url(),
+        ])
+        .env("REGISTRY_ADMIN_TOKEN", "example-token")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "example failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "chain: MountChain[CrossRepoMount, AdminLinkMount({}), SharedStorageMount]",
+            admin.url()
+        )),
+        "{stdout}"
+    );
+    // Config and both layers mounted; only the manifest's bytes travel.
+    assert!(
+        stdout.contains(&format!(
+            "4 nodes, 3 mounted, {} bytes streamed",
+            image.descriptor().size()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("by admin-link from {}/team/app", storage.a.addr())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("root {}", image.descriptor().digest())),
+        "{stdout}"
+    );
+    assert!(
+        !storage
+            .b
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/blobs/uploads")),
+        "blob uploads reached b"
+    );
+}
+
+#[test]
+fn admin_link_copy_says_how_to_call_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_admin-link-copy"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("usage: admin-link-copy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
