@@ -410,10 +410,7 @@ impl MountStrategy for AdminLinkMount {
         for source in sources {
             match self.link(request, source, target).await {
                 Answer::Linked => {
-                    return Ok(MountOutcome::Mounted {
-                        by: self.name().to_string(),
-                        from: source.to_string(),
-                    });
+                    return Ok(MountOutcome::mounted(self.name(), source.to_string()));
                 }
                 Answer::Present => return Ok(MountOutcome::AlreadyPresent),
                 Answer::Refused(why) => reasons.push(format!("from `{source}`: {why}")),

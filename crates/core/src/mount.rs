@@ -76,6 +76,15 @@ pub enum MountOutcome {
 }
 
 impl MountOutcome {
+    /// [`MountOutcome::Mounted`] by the strategy named `by` (its [`MountStrategy::name`]),
+    /// from `from` (shown to the user: `src/app`, a path, `ipfs://…`).
+    pub fn mounted(by: impl Into<String>, from: impl Into<String>) -> Self {
+        MountOutcome::Mounted {
+            by: by.into(),
+            from: from.into(),
+        }
+    }
+
     /// [`MountOutcome::NotApplicable`] with a reason.
     pub fn not_applicable(reason: impl Into<String>) -> Self {
         MountOutcome::NotApplicable {

@@ -118,6 +118,23 @@ pub struct Capabilities<'a> {
     pub fetch_from_address: Option<&'a dyn FetchFromAddress>,
 }
 
+impl<'a> Capabilities<'a> {
+    /// Offers [`FetchFromAddress`]. `Capabilities` is `#[non_exhaustive]`, so a store outside
+    /// ferry-core builds it with this rather than a struct literal:
+    ///
+    /// ```
+    /// # use ferry_core::{Capabilities, FetchFromAddress};
+    /// # fn demo(fetcher: &dyn FetchFromAddress) {
+    /// let capabilities = Capabilities::default().with_fetch_from_address(fetcher);
+    /// assert!(capabilities.fetch_from_address.is_some());
+    /// # }
+    /// ```
+    pub fn with_fetch_from_address(mut self, fetcher: &'a dyn FetchFromAddress) -> Self {
+        self.fetch_from_address = Some(fetcher);
+        self
+    }
+}
+
 impl Debug for Capabilities<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Capabilities")
