@@ -126,9 +126,9 @@ impl OciLayout {
             ));
         }
         fs_err::create_dir_all(path).map_err(|e| Error::io("creating the layout directory", e))?;
-        let mut entries =
-            fs_err::read_dir(path).map_err(|e| Error::io("listing the layout directory", e))?;
-        if entries.next().is_some() {
+        if !empty_or_interrupted_create(path)
+            .map_err(|e| Error::io("listing the layout directory", e))?
+        {
             return Err(Error::invalid(
                 "layout",
                 path.display().to_string(),
@@ -531,6 +531,32 @@ impl WriteStore for OciLayout {
         let tag = tag.to_string();
         blocking(move || this.tag_locked(&descriptor, &tag)).await
     }
+}
+
+/// Whether `dir` is empty, or holds only what a [`OciLayout::create`] killed before its
+/// `oci-layout` marker leaves (an empty `blobs/sha256/`, `index.json`): both may be created
+/// into.
+fn empty_or_interrupted_create(dir: &Path) -> std::io::Result<bool> {
+    for entry in fs_err::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == INDEX_FILE {
+            continue;
+        }
+        if name != BLOBS_DIR || !entry.file_type()?.is_dir() {
+            return Ok(false);
+        }
+        for sub in fs_err::read_dir(entry.path())? {
+            let sub = sub?;
+            let empty_sha256 = sub.file_name() == "sha256"
+                && sub.file_type()?.is_dir()
+                && fs_err::read_dir(sub.path())?.next().is_none();
+            if !empty_sha256 {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Takes the exclusive lock on `file`, naming `path` on failure.
