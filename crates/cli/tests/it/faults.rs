@@ -196,7 +196,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// Every manifest of `content` that `repo` holds has all its children there too.
-fn no_manifest_without_children(reg: &Registry, repo: &str, content: &dyn Content) {
+pub(crate) fn no_manifest_without_children(reg: &Registry, repo: &str, content: &dyn Content) {
     rt().block_on(async {
         let head = |kind: &'static str, digest: String| {
             let url = format!("{}/v2/{repo}/{kind}/{digest}", reg.url());

@@ -1,5 +1,7 @@
 //! `ferry` as a user runs it.
 
+mod config;
+mod crash;
 mod faults;
 mod ipfs;
 mod layouts;

@@ -153,3 +153,70 @@ pub fn tags(layout: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// Starts ferry without waiting, its output discarded, with `env` (which should set
+/// `XDG_CACHE_HOME` when the cache matters) and no docker configuration.
+pub fn spawn_ferry(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args)
+        .env("DOCKER_CONFIG", "/nonexistent/ferry-test-docker-config")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// A small seeded generator (splitmix64) for test schedules that must replay from a seed.
+pub struct Seeded(pub u64);
+
+impl Seeded {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Every file under `<layout>/blobs/` holds the content its name promises; returns the
+/// digests found.
+pub fn blobs_match_their_names(layout: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let blobs = layout.join("blobs");
+    if !blobs.exists() {
+        return found;
+    }
+    for alg in std::fs::read_dir(&blobs).unwrap() {
+        let alg = alg.unwrap();
+        assert_eq!(
+            alg.file_name(),
+            "sha256",
+            "only `blobs/sha256` in `{}`",
+            layout.display()
+        );
+        for f in std::fs::read_dir(alg.path()).unwrap() {
+            let f = f.unwrap();
+            let name = f.file_name().to_string_lossy().into_owned();
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert_eq!(
+                ferry_core::sha256(&bytes).digest(),
+                name.as_str(),
+                "`{}` holds other content than its name (a partial blob?)",
+                f.path().display()
+            );
+            found.push(format!("sha256:{name}"));
+        }
+    }
+    found
+}
