@@ -1,5 +1,6 @@
-//! ferry-fs-store: OCI image-layout directories as ferry stores, and the mount strategy that
-//! links blobs between stores on one filesystem.
+//! ferry-fs-store: OCI image-layout directories as ferry stores, and the mount strategies that
+//! link blobs at the storage layer: between layouts on one filesystem, and between registries
+//! that share a storage backend.
 //!
 //! - [`OciLayout`] reads and writes an [OCI image layout] (`oci-layout`, `index.json`,
 //!   `blobs/<algorithm>/<hex>`), the format skopeo, umoci, buildah and oras use. Every blob is
@@ -10,6 +11,15 @@
 //!   filesystem: it clones the source blob file (reflink) where the filesystem can, else
 //!   hardlinks it, so no byte is copied. It verifies the source file's digest first unless
 //!   built with [`SharedStorageMount::trusting`].
+//! - [`DistributionStorageMount`] is a [`ferry_core::MountStrategy`] for registries (CNCF
+//!   distribution, Harbor, GitLab) that keep their data in the distribution storage layout on
+//!   a shared backend. Given one [`StorageRoot`] per registry authority (`file:///srv/reg-a`
+//!   for the `filesystem` driver, `s3://bucket/prefix` for the `s3` driver), it makes the
+//!   blob data present under the destination's root (hardlink on a filesystem, server-side
+//!   copy within an S3 bucket, nothing when the roots are one), writes the destination
+//!   repository's layer link, and has the destination registry confirm it serves the blob.
+//!   No blob byte passes through the client. See [`distribution_storage`] for the layout,
+//!   what operators configure, and trust.
 //!
 //! ```no_run
 //! # async fn demo() -> ferry_core::Result<()> {
