@@ -67,7 +67,7 @@ const MAX_REASON_BYTES: usize = 512;
 ///
 /// let admin = AdminLinkMount::new("http://registry-admin.internal:9000")?
 ///     .managing(["reg-a.internal:5000", "reg-b.internal:5000"])
-///     .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default());
+///     .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default())?;
 /// let chain = MountChain::new().with(admin);
 /// # let _ = chain; Ok(()) }
 /// ```
@@ -172,19 +172,26 @@ impl AdminLinkMount {
     }
 
     /// Sends `token` as `Authorization: Bearer <token>` with every admin request. An empty
-    /// token sends none. The token never appears in `Display`, `Debug` or logs.
+    /// token sends none. The token never appears in `Display`, `Debug`, errors or logs.
     ///
-    /// # Panics
-    /// When `token` holds characters a header cannot carry (control characters).
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+    /// Fails with [`Error::InvalidInput`] when the token holds characters a header cannot
+    /// carry (control characters, non-ASCII).
+    pub fn with_token(mut self, token: impl Into<String>) -> Result<Self> {
         let token = token.into();
-        self.token = (!token.is_empty()).then(|| {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .expect("an admin token is visible ASCII");
-            value.set_sensitive(true);
-            value
-        });
-        self
+        if token.is_empty() {
+            self.token = None;
+            return Ok(self);
+        }
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            Error::invalid(
+                "admin token",
+                "(not shown)",
+                "it holds characters an HTTP header cannot carry; use visible ASCII",
+            )
+        })?;
+        value.set_sensitive(true);
+        self.token = Some(value);
+        Ok(self)
     }
 
     /// How long one admin request may take ([`DEFAULT_TIMEOUT`] by default).

@@ -418,7 +418,7 @@ async fn refusals_are_outcomes_and_leave_the_destination_unchanged() {
     // No token, then a wrong one: declined with a hint, never an error.
     for strategy in [
         storage.mount(&admin.url()),
-        storage.mount(&admin.url()).with_token("wrong"),
+        storage.mount(&admin.url()).with_token("wrong").unwrap(),
     ] {
         let r = reason(&mount_one(&strategy, layer, src.as_ref(), dst.as_ref()).await);
         assert!(r.starts_with("declined: ") && r.contains("401"), "{r}");
@@ -428,7 +428,10 @@ async fn refusals_are_outcomes_and_leave_the_destination_unchanged() {
             "Debug shows no token"
         );
     }
-    let strategy = storage.mount(&admin.url()).with_token("s3cret-admin-token");
+    let strategy = storage
+        .mount(&admin.url())
+        .with_token("s3cret-admin-token")
+        .unwrap();
     assert!(!format!("{strategy:?}{strategy}").contains("s3cret"));
 
     // A descriptor whose size does not match the stored blob.
@@ -474,6 +477,12 @@ fn unusable_admin_urls_are_refused_with_a_reason() {
         let e = AdminLinkMount::new(url).unwrap_err().to_string();
         assert!(e.contains(url) && e.contains(says), "{url}: {e}");
     }
+    let e = AdminLinkMount::new("http://registry-admin:9000")
+        .unwrap()
+        .with_token("line\nbreak-secret")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("visible ASCII") && !e.contains("secret"), "{e}");
     let m = AdminLinkMount::new("http://registry-admin:9000/").unwrap();
     assert_eq!(m.to_string(), "AdminLinkMount(http://registry-admin:9000)");
     assert_eq!(m.name(), "admin-link");
