@@ -117,13 +117,28 @@ impl OciLayout {
 
     /// Creates a new layout in `path` (created if missing, else it must be empty).
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if path.join(LAYOUT_FILE).exists() {
-            return Err(Error::invalid(
+        Self::create_or(path.as_ref(), false)
+    }
+
+    /// Creates a layout; when another process created it meanwhile, opens it if `or_open`.
+    ///
+    /// Processes creating or tagging one layout at once are serialized by the layout's lock,
+    /// and `index.json` and the `oci-layout` marker appear whole (written aside, renamed), the
+    /// marker last: a reader never sees a half-made layout.
+    fn create_or(path: &Path, or_open: bool) -> Result<Self> {
+        let exists = || {
+            Error::invalid(
                 "layout",
                 path.display().to_string(),
                 "the directory already holds an OCI image layout; open it with `OciLayout::open`",
-            ));
+            )
+        };
+        if path.join(LAYOUT_FILE).exists() {
+            return if or_open {
+                Self::open(path)
+            } else {
+                Err(exists())
+            };
         }
         fs_err::create_dir_all(path).map_err(|e| Error::io("creating the layout directory", e))?;
         if !empty_or_interrupted_create(path)
@@ -137,36 +152,47 @@ impl OciLayout {
             ));
         }
         let io = |e| Error::io("creating the OCI image layout", e);
+        let work = path.join(WORK_DIR);
+        let tmp = work.join(TMP_DIR);
+        fs_err::create_dir_all(&tmp).map_err(io)?;
+        let lock = lock_layout(&work)?;
+        if path.join(LAYOUT_FILE).exists() {
+            drop(lock);
+            return if or_open {
+                Self::open(path)
+            } else {
+                Err(exists())
+            };
+        }
         fs_err::create_dir_all(path.join(BLOBS_DIR).join("sha256")).map_err(io)?;
         let index = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
             "manifests": [],
         });
-        write_file_synced(
+        write_file_aside(
+            &tmp,
             &path.join(INDEX_FILE),
             &serde_json::to_vec(&index).expect("JSON"),
         )
         .map_err(io)?;
         // The marker last: a layout is only opened once it is whole.
         let marker = serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION });
-        write_file_synced(
+        write_file_aside(
+            &tmp,
             &path.join(LAYOUT_FILE),
             &serde_json::to_vec(&marker).expect("JSON"),
         )
         .map_err(io)?;
         sync_dir(path).map_err(io)?;
+        drop(lock);
         Self::at(path)
     }
 
     /// Opens the layout in `path`, creating it when the directory is missing or empty.
     pub fn open_or_create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if path.join(LAYOUT_FILE).exists() {
-            Self::open(path)
-        } else {
-            Self::create(path)
-        }
+        Self::create_or(path, true)
     }
 
     fn at(path: &Path) -> Result<Self> {
@@ -239,22 +265,11 @@ impl OciLayout {
     /// Points `tag` at `descriptor` in `index.json`, holding the layout's lock throughout the
     /// read-modify-write.
     fn tag_locked(&self, descriptor: &Descriptor, tag: &str) -> Result<()> {
-        let work = self.work_dir();
-        fs_err::create_dir_all(&work).map_err(|e| Error::io("preparing the layout lock", e))?;
-        let lock_path = work.join(LOCK_FILE);
-        let lock = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io("opening the layout lock", e))?;
-        lock_exclusive(lock.file(), &lock_path)?;
+        let lock = lock_layout(&self.work_dir())?;
         let mut index = self.read_index()?;
         index.set_tag(descriptor, tag);
         let result = self.write_index(&index);
-        // Closing the file releases the lock; unlock first to be explicit.
-        let _ = fs4::fs_std::FileExt::unlock(lock.file());
+        drop(lock);
         result
     }
 
@@ -533,14 +548,53 @@ impl WriteStore for OciLayout {
     }
 }
 
+/// The layout's lock, held until the guard drops: it serializes the processes that
+/// create or tag the layout in `work` (its `.ferry` directory).
+struct LayoutLock(fs_err::File);
+
+impl Drop for LayoutLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock; unlock first to be explicit.
+        let _ = fs4::fs_std::FileExt::unlock(self.0.file());
+    }
+}
+
+fn lock_layout(work: &Path) -> Result<LayoutLock> {
+    fs_err::create_dir_all(work).map_err(|e| Error::io("preparing the layout lock", e))?;
+    let lock_path = work.join(LOCK_FILE);
+    let lock = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening the layout lock", e))?;
+    lock_exclusive(lock.file(), &lock_path)?;
+    Ok(LayoutLock(lock))
+}
+
+/// Writes `bytes` to a synced temporary file in `tmp_dir` and renames it to `target`, so
+/// `target` is never seen half-written.
+fn write_file_aside(tmp_dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix("new-")
+        .tempfile_in(tmp_dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(target).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Whether `dir` is empty, or holds only what a [`OciLayout::create`] killed before its
-/// `oci-layout` marker leaves (an empty `blobs/sha256/`, `index.json`): both may be created
-/// into.
+/// `oci-layout` marker leaves (an empty `blobs/sha256/`, `index.json`, ferry's `.ferry`
+/// working directory): both may be created into.
 fn empty_or_interrupted_create(dir: &Path) -> std::io::Result<bool> {
     for entry in fs_err::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == INDEX_FILE {
+        if name == INDEX_FILE || (name == WORK_DIR && entry.file_type()?.is_dir()) {
             continue;
         }
         if name != BLOBS_DIR || !entry.file_type()?.is_dir() {
@@ -916,13 +970,6 @@ fn read_if_json(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     let mut bytes = head[..n].to_vec();
     file.read_to_end(&mut bytes)?;
     Ok(Some(bytes))
-}
-
-/// Writes `bytes` to `path` and syncs it (for files written once, at creation).
-fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = fs_err::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Syncs a directory, so that a rename in it survives a crash.
