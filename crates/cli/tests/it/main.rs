@@ -5,5 +5,6 @@ mod crash;
 mod faults;
 mod ipfs;
 mod layouts;
+mod load;
 mod registries;
 mod support;
