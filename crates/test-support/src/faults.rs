@@ -70,6 +70,14 @@ pub enum Fault {
     WrongContentLength,
     /// Forward; replace `Docker-Content-Digest` with the digest of other bytes.
     WrongDigest,
+    /// Answer this status with a JSON-looking body of this many bytes, without forwarding
+    /// (an error or token body far larger than any real one).
+    HugeBody {
+        /// The status.
+        status: u16,
+        /// The body's size.
+        bytes: usize,
+    },
 }
 
 impl Fault {
@@ -93,7 +101,10 @@ impl Fault {
 
     /// Whether the request is answered without reaching the upstream.
     fn before_forwarding(&self) -> bool {
-        matches!(self, Fault::Status(_) | Fault::TooManyRequests { .. })
+        matches!(
+            self,
+            Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::HugeBody { .. }
+        )
     }
 }
 
@@ -109,6 +120,7 @@ impl std::fmt::Display for Fault {
             }
             Fault::WrongContentLength => f.write_str("short Content-Length"),
             Fault::WrongDigest => f.write_str("wrong Docker-Content-Digest"),
+            Fault::HugeBody { status, bytes } => write!(f, "{status} with a {bytes}-byte body"),
         }
     }
 }
@@ -499,6 +511,17 @@ impl State {
                     .insert(RETRY_AFTER, HeaderValue::from(retry_after));
                 return resp;
             }
+            Some(f @ Fault::HugeBody { status, bytes }) => {
+                self.record(&method, &path, Some(f));
+                let mut body = Vec::with_capacity(bytes);
+                body.extend_from_slice(br#"{"errors":[{"code":"HUGE","message":""#);
+                body.resize(bytes.saturating_sub(4).max(body.len()), b'x');
+                body.extend_from_slice(br#""}]}"#);
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return resp;
+            }
             _ => {}
         }
         let upstream = match self.forward(req, &path).await {
@@ -559,7 +582,9 @@ impl State {
                 FaultBody::spawn(body, chunk.max(1), pause, Ending::Complete).boxed(),
                 len,
             ),
-            Fault::Status(_) | Fault::TooManyRequests { .. } => unreachable!("answered above"),
+            Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::HugeBody { .. } => {
+                unreachable!("answered above")
+            }
         };
         parts
             .headers
