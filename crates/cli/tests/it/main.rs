@@ -7,4 +7,5 @@ mod ipfs;
 mod layouts;
 mod load;
 mod registries;
+mod security;
 mod support;
