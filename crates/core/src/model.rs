@@ -104,6 +104,13 @@ impl Manifest {
             digest: digest.clone(),
             reason,
         };
+        // serde reads a struct from a JSON array too, field by position; a manifest is an
+        // object (found by the `manifest_successors` fuzz target).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(invalid(
+                "not a manifest JSON document: it is not a JSON object".into(),
+            ));
+        }
         let raw: RawManifest = serde_json::from_slice(&bytes)
             .map_err(|e| invalid(format!("not a manifest JSON document: {e}")))?;
         let declared = media_type_str(descriptor);

@@ -3,5 +3,6 @@
 mod engine;
 mod fixtures;
 mod locations;
+mod manifest;
 mod memory;
 mod verify;
