@@ -20,8 +20,13 @@ use crate::store::StoreInfo;
 
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("blob_locations_v1");
 
-/// How long an open waits for another process to release the database.
-const OPEN_PATIENCE: Duration = Duration::from_secs(5);
+/// How long the load at start waits for another process to release the database: a copy
+/// that cannot read the cache soon goes on without it.
+const READ_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long the merge at the end waits: what the copy learned is worth a longer wait, as
+/// many processes finishing together take turns.
+const WRITE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Entries older than this are dropped when the cache is written.
 pub const MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -50,12 +55,12 @@ pub fn default_cache_path() -> Option<PathBuf> {
     Some(base.join("ferry").join("locations.redb"))
 }
 
-fn open(path: &Path) -> Result<Database> {
+fn open(path: &Path, patience: Duration) -> Result<Database> {
     let started = Instant::now();
     loop {
         match Database::create(path) {
             Ok(db) => return Ok(db),
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < OPEN_PATIENCE => {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < patience => {
                 std::thread::sleep(Duration::from_millis(5 + fastrand_ms()));
             }
             Err(e) => {
@@ -95,7 +100,7 @@ impl PersistentLocations {
                 Error::io(format!("creating cache directory `{}`", dir.display()), e)
             })?;
         }
-        let db = open(&path)?;
+        let db = open(&path, READ_PATIENCE)?;
         let mut known = HashMap::new();
         {
             let tx = db.begin_read().map_err(|e| cache_err(&path, "read", e))?;
@@ -143,7 +148,7 @@ impl PersistentLocations {
         if dirty.is_empty() && forgotten.is_empty() {
             return Ok(());
         }
-        let db = open(&self.path)?;
+        let db = open(&self.path, WRITE_PATIENCE)?;
         let tx = db
             .begin_write()
             .map_err(|e| cache_err(&self.path, "write", e))?;
