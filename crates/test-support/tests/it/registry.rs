@@ -179,7 +179,10 @@ fn registry_process_stops_on_drop() {
     let proc_dir = std::path::PathBuf::from(format!("/proc/{}", registry.pid()));
     assert!(proc_dir.exists());
     drop(registry);
-    assert!(!proc_dir.exists(), "the registry process was not reaped on drop");
+    assert!(
+        !proc_dir.exists(),
+        "the registry process was not reaped on drop"
+    );
 }
 
 #[test]
