@@ -201,8 +201,9 @@ pub fn image(
 }
 
 /// Writes an index of `manifests` images sharing a pool of `pool` random layers of
-/// `blob_size` bytes: image `i` holds a window of `max(2, pool / 100)` consecutive layers
-/// starting at `i * pool / manifests`, so every layer belongs to about two images. Each image
+/// `blob_size` bytes: image `i` holds a window of `⌈2 · pool / manifests⌉` (at least 2)
+/// consecutive layers starting at `i * pool / manifests`, so every layer belongs to about two
+/// images. Each image
 /// has its own config.
 pub fn shared_index(
     dir: &Path,
@@ -216,7 +217,7 @@ pub fn shared_index(
     let layers = (0..pool)
         .map(|i| w.random_layer(seed.wrapping_mul(7_919).wrapping_add(i as u64), blob_size))
         .collect::<Result<Vec<_>>>()?;
-    let window = (pool / 100).max(2);
+    let window = (2 * pool).div_ceil(manifests.max(1)).max(2);
     let mut blobs: BTreeSet<Desc> = layers.iter().cloned().collect();
     let mut entries = Vec::new();
     for i in 0..manifests {

@@ -83,6 +83,11 @@ enum Sub {
 }
 
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() >= 4 && args[1] == measure::HELPER_ARG {
+        // Before anything else is allocated: see `measure::helper`.
+        std::process::exit(measure::helper(Path::new(&args[2]), &args[3], &args[4..]));
+    }
     let cli = Cli::parse();
     if let Some(Sub::Floor {
         src,
@@ -271,8 +276,21 @@ fn first_line(program: &Path, args: &[&str]) -> String {
 }
 
 fn versions(p: &Programs) -> Vec<String> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let commit = Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(&workspace)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
     vec![
-        format!("ferry: `{}`", first_line(&p.ferry, &["--version"])),
+        format!(
+            "ferry: `{}` (`{}`), workspace at `{commit}`",
+            first_line(&p.ferry, &["--version"]),
+            p.ferry.display()
+        ),
         format!("skopeo: `{}`", first_line(&p.skopeo, &["--version"])),
         format!(
             "docker-registry: `{}`",
@@ -320,8 +338,17 @@ fn machine(work: &Path) -> Vec<String> {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     vec![
         format!("CPU: {model}, {cores} cores (`nproc`)"),
+        format!(
+            "load average when the run started: {load} (the machine is shared; figures are medians of alternating runs)"
+        ),
         format!("memory: {mem}"),
         format!("kernel: Linux {kernel}"),
         format!("working directory filesystem: {fs}"),

@@ -52,34 +52,91 @@ fn wait4(pid: u32) -> std::io::Result<Reaped> {
     })
 }
 
-/// Runs `command` to completion, its stdout and stderr going to files in `logs` named after
-/// `label`; fails with the tail of its stderr when it exits unsuccessfully.
-pub fn run(mut command: Command, logs: &Path, label: &str) -> Result<Usage> {
+/// The argument that makes `ferry-bench` act as the measuring parent:
+/// `ferry-bench __measure OUT PROGRAM ARGS...`.
+pub const HELPER_ARG: &str = "__measure";
+
+/// The helper side: spawns `program` with `args` (stdio inherited), reaps it with `wait4`,
+/// writes `wall_ns cpu_ns max_rss_bytes status` to `out`, and returns the exit code to pass on.
+///
+/// Why a helper: `ru_maxrss` counts the memory of the process that spawned the child up to its
+/// `exec` (with `vfork`/`posix_spawn` the parent's whole address space), so a child of the
+/// harness would report at least the harness's own RSS. This helper is spawned before it
+/// allocates anything, so the baseline it adds is its own few MiB at start.
+pub fn helper(out: &Path, program: &str, args: &[String]) -> i32 {
+    let start = Instant::now();
+    let child = match Command::new(program).args(args).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("start `{program}`: {e}");
+            return 127;
+        }
+    };
+    let reaped = match wait4(child.id()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wait for `{program}`: {e}");
+            return 127;
+        }
+    };
+    let wall = start.elapsed();
+    let line = format!(
+        "{} {} {} {}\n",
+        wall.as_nanos(),
+        reaped.cpu.as_nanos(),
+        reaped.max_rss,
+        reaped.status
+    );
+    if let Err(e) = std::fs::write(out, line) {
+        eprintln!("write `{}`: {e}", out.display());
+        return 127;
+    }
+    if libc::WIFEXITED(reaped.status) {
+        libc::WEXITSTATUS(reaped.status)
+    } else {
+        128 + libc::WTERMSIG(reaped.status)
+    }
+}
+
+/// Runs `command` to completion under the measuring helper (`bench __measure`), its stdout and
+/// stderr going to files in `logs` named after `label`; fails with the tail of its stderr
+/// when it exits unsuccessfully.
+pub fn run(bench: &Path, command: Command, logs: &Path, label: &str) -> Result<Usage> {
     let out_path = logs.join(format!("{label}.out"));
     let err_path = logs.join(format!("{label}.err"));
+    let usage_path = logs.join(format!("{label}.usage"));
     let stdout = std::fs::File::create(&out_path)?;
     let stderr = std::fs::File::create(&err_path)?;
-    command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
-    let start = Instant::now();
-    let child = command
-        .spawn()
+    let mut helper = Command::new(bench);
+    helper
+        .arg(HELPER_ARG)
+        .arg(&usage_path)
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (k, v) in command.get_envs() {
+        match v {
+            Some(v) => helper.env(k, v),
+            None => helper.env_remove(k),
+        };
+    }
+    helper.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+    let status = helper
+        .status()
         .with_context(|| format!("start {command:?}"))?;
-    // The child is reaped here by `wait4`, never by `Child::wait`.
-    let reaped = wait4(child.id()).with_context(|| format!("wait for {command:?}"))?;
-    let wall = start.elapsed();
-    if !(libc::WIFEXITED(reaped.status) && libc::WEXITSTATUS(reaped.status) == 0) {
+    let text = std::fs::read_to_string(&usage_path).unwrap_or_default();
+    let fields: Vec<u128> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if !status.success() || fields.len() != 4 {
         let err = std::fs::read_to_string(&err_path).unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(8).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "{label} failed (wait status {}): {}",
-            reaped.status,
-            tail.join(" | ")
-        );
+        bail!("{label} failed ({status}): {}", tail.join(" | "));
     }
     Ok(Usage {
-        wall,
-        cpu: reaped.cpu,
-        max_rss: reaped.max_rss,
+        wall: Duration::from_nanos(fields[0] as u64),
+        cpu: Duration::from_nanos(fields[1] as u64),
+        max_rss: fields[2] as u64,
     })
 }

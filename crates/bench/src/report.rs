@@ -300,8 +300,10 @@ const METHOD: &str = r#"
   In the distant scenarios the proxy waits 10 ms before forwarding each request.
 - Images: random bytes wrapped as uncompressed tar layers (OCI media types), written to an OCI
   layout and pushed once per scenario to its source registry.
-- Each tool runs as a child process; wall time from spawn to exit, CPU time (user + system) and
-  peak RSS from `wait4`. skopeo runs inside `unshare --mount` with its blob-info cache
+- Each tool runs as a child process of a small measuring helper (`ferry-bench __measure`), which
+  takes wall time from spawn to exit and CPU time (user + system) and peak RSS from `wait4`.
+  Linux counts the spawning process's memory up to `exec` into `ru_maxrss`, so the helper is
+  spawned before it allocates: every peak RSS includes its baseline of about 3 MiB. skopeo runs inside `unshare --mount` with its blob-info cache
   directory bind-mounted from a per-run (cold) or per-scenario, primed (warm) directory; the
   wrapper's few milliseconds count towards skopeo.
 - ferry: `ferry cp SRC DST --plain-http -q`, its location cache under a fresh

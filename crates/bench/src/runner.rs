@@ -230,7 +230,7 @@ impl Runner {
                 let label = format!("{}-{tool}-prime", scenario.name);
                 let command =
                     self.command(tool, source.endpoint(), dst.endpoint(), &cache, false)?;
-                if let Err(e) = measure::run(command, &self.logs, &label) {
+                if let Err(e) = measure::run(&self.programs.bench, command, &self.logs, &label) {
                     runs.get_mut(&tool).expect("tool").error = Some(format!("{e:#}"));
                 }
             }
@@ -313,7 +313,7 @@ impl Runner {
             r.proxy.take();
         }
         let label = format!("{}-{tool}-{}", scenario.name, rep + 1);
-        let usage = measure::run(command, &self.logs, &label)?;
+        let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         let mut exchanges: Vec<Arc<Exchange>> = Vec::new();
         let mut log_requests = 0;
         for (r, mark) in src_registry.iter().zip(&marks) {
