@@ -149,9 +149,12 @@ impl PersistentLocations {
             return Ok(());
         }
         let db = open(&self.path, WRITE_PATIENCE)?;
-        let tx = db
+        let mut tx = db
             .begin_write()
             .map_err(|e| cache_err(&self.path, "write", e))?;
+        // A cache: the commit is crash-consistent either way, and the fsync of an immediate
+        // commit would cost every copy tens of milliseconds for data that can be relearned.
+        tx.set_durability(redb::Durability::Eventual);
         {
             let mut table = tx
                 .open_table(TABLE)
