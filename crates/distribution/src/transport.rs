@@ -220,8 +220,16 @@ impl Req {
 }
 
 /// The HTTP client shared by every registry of a [`crate::RegistryClient`].
+///
+/// Plain-HTTP requests go through a client without TLS. The TLS client (root certificates
+/// loaded from the system, which takes tens of milliseconds) is built on the first `https`
+/// request, so a copy that never speaks TLS never pays for it.
 pub(crate) struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    plain: Client<HttpConnector, RequestBody>,
+    tls: std::sync::OnceLock<
+        std::result::Result<Client<HttpsConnector<HttpConnector>, RequestBody>, String>,
+    >,
+    insecure: bool,
     user_agent: HeaderValue,
     timeouts: Timeouts,
     retry: RetryPolicy,
@@ -237,16 +245,55 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A client; `insecure` accepts any TLS certificate.
+    /// A transport; `insecure` accepts any TLS certificate.
     pub fn new(
         insecure: bool,
         user_agent: &str,
         timeouts: Timeouts,
         retry: RetryPolicy,
     ) -> Result<Self> {
+        let plain = Self::builder().build(Self::http_connector(&timeouts));
+        let user_agent = HeaderValue::from_str(user_agent)
+            .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
+        Ok(Self {
+            plain,
+            tls: std::sync::OnceLock::new(),
+            insecure,
+            user_agent,
+            timeouts,
+            retry,
+        })
+    }
+
+    fn builder() -> hyper_util::client::legacy::Builder {
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .timer(TokioTimer::new());
+        builder
+    }
+
+    fn http_connector(timeouts: &Timeouts) -> HttpConnector {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeouts.connect));
+        http
+    }
+
+    /// The TLS client, built on first use.
+    fn tls_client(&self) -> Result<&Client<HttpsConnector<HttpConnector>, RequestBody>> {
+        self.tls
+            .get_or_init(|| self.build_tls().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::store("tls", e.clone()))
+    }
+
+    fn build_tls(&self) -> Result<Client<HttpsConnector<HttpConnector>, RequestBody>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = if insecure {
+        let builder = if self.insecure {
             let config = rustls::ClientConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| Error::store("tls", format!("TLS setup failed: {e}")))?
@@ -269,28 +316,12 @@ impl Transport {
                 }
             }
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeouts.connect));
         let connector = builder
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .timer(TokioTimer::new())
-            .build(connector);
-        let user_agent = HeaderValue::from_str(user_agent)
-            .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
-        Ok(Self {
-            client,
-            user_agent,
-            timeouts,
-            retry,
-        })
+            .wrap_connector(Self::http_connector(&self.timeouts));
+        Ok(Self::builder().build(connector))
     }
 
     /// The idle timeout for streamed bodies.
@@ -339,7 +370,11 @@ impl Transport {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
         }
         let request = builder.body(body)?;
-        let fut = self.client.request(request);
+        let fut = if request.uri().scheme_str() == Some("https") {
+            self.tls_client()?.request(request)
+        } else {
+            self.plain.request(request)
+        };
         if streamed {
             // The response comes once the whole body is sent; the body has its idle timeout.
             Ok(fut.await?)
