@@ -12,8 +12,11 @@ use crate::registry::Registry;
 use crate::repository::Repository;
 use crate::transport::{RetryPolicy, Timeouts, Transport};
 
-/// Blobs up to this size are uploaded in one `PUT`; larger ones in chunks.
-pub const DEFAULT_CHUNK_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// Blobs up to this size are streamed in one `PUT`, reading and sending at once; larger ones
+/// go in chunks (`PATCH`), which a broken connection resumes from the registry's offset. A
+/// streamed upload that breaks is started over by the copy engine, so chunking pays only for
+/// layers so large that starting over costs more than the round trip per chunk.
+pub const DEFAULT_CHUNK_THRESHOLD: u64 = 4 * 1024 * 1024 * 1024;
 /// The size of each chunk of a chunked upload (raised to the registry's
 /// `OCI-Chunk-Min-Length`).
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
