@@ -60,6 +60,10 @@ where
     }
 }
 
+/// How many existence checks and mount attempts may run per allowed transfer: they move no
+/// blob bytes through the client, and a promotion is nothing but them.
+const REQUESTS_PER_TRANSFER: usize = 4;
+
 /// A callback receiving [`CopyEvent`]s.
 pub type EventSink = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
 
@@ -130,9 +134,10 @@ pub async fn copy(
         })
         .await?;
     }
-    let mut report = copy_graph(src, dst.clone(), root.clone(), options).await?;
+    let tag = dst_tag.filter(|_| !options.dry_run);
+    let (mut report, tagged) = run_graph(src, dst.clone(), root.clone(), options, tag).await?;
     if let Some(tag) = dst_tag {
-        if !options.dry_run {
+        if !options.dry_run && !tagged {
             with_retries("tag", || dst.tag(&root, tag)).await?;
         }
         report.tags.push(tag.to_string());
@@ -206,16 +211,31 @@ pub async fn copy_graph(
     root: Descriptor,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
+    Ok(run_graph(src, dst, root, options, None).await?.0)
+}
+
+/// Copies the graph; with `root_tag`, the root manifest is pushed tagged in one step. Returns
+/// the report and whether the tag was set.
+async fn run_graph(
+    src: Arc<dyn ReadStore>,
+    dst: Arc<dyn WriteStore>,
+    root: Descriptor,
+    options: &CopyOptions,
+    root_tag: Option<&str>,
+) -> Result<(CopyReport, bool)> {
     let started = Instant::now();
     let engine = Arc::new(Engine {
         src,
         dst,
         options: options.clone(),
         permits: Semaphore::new(options.concurrency.max(1)),
+        requests: Semaphore::new(options.concurrency.max(1) * REQUESTS_PER_TRANSFER),
         nodes: Mutex::new(HashMap::new()),
         report: Mutex::new(Vec::new()),
         copied_manifests: Mutex::new(Vec::new()),
         failure: Mutex::new(None),
+        root_tag: root_tag.map(|t| (root.digest().clone(), t.to_string())),
+        root_tagged: std::sync::atomic::AtomicBool::new(false),
     });
     tracing::info!(
         source = %engine.src,
@@ -252,7 +272,8 @@ pub async fn copy_graph(
         ms = report.duration.as_millis() as u64,
         "copy done"
     );
-    Ok(report)
+    let tagged = engine.root_tagged.load(std::sync::atomic::Ordering::SeqCst);
+    Ok((report, tagged))
 }
 
 /// A node failed; the error is in [`Engine::failure`].
@@ -265,11 +286,19 @@ struct Engine {
     src: Arc<dyn ReadStore>,
     dst: Arc<dyn WriteStore>,
     options: CopyOptions,
+    /// Transfers of bytes at once ([`CopyOptions::concurrency`]).
     permits: Semaphore,
+    /// Existence checks and mount attempts at once: requests that carry no blob bytes through
+    /// the client, so more of them run than transfers.
+    requests: Semaphore,
     nodes: Mutex<HashMap<Digest, NodeFuture>>,
     report: Mutex<Vec<NodeReport>>,
     copied_manifests: Mutex<Vec<Descriptor>>,
     failure: Mutex<Option<Error>>,
+    /// The root's digest and the tag to push it under, if any.
+    root_tag: Option<(Digest, String)>,
+    /// Whether the root was pushed tagged.
+    root_tagged: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -404,13 +433,20 @@ impl Engine {
             let _permit = self.permits.acquire().await.expect("semaphore open");
             self.emit(CopyEvent::Copying(descriptor.clone()));
             let size = manifest.bytes.len() as u64;
-            with_retries("push manifest", || {
-                self.dst.push(
-                    descriptor,
-                    crate::store::bytes_stream(manifest.bytes.clone()),
-                )
-            })
-            .await?;
+            let bytes = || crate::store::bytes_stream(manifest.bytes.clone());
+            match &self.root_tag {
+                Some((root, tag)) if root == descriptor.digest() => {
+                    with_retries("push root", || {
+                        self.dst.push_tagged(descriptor, bytes(), tag)
+                    })
+                    .await?;
+                    self.root_tagged
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                _ => {
+                    with_retries("push manifest", || self.dst.push(descriptor, bytes())).await?;
+                }
+            }
             self.emit(CopyEvent::Bytes {
                 descriptor: descriptor.clone(),
                 done: size,
@@ -428,12 +464,13 @@ impl Engine {
     }
 
     async fn copy_blob(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
-        let _permit = self.permits.acquire().await.expect("semaphore open");
         with_retries("copy blob", || self.copy_blob_once(descriptor)).await
     }
 
-    /// One try of [`Engine::copy_blob`], under its permit.
+    /// One try of [`Engine::copy_blob`]: the existence check and the mount chain under a
+    /// request permit, the fallback stream under a transfer permit.
     async fn copy_blob_once(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
+        let request_permit = self.requests.acquire().await.expect("semaphore open");
         let started = Instant::now();
         let digest = descriptor.digest();
         let candidates = self.options.locations.locations(digest);
@@ -469,6 +506,8 @@ impl Engine {
                 node.strategy = Some(by);
             }
             ChainOutcome::Fallback { upload } => {
+                drop(request_permit);
+                let _permit = self.permits.acquire().await.expect("semaphore open");
                 self.emit(CopyEvent::Copying(descriptor.clone()));
                 let stream = self.src.fetch(descriptor).await?;
                 let stream = self.progress(descriptor, stream);

@@ -103,6 +103,19 @@ pub trait WriteStore: ReadStore {
     /// Points `tag` at `descriptor`, which the store must already hold.
     async fn tag(&self, descriptor: &Descriptor, tag: &str) -> Result<()>;
 
+    /// Stores the manifest `descriptor` from `data` and points `tag` at it. A store that can do
+    /// both at once overrides this (a registry `PUT`s the manifest by tag: one request instead
+    /// of two); the default pushes, then tags.
+    async fn push_tagged(
+        &self,
+        descriptor: &Descriptor,
+        data: ByteStream,
+        tag: &str,
+    ) -> Result<()> {
+        self.push(descriptor, data).await?;
+        self.tag(descriptor, tag).await
+    }
+
     /// Optional abilities of this store. None by default.
     fn capabilities(&self) -> Capabilities<'_> {
         Capabilities::default()

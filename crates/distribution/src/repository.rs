@@ -354,13 +354,20 @@ impl Repository {
         }
     }
 
-    async fn push_manifest(&self, desc: &Descriptor, data: ByteStream) -> Result<()> {
+    /// Verifies and `PUT`s manifest `desc` under `reference` (its digest, or a tag: a
+    /// registry stores a manifest put by tag under its digest too).
+    async fn push_manifest(
+        &self,
+        desc: &Descriptor,
+        data: ByteStream,
+        reference: &str,
+    ) -> Result<()> {
         let what = format!("manifest `{}`", desc.digest());
         let bytes =
             read_to_bytes(verify_stream(desc, data)?, &what, DEFAULT_MANIFEST_LIMIT).await?;
         let media_type = media_type_str(desc);
         let headers = self
-            .put_manifest(desc.digest().as_ref(), &media_type, bytes.clone())
+            .put_manifest(reference, &media_type, bytes.clone())
             .await?;
         self.remember(desc.digest(), &bytes);
         if !headers.contains_key("oci-subject")
@@ -511,10 +518,27 @@ impl ReadStore for Repository {
 impl WriteStore for Repository {
     async fn push(&self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
         if is_manifest(&media_type_str(descriptor)) {
-            return self.push_manifest(descriptor, data).await;
+            return self
+                .push_manifest(descriptor, data, descriptor.digest().as_ref())
+                .await;
         }
         let session = self.start_upload().await?;
         session.upload(descriptor, data).await
+    }
+
+    async fn push_tagged(
+        &self,
+        descriptor: &Descriptor,
+        data: ByteStream,
+        tag: &str,
+    ) -> Result<()> {
+        crate::reference::validate_tag(tag)?;
+        // A registry digests what it is given by tag with sha256; other digests go by digest.
+        if *descriptor.digest().algorithm() != ferry_core::model::DigestAlgorithm::Sha256 {
+            self.push(descriptor, data).await?;
+            return self.tag(descriptor, tag).await;
+        }
+        self.push_manifest(descriptor, data, tag).await
     }
 
     async fn tag(&self, descriptor: &Descriptor, tag: &str) -> Result<()> {

@@ -639,3 +639,82 @@ fn chain_display_names_the_chain() {
         Descriptor::new(LAYER.into(), 0, ferry_core::sha256(b"")),
     );
 }
+
+/// A destination that pushes and tags in one step, counting how it was asked.
+#[derive(Debug)]
+struct OneStepTagging {
+    inner: MemoryStore,
+    tagged_pushes: AtomicUsize,
+    tags: AtomicUsize,
+}
+impl std::fmt::Display for OneStepTagging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("one-step")
+    }
+}
+#[async_trait]
+impl ReadStore for OneStepTagging {
+    fn info(&self) -> &ferry_core::StoreInfo {
+        self.inner.info()
+    }
+    async fn exists(&self, d: &Descriptor) -> ferry_core::Result<bool> {
+        self.inner.exists(d).await
+    }
+    async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ByteStream> {
+        self.inner.fetch(d).await
+    }
+    async fn resolve(&self, r: &str) -> ferry_core::Result<Descriptor> {
+        self.inner.resolve(r).await
+    }
+    async fn referrers(&self, s: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
+        self.inner.referrers(s).await
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+#[async_trait]
+impl WriteStore for OneStepTagging {
+    async fn push(&self, d: &Descriptor, data: ByteStream) -> ferry_core::Result<()> {
+        self.inner.push(d, data).await
+    }
+    async fn tag(&self, d: &Descriptor, t: &str) -> ferry_core::Result<()> {
+        self.tags.fetch_add(1, Ordering::SeqCst);
+        self.inner.tag(d, t).await
+    }
+    async fn push_tagged(
+        &self,
+        d: &Descriptor,
+        data: ByteStream,
+        t: &str,
+    ) -> ferry_core::Result<()> {
+        self.tagged_pushes.fetch_add(1, Ordering::SeqCst);
+        self.inner.push(d, data).await?;
+        self.inner.tag(d, t).await
+    }
+}
+
+#[tokio::test]
+async fn the_root_is_pushed_and_tagged_in_one_step_when_the_store_can() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let (m, _) = image(&src, &[layer(&src, 10)]);
+    src.tag(&m, "v1").await.unwrap();
+    let dst = Arc::new(OneStepTagging {
+        inner: MemoryStore::new("dst"),
+        tagged_pushes: AtomicUsize::new(0),
+        tags: AtomicUsize::new(0),
+    });
+    copy(src.clone(), "v1", dst.clone(), Some("v1"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(dst.tagged_pushes.load(Ordering::SeqCst), 1);
+    assert_eq!(dst.tags.load(Ordering::SeqCst), 0, "no separate tag step");
+    assert_eq!(dst.inner.resolve("v1").await.unwrap().digest(), m.digest());
+    // When the root is already there, it is only tagged.
+    copy(src, "v1", dst.clone(), Some("v2"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(dst.tagged_pushes.load(Ordering::SeqCst), 1);
+    assert_eq!(dst.tags.load(Ordering::SeqCst), 1);
+    assert_eq!(dst.inner.resolve("v2").await.unwrap().digest(), m.digest());
+}
