@@ -53,14 +53,6 @@ impl Generated {
     pub fn blob_bytes(&self) -> u64 {
         self.blobs.iter().map(|b| b.size).sum()
     }
-
-    /// Number of distinct layers (blobs that are not configs).
-    pub fn layers(&self) -> usize {
-        self.blobs
-            .iter()
-            .filter(|b| b.media_type == OCI_LAYER)
-            .count()
-    }
 }
 
 /// An OCI image layout being written.

@@ -90,8 +90,8 @@ pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
                     let over = ratio(f.wall, fl.wall) - 1.0;
                     (format!("{:+.1}%", over * 100.0), Some(over <= p))
                 }
-                (Target::RequestsAtMostLayersPlus(n), Some(f), _, _) => {
-                    let limit = sr.content.layers() + n;
+                (Target::RequestsAtMostBlobsPlus(n), Some(f), _, _) => {
+                    let limit = sr.content.blobs.len() + n;
                     (
                         format!("{} (limit {limit})", f.requests),
                         Some(f.requests <= limit),

@@ -65,8 +65,9 @@ pub enum Target {
     WallRatio(f64),
     /// skopeo's median CPU time / ferry's ≥ this.
     CpuRatio(f64),
-    /// ferry's requests ≤ layers + this.
-    RequestsAtMostLayersPlus(usize),
+    /// ferry's requests ≤ N + this, N the image's blobs (config and layers), as the
+    /// request-economy target counts them.
+    RequestsAtMostBlobsPlus(usize),
     /// ferry's median wall time ≤ the floor's × (1 + this).
     WithinFloor(f64),
     /// ferry's peak RSS ≤ this many bytes.
@@ -80,7 +81,9 @@ impl fmt::Display for Target {
         match self {
             Self::WallRatio(r) => write!(f, "wall skopeo/ferry ≥ {r}×"),
             Self::CpuRatio(r) => write!(f, "CPU skopeo/ferry ≥ {r}×"),
-            Self::RequestsAtMostLayersPlus(n) => write!(f, "ferry requests ≤ layers + {n}"),
+            Self::RequestsAtMostBlobsPlus(n) => {
+                write!(f, "ferry requests ≤ N + {n} (N blobs: config and layers)")
+            }
             Self::WithinFloor(p) => write!(f, "ferry wall ≤ floor + {:.0}%", p * 100.0),
             Self::MaxRss(b) => write!(f, "ferry peak RSS ≤ {} MiB", b >> 20),
             Self::FetchedOnce => write!(f, "each blob fetched at most once"),
@@ -214,7 +217,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             Kind::Promotion { warm: true },
             false,
             &[Ferry, Skopeo],
-            &[WallRatio(2.0), RequestsAtMostLayersPlus(4)],
+            &[WallRatio(2.0), RequestsAtMostBlobsPlus(4)],
         ),
         Scenario::new(
             "promotion-cold",
@@ -228,7 +231,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             Kind::Promotion { warm: true },
             true,
             &[Ferry, Skopeo],
-            &[WallRatio(2.5), RequestsAtMostLayersPlus(4)],
+            &[WallRatio(2.5), RequestsAtMostBlobsPlus(4)],
         ),
         Scenario::new(
             "registry-copy",
