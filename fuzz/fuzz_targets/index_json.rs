@@ -1,12 +1,14 @@
 //! The layout's `index.json` parser and tagging on arbitrary bytes: no panic; after
 //! `set_tag(descriptor, tag)` and a round trip through the bytes the layout writes, `tag`
-//! resolves to that descriptor's content and every other tag still resolves as before.
+//! resolves to that descriptor's content and every other tag still resolves as before; a
+//! digest read from it names a file only inside `blobs/<algorithm>/`.
 #![no_main]
 
+use std::path::{Component, Path};
 use std::str::FromStr;
 
 use ferry_core::{Descriptor, Digest};
-use ferry_fs_store::layout::{IndexJson, validate_tag};
+use ferry_fs_store::layout::{IndexJson, blob_path_in, validate_tag};
 use libfuzzer_sys::fuzz_target;
 
 const FRESH: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
@@ -57,6 +59,16 @@ fuzz_target!(|data: &[u8]| {
         let first = tags.iter().find(|(t, _)| t == tag).map(|(_, d)| d);
         assert_eq!(index.resolve_tag(tag).as_ref(), first);
         assert!(index.resolve_digest(descriptor.digest()).is_some());
+        // A digest from index.json names a file only inside `blobs/<algorithm>/`.
+        if let Ok(path) = blob_path_in(Path::new("/layout"), descriptor.digest()) {
+            let rest = path.strip_prefix("/layout/blobs").expect("under blobs/");
+            let parts: Vec<_> = rest.components().collect();
+            assert_eq!(parts.len(), 2, "{path:?}");
+            assert!(matches!(parts[0], Component::Normal(_)), "{path:?}");
+            assert!(matches!(parts[1], Component::Normal(_)), "{path:?}");
+            let hex = parts[1].as_os_str().to_str().expect("UTF-8");
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{path:?}");
+        }
     }
 
     // Tag a descriptor the index does not list, and one it lists (retagging), under a new
