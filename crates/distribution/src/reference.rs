@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use ferry_core::{Digest, Error, Result};
-use oci_spec::distribution::{ParseError, Reference as OciReference};
+use oci_spec::distribution::ParseError;
 
 /// The registry name docker gives short names (`alpine`, `library/alpine`).
 pub const DOCKER_HUB: &str = "docker.io";
@@ -47,23 +47,71 @@ impl Reference {
                     .into(),
             ));
         }
-        let parsed = OciReference::try_from(input).map_err(|e| invalid(explain(input, &e)))?;
-        let digest = parsed
-            .digest()
+        let parts = split_reference(input).map_err(|r| invalid(explain(input, r)))?;
+        Reference::from_parts(
+            input,
+            parts.registry,
+            parts.repository,
+            parts.tag,
+            parts.digest,
+        )
+    }
+
+    /// Parses `input` with `oci_spec`'s regex-based reference parser, then checks it as
+    /// [`Reference::parse`] does.
+    ///
+    /// [`Reference::parse`] implements the same grammar by hand, because compiling that regex
+    /// costs most of a short command's CPU time. This is the reference implementation the
+    /// differential tests and the `reference` fuzz target compare it with; nothing else should
+    /// call it.
+    #[doc(hidden)]
+    pub fn parse_with_oci_spec(input: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::invalid("reference", input, reason);
+        if input.trim() != input || input.is_empty() {
+            return Err(invalid(
+                "a reference looks like `registry.example.com/repo:tag` or `alpine`, without spaces"
+                    .into(),
+            ));
+        }
+        let parsed = oci_spec::distribution::Reference::try_from(input)
+            .map_err(|e| invalid(explain(input, Refusal::from(e))))?;
+        Reference::from_parts(
+            input,
+            parsed.registry().to_string(),
+            parsed.repository().to_string(),
+            parsed.tag(),
+            parsed.digest(),
+        )
+    }
+
+    /// The reference `input` parsed into, once the grammar accepted it: checks the digest with
+    /// [`Digest`]'s rules, and the repository and tag with the distribution spec's.
+    fn from_parts(
+        input: &str,
+        registry: String,
+        repository: String,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<Self> {
+        let digest = digest
             .map(|d| {
-                Digest::from_str(d)
-                    .map_err(|e| invalid(format!("its digest `{d}` is invalid: {e}")))
+                Digest::from_str(d).map_err(|e| {
+                    Error::invalid(
+                        "reference",
+                        input,
+                        format!("its digest `{d}` is invalid: {e}"),
+                    )
+                })
             })
             .transpose()?;
-        let registry = parsed.registry().to_string();
-        validate_repository(parsed.repository())?;
-        if let Some(tag) = parsed.tag() {
+        validate_repository(&repository)?;
+        if let Some(tag) = tag {
             validate_tag(tag)?;
         }
         Ok(Reference {
             registry,
-            repository: parsed.repository().to_string(),
-            tag: parsed.tag().map(str::to_string),
+            repository,
+            tag: tag.map(str::to_string),
             digest,
         })
     }
@@ -146,12 +194,181 @@ pub fn api_host(registry: &str) -> &str {
     }
 }
 
-fn explain(input: &str, e: &ParseError) -> String {
-    match e {
-        ParseError::NameContainsUppercase => {
-            "repository names are lowercase; write it in lowercase".into()
+/// The parts of a reference the grammar accepted, before [`Reference::from_parts`] checks them.
+#[derive(Debug)]
+struct Parts<'a> {
+    registry: String,
+    repository: String,
+    tag: Option<&'a str>,
+    digest: Option<&'a str>,
+}
+
+/// Why the reference grammar refused an input: the cases `oci_spec`'s parser tells apart, so that
+/// both parsers explain a refusal in the same words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Format,
+    NameEmpty,
+    NameTooLong,
+    Uppercase,
+    TagFormat,
+    DigestFormat,
+    DigestLength,
+    DigestUnsupported,
+}
+
+impl From<ParseError> for Refusal {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::ReferenceInvalidFormat => Refusal::Format,
+            ParseError::NameEmpty => Refusal::NameEmpty,
+            ParseError::NameTooLong => Refusal::NameTooLong,
+            ParseError::NameContainsUppercase => Refusal::Uppercase,
+            ParseError::TagInvalidFormat => Refusal::TagFormat,
+            ParseError::DigestInvalidFormat => Refusal::DigestFormat,
+            ParseError::DigestInvalidLength => Refusal::DigestLength,
+            ParseError::DigestUnsupported => Refusal::DigestUnsupported,
         }
-        ParseError::ReferenceInvalidFormat => {
+    }
+}
+
+/// Splits `input` by docker/distribution's reference grammar, the one `oci_spec` (0.10) checks
+/// with a regex:
+///
+/// ```text
+/// reference  := name [ ":" tag ] [ "@" digest ]
+/// name       := [ domain "/" ] component ( "/" component )*
+/// domain     := label ( "." label )* [ ":" [0-9]+ ]
+/// label      := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
+/// component  := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+/// tag        := [\w][\w.-]{0,127}
+/// digest     := algorithm ":" [0-9a-fA-F]{32,}
+/// algorithm  := [A-Za-z][A-Za-z0-9]* ( [-_+.] [A-Za-z][A-Za-z0-9]* )*
+/// ```
+///
+/// The first component is the registry when it holds a `.` or a `:` or is `localhost` (whether or
+/// not it is a valid domain: `a_b.c/x` is registry `a_b.c`), else the registry is `docker.io`;
+/// `index.docker.io` is `docker.io`, whose one-component names get `library/`. The repository is
+/// at most 255 characters, and a digest of `sha256`, `sha384` or `sha512` has the length of its
+/// algorithm; other algorithms are refused. A reference without tag or digest gets `latest`.
+///
+/// Only the grammar: the repository's case, the tag's ASCII-ness and the digest's hex case are
+/// left to [`Reference::from_parts`], as they were with `oci_spec`'s parser.
+fn split_reference(input: &str) -> std::result::Result<Parts<'_>, Refusal> {
+    let (rest, digest) = match input.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (input, None),
+    };
+    if digest.is_some_and(|d| !digest_grammar(d)) {
+        return Err(Refusal::Format);
+    }
+    // A `:` in the name only ever ends a domain, before a port and a `/`, and a tag holds neither
+    // `:` nor `/`: the tag is whatever follows a last `:` that comes after the last `/`.
+    let (name, tag) = match rest.rfind(':') {
+        Some(colon) if !rest[colon..].contains('/') => (&rest[..colon], Some(&rest[colon + 1..])),
+        _ => (rest, None),
+    };
+    if tag.is_some_and(|t| !tag_grammar(t)) || !name_grammar(name) {
+        return Err(Refusal::Format);
+    }
+
+    let (mut registry, mut repository) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first, rest.to_string())
+        }
+        _ => (DOCKER_HUB, name.to_string()),
+    };
+    if registry == "index.docker.io" {
+        registry = DOCKER_HUB;
+    }
+    if registry == DOCKER_HUB && !repository.contains('/') {
+        repository.insert_str(0, "library/");
+    }
+    if repository.len() > MAX_REPOSITORY_LENGTH {
+        return Err(Refusal::NameTooLong);
+    }
+    if let Some(digest) = digest {
+        let (algorithm, hex) = digest.split_once(':').ok_or(Refusal::DigestFormat)?;
+        let expected = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => return Err(Refusal::DigestUnsupported),
+        };
+        if hex.len() != expected {
+            return Err(Refusal::DigestLength);
+        }
+    }
+    Ok(Parts {
+        registry: registry.to_string(),
+        repository,
+        tag: if tag.is_none() && digest.is_none() {
+            Some(DEFAULT_TAG)
+        } else {
+            tag
+        },
+        digest,
+    })
+}
+
+/// `[ domain "/" ] component ( "/" component )*`: a domain is always the first component, so
+/// the name is either all components or a domain, a `/` and components.
+fn name_grammar(name: &str) -> bool {
+    let components = |path: &str| path.split('/').all(valid_component);
+    components(name)
+        || name
+            .split_once('/')
+            .is_some_and(|(domain, path)| domain_grammar(domain) && components(path))
+}
+
+/// `label ( "." label )* [ ":" [0-9]+ ]`, labels of ASCII letters, digits and inner `-`.
+fn domain_grammar(domain: &str) -> bool {
+    let (host, port) = match domain.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (domain, None),
+    };
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'-')
+    };
+    host.split('.').all(label)
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|x| x.is_ascii_digit()))
+}
+
+/// `[\w][\w.-]{0,127}`, where `\w` is Unicode's word characters as in the regex (approximated
+/// outside ASCII by letters and digits; any non-ASCII tag is refused later by [`validate_tag`]).
+fn tag_grammar(tag: &str) -> bool {
+    let word = |c: char| c == '_' || c.is_alphanumeric();
+    let mut chars = tag.chars();
+    chars.next().is_some_and(word)
+        && chars.all(|c| word(c) || c == '.' || c == '-')
+        && tag.chars().count() <= MAX_TAG_LENGTH
+}
+
+/// `algorithm ":" [0-9a-fA-F]{32,}`, with algorithm components of ASCII letters and digits,
+/// each starting with a letter, joined by one of `-_+.`.
+fn digest_grammar(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let component = |c: &str| {
+        let b = c.as_bytes();
+        !b.is_empty() && b[0].is_ascii_alphabetic() && b.iter().all(u8::is_ascii_alphanumeric)
+    };
+    algorithm.split(['-', '_', '+', '.']).all(component)
+        && hex.len() >= 32
+        && hex.bytes().all(|x| x.is_ascii_hexdigit())
+}
+
+fn explain(input: &str, refusal: Refusal) -> String {
+    match refusal {
+        Refusal::Uppercase => "repository names are lowercase; write it in lowercase".into(),
+        Refusal::Format => {
             let name = input.split(['@']).next().unwrap_or(input);
             let path = name.rsplit_once('/').map_or(name, |(_, r)| r);
             let path = path.split(':').next().unwrap_or(path);
@@ -167,20 +384,18 @@ fn explain(input: &str, e: &ParseError) -> String {
                     .into()
             }
         }
-        ParseError::NameEmpty => "the repository name is empty".into(),
-        ParseError::NameTooLong => {
+        Refusal::NameEmpty => "the repository name is empty".into(),
+        Refusal::NameTooLong => {
             format!("the repository name is longer than {MAX_REPOSITORY_LENGTH} characters")
         }
-        ParseError::TagInvalidFormat => tag_rule().into(),
-        ParseError::DigestInvalidFormat => {
+        Refusal::TagFormat => tag_rule().into(),
+        Refusal::DigestFormat => {
             "a digest is `ALGORITHM:HEX`, as in `sha256:<64 hex digits>`".into()
         }
-        ParseError::DigestInvalidLength => {
+        Refusal::DigestLength => {
             "the digest has the wrong length for its algorithm (sha256 takes 64 hex digits)".into()
         }
-        ParseError::DigestUnsupported => {
-            "unsupported digest algorithm; use sha256 or sha512".into()
-        }
+        Refusal::DigestUnsupported => "unsupported digest algorithm; use sha256 or sha512".into(),
     }
 }
 

@@ -5,5 +5,6 @@
 mod auth;
 mod copy;
 mod fake;
+mod reference;
 mod store;
 mod support;
