@@ -44,7 +44,11 @@ const LOCK_FILE: &str = "index.lock";
 /// Writes are buffered in chunks this large; larger chunks go straight to the file.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Fetches read the file in chunks this large.
-const READ_CHUNK: usize = 1024 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
+/// Chunks a fetch reads ahead of its consumer: enough to overlap reading with hashing and
+/// sending, few enough that many blobs read at once hold little memory (`READ_CHUNK` ×
+/// (`READ_AHEAD` + 1) per blob, 768 KiB).
+const READ_AHEAD: usize = 2;
 /// Chunks in flight between the file thread and the async side.
 const CHANNEL_DEPTH: usize = 8;
 /// Only blobs this small are read when looking for manifests (referrers, resolve by digest).
@@ -467,7 +471,7 @@ impl ReadStore for OciLayout {
             Err(e) => return Err(Error::io(format!("opening `{}`", path.display()), e)),
         };
         tracing::debug!(layout = %self, digest = %descriptor.digest(), "fetch blob");
-        let (tx, rx) = mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(READ_AHEAD);
         tokio::task::spawn_blocking(move || read_file_into(file, &path, tx));
         Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
@@ -664,29 +668,18 @@ fn write_blob(mut rx: mpsc::Receiver<Chunk>, tmp_dir: &Path, target: &Path) -> R
     )))
 }
 
-/// Reads `file` in chunks into `tx` until the end, an error, or the receiver is gone.
+/// Reads `file` in chunks of [`READ_CHUNK`] into `tx` until the end, an error, or the receiver
+/// is gone.
+///
+/// Each chunk is read into the spare capacity of a fresh buffer by `read_to_end`, which neither
+/// zeroes it first nor gives up on `EINTR`.
 fn read_file_into(mut file: std::fs::File, path: &Path, tx: mpsc::Sender<Result<Bytes>>) {
     loop {
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut filled = 0;
-        let result = loop {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        break Ok(());
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        if filled > 0 {
-            buf.truncate(filled);
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return;
-            }
+        let mut chunk = Vec::with_capacity(READ_CHUNK);
+        let result = (&mut file).take(READ_CHUNK as u64).read_to_end(&mut chunk);
+        let filled = chunk.len();
+        if filled > 0 && tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            return;
         }
         match result {
             Err(e) => {
@@ -694,8 +687,8 @@ fn read_file_into(mut file: std::fs::File, path: &Path, tx: mpsc::Sender<Result<
                     tx.blocking_send(Err(Error::io(format!("reading `{}`", path.display()), e)));
                 return;
             }
-            Ok(()) if filled < READ_CHUNK => return,
-            Ok(()) => {}
+            Ok(_) if filled < READ_CHUNK => return,
+            Ok(_) => {}
         }
     }
 }
