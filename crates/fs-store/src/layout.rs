@@ -260,9 +260,30 @@ impl OciLayout {
             .set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
+        // Blobs are renamed or linked into `blobs/<alg>/` without syncing the directory each
+        // time; one sync per directory here makes every entry durable before the index that
+        // refers to them, so a crash never leaves an index naming a blob that is not there.
+        self.sync_blob_dirs().map_err(io)?;
         tmp.persist(self.root.join(INDEX_FILE))
             .map_err(|e| io(e.error))?;
         sync_dir(&self.root).map_err(io)?;
+        Ok(())
+    }
+
+    /// Syncs every `blobs/<algorithm>` directory.
+    fn sync_blob_dirs(&self) -> std::io::Result<()> {
+        let blobs = self.root.join(BLOBS_DIR);
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                sync_dir(&entry.path())?;
+            }
+        }
         Ok(())
     }
 
@@ -657,7 +678,8 @@ fn write_blob(mut rx: mpsc::Receiver<Chunk>, tmp_dir: &Path, target: &Path) -> R
                     Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(io(e.error)),
                 }
-                sync_dir(parent).map_err(io)?;
+                // The directory entry is made durable with all others of the copy, before
+                // `index.json` refers to it (see `OciLayout::write_index`).
                 return Ok(());
             }
         }

@@ -13,7 +13,7 @@ use ferry_core::{
     Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo,
 };
 
-use crate::layout::{OciLayout, WORK_DIR, blob_path_in, blocking, sync_dir};
+use crate::layout::{OciLayout, WORK_DIR, blob_path_in, blocking};
 
 /// How a blob was brought over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,10 +273,7 @@ impl LinkWork {
                     .map_err(|e| io("setting permissions of", tmp.path(), e))?;
                 file.sync_all().map_err(|e| io("syncing", tmp.path(), e))?;
                 return match tmp.persist_noclobber(&self.dst_path) {
-                    Ok(_) => {
-                        sync_dir(parent).map_err(|e| Error::io("syncing the destination", e))?;
-                        Ok(Linked::Done(Method::Reflink))
-                    }
+                    Ok(_) => Ok(Linked::Done(Method::Reflink)),
                     Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
                         Ok(Linked::Present)
                     }
@@ -301,10 +298,7 @@ impl LinkWork {
         }
         self.check_cancelled()?;
         match std::fs::hard_link(&self.src_path, &self.dst_path) {
-            Ok(()) => {
-                sync_dir(parent).map_err(|e| Error::io("syncing the destination", e))?;
-                Ok(Linked::Done(Method::Hardlink))
-            }
+            Ok(()) => Ok(Linked::Done(Method::Hardlink)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Linked::Present),
             Err(e) => Ok(Linked::Unsupported(format!(
                 "cannot reflink or hardlink `{}` to `{}`: {e}",
