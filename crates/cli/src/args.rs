@@ -122,6 +122,10 @@ pub struct CpArgs {
     /// after the source repository and the repositories the blob-location cache knows.
     #[arg(long, value_name = "REPO")]
     pub mount_from: Vec<String>,
+    /// Also try a mount without `from`, last: registries that find a blob in any repository the
+    /// identity may read mount it from there (the OCI distribution spec allows it).
+    #[arg(long)]
+    pub anonymous_mount: bool,
     /// An IPFS trustless gateway (`http://127.0.0.1:8080`): blobs with an IPFS address (an
     /// `ipfs://` url, a CID map entry, or the raw CID of their digest) are fetched from IPFS,
     /// every block verified, instead of from the source. Adds `ipfs` to the `auto` chain.

@@ -116,7 +116,11 @@ pub async fn run(mut args: CpArgs) -> Result<()> {
 /// Builds the chain `--mount` names.
 pub fn build_chain(args: &CpArgs, config: &Config) -> Result<MountChain> {
     let shared = || SharedStorageMount::new().with_trusted(args.trust_source_storage);
-    let cross = || CrossRepoMount::new().with_mount_from(args.mount_from.iter().cloned());
+    let cross = || {
+        CrossRepoMount::new()
+            .with_mount_from(args.mount_from.iter().cloned())
+            .with_anonymous_mount(args.anonymous_mount)
+    };
     let ipfs = || -> Result<IpfsMount> {
         let Some(url) = &args.ipfs_gateway else {
             bail!(ferry_core::Error::invalid(

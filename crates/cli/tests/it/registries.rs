@@ -529,3 +529,59 @@ fn copies_into_and_out_of_a_registry_on_object_storage() {
         );
     }
 }
+
+/// An anonymous mount (no `from`) lets a registry that finds the blob anywhere mount it. The
+/// fake registry stands in for such a registry: distribution 2.8 ignores a mount without
+/// `from`.
+#[test]
+fn anonymous_mount_is_tried_last_when_asked_for() {
+    let fake = ferry_test_support::FakeRegistry::start().unwrap();
+    let image = ImageBuilder::new().layers(&[2000, 3000]).seed(41).build();
+    fake.put_content("elsewhere/app", &image, Some("v1"));
+    let dir = tempfile::tempdir().unwrap();
+    let src = layout_of(&dir.path().join("in"), "v1", &image);
+
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--anonymous-mount",
+        &src,
+        &format!("{}/dst/app:v1", fake.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("Mounted "))
+            .count(),
+        3,
+        "{}",
+        run.stdout
+    );
+    let anonymous = fake
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.query_param("mount").is_some()
+                && r.query_param("from").is_none()
+        })
+        .count();
+    assert_eq!(anonymous, 3, "one mount without `from` per blob");
+
+    // Without the flag no such request is sent and the blobs are streamed.
+    fake.reset_counts();
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        &src,
+        &format!("{}/plain/app:v1", fake.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("Mounted "), "{}", run.stdout);
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.query_param("mount").is_none())
+    );
+}
