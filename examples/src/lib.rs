@@ -12,3 +12,32 @@
 //! [`AdminLinkMount`]: admin_link::AdminLinkMount
 
 pub mod admin_link;
+
+use ferry_core::{Action, CopyReport};
+
+/// Prints one line per node of `report` (how it got there) and a summary line.
+pub fn print_report(report: &CopyReport) {
+    for node in &report.nodes {
+        let how = match node.action {
+            Action::Mounted => format!(
+                "by {} from {}",
+                node.strategy.as_deref().unwrap_or("?"),
+                node.from.as_deref().unwrap_or("?")
+            ),
+            _ => format!("{} bytes", node.bytes),
+        };
+        println!(
+            "{:<7} {} {}",
+            node.action.verb(),
+            node.descriptor.digest(),
+            how
+        );
+    }
+    println!(
+        "{} nodes, {} mounted, {} bytes streamed, root {}",
+        report.nodes.len(),
+        report.count(Action::Mounted),
+        report.bytes,
+        report.root.digest()
+    );
+}

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use ferry_core::{Action, CopyOptions, MountChain, copy};
+use ferry_core::{CopyOptions, MountChain, copy};
 use ferry_distribution::{ClientOptions, CrossRepoMount, Reference, RegistryClient};
 use ferry_examples::admin_link::AdminLinkMount;
 use ferry_fs_store::SharedStorageMount;
@@ -68,28 +68,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
 
-    for node in &report.nodes {
-        let how = match node.action {
-            Action::Mounted => format!(
-                "by {} from {}",
-                node.strategy.as_deref().unwrap_or("?"),
-                node.from.as_deref().unwrap_or("?")
-            ),
-            _ => format!("{} bytes", node.bytes),
-        };
-        println!(
-            "{:<7} {} {}",
-            node.action.verb(),
-            node.descriptor.digest(),
-            how
-        );
-    }
-    println!(
-        "{} nodes, {} mounted, {} bytes streamed, root {}",
-        report.nodes.len(),
-        report.count(Action::Mounted),
-        report.bytes,
-        report.root.digest()
-    );
+    ferry_examples::print_report(&report);
     Ok(())
 }
