@@ -278,3 +278,53 @@ async fn identity_tokens_are_exchanged_with_the_refresh_grant() {
         "{tokens:#?}"
     );
 }
+
+/// Tokens are reused while they live and fetched again once `expires_in` has passed (less a
+/// safety margin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_cache_honours_expiry() {
+    for (lifetime, wait, expected) in [(300u64, false, 1usize), (1, true, 2)] {
+        let issuer = TokenIssuer::builder()
+            .user("alice", "pw")
+            .allow("alice", "team/*", &["pull", "push"])
+            .expires_in(lifetime)
+            .start()
+            .unwrap();
+        let registry = start_registry(Registry::builder().token_auth(&issuer)).await;
+        let client = client_with(Credentials::anonymous().with(
+            registry.addr(),
+            Credential::Basic {
+                username: "alice".into(),
+                password: "pw".into(),
+            },
+        ));
+        let store = repo(&client, registry.addr(), "team/app");
+        let (missing, _) = ferry_core::conformance::random_blob(10);
+        assert!(!store.exists(&missing).await.unwrap());
+        if wait {
+            // Let the one-second token run out (the cache drops it a quarter early).
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+        assert!(!store.exists(&missing).await.unwrap());
+        let granted = issuer.requests().iter().filter(|t| t.status == 200).count();
+        assert_eq!(
+            granted,
+            expected,
+            "lifetime {lifetime}s: {:#?}",
+            issuer.requests()
+        );
+        // An expired token is replaced before it is sent: the registry refuses only the first,
+        // credential-less request.
+        let refused = registry
+            .requests()
+            .iter()
+            .filter(|r| r.status == 401)
+            .count();
+        assert_eq!(
+            refused,
+            1,
+            "lifetime {lifetime}s: {:#?}",
+            registry.requests()
+        );
+    }
+}
