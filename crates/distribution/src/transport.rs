@@ -429,12 +429,18 @@ impl Transport {
     }
 }
 
-/// A `Retry-After` of seconds (an HTTP date is ignored: the backoff applies).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// A `Retry-After` of seconds or an HTTP date, at most a minute away.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    v.parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(60)))
+    let wait = match v.parse::<u64>() {
+        Ok(s) => Duration::from_secs(s),
+        Err(_) => {
+            let at = httpdate::parse_http_date(v).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(Duration::from_secs(60)))
 }
 
 /// A URL fit for logs: no user info, and the values of query parameters that may carry a
@@ -540,14 +546,29 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds() {
+    fn retry_after_seconds_and_dates() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        // A date in the past: retry now.
         h.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        // A date ahead: wait until then (to the second), at most a minute.
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(20));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(18) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
     }
 }
