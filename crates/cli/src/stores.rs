@@ -100,9 +100,11 @@ impl Clients {
             &args.to_username,
             to_pw,
         )?;
-        for (opts, user, pw, flag, host) in [
-            (&mut from_opts, fu, fp, "--from", from_host),
-            (&mut to_opts, tu, tp, "--to", to_host),
+        // Credentials given on the command line, per side: (registry, credential).
+        let (mut from_cred, mut to_cred): (Option<(&str, Credential)>, _) = (None, None);
+        for (slot, user, pw, flag, host) in [
+            (&mut from_cred, fu, fp, "--from", from_host),
+            (&mut to_cred, tu, tp, "--to", to_host),
         ] {
             match (user, pw) {
                 (Some(username), Some(password)) => {
@@ -110,9 +112,7 @@ impl Clients {
                         tracing::warn!("{flag}-username is ignored: that side is not a registry");
                         continue;
                     };
-                    opts.credentials =
-                        std::mem::replace(&mut opts.credentials, Credentials::anonymous())
-                            .with(host, Credential::Basic { username, password });
+                    *slot = Some((host, Credential::Basic { username, password }));
                 }
                 (Some(_), None) => bail!(Error::invalid(
                     "flag",
@@ -128,6 +128,33 @@ impl Clients {
                     format!("needs `{flag}-username`")
                 )),
                 (None, None) => {}
+            }
+        }
+        // Both sides speak alike and no registry gets two different credentials: one client,
+        // so a copy inside one registry shares one connection pool and one token cache.
+        let same_transport =
+            from_opts.plain_http == to_opts.plain_http && from_opts.insecure == to_opts.insecure;
+        let conflict =
+            matches!((&from_cred, &to_cred), (Some((a, x)), Some((b, y))) if a == b && x != y);
+        if same_transport && !conflict {
+            let mut credentials = Credentials::from_docker_config();
+            for (host, credential) in from_cred.into_iter().chain(to_cred) {
+                credentials = credentials.with(host, credential);
+            }
+            let client = RegistryClient::new(ClientOptions {
+                credentials,
+                ..from_opts
+            })?;
+            return Ok(Self {
+                from: client.clone(),
+                to: client,
+            });
+        }
+        for (opts, cred) in [(&mut from_opts, from_cred), (&mut to_opts, to_cred)] {
+            if let Some((host, credential)) = cred {
+                opts.credentials =
+                    std::mem::replace(&mut opts.credentials, Credentials::anonymous())
+                        .with(host, credential);
             }
         }
         Ok(Self {
