@@ -2,7 +2,8 @@
 //!
 //! The database is opened only for short moments (one read at start, one merge at
 //! [`PersistentLocations::flush`]), so any number of ferry processes can share one cache file:
-//! while another process holds it, an open is retried for a bounded time, and a cache that
+//! readers share it, a writer holds it alone for the merge, an open that finds it held is
+//! retried for a bounded time, and a cache that
 //! stays busy or unreadable is skipped with a warning, never failing a copy. redb commits are
 //! atomic, so a killed process never leaves a corrupt cache.
 
@@ -12,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use oci_spec::image::Digest;
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Builder, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{BlobLocations, Location, upsert_location};
 use crate::error::{Error, Result};
@@ -55,10 +56,70 @@ pub fn default_cache_path() -> Option<PathBuf> {
     Some(base.join("ferry").join("locations.redb"))
 }
 
+/// Memory redb may use for its page cache: the table is read once and written once.
+const PAGE_CACHE: usize = 4 << 20;
+
+/// Opens `path` for writing (creating it), waiting up to `patience` for other processes.
+///
+/// A file in a format this redb cannot read (an older cache) is replaced: it only held hints
+/// that the next copies learn again.
 fn open(path: &Path, patience: Duration) -> Result<Database> {
+    let mut replaced = false;
+    retry(path, patience, || {
+        match Builder::new().set_cache_size(PAGE_CACHE).create(path) {
+            Err(redb::DatabaseError::UpgradeRequired(version)) if !replaced => {
+                replaced = true;
+                tracing::info!(
+                    cache = %path.display(),
+                    version,
+                    "replacing a blob-location cache written in an older format"
+                );
+                std::fs::remove_file(path).map_err(redb::DatabaseError::from)?;
+                Builder::new().set_cache_size(PAGE_CACHE).create(path)
+            }
+            other => other,
+        }
+    })
+}
+
+/// Opens `path` for reading; `None` when there is no cache yet or it needs a writer's repair
+/// (a process was killed while writing it; the next write repairs it).
+fn open_read_only(path: &Path, patience: Duration) -> Result<Option<ReadOnlyDatabase>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    match retry(path, patience, || {
+        Builder::new()
+            .set_cache_size(PAGE_CACHE)
+            .open_read_only(path)
+    }) {
+        Ok(db) => Ok(Some(db)),
+        Err(e) => {
+            let source =
+                std::error::Error::source(&e).and_then(|s| s.downcast_ref::<redb::DatabaseError>());
+            if matches!(
+                source,
+                Some(redb::DatabaseError::RepairAborted | redb::DatabaseError::UpgradeRequired(_))
+            ) {
+                tracing::debug!(error = %e, "blob-location cache not readable until rewritten");
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Calls `open` until it does not fail with [`redb::DatabaseError::DatabaseAlreadyOpen`], for
+/// up to `patience`.
+fn retry<T>(
+    path: &Path,
+    patience: Duration,
+    mut open: impl FnMut() -> std::result::Result<T, redb::DatabaseError>,
+) -> Result<T> {
     let started = Instant::now();
     loop {
-        match Database::create(path) {
+        match open() {
             Ok(db) => return Ok(db),
             Err(redb::DatabaseError::DatabaseAlreadyOpen) if started.elapsed() < patience => {
                 std::thread::sleep(Duration::from_millis(5 + fastrand_ms()));
@@ -100,9 +161,8 @@ impl PersistentLocations {
                 Error::io(format!("creating cache directory `{}`", dir.display()), e)
             })?;
         }
-        let db = open(&path, READ_PATIENCE)?;
         let mut known = HashMap::new();
-        {
+        if let Some(db) = open_read_only(&path, READ_PATIENCE)? {
             let tx = db.begin_read().map_err(|e| cache_err(&path, "read", e))?;
             match tx.open_table(TABLE) {
                 Ok(table) => {
@@ -120,7 +180,6 @@ impl PersistentLocations {
                 Err(e) => return Err(cache_err(&path, "read", e)),
             }
         }
-        drop(db);
         Ok(Self {
             path,
             state: Mutex::new(State {
@@ -149,12 +208,9 @@ impl PersistentLocations {
             return Ok(());
         }
         let db = open(&self.path, WRITE_PATIENCE)?;
-        let mut tx = db
+        let tx = db
             .begin_write()
             .map_err(|e| cache_err(&self.path, "write", e))?;
-        // A cache: the commit is crash-consistent either way, and the fsync of an immediate
-        // commit would cost every copy tens of milliseconds for data that can be relearned.
-        tx.set_durability(redb::Durability::Eventual);
         {
             let mut table = tx
                 .open_table(TABLE)

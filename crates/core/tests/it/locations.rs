@@ -35,6 +35,38 @@ fn locations_survive_the_process_and_keep_the_newest_first() {
     assert!(cache.locations(&digest(3)).is_empty());
 }
 
+/// A cache file written by the older redb format that earlier ferry versions used is
+/// replaced, not an error: it held hints only.
+#[test]
+fn a_cache_in_an_older_format_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locations.redb");
+    {
+        let db = redb2::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb2::TableDefinition::<&str, &[u8]>::new(
+            "blob_locations_v1",
+        ))
+        .unwrap()
+        .insert("sha256:00", b"[]".as_slice())
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(matches!(
+        redb::Database::create(&path),
+        Err(redb::DatabaseError::UpgradeRequired(_))
+    ));
+    let a = StoreInfo::new("registry", "r:5000", "a");
+    {
+        let cache = PersistentLocations::open(&path).expect("an old cache is not an error");
+        assert!(cache.locations(&digest(1)).is_empty());
+        cache.record(&digest(1), &a);
+        cache.flush().expect("the old file is replaced");
+    }
+    let cache = PersistentLocations::open(&path).unwrap();
+    assert_eq!(cache.locations(&digest(1))[0].store, a);
+}
+
 #[test]
 fn two_users_of_one_cache_at_once_both_work() {
     let dir = tempfile::tempdir().unwrap();
