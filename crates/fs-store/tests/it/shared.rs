@@ -130,6 +130,51 @@ async fn corrupt_source_file_is_not_linked_unless_trusted() {
     );
 }
 
+/// Large files are hashed through memory maps, window by window: a change anywhere in them,
+/// the last partial window included, is found; an intact one is linked.
+#[tokio::test]
+async fn large_source_files_are_verified_in_every_window() {
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let dst = layout(dir.path(), "dst");
+    // Five windows of 2 MiB and a partial sixth.
+    let size = 10 * 1024 * 1024 + 123;
+    let (desc, data) = random_blob(size);
+    for at in [0, 3 * 1024 * 1024 + 7, size - 1] {
+        let mut wrong = data.to_vec();
+        wrong[at] ^= 0x40;
+        plant(&src, &desc, &wrong);
+        match mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await {
+            MountOutcome::Declined { reason, .. } => {
+                assert!(reason.contains("does not match"), "byte {at}: {reason}");
+            }
+            other => panic!("byte {at} changed, yet {other:?}"),
+        }
+        assert!(!dst.exists(&desc).await.unwrap(), "byte {at}: linked");
+    }
+    plant(&src, &desc, &data);
+    let strategy = SharedStorageMount::new();
+    assert!(matches!(
+        mount(&strategy, &src, dst.as_ref(), &desc).await,
+        MountOutcome::Mounted { .. }
+    ));
+    assert_eq!(read_all(dst.as_ref(), &desc).await, data);
+
+    // The same strategy, having found no reflink on this filesystem, goes on hardlinking.
+    let (small, small_data) = random_blob(3_000);
+    src.push(&small, bytes_stream(small_data.clone()))
+        .await
+        .unwrap();
+    match mount(&strategy, &src, dst.as_ref(), &small).await {
+        MountOutcome::Mounted { by, .. } => assert_eq!(by, "hardlink"),
+        other => panic!("expected a hardlink, got {other:?}"),
+    }
+    assert_eq!(
+        inode(&src.blob_path(small.digest()).unwrap()),
+        inode(&dst.blob_path(small.digest()).unwrap())
+    );
+}
+
 #[tokio::test]
 async fn source_file_of_the_wrong_size_is_declined_even_when_trusted() {
     let dir = tempdir();
