@@ -165,6 +165,11 @@ pub struct RegistryArgs {
     /// Accept any TLS certificate from the destination registry.
     #[arg(long)]
     pub to_insecure: bool,
+    /// Hash blobs pushed to a registry in ferry too. Registries must refuse content that does
+    /// not match its digest (`DIGEST_INVALID`, exit 5), so by default ferry only counts the
+    /// bytes and leaves the hashing to the registry; use this for one that does not check.
+    #[arg(long)]
+    pub verify_uploads: bool,
     /// User name for the source registry (else docker's config.json and credential helpers).
     #[arg(long, env = "FERRY_FROM_USERNAME", value_name = "USER")]
     pub from_username: Option<String>,

@@ -53,6 +53,8 @@ pub struct Defaults {
     pub ipfs_cid_map: Option<PathBuf>,
     /// `--no-cache`.
     pub no_cache: Option<bool>,
+    /// `--verify-uploads` for every registry.
+    pub verify_uploads: Option<bool>,
 }
 
 /// One registry's table.
@@ -66,6 +68,8 @@ pub struct RegistryConfig {
     pub plain_http: Option<bool>,
     /// Accept any TLS certificate from it.
     pub insecure: Option<bool>,
+    /// Hash blobs pushed to it in ferry too (for a registry that does not check digests).
+    pub verify_uploads: Option<bool>,
     /// Everything else: storage options (`trusted`, S3 `endpoint`, `region`, keys, ...),
     /// checked by [`StorageRoot::parse`], which refuses unknown ones by name.
     #[serde(flatten)]
@@ -159,6 +163,7 @@ impl Config {
         let r = &mut args.registry;
         r.plain_http |= d.plain_http.unwrap_or(false);
         r.insecure |= d.insecure.unwrap_or(false);
+        r.verify_uploads |= d.verify_uploads.unwrap_or(false);
         if let Some(reg) = from_host.and_then(|h| self.registry(h)) {
             r.from_plain_http |= reg.plain_http.unwrap_or(false);
             r.from_insecure |= reg.insecure.unwrap_or(false);
@@ -166,6 +171,7 @@ impl Config {
         if let Some(reg) = to_host.and_then(|h| self.registry(h)) {
             r.to_plain_http |= reg.plain_http.unwrap_or(false);
             r.to_insecure |= reg.insecure.unwrap_or(false);
+            r.verify_uploads |= reg.verify_uploads.unwrap_or(false);
         }
     }
 

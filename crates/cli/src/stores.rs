@@ -82,6 +82,7 @@ impl Clients {
                     insecure,
                     credentials: creds,
                     retry: retry_policy(args),
+                    verify_uploads: args.verify_uploads,
                     ..Default::default()
                 },
                 user.clone(),

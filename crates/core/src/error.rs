@@ -25,13 +25,18 @@ pub enum Error {
     },
     /// The bytes received do not hash to the expected digest.
     #[error(
-        "content of `{expected}` does not match its digest (got `{actual}`); the source is corrupt or changed, nothing was committed"
+        "content of `{expected}` does not match its digest ({}); the source is corrupt or changed, nothing was committed",
+        match actual {
+            Some(actual) => format!("got `{actual}`"),
+            None => "the destination hashed it and refused it".to_string(),
+        }
     )]
     DigestMismatch {
         /// The digest the descriptor promised.
         expected: Digest,
-        /// The digest of the bytes actually received.
-        actual: Digest,
+        /// The digest of the bytes actually received; `None` when the destination found the
+        /// mismatch (a registry answering `DIGEST_INVALID`) without saying what it computed.
+        actual: Option<Digest>,
     },
     /// The bytes received are more or fewer than the descriptor's size.
     #[error(

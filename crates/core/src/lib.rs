@@ -44,4 +44,4 @@ pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{
     ByteStream, Capabilities, FetchFromAddress, ReadStore, StoreInfo, WriteStore, bytes_stream,
 };
-pub use verify::{Hasher, sha256, verify_bytes, verify_stream};
+pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

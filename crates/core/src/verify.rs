@@ -92,7 +92,7 @@ pub fn verify_bytes(descriptor: &Descriptor, data: &[u8]) -> Result<()> {
     if &actual != digest {
         return Err(Error::DigestMismatch {
             expected: digest.clone(),
-            actual,
+            actual: Some(actual),
         });
     }
     Ok(())
@@ -112,16 +112,37 @@ pub fn verify_stream(descriptor: &Descriptor, inner: ByteStream) -> Result<ByteS
         digest: descriptor.digest().clone(),
         expected: descriptor.size(),
         seen: 0,
+        complete: false,
         done: false,
     }))
 }
 
+/// Wraps a byte stream so that it yields exactly the descriptor's size, or an error, without
+/// hashing: for a destination that hashes what it commits itself and refuses a mismatch (an
+/// OCI registry must answer `DIGEST_INVALID` to a `PUT ?digest=` whose content does not match),
+/// so the bytes are hashed once, not twice. More bytes than the size fail at once; a stream
+/// that ends early yields [`Error::SizeMismatch`] before its end reaches the consumer.
+pub fn check_size_stream(descriptor: &Descriptor, inner: ByteStream) -> ByteStream {
+    Box::pin(VerifyingStream {
+        inner,
+        hasher: None,
+        digest: descriptor.digest().clone(),
+        expected: descriptor.size(),
+        seen: 0,
+        complete: false,
+        done: false,
+    })
+}
+
 struct VerifyingStream {
     inner: ByteStream,
+    /// `None` when only the size is checked.
     hasher: Option<Hasher>,
     digest: Digest,
     expected: u64,
     seen: u64,
+    /// Every byte was yielded (and verified); the inner stream must now end.
+    complete: bool,
     done: bool,
 }
 
@@ -131,17 +152,17 @@ impl VerifyingStream {
         Poll::Ready(Some(Err(e)))
     }
 
-    fn check_digest(&mut self) -> Result<()> {
-        let actual = self
-            .hasher
-            .take()
-            .expect("hasher present until the end")
-            .finish();
-        if actual != self.digest {
-            return Err(Error::DigestMismatch {
-                expected: self.digest.clone(),
-                actual,
-            });
+    /// Marks the content complete, checking the digest when hashing.
+    fn complete(&mut self) -> Result<()> {
+        self.complete = true;
+        if let Some(hasher) = self.hasher.take() {
+            let actual = hasher.finish();
+            if actual != self.digest {
+                return Err(Error::DigestMismatch {
+                    expected: self.digest.clone(),
+                    actual: Some(actual),
+                });
+            }
         }
         Ok(())
     }
@@ -154,8 +175,7 @@ impl Stream for VerifyingStream {
         if self.done {
             return Poll::Ready(None);
         }
-        if self.hasher.is_none() {
-            // All bytes were yielded and verified; the inner stream must now end.
+        if self.complete {
             return match self.inner.as_mut().poll_next(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => {
@@ -184,7 +204,7 @@ impl Stream for VerifyingStream {
             Poll::Ready(None) => {
                 if self.seen == self.expected {
                     // Only reachable for empty content.
-                    if let Err(e) = self.check_digest() {
+                    if let Err(e) = self.complete() {
                         return self.fail(e);
                     }
                     self.done = true;
@@ -210,9 +230,11 @@ impl Stream for VerifyingStream {
                     return self.fail(e);
                 }
                 self.seen = seen;
-                self.hasher.as_mut().expect("hasher present").update(&chunk);
+                if let Some(hasher) = self.hasher.as_mut() {
+                    hasher.update(&chunk);
+                }
                 if seen == self.expected
-                    && let Err(e) = self.check_digest()
+                    && let Err(e) = self.complete()
                 {
                     return self.fail(e);
                 }

@@ -44,6 +44,12 @@ pub struct ClientOptions {
     /// instead of a `GET` whose manifest bytes are kept for the copy that follows (one request
     /// fewer per copy).
     pub resolve_with_head: bool,
+    /// Hash every blob pushed, in ferry, as well as in the registry. A registry must refuse a
+    /// blob whose content does not match the digest of its `PUT ?digest=` (`DIGEST_INVALID`),
+    /// which ferry reports as [`ferry_core::Error::DigestMismatch`] like its own check; so by
+    /// default ferry only counts the bytes it sends and leaves the hashing to the registry,
+    /// which does it anyway. Turn this on for a registry that does not check digests.
+    pub verify_uploads: bool,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +64,7 @@ impl Default for ClientOptions {
             chunk_threshold: DEFAULT_CHUNK_THRESHOLD,
             chunk_size: DEFAULT_CHUNK_SIZE,
             resolve_with_head: false,
+            verify_uploads: false,
         }
     }
 }
@@ -68,6 +75,7 @@ pub(crate) struct Settings {
     pub chunk_threshold: u64,
     pub chunk_size: u64,
     pub resolve_with_head: bool,
+    pub verify_uploads: bool,
 }
 
 /// A client for OCI distribution registries. Cheap to clone; clones share one connection
@@ -120,6 +128,7 @@ impl RegistryClient {
                     chunk_threshold: options.chunk_threshold,
                     chunk_size: options.chunk_size.max(1),
                     resolve_with_head: options.resolve_with_head,
+                    verify_uploads: options.verify_uploads,
                 }),
                 registries: Mutex::new(HashMap::new()),
             }),

@@ -41,6 +41,12 @@ pub(crate) fn registry_errors(body: &[u8]) -> String {
     truncate(text, MESSAGE_LIMIT)
 }
 
+/// Whether a distribution error body carries the error code `code` (`DIGEST_INVALID`, ...).
+pub(crate) fn has_error_code(body: &[u8], code: &str) -> bool {
+    serde_json::from_slice::<ErrorBody>(body)
+        .is_ok_and(|parsed| parsed.errors.iter().any(|e| e.code == code))
+}
+
 fn truncate(mut s: String, limit: usize) -> String {
     if s.len() > limit {
         let mut cut = limit;

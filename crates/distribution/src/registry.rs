@@ -245,6 +245,7 @@ mod tests {
                 chunk_threshold: 1,
                 chunk_size: 1,
                 resolve_with_head: false,
+                verify_uploads: true,
             }),
         )
     }

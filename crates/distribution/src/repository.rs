@@ -201,7 +201,7 @@ impl Repository {
                 if &actual != d {
                     return Err(Error::DigestMismatch {
                         expected: d.clone(),
-                        actual,
+                        actual: Some(actual),
                     });
                 }
                 actual

@@ -1,20 +1,25 @@
 //! Blob upload sessions: one monolithic `PUT` for blobs up to the chunk threshold, chunked
-//! `PATCH`es that resume from the registry's `Range` for larger ones. Every byte sent passes
+//! `PATCH`es that resume from the registry's `Range` for larger ones. Every byte sent is
+//! counted ([`ferry_core::check_size_stream`]) and the registry, which must hash what it
+//! commits, refuses content that does not match the digest (`DIGEST_INVALID`, reported as
+//! [`Error::DigestMismatch`]); with [`crate::ClientOptions::verify_uploads`] the bytes also pass
 //! through [`ferry_core::verify_stream`], which holds back the last chunk until the digest
-//! checks, so mismatched content is never committed; a failed session is cancelled.
+//! checks. Either way mismatched content is never committed; a failed session is cancelled.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use ferry_core::{ByteStream, Descriptor, Error, PreparedUpload, Result, verify_stream};
+use ferry_core::{
+    ByteStream, Descriptor, Error, PreparedUpload, Result, check_size_stream, verify_stream,
+};
 use futures::StreamExt;
 use http::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use http::{HeaderMap, Method, StatusCode};
 use url::Url;
 
 use crate::auth::Scopes;
-use crate::error::status_error;
+use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::repository::{Repository, header_digest};
 use crate::transport::{Payload, Req, read_error_body, redact_url};
@@ -79,7 +84,12 @@ impl UploadSession {
     /// Streams `data` into the session and commits it as `descriptor`; cancels the session on
     /// any failure.
     pub(crate) async fn upload(mut self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
-        let verified = match verify_stream(descriptor, data) {
+        let checked = if self.registry.settings.verify_uploads {
+            verify_stream(descriptor, data)
+        } else {
+            Ok(check_size_stream(descriptor, data))
+        };
+        let verified = match checked {
             Ok(v) => v,
             Err(e) => {
                 self.cancel_quietly().await;
@@ -112,6 +122,13 @@ impl UploadSession {
         let status = resp.status();
         if !status.is_success() {
             let body = read_error_body(resp).await;
+            if status == StatusCode::BAD_REQUEST && has_error_code(&body, "DIGEST_INVALID") {
+                // The registry hashed the bytes and they are not the blob's.
+                return Err(Error::DigestMismatch {
+                    expected: descriptor.digest().clone(),
+                    actual: None,
+                });
+            }
             return Err(status_error(
                 &self.store,
                 &format!("commit blob `{}`", descriptor.digest()),

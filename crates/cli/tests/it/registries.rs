@@ -585,3 +585,90 @@ fn anonymous_mount_is_tried_last_when_asked_for() {
             .all(|r| r.query_param("mount").is_none())
     );
 }
+
+/// A layer whose bytes do not match its digest, pushed to the real registry: by default ferry
+/// only counts the bytes and the registry, which hashes what it commits, refuses them
+/// (`DIGEST_INVALID`); with `--verify-uploads` ferry finds the mismatch itself and never
+/// completes the upload. Either way the copy fails with exit 5 naming the digest, and neither
+/// the layer nor the manifest is in the repository.
+#[test]
+fn a_corrupt_blob_is_refused_by_the_registry_or_by_ferry_and_nothing_is_tagged() {
+    let reg = Registry::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new()
+        .layers(&[40_000, 300_000])
+        .seed(21)
+        .build();
+    let src_dir = dir.path().join("in");
+    let src = layout_of(&src_dir, "v1", &image);
+    let layer = image.layers[1].clone();
+    let layer_path = src_dir.join("blobs/sha256").join(layer.digest().digest());
+    let mut bytes = std::fs::read(&layer_path).unwrap();
+    bytes[123_456] ^= 0x01;
+    std::fs::write(&layer_path, bytes).unwrap();
+    let r = reg.addr();
+
+    // The same for this registry only, from the operator configuration.
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!("[registries.\"{r}\"]\nverify_uploads = true\n"),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    for (repo, extra, by_ferry) in [
+        ("by-registry", vec![], false),
+        ("by-ferry", vec!["--verify-uploads"], true),
+        ("by-ferry-config", vec!["--config", config.as_str()], true),
+    ] {
+        let mark = reg.mark();
+        let mut args = vec!["cp", "--plain-http"];
+        args.extend(extra);
+        let dst = format!("{r}/{repo}/app:v1");
+        args.extend([src.as_str(), dst.as_str()]);
+        let run = ferry(&args);
+        assert_eq!(run.code, 5, "{repo}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&layer.digest().to_string())
+                && run.stderr.contains("does not match its digest"),
+            "{repo}: the error names the blob: {}",
+            run.stderr
+        );
+        let seen = reg.requests_since(mark);
+        let refused = seen
+            .iter()
+            .filter(|q| q.method == "PUT" && q.path.contains("/blobs/uploads/") && q.status == 400)
+            .count();
+        let layer_commits = seen
+            .iter()
+            .filter(|q| {
+                q.method == "PUT"
+                    && q.query_param("digest").as_deref() == Some(layer.digest().as_ref())
+                    && q.status == 201
+            })
+            .count();
+        assert_eq!(layer_commits, 0, "{repo}: {seen:#?}");
+        if !by_ferry {
+            assert!(refused >= 1, "the registry refused the bytes: {seen:#?}");
+        } else {
+            assert_eq!(refused, 0, "ferry never completed the upload: {seen:#?}");
+        }
+        assert_eq!(
+            reg.count("PUT", &format!("/v2/{repo}/app/manifests/")),
+            0,
+            "{repo}: no manifest without its layers"
+        );
+        let head = rt()
+            .block_on(ferry_test_support::http(
+                "HEAD",
+                &format!("http://{r}/v2/{repo}/app/blobs/{}", layer.digest()),
+                &[],
+                Vec::new(),
+            ))
+            .unwrap();
+        assert_eq!(
+            head.status, 404,
+            "{repo}: the layer is not in the repository"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! The verifying stream adapter.
 
 use bytes::Bytes;
-use ferry_core::{ByteStream, Descriptor, Error, verify_stream};
+use ferry_core::{ByteStream, Descriptor, Error, check_size_stream, verify_stream};
 use futures::StreamExt;
 
 fn chunks(parts: &[&'static [u8]]) -> ByteStream {
@@ -103,4 +103,42 @@ async fn sha512_is_verified_and_unknown_algorithms_refused() {
 async fn empty_content_verifies() {
     let (out, err) = drain(verify_stream(&desc(b""), chunks(&[])).unwrap()).await;
     assert!(err.is_none() && out.is_empty());
+}
+
+/// The size-only check leaves the hashing to a destination that does it itself: content of
+/// the right size passes whatever it is, any other size fails before the stream ends.
+#[tokio::test]
+async fn the_size_check_counts_without_hashing() {
+    let d = desc(b"hello world");
+    let (out, err) = drain(check_size_stream(&d, chunks(&[b"hello", b" ", b"WORLD"]))).await;
+    assert!(err.is_none(), "not hashed: {err:?}");
+    assert_eq!(out, b"hello WORLD");
+    let (out, err) = drain(check_size_stream(&d, chunks(&[b"hello", b" wor"]))).await;
+    assert!(
+        matches!(
+            err,
+            Some(Error::SizeMismatch {
+                actual: 9,
+                truncated: false,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(out, b"hello wor");
+    let (out, err) = drain(check_size_stream(&d, chunks(&[b"hello world", b"!"]))).await;
+    assert!(
+        matches!(
+            err,
+            Some(Error::SizeMismatch {
+                actual: 12,
+                truncated: true,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(out, b"hello world");
+    let (_, err) = drain(check_size_stream(&d, chunks(&[b"hello worlds"]))).await;
+    assert!(matches!(err, Some(Error::SizeMismatch { .. })), "{err:?}");
 }
