@@ -20,7 +20,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::auth::Scopes;
-use crate::error::status_error;
+use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::transport::{Payload, Req, body_stream, read_body, read_error_body};
 use crate::upload::UploadSession;
@@ -283,9 +283,19 @@ impl Repository {
             .send(req, &Scopes::push(&self.name), Retry::Yes)
             .await?;
         if !resp.status().is_success() {
-            return Err(self
-                .fail(&format!("PUT manifest `{reference}`"), resp)
-                .await);
+            let what = format!("PUT manifest `{reference}`");
+            let status = resp.status();
+            let body = read_error_body(resp).await;
+            let mut error = status_error(self.store_name(), &what, status, &body);
+            if let Error::Store { temporary, .. } = &mut error {
+                // Every child was pushed or found before the manifest is sent, so a registry
+                // that does not know one yet is catching up: an eventually consistent
+                // backend, or (distribution on a filesystem) a layer link being rewritten by
+                // another push of the same blob at this moment. The copy may try again.
+                *temporary = status == StatusCode::BAD_REQUEST
+                    && has_error_code(&body, "MANIFEST_BLOB_UNKNOWN");
+            }
+            return Err(error);
         }
         let headers = resp.headers().clone();
         if let Some(d) = header_digest(&headers)
