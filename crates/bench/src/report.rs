@@ -222,10 +222,11 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
     let _ = writeln!(o, "\n## Results\n");
     let _ = writeln!(
         o,
-        "Median of {} runs per tool, tools alternating, each run into a fresh destination. \
-         `wall ÷ ferry` and `CPU ÷ ferry` in skopeo's row are the ratios skopeo/ferry of the \
-         targets.\n",
-        meta.reps
+        "Median of {} runs per tool ({} in the scenarios compared with the floor), tools \
+         alternating, each run into a fresh destination. `wall ÷ ferry` and `CPU ÷ ferry` in \
+         skopeo's row are the ratios skopeo/ferry of the targets.\n",
+        meta.reps,
+        meta.reps * 2 + 1
     );
     for sr in results {
         let _ = writeln!(
@@ -307,7 +308,10 @@ const METHOD: &str = r#"
   directory bind-mounted from a per-run (cold) or per-scenario, primed (warm) directory; the
   wrapper's few milliseconds count towards skopeo.
 - ferry: `ferry cp SRC DST --plain-http -q`, its location cache under a fresh
-  `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is cold.
+  `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is cold. Into a
+  layout ferry hashes every byte it writes; into a registry it counts the bytes and the
+  registry, which must, hashes them. `ferry --verify-uploads` is the same command with ferry
+  hashing what it pushes as well, shown where a registry is written by streaming.
 - skopeo: `skopeo --insecure-policy copy -q --all --preserve-digests
   --dest-oci-accept-uncompressed-layers --src-tls-verify=false --dest-tls-verify=false`, so it
   neither compresses layers nor rewrites manifests.

@@ -14,7 +14,7 @@ use crate::floor::{Endpoint, Floor, MANIFEST_ACCEPT};
 use crate::generate::{self, Generated};
 use crate::measure::{self, Usage};
 use crate::proxy::{Exchange, ProxiedRegistry};
-use crate::scenario::{Kind, Scenario, Sizes, Tool};
+use crate::scenario::{Kind, Scenario, Sizes, Target, Tool};
 
 /// The delay of a distant registry, per request.
 pub const DISTANT_DELAY: Duration = Duration::from_millis(10);
@@ -118,6 +118,21 @@ impl Source {
 const TAG: &str = "v1";
 
 impl Runner {
+    /// Repetitions of `scenario`: twice as many and one more for a comparison with the floor,
+    /// whose few-percent margin would otherwise drown in this machine's run-to-run spread
+    /// (the streaming runs are short, so this costs seconds).
+    pub fn reps_of(&self, scenario: &Scenario) -> usize {
+        if scenario
+            .targets
+            .iter()
+            .any(|t| matches!(t, Target::WithinFloor(_)))
+        {
+            self.reps * 2 + 1
+        } else {
+            self.reps
+        }
+    }
+
     /// A runner working in `work` (created), `reps` repetitions per tool.
     pub fn new(work: &Path, programs: Programs, sizes: Sizes, reps: usize) -> Result<Self> {
         let logs = work.join("logs");
@@ -235,7 +250,7 @@ impl Runner {
                 }
             }
         }
-        for rep in 0..self.reps {
+        for rep in 0..self.reps_of(scenario) {
             let n = scenario.tools.len();
             for i in 0..n {
                 let tool = scenario.tools[(i + rep) % n];
@@ -401,7 +416,7 @@ impl Runner {
         std::fs::create_dir_all(cache)?;
         let p = &self.programs;
         Ok(match tool {
-            Tool::Ferry => {
+            Tool::Ferry | Tool::FerryVerifying => {
                 let mut c = Command::new(&p.ferry);
                 c.args([
                     "cp",
@@ -410,6 +425,9 @@ impl Runner {
                     "--plain-http",
                     "-q",
                 ]);
+                if tool == Tool::FerryVerifying {
+                    c.arg("--verify-uploads");
+                }
                 if cold {
                     c.arg("--no-cache");
                 }

@@ -7,6 +7,8 @@ use std::fmt;
 pub enum Tool {
     /// `ferry cp`.
     Ferry,
+    /// `ferry cp --verify-uploads`: ferry hashes what it pushes, as well as the registry.
+    FerryVerifying,
     /// `skopeo copy`.
     Skopeo,
     /// The `oci-client` crate through `oci-client-copy`.
@@ -19,6 +21,7 @@ impl fmt::Display for Tool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Ferry => "ferry",
+            Self::FerryVerifying => "ferry --verify-uploads",
             Self::Skopeo => "skopeo",
             Self::OciClient => "oci-client",
             Self::Floor => "floor",
@@ -210,7 +213,7 @@ pub fn human(bytes: u64) -> String {
 pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
     use Target::*;
     use Tool::*;
-    let streaming = [Ferry, Skopeo, OciClient, Floor];
+    let streaming = [Ferry, FerryVerifying, Skopeo, OciClient, Floor];
     let mut out = vec![
         Scenario::new(
             "promotion-warm",
@@ -251,7 +254,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "layout-to-registry",
             Kind::LayoutToRegistry,
             false,
-            &[Ferry, Skopeo, Floor],
+            &[Ferry, FerryVerifying, Skopeo, Floor],
             &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
         ),
         Scenario::new(

@@ -34,6 +34,12 @@ const MAX_PAGES: usize = 1000;
 /// One repository of one registry, implementing [`ReadStore`] and [`WriteStore`].
 ///
 /// Repositories of one registry share its [`Registry`]: connections and tokens.
+///
+/// A blob push commits only content of the descriptor's size and digest: ferry counts the
+/// bytes, and the registry hashes them as it must before committing `PUT ?digest=`, refusing a
+/// mismatch (`DIGEST_INVALID`, returned as [`ferry_core::Error::DigestMismatch`]). With
+/// [`crate::ClientOptions::verify_uploads`] ferry hashes them too and withholds the last chunk
+/// of content that does not match. Manifests are always hashed by ferry.
 pub struct Repository {
     registry: Arc<Registry>,
     name: String,

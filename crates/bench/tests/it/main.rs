@@ -53,7 +53,13 @@ fn quick_run_reports_every_tool_with_numbers() {
         ("promotion-warm", &["ferry", "skopeo"][..]),
         (
             "registry-copy",
-            &["ferry", "skopeo", "oci-client", "floor"][..],
+            &[
+                "ferry",
+                "ferry --verify-uploads",
+                "skopeo",
+                "oci-client",
+                "floor",
+            ][..],
         ),
     ] {
         for tool in tools {
@@ -72,10 +78,16 @@ fn quick_run_reports_every_tool_with_numbers() {
     }
     // Every streaming tool uploads the whole image, and the registries saw their requests.
     let uploaded = row(&report, "registry-copy", "ferry")[6].clone();
-    for tool in ["skopeo", "oci-client", "floor"] {
+    for tool in ["ferry --verify-uploads", "skopeo", "oci-client", "floor"] {
         assert_eq!(row(&report, "registry-copy", tool)[6], uploaded, "{tool}");
     }
-    for tool in ["ferry", "skopeo", "oci-client", "floor"] {
+    for tool in [
+        "ferry",
+        "ferry --verify-uploads",
+        "skopeo",
+        "oci-client",
+        "floor",
+    ] {
         let requests: usize = row(&report, "registry-copy", tool)[5]
             .split(' ')
             .next()
