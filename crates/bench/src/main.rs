@@ -27,7 +27,8 @@ struct Cli {
     /// Small sizes for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Runs per tool and scenario.
+    /// Runs per tool of the long scenarios (the 1 GiB blob, the scale indexes); the short ones
+    /// run twice as many and one more.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     reps: u16,
     /// Scenarios to run (default: all). Repeat or separate with commas.

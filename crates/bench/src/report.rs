@@ -222,11 +222,12 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
     let _ = writeln!(o, "\n## Results\n");
     let _ = writeln!(
         o,
-        "Median of {} runs per tool ({} in the scenarios compared with the floor), tools \
-         alternating, each run into a fresh destination. `wall ÷ ferry` and `CPU ÷ ferry` in \
-         skopeo's row are the ratios skopeo/ferry of the targets.\n",
-        meta.reps,
-        meta.reps * 2 + 1
+        "Median of {} runs per tool ({} for the 1 GiB blob and the scale indexes, which take \
+         seconds per run), tools alternating, each run into a fresh destination. `wall ÷ \
+         ferry` and `CPU ÷ ferry` in skopeo's row are the ratios skopeo/ferry of the \
+         targets.\n",
+        meta.reps * 2 + 1,
+        meta.reps
     );
     for sr in results {
         let _ = writeln!(

@@ -14,7 +14,7 @@ use crate::floor::{Endpoint, Floor, MANIFEST_ACCEPT};
 use crate::generate::{self, Generated};
 use crate::measure::{self, Usage};
 use crate::proxy::{Exchange, ProxiedRegistry};
-use crate::scenario::{Kind, Scenario, Sizes, Target, Tool};
+use crate::scenario::{Kind, Scenario, Sizes, Tool};
 
 /// The delay of a distant registry, per request.
 pub const DISTANT_DELAY: Duration = Duration::from_millis(10);
@@ -118,18 +118,15 @@ impl Source {
 const TAG: &str = "v1";
 
 impl Runner {
-    /// Repetitions of `scenario`: twice as many and one more for a comparison with the floor,
-    /// whose few-percent margin would otherwise drown in this machine's run-to-run spread
-    /// (the streaming runs are short, so this costs seconds).
+    /// Repetitions of `scenario`: twice as many and one more for the scenarios that take a
+    /// second or less per run, whose margins (a few percent over the floor, 10× over skopeo's
+    /// 0.6 s) would otherwise drown in this machine's run-to-run spread of ±15%; the 1 GiB
+    /// blob and the scale indexes, which take seconds per run, keep `reps`.
     pub fn reps_of(&self, scenario: &Scenario) -> usize {
-        if scenario
-            .targets
-            .iter()
-            .any(|t| matches!(t, Target::WithinFloor(_)))
-        {
-            self.reps * 2 + 1
-        } else {
+        if matches!(scenario.kind, Kind::BigBlob | Kind::Scale { .. }) {
             self.reps
+        } else {
+            self.reps * 2 + 1
         }
     }
 
