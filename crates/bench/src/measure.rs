@@ -25,6 +25,15 @@ struct Reaped {
     max_rss: u64,
 }
 
+/// Writes every dirty page back (`sync`) before a measured run, so the kernel's writeback of
+/// what the previous run wrote (skopeo copies 128 MiB into a layout where ferry links it) does
+/// not take CPU and disk from the next one.
+#[allow(unsafe_code)]
+pub fn settle() {
+    // SAFETY: sync(2) takes no arguments, touches no memory of this process and cannot fail.
+    unsafe { libc::sync() };
+}
+
 /// Waits for `pid` with `wait4` and returns its raw status and rusage.
 #[allow(unsafe_code)]
 fn wait4(pid: u32) -> std::io::Result<Reaped> {

@@ -302,6 +302,8 @@ const METHOD: &str = r#"
   In the distant scenarios the proxy waits 10 ms before forwarding each request.
 - Images: random bytes wrapped as uncompressed tar layers (OCI media types), written to an OCI
   layout and pushed once per scenario to its source registry.
+- Before every measured run the harness calls `sync`, so the writeback of what the previous
+  run wrote does not overlap the next one.
 - Each tool runs as a child process of a small measuring helper (`ferry-bench __measure`), which
   takes wall time from spawn to exit and CPU time (user + system) and peak RSS from `wait4`.
   Linux counts the spawning process's memory up to `exec` into `ru_maxrss`, so the helper is

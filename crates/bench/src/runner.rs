@@ -325,6 +325,7 @@ impl Runner {
             r.proxy.take();
         }
         let label = format!("{}-{tool}-{}", scenario.name, rep + 1);
+        measure::settle();
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         let mut exchanges: Vec<Arc<Exchange>> = Vec::new();
         let mut log_requests = 0;
