@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_core::conformance::strategy::{Case, Seen, run_all};
+
+use crate::support::ClaimingStore;
 use ferry_core::{
     Action, CopyOptions, CopyReport, Descriptor, MountChain, MountOutcome, MountRequest,
     MountStrategy, ReadStore, WriteStore, copy,
@@ -76,6 +78,26 @@ fn options(mount: DistributionStorageMount) -> CopyOptions {
         chain: MountChain::new().with(mount),
         ..Default::default()
     }
+}
+
+/// Copies `team/app:v1` of `src` to `mirror/app:v1` of `dst` with `mount` in the chain.
+async fn copy_to_mirror(
+    src: &Registry,
+    dst: &Registry,
+    mount: DistributionStorageMount,
+) -> (CopyReport, Arc<Repository>) {
+    let client = client();
+    let to = repo(&client, dst, "mirror/app");
+    let report = copy(
+        repo(&client, src, "team/app"),
+        "v1",
+        to.clone(),
+        Some("v1"),
+        &options(mount),
+    )
+    .await
+    .unwrap();
+    (report, to)
 }
 
 fn count(report: &CopyReport, action: Action) -> usize {
@@ -480,17 +502,7 @@ async fn destination_without_a_root_is_not_applicable_and_the_copy_streams() {
     let b = start_registry(Registry::builder()).await;
     let image = push_image(&a, "team/app", 5).await;
     let mount = DistributionStorageMount::new().with_registry(a.addr(), file_root(&root_a));
-    let client = client();
-    let dst = repo(&client, &b, "mirror/app");
-    let report = copy(
-        repo(&client, &a, "team/app"),
-        "v1",
-        dst.clone(),
-        Some("v1"),
-        &options(mount),
-    )
-    .await
-    .unwrap();
+    let (report, dst) = copy_to_mirror(&a, &b, mount).await;
     let details = assert_streamed(&report, &image, &dst).await;
     assert!(!details.is_empty());
     for d in details {
@@ -518,17 +530,7 @@ async fn source_root_without_the_data_is_not_applicable_and_the_copy_streams() {
     let mount = DistributionStorageMount::new()
         .with_registry(a.addr(), file_root(&elsewhere))
         .with_registry(b.addr(), file_root(&root_b));
-    let client = client();
-    let dst = repo(&client, &b, "mirror/app");
-    let report = copy(
-        repo(&client, &a, "team/app"),
-        "v1",
-        dst.clone(),
-        Some("v1"),
-        &options(mount),
-    )
-    .await
-    .unwrap();
+    let (report, dst) = copy_to_mirror(&a, &b, mount).await;
     for d in assert_streamed(&report, &image, &dst).await {
         assert!(d.starts_with("not-applicable"), "{d}");
         assert!(d.contains("has no link"), "{d}");
@@ -546,17 +548,7 @@ async fn unreachable_destination_root_declines_and_creates_nothing() {
     let mount = DistributionStorageMount::new()
         .with_registry(a.addr(), file_root(&root_a))
         .with_registry(b.addr(), file_root(&missing));
-    let client = client();
-    let dst = repo(&client, &b, "mirror/app");
-    let report = copy(
-        repo(&client, &a, "team/app"),
-        "v1",
-        dst.clone(),
-        Some("v1"),
-        &options(mount),
-    )
-    .await
-    .unwrap();
+    let (report, dst) = copy_to_mirror(&a, &b, mount).await;
     for d in assert_streamed(&report, &image, &dst).await {
         assert!(d.starts_with("declined"), "{d}");
         assert!(d.contains("cannot be reached"), "{d}");
@@ -581,17 +573,7 @@ async fn wrong_destination_root_is_detected_and_the_link_taken_back() {
     let mount = DistributionStorageMount::new()
         .with_registry(a.addr(), file_root(&root_a))
         .with_registry(b.addr(), file_root(&wrong));
-    let client = client();
-    let dst = repo(&client, &b, "mirror/app");
-    let report = copy(
-        repo(&client, &a, "team/app"),
-        "v1",
-        dst.clone(),
-        Some("v1"),
-        &options(mount),
-    )
-    .await
-    .unwrap();
+    let (report, dst) = copy_to_mirror(&a, &b, mount).await;
     for d in assert_streamed(&report, &image, &dst).await {
         assert!(d.starts_with("declined"), "{d}");
         assert!(d.contains("does not serve it"), "{d}");
@@ -622,17 +604,7 @@ async fn roots_on_different_filesystems_are_not_applicable() {
     let mount = DistributionStorageMount::new()
         .with_registry(a.addr(), file_root(&root_a))
         .with_registry(b.addr(), file_root(&root_b));
-    let client = client();
-    let dst = repo(&client, &b, "mirror/app");
-    let report = copy(
-        repo(&client, &a, "team/app"),
-        "v1",
-        dst.clone(),
-        Some("v1"),
-        &options(mount),
-    )
-    .await
-    .unwrap();
+    let (report, dst) = copy_to_mirror(&a, &b, mount).await;
     for d in assert_streamed(&report, &image, &dst).await {
         assert!(d.starts_with("not-applicable"), "{d}");
         assert!(d.contains("different filesystems"), "{d}");
@@ -887,57 +859,12 @@ fn storage_urls_and_options_are_parsed_strictly() {
 
 /// A memory store that claims to be repository `namespace` of registry `authority`: a fake,
 /// because a real registry refuses the repository names this must test (`..`, `_layers`).
-#[derive(Debug)]
-struct Claiming {
-    inner: ferry_core::MemoryStore,
-    info: ferry_core::StoreInfo,
-}
-
-impl Claiming {
-    fn new(authority: &str, namespace: &str) -> Self {
-        Self {
-            inner: ferry_core::MemoryStore::new(namespace),
-            info: ferry_core::StoreInfo::new(ferry_core::StoreInfo::REGISTRY, authority, namespace),
-        }
-    }
-}
-
-impl std::fmt::Display for Claiming {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.info)
-    }
-}
-
-#[async_trait::async_trait]
-impl ReadStore for Claiming {
-    fn info(&self) -> &ferry_core::StoreInfo {
-        &self.info
-    }
-    async fn exists(&self, d: &Descriptor) -> ferry_core::Result<bool> {
-        self.inner.exists(d).await
-    }
-    async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ferry_core::ByteStream> {
-        self.inner.fetch(d).await
-    }
-    async fn resolve(&self, reference: &str) -> ferry_core::Result<Descriptor> {
-        self.inner.resolve(reference).await
-    }
-    async fn referrers(&self, subject: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
-        self.inner.referrers(subject).await
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-#[async_trait::async_trait]
-impl WriteStore for Claiming {
-    async fn push(&self, d: &Descriptor, data: ferry_core::ByteStream) -> ferry_core::Result<()> {
-        self.inner.push(d, data).await
-    }
-    async fn tag(&self, d: &Descriptor, tag: &str) -> ferry_core::Result<()> {
-        self.inner.tag(d, tag).await
-    }
+fn claiming(authority: &str, namespace: &str) -> ClaimingStore {
+    ClaimingStore::new(ferry_core::StoreInfo::new(
+        ferry_core::StoreInfo::REGISTRY,
+        authority,
+        namespace,
+    ))
 }
 
 #[tokio::test]
@@ -950,28 +877,28 @@ async fn only_registry_blobs_with_valid_repository_names_apply() {
     assert!(mount.root("registry-a.example:5000").is_some());
     let layer = ferry_core::conformance::random_blob(10).0;
     let manifest = image_manifest();
-    let cases: Vec<(Claiming, Claiming, &Descriptor, &str)> = vec![
+    let cases: Vec<(ClaimingStore, ClaimingStore, &Descriptor, &str)> = vec![
         (
-            Claiming::new("registry-a.example:5000", "../../etc"),
-            Claiming::new("registry-b.example:5000", "mirror/app"),
+            claiming("registry-a.example:5000", "../../etc"),
+            claiming("registry-b.example:5000", "mirror/app"),
             &layer,
             "repository name `../../etc`",
         ),
         (
-            Claiming::new("registry-a.example:5000", "team/app"),
-            Claiming::new("registry-b.example:5000", "mirror/_layers"),
+            claiming("registry-a.example:5000", "team/app"),
+            claiming("registry-b.example:5000", "mirror/_layers"),
             &layer,
             "repository name `mirror/_layers`",
         ),
         (
-            Claiming::new("registry-a.example:5000", "team/app"),
-            Claiming::new("registry-b.example:5000", "mirror/app"),
+            claiming("registry-a.example:5000", "team/app"),
+            claiming("registry-b.example:5000", "mirror/app"),
             &manifest,
             "manifests are pushed over HTTP",
         ),
         (
-            Claiming::new("registry-c.example:5000", "team/app"),
-            Claiming::new("registry-b.example:5000", "mirror/app"),
+            claiming("registry-c.example:5000", "team/app"),
+            claiming("registry-b.example:5000", "mirror/app"),
             &layer,
             "source registry `registry-c.example:5000`",
         ),
@@ -993,7 +920,7 @@ async fn only_registry_blobs_with_valid_repository_names_apply() {
     }
     // A store that is no registry.
     let memory = ferry_core::MemoryStore::new("layout");
-    let dst = Claiming::new("registry-b.example:5000", "mirror/app");
+    let dst = claiming("registry-b.example:5000", "mirror/app");
     let outcome = mount_one(&mount, &layer, &memory, &dst).await;
     assert!(
         reason(&outcome).contains("is not a registry"),

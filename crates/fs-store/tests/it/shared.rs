@@ -14,7 +14,7 @@ use ferry_core::{
 };
 use ferry_fs_store::{OciLayout, SharedStorageMount};
 
-use crate::support::{layout, read_all, tempdir, tree};
+use crate::support::{ClaimingStore, layout, read_all, tempdir, tree};
 
 async fn mount(
     strategy: &SharedStorageMount,
@@ -390,54 +390,11 @@ async fn candidates_on_the_same_filesystem_are_linked_from_when_verifying() {
 
 #[tokio::test]
 async fn a_destination_that_only_claims_to_be_a_layout_is_not_written() {
-    /// A store that reports the `oci-layout` scheme of a real layout's path, but is not one.
-    #[derive(Debug)]
-    struct Impostor {
-        info: ferry_core::StoreInfo,
-        inner: MemoryStore,
-    }
-    impl std::fmt::Display for Impostor {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("impostor")
-        }
-    }
-    #[async_trait::async_trait]
-    impl ReadStore for Impostor {
-        fn info(&self) -> &ferry_core::StoreInfo {
-            &self.info
-        }
-        async fn exists(&self, d: &Descriptor) -> ferry_core::Result<bool> {
-            self.inner.exists(d).await
-        }
-        async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ferry_core::ByteStream> {
-            self.inner.fetch(d).await
-        }
-        async fn resolve(&self, r: &str) -> ferry_core::Result<Descriptor> {
-            self.inner.resolve(r).await
-        }
-        async fn referrers(&self, d: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
-            self.inner.referrers(d).await
-        }
-        fn as_any(&self) -> &dyn std::any::Any {
-            self
-        }
-    }
-    #[async_trait::async_trait]
-    impl WriteStore for Impostor {
-        async fn push(&self, d: &Descriptor, s: ferry_core::ByteStream) -> ferry_core::Result<()> {
-            self.inner.push(d, s).await
-        }
-        async fn tag(&self, d: &Descriptor, t: &str) -> ferry_core::Result<()> {
-            self.inner.tag(d, t).await
-        }
-    }
     let dir = tempdir();
     let src = layout(dir.path(), "src");
     let victim = layout(dir.path(), "victim");
-    let impostor = Impostor {
-        info: victim.info().clone(),
-        inner: MemoryStore::new("impostor"),
-    };
+    // A store that reports the `oci-layout` scheme of a real layout's path, but is not one.
+    let impostor = ClaimingStore::new(victim.info().clone());
     let (desc, data) = random_blob(1000);
     src.push(&desc, bytes_stream(data)).await.unwrap();
     let outcome = mount(&SharedStorageMount::new(), &src, &impostor, &desc).await;

@@ -179,3 +179,60 @@ pub fn run(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A memory store that reports `info` as its identity whatever it is: the fake a strategy must
+/// not be fooled by (it would write into the store `info` names), and the carrier of names no
+/// real store accepts.
+#[derive(Debug)]
+pub struct ClaimingStore {
+    inner: ferry_core::MemoryStore,
+    info: ferry_core::StoreInfo,
+}
+
+impl ClaimingStore {
+    /// A store claiming to be `info`.
+    pub fn new(info: ferry_core::StoreInfo) -> Self {
+        Self {
+            inner: ferry_core::MemoryStore::new(info.namespace.clone()),
+            info,
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.info)
+    }
+}
+
+#[async_trait::async_trait]
+impl ferry_core::ReadStore for ClaimingStore {
+    fn info(&self) -> &ferry_core::StoreInfo {
+        &self.info
+    }
+    async fn exists(&self, d: &Descriptor) -> ferry_core::Result<bool> {
+        self.inner.exists(d).await
+    }
+    async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ferry_core::ByteStream> {
+        self.inner.fetch(d).await
+    }
+    async fn resolve(&self, reference: &str) -> ferry_core::Result<Descriptor> {
+        self.inner.resolve(reference).await
+    }
+    async fn referrers(&self, subject: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
+        self.inner.referrers(subject).await
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl WriteStore for ClaimingStore {
+    async fn push(&self, d: &Descriptor, data: ferry_core::ByteStream) -> ferry_core::Result<()> {
+        self.inner.push(d, data).await
+    }
+    async fn tag(&self, d: &Descriptor, tag: &str) -> ferry_core::Result<()> {
+        self.inner.tag(d, tag).await
+    }
+}
