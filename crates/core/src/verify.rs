@@ -106,15 +106,12 @@ pub fn verify_bytes(descriptor: &Descriptor, data: &[u8]) -> Result<()> {
 /// `PUT` with `Content-Length`) never sees the complete content unless it matches. A stream that
 /// ends early yields [`Error::SizeMismatch`].
 pub fn verify_stream(descriptor: &Descriptor, inner: ByteStream) -> Result<ByteStream> {
-    Ok(Box::pin(VerifyingStream {
+    let hasher = Hasher::for_digest(descriptor.digest())?;
+    Ok(Box::pin(VerifyingStream::new(
+        descriptor,
         inner,
-        hasher: Some(Hasher::for_digest(descriptor.digest())?),
-        digest: descriptor.digest().clone(),
-        expected: descriptor.size(),
-        seen: 0,
-        complete: false,
-        done: false,
-    }))
+        Some(hasher),
+    )))
 }
 
 /// Wraps a byte stream so that it yields exactly the descriptor's size, or an error, without
@@ -123,15 +120,7 @@ pub fn verify_stream(descriptor: &Descriptor, inner: ByteStream) -> Result<ByteS
 /// so the bytes are hashed once, not twice. More bytes than the size fail at once; a stream
 /// that ends early yields [`Error::SizeMismatch`] before its end reaches the consumer.
 pub fn check_size_stream(descriptor: &Descriptor, inner: ByteStream) -> ByteStream {
-    Box::pin(VerifyingStream {
-        inner,
-        hasher: None,
-        digest: descriptor.digest().clone(),
-        expected: descriptor.size(),
-        seen: 0,
-        complete: false,
-        done: false,
-    })
+    Box::pin(VerifyingStream::new(descriptor, inner, None))
 }
 
 struct VerifyingStream {
@@ -147,6 +136,18 @@ struct VerifyingStream {
 }
 
 impl VerifyingStream {
+    fn new(descriptor: &Descriptor, inner: ByteStream, hasher: Option<Hasher>) -> Self {
+        Self {
+            inner,
+            hasher,
+            digest: descriptor.digest().clone(),
+            expected: descriptor.size(),
+            seen: 0,
+            complete: false,
+            done: false,
+        }
+    }
+
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes>>> {
         self.done = true;
         Poll::Ready(Some(Err(e)))

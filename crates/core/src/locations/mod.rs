@@ -24,12 +24,19 @@ pub struct Location {
 impl Location {
     /// A location seen now.
     pub fn now(store: StoreInfo) -> Self {
-        let seen = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
-        Self { store, seen }
+        Self {
+            store,
+            seen: unix_now(),
+        }
     }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 /// A record of where blobs live, filled by every verified read, push and mount, and asked by

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use oci_spec::image::Digest;
 use redb::{Builder, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{BlobLocations, Location, upsert_location};
+use super::{BlobLocations, Location, unix_now, upsert_location};
 use crate::error::{Error, Result};
 use crate::store::StoreInfo;
 
@@ -215,15 +215,12 @@ impl PersistentLocations {
             let mut table = tx
                 .open_table(TABLE)
                 .map_err(|e| cache_err(&self.path, "write", e))?;
-            let now = Location::now(StoreInfo::new("", "", "")).seen;
+            let now = unix_now();
             let mut merged: HashMap<String, Vec<Location>> = HashMap::new();
             for (digest, mine) in dirty {
                 let key = digest.to_string();
-                let mut list: Vec<Location> = table
-                    .get(key.as_str())
-                    .map_err(|e| cache_err(&self.path, "read", e))?
-                    .and_then(|v| serde_json::from_slice(v.value()).ok())
-                    .unwrap_or_default();
+                let mut list =
+                    stored(&table, &key).map_err(|e| cache_err(&self.path, "read", e))?;
                 for loc in mine.iter().rev() {
                     list.retain(|l| l.store != loc.store);
                     list.insert(0, loc.clone());
@@ -237,11 +234,8 @@ impl PersistentLocations {
                 let list = match merged.get_mut(&key) {
                     Some(l) => l,
                     None => {
-                        let l: Vec<Location> = table
-                            .get(key.as_str())
-                            .map_err(|e| cache_err(&self.path, "read", e))?
-                            .and_then(|v| serde_json::from_slice(v.value()).ok())
-                            .unwrap_or_default();
+                        let l =
+                            stored(&table, &key).map_err(|e| cache_err(&self.path, "read", e))?;
                         merged.entry(key).or_insert(l)
                     }
                 };
@@ -264,6 +258,17 @@ impl PersistentLocations {
             .map_err(|e| cache_err(&self.path, "commit", e))?;
         Ok(())
     }
+}
+
+/// The locations the table holds for `key`; none when it holds nothing readable.
+fn stored(
+    table: &redb::Table<'_, &str, &[u8]>,
+    key: &str,
+) -> std::result::Result<Vec<Location>, redb::StorageError> {
+    Ok(table
+        .get(key)?
+        .and_then(|v| serde_json::from_slice(v.value()).ok())
+        .unwrap_or_default())
 }
 
 impl BlobLocations for PersistentLocations {
