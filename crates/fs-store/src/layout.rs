@@ -231,8 +231,13 @@ impl OciLayout {
         self.root.join(WORK_DIR)
     }
 
+    /// The directory temporary files are written in before they are renamed into place.
+    pub(crate) fn tmp_path(&self) -> PathBuf {
+        self.work_dir().join(TMP_DIR)
+    }
+
     fn tmp_dir(&self) -> Result<PathBuf> {
-        let dir = self.work_dir().join(TMP_DIR);
+        let dir = self.tmp_path();
         fs_err::create_dir_all(&dir)
             .map_err(|e| Error::io("preparing the layout for writing", e))?;
         Ok(dir)
@@ -249,23 +254,12 @@ impl OciLayout {
                 e,
             )
         };
-        let bytes = index.to_vec();
         let tmp_dir = self.tmp_dir()?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix("index-")
-            .tempfile_in(&tmp_dir)
-            .map_err(io)?;
-        tmp.write_all(&bytes).map_err(io)?;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
         // Blobs are renamed or linked into `blobs/<alg>/` without syncing the directory each
         // time; one sync per directory here makes every entry durable before the index that
         // refers to them, so a crash never leaves an index naming a blob that is not there.
         self.sync_blob_dirs().map_err(io)?;
-        tmp.persist(self.root.join(INDEX_FILE))
-            .map_err(|e| io(e.error))?;
+        write_file_aside(&tmp_dir, &self.root.join(INDEX_FILE), &index.to_vec()).map_err(io)?;
         sync_dir(&self.root).map_err(io)?;
         Ok(())
     }

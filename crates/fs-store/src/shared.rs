@@ -14,7 +14,7 @@ use ferry_core::{
     Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo,
 };
 
-use crate::layout::{OciLayout, WORK_DIR, blob_path_in, blocking};
+use crate::layout::{OciLayout, blob_path_in, blocking};
 
 /// How a blob was brought over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +181,7 @@ impl MountStrategy for SharedStorageMount {
             .lock()
             .expect("clone memo lock")
             .contains(&dst.authority);
+        let tmp_dir = dst_layout.tmp_path();
         let mut declined = Vec::new();
         let mut unsupported = Vec::new();
         for root in roots {
@@ -195,7 +196,7 @@ impl MountStrategy for SharedStorageMount {
             let work = LinkWork {
                 src_path,
                 dst_path: dst_path.clone(),
-                tmp_dir: dst_layout.path().join(WORK_DIR).join("tmp"),
+                tmp_dir: tmp_dir.clone(),
                 digest: digest.clone(),
                 size: request.descriptor.size(),
                 verify: !self.trusted,
@@ -203,17 +204,14 @@ impl MountStrategy for SharedStorageMount {
                 cancel: cancel.clone(),
             };
             match blocking(move || work.run()).await? {
-                Linked::Done(Method::Hardlink) if try_clone => {
-                    self.cannot_clone
-                        .lock()
-                        .expect("clone memo lock")
-                        .insert(dst.authority.clone());
-                    return Ok(MountOutcome::Mounted {
-                        by: Method::Hardlink.as_str().to_string(),
-                        from: root.to_string(),
-                    });
-                }
                 Linked::Done(method) => {
+                    if method == Method::Hardlink && try_clone {
+                        // The clone was refused: this filesystem cannot clone.
+                        self.cannot_clone
+                            .lock()
+                            .expect("clone memo lock")
+                            .insert(dst.authority.clone());
+                    }
                     return Ok(MountOutcome::Mounted {
                         by: method.as_str().to_string(),
                         from: root.to_string(),
@@ -248,7 +246,6 @@ struct LinkWork {
 
 impl LinkWork {
     fn run(self) -> Result<Linked> {
-        let io = |what: &str, path: &Path, e| Error::io(format!("{what} `{}`", path.display()), e);
         let parent = self.dst_path.parent().expect("blob paths have a parent");
         fs_err::create_dir_all(parent).map_err(|e| Error::io("preparing the destination", e))?;
         let src = match File::open(&self.src_path) {
@@ -302,7 +299,6 @@ impl LinkWork {
 
     /// Clones `src` into place; `None` when the filesystem cannot clone it.
     fn clone_file(&self, src: &File) -> Result<Option<Linked>> {
-        let io = |what: &str, path: &Path, e| Error::io(format!("{what} `{}`", path.display()), e);
         fs_err::create_dir_all(&self.tmp_dir)
             .map_err(|e| Error::io("preparing the destination", e))?;
         let tmp = tempfile::Builder::new()
@@ -354,7 +350,9 @@ impl LinkWork {
     /// Hashes `file` from its start; `Some(reason)` when it does not match the digest.
     fn check(&self, file: &File, path: &Path) -> Result<Option<String>> {
         let mut hasher = Hasher::for_digest(&self.digest)?;
-        hash_file(file, path, &mut hasher, || self.check_cancelled())?;
+        hash_file(file, self.size, path, &mut hasher, || {
+            self.check_cancelled()
+        })?;
         let actual = hasher.finish();
         if actual == self.digest {
             Ok(None)
@@ -377,18 +375,20 @@ const HASH_WINDOW: u64 = 2 << 20;
 const MAP_AT_LEAST: u64 = 1 << 20;
 
 /// Feeds the whole of `file` (from its start) to `hasher`, calling `cancelled` between windows.
+/// `len` is the size the file was found to have: the first `len` bytes are mapped, anything
+/// after them is read, so a file that grew is still hashed whole.
 ///
 /// Large files are hashed straight from the page cache through read-only memory maps, window
 /// by window, which saves copying every byte into a buffer first (a tenth of the CPU time of
 /// verifying a layout's blobs); where a file cannot be mapped it is read.
 fn hash_file(
     file: &File,
+    len: u64,
     path: &Path,
     hasher: &mut Hasher,
     mut cancelled: impl FnMut() -> Result<()>,
 ) -> Result<()> {
     let read_err = |e| Error::io(format!("reading `{}`", path.display()), e);
-    let len = file.metadata().map_err(read_err)?.len();
     let mut offset = 0;
     if len >= MAP_AT_LEAST {
         while offset < len {
@@ -433,6 +433,11 @@ fn map_window(file: &File, offset: u64, len: u64) -> std::io::Result<memmap2::Mm
             .len(len as usize)
             .map(file)
     }
+}
+
+/// The error for `what` (`opening`, `syncing`, ...) failing on `path`.
+fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} `{}`", path.display()), e)
 }
 
 /// Makes `dst` a copy-on-write clone of `src` (`FICLONE`). Fails where the filesystem cannot
