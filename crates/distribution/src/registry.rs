@@ -144,10 +144,7 @@ impl Registry {
             req.headers.remove(AUTHORIZATION);
         }
         let again = if ours { req.try_clone() } else { None };
-        let resp = match retry {
-            Retry::Yes => self.transport.send(req, &self.name).await?,
-            Retry::No => self.transport.send_once(req, &self.name).await?,
-        };
+        let resp = self.send_as(req, retry).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -162,12 +159,17 @@ impl Registry {
             Some(h) => {
                 drop(resp);
                 again.headers.insert(AUTHORIZATION, h);
-                match retry {
-                    Retry::Yes => self.transport.send(again, &self.name).await,
-                    Retry::No => self.transport.send_once(again, &self.name).await,
-                }
+                self.send_as(again, retry).await
             }
             None => Ok(resp),
+        }
+    }
+
+    /// One request through the transport, with its retries or without.
+    async fn send_as(&self, req: Req, retry: Retry) -> Result<Response<Incoming>> {
+        match retry {
+            Retry::Yes => self.transport.send(req, &self.name).await,
+            Retry::No => self.transport.send_once(req, &self.name).await,
         }
     }
 

@@ -125,12 +125,18 @@ impl Repository {
     /// The error for an unexpected answer to a request sent with [`Retry::Yes`]: a 429 or
     /// 5xx here is what the registry still answered after the transport's retries, so it is
     /// not marked temporary (a caller that retries whole steps does not try again).
+    ///
+    /// The exception is `MANIFEST_BLOB_UNKNOWN`: the engine pushes a manifest only after every
+    /// child was pushed or found, so a registry that does not know one yet is catching up (an
+    /// eventually consistent backend, or distribution on a filesystem rewriting a layer link
+    /// while another push of the same blob commits), and the step may be tried again.
     async fn fail(&self, what: &str, resp: Response<Incoming>) -> Error {
         let status = resp.status();
         let body = read_error_body(resp).await;
         let mut error = status_error(self.store_name(), what, status, &body);
         if let Error::Store { temporary, .. } = &mut error {
-            *temporary = false;
+            *temporary =
+                status == StatusCode::BAD_REQUEST && has_error_code(&body, "MANIFEST_BLOB_UNKNOWN");
         }
         error
     }
@@ -289,19 +295,9 @@ impl Repository {
             .send(req, &Scopes::push(&self.name), Retry::Yes)
             .await?;
         if !resp.status().is_success() {
-            let what = format!("PUT manifest `{reference}`");
-            let status = resp.status();
-            let body = read_error_body(resp).await;
-            let mut error = status_error(self.store_name(), &what, status, &body);
-            if let Error::Store { temporary, .. } = &mut error {
-                // Every child was pushed or found before the manifest is sent, so a registry
-                // that does not know one yet is catching up: an eventually consistent
-                // backend, or (distribution on a filesystem) a layer link being rewritten by
-                // another push of the same blob at this moment. The copy may try again.
-                *temporary = status == StatusCode::BAD_REQUEST
-                    && has_error_code(&body, "MANIFEST_BLOB_UNKNOWN");
-            }
-            return Err(error);
+            return Err(self
+                .fail(&format!("PUT manifest `{reference}`"), resp)
+                .await);
         }
         let headers = resp.headers().clone();
         if let Some(d) = header_digest(&headers)
