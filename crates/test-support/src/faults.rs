@@ -553,7 +553,7 @@ impl State {
         let (body, announced) = match fault {
             Fault::WrongDigest => {
                 let other = sha2::Sha256::digest([&body[..], b"fault"].concat());
-                let value = format!("sha256:{}", hex(&other));
+                let value = format!("sha256:{}", crate::util::hex(&other));
                 parts.headers.insert(
                     "docker-content-digest",
                     HeaderValue::from_str(&value).expect("ASCII"),
@@ -634,10 +634,6 @@ impl State {
         }
         Ok((parts, body))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How a spoiled body ends.

@@ -116,15 +116,33 @@ pub struct Image {
 
 impl Content for Image {
     fn all(&self) -> Vec<&Blob> {
-        let mut out = vec![&self.config];
-        out.extend(self.layers.iter());
-        out.push(&self.manifest);
-        out
+        config_layers_manifest(&self.config, &self.layers, &self.manifest)
     }
 
     fn root(&self) -> &Blob {
         &self.manifest
     }
+}
+
+/// `location` (an upload `Location`) as an absolute URL on `base`.
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_string()
+    }
+}
+
+/// The blobs of a manifest with a config and layers, children first.
+fn config_layers_manifest<'a>(
+    config: &'a Blob,
+    layers: &'a [Blob],
+    manifest: &'a Blob,
+) -> Vec<&'a Blob> {
+    let mut out = vec![config];
+    out.extend(layers);
+    out.push(manifest);
+    out
 }
 
 /// Builds an [`Image`] whose layers are random bytes of given sizes, each wrapped as a valid
@@ -383,10 +401,7 @@ pub struct Artifact {
 
 impl Content for Artifact {
     fn all(&self) -> Vec<&Blob> {
-        let mut out = vec![&self.config];
-        out.extend(self.layers.iter());
-        out.push(&self.manifest);
-        out
+        config_layers_manifest(&self.config, &self.layers, &self.manifest)
     }
 
     fn root(&self) -> &Blob {
@@ -583,11 +598,7 @@ pub async fn push(
         let location = post
             .header("location")
             .ok_or_else(|| fail("POST upload without Location".into(), &post))?;
-        let location = if location.starts_with('/') {
-            format!("{base}{location}")
-        } else {
-            location.to_string()
-        };
+        let location = absolute(base, location);
         let mut h = headers.clone();
         h.push(("content-type", "application/octet-stream"));
         let patch = http("PATCH", &location, &h, blob.bytes.clone()).await?;
@@ -595,11 +606,7 @@ pub async fn push(
             return Err(fail(format!("PATCH blob {digest}"), &patch));
         }
         let location = patch.header("location").unwrap_or(&location);
-        let location = if location.starts_with('/') {
-            format!("{base}{location}")
-        } else {
-            location.to_string()
-        };
+        let location = absolute(base, location);
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = http(
             "PUT",

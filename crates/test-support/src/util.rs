@@ -228,25 +228,30 @@ async fn exchange(
 /// Sends `GET <path>` to `addr` over a blocking socket and returns the status code.
 /// Used for readiness polls, where no async runtime may be running.
 pub(crate) fn blocking_status(addr: &str, path: &str) -> std::io::Result<u16> {
-    blocking_request(addr, "GET", path, &[]).map(|(status, _)| status)
+    blocking_request(addr, "GET", path, &[], &[]).map(|(status, _)| status)
 }
 
-/// Sends one HTTP/1.1 request over a blocking socket (`Connection: close`) and returns the
-/// status code and the raw body (not de-chunked).
+/// Sends one HTTP/1.1 request with `headers` over a blocking socket (`Connection: close`) and
+/// returns the status code and the raw body (not de-chunked).
 pub(crate) fn blocking_request(
     addr: &str,
     method: &str,
     path: &str,
+    headers: &[(String, String)],
     body: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
-    )?;
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
@@ -372,4 +377,16 @@ impl Drop for BackgroundServer {
             let _ = thread.join();
         }
     }
+}
+
+/// The last 20 lines of the file at `path` (empty when unreadable), for failure messages.
+pub(crate) fn tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// Lower-case hexadecimal of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
