@@ -74,38 +74,39 @@ impl Clients {
                 )),
             }
         }
-        let side = |plain: bool, insecure: bool, user: &Option<String>, pw: Option<String>| {
-            let creds = Credentials::from_docker_config();
-            Ok::<_, anyhow::Error>((
-                ClientOptions {
-                    plain_http: plain,
-                    insecure,
-                    credentials: creds,
-                    retry: retry_policy(args),
-                    verify_uploads: args.verify_uploads,
-                    ..Default::default()
-                },
-                user.clone(),
-                pw,
-            ))
+        let side = |plain: bool, insecure: bool| ClientOptions {
+            plain_http: plain,
+            insecure,
+            credentials: Credentials::from_docker_config(),
+            retry: retry_policy(args),
+            verify_uploads: args.verify_uploads,
+            ..Default::default()
         };
-        let (mut from_opts, fu, fp) = side(
+        let mut from_opts = side(
             args.plain_http || args.from_plain_http,
             args.insecure || args.from_insecure,
-            &args.from_username,
-            from_pw,
-        )?;
-        let (mut to_opts, tu, tp) = side(
+        );
+        let mut to_opts = side(
             args.plain_http || args.to_plain_http,
             args.insecure || args.to_insecure,
-            &args.to_username,
-            to_pw,
-        )?;
+        );
         // Credentials given on the command line, per side: (registry, credential).
         let (mut from_cred, mut to_cred): (Option<(&str, Credential)>, _) = (None, None);
         for (slot, user, pw, flag, host) in [
-            (&mut from_cred, fu, fp, "--from", from_host),
-            (&mut to_cred, tu, tp, "--to", to_host),
+            (
+                &mut from_cred,
+                args.from_username.clone(),
+                from_pw,
+                "--from",
+                from_host,
+            ),
+            (
+                &mut to_cred,
+                args.to_username.clone(),
+                to_pw,
+                "--to",
+                to_host,
+            ),
         ] {
             match (user, pw) {
                 (Some(username), Some(password)) => {
