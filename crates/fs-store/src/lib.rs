@@ -40,6 +40,7 @@
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
 pub mod distribution_storage;
+mod lanes;
 pub mod layout;
 pub mod shared;
 

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ferry_core::model::DigestAlgorithm;
 use ferry_core::{
     Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo,
 };
 
+use crate::lanes::{self, Failure, MAP_AT_LEAST, WINDOW, map_window};
 use crate::layout::{OciLayout, blob_path_in, blocking};
 
 /// How a blob was brought over.
@@ -348,12 +350,34 @@ impl LinkWork {
     }
 
     /// Hashes `file` from its start; `Some(reason)` when it does not match the digest.
+    ///
+    /// SHA-256 files go to the lane workers, which hash several files per core at once.
     fn check(&self, file: &File, path: &Path) -> Result<Option<String>> {
-        let mut hasher = Hasher::for_digest(&self.digest)?;
-        hash_file(file, self.size, path, &mut hasher, || {
-            self.check_cancelled()
-        })?;
-        let actual = hasher.finish();
+        let actual = if *self.digest.algorithm() == DigestAlgorithm::Sha256 {
+            let file = file
+                .try_clone()
+                .map_err(|e| io("duplicating the handle of", path, e))?;
+            match lanes::sha256_file(file, self.size, self.cancel.clone()) {
+                Ok(sum) => Digest::try_from(format!("sha256:{}", hex::encode(sum)))
+                    .expect("a hex SHA-256 is a digest"),
+                Err(Failure::Cancelled) => return self.check_cancelled().map(|()| None),
+                Err(Failure::Changed) => {
+                    return Ok(Some(format!(
+                        "source file `{}` changed size while it was verified against `{}`; \
+                         not linked",
+                        self.src_path.display(),
+                        self.digest
+                    )));
+                }
+                Err(Failure::Io(e)) => return Err(io("reading", path, e)),
+            }
+        } else {
+            let mut hasher = Hasher::for_digest(&self.digest)?;
+            hash_file(file, self.size, path, &mut hasher, || {
+                self.check_cancelled()
+            })?;
+            hasher.finish()
+        };
         if actual == self.digest {
             Ok(None)
         } else {
@@ -366,13 +390,6 @@ impl LinkWork {
         }
     }
 }
-
-/// Bytes of a file mapped at a time while hashing: small enough to keep a process's resident
-/// memory low with many files hashed at once, large enough that mapping costs nothing.
-const HASH_WINDOW: u64 = 2 << 20;
-
-/// Files below this are read rather than mapped.
-const MAP_AT_LEAST: u64 = 1 << 20;
 
 /// Feeds the whole of `file` (from its start) to `hasher`, calling `cancelled` between windows.
 /// `len` is the size the file was found to have: the first `len` bytes are mapped, anything
@@ -393,7 +410,7 @@ fn hash_file(
     if len >= MAP_AT_LEAST {
         while offset < len {
             cancelled()?;
-            let n = HASH_WINDOW.min(len - offset);
+            let n = WINDOW.min(len - offset);
             match map_window(file, offset, n) {
                 Ok(window) => hasher.update(&window),
                 Err(e) if offset == 0 => {
@@ -416,22 +433,6 @@ fn hash_file(
         };
         hasher.update(&buf[..n]);
         offset += n as u64;
-    }
-}
-
-/// Maps `len` bytes of `file` from `offset`, read-only.
-#[allow(unsafe_code)]
-fn map_window(file: &File, offset: u64, len: u64) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: the map is read-only and private to this call; the only hazard is another
-    // process truncating the file while it is mapped (a SIGBUS). Files hashed here are
-    // committed blobs of OCI layouts, which are content-addressed and never rewritten in
-    // place: stores (ferry's, skopeo's, umoci's) replace them by rename and remove them by
-    // unlink, neither of which changes a mapped inode.
-    unsafe {
-        memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(len as usize)
-            .map(file)
     }
 }
 
