@@ -54,7 +54,9 @@ enum Linked {
 ///
 /// By default the source file is hashed first (read, never written) and a file that does not
 /// match its digest is not linked: a corrupt layout must not spread. [`Self::trusting`] skips
-/// that read.
+/// that read. Files verified at the same time (the blobs of an image, mounted concurrently) are
+/// hashed together, up to four in lockstep per core, which on CPUs with SHA extensions takes
+/// about half the time of one file per core after another.
 ///
 /// The blob is taken from the source layout when it is on the destination's filesystem, else
 /// (and when verifying) from another layout on that filesystem that the blob-location cache
