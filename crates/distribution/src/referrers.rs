@@ -48,14 +48,13 @@ pub(crate) async fn list(repo: &Repository, subject: &Descriptor) -> Result<Vec<
             {
                 return fallback(repo, subject).await;
             }
-            status => {
-                let body = crate::transport::read_error_body(resp).await;
-                return Err(crate::error::status_error(
+            _ => {
+                return Err(crate::transport::response_error(
                     repo.store_name(),
                     &format!("referrers of `{}`", subject.digest()),
-                    status,
-                    &body,
-                ));
+                    resp,
+                )
+                .await);
             }
         }
         let next = next_link(resp.headers()).and_then(|l| url.join(&l).ok());

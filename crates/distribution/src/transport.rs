@@ -507,6 +507,14 @@ pub(crate) async fn read_error_body(resp: Response<Incoming>) -> Bytes {
         .unwrap_or_default()
 }
 
+/// The error for `resp`, an unexpected answer to `what` from `store`, quoting the registry's
+/// error codes and messages from its body.
+pub(crate) async fn response_error(store: &str, what: &str, resp: Response<Incoming>) -> Error {
+    let status = resp.status();
+    let body = read_error_body(resp).await;
+    crate::error::status_error(store, what, status, &body)
+}
+
 /// A response body as a [`ByteStream`], with an idle timeout.
 pub(crate) fn body_stream(resp: Response<Incoming>, store: String, idle: Duration) -> ByteStream {
     let s = http_body_util::BodyDataStream::new(resp.into_body())

@@ -22,7 +22,7 @@ use crate::auth::Scopes;
 use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::repository::{Repository, header_digest};
-use crate::transport::{Payload, Req, read_error_body, redact_url};
+use crate::transport::{Payload, Req, read_error_body, redact_url, response_error};
 
 /// How many times one chunk is resumed after a broken `PATCH`.
 const MAX_RESUMES: usize = 3;
@@ -221,9 +221,7 @@ impl UploadSession {
                     self.offset().await?
                 }
                 Ok(resp) => {
-                    let status = resp.status();
-                    let body = read_error_body(resp).await;
-                    return Err(status_error(&self.store, "upload chunk", status, &body));
+                    return Err(response_error(&self.store, "upload chunk", resp).await);
                 }
                 Err(e) if e.is_temporary() => {
                     tracing::debug!(error = %e, attempt, "chunk broke, asking the session's offset");
@@ -258,9 +256,7 @@ impl UploadSession {
         let req = Req::new(Method::GET, self.location.clone());
         let resp = self.registry.send(req, &self.scopes(), Retry::Yes).await?;
         if !resp.status().is_success() {
-            let status = resp.status();
-            let body = read_error_body(resp).await;
-            return Err(status_error(&self.store, "upload status", status, &body));
+            return Err(response_error(&self.store, "upload status", resp).await);
         }
         self.follow_location(resp.headers())?;
         Ok(range_end(resp.headers()).unwrap_or(0))
