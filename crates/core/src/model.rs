@@ -45,6 +45,33 @@ pub fn is_foreign_layer(media_type: &str) -> bool {
     media_type.contains(".foreign.") || media_type.contains("nondistributable")
 }
 
+/// The longest tag the distribution spec allows.
+pub const MAX_TAG_LENGTH: usize = 128;
+
+/// What a tag may be, for error messages.
+pub const TAG_RULE: &str = "a tag is 1 to 128 characters of letters, digits, `_`, `.` and `-`, \
+                            not starting with `.` or `-`";
+
+/// Checks a tag against the distribution spec, `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, which OCI
+/// layouts (`org.opencontainers.image.ref.name`) follow as well.
+pub fn validate_tag(tag: &str) -> Result<()> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_TAG_LENGTH
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "tag",
+            tag.escape_debug().to_string(),
+            TAG_RULE,
+        ))
+    }
+}
+
 /// The first 12 hex characters of a digest, as the output shows it.
 pub fn short_digest(digest: &Digest) -> &str {
     let hex = digest.digest();

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use ferry_core::model::TAG_RULE;
+pub use ferry_core::model::{MAX_TAG_LENGTH, validate_tag};
 use ferry_core::{Digest, Error, Result};
 use oci_spec::distribution::ParseError;
 
@@ -14,8 +16,6 @@ pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 pub const DEFAULT_TAG: &str = "latest";
 /// The longest repository name registries accept.
 pub const MAX_REPOSITORY_LENGTH: usize = 255;
-/// The longest tag the distribution spec allows.
-pub const MAX_TAG_LENGTH: usize = 128;
 
 /// A reference to content in a registry: `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
 ///
@@ -388,7 +388,7 @@ fn explain(input: &str, refusal: Refusal) -> String {
         Refusal::NameTooLong => {
             format!("the repository name is longer than {MAX_REPOSITORY_LENGTH} characters")
         }
-        Refusal::TagFormat => tag_rule().into(),
+        Refusal::TagFormat => TAG_RULE.into(),
         Refusal::DigestFormat => {
             "a digest is `ALGORITHM:HEX`, as in `sha256:<64 hex digits>`".into()
         }
@@ -397,10 +397,6 @@ fn explain(input: &str, refusal: Refusal) -> String {
         }
         Refusal::DigestUnsupported => "unsupported digest algorithm; use sha256 or sha512".into(),
     }
-}
-
-fn tag_rule() -> &'static str {
-    "a tag is 1 to 128 characters of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
 }
 
 /// Checks a repository name against the distribution spec:
@@ -460,21 +456,6 @@ fn valid_component(c: &str) -> bool {
         }
     }
     true
-}
-
-/// Checks a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn validate_tag(tag: &str) -> Result<()> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= MAX_TAG_LENGTH
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid("tag", tag, tag_rule()))
-    }
 }
 
 impl FromStr for Reference {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use ferry_core::model::validate_tag;
 use ferry_core::model::{Manifest, OCI_INDEX, OCI_MANIFEST, is_manifest};
 use ferry_core::{
     ByteStream, Descriptor, Digest, Error, ReadStore, Result, StoreInfo, WriteStore, verify_stream,
@@ -412,27 +413,6 @@ pub fn blob_path_in(root: &Path, digest: &Digest) -> Result<PathBuf> {
         ));
     }
     Ok(root.join(BLOBS_DIR).join(algorithm).join(hex))
-}
-
-/// Checks `tag` against the OCI tag grammar `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
-pub fn validate_tag(tag: &str) -> Result<()> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "tag",
-            tag.escape_debug().to_string(),
-            "a tag is 1 to 128 characters of letters, digits, `_`, `.` and `-`, and does not \
-             start with `.` or `-`",
-        ))
-    }
 }
 
 /// Parses a digest reference, accepting only well-formed sha256 and sha512 digests.
