@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use ferry_core::{
     BlobLocations, CopyOptions, InMemoryLocations, MountChain, PersistentLocations, PlatformFilter,
 };
-use ferry_distribution::{CrossRepoMount, Reference};
+use ferry_distribution::CrossRepoMount;
 use ferry_fs_store::SharedStorageMount;
 use ferry_ipfs_mount::{CidMap, IpfsMount};
 
@@ -25,11 +25,11 @@ const STRATEGIES: &[&str] = &[
     "ipfs",
 ];
 
-fn registry_host(ep: &Endpoint) -> Result<Option<String>> {
-    Ok(match ep {
-        Endpoint::Registry(r) => Some(Reference::parse(r)?.registry().to_string()),
+fn registry_host(ep: &Endpoint) -> Option<String> {
+    match ep {
+        Endpoint::Registry { reference, .. } => Some(reference.registry().to_string()),
         Endpoint::Layout { .. } => None,
-    })
+    }
 }
 
 /// Runs `ferry cp`.
@@ -41,8 +41,8 @@ pub async fn run(mut args: CpArgs) -> Result<()> {
         .as_deref()
         .map(|p| p.parse::<PlatformFilter>())
         .transpose()?;
-    let from_host = registry_host(&src_ep).context("invalid source")?;
-    let to_host = registry_host(&dst_ep).context("invalid destination")?;
+    let from_host = registry_host(&src_ep);
+    let to_host = registry_host(&dst_ep);
     let config = Config::load(args.config.as_deref())?;
     config.apply(&mut args, from_host.as_deref(), to_host.as_deref());
     let clients = Clients::new(&args.registry, from_host.as_deref(), to_host.as_deref())?;

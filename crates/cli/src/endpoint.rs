@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use ferry_core::Error;
+use ferry_distribution::Reference;
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -23,8 +24,13 @@ pub enum Endpoint {
         /// A tag or digest inside it.
         reference: Option<String>,
     },
-    /// `HOST[:PORT]/REPO[:TAG][@DIGEST]`, parsed by ferry-distribution.
-    Registry(String),
+    /// `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
+    Registry {
+        /// As written: whether it names a tag matters, an unnamed one is the source's.
+        text: String,
+        /// As parsed by ferry-distribution.
+        reference: Reference,
+    },
 }
 
 impl Endpoint {
@@ -66,7 +72,10 @@ impl Endpoint {
                      write `HOST[:PORT]/REPO[:TAG]` for a registry or `oci:PATH[:TAG]` for a layout"
             );
         }
-        Ok(Endpoint::Registry(s.to_string()))
+        Ok(Endpoint::Registry {
+            text: s.to_string(),
+            reference: Reference::parse(s)?,
+        })
     }
 
     /// How the summary line names the endpoint: `[oci-layout] PATH:TAG`.
@@ -81,7 +90,7 @@ impl Endpoint {
                 }
                 s
             }
-            Endpoint::Registry(r) => format!("[registry] {r}"),
+            Endpoint::Registry { text, .. } => format!("[registry] {text}"),
         }
     }
 }

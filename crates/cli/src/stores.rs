@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ferry_core::{Error, ReadStore, WriteStore};
-use ferry_distribution::{
-    ClientOptions, Credential, Credentials, Reference, RegistryClient, RetryPolicy,
-};
+use ferry_distribution::{ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy};
 use ferry_fs_store::OciLayout;
 
 use crate::args::{CpArgs, RegistryArgs};
@@ -210,9 +208,8 @@ pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
                 is_tag,
             })
         }
-        Endpoint::Registry(r) => {
-            let reference = Reference::parse(r)?;
-            let repo = clients.client(Side::From).repository(&reference)?;
+        Endpoint::Registry { reference, .. } => {
+            let repo = clients.client(Side::From).repository(reference)?;
             Ok(Source {
                 store: repo,
                 reference: reference.target(),
@@ -260,10 +257,9 @@ pub fn open_destination(
                 tag: Some(tag),
             })
         }
-        Endpoint::Registry(r) => {
-            let reference = Reference::parse(r)?;
-            let repo = clients.client(Side::To).repository(&reference)?;
-            let tag = if names_tag_or_digest(r) {
+        Endpoint::Registry { text, reference } => {
+            let repo = clients.client(Side::To).repository(reference)?;
+            let tag = if names_tag_or_digest(text) {
                 reference.tag().map(str::to_string)
             } else {
                 inherited.or_else(|| reference.tag().map(str::to_string))
