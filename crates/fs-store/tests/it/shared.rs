@@ -175,6 +175,65 @@ async fn large_source_files_are_verified_in_every_window() {
     );
 }
 
+/// Files verified at the same time are hashed together, several per core: each is still judged
+/// on its own bytes, whatever the others hold and however their sizes differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_verified_together_are_each_judged_on_their_own_bytes() {
+    let dir = tempdir();
+    let src = layout(dir.path(), "src");
+    let dst = layout(dir.path(), "dst");
+    let sizes = [
+        1,
+        63,
+        4_096,
+        70_000,
+        1 << 20,
+        (1 << 20) + 65,
+        3 << 20,
+        (5 << 20) + 7,
+        2_000_000,
+        6 << 20,
+        150_000,
+        9_999,
+    ];
+    let corrupt = [2, 5, 9];
+    let mut blobs = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let (desc, data) = random_blob(size);
+        let mut on_disk = data.to_vec();
+        if corrupt.contains(&i) {
+            let at = size * 2 / 3;
+            on_disk[at] ^= 0x01;
+        }
+        plant(&src, &desc, &on_disk);
+        blobs.push((desc, data));
+    }
+    let strategy = SharedStorageMount::new();
+    let outcomes = futures::future::join_all(
+        blobs
+            .iter()
+            .map(|(desc, _)| mount(&strategy, &src, dst.as_ref(), desc)),
+    )
+    .await;
+    for (i, ((desc, data), outcome)) in blobs.iter().zip(outcomes).enumerate() {
+        if corrupt.contains(&i) {
+            assert!(
+                matches!(&outcome, MountOutcome::Declined { reason, .. } if reason.contains("does not match")),
+                "blob {i} ({} bytes) is corrupt, yet {outcome:?}",
+                sizes[i]
+            );
+            assert!(!dst.exists(desc).await.unwrap(), "blob {i} linked");
+        } else {
+            assert!(
+                matches!(outcome, MountOutcome::Mounted { .. }),
+                "blob {i} ({} bytes) is intact, yet {outcome:?}",
+                sizes[i]
+            );
+            assert_eq!(&read_all(dst.as_ref(), desc).await, data, "blob {i}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn source_file_of_the_wrong_size_is_declined_even_when_trusted() {
     let dir = tempdir();
