@@ -74,7 +74,7 @@ pub(crate) fn sha256_file(
     };
     let pool = pool();
     let work = {
-        let mut shared = pool.shared.lock().expect("hash queue lock");
+        let mut shared = pool.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.queue.push_back(job);
         let work = shared.workers < pool.max_workers;
         if work {
@@ -87,7 +87,9 @@ pub(crate) fn sha256_file(
     }
     // A job is only queued while a worker is there to take it (a worker leaves only when the
     // queue is empty), so an answer always comes.
-    answer.recv().expect("a hash worker answers every job")
+    answer
+        .recv()
+        .expect("a hash worker answers every job unless it panicked")
 }
 
 /// One file to hash and where its answer goes.
@@ -123,10 +125,11 @@ impl Pool {
     /// Hashes queued files until none is left, taking at most one new file per step so that
     /// other workers get their share of a burst.
     fn work(&self) {
+        let _unwinding = Unwinding(self);
         let mut lanes: Vec<Lane> = Vec::with_capacity(LANES);
         loop {
             {
-                let mut shared = self.shared.lock().expect("hash queue lock");
+                let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
                 if lanes.len() < LANES
                     && let Some(job) = shared.queue.pop_front()
                 {
@@ -138,6 +141,21 @@ impl Pool {
                 }
             }
             step(&mut lanes);
+        }
+    }
+}
+
+/// Should a worker panic, leaves the pool as if it had finished and fails the queued jobs
+/// (their callers' `recv` returns an error) rather than leave them waiting for a worker that
+/// will not come.
+struct Unwinding<'a>(&'a Pool);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut shared = self.0.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.workers -= 1;
+            shared.queue.clear();
         }
     }
 }

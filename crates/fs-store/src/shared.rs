@@ -342,13 +342,17 @@ impl LinkWork {
 
     fn check_cancelled(&self) -> Result<()> {
         if self.cancel.load(Ordering::Relaxed) {
-            Err(Error::Cancelled(format!(
-                "mount of `{}` abandoned; nothing was linked",
-                self.digest
-            )))
+            Err(self.cancelled())
         } else {
             Ok(())
         }
+    }
+
+    fn cancelled(&self) -> Error {
+        Error::Cancelled(format!(
+            "mount of `{}` abandoned; nothing was linked",
+            self.digest
+        ))
     }
 
     /// Hashes `file` from its start; `Some(reason)` when it does not match the digest.
@@ -362,7 +366,7 @@ impl LinkWork {
             match lanes::sha256_file(file, self.size, self.cancel.clone()) {
                 Ok(sum) => Digest::try_from(format!("sha256:{}", hex::encode(sum)))
                     .expect("a hex SHA-256 is a digest"),
-                Err(Failure::Cancelled) => return self.check_cancelled().map(|()| None),
+                Err(Failure::Cancelled) => return Err(self.cancelled()),
                 Err(Failure::Changed) => {
                     return Ok(Some(format!(
                         "source file `{}` changed size while it was verified against `{}`; \
