@@ -11,13 +11,13 @@
 //! The `sha2` crate hashes one stream at a time, and the multi-buffer crates hash whole
 //! messages of equal length; the lane kernel here is the `sha2` crate's SHA-NI round function
 //! applied to several states at once, checked against `sha2` for every lane count and for
-//! lengths around every block and window boundary in the tests. A faulty kernel could only make
-//! a good file fail its check (the mount then declines and the blob is streamed and verified
-//! the ordinary way); it cannot make a corrupt file match its digest.
+//! lengths around every block and window boundary in the tests, with several files of mixed
+//! sizes in flight at once.
 //!
-//! Workers are the callers themselves: the first callers (up to the number of cores) hash
-//! their own file and whatever other callers queue meanwhile, and leave once the queue is
-//! empty; the others wait for their answer. No thread lives beyond the work.
+//! Callers queue their file and wait for its answer. Workers (threads, up to one per core) are
+//! started when a file is queued and fewer are running, take files from the queue into free
+//! lanes, and end once the queue and their lanes are empty: no thread lives beyond the work,
+//! and no caller waits for anything but its own file and the queue before it.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -52,14 +52,16 @@ pub(crate) enum Failure {
     Cancelled,
     /// The file has not `len` bytes any more: it was changed while it was hashed.
     Changed,
-    /// Reading or mapping the file failed.
+    /// Reading or mapping the file failed, or no worker could hash it.
     Io(std::io::Error),
 }
 
 /// The SHA-256 of the first `len` bytes of `file`, which must have exactly `len` bytes.
 ///
-/// Blocks until the file is hashed, by this thread or by another caller's; stops early with
-/// [`Failure::Cancelled`] once `cancel` is set.
+/// Blocks until a worker has hashed the file; stops early with [`Failure::Cancelled`] once
+/// `cancel` is set. The file's length is checked again after its last byte is read, so a file
+/// that was cut short (whose mapped tail would read as zeros) or that grew is
+/// [`Failure::Changed`].
 pub(crate) fn sha256_file(
     file: File,
     len: u64,
@@ -73,23 +75,31 @@ pub(crate) fn sha256_file(
         reply,
     };
     let pool = pool();
-    let work = {
+    let start = {
         let mut shared = pool.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.queue.push_back(job);
-        let work = shared.workers < pool.max_workers;
-        if work {
+        let start = shared.workers < pool.max_workers;
+        if start {
             shared.workers += 1;
         }
-        work
+        start
     };
-    if work {
-        pool.work();
+    if start {
+        let spawned = std::thread::Builder::new()
+            .name("ferry-hash".into())
+            .spawn(move || pool.work());
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot start a hash thread; hashing on this one");
+            pool.work();
+        }
     }
     // A job is only queued while a worker is there to take it (a worker leaves only when the
-    // queue is empty), so an answer always comes.
-    answer
-        .recv()
-        .expect("a hash worker answers every job unless it panicked")
+    // queue is empty), so an answer comes, unless the worker holding the job panicked.
+    answer.recv().unwrap_or_else(|_| {
+        Err(Failure::Io(std::io::Error::other(
+            "the hash worker stopped without an answer",
+        )))
+    })
 }
 
 /// One file to hash and where its answer goes.
@@ -145,9 +155,9 @@ impl Pool {
     }
 }
 
-/// Should a worker panic, leaves the pool as if it had finished and fails the queued jobs
-/// (their callers' `recv` returns an error) rather than leave them waiting for a worker that
-/// will not come.
+/// Should a worker panic, leaves the pool as if it had finished: the jobs in its lanes get no
+/// answer (their callers see an error), and when it was the last worker the queued jobs are
+/// failed too rather than left waiting for a worker that will not come.
 struct Unwinding<'a>(&'a Pool);
 
 impl Drop for Unwinding<'_> {
@@ -155,7 +165,9 @@ impl Drop for Unwinding<'_> {
         if std::thread::panicking() {
             let mut shared = self.0.shared.lock().unwrap_or_else(|e| e.into_inner());
             shared.workers -= 1;
-            shared.queue.clear();
+            if shared.workers == 0 {
+                shared.queue.clear();
+            }
         }
     }
 }
@@ -219,7 +231,7 @@ impl Lane {
                 return Err(Failure::Cancelled);
             }
             // Windows are whole blocks, except the file's last one.
-            debug_assert!(self.available().is_empty());
+            assert!(self.available().is_empty(), "a window ends inside a block");
             self.offset = end;
             self.pos = 0;
             self.window = self.load()?;
@@ -260,16 +272,12 @@ impl Lane {
         Ok(Window::Read(buf))
     }
 
-    /// Hashes the last partial block and the padding; the file must end here.
+    /// Hashes the last partial block and the padding; the file must end here, and still have
+    /// the length it was hashed with: a map of a file cut short reads zeros past its end.
     fn finish(&mut self) -> Result<[u8; 32], Failure> {
-        let mut probe = [0u8; 1];
-        loop {
-            match self.job.file.read_at(&mut probe, self.job.len) {
-                Ok(0) => break,
-                Ok(_) => return Err(Failure::Changed),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Failure::Io(e)),
-            }
+        let now = self.job.file.metadata().map_err(Failure::Io)?.len();
+        if now != self.job.len {
+            return Err(Failure::Changed);
         }
         let tail = self.available();
         let mut last = [0u8; 2 * BLOCK];
@@ -337,15 +345,17 @@ fn step(lanes: &mut Vec<Lane>) {
 /// Compresses the whole blocks of `data[i]` into `states[i]`, every lane the same length.
 #[allow(unsafe_code)]
 fn compress(states: &mut [&mut [u32; 8]], data: &[&[u8]]) {
-    debug_assert_eq!(states.len(), data.len());
-    debug_assert!(data.iter().all(|d| d.len() == data[0].len()));
-    debug_assert!(data.iter().all(|d| d.len() % BLOCK == 0));
+    assert_eq!(states.len(), data.len(), "a state for every lane");
+    assert!(
+        data.iter()
+            .all(|d| d.len() == data[0].len() && d.len() % BLOCK == 0),
+        "lanes of the same whole number of blocks"
+    );
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
         for (s, d) in states.chunks_mut(LANES).zip(data.chunks(LANES)) {
             // SAFETY: the CPU has the extensions the kernel is compiled for (checked above),
-            // and every lane has the same number of whole blocks (asserted above, guaranteed
-            // by the callers).
+            // and every lane has the same number of whole blocks (asserted above).
             unsafe {
                 match s.len() {
                     4 => x86::compress::<4>(s, d),
@@ -620,6 +630,13 @@ mod tests {
         }
         let big = data(MAP_AT_LEAST as usize + 10, 3);
         let got = sha256_file(file(&big), MAP_AT_LEAST + 9, cancel());
+        assert!(matches!(got, Err(Failure::Changed)), "{got:?}");
+        // A mapped file cut short inside its last page reads zeros where its end was: a blob
+        // that ends in zeros, as tar layers do, would hash to its digest but for the length.
+        let mut zero_tail = data(MAP_AT_LEAST as usize + 3000, 5);
+        let n = zero_tail.len();
+        zero_tail[n - 1024..].fill(0);
+        let got = sha256_file(file(&zero_tail[..n - 1000]), n as u64, cancel());
         assert!(matches!(got, Err(Failure::Changed)), "{got:?}");
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -291,6 +291,15 @@ impl LinkWork {
         }
         self.check_cancelled()?;
         match std::fs::hard_link(&self.src_path, &self.dst_path) {
+            // The link is made by path: a file renamed over the source since it was opened
+            // (another store replacing the blob) is not the file that was verified.
+            Ok(()) if self.verify && !same_file(&meta, &self.dst_path) => {
+                let _ = std::fs::remove_file(&self.dst_path);
+                Ok(Linked::Corrupt(format!(
+                    "`{}` was replaced while it was verified; not linked",
+                    self.src_path.display()
+                )))
+            }
             Ok(()) => Ok(Linked::Done(Method::Hardlink)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Linked::Present),
             Err(e) => Ok(Linked::Unsupported(format!(
@@ -348,6 +357,15 @@ impl LinkWork {
         }
     }
 
+    /// Why a source file that changed size while it was hashed is not linked.
+    fn changed(&self) -> String {
+        format!(
+            "source file `{}` changed size while it was verified against `{}`; not linked",
+            self.src_path.display(),
+            self.digest
+        )
+    }
+
     fn cancelled(&self) -> Error {
         Error::Cancelled(format!(
             "mount of `{}` abandoned; nothing was linked",
@@ -367,14 +385,7 @@ impl LinkWork {
                 Ok(sum) => Digest::try_from(format!("sha256:{}", hex::encode(sum)))
                     .expect("a hex SHA-256 is a digest"),
                 Err(Failure::Cancelled) => return Err(self.cancelled()),
-                Err(Failure::Changed) => {
-                    return Ok(Some(format!(
-                        "source file `{}` changed size while it was verified against `{}`; \
-                         not linked",
-                        self.src_path.display(),
-                        self.digest
-                    )));
-                }
+                Err(Failure::Changed) => return Ok(Some(self.changed())),
                 Err(Failure::Io(e)) => return Err(io("reading", path, e)),
             }
         } else {
@@ -382,6 +393,13 @@ impl LinkWork {
             hash_file(file, self.size, path, &mut hasher, || {
                 self.check_cancelled()
             })?;
+            // A mapped file cut short reads zeros past its end.
+            let now = file
+                .metadata()
+                .map_err(|e| io("reading metadata of", path, e))?;
+            if now.len() != self.size {
+                return Ok(Some(self.changed()));
+            }
             hasher.finish()
         };
         if actual == self.digest {
@@ -440,6 +458,11 @@ fn hash_file(
         hasher.update(&buf[..n]);
         offset += n as u64;
     }
+}
+
+/// Whether `path` is the file `meta` was taken from (same device and inode).
+fn same_file(meta: &std::fs::Metadata, path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
 }
 
 /// The error for `what` (`opening`, `syncing`, ...) failing on `path`.
