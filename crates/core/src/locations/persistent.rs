@@ -82,8 +82,9 @@ fn open(path: &Path, patience: Duration) -> Result<Database> {
     })
 }
 
-/// Opens `path` for reading; `None` when there is no cache yet or it needs a writer's repair
-/// (a process was killed while writing it; the next write repairs it).
+/// Opens `path` for reading; `None` when there is no cache yet (no file, or an empty one that
+/// another process has just created and not yet written) or it needs a writer's repair (a
+/// process was killed while writing it; the next write repairs it).
 fn open_read_only(path: &Path, patience: Duration) -> Result<Option<ReadOnlyDatabase>> {
     if !path.exists() {
         return Ok(None);
@@ -94,6 +95,10 @@ fn open_read_only(path: &Path, patience: Duration) -> Result<Option<ReadOnlyData
             .open_read_only(path)
     }) {
         Ok(db) => Ok(Some(db)),
+        Err(_) if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) => {
+            tracing::debug!(cache = %path.display(), "blob-location cache being created; not read");
+            Ok(None)
+        }
         Err(e) => {
             let source =
                 std::error::Error::source(&e).and_then(|s| s.downcast_ref::<redb::DatabaseError>());

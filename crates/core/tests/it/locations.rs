@@ -67,6 +67,22 @@ fn a_cache_in_an_older_format_is_replaced() {
     assert_eq!(cache.locations(&digest(1))[0].store, a);
 }
 
+/// Another process that is creating the cache leaves an empty file for a moment: a copy that
+/// starts then reads nothing from it, is not refused, and writes what it learned.
+#[test]
+fn an_empty_cache_file_is_one_being_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locations.redb");
+    std::fs::write(&path, b"").unwrap();
+    let cache = PersistentLocations::open(&path).expect("an empty file is a cache being created");
+    let store = StoreInfo::new("registry", "r", "t");
+    cache.record(&digest(1), &store);
+    cache.flush().expect("flush into the empty file");
+    drop(cache);
+    let cache = PersistentLocations::open(&path).unwrap();
+    assert_eq!(cache.locations(&digest(1)).len(), 1);
+}
+
 #[test]
 fn two_users_of_one_cache_at_once_both_work() {
     let dir = tempfile::tempdir().unwrap();
