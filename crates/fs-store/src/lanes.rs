@@ -14,6 +14,9 @@
 //! lengths around every block and window boundary in the tests, with several files of mixed
 //! sizes in flight at once.
 //!
+//! Digests of other algorithms go through [`hash_file`], one stream on the caller's thread,
+//! read the same way and with the same checks.
+//!
 //! Callers queue their file and wait for its answer. Workers (threads, up to one per core) are
 //! started when a file is queued and fewer are running, take files from the queue into free
 //! lanes, and end once the queue and their lanes are empty: no thread lives beyond the work,
@@ -35,10 +38,10 @@ const STEP: usize = 64 << 10;
 
 /// Bytes of a file mapped at a time: small enough to keep resident memory low with many files
 /// in flight, large enough that mapping costs nothing.
-pub(crate) const WINDOW: u64 = 2 << 20;
+const WINDOW: u64 = 2 << 20;
 
 /// Files below this are read rather than mapped.
-pub(crate) const MAP_AT_LEAST: u64 = 1 << 20;
+const MAP_AT_LEAST: u64 = 1 << 20;
 
 /// Bytes read at a time from a file that is not mapped.
 const READ_AT_ONCE: usize = 128 << 10;
@@ -69,9 +72,7 @@ pub(crate) fn sha256_file(
 ) -> Result<[u8; 32], Failure> {
     let (reply, answer) = mpsc::channel();
     let job = Job {
-        file,
-        len,
-        cancel,
+        reader: Reader::new(file, len, cancel),
         reply,
     };
     let pool = pool();
@@ -102,11 +103,31 @@ pub(crate) fn sha256_file(
     })
 }
 
-/// One file to hash and where its answer goes.
-struct Job {
+/// Feeds the whole of `file`, which must have exactly `len` bytes, to `update`, one stream:
+/// for the digests the lanes do not hash. Read as the lanes read, with the same checks: stops
+/// with [`Failure::Cancelled`] once `cancel` is set, [`Failure::Changed`] when the file's length
+/// is not `len` once its last byte is read.
+pub(crate) fn hash_file(
     file: File,
     len: u64,
     cancel: Arc<AtomicBool>,
+    mut update: impl FnMut(&[u8]),
+) -> Result<(), Failure> {
+    let mut reader = Reader::new(file, len, cancel);
+    loop {
+        let more = reader.fill()?;
+        let n = reader.available().len();
+        update(reader.available());
+        reader.pos += n;
+        if !more {
+            return reader.check_length();
+        }
+    }
+}
+
+/// One file to hash and where its answer goes.
+struct Job {
+    reader: Reader,
     reply: mpsc::Sender<Result<[u8; 32], Failure>>,
 }
 
@@ -172,10 +193,18 @@ impl Drop for Unwinding<'_> {
     }
 }
 
-/// One file being hashed.
+/// One file being hashed in a lane.
 struct Lane {
-    job: Job,
+    reader: Reader,
     state: [u32; 8],
+    reply: mpsc::Sender<Result<[u8; 32], Failure>>,
+}
+
+/// A file read window by window: mapped when large, else read into a buffer.
+struct Reader {
+    file: File,
+    len: u64,
+    cancel: Arc<AtomicBool>,
     /// File offset of the window's first byte.
     offset: u64,
     window: Window,
@@ -199,16 +228,16 @@ impl Window {
     }
 }
 
-impl Lane {
-    fn new(job: Job) -> Self {
-        let map = job.len >= MAP_AT_LEAST;
-        Lane {
-            job,
-            state: H0,
+impl Reader {
+    fn new(file: File, len: u64, cancel: Arc<AtomicBool>) -> Self {
+        Reader {
+            file,
+            len,
+            cancel,
             offset: 0,
             window: Window::Read(Vec::new()),
             pos: 0,
-            map,
+            map: len >= MAP_AT_LEAST,
         }
     }
 
@@ -224,10 +253,10 @@ impl Lane {
                 return Ok(true);
             }
             let end = self.offset + self.window.bytes().len() as u64;
-            if end >= self.job.len {
+            if end >= self.len {
                 return Ok(false);
             }
-            if self.job.cancel.load(Ordering::Relaxed) {
+            if self.cancel.load(Ordering::Relaxed) {
                 return Err(Failure::Cancelled);
             }
             // Windows are whole blocks, except the file's last one.
@@ -239,9 +268,9 @@ impl Lane {
     }
 
     fn load(&mut self) -> Result<Window, Failure> {
-        let n = WINDOW.min(self.job.len - self.offset);
+        let n = WINDOW.min(self.len - self.offset);
         if self.map {
-            match map_window(&self.job.file, self.offset, n) {
+            match map_window(&self.file, self.offset, n) {
                 Ok(m) => return Ok(Window::Mapped(m)),
                 Err(e) if self.offset == 0 => {
                     tracing::debug!(error = %e, "cannot map a file to hash it; reading it");
@@ -250,7 +279,7 @@ impl Lane {
                 Err(e) => return Err(Failure::Io(e)),
             }
         }
-        let n = (READ_AT_ONCE as u64).min(self.job.len - self.offset) as usize;
+        let n = (READ_AT_ONCE as u64).min(self.len - self.offset) as usize;
         let mut buf = match std::mem::replace(&mut self.window, Window::Read(Vec::new())) {
             Window::Read(b) => b,
             Window::Mapped(_) => Vec::new(),
@@ -259,7 +288,6 @@ impl Lane {
         let mut filled = 0;
         while filled < n {
             match self
-                .job
                 .file
                 .read_at(&mut buf[filled..], self.offset + filled as u64)
             {
@@ -272,14 +300,31 @@ impl Lane {
         Ok(Window::Read(buf))
     }
 
-    /// Hashes the last partial block and the padding; the file must end here, and still have
-    /// the length it was hashed with: a map of a file cut short reads zeros past its end.
-    fn finish(&mut self) -> Result<[u8; 32], Failure> {
-        let now = self.job.file.metadata().map_err(Failure::Io)?.len();
-        if now != self.job.len {
-            return Err(Failure::Changed);
+    /// Checks, once the last byte is read, that the file still has the length it was hashed
+    /// with: a map of a file cut short reads zeros past its end.
+    fn check_length(&self) -> Result<(), Failure> {
+        let now = self.file.metadata().map_err(Failure::Io)?.len();
+        if now == self.len {
+            Ok(())
+        } else {
+            Err(Failure::Changed)
         }
-        let tail = self.available();
+    }
+}
+
+impl Lane {
+    fn new(job: Job) -> Self {
+        Lane {
+            reader: job.reader,
+            state: H0,
+            reply: job.reply,
+        }
+    }
+
+    /// Hashes the last partial block and the padding; the file must end here.
+    fn finish(&mut self) -> Result<[u8; 32], Failure> {
+        self.reader.check_length()?;
+        let tail = self.reader.available();
         let mut last = [0u8; 2 * BLOCK];
         last[..tail.len()].copy_from_slice(tail);
         last[tail.len()] = 0x80;
@@ -288,7 +333,7 @@ impl Lane {
         } else {
             2 * BLOCK
         };
-        last[n - 8..n].copy_from_slice(&(self.job.len * 8).to_be_bytes());
+        last[n - 8..n].copy_from_slice(&(self.reader.len * 8).to_be_bytes());
         compress(&mut [&mut self.state], &[&last[..n]]);
         let mut out = [0u8; 32];
         for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
@@ -302,7 +347,7 @@ impl Lane {
 fn step(lanes: &mut Vec<Lane>) {
     let mut i = 0;
     while i < lanes.len() {
-        let done = match lanes[i].fill() {
+        let done = match lanes[i].reader.fill() {
             Ok(true) => None,
             Ok(false) => Some(lanes[i].finish()),
             Err(f) => Some(Err(f)),
@@ -311,7 +356,7 @@ fn step(lanes: &mut Vec<Lane>) {
             Some(answer) => {
                 let lane = lanes.swap_remove(i);
                 // The caller may have gone (a dropped mount); nobody else wants the answer.
-                let _ = lane.job.reply.send(answer);
+                let _ = lane.reply.send(answer);
             }
             None => i += 1,
         }
@@ -321,7 +366,7 @@ fn step(lanes: &mut Vec<Lane>) {
     }
     let n = lanes
         .iter()
-        .map(|l| l.available().len())
+        .map(|l| l.reader.available().len())
         .min()
         .unwrap_or(0)
         .min(STEP)
@@ -330,15 +375,13 @@ fn step(lanes: &mut Vec<Lane>) {
     let mut states: Vec<&mut [u32; 8]> = Vec::with_capacity(lanes.len());
     let mut data: Vec<&[u8]> = Vec::with_capacity(lanes.len());
     for lane in lanes.iter_mut() {
-        let Lane {
-            state, window, pos, ..
-        } = lane;
+        let Lane { state, reader, .. } = lane;
         states.push(state);
-        data.push(&window.bytes()[*pos..*pos + n]);
+        data.push(&reader.available()[..n]);
     }
     compress(&mut states, &data);
     for lane in lanes.iter_mut() {
-        lane.pos += n;
+        lane.reader.pos += n;
     }
 }
 
@@ -387,7 +430,7 @@ fn portable(states: &mut [&mut [u32; 8]], data: &[&[u8]]) {
 
 /// Maps `len` bytes of `file` from `offset`, read-only.
 #[allow(unsafe_code)]
-pub(crate) fn map_window(file: &File, offset: u64, len: u64) -> std::io::Result<memmap2::Mmap> {
+fn map_window(file: &File, offset: u64, len: u64) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the map is read-only and private to this call; the only hazard is another
     // process truncating the file while it is mapped (a SIGBUS). Files hashed here are
     // committed blobs of OCI layouts, which are content-addressed and never rewritten in
@@ -637,6 +680,36 @@ mod tests {
         let n = zero_tail.len();
         zero_tail[n - 1024..].fill(0);
         let got = sha256_file(file(&zero_tail[..n - 1000]), n as u64, cancel());
+        assert!(matches!(got, Err(Failure::Changed)), "{got:?}");
+    }
+
+    #[test]
+    fn one_stream_hashing_reads_as_the_lanes_do() {
+        for len in [
+            0,
+            63,
+            READ_AT_ONCE + 1,
+            MAP_AT_LEAST as usize + 7,
+            2 * WINDOW as usize + 1,
+        ] {
+            let bytes = data(len, 7);
+            let mut hasher = sha2::Sha512::new();
+            let cancel = Arc::new(AtomicBool::new(false));
+            hash_file(file(&bytes), len as u64, cancel, |b| hasher.update(b)).unwrap();
+            assert_eq!(
+                hasher.finalize(),
+                sha2::Sha512::digest(&bytes),
+                "{len} bytes"
+            );
+        }
+        let bytes = data(MAP_AT_LEAST as usize + 3000, 2);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let got = hash_file(
+            file(&bytes[..bytes.len() - 1000]),
+            bytes.len() as u64,
+            cancel,
+            |_| {},
+        );
         assert!(matches!(got, Err(Failure::Changed)), "{got:?}");
     }
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +14,7 @@ use ferry_core::{
     Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo,
 };
 
-use crate::lanes::{self, Failure, MAP_AT_LEAST, WINDOW, map_window};
+use crate::lanes::{self, Failure};
 use crate::layout::{OciLayout, blob_path_in, blocking};
 
 /// How a blob was brought over.
@@ -377,30 +376,24 @@ impl LinkWork {
     ///
     /// SHA-256 files go to the lane workers, which hash several files per core at once.
     fn check(&self, file: &File, path: &Path) -> Result<Option<String>> {
-        let actual = if *self.digest.algorithm() == DigestAlgorithm::Sha256 {
-            let file = file
-                .try_clone()
-                .map_err(|e| io("duplicating the handle of", path, e))?;
-            match lanes::sha256_file(file, self.size, self.cancel.clone()) {
-                Ok(sum) => Digest::try_from(format!("sha256:{}", hex::encode(sum)))
-                    .expect("a hex SHA-256 is a digest"),
-                Err(Failure::Cancelled) => return Err(self.cancelled()),
-                Err(Failure::Changed) => return Ok(Some(self.changed())),
-                Err(Failure::Io(e)) => return Err(io("reading", path, e)),
-            }
+        let file = file
+            .try_clone()
+            .map_err(|e| io("duplicating the handle of", path, e))?;
+        let hashed = if *self.digest.algorithm() == DigestAlgorithm::Sha256 {
+            lanes::sha256_file(file, self.size, self.cancel.clone()).map(|sum| {
+                Digest::try_from(format!("sha256:{}", hex::encode(sum)))
+                    .expect("a hex SHA-256 is a digest")
+            })
         } else {
             let mut hasher = Hasher::for_digest(&self.digest)?;
-            hash_file(file, self.size, path, &mut hasher, || {
-                self.check_cancelled()
-            })?;
-            // A mapped file cut short reads zeros past its end.
-            let now = file
-                .metadata()
-                .map_err(|e| io("reading metadata of", path, e))?;
-            if now.len() != self.size {
-                return Ok(Some(self.changed()));
-            }
-            hasher.finish()
+            lanes::hash_file(file, self.size, self.cancel.clone(), |b| hasher.update(b))
+                .map(|()| hasher.finish())
+        };
+        let actual = match hashed {
+            Ok(actual) => actual,
+            Err(Failure::Cancelled) => return Err(self.cancelled()),
+            Err(Failure::Changed) => return Ok(Some(self.changed())),
+            Err(Failure::Io(e)) => return Err(io("reading", path, e)),
         };
         if actual == self.digest {
             Ok(None)
@@ -412,51 +405,6 @@ impl LinkWork {
                 self.digest
             )))
         }
-    }
-}
-
-/// Feeds the whole of `file` (from its start) to `hasher`, calling `cancelled` between windows.
-/// `len` is the size the file was found to have: the first `len` bytes are mapped, anything
-/// after them is read, so a file that grew is still hashed whole.
-///
-/// Large files are hashed straight from the page cache through read-only memory maps, window
-/// by window, which saves copying every byte into a buffer first (a tenth of the CPU time of
-/// verifying a layout's blobs); where a file cannot be mapped it is read.
-fn hash_file(
-    file: &File,
-    len: u64,
-    path: &Path,
-    hasher: &mut Hasher,
-    mut cancelled: impl FnMut() -> Result<()>,
-) -> Result<()> {
-    let read_err = |e| Error::io(format!("reading `{}`", path.display()), e);
-    let mut offset = 0;
-    if len >= MAP_AT_LEAST {
-        while offset < len {
-            cancelled()?;
-            let n = WINDOW.min(len - offset);
-            match map_window(file, offset, n) {
-                Ok(window) => hasher.update(&window),
-                Err(e) if offset == 0 => {
-                    tracing::debug!(file = %path.display(), error = %e, "cannot map; reading");
-                    break;
-                }
-                Err(e) => return Err(read_err(e)),
-            }
-            offset += n;
-        }
-    }
-    let mut buf = vec![0u8; 128 * 1024];
-    loop {
-        cancelled()?;
-        let n = match file.read_at(&mut buf, offset) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
-        hasher.update(&buf[..n]);
-        offset += n as u64;
     }
 }
 
