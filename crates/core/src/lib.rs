@@ -42,6 +42,7 @@ pub use mount::{
 };
 pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{
-    ByteStream, Capabilities, FetchFromAddress, ReadStore, StoreInfo, WriteStore, bytes_stream,
+    ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, ReadStore, StoreInfo,
+    WriteStore, bytes_stream,
 };
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

@@ -154,6 +154,19 @@ impl ReadStore for MemoryStore {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn capabilities(&self) -> crate::store::Capabilities<'_> {
+        crate::store::Capabilities::default().with_list_tags(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::ListTags for MemoryStore {
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        let mut tags: Vec<String> = self.tags.read().expect("lock").keys().cloned().collect();
+        tags.sort();
+        Ok(tags)
+    }
 }
 
 #[async_trait]

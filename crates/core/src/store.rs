@@ -90,6 +90,12 @@ pub trait ReadStore: Display + Debug + Send + Sync + 'static {
     /// The store as [`Any`], for a strategy of the same crate that needs the concrete type to
     /// act once [`ReadStore::info`] said it applies.
     fn as_any(&self) -> &dyn Any;
+
+    /// Optional abilities of this store (listing tags, deleting tags, fetching from an
+    /// address). None by default. A wrapper store forwards its inner store's.
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::default()
+    }
 }
 
 /// The write side of a store.
@@ -115,20 +121,19 @@ pub trait WriteStore: ReadStore {
         self.push(descriptor, data).await?;
         self.tag(descriptor, tag).await
     }
-
-    /// Optional abilities of this store. None by default.
-    fn capabilities(&self) -> Capabilities<'_> {
-        Capabilities::default()
-    }
 }
 
-/// Optional abilities a destination store may offer to the engine and to strategies.
+/// Optional abilities a store may offer to the engine, to strategies and to sync.
 #[derive(Default, Clone, Copy)]
 #[non_exhaustive]
 pub struct Capabilities<'a> {
     /// The destination can fetch content from an address (an `ipfs://` URL, for instance)
     /// itself, so no byte passes through the client.
     pub fetch_from_address: Option<&'a dyn FetchFromAddress>,
+    /// The store can list its tags.
+    pub list_tags: Option<&'a dyn ListTags>,
+    /// The store can remove a tag.
+    pub delete_tag: Option<&'a dyn DeleteTag>,
 }
 
 impl<'a> Capabilities<'a> {
@@ -148,12 +153,44 @@ impl<'a> Capabilities<'a> {
     }
 }
 
+impl<'a> Capabilities<'a> {
+    /// Offers [`ListTags`].
+    pub fn with_list_tags(mut self, lister: &'a dyn ListTags) -> Self {
+        self.list_tags = Some(lister);
+        self
+    }
+
+    /// Offers [`DeleteTag`].
+    pub fn with_delete_tag(mut self, deleter: &'a dyn DeleteTag) -> Self {
+        self.delete_tag = Some(deleter);
+        self
+    }
+}
+
 impl Debug for Capabilities<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Capabilities")
             .field("fetch_from_address", &self.fetch_from_address.is_some())
+            .field("list_tags", &self.list_tags.is_some())
+            .field("delete_tag", &self.delete_tag.is_some())
             .finish()
     }
+}
+
+/// A store that can list its tags.
+#[async_trait]
+pub trait ListTags: Send + Sync {
+    /// Every tag of the store, all pages of a paged listing followed. An error means the
+    /// listing is incomplete: a caller must not take a tag's absence from a failed listing as
+    /// its deletion.
+    async fn list_tags(&self) -> Result<Vec<String>>;
+}
+
+/// A store that can remove a tag without removing content other tags still name.
+#[async_trait]
+pub trait DeleteTag: Send + Sync {
+    /// Removes `tag`. Removing a tag the store does not have is [`crate::Error::NotFound`].
+    async fn delete_tag(&self, tag: &str) -> Result<()>;
 }
 
 /// A destination that can obtain content from an address by itself, verifying it against the

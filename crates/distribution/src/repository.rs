@@ -524,6 +524,17 @@ impl ReadStore for Repository {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn capabilities(&self) -> ferry_core::Capabilities<'_> {
+        ferry_core::Capabilities::default().with_list_tags(self)
+    }
+}
+
+#[async_trait]
+impl ferry_core::ListTags for Repository {
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        self.tags().await
+    }
 }
 
 #[async_trait]

@@ -493,6 +493,17 @@ impl ReadStore for OciLayout {
     fn as_any(&self) -> &dyn Any {
         self
     }
+
+    fn capabilities(&self) -> ferry_core::Capabilities<'_> {
+        ferry_core::Capabilities::default().with_list_tags(self)
+    }
+}
+
+#[async_trait]
+impl ferry_core::ListTags for OciLayout {
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        Ok(self.tags().await?.into_iter().map(|(t, _)| t).collect())
+    }
 }
 
 #[async_trait]

@@ -61,7 +61,7 @@
 //!
 //! # Destinations that fetch from IPFS themselves
 //!
-//! A destination whose [`ferry_core::WriteStore::capabilities`] offers
+//! A destination whose [`ferry_core::ReadStore::capabilities`] offers
 //! [`ferry_core::FetchFromAddress`], and which `accepts("ipfs://…")`, is handed the address
 //! instead: it fetches and verifies the content itself and no byte passes through the client.
 //! When it answers `Ok(false)` (or fails), [`IpfsMount`] falls back to fetching through its
@@ -91,7 +91,7 @@
 //! }
 //! ```
 //!
-//! and offers it from its `WriteStore::capabilities` (`Capabilities` is non-exhaustive, so
+//! and offers it from its `ReadStore::capabilities` (`Capabilities` is non-exhaustive, so
 //! start from the default and set the field):
 //!
 //! ```text

@@ -197,6 +197,11 @@ impl ReadStore for SelfFetching {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn capabilities(&self) -> Capabilities<'_> {
+        let mut c = Capabilities::default();
+        c.fetch_from_address = Some(self);
+        c
+    }
 }
 
 #[async_trait]
@@ -206,11 +211,6 @@ impl WriteStore for SelfFetching {
     }
     async fn tag(&self, d: &Descriptor, t: &str) -> Result<()> {
         self.inner.tag(d, t).await
-    }
-    fn capabilities(&self) -> Capabilities<'_> {
-        let mut c = Capabilities::default();
-        c.fetch_from_address = Some(self);
-        c
     }
 }
 
