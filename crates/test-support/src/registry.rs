@@ -87,6 +87,7 @@ impl S3Storage {
 #[derive(Debug, Clone)]
 pub struct RegistryBuilder {
     root: Option<PathBuf>,
+    create_root: bool,
     users: Vec<(String, String)>,
     token: Option<TokenAuth>,
     s3: Option<S3Storage>,
@@ -110,6 +111,7 @@ impl RegistryBuilder {
     pub fn new() -> Self {
         Self {
             root: None,
+            create_root: true,
             users: Vec::new(),
             token: None,
             s3: None,
@@ -134,10 +136,19 @@ impl RegistryBuilder {
         self
     }
 
-    /// Keeps the filesystem storage in `root` (created if missing) instead of the registry's
-    /// own temporary directory, so two registries can share one directory or one filesystem.
+    /// Keeps the filesystem storage in `root` instead of the registry's own temporary
+    /// directory, so two registries can share one directory or one filesystem. `root` is
+    /// created if missing, unless [`Self::create_root`] says not.
     pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
         self.root = Some(root.into());
+        self
+    }
+
+    /// Whether the filesystem root is created before the registry starts (default: yes).
+    /// `false` leaves it to the registry, which creates it on its first write: the storage
+    /// of a freshly deployed registry that has never stored anything.
+    pub fn create_root(mut self, create: bool) -> Self {
+        self.create_root = create;
         self
     }
 
@@ -216,7 +227,7 @@ impl RegistryBuilder {
             Some(root) => root.clone(),
             None => dir.path().join("storage"),
         };
-        if self.s3.is_none() {
+        if self.s3.is_none() && self.create_root {
             fs_create_dir_all(&root)?;
         }
         if !self.users.is_empty() {

@@ -303,6 +303,32 @@ impl SeaweedFs {
         }
     }
 
+    /// The keys of the objects in `bucket` that start with `prefix`, sorted (at most 1000).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let path = format!(
+            "/{bucket}?list-type=2&prefix={}",
+            crate::util::percent_encode(prefix)
+        );
+        let body = match self.request("GET", &path, &[]) {
+            Ok((200, body)) => body,
+            Ok((status, body)) => {
+                return Err(Error::Setup(format!(
+                    "list `{bucket}/{prefix}`: status {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+            Err(e) => return Err(Error::io(format!("list `{bucket}/{prefix}`"), e)),
+        };
+        let body = String::from_utf8_lossy(&body);
+        let mut keys: Vec<String> = body
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Registry storage settings for `bucket` (created if missing) under `root_directory`,
     /// with the server's keys.
     pub fn storage(&self, bucket: &str, root_directory: &str) -> Result<S3Storage> {
@@ -366,8 +392,13 @@ fn sign_v4(
     let (date, stamp) = amz_dates(time);
     let payload = crate::util::hex(&Sha256::digest(body));
     let signed_headers = "host;x-amz-content-sha256;x-amz-date";
+    // The canonical query: its parameters (already percent-encoded) sorted.
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    params.sort_unstable();
+    let query = params.join("&");
     let canonical = format!(
-        "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n\n{signed_headers}\n{payload}"
+        "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n\n{signed_headers}\n{payload}"
     );
     let scope = format!("{date}/{REGION}/s3/aws4_request");
     let to_sign = format!(

@@ -18,6 +18,20 @@ use crate::error::{Error, Result};
 /// How often readiness checks are repeated while waiting.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
+/// `text` percent-encoded as S3 and URL query values want it: every byte but unreserved
+/// characters (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, release it).
 ///
 /// Another process may take it before it is used: callers that start a server on it retry on

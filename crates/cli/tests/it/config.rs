@@ -136,10 +136,14 @@ fn push_image(reg: &Registry, repo: &str, seed: u64) -> ferry_test_support::Imag
     image
 }
 
+/// Upload requests (`POST`, `PATCH`, `PUT` under `/blobs/uploads`) since `mark`.
 fn uploads_since(reg: &Registry, mark: usize) -> usize {
     reg.requests_since(mark)
         .iter()
-        .filter(|q| (q.method == "PATCH" || q.method == "PUT") && q.path.contains("/blobs/uploads"))
+        .filter(|q| {
+            matches!(q.method.as_str(), "POST" | "PATCH" | "PUT")
+                && q.path.contains("/blobs/uploads")
+        })
         .count()
 }
 
@@ -156,13 +160,51 @@ fn skopeo_copy_verifies(reference: &str) {
     .unwrap();
 }
 
+/// The modes of `path` and of every directory above it up to `root`, `root` included.
+fn modes_below(root: &Path, path: &Path) -> Vec<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    path.ancestors()
+        .take_while(|p| p.starts_with(root))
+        .map(|p| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777)
+        .collect()
+}
+
+/// The path of a blob's data, and of its layer link in `repo`, under a distribution root.
+fn blob_paths(root: &Path, repo: &str, digest: &ferry_core::Digest) -> [std::path::PathBuf; 2] {
+    let hex = digest.digest();
+    let v2 = root.join("docker/registry/v2");
+    [
+        v2.join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data"),
+        v2.join("repositories")
+            .join(repo)
+            .join("_layers/sha256")
+            .join(hex)
+            .join("link"),
+    ]
+}
+
+/// The first copy into a registry that has never stored anything: its root does not exist
+/// yet (distribution creates it on its first write), and ferry creates what it needs there
+/// as distribution would, with the same modes.
 #[test]
 fn registries_on_one_filesystem_mount_every_blob_through_storage() {
     let dir = tempfile::tempdir().unwrap();
     let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
-    let a = Registry::builder().root(&root_a).start().unwrap();
-    let b = Registry::builder().root(&root_b).start().unwrap();
+    let a = Registry::builder()
+        .root(&root_a)
+        .create_root(false)
+        .start()
+        .unwrap();
+    let b = Registry::builder()
+        .root(&root_b)
+        .create_root(false)
+        .start()
+        .unwrap();
     let image = push_image(&a, "x", 31);
+    assert!(!root_b.exists(), "B has never stored anything");
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -199,7 +241,23 @@ fn registries_on_one_filesystem_mount_every_blob_through_storage() {
     );
     assert_eq!(uploads_since(&b, mark), 0, "no blob upload reached B");
     skopeo_copy_verifies(&format!("docker://{}/y:v1", b.addr()));
-    let _ = image;
+    // What ferry created under B's root has the modes distribution gave the same paths
+    // under A's (both processes run with this process's umask).
+    for blob in image.all().into_iter().filter(|b| !b.is_manifest()) {
+        let digest = blob.descriptor.digest();
+        for (in_a, in_b) in blob_paths(&root_a, "x", digest)
+            .into_iter()
+            .zip(blob_paths(&root_b, "y", digest))
+        {
+            assert_eq!(
+                modes_below(&root_a, &in_a),
+                modes_below(&root_b, &in_b),
+                "modes of `{}` and the directories above it, as distribution made `{}`",
+                in_b.display(),
+                in_a.display()
+            );
+        }
+    }
 }
 
 #[test]
@@ -215,6 +273,11 @@ fn registries_on_one_s3_bucket_mount_every_blob_by_server_side_copy() {
         .start()
         .unwrap();
     push_image(&a, "x", 32);
+    assert_eq!(
+        seaweed.keys("shared", "tenant-b/").unwrap(),
+        Vec::<String>::new(),
+        "B has never stored anything"
+    );
     let dir = tempfile::tempdir().unwrap();
     let s3 = |prefix: &str| {
         format!(

@@ -57,6 +57,12 @@
 //!   `rootdirectory: /srv/registry-a`, or `s3://bucket/tenant-b` for the `s3` driver with
 //!   `bucket: bucket` and `rootdirectory: /tenant-b`. See [`StorageRoot::parse`] for the
 //!   options (S3 endpoint, region, credentials; the `AWS_*` environment otherwise).
+//! - A registry that has never stored anything has no root directory yet (distribution
+//!   creates it on its first write). Such a root, inside a directory that exists, is an empty
+//!   storage: the first mount creates it and the directories under it as distribution's
+//!   filesystem driver does (mode `0777`, files `0666`, less the umask). A root whose parent
+//!   directory is missing too is an unmounted volume or a wrong path: it is never created,
+//!   and the strategy declines. An S3 prefix needs nothing created.
 //! - Access: the process needs read access to the source root, and write access to the
 //!   destination root, as the user the registry runs as or with permissions that let the
 //!   registry read what it writes (files are created with the process's umask). Hardlinks

@@ -287,7 +287,7 @@ impl DistributionStorageMount {
         let src_data_s = relative(src_root, &src_data);
         if let (Some(s), Some(d)) = (src_root.local_path(), dst_root.local_path()) {
             let (s_dev, d_dev) = match (device_of(s).await, device_of(d).await) {
-                (Ok(s), Ok(d)) => (s, d),
+                (Ok(s), Ok(d)) => (s.dev, d.dev),
                 (Err(reason), _) | (_, Err(reason)) => return Taken::Declined(reason),
             };
             if s_dev != d_dev {
@@ -331,6 +331,9 @@ impl DistributionStorageMount {
         }
         // The destination's store copies: a hardlink (to a staging name, then renamed)
         // between filesystem roots, `CopyObject` within one bucket.
+        if let Err(reason) = make_parent(dst_root, dst_data).await {
+            return Taken::Declined(reason);
+        }
         if let Err(e) = dst_root.store().copy(&src_data, dst_data).await {
             return Taken::Declined(self.failed(
                 &format!(
@@ -480,21 +483,92 @@ fn links_to(content: &[u8], descriptor: &Descriptor) -> bool {
     std::str::from_utf8(content).is_ok_and(|s| s.trim() == descriptor.digest().to_string())
 }
 
-/// The device id of a directory, or why it cannot be had.
-async fn device_of(dir: &std::path::Path) -> std::result::Result<u64, String> {
+/// What a filesystem root is on: the device id of its filesystem, and whether the root
+/// exists yet.
+struct RootDevice {
+    dev: u64,
+    exists: bool,
+}
+
+/// The device of a filesystem root, or why it cannot be had.
+///
+/// A root that does not exist yet, in a directory that does, is the storage of a registry
+/// that has never stored anything (distribution creates its root on its first write): it is
+/// on its parent's filesystem and is created by the first write ([`make_parent`]). A root
+/// whose parent is missing too (an unmounted volume, a wrong path) cannot be reached.
+async fn device_of(dir: &std::path::Path) -> std::result::Result<RootDevice, String> {
     use std::os::unix::fs::MetadataExt;
+    let unreachable = |e: std::io::Error| {
+        format!(
+            "storage root `{}` cannot be reached ({e}); is the storage mounted and the root right?",
+            dir.display()
+        )
+    };
     match tokio::fs::metadata(dir).await {
-        Ok(m) if m.is_dir() => Ok(m.dev()),
+        Ok(m) if m.is_dir() => Ok(RootDevice {
+            dev: m.dev(),
+            exists: true,
+        }),
         Ok(_) => Err(format!(
             "storage root `{}` is not a directory",
             dir.display()
         )),
-        Err(e) => Err(format!(
-            "storage root `{}` cannot be reached ({e}); is the storage mounted and the root right?",
-            dir.display()
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            match parent {
+                Some(parent) => match tokio::fs::metadata(parent).await {
+                    Ok(m) if m.is_dir() => Ok(RootDevice {
+                        dev: m.dev(),
+                        exists: false,
+                    }),
+                    _ => Err(unreachable(e)),
+                },
+                None => Err(unreachable(e)),
+            }
+        }
+        Err(e) => Err(unreachable(e)),
     }
 }
+
+/// Creates the directory that will hold `path` under the filesystem root `root`, as
+/// distribution's filesystem driver does before each write (`os.MkdirAll(dir, 0777)`, less
+/// the umask), so the registry can go on writing beside what this strategy wrote. The root
+/// itself is created only inside a directory that exists: a root whose parent is missing is
+/// an unmounted volume or a wrong path, never created. Nothing to do for other backends.
+async fn make_parent(root: &StorageRoot, path: &Path) -> std::result::Result<(), String> {
+    let Some(root_dir) = root.local_path() else {
+        return Ok(());
+    };
+    let relative = relative(root, path);
+    let Some(parent) = std::path::Path::new(&relative).parent() else {
+        return Ok(());
+    };
+    let (root_dir, dir) = (root_dir.to_path_buf(), root_dir.join(parent));
+    let made = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(DIR_MODE).create(&root_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(format!(
+                    "storage root `{}` cannot be created ({e}); is the storage mounted and the \
+                     root right?",
+                    root_dir.display()
+                ));
+            }
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)
+            .map_err(|e| format!("creating `{}` failed: {e}", dir.display()))
+    })
+    .await;
+    made.unwrap_or_else(|e| Err(format!("creating directories failed: {e}")))
+}
+
+/// The mode distribution's filesystem driver creates directories with (less the umask).
+const DIR_MODE: u32 = 0o777;
 
 #[async_trait]
 impl MountStrategy for DistributionStorageMount {
@@ -532,12 +606,15 @@ impl MountStrategy for DistributionStorageMount {
         let (dst_data_s, dst_link_s) =
             (relative(dst_root, &dst_data), relative(dst_root, &dst_link));
 
-        // A filesystem root that is not there (an unmounted volume, a wrong path) must not be
-        // created by the writes below.
-        if let Some(path) = dst_root.local_path()
-            && let Err(reason) = device_of(path).await
-        {
-            return Ok(MountOutcome::declined(reason));
+        // A filesystem root that is not there, in a directory that is, belongs to a registry
+        // that has never stored anything: an empty storage, created by the writes below. One
+        // whose parent is not there either (an unmounted volume, a wrong path) must not be.
+        let mut fresh_root = false;
+        if let Some(path) = dst_root.local_path() {
+            match device_of(path).await {
+                Ok(root) => fresh_root = !root.exists,
+                Err(reason) => return Ok(MountOutcome::declined(reason)),
+            }
         }
 
         // 1. The destination repository may link the blob already.
@@ -610,6 +687,9 @@ impl MountStrategy for DistributionStorageMount {
         };
 
         // 4. Link the blob into the destination repository, data first, link last.
+        if let Err(reason) = make_parent(dst_root, &dst_link).await {
+            return Ok(MountOutcome::declined(reason));
+        }
         let content = PutPayload::from(link_content(digest).into_bytes());
         if let Err(e) = dst_store.put(&dst_link, content).await {
             return Ok(MountOutcome::declined(self.failed(
@@ -639,10 +719,19 @@ impl MountStrategy for DistributionStorageMount {
                 {
                     tracing::warn!(path = %dst_link, error = %e, "could not remove a link the registry ignores");
                 }
+                let created = if fresh_root {
+                    format!(
+                        " (`{}` did not exist and was created for this blob: remove it if it is \
+                         not the registry's)",
+                        dst_root.url()
+                    )
+                } else {
+                    String::new()
+                };
                 Ok(MountOutcome::declined(format!(
                     "linked `{digest}` into `{}` of `{}`, but the registry `{}` does not serve it: \
                      {why}; check that `{}` is the registry's storage root (the directory or \
-                     prefix holding `{}`) and that no blob descriptor cache hides new links",
+                     prefix holding `{}`) and that no blob descriptor cache hides new links{created}",
                     dst.namespace,
                     dst_root.url(),
                     dst.authority,

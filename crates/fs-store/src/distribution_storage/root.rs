@@ -187,7 +187,8 @@ impl StorageRoot {
     /// A root from a URL and options, as a configuration file gives them:
     ///
     /// - `file:///abs/path`: a registry with the `filesystem` driver and that
-    ///   `rootdirectory`. The directory need not exist yet; it is checked when mounting.
+    ///   `rootdirectory`. The directory need not exist yet (a registry creates it on its
+    ///   first write); its parent must when mounting.
     /// - `s3://bucket/prefix`: a registry with the `s3` driver, that `bucket` and
     ///   `rootdirectory: /prefix` (no prefix: `rootdirectory: /`). Endpoint, region and
     ///   credentials come from `options` (keys in [`S3_OPTION_KEYS`], or any S3 key
@@ -270,7 +271,8 @@ impl StorageRoot {
     }
 
     /// A root on a filesystem: the `rootdirectory` of a registry with the `filesystem` driver.
-    /// `path` must be absolute; it is checked to exist when mounting, not here.
+    /// `path` must be absolute. It need not exist (a registry that has never stored anything
+    /// has no root yet, and the first mount creates it), but its parent must when mounting.
     pub fn filesystem(path: impl Into<PathBuf>) -> Result<Self> {
         let path: PathBuf = path.into();
         if !path.is_absolute() {

@@ -537,11 +537,14 @@ async fn source_root_without_the_data_is_not_applicable_and_the_copy_streams() {
     }
 }
 
+/// A root whose parent directory is missing too is an unmounted volume or a wrong path, not
+/// a registry that has yet to store something: nothing is created there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_destination_root_declines_and_creates_nothing() {
     let dir = tempdir();
     let (root_a, root_b) = (dir.path().join("a"), dir.path().join("b"));
-    let missing = dir.path().join("not-mounted");
+    let unmounted = dir.path().join("not-mounted");
+    let missing = unmounted.join("registry-b");
     let a = start_registry(Registry::builder().root(&root_a)).await;
     let b = start_registry(Registry::builder().root(&root_b)).await;
     let image = push_image(&a, "team/app", 7).await;
@@ -553,7 +556,7 @@ async fn unreachable_destination_root_declines_and_creates_nothing() {
         assert!(d.starts_with("declined"), "{d}");
         assert!(d.contains("cannot be reached"), "{d}");
     }
-    assert!(!missing.exists(), "the strategy created the missing root");
+    assert!(!unmounted.exists(), "the strategy created the missing root");
 }
 
 /// A root that exists but is not the registry's: the registry does not serve what was linked
@@ -580,6 +583,39 @@ async fn wrong_destination_root_is_detected_and_the_link_taken_back() {
     }
     for blob in blobs(&image) {
         assert!(!link_path(&wrong, "mirror/app", blob).exists());
+    }
+
+    // A wrong root that does not exist yet (in a directory that does) looks like the storage
+    // of a registry that has never stored anything: it is created, the registry does not
+    // serve what was linked there, and the reason says the root was created.
+    let fresh = dir.path().join("wrong-and-new");
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&fresh));
+    let client = client();
+    let dst = repo(&client, &b, "mirror/fresh");
+    let report = copy(
+        repo(&client, &a, "team/app"),
+        "v1",
+        dst.clone(),
+        Some("v1"),
+        &CopyOptions {
+            concurrency: 1,
+            ..options(mount)
+        },
+    )
+    .await
+    .unwrap();
+    let details = assert_streamed(&report, &image, &dst).await;
+    assert!(
+        details[0].contains("did not exist and was created"),
+        "{details:#?}"
+    );
+    for d in details {
+        assert!(d.contains("does not serve it"), "{d}");
+    }
+    for blob in blobs(&image) {
+        assert!(!link_path(&fresh, "mirror/fresh", blob).exists());
     }
 }
 
