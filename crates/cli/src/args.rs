@@ -23,6 +23,11 @@ References:
   oci:PATH[:TAG|@DIGEST]             an OCI image-layout directory
   HOST[:PORT]/REPO[:TAG][@DIGEST]    a registry repository (docker's rules for short names)
 
+  In oci:PATH:TAG the text after the last `:` of the last path component is the tag and must
+  be a valid tag; a `:` whose text is neither a tag nor clearly part of a file name (such as
+  oci:dir/l:../../x) is refused. A directory whose name holds `:`: oci:./dir:with:colons:TAG,
+  or end the path with `/` for no tag: oci:./dir:with:colons/
+
 Exit codes:
   0  the whole graph is at the destination and tagged
   1  the copy failed (I/O, registry or network error)

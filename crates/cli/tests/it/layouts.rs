@@ -385,6 +385,85 @@ fn digests_and_tags_that_try_to_leave_the_layout_are_refused() {
     assert!(tags(&dst).is_empty() || !dst.exists());
 }
 
+/// Every file and directory under `dir`, relative to it, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A `:` whose following text is not a valid tag is refused as ambiguous instead of being
+/// read as part of the path (`oci:dir/l:../../escape` would write `dir/escape`), before
+/// anything is written; directories whose names hold `:` are named as the README says.
+#[test]
+fn ambiguous_layout_references_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let m = layout_with_image(&src, "v1", 1);
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("dir")).unwrap();
+    let source = format!("oci:{}:v1", s(&src));
+    let before = tree(dir.path());
+    for (bad, named) in [
+        (
+            format!("oci:{}/dir/l:../../escape", s(&work)),
+            "`../../escape`",
+        ),
+        (format!("oci:{}/dir:/etc/passwd", s(&work)), "`/etc/passwd`"),
+        (
+            format!("oci:{}/dir/a:b/../../x:v1", s(&work)),
+            "`b/../../x`",
+        ),
+        (format!("oci:{}/dir/x:y+z", s(&work)), "`y+z`"),
+        (format!("oci:{}/dir/x:..", s(&work)), "`..`"),
+    ] {
+        for (from, to) in [
+            (source.as_str(), bad.as_str()),
+            (bad.as_str(), source.as_str()),
+        ] {
+            let run = ferry(&["cp", from, to]);
+            assert_eq!(run.code, 2, "`{bad}` must be refused: {}", run.stderr);
+            assert!(
+                run.stderr.contains(named) && run.stderr.contains("not a valid tag"),
+                "`{bad}`: the error names {named} as not a valid tag: {}",
+                run.stderr
+            );
+            assert_eq!(tree(dir.path()), before, "`{bad}` wrote something");
+        }
+    }
+
+    // A directory whose name holds `:`: with a tag, the text after its last `:` is the tag;
+    // without one, a final `/` ends the path.
+    let colons = work.join("dir:with:colons");
+    let run = ferry(&["cp", &source, &format!("oci:{}:v2", s(&colons))]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(tags(&colons), ["v2"]);
+    let run = ferry(&["cp", &source, &format!("oci:{}/", s(&work.join("a:b")))]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(tags(&work.join("a:b")), ["v1"], "the source's tag");
+    let run = ferry(&[
+        "cp",
+        &format!("oci:{}/", s(&colons)),
+        &format!("oci:{}:v3", s(&work.join("a:b/c"))),
+    ]);
+    assert_eq!(
+        run.code, 0,
+        "a layout with one image needs no tag: {}",
+        run.stderr
+    );
+    assert!(run.stdout.ends_with(&format!("Digest: {}\n", m.digest())));
+}
+
 #[test]
 fn an_index_that_lists_itself_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,11 +39,13 @@ fn invalid_names_and_garbage_references_are_refused_before_anything_is_sent_or_w
         format!("http://{r}/app:v1"),
         format!("{r}/app:v1?x=1"),
         "127.0.0.1:99999/app:v1".into(),
-        // A `:TAG` counts only after the last `/` (`oci:a:/etc/passwd` names the directory
-        // `a:` then `etc/passwd`, inside `a:`), so these are the tags that try to escape:
+        // Tags and digests that try to escape, and a `:` that is neither a tag nor inside a
+        // file name (see `ambiguous_layout_references_are_refused_before_anything_is_written`):
         format!("oci:{d}:.."),
         format!("oci:{d}:."),
         format!("oci:{d}:%2e%2e"),
+        format!("oci:{d}:/etc/passwd"),
+        format!("oci:{d}/l:../../escape"),
         format!("oci:{d}@sha256:{}", "a".repeat(64)),
         format!("oci:{d}@sha256:../../../../etc/passwd"),
         "oci:".into(),
