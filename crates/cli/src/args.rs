@@ -91,7 +91,9 @@ pub struct CpArgs {
     /// How many transfers run at once [default: 8].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: Option<u16>,
-    /// Copy only this platform out of an index: `os/arch[/variant]`.
+    /// Copy only this platform out of an index: `os/arch[/variant]`. Indexes listed by the
+    /// index are searched too (up to 8 levels); when none matches, the platforms found are
+    /// listed.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Mount strategies to try, in order: `auto`, `none`, or a comma-separated list of

@@ -294,18 +294,21 @@ impl ImageBuilder {
     }
 }
 
-/// A multi-platform index and its images.
+/// A multi-platform index, its images, and the indexes it lists (an index of indexes).
 #[derive(Debug, Clone)]
 pub struct Index {
     /// The index.
     pub index: Blob,
     /// The images it lists, in order.
     pub images: Vec<Image>,
+    /// The indexes it lists, in order.
+    pub indexes: Vec<Index>,
 }
 
 impl Content for Index {
     fn all(&self) -> Vec<&Blob> {
-        let mut out: Vec<&Blob> = self.images.iter().flat_map(|i| i.all()).collect();
+        let mut out: Vec<&Blob> = self.indexes.iter().flat_map(|i| i.all()).collect();
+        out.extend(self.images.iter().flat_map(|i| i.all()));
         out.push(&self.index);
         out
     }
@@ -315,10 +318,18 @@ impl Content for Index {
     }
 }
 
-/// Builds an [`Index`] of images, each with its platform in the index.
+/// One entry of an index being built.
+#[derive(Debug, Clone)]
+enum Entry {
+    Image(ImageBuilder),
+    /// A child index, with the platform its entry names, if any.
+    Index(IndexBuilder, Option<String>),
+}
+
+/// Builds an [`Index`] of images, each with its platform in the index, and of indexes.
 #[derive(Debug, Clone, Default)]
 pub struct IndexBuilder {
-    images: Vec<ImageBuilder>,
+    entries: Vec<Entry>,
     docker: bool,
 }
 
@@ -330,7 +341,15 @@ impl IndexBuilder {
 
     /// Adds an image.
     pub fn image(mut self, image: ImageBuilder) -> Self {
-        self.images.push(image);
+        self.entries.push(Entry::Image(image));
+        self
+    }
+
+    /// Adds a child index (an index of indexes, as some multi-image releases are), its entry
+    /// naming `platform` (`os/arch[/variant]`) when given.
+    pub fn index(mut self, child: IndexBuilder, platform: Option<&str>) -> Self {
+        self.entries
+            .push(Entry::Index(child, platform.map(str::to_string)));
         self
     }
 
@@ -338,13 +357,13 @@ impl IndexBuilder {
     /// seeded differently so no two share a layer.
     pub fn platforms(mut self, platforms: &[&str], layer_sizes: &[usize], seed: u64) -> Self {
         for (i, platform) in platforms.iter().enumerate() {
-            self.images.push(
+            self.entries.push(Entry::Image(
                 ImageBuilder::new()
                     .platform(platform)
                     .layers(layer_sizes)
                     .seed(seed.wrapping_mul(7_919).wrapping_add(i as u64 + 1))
                     .docker(self.docker),
-            );
+            ));
         }
         self
     }
@@ -355,24 +374,34 @@ impl IndexBuilder {
         self
     }
 
-    /// Builds the images and the index.
+    /// Builds the images, the child indexes and the index.
     pub fn build(&self) -> Index {
-        let images: Vec<Image> = self.images.iter().map(|b| b.build()).collect();
         let media_type = if self.docker {
             DOCKER_MANIFEST_LIST
         } else {
             OCI_INDEX
         };
-        let manifests: Vec<Value> = self
-            .images
-            .iter()
-            .zip(&images)
-            .map(|(builder, image)| {
-                let mut d = descriptor_json(&image.manifest.descriptor);
-                d["platform"] = builder.platform_json();
-                d
-            })
-            .collect();
+        let (mut images, mut indexes, mut manifests) = (Vec::new(), Vec::new(), Vec::new());
+        for entry in &self.entries {
+            match entry {
+                Entry::Image(builder) => {
+                    let image = builder.build();
+                    let mut d = descriptor_json(&image.manifest.descriptor);
+                    d["platform"] = builder.platform_json();
+                    manifests.push(d);
+                    images.push(image);
+                }
+                Entry::Index(builder, platform) => {
+                    let index = builder.build();
+                    let mut d = descriptor_json(&index.index.descriptor);
+                    if let Some(platform) = platform {
+                        d["platform"] = ImageBuilder::new().platform(platform).platform_json();
+                    }
+                    manifests.push(d);
+                    indexes.push(index);
+                }
+            }
+        }
         let index = json!({
             "schemaVersion": 2,
             "mediaType": media_type,
@@ -381,6 +410,7 @@ impl IndexBuilder {
         Index {
             index: Blob::new(media_type, serde_json::to_vec(&index).expect("index JSON")),
             images,
+            indexes,
         }
     }
 }

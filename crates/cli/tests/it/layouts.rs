@@ -203,6 +203,60 @@ fn platform_selects_one_manifest_of_an_index() {
     assert_eq!(run.code, 2, "{}", run.stderr);
 }
 
+/// An index of indexes in a layout: `--platform` descends into the child indexes, and a
+/// platform that is nowhere is refused with every platform that was found.
+#[test]
+fn platform_is_found_through_an_index_of_indexes_in_a_layout() {
+    use ferry_test_support::Content;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let index = nested_index(11);
+    ferry_test_support::fixtures::write_oci_layout(&src, &[(Some("nested"), &index)]).unwrap();
+    let arm_v7 = &index.indexes[1].indexes[0].images[0];
+    let dst = dir.path().join("dst");
+    let run = ferry(&[
+        "cp",
+        "--platform",
+        "linux/arm/v7",
+        &format!("oci:{}:nested", s(&src)),
+        &format!("oci:{}:v7", s(&dst)),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .ends_with(&format!("Digest: {}\n", arm_v7.manifest.digest())),
+        "{}",
+        run.stdout
+    );
+    let mut copied: Vec<String> = arm_v7
+        .all()
+        .iter()
+        .map(|b| b.digest().digest().to_string())
+        .collect();
+    copied.sort();
+    let mut held: Vec<String> = std::fs::read_dir(dst.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    held.sort();
+    assert_eq!(held, copied, "only the linux/arm/v7 image is copied");
+
+    let run = ferry(&[
+        "cp",
+        "--platform",
+        "linux/riscv64",
+        &format!("oci:{}:nested", s(&src)),
+        &format!("oci:{}:x", s(&dst)),
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("linux/amd64, linux/arm64, linux/ppc64le, linux/arm/v7"),
+        "every platform found is listed: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn unknown_reference_syntax_is_refused_with_a_hint() {
     for bad in ["docker://alpine", "docker-archive:x.tar", "oci:"] {

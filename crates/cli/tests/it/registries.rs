@@ -210,6 +210,56 @@ fn a_multi_arch_index_goes_whole_or_by_platform() {
     assert!(other.is_err(), "the other platform is not copied");
 }
 
+/// An index of indexes in a registry: `--platform` finds a manifest two levels down, and a
+/// platform that is nowhere is refused with every platform that was found.
+#[test]
+fn platform_is_found_through_an_index_of_indexes_in_a_registry() {
+    let reg = Registry::start().unwrap();
+    let r = reg.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let index = nested_index(21);
+    let src = layout_of(&dir.path().join("in"), "nested", &index);
+    let run = ferry(&["cp", "--plain-http", &src, &format!("{r}/nested:all")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let arm_v7 = &index.indexes[1].indexes[0].images[0];
+
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--platform",
+        "linux/arm/v7",
+        &format!("{r}/nested:all"),
+        &format!("{r}/arm:v7"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .ends_with(&format!("Digest: {}\n", arm_v7.manifest.digest())),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        skopeo_digest(&format!("docker://{r}/arm:v7"), None),
+        arm_v7.manifest.digest().to_string()
+    );
+
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        "--platform",
+        "linux/riscv64",
+        &format!("{r}/nested:all"),
+        &format!("{r}/riscv:v1"),
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("linux/amd64, linux/arm64, linux/ppc64le, linux/arm/v7"),
+        "every platform found is listed: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn referrers_travel_with_recursive() {
     let (a, b) = (Registry::start().unwrap(), Registry::start().unwrap());

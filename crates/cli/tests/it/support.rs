@@ -220,3 +220,25 @@ pub fn blobs_match_their_names(layout: &Path) -> Vec<String> {
     }
     found
 }
+
+/// An index of indexes: a first child index with linux/amd64 and linux/arm64 images, a second
+/// with a linux/ppc64le image and, one level further down, an index with linux/arm/v7 (at
+/// `indexes[1].indexes[0].images[0]`). No entry of the outer index names a platform.
+pub fn nested_index(seed: u64) -> ferry_test_support::Index {
+    use ferry_test_support::IndexBuilder;
+    IndexBuilder::new()
+        .index(
+            IndexBuilder::new().platforms(&["linux/amd64", "linux/arm64"], &[1500], seed),
+            None,
+        )
+        .index(
+            IndexBuilder::new()
+                .platforms(&["linux/ppc64le"], &[1500], seed + 1)
+                .index(
+                    IndexBuilder::new().platforms(&["linux/arm/v7"], &[1500], seed + 2),
+                    None,
+                ),
+            None,
+        )
+        .build()
+}

@@ -285,6 +285,125 @@ async fn platform_selection_copies_one_manifest_and_tags_it() {
     assert!("linux".parse::<PlatformFilter>().is_err());
 }
 
+/// An index entry for `descriptor`, naming `platform` (`os/arch[/variant]`) when given.
+fn entry(descriptor: &Descriptor, platform: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::to_value(descriptor).unwrap();
+    if let Some(p) = platform {
+        let parts: Vec<&str> = p.split('/').collect();
+        v["platform"] = json!({"os": parts[0], "architecture": parts[1]});
+        if let Some(variant) = parts.get(2) {
+            v["platform"]["variant"] = json!(variant);
+        }
+    }
+    v
+}
+
+fn index_of(store: &MemoryStore, entries: Vec<serde_json::Value>) -> Descriptor {
+    put_json(
+        store,
+        OCI_INDEX,
+        json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+    )
+}
+
+async fn select(src: &MemoryStore, root: &Descriptor, platform: &str) -> Result<Descriptor, Error> {
+    ferry_core::engine::select_platform(
+        src,
+        root,
+        &platform.parse().unwrap(),
+        ferry_core::model::DEFAULT_MANIFEST_LIMIT,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn platform_selection_descends_into_indexes_of_indexes_up_to_a_depth() {
+    use ferry_core::engine::MAX_INDEX_DEPTH;
+    let src = Arc::new(MemoryStore::new("src"));
+    let (amd, _) = image(&src, &[layer(&src, 10)]);
+    let (arm, _) = image(&src, &[layer(&src, 11)]);
+    let (v7, _) = image(&src, &[layer(&src, 12)]);
+    let (s390x, _) = image(&src, &[layer(&src, 13)]);
+    // A child index whose entry names another platform is not searched; one listed twice is
+    // searched once; an index whose entry names the platform is picked when nothing inside
+    // matches.
+    let amd_index = index_of(&src, vec![entry(&amd, Some("linux/amd64"))]);
+    let hidden = index_of(&src, vec![entry(&v7, Some("linux/arm/v7"))]);
+    let inner = index_of(&src, vec![entry(&arm, Some("linux/arm64"))]);
+    let middle = index_of(&src, vec![entry(&inner, None)]);
+    let unlabelled_s390x = index_of(&src, vec![entry(&s390x, None)]);
+    let root = index_of(
+        &src,
+        vec![
+            entry(&amd_index, None),
+            entry(&amd_index, None),
+            entry(&hidden, Some("linux/ppc64le")),
+            entry(&middle, None),
+            entry(&unlabelled_s390x, Some("linux/s390x")),
+        ],
+    );
+    src.tag(&root, "nested").await.unwrap();
+    let picked = |d: Result<Descriptor, Error>| d.unwrap().digest().clone();
+    assert_eq!(
+        picked(select(&src, &root, "linux/amd64").await),
+        *amd.digest()
+    );
+    assert_eq!(
+        picked(select(&src, &root, "linux/arm64").await),
+        *arm.digest()
+    );
+    assert_eq!(
+        picked(select(&src, &root, "linux/s390x").await),
+        *unlabelled_s390x.digest()
+    );
+    let err = select(&src, &root, "linux/arm/v7").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains(
+            "the index and the 3 indexes below it have: linux/amd64, linux/ppc64le, \
+             linux/arm64, linux/s390x"
+        ),
+        "{err}"
+    );
+
+    // Through copy: the picked manifest is copied alone and tagged.
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let options = CopyOptions {
+        platform: Some("linux/arm64".parse().unwrap()),
+        ..opts()
+    };
+    let report = copy(src.clone(), "nested", dst.clone(), Some("arm"), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.root.digest(), arm.digest());
+    assert_eq!(dst.resolve("arm").await.unwrap().digest(), arm.digest());
+    for other in [&root, &middle, &inner, &amd] {
+        assert!(!dst.exists(other).await.unwrap());
+    }
+
+    // A manifest at the deepest searched level is found; one a level further is not, and the
+    // error says why.
+    let mut deep = index_of(&src, vec![entry(&v7, Some("linux/arm/v7"))]);
+    for _ in 1..MAX_INDEX_DEPTH {
+        deep = index_of(&src, vec![entry(&deep, None)]);
+    }
+    assert_eq!(
+        picked(select(&src, &deep, "linux/arm/v7").await),
+        *v7.digest()
+    );
+    let deeper = index_of(&src, vec![entry(&deep, None)]);
+    let err = select(&src, &deeper, "linux/arm/v7").await.unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!(
+            "no entry of the index or of the {} indexes below it names a platform; an index \
+             nested deeper than {MAX_INDEX_DEPTH} levels was not searched",
+            MAX_INDEX_DEPTH - 1
+        )),
+        "{shown}"
+    );
+}
+
 #[tokio::test]
 async fn a_dry_run_writes_nothing_and_reports_the_plan() {
     let src = Arc::new(MemoryStore::new("src"));
