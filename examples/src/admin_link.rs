@@ -119,6 +119,8 @@ impl AdminLinkMount {
     ///
     /// Fails with [`Error::InvalidInput`] when the URL cannot be used.
     pub fn new(admin_url: &str) -> Result<Self> {
+        // `Error::invalid` quotes the URL as `ferry_core::redact::url` shows it: a password
+        // given in it is never repeated.
         let invalid = |reason: &str| Error::invalid("admin URL", admin_url, reason);
         let parsed = url::Url::parse(admin_url)
             .map_err(|e| invalid(&format!("{e}; write it as `http://HOST[:PORT]`")))?;

@@ -85,6 +85,21 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("ferry").join("ferry.toml"))
 }
 
+/// A TOML error as `line L, column C: message`, without the excerpt of the file that the
+/// error's own `Display` shows: the line may hold a secret (`secret_access_key = "…`).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
 impl Config {
     /// Reads `explicit` (which must exist), else the default file if there is one.
     pub fn load(explicit: Option<&Path>) -> Result<Self> {
@@ -112,7 +127,7 @@ impl Config {
             Error::invalid(
                 "config file",
                 path.display().to_string(),
-                e.to_string().trim_end().to_string(),
+                toml_error(&text, &e),
             )
         })?;
         config

@@ -103,13 +103,12 @@ pub async fn run(mut args: CpArgs) -> Result<()> {
         tracing::warn!(error = %e, "could not write the blob-location cache");
     }
     let report = result?;
-    match args.format {
-        Format::Text => println!("{}", summary(&report, &src_ep.display(), &dst.display)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("serializing the report")?
-        ),
-    }
+    let shown = match args.format {
+        Format::Text => summary(&report, &src_ep.display(), &dst.display),
+        Format::Json => serde_json::to_string_pretty(&report).context("serializing the report")?,
+    };
+    // Strategies keep credentials out of what they report; this is the last line of defence.
+    println!("{}", ferry_core::redact::text(&shown));
     Ok(())
 }
 

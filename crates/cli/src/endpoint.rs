@@ -56,6 +56,16 @@ impl Endpoint {
                  write `HOST[:PORT]/REPO[:TAG]` for a registry or `oci:PATH[:TAG]` for a layout"
             );
         }
+        if s.split_once('/')
+            .is_some_and(|(host, _)| host.contains('@'))
+        {
+            bail!(
+                s,
+                "credentials do not go in a reference (it is shown here without them); give \
+                 them with `--from-username`/`--to-username` and a password option, or log in \
+                 with `docker login`"
+            );
+        }
         if let Some((prefix, _)) = s.split_once(':')
             && matches!(
                 prefix,

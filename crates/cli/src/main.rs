@@ -36,10 +36,29 @@ fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// stderr for log lines, each passed through [`ferry_core::redact::text`]: every field of
+/// every event is free of URL credentials, whichever crate logged it. The formatter writes an
+/// event in one `write_all`, so no URL is split between two writes.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr()
+            .lock()
+            .write_all(ferry_core::redact::text(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn exit_code(err: &anyhow::Error) -> u8 {
@@ -84,7 +103,7 @@ fn main() -> ExitCode {
             match runtime.block_on(cp::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", ferry_core::redact::text(&format!("{e:#}")));
                     ExitCode::from(exit_code(&e))
                 }
             }

@@ -126,6 +126,6 @@ impl Printer {
 
 fn println_flush(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", ferry_core::redact::text(line));
     let _ = out.flush();
 }

@@ -169,7 +169,9 @@ impl Error {
         }
     }
 
-    /// An [`Error::InvalidInput`].
+    /// An [`Error::InvalidInput`]. The value is quoted as [`redact::url`](crate::redact::url)
+    /// shows it, so a URL given with credentials (`https://user:password@…`, `?token=…`) is
+    /// never repeated with them.
     pub fn invalid(
         kind: &'static str,
         value: impl Into<String>,
@@ -177,7 +179,7 @@ impl Error {
     ) -> Self {
         Error::InvalidInput {
             kind,
-            value: value.into(),
+            value: crate::redact::url(&value.into()),
             reason: reason.into(),
         }
     }

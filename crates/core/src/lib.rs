@@ -24,6 +24,7 @@ pub mod locations;
 pub mod memory;
 pub mod model;
 pub mod mount;
+pub mod redact;
 pub mod report;
 pub mod store;
 pub mod verify;

@@ -199,7 +199,10 @@ impl Registry {
             let next = url.join(location).map_err(|e| {
                 Error::store(
                     &self.name,
-                    format!("redirect to `{location}` is not a URL ({e})"),
+                    format!(
+                        "redirect to `{}` is not a URL ({e})",
+                        ferry_core::redact::url(location)
+                    ),
                 )
             })?;
             if url.scheme() == "https" && next.scheme() != "https" {

@@ -444,40 +444,10 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// A URL fit for logs: no user info, and the values of query parameters that may carry a
-/// secret (tokens, signatures, credentials) replaced by `REDACTED`.
+/// secret (tokens, signatures, credentials) replaced by `REDACTED`, as
+/// [`ferry_core::redact::url`] shows every URL.
 pub fn redact_url(url: &Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                let secret = [
-                    "token",
-                    "sig",
-                    "signature",
-                    "credential",
-                    "key",
-                    "auth",
-                    "password",
-                    "secret",
-                    "code",
-                ]
-                .iter()
-                .any(|s| lower.contains(s));
-                let v = if secret {
-                    "REDACTED".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    u.to_string()
+    ferry_core::redact::url(url.as_str())
 }
 
 /// Reads a response body, refusing more than `limit` bytes.

@@ -89,13 +89,10 @@ impl GatewayClient {
             ));
         }
         if !base.username().is_empty() || base.password().is_some() {
-            // Never repeat the credentials in a message.
-            let mut shown = base.clone();
-            shown.set_username("").ok();
-            shown.set_password(None).ok();
+            // `Error::invalid` quotes the URL without them.
             return Err(Error::invalid(
                 "IPFS gateway URL",
-                shown.as_str(),
+                url,
                 "credentials in the URL are not supported; give the gateway's URL without them",
             ));
         }
@@ -109,7 +106,12 @@ impl GatewayClient {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
-            .map_err(|e| Error::store("ipfs", format!("setting up TLS for `{url}`: {e}")))?
+            .map_err(|e| {
+                Error::store(
+                    "ipfs",
+                    format!("setting up TLS for `{}`: {e}", ferry_core::redact::url(url)),
+                )
+            })?
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -237,7 +239,7 @@ impl GatewayClient {
         let status = response.status();
         tracing::debug!(
             method = "GET",
-            url = %url,
+            url = %ferry_core::redact::url(&url),
             accept,
             status = status.as_u16(),
             ms = started.elapsed().as_millis() as u64,

@@ -468,14 +468,40 @@ async fn refusals_are_outcomes_and_leave_the_destination_unchanged() {
 
 #[test]
 fn unusable_admin_urls_are_refused_with_a_reason() {
-    for (url, says) in [
-        ("registry-admin:9000", "http"),
-        ("ftp://registry-admin", "http"),
-        ("http://user:pass@registry-admin", "with_token"),
-        ("http://registry-admin/?x=1", "query"),
+    for (url, shown, says) in [
+        ("registry-admin:9000", "registry-admin:9000", "http"),
+        ("ftp://registry-admin", "ftp://registry-admin", "http"),
+        // The URL is named, never with its credentials.
+        (
+            "http://user:hunter2@registry-admin",
+            "http://registry-admin",
+            "with_token",
+        ),
+        (
+            "http://user:hunter2@[registry-admin",
+            "http://[registry-admin",
+            "http",
+        ),
+        (
+            "http://registry-admin/?x=1",
+            "http://registry-admin/?x=1",
+            "query",
+        ),
+        (
+            "http://registry-admin/?token=hunter2",
+            "http://registry-admin/?token=REDACTED",
+            "query",
+        ),
     ] {
         let e = AdminLinkMount::new(url).unwrap_err().to_string();
-        assert!(e.contains(url) && e.contains(says), "{url}: {e}");
+        assert!(
+            e.contains(&format!("`{shown}`")) && e.contains(says),
+            "{url}: {e}"
+        );
+        assert!(
+            !e.contains("hunter2") && !e.contains("user:"),
+            "{url}: the credentials leaked: {e}"
+        );
     }
     let e = AdminLinkMount::new("http://registry-admin:9000")
         .unwrap()

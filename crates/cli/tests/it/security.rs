@@ -128,6 +128,190 @@ fn secrets_stay_out_of_debug_logs_and_errors() {
     }
 }
 
+/// The secret of [`credentials_in_urls_are_shown_nowhere`], and the userinfo carrying it.
+const URL_SECRET: &str = "Hunter2-url-Secret";
+const USERINFO: &str = "bob:Hunter2-url-Secret@";
+
+/// Neither stdout nor stderr of `run` holds the secret or the userinfo.
+fn shows_no_credentials(what: &str, run: &Run) {
+    for out in [&run.stdout, &run.stderr] {
+        assert!(
+            !out.contains(URL_SECRET) && !out.contains("bob:"),
+            "{what}: the credentials leaked (exit {}):\n{out}",
+            run.code
+        );
+    }
+}
+
+/// Every input that takes a URL, given with `user:password@` or a secret query value, at
+/// `-vv`: the IPFS gateway (flag and config file), registry references written as URLs, the
+/// storage URL and the S3 endpoint of the config file, a token realm and the presigned blob
+/// URLs a registry redirects to. Nothing ferry prints shows the password or the userinfo.
+#[test]
+fn credentials_in_urls_are_shown_nowhere() {
+    let work = tempfile::tempdir().unwrap();
+    let image = ImageBuilder::new().layers(&[1500]).seed(9).build();
+    let src = layout_of(&work.path().join("src"), "v1", &image);
+    let dst = format!("oci:{}:v1", work.path().join("out").display());
+    let dead = ferry_test_support::free_port();
+    let config = |text: String| {
+        let path = work.path().join("ferry.toml");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+
+    // The IPFS gateway, as a flag and from the config file: refused, named without them.
+    for gateway in [
+        format!("http://{USERINFO}127.0.0.1:{dead}"),
+        format!("http://127.0.0.1:{dead}/?token={URL_SECRET}"),
+        format!("http://{USERINFO}[127.0.0.1"),
+    ] {
+        let run = ferry(&["-vv", "cp", "--ipfs-gateway", &gateway, &src, &dst]);
+        assert_eq!(run.code, 2, "{gateway}: {}", run.stderr);
+        assert!(run.stderr.contains("IPFS gateway URL"), "{}", run.stderr);
+        shows_no_credentials(&gateway, &run);
+        let cfg = config(format!("[defaults]\nipfs_gateway = \"{gateway}\"\n"));
+        let run = ferry(&["-vv", "cp", "--config", &cfg, &src, &dst]);
+        assert_eq!(run.code, 2, "{gateway} in the config: {}", run.stderr);
+        shows_no_credentials(&gateway, &run);
+    }
+
+    // Registry references written as URLs or with credentials, either side.
+    let reg = Registry::start().unwrap();
+    let r = reg.addr();
+    for reference in [
+        format!("http://{USERINFO}{r}/app:v1"),
+        format!("{USERINFO}{r}/app:v1"),
+        format!("https://{r}/app:v1?token={URL_SECRET}"),
+    ] {
+        for (from, to) in [
+            (src.as_str(), reference.as_str()),
+            (reference.as_str(), dst.as_str()),
+        ] {
+            let run = ferry(&["-vv", "cp", "--plain-http", from, to]);
+            assert_eq!(run.code, 2, "{reference}: {}", run.stderr);
+            shows_no_credentials(&reference, &run);
+        }
+    }
+
+    // The config file: a storage URL with credentials, and a TOML error on a secret's line.
+    let cfg = config(format!(
+        "[registries.\"{r}\"]\nstorage = \"s3://{USERINFO}bucket/b\"\n"
+    ));
+    let run = ferry(&["-vv", "cp", "--config", &cfg, &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("s3://bucket/b"), "{}", run.stderr);
+    shows_no_credentials("storage URL", &run);
+    let cfg = config(format!(
+        "[registries.\"{r}\"]\nstorage = \"s3://bucket/b\"\nsecret_access_key = \"{URL_SECRET}\n"
+    ));
+    let run = ferry(&["-vv", "cp", "--config", &cfg, &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("line 3"), "{}", run.stderr);
+    shows_no_credentials("a TOML error", &run);
+
+    // An S3 endpoint with credentials that cannot be reached: the distribution-storage
+    // strategy declines with reasons (in the logs and the JSON report) that name the endpoint
+    // without them, and the copy streams.
+    let a_root = work.path().join("a");
+    let a = Registry::builder().root(&a_root).start().unwrap();
+    let run = ferry(&["cp", "--plain-http", &src, &format!("{}/x:v1", a.addr())]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let cfg = config(format!(
+        "[defaults]\nplain_http = true\n\
+         [registries.\"{}\"]\nstorage = \"file://{}\"\n\
+         [registries.\"{r}\"]\nstorage = \"s3://nowhere/b\"\n\
+         endpoint = \"http://{USERINFO}127.0.0.1:{dead}\"\nregion = \"us-east-1\"\n\
+         access_key_id = \"k\"\nsecret_access_key = \"s\"\nallow_http = true\n\
+         max_retries = 0\nconnect_timeout = \"1s\"\n",
+        a.addr(),
+        a_root.display()
+    ));
+    for format in ["text", "json"] {
+        let run = ferry(&[
+            "-vv",
+            "cp",
+            "--config",
+            &cfg,
+            "--format",
+            format,
+            &format!("{}/x:v1", a.addr()),
+            &format!("{r}/y-{format}:v1"),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("distribution-storage"),
+            "-vv logs the mount attempts: {}",
+            run.stderr
+        );
+        shows_no_credentials("S3 endpoint", &run);
+    }
+
+    // A token realm the registry names with credentials and a secret parameter.
+    let issuer = TokenIssuer::builder()
+        .user("carol", "carol-pw")
+        .allow("carol", "team/app", &["pull", "push"])
+        .start()
+        .unwrap();
+    let mut auth = issuer.registry_auth();
+    auth.realm = auth.realm.replacen("://", &format!("://{USERINFO}"), 1)
+        + &format!("?client_secret={URL_SECRET}");
+    let token_reg = Registry::builder().token(auth).start().unwrap();
+    let run = ferry(&[
+        "-vv",
+        "cp",
+        "--plain-http",
+        "--to-username",
+        "carol",
+        "--to-password",
+        "carol-pw",
+        &src,
+        &format!("{}/team/app:v1", token_reg.addr()),
+    ]);
+    assert!(run.stderr.contains("token"), "{}", run.stderr);
+    shows_no_credentials("token realm", &run);
+
+    // Blob downloads a registry redirects to presigned S3 URLs (signature, credential).
+    let seaweed = ferry_test_support::SeaweedFs::start().unwrap();
+    let s3_reg = Registry::builder()
+        .s3(seaweed.storage("presigned", "/r").unwrap())
+        .redirect(true)
+        .start()
+        .unwrap();
+    let run = ferry(&[
+        "cp",
+        "--plain-http",
+        &src,
+        &format!("{}/app:v1", s3_reg.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = ferry(&[
+        "-vv",
+        "cp",
+        "--plain-http",
+        "--mount",
+        "none",
+        &format!("{}/app:v1", s3_reg.addr()),
+        &format!("oci:{}:v1", work.path().join("pulled").display()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("X-Amz-Signature=REDACTED"),
+        "the presigned URL is logged, redacted: {}",
+        run.stderr
+    );
+    for out in [&run.stdout, &run.stderr] {
+        assert!(
+            !out.contains("X-Amz-Signature=0")
+                && !out
+                    .split("X-Amz-Signature=")
+                    .skip(1)
+                    .any(|rest| !rest.starts_with("REDACTED")),
+            "a signature leaked: {out}"
+        );
+    }
+}
+
 #[test]
 fn tokens_ask_for_the_fewest_scopes() {
     let issuer = TokenIssuer::builder()

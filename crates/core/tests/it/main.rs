@@ -5,4 +5,5 @@ mod fixtures;
 mod locations;
 mod manifest;
 mod memory;
+mod redact;
 mod verify;

@@ -137,7 +137,7 @@ impl HostAuth {
                         &self.registry,
                         format!(
                             "the registry named `{}` as its token realm, which is not an http(s) URL",
-                            c.realm().unwrap_or_default()
+                            ferry_core::redact::url(c.realm().unwrap_or_default())
                         ),
                     ));
                 }
@@ -289,6 +289,8 @@ impl HostAuth {
             }
         };
         let what = format!("token for {}", scope_strings.join(" "));
+        // The realm is the registry's to name: it may carry credentials of its own.
+        let realm = crate::transport::redact_url(realm);
         tracing::debug!(registry = %self.registry, realm = %realm, scopes = ?scope_strings, "requesting token");
         let resp = self.transport.send(req, &self.registry).await?;
         let status = resp.status();

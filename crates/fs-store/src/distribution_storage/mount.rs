@@ -200,9 +200,14 @@ impl DistributionStorageMount {
             }
             _ => "; check that the storage is reachable and the root is right",
         };
-        let reason = format!("{what} in storage `{}` failed: {e}{hint}", root.url());
+        // The backend's message may quote a URL with the credentials it was given.
+        let reason = format!(
+            "{what} in storage `{}` failed: {}{hint}",
+            root.url(),
+            ferry_core::redact::text(&e.to_string())
+        );
         if matches!(e, object_store::Error::Generic { .. }) && root.local_path().is_none() {
-            tracing::debug!(root = root.url(), error = %e, "storage unreachable; backing off");
+            tracing::debug!(root = root.url(), %reason, "storage unreachable; backing off");
             self.unreachable
                 .lock()
                 .expect("unreachable lock")
@@ -717,7 +722,7 @@ impl MountStrategy for DistributionStorageMount {
                 if link.is_none()
                     && let Err(e) = dst_store.delete(&dst_link).await
                 {
-                    tracing::warn!(path = %dst_link, error = %e, "could not remove a link the registry ignores");
+                    tracing::warn!(path = %dst_link, error = %ferry_core::redact::text(&e.to_string()), "could not remove a link the registry ignores");
                 }
                 let created = if fresh_root {
                     format!(

@@ -53,7 +53,7 @@ pub enum Backend {
     /// An S3-compatible bucket; blobs are copied server-side (`CopyObject`).
     S3 {
         /// The endpoint URL, such as `http://127.0.0.1:8333` or
-        /// `https://s3.eu-west-1.amazonaws.com`.
+        /// `https://s3.eu-west-1.amazonaws.com`, without credentials.
         endpoint: String,
         /// The bucket.
         bucket: String,
@@ -228,6 +228,14 @@ impl StorageRoot {
                 format!("not a URL ({e}); use `file:///absolute/path` or `s3://bucket/prefix`"),
             )
         })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // `bad_url` quotes the URL without them.
+            return Err(bad_url(
+                url,
+                "credentials do not go in the storage URL; give S3 keys as the options \
+                 `access_key_id` and `secret_access_key` (or the `AWS_*` environment)",
+            ));
+        }
         let root = match parsed.scheme() {
             "file" => {
                 if let Some((key, _)) = rest.first() {
@@ -365,9 +373,10 @@ impl StorageRoot {
                 }
             }
         }
+        // Kept without credentials: it is shown in reasons and compared between roots.
         let endpoint = builder
             .get_config_value(&AmazonS3ConfigKey::Endpoint)
-            .map(|e| e.trim_end_matches('/').to_string())
+            .map(|e| ferry_core::redact::url(e.trim_end_matches('/')))
             .unwrap_or_else(|| {
                 let region = builder
                     .get_config_value(&AmazonS3ConfigKey::Region)
@@ -375,10 +384,15 @@ impl StorageRoot {
                 format!("https://s3.{region}.amazonaws.com")
             });
         install_crypto_provider();
-        let store = builder
-            .with_retry(retry)
-            .build()
-            .map_err(|e| bad_url(&url, format!("S3 settings are incomplete or invalid: {e}")))?;
+        let store = builder.with_retry(retry).build().map_err(|e| {
+            bad_url(
+                &url,
+                format!(
+                    "S3 settings are incomplete or invalid: {}",
+                    ferry_core::redact::text(&e.to_string())
+                ),
+            )
+        })?;
         let prefix = Path::parse(prefix).map_err(|e| {
             bad_url(
                 &url,

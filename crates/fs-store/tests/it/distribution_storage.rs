@@ -878,6 +878,32 @@ fn storage_urls_and_options_are_parsed_strictly() {
     refused("http://example.com/x", &[], "unsupported scheme `http`");
     refused("file://host/srv/registry", &[], "three slashes");
     refused("s3:///prefix", &[], "no bucket");
+    refused(
+        "s3://AKIDEXAMPLE:very-secret-value@bucket/p",
+        &[],
+        "credentials do not go in the storage URL",
+    );
+    // The URL parser refuses userinfo in a file URL; the error still quotes it without.
+    refused("file://user:very-secret-value@host/srv/a", &[], "not a URL");
+    // An endpoint given with credentials is never shown with them.
+    let s3 = StorageRoot::parse(
+        "s3://bucket/tenant-b",
+        [
+            (
+                "endpoint",
+                "http://AKIDEXAMPLE:very-secret-value@127.0.0.1:1/",
+            ),
+            ("region", "us-east-1"),
+            ("allow_http", "true"),
+        ],
+    )
+    .unwrap();
+    let shown = format!("{s3} {s3:?} {:?}", s3.backend());
+    assert!(
+        !shown.contains("very-secret-value") && !shown.contains("AKID"),
+        "{shown}"
+    );
+    assert!(shown.contains("http://127.0.0.1:1"), "{shown}");
     refused("file:///srv/a", &[("region", "x")], "takes no option");
     refused(
         "file:///srv/a",
