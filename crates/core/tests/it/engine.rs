@@ -555,15 +555,29 @@ impl MountStrategy for Teleport {
     }
 }
 
-/// A strategy that always declines but leaves a prepared upload, as a registry does with 202.
+/// A strategy that always declines but leaves a prepared upload into the copy's destination,
+/// as a registry does when it answers a mount with 202 and an open upload session. Like a
+/// registry strategy, it knows its destinations by what they are ([`StoreInfo`]), not by
+/// their type: it is given the stores it may prepare uploads into, and declines without one
+/// for any other destination.
 #[derive(Debug, Default)]
 struct Prepares {
+    destinations: Vec<Arc<dyn WriteStore>>,
     used: Arc<AtomicUsize>,
     cancelled: Arc<AtomicUsize>,
 }
+impl Prepares {
+    /// Prepares uploads into `destination` when a copy goes there.
+    fn into_store(destination: Arc<dyn WriteStore>) -> Self {
+        Self {
+            destinations: vec![destination],
+            ..Self::default()
+        }
+    }
+}
 #[derive(Debug)]
 struct Prepared {
-    dst: Arc<MemoryStore>,
+    dst: Arc<dyn WriteStore>,
     used: Arc<AtomicUsize>,
     cancelled: Arc<AtomicUsize>,
 }
@@ -589,25 +603,23 @@ impl MountStrategy for Prepares {
         "prepares"
     }
     async fn mount(&self, r: &MountRequest<'_>) -> ferry_core::Result<MountOutcome> {
-        let dst = r
-            .destination
-            .as_any()
-            .downcast_ref::<Arc<MemoryStore>>()
-            .cloned();
-        let dst = dst.unwrap_or_else(|| Arc::new(MemoryStore::new("unused")));
-        let _ = dst;
+        let destination = r.destination.info();
+        let upload = self
+            .destinations
+            .iter()
+            .find(|d| d.info() == destination)
+            .map(|dst| {
+                Box::new(Prepared {
+                    dst: dst.clone(),
+                    used: self.used.clone(),
+                    cancelled: self.cancelled.clone(),
+                }) as Box<dyn PreparedUpload>
+            });
         Ok(MountOutcome::Declined {
             reason: "202".into(),
-            upload: Some(Box::new(Prepared {
-                dst: DST.with(|d| d.clone()),
-                used: self.used.clone(),
-                cancelled: self.cancelled.clone(),
-            })),
+            upload,
         })
     }
-}
-thread_local! {
-    static DST: Arc<MemoryStore> = Arc::new(MemoryStore::new("prepared-dst"));
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -649,20 +661,32 @@ async fn mounted_blobs_are_reported_with_strategy_and_origin() {
 async fn a_prepared_upload_receives_the_fallback_copy() {
     let src = Arc::new(MemoryStore::new("src"));
     let l = layer(&src, 1000);
-    let (m, _) = image(&src, std::slice::from_ref(&l));
-    let prepares = Arc::new(Prepares::default());
+    let (m, config) = image(&src, std::slice::from_ref(&l));
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let prepares = Arc::new(Prepares::into_store(dst.clone()));
     let mut chain = MountChain::new();
     chain.push(prepares.clone());
     let options = CopyOptions { chain, ..opts() };
-    let dst = Arc::new(MemoryStore::new("dst"));
-    let report = copy_graph(src, dst.clone(), m, &options).await.unwrap();
+    let report = copy_graph(src.clone(), dst.clone(), m.clone(), &options)
+        .await
+        .unwrap();
     assert_eq!(
         prepares.used.load(Ordering::SeqCst),
         2,
         "config and layer went into the prepared uploads"
     );
     assert_eq!(prepares.cancelled.load(Ordering::SeqCst), 0);
-    assert!(DST.with(|d| d.get(l.digest())).is_some());
+    // The copy's destination holds the exact blobs the prepared uploads received.
+    for blob in [&l, &config] {
+        let held = dst.get(blob.digest());
+        assert!(
+            held.is_some() && held == src.get(blob.digest()),
+            "the destination holds `{}`: {:?} bytes",
+            blob.digest(),
+            held.map(|b| b.len())
+        );
+    }
+    assert!(dst.exists(&m).await.unwrap());
     let node = report.node(l.digest()).unwrap();
     assert_eq!(node.action, Action::Copied);
     assert_eq!(node.attempts[0].outcome, "declined");
@@ -672,14 +696,13 @@ async fn a_prepared_upload_receives_the_fallback_copy() {
 async fn a_later_mount_cancels_an_earlier_prepared_upload() {
     let src = Arc::new(MemoryStore::new("src"));
     let l = layer(&src, 10);
-    let prepares = Arc::new(Prepares::default());
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let prepares = Arc::new(Prepares::into_store(dst.clone()));
     let mut chain = MountChain::new();
     chain.push(prepares.clone());
     chain.push(Arc::new(Teleport::default()));
     let options = CopyOptions { chain, ..opts() };
-    let report = copy_graph(src, Arc::new(MemoryStore::new("dst")), l.clone(), &options)
-        .await
-        .unwrap();
+    let report = copy_graph(src, dst, l.clone(), &options).await.unwrap();
     assert_eq!(report.node(l.digest()).unwrap().action, Action::Mounted);
     assert_eq!(prepares.cancelled.load(Ordering::SeqCst), 1);
     assert_eq!(prepares.used.load(Ordering::SeqCst), 0);
