@@ -87,6 +87,7 @@ pub async fn run(mut args: CpArgs) -> Result<()> {
         dry_run: args.dry_run,
         referrers: args.recursive,
         on_event: Some(Arc::new(move |e| sink.event(e))),
+        transfers: None,
     };
     let result = ferry_core::copy(
         src.store,

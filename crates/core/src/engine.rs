@@ -18,6 +18,7 @@ use crate::model::{
 use crate::mount::{ChainOutcome, MountChain, MountRequest};
 use crate::report::{Action, CopyEvent, CopyReport, NodeReport};
 use crate::store::{ByteStream, ReadStore, WriteStore};
+use crate::transfers::{BlobTransfers, Claim};
 use crate::verify::{read_to_bytes, verify_bytes};
 
 /// Tries of one step of a copy (resolving the source, one node's fetch and push, the tag)
@@ -86,6 +87,10 @@ pub struct CopyOptions {
     pub referrers: bool,
     /// Receives progress events.
     pub on_event: Option<EventSink>,
+    /// The blob transfers of a run of many copies (a sync), shared by all of them: a blob
+    /// another copy is bringing to the same destination authority is waited for and then
+    /// mounted, not streamed again. `None`: this copy alone.
+    pub transfers: Option<Arc<BlobTransfers>>,
 }
 
 impl Default for CopyOptions {
@@ -99,6 +104,7 @@ impl Default for CopyOptions {
             dry_run: false,
             referrers: false,
             on_event: None,
+            transfers: None,
         }
     }
 }
@@ -112,6 +118,7 @@ impl std::fmt::Debug for CopyOptions {
             .field("platform", &self.platform)
             .field("dry_run", &self.dry_run)
             .field("referrers", &self.referrers)
+            .field("transfers", &self.transfers.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -127,7 +134,22 @@ pub async fn copy(
     dst_tag: Option<&str>,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
-    let mut root = with_retries("resolve", || src.resolve(src_reference)).await?;
+    let root = with_retries("resolve", || src.resolve(src_reference)).await?;
+    copy_root(src, root, dst, dst_tag, options).await
+}
+
+/// Copies what `root`, a descriptor already resolved in `src` (by a tag listing and a `HEAD`,
+/// say), names to `dst`, and tags it `dst_tag` there; [`copy`] without the resolve.
+///
+/// With [`CopyOptions::platform`] set and an index at `root`, only the matching platform's
+/// manifest is copied, and it is what gets tagged.
+pub async fn copy_root(
+    src: Arc<dyn ReadStore>,
+    mut root: Descriptor,
+    dst: Arc<dyn WriteStore>,
+    dst_tag: Option<&str>,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
     if let Some(filter) = &options.platform {
         root = with_retries("select platform", || {
             select_platform(src.as_ref(), &root, filter, options.manifest_limit)
@@ -365,6 +387,17 @@ async fn run_graph(
     Ok((report, tagged))
 }
 
+/// What a copy does with a blob the run's [`BlobTransfers`] knows.
+enum Turn {
+    /// Bring it over, then record where it landed.
+    Lead(crate::transfers::Lead),
+    /// Another copy landed it elsewhere on the destination's authority: the mount chain
+    /// gets it from there (the run's locations name the store).
+    Follow,
+    /// This run already brought it to this very store.
+    Present,
+}
+
 /// A node failed; the error is in [`Engine::failure`].
 #[derive(Debug, Clone, Copy)]
 struct Failed;
@@ -553,7 +586,51 @@ impl Engine {
     }
 
     async fn copy_blob(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
-        with_retries("copy blob", || self.copy_blob_once(descriptor)).await
+        let lead = match &self.options.transfers {
+            Some(transfers) if !self.options.dry_run => {
+                match self.claim_transfer(transfers, descriptor).await {
+                    Turn::Lead(lead) => Some(lead),
+                    Turn::Follow => None,
+                    Turn::Present => return Ok(()),
+                }
+            }
+            _ => None,
+        };
+        with_retries("copy blob", || self.copy_blob_once(descriptor)).await?;
+        if let Some(lead) = lead {
+            lead.landed(self.dst.info());
+        }
+        Ok(())
+    }
+
+    /// Claims the run-wide transfer of the blob to the destination's authority, waiting
+    /// (without holding a permit) while another copy brings it over.
+    async fn claim_transfer(
+        self: &Arc<Self>,
+        transfers: &Arc<BlobTransfers>,
+        descriptor: &Descriptor,
+    ) -> Turn {
+        let started = Instant::now();
+        loop {
+            match transfers.claim(self.dst.info(), descriptor.digest()) {
+                Claim::Lead(lead) => return Turn::Lead(lead),
+                Claim::Landed(at) if &at == self.dst.info() => {
+                    let mut node = Self::simple(descriptor, Action::Exists, started);
+                    node.reason = Some("brought here earlier in this run".into());
+                    self.finish(node);
+                    return Turn::Present;
+                }
+                Claim::Landed(_) => return Turn::Follow,
+                Claim::Wait(wait) => {
+                    tracing::debug!(
+                        digest = %descriptor.digest(),
+                        destination = %self.dst,
+                        "waiting for another copy's transfer of the blob"
+                    );
+                    wait.done().await;
+                }
+            }
+        }
     }
 
     /// One try of [`Engine::copy_blob`]: the existence check and the mount chain under a

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod locations;
@@ -27,12 +28,17 @@ pub mod mount;
 pub mod redact;
 pub mod report;
 pub mod store;
+pub mod sync;
+pub mod transfers;
 pub mod verify;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use engine::{CopyOptions, EventSink, copy, copy_graph, fetch_manifest, select_platform};
+pub use catalog::{Catalog, MemoryCatalog};
+pub use engine::{
+    CopyOptions, EventSink, copy, copy_graph, copy_root, fetch_manifest, select_platform,
+};
 pub use error::{BoxError, Error, Result};
 pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocations};
 pub use memory::MemoryStore;
@@ -46,4 +52,5 @@ pub use store::{
     ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, ReadStore, StoreInfo,
     WriteStore, bytes_stream,
 };
+pub use transfers::{BlobTransfers, TransferStats};
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

@@ -39,6 +39,16 @@ impl MemoryStore {
         }
     }
 
+    /// An empty store named `name` in `authority`: stores of one authority are one server
+    /// to the strategies and to a sync's shared transfers (as the repositories of a registry).
+    pub fn with_authority(authority: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            info: StoreInfo::new("memory", authority, name),
+            blobs: RwLock::default(),
+            tags: RwLock::default(),
+        }
+    }
+
     /// Stores `data` and returns its descriptor (sha256).
     pub fn insert(&self, media_type: &str, data: impl Into<Bytes>) -> Descriptor {
         let data = data.into();
@@ -156,7 +166,19 @@ impl ReadStore for MemoryStore {
     }
 
     fn capabilities(&self) -> crate::store::Capabilities<'_> {
-        crate::store::Capabilities::default().with_list_tags(self)
+        crate::store::Capabilities::default()
+            .with_list_tags(self)
+            .with_delete_tag(self)
+    }
+}
+
+#[async_trait]
+impl crate::store::DeleteTag for MemoryStore {
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        match self.tags.write().expect("lock").remove(tag) {
+            Some(_) => Ok(()),
+            None => Err(Error::not_found(format!("tag `{tag}` in {self}"))),
+        }
     }
 }
 
@@ -166,6 +188,18 @@ impl crate::store::ListTags for MemoryStore {
         let mut tags: Vec<String> = self.tags.read().expect("lock").keys().cloned().collect();
         tags.sort();
         Ok(tags)
+    }
+
+    async fn list_tags_resolved(&self) -> Result<Option<Vec<(String, Descriptor)>>> {
+        let mut tags: Vec<(String, Descriptor)> = self
+            .tags
+            .read()
+            .expect("lock")
+            .iter()
+            .map(|(t, d)| (t.clone(), d.clone()))
+            .collect();
+        tags.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some(tags))
     }
 }
 

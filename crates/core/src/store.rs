@@ -184,6 +184,13 @@ pub trait ListTags: Send + Sync {
     /// listing is incomplete: a caller must not take a tag's absence from a failed listing as
     /// its deletion.
     async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// Every tag with the descriptor it names, when the store knows them without a request
+    /// per tag (a layout's `index.json`, memory); `Ok(None)` when it does not (a registry),
+    /// and a caller resolves the tags it needs.
+    async fn list_tags_resolved(&self) -> Result<Option<Vec<(String, Descriptor)>>> {
+        Ok(None)
+    }
 }
 
 /// A store that can remove a tag without removing content other tags still name.

@@ -6,4 +6,5 @@ mod locations;
 mod manifest;
 mod memory;
 mod redact;
+mod sync;
 mod verify;
