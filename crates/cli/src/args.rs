@@ -63,6 +63,10 @@ pub enum Command {
     /// Copy an image, index or artifact (with its whole graph) from SRC to DST.
     #[command(after_long_help = CP_EXAMPLES, after_help = "See `ferry cp --help` for examples and exit codes.")]
     Cp(Box<CpArgs>),
+    /// Mirror repositories, prefixes, whole registries and directories of layouts: every tag
+    /// compared by digest, each blob moved once.
+    #[command(after_long_help = crate::sync::SYNC_EXAMPLES, after_help = "See `ferry sync --help` for examples and exit codes.")]
+    Sync(Box<crate::sync::SyncArgs>),
     /// Print shell completions for SHELL to stdout.
     #[command(after_help = "Example: ferry completions bash > /etc/bash_completion.d/ferry")]
     Completions {
@@ -87,8 +91,15 @@ pub struct CpArgs {
     pub src: String,
     /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
     pub dst: String,
+    /// How to copy.
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
 
-    /// How many transfers run at once [default: 8].
+/// How a copy runs: the options `ferry cp` and `ferry sync` share.
+#[derive(Debug, Args, Clone)]
+pub struct CopyArgs {
+    /// How many transfers run at once (per image in `ferry sync`) [default: 8].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: Option<u16>,
     /// Copy only this platform out of an index: `os/arch[/variant]`. Indexes listed by the
@@ -151,7 +162,7 @@ pub struct CpArgs {
 }
 
 /// How ferry talks to registries, for both sides or one (`--from-*`, `--to-*`).
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Clone)]
 #[command(next_help_heading = "Registry options")]
 pub struct RegistryArgs {
     /// Speak plain HTTP to both registries.

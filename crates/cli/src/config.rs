@@ -11,6 +11,11 @@
 //! storage = "s3://bucket/tenant-b"          # the S3 driver's bucket and rootdirectory
 //! endpoint = "http://minio.internal:9000"   # else AWS_ENDPOINT_URL
 //! mount = ["distribution-storage", "cross-repo"]
+//!
+//! [[sync]]                                  # entries `ferry sync` runs (see docs/sync.md)
+//! source = "registry.example/team/"
+//! destination = "registry-a.example:5000/mirror/team/"
+//! semver = ">=1.0"
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,6 +36,9 @@ pub struct Config {
     /// Per registry host (`host:port` as written in references).
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// `ferry sync` entries (`[[sync]]`), run by `ferry sync` without SRC and DST.
+    #[serde(default)]
+    pub sync: Vec<crate::sync::file::EntryConfig>,
 }
 
 /// Defaults for `ferry cp` flags.
@@ -55,6 +63,14 @@ pub struct Defaults {
     pub no_cache: Option<bool>,
     /// `--verify-uploads` for every registry.
     pub verify_uploads: Option<bool>,
+    /// `ferry sync --images`.
+    pub images: Option<u16>,
+    /// `ferry sync --fail-fast`.
+    pub fail_fast: Option<bool>,
+    /// `ferry sync --grace` (`25s`, `2m`).
+    pub grace: Option<String>,
+    /// `ferry sync --prune-max`.
+    pub prune_max: Option<usize>,
 }
 
 /// One registry's table.
@@ -137,6 +153,35 @@ impl Config {
         Ok(config)
     }
 
+    /// `other` laid over `self`: its defaults where it sets them, its registry tables in
+    /// place of those of the same host, and its sync entries (else `self`'s).
+    pub fn merge(mut self, other: Config) -> Config {
+        let (a, b) = (&mut self.defaults, other.defaults);
+        macro_rules! over {
+            ($($field:ident),*) => { $( if b.$field.is_some() { a.$field = b.$field; } )* };
+        }
+        over!(
+            concurrency,
+            mount,
+            manifest_limit,
+            plain_http,
+            insecure,
+            ipfs_gateway,
+            ipfs_cid_map,
+            no_cache,
+            verify_uploads,
+            images,
+            fail_fast,
+            grace,
+            prune_max
+        );
+        self.registries.extend(other.registries);
+        if !other.sync.is_empty() {
+            self.sync = other.sync;
+        }
+        self
+    }
+
     fn check(&self) -> Result<()> {
         for (host, reg) in &self.registries {
             if reg.storage.is_none()
@@ -157,7 +202,7 @@ impl Config {
     /// settings of the registries on each side.
     pub fn apply(
         &self,
-        args: &mut crate::args::CpArgs,
+        args: &mut crate::args::CopyArgs,
         from_host: Option<&str>,
         to_host: Option<&str>,
     ) {

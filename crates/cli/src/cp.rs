@@ -11,7 +11,7 @@ use ferry_distribution::CrossRepoMount;
 use ferry_fs_store::SharedStorageMount;
 use ferry_ipfs_mount::{CidMap, IpfsMount};
 
-use crate::args::{CpArgs, Format};
+use crate::args::{CopyArgs, CpArgs, Format};
 use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::output::{Printer, summary};
@@ -33,9 +33,14 @@ fn registry_host(ep: &Endpoint) -> Option<String> {
 }
 
 /// Runs `ferry cp`.
-pub async fn run(mut args: CpArgs) -> Result<()> {
-    let src_ep = Endpoint::parse(&args.src).context("invalid source")?;
-    let dst_ep = Endpoint::parse(&args.dst).context("invalid destination")?;
+pub async fn run(args: CpArgs) -> Result<()> {
+    let CpArgs {
+        src: src_text,
+        dst: dst_text,
+        copy: mut args,
+    } = args;
+    let src_ep = Endpoint::parse(&src_text).context("invalid source")?;
+    let dst_ep = Endpoint::parse(&dst_text).context("invalid destination")?;
     let platform = args
         .platform
         .as_deref()
@@ -47,7 +52,7 @@ pub async fn run(mut args: CpArgs) -> Result<()> {
     config.apply(&mut args, from_host.as_deref(), to_host.as_deref());
     let clients = Clients::new(&args.registry, from_host.as_deref(), to_host.as_deref())?;
     let src = open_source(&src_ep, &clients).await?;
-    let dst = open_destination(&dst_ep, &src, &args, &clients)?;
+    let dst = open_destination(&dst_ep, &dst_text, &src, &args, &clients)?;
 
     let chain = build_chain(&args, &config)?;
     tracing::info!(chain = %chain, "mount chain");
@@ -114,7 +119,7 @@ pub async fn run(mut args: CpArgs) -> Result<()> {
 }
 
 /// Builds the chain `--mount` names.
-pub fn build_chain(args: &CpArgs, config: &Config) -> Result<MountChain> {
+pub fn build_chain(args: &CopyArgs, config: &Config) -> Result<MountChain> {
     let shared = || SharedStorageMount::new().with_trusted(args.trust_source_storage);
     let cross = || {
         CrossRepoMount::new()

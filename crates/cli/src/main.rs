@@ -6,6 +6,7 @@ mod cp;
 mod endpoint;
 mod output;
 mod stores;
+mod sync;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use tracing_subscriber::EnvFilter;
 
 use args::{Cli, Command};
 
-/// Exit codes, as `ferry cp --help` documents them.
+/// Exit codes, as `ferry cp --help` and `ferry sync --help` document them.
 mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
@@ -90,15 +91,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Cp(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(exit::FAILED);
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(exit::FAILED);
             };
             match runtime.block_on(cp::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -108,5 +102,61 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Sync(args) => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(exit::FAILED);
+            };
+            let verbose = cli.verbose > 0 || cli.debug;
+            runtime.block_on(async {
+                let stop = ferry_core::sync::Stop::new();
+                if let Err(e) = watch_signals(stop.clone()) {
+                    eprintln!("error: cannot watch for SIGINT and SIGTERM: {e}");
+                    return ExitCode::from(exit::FAILED);
+                }
+                match sync::run(*args, verbose, stop).await {
+                    Ok(code) => ExitCode::from(code),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::from(exit_code(&e))
+                    }
+                }
+            })
+        }
     }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// SIGINT and SIGTERM stop a sync: the first gently, a second at once.
+fn watch_signals(stop: ferry_core::sync::Stop) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                Some(()) = interrupt.recv() => "SIGINT",
+                Some(()) = terminate.recv() => "SIGTERM",
+                else => return,
+            };
+            match stop.escalate() {
+                ferry_core::sync::StopLevel::Drain => eprintln!(
+                    "ferry: {name}: stopping; no new image starts, the images in flight may                      finish within the grace period (send it again to stop at once)"
+                ),
+                _ => eprintln!("ferry: {name} again: stopping the images in flight at once"),
+            }
+        }
+    });
+    Ok(())
 }

@@ -9,7 +9,7 @@ use ferry_core::{Error, ReadStore, WriteStore};
 use ferry_distribution::{ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy};
 use ferry_fs_store::OciLayout;
 
-use crate::args::{CpArgs, RegistryArgs};
+use crate::args::{CopyArgs, RegistryArgs};
 use crate::endpoint::Endpoint;
 
 /// The source store and what to resolve in it.
@@ -48,30 +48,7 @@ impl Clients {
         from_host: Option<&str>,
         to_host: Option<&str>,
     ) -> Result<Self> {
-        let (mut from_pw, mut to_pw) = (args.from_password.clone(), args.to_password.clone());
-        if args.password_stdin {
-            let from_wants = args.from_username.is_some() && from_pw.is_none();
-            let to_wants = args.to_username.is_some() && to_pw.is_none();
-            let mut pw = String::new();
-            std::io::stdin()
-                .read_to_string(&mut pw)
-                .context("reading the password from stdin")?;
-            let pw = pw.trim_end_matches(['\n', '\r']).to_string();
-            match (from_wants, to_wants) {
-                (true, false) => from_pw = Some(pw),
-                (false, true) => to_pw = Some(pw),
-                (false, false) => bail!(Error::invalid(
-                    "flag",
-                    "--password-stdin",
-                    "give `--from-username` or `--to-username` (without a password) so ferry knows whose password it is",
-                )),
-                (true, true) => bail!(Error::invalid(
-                    "flag",
-                    "--password-stdin",
-                    "both sides lack a password; pass one of them with `--from-password`/`--to-password` or FERRY_*_PASSWORD",
-                )),
-            }
-        }
+        let (from_pw, to_pw) = passwords(args)?;
         let side = |plain: bool, insecure: bool| ClientOptions {
             plain_http: plain,
             insecure,
@@ -171,8 +148,38 @@ impl Clients {
     }
 }
 
+/// The passwords of each side: given, from the environment, or read from stdin for the side
+/// whose user name came without one (`--password-stdin`).
+pub fn passwords(args: &RegistryArgs) -> Result<(Option<String>, Option<String>)> {
+    let (mut from_pw, mut to_pw) = (args.from_password.clone(), args.to_password.clone());
+    if args.password_stdin {
+        let from_wants = args.from_username.is_some() && from_pw.is_none();
+        let to_wants = args.to_username.is_some() && to_pw.is_none();
+        let mut pw = String::new();
+        std::io::stdin()
+            .read_to_string(&mut pw)
+            .context("reading the password from stdin")?;
+        let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+        match (from_wants, to_wants) {
+            (true, false) => from_pw = Some(pw),
+            (false, true) => to_pw = Some(pw),
+            (false, false) => bail!(Error::invalid(
+                "flag",
+                "--password-stdin",
+                "give `--from-username` or `--to-username` (without a password) so ferry knows whose password it is",
+            )),
+            (true, true) => bail!(Error::invalid(
+                "flag",
+                "--password-stdin",
+                "both sides lack a password; pass one of them with `--from-password`/`--to-password` or FERRY_*_PASSWORD",
+            )),
+        }
+    }
+    Ok((from_pw, to_pw))
+}
+
 /// The retry policy, with the hidden `--retry-*` flags (`FERRY_RETRY_*`) applied.
-fn retry_policy(args: &RegistryArgs) -> RetryPolicy {
+pub fn retry_policy(args: &RegistryArgs) -> RetryPolicy {
     let mut policy = RetryPolicy::default();
     if let Some(n) = args.retry_tries {
         policy.max_tries = n;
@@ -221,8 +228,9 @@ pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
 
 pub fn open_destination(
     ep: &Endpoint,
+    dst_text: &str,
     src: &Source,
-    args: &CpArgs,
+    args: &CopyArgs,
     clients: &Clients,
 ) -> Result<Destination> {
     let inherited = src.is_tag.then(|| src.reference.clone());
@@ -231,14 +239,14 @@ pub fn open_destination(
             let tag = match reference {
                 Some(r) if r.contains(':') => bail!(Error::invalid(
                     "destination",
-                    args.dst.clone(),
+                    dst_text.to_string(),
                     "a layout destination needs a tag, not a digest: write `oci:PATH:TAG`"
                 )),
                 Some(r) => r.clone(),
                 None => inherited.ok_or_else(|| {
                     Error::invalid(
                         "destination",
-                        args.dst.clone(),
+                        dst_text.to_string(),
                         "the source is named by digest, so name a tag for the layout: `oci:PATH:TAG`",
                     )
                 })?,

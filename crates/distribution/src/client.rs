@@ -169,6 +169,17 @@ impl RegistryClient {
         Ok(registry)
     }
 
+    /// The repositories of registry `name`, as a [`ferry_core::Catalog`] a sync lists.
+    pub fn catalog(&self, name: &str) -> Result<Arc<crate::RegistryCatalog>> {
+        Ok(Arc::new(crate::RegistryCatalog::new(self.registry(name)?)))
+    }
+
+    /// Requests sent so far to each host (`host:port`), the answers that shed load (`429`,
+    /// `503`), and each host's adaptive limit (see [`crate::ratelimit`]).
+    pub fn request_stats(&self) -> Vec<(String, crate::ratelimit::RequestStats)> {
+        self.inner.transport.limits.stats()
+    }
+
     /// The repository `reference` names (its tag and digest are not part of the store).
     pub fn repository(&self, reference: &Reference) -> Result<Arc<Repository>> {
         Ok(Repository::new(

@@ -2,12 +2,17 @@
 //!
 //! - [`Reference`]: `HOST[:PORT]/REPO[:TAG][@DIGEST]` with docker's rules for short names.
 //! - [`RegistryClient`]: HTTP on hyper (HTTP/1.1 and HTTP/2, TLS by rustls, connection reuse,
-//!   retries with backoff), authentication (anonymous, Basic, bearer tokens from the
+//!   retries with backoff, an adaptive rate limit per registry that every request passes,
+//!   see [`ratelimit`]), authentication (anonymous, Basic, bearer tokens from the
 //!   `WWW-Authenticate` challenge, OAuth2 refresh tokens, docker's `config.json` and credential
 //!   helpers) and one [`Registry`] per host sharing a token cache.
 //! - [`Repository`]: one repository as a ferry store ([`ferry_core::ReadStore`] and
 //!   [`ferry_core::WriteStore`]): manifests kept byte-exact, blobs streamed both ways,
 //!   monolithic and resumable chunked uploads, tags, referrers with the tag-schema fallback.
+//! - [`RegistryCatalog`]: a registry's repositories (`/v2/_catalog`, every page) as a
+//!   [`ferry_core::Catalog`] a sync lists; tags are listed page by page too, and deleted
+//!   ([`ferry_core::DeleteTag`]) by the OCI 1.1 tag delete, or by digest on registries that
+//!   only do that, when no other tag needs the manifest.
 //! - [`CrossRepoMount`]: the mount strategy using the OCI cross-repository blob mount, which
 //!   never fails a copy because a registry refused a mount.
 //!
@@ -25,9 +30,13 @@
 //! ```
 
 pub mod auth;
+mod catalog;
 mod client;
+mod delete;
 mod error;
+mod listing;
 pub mod mount;
+pub mod ratelimit;
 pub mod reference;
 pub mod referrers;
 mod registry;
@@ -37,6 +46,7 @@ pub mod transport;
 mod upload;
 
 pub use auth::{Credential, Credentials};
+pub use catalog::RegistryCatalog;
 pub use client::{ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, RegistryClient};
 pub use mount::CrossRepoMount;
 pub use reference::Reference;

@@ -28,8 +28,6 @@ use crate::upload::UploadSession;
 /// Manifests kept in memory per repository (resolved or pushed, for the fetch or tag that
 /// follows).
 const MANIFEST_CACHE_ENTRIES: usize = 32;
-/// Pages of a tag or referrers listing followed at most.
-const MAX_PAGES: usize = 1000;
 
 /// One repository of one registry, implementing [`ReadStore`] and [`WriteStore`].
 ///
@@ -141,7 +139,8 @@ impl Repository {
         error
     }
 
-    /// The tags of the repository, every page of the listing.
+    /// The tags of the repository, every page of the listing. An error means the listing is
+    /// incomplete.
     pub async fn tags(&self) -> Result<Vec<String>> {
         #[derive(serde::Deserialize)]
         struct TagList {
@@ -149,30 +148,29 @@ impl Repository {
             tags: Option<Vec<String>>,
         }
         let mut out = Vec::new();
-        let mut url = self.url("tags/list?n=1000");
-        for _ in 0..MAX_PAGES {
-            let resp = self
-                .send(
-                    Req::new(Method::GET, url.clone()),
-                    &Scopes::pull(&self.name),
-                    Retry::Yes,
-                )
-                .await?;
-            if resp.status() != StatusCode::OK {
-                return Err(self.fail("list tags", resp).await);
-            }
-            let next = next_link(resp.headers()).and_then(|l| url.join(&l).ok());
-            let body = read_body(resp, 64 * 1024 * 1024).await?;
-            let list: TagList = serde_json::from_slice(&body).map_err(|e| {
+        let mut url = self.url(&format!("tags/list?n={}", crate::listing::PAGE_SIZE));
+        for _ in 0..crate::listing::MAX_PAGES {
+            let page = crate::listing::page(
+                &self.registry,
+                url,
+                &Scopes::pull(&self.name),
+                self.store_name(),
+                "list tags",
+            )
+            .await?;
+            let list: TagList = serde_json::from_slice(&page.body).map_err(|e| {
                 Error::store(self.store_name(), format!("tag list is not JSON: {e}"))
             })?;
             out.extend(list.tags.unwrap_or_default());
-            match next {
-                Some(n) if self.registry.same_origin(&n) => url = n,
-                _ => return Ok(out),
+            match page.next {
+                Some(next) => url = next,
+                None => return Ok(out),
             }
         }
-        Ok(out)
+        Err(crate::listing::too_many_pages(
+            self.store_name(),
+            "list tags",
+        ))
     }
 
     /// `GET` of manifest `reference`, verified: by digest it must hash to that digest, by
@@ -247,7 +245,7 @@ impl Repository {
         Ok((desc, bytes))
     }
 
-    async fn head_manifest(&self, reference: &str) -> Result<Option<Descriptor>> {
+    pub(crate) async fn head_manifest(&self, reference: &str) -> Result<Option<Descriptor>> {
         let req = Req::new(Method::HEAD, self.url(&format!("manifests/{reference}")))
             .header(ACCEPT, &manifest_accept());
         let resp = self
@@ -526,7 +524,9 @@ impl ReadStore for Repository {
     }
 
     fn capabilities(&self) -> ferry_core::Capabilities<'_> {
-        ferry_core::Capabilities::default().with_list_tags(self)
+        ferry_core::Capabilities::default()
+            .with_list_tags(self)
+            .with_delete_tag(self)
     }
 }
 

@@ -233,6 +233,8 @@ pub(crate) struct Transport {
     user_agent: HeaderValue,
     timeouts: Timeouts,
     retry: RetryPolicy,
+    /// One adaptive rate limit per host, asked before every try of every request.
+    pub(crate) limits: crate::ratelimit::Limits,
 }
 
 impl std::fmt::Debug for Transport {
@@ -262,6 +264,7 @@ impl Transport {
             user_agent,
             timeouts,
             retry,
+            limits: Default::default(),
         })
     }
 
@@ -335,8 +338,14 @@ impl Transport {
         let streamed = matches!(req.body, Payload::Stream(..));
         let method = req.method.clone();
         let shown = redact_url(&req.url);
+        let limit = self.limits.of(&req.url);
+        let permit = limit.acquire().await;
         let started = Instant::now();
         let result = self.send_raw(req, &failure).await;
+        if let Ok(resp) = &result {
+            limit.observe(resp.status(), retry_after(resp.headers()));
+        }
+        drop(permit);
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(resp) => {

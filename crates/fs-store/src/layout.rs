@@ -495,7 +495,9 @@ impl ReadStore for OciLayout {
     }
 
     fn capabilities(&self) -> ferry_core::Capabilities<'_> {
-        ferry_core::Capabilities::default().with_list_tags(self)
+        ferry_core::Capabilities::default()
+            .with_list_tags(self)
+            .with_delete_tag(self)
     }
 }
 
@@ -503,6 +505,33 @@ impl ReadStore for OciLayout {
 impl ferry_core::ListTags for OciLayout {
     async fn list_tags(&self) -> Result<Vec<String>> {
         Ok(self.tags().await?.into_iter().map(|(t, _)| t).collect())
+    }
+
+    async fn list_tags_resolved(&self) -> Result<Option<Vec<(String, Descriptor)>>> {
+        Ok(Some(self.tags().await?))
+    }
+}
+
+#[async_trait]
+impl ferry_core::DeleteTag for OciLayout {
+    /// Removes the entries `tag` names from `index.json`, atomically under the layout's lock.
+    /// The content stays in `blobs/` (other entries or layouts may share it).
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        validate_tag(tag)?;
+        let this = self.clone();
+        let tag = tag.to_string();
+        blocking(move || {
+            let lock = lock_layout(&this.work_dir())?;
+            let mut index = this.read_index()?;
+            if !index.remove_tag(&tag) {
+                return Err(Error::not_found(format!("tag `{tag}` in {this}")));
+            }
+            tracing::debug!(layout = %this, tag, "untag");
+            let result = this.write_index(&index);
+            drop(lock);
+            result
+        })
+        .await
     }
 }
 
@@ -853,6 +882,16 @@ impl IndexJson {
                 None => true,
             }
         });
+    }
+}
+
+impl IndexJson {
+    /// Removes every entry `tag` names. Returns whether there was one.
+    pub fn remove_tag(&mut self, tag: &str) -> bool {
+        let entries = self.entries_mut();
+        let before = entries.len();
+        entries.retain(|e| ref_name(e) != Some(tag));
+        entries.len() != before
     }
 }
 

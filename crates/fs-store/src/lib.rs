@@ -7,6 +7,9 @@
 //!   verified while it is written and becomes visible only once whole; tags are
 //!   `org.opencontainers.image.ref.name` annotations in `index.json`, updated atomically under
 //!   a file lock so that concurrent processes lose no tag.
+//! - [`OciDir`] is a directory of layouts, one per repository (`PATH/team/app`), as a
+//!   [`ferry_core::Catalog`] a sync lists and writes: the form many repositories take across
+//!   an air gap. Layouts delete tags ([`ferry_core::DeleteTag`]) atomically under the lock.
 //! - [`SharedStorageMount`] is a [`ferry_core::MountStrategy`] for two layouts on one
 //!   filesystem: it clones the source blob file (reflink) where the filesystem can, else
 //!   hardlinks it, so no byte is copied. It verifies the source file's digest first unless
@@ -39,11 +42,13 @@
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
+pub mod dir;
 pub mod distribution_storage;
 mod lanes;
 pub mod layout;
 pub mod shared;
 
+pub use dir::OciDir;
 pub use distribution_storage::{DistributionStorageMount, StorageRoot};
 pub use layout::{OciLayout, blob_path_in, parse_digest, validate_tag};
 pub use shared::SharedStorageMount;

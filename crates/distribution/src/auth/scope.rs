@@ -111,6 +111,24 @@ impl Scopes {
         }
     }
 
+    /// Listing the registry's repositories (`registry:catalog:*`).
+    pub fn catalog() -> Self {
+        let mut required = ScopeSet::new();
+        required.add_scope("registry:catalog:*");
+        Self {
+            required,
+            optional: ScopeSet::new(),
+        }
+    }
+
+    /// Deleting from `repository` (`delete`, with `pull` to resolve first).
+    pub fn delete(repository: &str) -> Self {
+        Self {
+            required: ScopeSet::repository(repository, &["pull", "delete"]),
+            optional: ScopeSet::new(),
+        }
+    }
+
     /// Adds pull on each of `repositories` as optional scopes.
     pub fn with_pull_from<'a>(mut self, repositories: impl IntoIterator<Item = &'a str>) -> Self {
         for r in repositories {

@@ -1,0 +1,139 @@
+//! `ferry sync` arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ferry_core::sync::Shard;
+
+use crate::args::CopyArgs;
+
+pub const SYNC_EXAMPLES: &str = "\
+Examples:
+  # Mirror every tag of one repository:
+  ferry sync registry.example/team/app mirror.example:5000/team/app
+
+  # Mirror every repository under a prefix (the registry's catalog, all pages), keeping only
+  # the three newest 1.x releases, deleting mirrored tags that are gone upstream:
+  ferry sync --semver '^1' --latest 3 --prune registry.example/team/ mirror.example:5000/team/
+
+  # Export a whole registry to a directory of OCI layouts for an air gap (each blob stored
+  # once on disk), then import it on the other side (each blob uploaded once):
+  ferry sync registry.example/ oci-dir:/media/usb/export/
+  ferry sync oci-dir:/media/usb/export/ airgapped.example:5000/
+
+  # Run the entries of a mirror file, one shard of four (a Kubernetes Indexed Job):
+  ferry sync --file mirror.toml --shard \"$JOB_COMPLETION_INDEX/4\"
+
+  # What would change, as JSON:
+  ferry sync --dry-run --format json registry.example/team/ oci-dir:./mirror/
+
+Sources and destinations:
+  HOST[:PORT]/REPO       every tag of one repository
+  HOST[:PORT]/PREFIX/    every repository under PREFIX (the registry's catalog), each into the
+                         same relative path under a destination ending in /
+  HOST[:PORT]/           every repository of the registry
+  oci:PATH               every tag of one OCI layout
+  oci-dir:PATH/          a directory of OCI layouts, one per repository (PATH/REPO)
+
+A tag is compared by digest (HEAD of the source tag, and of the destination tag when the
+destination lists it); an unchanged tag costs nothing more. Every blob is read from the source
+once per run and streamed into each destination registry or filesystem once; every other
+repository gets it by a mount or a link.
+
+Signals: SIGINT or SIGTERM starts no new image and gives the images in flight --grace to
+finish, then writes the partial report (exit 1); a second signal stops at once. No tag ever
+names content that is not there.
+
+Exit codes:
+  0  every selected image is at the destination (and every prune was done)
+  1  some images failed, or the sync was stopped; each failure is named with its reason
+  2  bad usage, or a bad mirror file (the error names the entry and the key)
+  4  a registry refused the credentials (the destination's, usually)";
+
+/// `ferry sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Source: `HOST[:PORT]/REPO`, `HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`, `oci:PATH`, or
+    /// `oci-dir:PATH/`. Without SRC and DST, the `[[sync]]` entries of `--file` (or of the
+    /// configuration file) run.
+    #[arg(requires = "dst")]
+    pub src: Option<String>,
+    /// Destination: a repository or layout for one source repository, or
+    /// `HOST[:PORT]/PREFIX/` or `oci-dir:PATH/` for many.
+    pub dst: Option<String>,
+    /// Run the `[[sync]]` entries of this file (the format of ferry.toml, which may hold the
+    /// entries itself); its other tables are laid over the configuration file's.
+    #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["src", "dst"])]
+    pub file: Option<PathBuf>,
+
+    /// Keep only tags matching this regular expression, anchored (repeatable: any matches).
+    #[arg(long, value_name = "REGEX")]
+    pub tags: Vec<String>,
+    /// Leave out tags matching this regular expression, anchored (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_tags: Vec<String>,
+    /// Keep only tags that are semantic versions (a `v` prefix allowed) in this range, such
+    /// as `>=1.2, <2` or `^3.18`.
+    #[arg(long, value_name = "RANGE")]
+    pub semver: Option<String>,
+    /// Keep only the newest N semantic versions of what the other filters kept.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Tags matching this regular expression (anchored, repeatable) that the destination has
+    /// are taken as unchanged without asking the source.
+    #[arg(long, value_name = "REGEX")]
+    pub immutable: Vec<String>,
+    /// Delete destination tags the filters manage that the filtered source no longer has
+    /// (never a referrers tag whose subject is still there; never after an incomplete
+    /// listing or a stopped sync).
+    #[arg(long)]
+    pub prune: bool,
+    /// Prune nothing when more than N tags would go [default: 10].
+    #[arg(long, value_name = "N")]
+    pub prune_max: Option<usize>,
+    /// Images copied at once [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub images: Option<u16>,
+    /// Stop starting images after the first failure (default: keep going).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Sync only the repositories of shard K of N (from 0), by a stable hash of the source
+    /// repository path, so N processes split the work without talking to each other.
+    #[arg(long, value_name = "K/N", env = "FERRY_SHARD")]
+    pub shard: Option<Shard>,
+    /// After SIGINT or SIGTERM, how long images in flight may take to finish (`25s`, `2m`,
+    /// `500ms`, `0`) [default: 25s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+    /// How to copy (shared with `ferry cp`).
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+/// Parses `25s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write `25s`, `500ms`, `2m` or `1h`"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s, m or h"
+            ));
+        }
+    };
+    if !seconds.is_finite() || !(0.0..=7.0 * 24.0 * 3600.0).contains(&seconds) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

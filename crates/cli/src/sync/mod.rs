@@ -1,0 +1,416 @@
+//! `ferry sync`: many repositories and tags, each blob moved once.
+
+mod args;
+mod clients;
+mod endpoint;
+pub mod file;
+mod output;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use ferry_core::sync::{
+    DEFAULT_GRACE, DEFAULT_PRUNE_MAX, FailureKind, Stop, SyncEntry, SyncOptions, SyncSource,
+    TagFilter, TagPatterns,
+};
+use ferry_core::{
+    BlobLocations, BlobTransfers, Catalog, CopyOptions, Error, InMemoryLocations, MemoryStore,
+    PersistentLocations, PlatformFilter, ReadStore, WriteStore,
+};
+use ferry_fs_store::{OciDir, OciLayout};
+
+pub use args::{SYNC_EXAMPLES, SyncArgs};
+
+use crate::args::{CopyArgs, Format};
+use crate::config::Config;
+use crate::exit;
+use clients::SyncClients;
+use endpoint::SyncEndpoint;
+use file::{EntryConfig, OneOrMany};
+use output::Printer;
+
+/// Runs `ferry sync`; returns the exit code.
+pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
+    let cli_mount = args.copy.mount.clone();
+    let mut config = Config::load(args.copy.config.as_deref())?;
+    let file_name = match &args.file {
+        Some(path) => {
+            if !path.is_file() {
+                bail!(Error::NotFound {
+                    what: format!("mirror file `{}`", path.display()),
+                    hint: Some("check the path given with --file".into()),
+                });
+            }
+            config = config.merge(Config::load(Some(path))?);
+            Some(path.display().to_string())
+        }
+        None => None,
+    };
+    let entries: Vec<EntryConfig> = match (args.src.take(), args.dst.take()) {
+        (Some(src), Some(dst)) => vec![EntryConfig::from_command_line(src, dst)],
+        _ => {
+            if config.sync.is_empty() {
+                bail!(Error::invalid(
+                    "sync",
+                    file_name.as_deref().unwrap_or("(no SRC DST)"),
+                    match &file_name {
+                        Some(_) =>
+                            "the file has no `[[sync]]` entry; add one with `source` and `destination`",
+                        None => "give SRC and DST, or `--file mirror.toml` with `[[sync]]` entries",
+                    }
+                ));
+            }
+            config.sync.clone()
+        }
+    };
+    config.apply(&mut args.copy, None, None);
+    let d = &config.defaults;
+    let images = args.images.or(d.images).unwrap_or(4);
+    let fail_fast = args.fail_fast || d.fail_fast.unwrap_or(false);
+    let grace = match (args.grace, &d.grace) {
+        (Some(g), _) => g,
+        (None, Some(text)) => args::parse_duration(text)
+            .map_err(|reason| Error::invalid("config key", "defaults.grace", reason))?,
+        (None, None) => DEFAULT_GRACE,
+    };
+    let prune_max = args.prune_max.or(d.prune_max).unwrap_or(DEFAULT_PRUNE_MAX);
+    let dry_run = args.copy.dry_run;
+
+    // Where each entry reads and writes, for the clients.
+    let name_entry = |i: usize, e: &EntryConfig| match &file_name {
+        Some(f) => format!(
+            "{f}: [[sync]] entry {} (`{}` => `{}`)",
+            i + 1,
+            e.source,
+            e.destination
+        ),
+        None => "ferry sync".into(),
+    };
+    let mut endpoints = Vec::with_capacity(entries.len());
+    let (mut sources, mut destinations) = (BTreeSet::new(), BTreeSet::new());
+    for (i, e) in entries.iter().enumerate() {
+        let context = || format!("{}: key `source`", name_entry(i, e));
+        let src = SyncEndpoint::parse(&e.source).with_context(context)?;
+        let context = || format!("{}: key `destination`", name_entry(i, e));
+        let dst = SyncEndpoint::parse(&e.destination).with_context(context)?;
+        if src.is_many() && !dst.is_many() {
+            return Err(anyhow::Error::new(Error::invalid(
+                "destination",
+                e.destination.clone(),
+                "the source names many repositories, so the destination must too: end it with \
+                 `/` (`HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`) or write `oci-dir:PATH/`",
+            )))
+            .with_context(|| name_entry(i, e));
+        }
+        sources.extend(src.registry().map(str::to_string));
+        destinations.extend(dst.registry().map(str::to_string));
+        endpoints.push((src, dst));
+    }
+    let clients = SyncClients::new(&args.copy.registry, &config, &sources, &destinations)?;
+
+    let mut sync_entries = Vec::with_capacity(entries.len());
+    for (i, (e, (src, dst))) in entries.iter().zip(endpoints).enumerate() {
+        let what = name_entry(i, e);
+        let entry = build_entry(
+            e,
+            src,
+            dst,
+            &args,
+            cli_mount.as_deref(),
+            &config,
+            &clients,
+            prune_max,
+            dry_run,
+        )
+        .await
+        .with_context(|| what.clone())?;
+        tracing::info!(
+            entry = i + 1,
+            source = %e.source,
+            destination = %e.destination,
+            filter = %entry.filter.describe(),
+            chain = %entry.copy.chain,
+            "sync entry"
+        );
+        sync_entries.push(entry);
+    }
+
+    let cache: Option<Arc<PersistentLocations>> = if args.copy.no_cache || dry_run {
+        None
+    } else {
+        let path = args
+            .copy
+            .cache
+            .clone()
+            .or_else(ferry_core::locations::default_cache_path);
+        match path.map(PersistentLocations::open) {
+            Some(Ok(c)) => Some(Arc::new(c)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "blob-location cache unavailable; going on without it");
+                None
+            }
+            None => None,
+        }
+    };
+    let locations: Arc<dyn BlobLocations> = match &cache {
+        Some(c) => c.clone(),
+        None => Arc::new(InMemoryLocations::new()),
+    };
+
+    let text = args.copy.format == Format::Text;
+    let progress = text && !args.copy.quiet && std::io::stderr().is_terminal();
+    let printer = Arc::new(Printer::new(text, verbose, progress));
+    let sink = printer.clone();
+    let options = SyncOptions {
+        images: usize::from(images),
+        checks: (usize::from(images) * 4).max(16),
+        listings: usize::from(images).clamp(2, 8),
+        fail_fast,
+        dry_run,
+        shard: args.shard,
+        grace,
+        stop,
+        locations,
+        transfers: Arc::new(BlobTransfers::new()),
+        on_event: Some(Arc::new(move |e| sink.event(e))),
+    };
+    let report = ferry_core::sync::sync(sync_entries, options).await;
+    printer.finish();
+    if let Some(c) = cache
+        && let Err(e) = c.flush()
+    {
+        tracing::warn!(error = %e, "could not write the blob-location cache");
+    }
+    match args.copy.format {
+        Format::Text => println!("{}", output::summary(&report)),
+        Format::Json => {
+            let mut registries = BTreeMap::new();
+            for client in clients.all() {
+                for (host, stats) in client.request_stats() {
+                    registries.insert(
+                        host,
+                        serde_json::to_value(stats).context("serializing request counts")?,
+                    );
+                }
+            }
+            println!("{}", output::json(&report, &registries));
+        }
+    }
+    Ok(exit_code(&report))
+}
+
+/// 0 when everything is at the destination; 4 when a registry refused the credentials; 1
+/// for any other failure or a stopped sync.
+fn exit_code(report: &ferry_core::sync::SyncReport) -> u8 {
+    if report.complete() {
+        return 0;
+    }
+    let refused = report.failures().any(|f| {
+        matches!(
+            f.failure,
+            Some(FailureKind::Unauthenticated | FailureKind::PermissionDenied)
+        )
+    });
+    if refused { exit::AUTH } else { exit::FAILED }
+}
+
+/// The patterns of `key`, each checked.
+fn patterns(key: &str, values: &[String]) -> Result<TagPatterns> {
+    let mut out = TagPatterns::new();
+    for v in values {
+        out.push(v).with_context(|| format!("key `{key}`"))?;
+    }
+    Ok(out)
+}
+
+fn strings(entry: &Option<OneOrMany>, cli: &[String]) -> Vec<String> {
+    match entry {
+        Some(v) => v.clone().into_vec(),
+        None => cli.to_vec(),
+    }
+}
+
+/// One entry: its stores, filters and copy options.
+#[allow(clippy::too_many_arguments)]
+async fn build_entry(
+    e: &EntryConfig,
+    src: SyncEndpoint,
+    dst: SyncEndpoint,
+    args: &SyncArgs,
+    cli_mount: Option<&str>,
+    config: &Config,
+    clients: &SyncClients,
+    prune_max: usize,
+    dry_run: bool,
+) -> Result<SyncEntry> {
+    let mut filter = TagFilter::new();
+    for t in strings(&e.tags, &args.tags) {
+        filter = filter.tags(&t).context("key `tags`")?;
+    }
+    for t in strings(&e.exclude_tags, &args.exclude_tags) {
+        filter = filter.exclude(&t).context("key `exclude_tags`")?;
+    }
+    if let Some(range) = e.semver.as_ref().or(args.semver.as_ref()) {
+        filter = filter.semver(range).context("key `semver`")?;
+    }
+    if let Some(n) = e.latest.or(args.latest) {
+        filter = filter.latest(n);
+    }
+    let immutable = patterns("immutable", &strings(&e.immutable, &args.immutable))?;
+
+    // The copy options: the command line's, with the entry's keys laid over them.
+    let mut copy: CopyArgs = args.copy.clone();
+    copy.mount = match &e.mount {
+        Some(m) => Some(m.clone().into_vec().join(",")),
+        None => cli_mount.map(str::to_string).or_else(|| {
+            dst.registry()
+                .and_then(|h| config.registry(h))
+                .and_then(|r| r.mount.as_ref())
+                .map(|list| list.join(","))
+                .or_else(|| config.defaults.mount.clone())
+        }),
+    };
+    if let Some(list) = &e.mount_from {
+        copy.mount_from = list.clone().into_vec();
+    }
+    copy.anonymous_mount |= e.anonymous_mount.unwrap_or(false);
+    copy.recursive |= e.recursive.unwrap_or(false);
+    let platform = e
+        .platform
+        .as_ref()
+        .or(copy.platform.as_ref())
+        .map(|p| p.parse::<PlatformFilter>())
+        .transpose()
+        .context("key `platform`")?;
+    let chain = crate::cp::build_chain(&copy, config).context("key `mount`")?;
+    let options = CopyOptions {
+        chain,
+        concurrency: usize::from(e.concurrency.or(copy.concurrency).unwrap_or(8)),
+        manifest_limit: e
+            .manifest_limit
+            .or(copy.manifest_limit)
+            .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
+        platform,
+        referrers: copy.recursive,
+        ..Default::default()
+    };
+
+    let source = open_endpoints(src, dst, clients, dry_run).await?;
+    let mut entry = SyncEntry::new(source)
+        .with_filter(filter)
+        .with_immutable(immutable)
+        .with_copy(options);
+    entry.prune = e.prune.unwrap_or(args.prune);
+    entry.prune_max = e.prune_max.unwrap_or(prune_max);
+    Ok(entry)
+}
+
+/// The last component of a layout's path: the repository a layout is synced as into a
+/// registry prefix or a directory of layouts.
+fn layout_name(path: &Path) -> Result<String> {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    match canonical.file_name().and_then(|n| n.to_str()) {
+        Some(n) => Ok(n.to_string()),
+        None => bail!(Error::invalid(
+            "source",
+            path.display().to_string(),
+            "the layout's directory has no usable name to sync it as a repository"
+        )),
+    }
+}
+
+async fn open_layout_for_writing(path: &Path, dry_run: bool) -> Result<Arc<dyn WriteStore>> {
+    if dry_run && !path.join("oci-layout").exists() {
+        return Ok(Arc::new(MemoryStore::new(path.display().to_string())));
+    }
+    Ok(Arc::new(OciLayout::open_or_create(path)?))
+}
+
+async fn open_dir_for_writing(path: &Path, dry_run: bool) -> Result<Option<OciDir>> {
+    if dry_run && !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(OciDir::open_or_create(path)?))
+}
+
+/// Maps a source and destination onto stores and catalogs.
+async fn open_endpoints(
+    src: SyncEndpoint,
+    dst: SyncEndpoint,
+    clients: &SyncClients,
+    dry_run: bool,
+) -> Result<SyncSource> {
+    // Many repositories into many.
+    if src.is_many() {
+        let (source, source_prefix): (Arc<dyn Catalog>, String) = match &src {
+            SyncEndpoint::Registry { registry, prefix } => {
+                (clients.client(registry).catalog(registry)?, prefix.clone())
+            }
+            SyncEndpoint::Dir { path } => (Arc::new(OciDir::open(path)?), String::new()),
+            _ => unreachable!("checked: many"),
+        };
+        let (destination, destination_prefix): (Arc<dyn Catalog>, String) = match &dst {
+            SyncEndpoint::Registry { registry, prefix } => {
+                (clients.client(registry).catalog(registry)?, prefix.clone())
+            }
+            SyncEndpoint::Dir { path } => match open_dir_for_writing(path, dry_run).await? {
+                Some(dir) => (Arc::new(dir), String::new()),
+                None => (
+                    Arc::new(ferry_core::MemoryCatalog::new(path.display().to_string())),
+                    String::new(),
+                ),
+            },
+            _ => unreachable!("checked by the caller: many into many"),
+        };
+        return Ok(SyncSource::Catalog {
+            source,
+            source_prefix,
+            destination,
+            destination_prefix,
+        });
+    }
+    // One repository (or layout) into one.
+    let (name, source): (String, Arc<dyn ReadStore>) = match &src {
+        SyncEndpoint::Repository {
+            registry,
+            repository,
+        } => (
+            repository.clone(),
+            clients
+                .client(registry)
+                .registry(registry)?
+                .repository(repository)?,
+        ),
+        SyncEndpoint::Layout { path } => (layout_name(path)?, Arc::new(OciLayout::open(path)?)),
+        _ => unreachable!("one"),
+    };
+    let destination: Arc<dyn WriteStore> = match &dst {
+        SyncEndpoint::Repository {
+            registry,
+            repository,
+        } => clients
+            .client(registry)
+            .registry(registry)?
+            .repository(repository)?,
+        SyncEndpoint::Registry { registry, prefix } => clients
+            .client(registry)
+            .registry(registry)?
+            .repository(&format!("{prefix}{name}"))?,
+        SyncEndpoint::Layout { path } => open_layout_for_writing(path, dry_run).await?,
+        SyncEndpoint::Dir { path } => match open_dir_for_writing(path, dry_run).await? {
+            Some(dir) => match dir.open_write(&name, !dry_run).await? {
+                Some(store) => store,
+                None => Arc::new(MemoryStore::new(name.clone())),
+            },
+            None => Arc::new(MemoryStore::new(name.clone())),
+        },
+    };
+    Ok(SyncSource::Store {
+        name,
+        source,
+        destination,
+    })
+}

@@ -1,0 +1,133 @@
+//! Deleting a tag of a repository: [`ferry_core::DeleteTag`] for [`Repository`].
+//!
+//! OCI distribution 1.1 deletes a tag with `DELETE /v2/<name>/manifests/<tag>`. Registries
+//! that predate it (CNCF distribution 2.x answers `400 DIGEST_INVALID`) delete only by
+//! digest, which removes the manifest and every tag naming it. ferry then deletes by digest
+//! only when no other tag of the repository names that manifest or an index holding it, and
+//! otherwise refuses, naming the tag that would go too: deleting one tag never removes
+//! content another tag still names.
+
+use async_trait::async_trait;
+use ferry_core::model::is_index;
+use ferry_core::{DeleteTag, Descriptor, Error, Manifest, Result};
+use http::{Method, StatusCode};
+
+use crate::auth::Scopes;
+use crate::error::{has_error_code, status_error};
+use crate::registry::Retry;
+use crate::repository::Repository;
+use crate::transport::{Req, read_error_body};
+
+#[async_trait]
+impl DeleteTag for Repository {
+    async fn delete_tag(&self, tag: &str) -> Result<()> {
+        crate::reference::validate_tag(tag)?;
+        let what = format!("DELETE tag `{tag}`");
+        let req = Req::new(Method::DELETE, self.url(&format!("manifests/{tag}")));
+        let resp = self
+            .send(req, &Scopes::delete(self.name()), Retry::Yes)
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            tracing::debug!(repository = %self, tag, "tag deleted");
+            return Ok(());
+        }
+        let body = read_error_body(resp).await;
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(status_error(self.store_name(), &what, status, &body));
+            }
+            StatusCode::NOT_FOUND if has_error_code(&body, "MANIFEST_UNKNOWN") => {
+                return Err(Error::not_found(format!(
+                    "tag `{tag}` in `{}`",
+                    self.store_name()
+                )));
+            }
+            // 400 (distribution 2.x: DIGEST_INVALID), 405, a 404 without a code: the
+            // registry deletes by digest only.
+            StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => {}
+            _ => return Err(status_error(self.store_name(), &what, status, &body)),
+        }
+        tracing::debug!(
+            repository = %self,
+            tag,
+            status = status.as_u16(),
+            "the registry does not delete tags; deleting by digest where no other tag needs it"
+        );
+        self.delete_by_digest(tag).await
+    }
+}
+
+impl Repository {
+    /// `HEAD` of a manifest (a `GET` when the answer lacks its digest or type).
+    async fn peek(&self, reference: &str) -> Result<Descriptor> {
+        match self.head_manifest(reference).await? {
+            Some(d) => Ok(d),
+            None => Ok(self.get_manifest(reference).await?.0),
+        }
+    }
+
+    async fn delete_by_digest(&self, tag: &str) -> Result<()> {
+        let target = self.peek(tag).await.map_err(|e| match e {
+            Error::NotFound { .. } => {
+                Error::not_found(format!("tag `{tag}` in `{}`", self.store_name()))
+            }
+            other => other,
+        })?;
+        let digest = target.digest();
+        let refuse = |reason: String| Error::NotSupported {
+            store: self.store_name().to_string(),
+            operation: format!(
+                "deleting tag `{tag}` alone: the registry deletes only by digest, which would \
+                 also remove {reason}; nothing was deleted"
+            ),
+        };
+        for other in self.tags().await? {
+            if other == tag {
+                continue;
+            }
+            let named = match self.peek(&other).await {
+                Ok(d) => d,
+                // Deleted meanwhile.
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if named.digest() == digest {
+                return Err(refuse(format!(
+                    "tag `{other}` (it names the same manifest `{digest}`)"
+                )));
+            }
+            if is_index(named.media_type().as_ref()) {
+                let (descriptor, bytes) = self.get_manifest(named.digest().as_ref()).await?;
+                let index = Manifest::parse(&descriptor, bytes)?;
+                if index.manifests.iter().any(|m| m.digest() == digest) {
+                    return Err(refuse(format!(
+                        "a manifest of tag `{other}` (its index `{}` lists `{digest}`)",
+                        named.digest()
+                    )));
+                }
+            }
+        }
+        let what = format!("DELETE manifest `{digest}` (tag `{tag}`)");
+        let req = Req::new(Method::DELETE, self.url(&format!("manifests/{digest}")));
+        let resp = self
+            .send(req, &Scopes::delete(self.name()), Retry::Yes)
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            tracing::debug!(repository = %self, tag, %digest, "tag deleted by digest");
+            return Ok(());
+        }
+        let body = read_error_body(resp).await;
+        if status == StatusCode::METHOD_NOT_ALLOWED || has_error_code(&body, "UNSUPPORTED") {
+            return Err(Error::NotSupported {
+                store: self.store_name().to_string(),
+                operation: format!(
+                    "deleting tag `{tag}`: the registry refuses deletes (CNCF distribution: \
+                     set `storage.delete.enabled: true`)"
+                ),
+            });
+        }
+        Err(status_error(self.store_name(), &what, status, &body))
+    }
+}
