@@ -387,17 +387,6 @@ async fn run_graph(
     Ok((report, tagged))
 }
 
-/// What a copy does with a blob the run's [`BlobTransfers`] knows.
-enum Turn {
-    /// Bring it over, then record where it landed.
-    Lead(crate::transfers::Lead),
-    /// Another copy landed it elsewhere on the destination's authority: the mount chain
-    /// gets it from there (the run's locations name the store).
-    Follow,
-    /// This run already brought it to this very store.
-    Present,
-}
-
 /// A node failed; the error is in [`Engine::failure`].
 #[derive(Debug, Clone, Copy)]
 struct Failed;
@@ -589,9 +578,8 @@ impl Engine {
         let lead = match &self.options.transfers {
             Some(transfers) if !self.options.dry_run => {
                 match self.claim_transfer(transfers, descriptor).await {
-                    Turn::Lead(lead) => Some(lead),
-                    Turn::Follow => None,
-                    Turn::Present => return Ok(()),
+                    Some(lead) => Some(lead),
+                    None => return Ok(()),
                 }
             }
             _ => None,
@@ -603,24 +591,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Claims the run-wide transfer of the blob to the destination's authority, waiting
-    /// (without holding a permit) while another copy brings it over.
+    /// Claims the run-wide transfer of the blob to the destination, waiting (without holding
+    /// a permit) while another copy brings it to this authority or this store. `None` when
+    /// this run already brought it to this very store (reported as present, without a
+    /// request).
     async fn claim_transfer(
         self: &Arc<Self>,
         transfers: &Arc<BlobTransfers>,
         descriptor: &Descriptor,
-    ) -> Turn {
+    ) -> Option<crate::transfers::Lead> {
         let started = Instant::now();
         loop {
             match transfers.claim(self.dst.info(), descriptor.digest()) {
-                Claim::Lead(lead) => return Turn::Lead(lead),
-                Claim::Landed(at) if &at == self.dst.info() => {
+                Claim::Lead(lead) => return Some(lead),
+                Claim::Present => {
                     let mut node = Self::simple(descriptor, Action::Exists, started);
                     node.reason = Some("brought here earlier in this run".into());
                     self.finish(node);
-                    return Turn::Present;
+                    return None;
                 }
-                Claim::Landed(_) => return Turn::Follow,
                 Claim::Wait(wait) => {
                     tracing::debug!(
                         digest = %descriptor.digest(),
