@@ -105,6 +105,7 @@ struct Knobs {
     basic: Option<(String, String)>,
     chunk_min_length: Option<u64>,
     referrers_api: bool,
+    tags_page_limit: Option<usize>,
 }
 
 /// Builds a [`FakeRegistry`] with its knobs set from the start.
@@ -158,6 +159,13 @@ impl FakeRegistryBuilder {
     /// Whether the referrers API is served (default yes); without it, it answers 404.
     pub fn referrers_api(mut self, enabled: bool) -> Self {
         self.knobs.referrers_api = enabled;
+        self
+    }
+
+    /// Answers at most `n` tags per `tags/list` page, whatever `n` the client asks, with a
+    /// `Link: <…>; rel="next"` to the rest, as Docker Hub, GHCR and distribution 3 page.
+    pub fn tags_page_limit(mut self, n: usize) -> Self {
+        self.knobs.tags_page_limit = Some(n.max(1));
         self
     }
 
@@ -723,10 +731,26 @@ impl Inner {
                     if let Some(last) = req.query_param("last") {
                         tags.retain(|t| t.as_str() > last.as_str());
                     }
-                    if let Some(n) = req.query_param("n").and_then(|n| n.parse().ok()) {
+                    let asked: Option<usize> = req.query_param("n").and_then(|n| n.parse().ok());
+                    let page = match (asked, self.knobs.tags_page_limit) {
+                        (Some(n), Some(limit)) => Some(n.min(limit)),
+                        (a, l) => a.or(l),
+                    };
+                    let mut answer = Answer::new(200);
+                    if let Some(n) = page
+                        && tags.len() > n
+                    {
                         tags.truncate(n);
+                        if let Some(last) = tags.last() {
+                            let last: String =
+                                url::form_urlencoded::byte_serialize(last.as_bytes()).collect();
+                            answer = answer.header(
+                                "link",
+                                format!("</v2/{name}/tags/list?last={last}&n={n}>; rel=\"next\""),
+                            );
+                        }
                     }
-                    Answer::new(200).body(
+                    answer.body(
                         "application/json",
                         json!({"name": name, "tags": tags}).to_string(),
                     )

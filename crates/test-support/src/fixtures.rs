@@ -149,6 +149,7 @@ fn config_layers_manifest<'a>(
 /// uncompressed tar holding one file.
 #[derive(Debug, Clone)]
 pub struct ImageBuilder {
+    shared: Vec<Blob>,
     layer_sizes: Vec<usize>,
     seed: u64,
     os: String,
@@ -168,6 +169,7 @@ impl ImageBuilder {
     /// An image for `linux/amd64` without layers, seed 0, OCI media types.
     pub fn new() -> Self {
         Self {
+            shared: Vec::new(),
             layer_sizes: Vec::new(),
             seed: 0,
             os: "linux".into(),
@@ -181,6 +183,13 @@ impl ImageBuilder {
     /// Adds a layer holding one file of `size` random bytes.
     pub fn layer(mut self, size: usize) -> Self {
         self.layer_sizes.push(size);
+        self
+    }
+
+    /// Adds a layer made elsewhere (see [`layer_blob`]), before the generated ones: images
+    /// given the same blob share that layer, as images built on one base do.
+    pub fn shared_layer(mut self, blob: Blob) -> Self {
+        self.shared.push(blob);
         self
     }
 
@@ -221,18 +230,14 @@ impl ImageBuilder {
     /// Builds the layers, config and manifest.
     pub fn build(&self) -> Image {
         let layer_type = if self.docker { DOCKER_LAYER } else { OCI_LAYER };
-        let layers: Vec<Blob> = self
-            .layer_sizes
-            .iter()
-            .enumerate()
-            .map(|(i, size)| {
-                let seed = self.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-                Blob::new(
-                    layer_type,
-                    tar_layer(&format!("layer-{i}.bin"), &random_bytes(seed, *size)),
-                )
-            })
-            .collect();
+        let mut layers: Vec<Blob> = self.shared.clone();
+        layers.extend(self.layer_sizes.iter().enumerate().map(|(i, size)| {
+            let seed = self.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+            Blob::new(
+                layer_type,
+                tar_layer(&format!("layer-{i}.bin"), &random_bytes(seed, *size)),
+            )
+        }));
         let mut config = json!({
             "created": "1970-01-01T00:00:00Z",
             "architecture": self.architecture,
@@ -523,6 +528,15 @@ pub fn random_bytes(seed: u64, size: usize) -> Vec<u8> {
     let mut out = vec![0u8; size];
     rng.fill_bytes(&mut out);
     out
+}
+
+/// An uncompressed OCI tar layer holding one file of `size` bytes from `seed`: give the same
+/// blob to several [`ImageBuilder::shared_layer`]s to make images that share it.
+pub fn layer_blob(seed: u64, size: usize) -> Blob {
+    Blob::new(
+        OCI_LAYER,
+        tar_layer(&format!("shared-{seed}.bin"), &random_bytes(seed, size)),
+    )
 }
 
 /// An uncompressed tar archive holding one regular file `name` with `content`

@@ -9,3 +9,5 @@ mod load;
 mod registries;
 mod security;
 mod support;
+mod sync;
+mod sync_faults;
