@@ -5,6 +5,8 @@
 mod auth;
 mod copy;
 mod fake;
+mod listing;
+mod ratelimit;
 mod reference;
 mod store;
 mod support;
