@@ -3,7 +3,7 @@
 //! gap, in either direction.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -91,15 +91,12 @@ impl OciDir {
                 "a layout name is `/`-separated path components without NUL or `\\`",
             ));
         }
-        for c in Path::new(name).components() {
-            match c {
-                Component::Normal(s) if !s.to_string_lossy().starts_with('.') => {}
-                _ => {
-                    return Err(bad(
-                        "each `/`-separated component must be a plain name (no `.`, `..`, \
-                         leading `.` or absolute path)",
-                    ));
-                }
+        for component in name.split('/') {
+            if component.is_empty() || component.starts_with('.') {
+                return Err(bad(
+                    "each `/`-separated component must be a plain name (not empty, no leading \
+                     `.`, so no `.`, `..` or absolute path)",
+                ));
             }
         }
         Ok(self.root.join(name))

@@ -5,6 +5,7 @@
 mod concurrency;
 mod conformance;
 mod copy;
+mod dir;
 mod distribution_storage;
 mod index_json;
 mod interop;
