@@ -111,22 +111,28 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
     }
     let clients = SyncClients::new(&args.copy.registry, &config, &sources, &destinations)?;
 
-    let mut sync_entries = Vec::with_capacity(entries.len());
-    for (i, (e, (src, dst))) in entries.iter().zip(endpoints).enumerate() {
-        let what = name_entry(i, e);
-        let entry = build_entry(
+    // Every entry is checked before any store is opened (or created).
+    let mut prepared = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let dst_host = endpoints[i].1.registry().map(str::to_string);
+        let entry = prepare_entry(
             e,
-            src,
-            dst,
+            dst_host.as_deref(),
             &args,
             cli_mount.as_deref(),
             &config,
-            &clients,
             prune_max,
-            dry_run,
         )
-        .await
-        .with_context(|| what.clone())?;
+        .with_context(|| name_entry(i, e))?;
+        prepared.push(entry);
+    }
+    let mut sync_entries = Vec::with_capacity(entries.len());
+    for (i, ((e, (src, dst)), prepared)) in entries.iter().zip(endpoints).zip(prepared).enumerate()
+    {
+        let source = open_endpoints(src, dst, &clients, dry_run)
+            .await
+            .with_context(|| name_entry(i, e))?;
+        let entry = prepared.into_entry(source);
         tracing::info!(
             entry = i + 1,
             source = %e.source,
@@ -233,19 +239,36 @@ fn strings(entry: &Option<OneOrMany>, cli: &[String]) -> Vec<String> {
     }
 }
 
-/// One entry: its stores, filters and copy options.
-#[allow(clippy::too_many_arguments)]
-async fn build_entry(
+/// An entry checked, its stores not opened yet.
+struct Prepared {
+    filter: TagFilter,
+    immutable: TagPatterns,
+    copy: CopyOptions,
+    prune: bool,
+    prune_max: usize,
+}
+
+impl Prepared {
+    fn into_entry(self, source: SyncSource) -> SyncEntry {
+        let mut entry = SyncEntry::new(source)
+            .with_filter(self.filter)
+            .with_immutable(self.immutable)
+            .with_copy(self.copy);
+        entry.prune = self.prune;
+        entry.prune_max = self.prune_max;
+        entry
+    }
+}
+
+/// One entry's filters and copy options: its keys, else the command line's.
+fn prepare_entry(
     e: &EntryConfig,
-    src: SyncEndpoint,
-    dst: SyncEndpoint,
+    dst_host: Option<&str>,
     args: &SyncArgs,
     cli_mount: Option<&str>,
     config: &Config,
-    clients: &SyncClients,
     prune_max: usize,
-    dry_run: bool,
-) -> Result<SyncEntry> {
+) -> Result<Prepared> {
     let mut filter = TagFilter::new();
     for t in strings(&e.tags, &args.tags) {
         filter = filter.tags(&t).context("key `tags`")?;
@@ -266,7 +289,7 @@ async fn build_entry(
     copy.mount = match &e.mount {
         Some(m) => Some(m.clone().into_vec().join(",")),
         None => cli_mount.map(str::to_string).or_else(|| {
-            dst.registry()
+            dst_host
                 .and_then(|h| config.registry(h))
                 .and_then(|r| r.mount.as_ref())
                 .map(|list| list.join(","))
@@ -297,15 +320,13 @@ async fn build_entry(
         referrers: copy.recursive,
         ..Default::default()
     };
-
-    let source = open_endpoints(src, dst, clients, dry_run).await?;
-    let mut entry = SyncEntry::new(source)
-        .with_filter(filter)
-        .with_immutable(immutable)
-        .with_copy(options);
-    entry.prune = e.prune.unwrap_or(args.prune);
-    entry.prune_max = e.prune_max.unwrap_or(prune_max);
-    Ok(entry)
+    Ok(Prepared {
+        filter,
+        immutable,
+        copy: options,
+        prune: e.prune.unwrap_or(args.prune),
+        prune_max: e.prune_max.unwrap_or(prune_max),
+    })
 }
 
 /// The last component of a layout's path: the repository a layout is synced as into a

@@ -516,3 +516,286 @@ fn a_broken_image_fails_alone_named_with_its_reason_and_leaves_no_tag() {
             > 0
     );
 }
+
+#[test]
+fn entries_of_a_mirror_file_run_together_and_a_bad_entry_is_named_with_its_key() {
+    let src = Registry::start().unwrap();
+    let dst = Registry::start().unwrap();
+    let corpus = Corpus::new(&["app", "lib"], &["v1", "v2"], 71, 1024);
+    corpus.push_to(&src, "team/");
+    let work = tempfile::tempdir().unwrap();
+    let export = work.path().join("export");
+    let file = work.path().join("mirror.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[defaults]
+images = 2
+
+[registries."{src}"]
+plain_http = true
+[registries."{dst}"]
+plain_http = true
+
+[[sync]]
+source = "{src}/team/app"
+destination = "{dst}/mirror/app"
+tags = "v1"
+
+[[sync]]
+source = "{src}/team/"
+destination = "oci-dir:{export}/"
+exclude_tags = ["v1"]
+"#,
+            src = src.addr(),
+            dst = dst.addr(),
+            export = export.display()
+        ),
+    )
+    .unwrap();
+    let run = sync(&["--file", &file.display().to_string()]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(remote_tags(&dst, "mirror/app"), ["v1"]);
+    assert_eq!(tags(&export.join("app")), ["v2"]);
+    assert_eq!(tags(&export.join("lib")), ["v2"]);
+    // The same file as the configuration runs the same entries.
+    let again = ferry(&["sync", "--config", &file.display().to_string()]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(lines(&again, "Unchanged").len(), 3, "{}", again.stdout);
+
+    // An unknown key, and a bad value: usage errors naming the entry and the key.
+    let bad = work.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "[[sync]]\nsource = \"{}/team/app\"\ndestination = \"oci:{}\"\ntagz = \"v1\"\n",
+            src.addr(),
+            work.path().join("x").display()
+        ),
+    )
+    .unwrap();
+    let run = sync(&["--file", &bad.display().to_string()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("tagz") && run.stderr.contains("line 4"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(
+        &bad,
+        format!(
+            "[[sync]]\nsource = \"{0}/team/app\"\ndestination = \"oci:{1}/x\"\n\n[[sync]]\nsource = \"{0}/team/lib\"\ndestination = \"oci:{1}/y\"\ntags = \"v[\"\n",
+            src.addr(),
+            work.path().display()
+        ),
+    )
+    .unwrap();
+    let run = sync(&["--file", &bad.display().to_string()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("[[sync]] entry 2") && run.stderr.contains("key `tags`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !work.path().join("x").exists(),
+        "nothing is opened before every entry is checked"
+    );
+    // Many repositories into one is refused.
+    let run = sync(&[
+        "--plain-http",
+        &format!("{}/team/", src.addr()),
+        &format!("{}/one", dst.addr()),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("end it with `/`"), "{}", run.stderr);
+}
+
+#[test]
+fn a_destination_refusing_the_credentials_exits_4() {
+    let src = Registry::start().unwrap();
+    let dst = Registry::builder().user("alice", "s3cret").start().unwrap();
+    Corpus::new(&["app"], &["v1"], 81, 1024).push_to(&src, "team/");
+    let run = sync(&[
+        "--plain-http",
+        &format!("{}/team/app", src.addr()),
+        &format!("{}/mirror/app", dst.addr()),
+    ]);
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(lines(&run, "Failed").len() == 1, "{}", run.stdout);
+    let ok = sync(&[
+        "--plain-http",
+        "--to-username",
+        "alice",
+        "--to-password",
+        "s3cret",
+        &format!("{}/team/app", src.addr()),
+        &format!("{}/mirror/app", dst.addr()),
+    ]);
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+}
+
+#[test]
+fn referrers_platforms_and_dry_runs() {
+    use ferry_test_support::{ArtifactBuilder, IndexBuilder};
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let image = ImageBuilder::new().layer(1000).seed(91).build();
+    let first = ArtifactBuilder::signature(image.descriptor(), b"first").build();
+    let index = IndexBuilder::new()
+        .platforms(&["linux/amd64", "linux/arm64"], &[500], 92)
+        .build();
+    write_oci_layout(
+        &src,
+        &[
+            (Some("v1"), &image),
+            (None, &first),
+            (Some("multi"), &index),
+        ],
+    )
+    .unwrap();
+    let dst = Registry::start().unwrap();
+    let from = format!("oci:{}", src.display());
+    let to = format!("{}/mirror/app", dst.addr());
+
+    // A dry run writes nothing.
+    dst.clear_log();
+    let dry = sync(&["--plain-http", "--dry-run", &from, &to]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(lines(&dry, "Planned").len(), 2, "{}", dry.stdout);
+    assert!(
+        dst.requests()
+            .iter()
+            .all(|r| r.method == "GET" || r.method == "HEAD")
+    );
+    assert!(remote_tags(&dst, "mirror/app").is_empty());
+
+    // With -r the signature comes along; with --platform the index's arm64 image is tagged.
+    let run = sync(&[
+        "--plain-http",
+        "-r",
+        "--platform",
+        "linux/arm64",
+        &from,
+        &to,
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let arm64 = &index.images[1];
+    assert_eq!(
+        remote_digest(dst.addr(), "mirror/app:multi"),
+        arm64.manifest.digest().to_string()
+    );
+    let referrers_tag = format!("sha256-{}", image.descriptor().digest().digest());
+    let listed = |dst: &Registry| -> Vec<String> {
+        let url = format!("{}/v2/mirror/app/manifests/{referrers_tag}", dst.url());
+        let answer = rt()
+            .block_on(http(
+                "GET",
+                &url,
+                &[("accept", ferry_core::model::OCI_INDEX)],
+                Vec::new(),
+            ))
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json().unwrap()["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&dst), [first.manifest.digest().to_string()]);
+
+    // Nothing changed: unchanged, platform compared by the selected image.
+    let again = sync(&[
+        "--plain-http",
+        "-r",
+        "--platform",
+        "linux/arm64",
+        &from,
+        &to,
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(lines(&again, "Unchanged").len(), 2, "{}", again.stdout);
+
+    // A new signature of an unchanged image is brought over.
+    let second = ArtifactBuilder::signature(image.descriptor(), b"second").build();
+    write_oci_layout(
+        &src,
+        &[
+            (Some("v1"), &image),
+            (None, &first),
+            (None, &second),
+            (Some("multi"), &index),
+        ],
+    )
+    .unwrap();
+    let more = sync(&[
+        "--plain-http",
+        "-r",
+        "--platform",
+        "linux/arm64",
+        &from,
+        &to,
+    ]);
+    assert_eq!(more.code, 0, "{}", more.stderr);
+    assert!(
+        more.stdout
+            .lines()
+            .any(|l| l.starts_with("Synced ") && l.contains(":v1 ")),
+        "{}",
+        more.stdout
+    );
+    let mut got = listed(&dst);
+    got.sort();
+    let mut want = vec![
+        first.manifest.digest().to_string(),
+        second.manifest.digest().to_string(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_first_images_copy_while_the_catalog_is_still_being_listed() {
+    let src = Registry::builder()
+        .env("REGISTRY_CATALOG_MAXENTRIES", "2")
+        .start()
+        .unwrap();
+    let dst = Registry::start().unwrap();
+    Corpus::new(&["a", "b", "c", "d", "e", "f"], &["v1"], 101, 1024).push_to(&src, "team/");
+    // Later catalog pages trickle out.
+    let proxy = FaultProxy::start(
+        src.addr(),
+        FaultPlan::none().always(
+            "GET",
+            "_catalog?last=",
+            Fault::SlowBody {
+                chunk: 1,
+                pause: std::time::Duration::from_millis(20),
+            },
+        ),
+    )
+    .unwrap();
+    let run = sync(&[
+        "--plain-http",
+        &format!("{}/team/", proxy.addr()),
+        &format!("{}/mirror/", dst.addr()),
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let order: Vec<String> = proxy
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let first_blob = order
+        .iter()
+        .position(|r| r.starts_with("GET /v2/team/a/blobs/"))
+        .unwrap();
+    let last_page = order
+        .iter()
+        .rposition(|r| r.contains("_catalog?last="))
+        .unwrap();
+    assert!(first_blob < last_page, "{order:#?}");
+}
