@@ -28,10 +28,17 @@ use crate::upload::UploadSession;
 /// The strategy needs no `HEAD` before mounting: a mount answers `201` for a blob the
 /// destination already holds, so [`MountStrategy::probes_destination`] is true whenever it
 /// will try.
+///
+/// With [`CrossRepoMount::with_destination_probe`], a blob no other repository is known to
+/// hold is asked for with the destination itself as `from`: the registry answers `201` when
+/// the repository holds it (reported as already present) and otherwise opens the upload
+/// session the fallback copy streams into, so a new blob costs a `POST` and a `PUT` instead
+/// of a `HEAD`, a `POST` and a `PUT`.
 #[derive(Debug, Clone, Default)]
 pub struct CrossRepoMount {
     mount_from: Vec<String>,
     anonymous: bool,
+    probe: bool,
 }
 
 /// What a mount request achieved.
@@ -63,6 +70,17 @@ impl CrossRepoMount {
     /// repository the identity may read, as the distribution spec allows).
     pub fn with_anonymous_mount(mut self, enabled: bool) -> Self {
         self.anonymous = enabled;
+        self
+    }
+
+    /// Also asks the destination repository itself (as `from`) when no other candidate is
+    /// known: `201` means the repository holds the blob, `202` opens the session the
+    /// fallback copy streams into, in place of the engine's `HEAD`. Use it when no later
+    /// strategy of the chain can bring a blob to a registry (such a strategy's mount would
+    /// leave the session to be cancelled, one request more). A registry that refuses such a
+    /// mount is asked with a `HEAD`.
+    pub fn with_destination_probe(mut self, enabled: bool) -> Self {
+        self.probe = enabled;
         self
     }
 
@@ -104,6 +122,9 @@ impl fmt::Display for CrossRepoMount {
         if !self.mount_from.is_empty() {
             write!(f, "(from: {})", self.mount_from.join(", "))?;
         }
+        if self.probe {
+            f.write_str("+probe")?;
+        }
         Ok(())
     }
 }
@@ -115,8 +136,9 @@ impl MountStrategy for CrossRepoMount {
     }
 
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
-        Self::destination(request)
-            .is_some_and(|dst| self.anonymous || !self.candidates(request, dst).is_empty())
+        Self::destination(request).is_some_and(|dst| {
+            self.probe || self.anonymous || !self.candidates(request, dst).is_empty()
+        })
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
@@ -127,6 +149,9 @@ impl MountStrategy for CrossRepoMount {
         };
         let candidates = self.candidates(request, dst);
         if candidates.is_empty() && !self.anonymous {
+            if self.probe {
+                return self.probe_destination(request, dst).await;
+            }
             return Ok(MountOutcome::not_applicable(format!(
                 "no repository of `{}` is known to hold the blob",
                 dst.registry().name()
@@ -186,6 +211,52 @@ impl MountStrategy for CrossRepoMount {
             }
         }
         Ok(MountOutcome::declined(reasons.join("; ")))
+    }
+}
+
+impl CrossRepoMount {
+    /// A mount from the destination itself: present (`201`), or the upload session to stream
+    /// into (`202`); a registry that refuses it is asked with a `HEAD`.
+    async fn probe_destination(
+        &self,
+        request: &MountRequest<'_>,
+        dst: &Repository,
+    ) -> Result<MountOutcome> {
+        let digest = request.descriptor.digest();
+        let answer = mount_blob(dst, digest, Some(dst.name()), &Scopes::push(dst.name())).await;
+        tracing::debug!(destination = %dst, %digest, "probe by a mount from the destination itself");
+        match answer {
+            Ok(MountAnswer::Mounted) => Ok(MountOutcome::AlreadyPresent),
+            Ok(MountAnswer::Session(session)) => Ok(MountOutcome::Declined {
+                reason: format!(
+                    "no repository of `{}` is known to hold the blob, and `{}` does not",
+                    dst.registry().name(),
+                    dst.name()
+                ),
+                upload: Some(Box::new(session)),
+            }),
+            Ok(MountAnswer::Refused(why)) => {
+                if dst.exists(request.descriptor).await? {
+                    return Ok(MountOutcome::AlreadyPresent);
+                }
+                Ok(MountOutcome::declined(format!(
+                    "no repository of `{}` is known to hold the blob (a probe of `{}` was \
+                     refused: {why})",
+                    dst.registry().name(),
+                    dst.name()
+                )))
+            }
+            // Not a failed copy: the blob is streamed, and a real problem shows there.
+            Err(e) => {
+                if dst.exists(request.descriptor).await? {
+                    return Ok(MountOutcome::AlreadyPresent);
+                }
+                Ok(MountOutcome::declined(format!(
+                    "probing `{}` failed: {e}",
+                    dst.name()
+                )))
+            }
+        }
     }
 }
 

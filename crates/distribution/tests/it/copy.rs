@@ -167,3 +167,56 @@ async fn referrers_round_trip_through_the_tag_fallback() {
     let tags = dst.tags().await.unwrap();
     assert!(tags.contains(&"v1".to_string()), "{tags:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_of_the_destination_itself_replaces_the_head_before_each_upload() {
+    let a = start_registry(Registry::builder()).await;
+    let b = start_registry(Registry::builder()).await;
+    let image = ImageBuilder::new()
+        .layers(&[5000, 100_000])
+        .seed(12)
+        .build();
+    fixtures::push(&a.url(), "team/app", &image, Some("v1"), None)
+        .await
+        .unwrap();
+    let client = client();
+    let probing = || CopyOptions {
+        chain: MountChain::new().with(CrossRepoMount::new().with_destination_probe(true)),
+        ..Default::default()
+    };
+    let src = repo(&client, a.addr(), "team/app");
+    let dst = repo(&client, b.addr(), "mirror/app");
+    b.clear_log();
+    let report = copy(src.clone(), "v1", dst.clone(), Some("v1"), &probing())
+        .await
+        .unwrap();
+    let blobs = image.layers.len() + 1;
+    assert_eq!(count(&report, Action::Copied), blobs + 1, "{report:#?}");
+    // Each new blob: a mount from the repository itself (202, the session streamed into) and
+    // the PUT; no HEAD.
+    assert_eq!(b.count("HEAD", "/blobs/"), 0, "{:#?}", b.requests());
+    assert_eq!(b.count("POST", "/blobs/uploads/"), blobs);
+    assert_eq!(b.count("PATCH", "/blobs/uploads/"), 0);
+
+    // The blobs are there, the manifest is not: the probe finds each blob with one request.
+    let other = repo(&client, b.addr(), "mirror/other");
+    for blob in image.all().into_iter().filter(|b| !b.is_manifest()) {
+        other
+            .push(
+                &blob.descriptor,
+                ferry_core::bytes_stream(blob.bytes.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    b.clear_log();
+    let report = copy(src, "v1", other.clone(), Some("v1"), &probing())
+        .await
+        .unwrap();
+    assert_eq!(count(&report, Action::Exists), blobs, "{report:#?}");
+    assert_eq!(b.count("PUT", "/blobs/uploads/"), 0, "{:#?}", b.requests());
+    assert_eq!(b.count("HEAD", "/blobs/"), 0);
+    assert_eq!(b.count("POST", "/blobs/uploads/"), blobs);
+    assert!(other.resolve("v1").await.is_ok());
+    assert!(dst.resolve("v1").await.is_ok());
+}

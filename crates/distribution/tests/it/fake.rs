@@ -412,3 +412,44 @@ async fn a_refused_request_is_not_retried_and_says_why() {
     );
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_probe_of_the_destination_falls_back_to_a_head() {
+    use ferry_core::{Action, CopyOptions, MountChain, WriteStore, bytes_stream, copy};
+    use ferry_distribution::CrossRepoMount;
+    use ferry_test_support::{ImageBuilder, MountBehaviour};
+    let registry = FakeRegistry::builder()
+        .mount_behaviour(MountBehaviour::Status(403))
+        .start()
+        .unwrap();
+    let image = ImageBuilder::new().layers(&[1000]).seed(3).build();
+    registry.put_content("team/app", &image, Some("v1"));
+    // The destination holds the layer already, not the config.
+    let client = crate::support::client();
+    let dst = crate::support::repo(&client, &registry.addr(), "mirror/app");
+    dst.push(
+        &image.layers[0].descriptor,
+        bytes_stream(image.layers[0].bytes.clone()),
+    )
+    .await
+    .unwrap();
+    registry.reset_counts();
+    let options = CopyOptions {
+        chain: MountChain::new().with(CrossRepoMount::new().with_destination_probe(true)),
+        ..Default::default()
+    };
+    // A repository of another registry is the source, so no cross-repository candidate.
+    let other = FakeRegistry::start().unwrap();
+    other.put_content("team/app", &image, Some("v1"));
+    let src_other = crate::support::repo(&client, &other.addr(), "team/app");
+    let report = copy(src_other, "v1", dst.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    let layer = report.node(image.layers[0].digest()).unwrap();
+    assert_eq!(layer.action, Action::Exists, "{report:#?}");
+    let config = report.node(image.config.digest()).unwrap();
+    assert_eq!(config.action, Action::Copied);
+    // Two refused probes, a HEAD after each, one upload.
+    assert_eq!(registry.count("HEAD", "/blobs/"), 2);
+    assert_eq!(registry.count("PUT", "/blobs/uploads/"), 1);
+}
