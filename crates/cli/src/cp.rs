@@ -92,6 +92,7 @@ pub async fn run(args: CpArgs) -> Result<()> {
         dry_run: args.dry_run,
         referrers: args.recursive,
         on_event: Some(Arc::new(move |e| sink.event(e))),
+        root_absent: false,
         transfers: None,
     };
     let result = ferry_core::copy(
@@ -120,11 +121,37 @@ pub async fn run(args: CpArgs) -> Result<()> {
 
 /// Builds the chain `--mount` names.
 pub fn build_chain(args: &CopyArgs, config: &Config) -> Result<MountChain> {
+    build_chain_probing(args, config, false)
+}
+
+/// Builds the chain `--mount` names; with `probe`, the cross-repository mount also probes
+/// the destination repository itself (one request in place of a `HEAD` and a `POST` for a new
+/// blob) where no later strategy of the chain could bring a blob to a registry.
+pub fn build_chain_probing(args: &CopyArgs, config: &Config, probe: bool) -> Result<MountChain> {
     let shared = || SharedStorageMount::new().with_trusted(args.trust_source_storage);
+    let storage = config.distribution_storage()?;
+    let list = args.mount.as_deref().unwrap_or("auto").trim();
+    // Strategies after `cross-repo` that can bring a blob to a registry: with one of them,
+    // the probe's upload session would have to be cancelled when it mounts.
+    let later_registry_strategy = match list {
+        "auto" => storage.is_some() || args.ipfs_gateway.is_some(),
+        _ => {
+            let names: Vec<&str> = list.split(',').map(str::trim).collect();
+            let after = names
+                .iter()
+                .position(|n| *n == "cross-repo")
+                .map_or(&names[..0], |i| &names[i + 1..]);
+            after
+                .iter()
+                .any(|n| matches!(*n, "distribution-storage" | "ipfs"))
+        }
+    };
+    let probe = probe && !later_registry_strategy;
     let cross = || {
         CrossRepoMount::new()
             .with_mount_from(args.mount_from.iter().cloned())
             .with_anonymous_mount(args.anonymous_mount)
+            .with_destination_probe(probe)
     };
     let ipfs = || -> Result<IpfsMount> {
         let Some(url) = &args.ipfs_gateway else {
@@ -140,8 +167,6 @@ pub fn build_chain(args: &CopyArgs, config: &Config) -> Result<MountChain> {
         }
         Ok(mount)
     };
-    let storage = config.distribution_storage()?;
-    let list = args.mount.as_deref().unwrap_or("auto").trim();
     let mut chain = MountChain::new();
     match list {
         "none" => return Ok(chain),

@@ -87,6 +87,11 @@ pub struct CopyOptions {
     pub referrers: bool,
     /// Receives progress events.
     pub on_event: Option<EventSink>,
+    /// The caller knows the destination lacks the root (a sync whose listing of the
+    /// destination's tags does not name the tag): the root's existence is not checked, saving
+    /// a request per copy. Were it there after all, the copy walks its children (found
+    /// present) and pushes it again, which is harmless.
+    pub root_absent: bool,
     /// The blob transfers of a run of many copies (a sync), shared by all of them: a blob
     /// another copy is bringing to the same destination authority is waited for and then
     /// mounted, not streamed again. `None`: this copy alone.
@@ -104,6 +109,7 @@ impl Default for CopyOptions {
             dry_run: false,
             referrers: false,
             on_event: None,
+            root_absent: false,
             transfers: None,
         }
     }
@@ -492,7 +498,12 @@ impl Engine {
         let started = Instant::now();
         let manifest = {
             let _permit = self.permits.acquire().await.expect("semaphore open");
-            if with_retries("exists", || self.dst.exists(descriptor)).await? {
+            let known_absent = self.options.root_absent
+                && self
+                    .root_tag
+                    .as_ref()
+                    .is_some_and(|(root, _)| root == descriptor.digest());
+            if !known_absent && with_retries("exists", || self.dst.exists(descriptor)).await? {
                 self.finish(Self::simple(descriptor, Action::Exists, started));
                 return Ok(());
             }

@@ -49,7 +49,7 @@ pub use mount::{
 };
 pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{
-    ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, ReadStore, StoreInfo,
+    ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, Peek, ReadStore, StoreInfo,
     WriteStore, bytes_stream,
 };
 pub use transfers::{BlobTransfers, TransferStats};

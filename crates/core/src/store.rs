@@ -134,6 +134,8 @@ pub struct Capabilities<'a> {
     pub list_tags: Option<&'a dyn ListTags>,
     /// The store can remove a tag.
     pub delete_tag: Option<&'a dyn DeleteTag>,
+    /// The store can tell what a tag names more cheaply than [`ReadStore::resolve`].
+    pub peek: Option<&'a dyn Peek>,
 }
 
 impl<'a> Capabilities<'a> {
@@ -165,6 +167,12 @@ impl<'a> Capabilities<'a> {
         self.delete_tag = Some(deleter);
         self
     }
+
+    /// Offers [`Peek`].
+    pub fn with_peek(mut self, peek: &'a dyn Peek) -> Self {
+        self.peek = Some(peek);
+        self
+    }
 }
 
 impl Debug for Capabilities<'_> {
@@ -173,6 +181,7 @@ impl Debug for Capabilities<'_> {
             .field("fetch_from_address", &self.fetch_from_address.is_some())
             .field("list_tags", &self.list_tags.is_some())
             .field("delete_tag", &self.delete_tag.is_some())
+            .field("peek", &self.peek.is_some())
             .finish()
     }
 }
@@ -198,6 +207,17 @@ pub trait ListTags: Send + Sync {
 pub trait DeleteTag: Send + Sync {
     /// Removes `tag`. Removing a tag the store does not have is [`crate::Error::NotFound`].
     async fn delete_tag(&self, tag: &str) -> Result<()>;
+}
+
+/// A store that can tell what a tag names by a cheaper request than [`ReadStore::resolve`]
+/// makes: a registry answers a `HEAD` with the digest, size and type, where a resolve that
+/// keeps the manifest for the copy that follows is a `GET`. A sync compares tags with it and
+/// resolves only the tags it copies.
+#[async_trait]
+pub trait Peek: Send + Sync {
+    /// The descriptor `reference` (a tag or digest) names; [`crate::Error::NotFound`] when
+    /// there is none.
+    async fn peek(&self, reference: &str) -> Result<Descriptor>;
 }
 
 /// A destination that can obtain content from an address by itself, verifying it against the

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use ferry_core::model::is_index;
-use ferry_core::{DeleteTag, Descriptor, Error, Manifest, Result};
+use ferry_core::{DeleteTag, Error, Manifest, Peek, Result};
 use http::{Method, StatusCode};
 
 use crate::auth::Scopes;
@@ -59,16 +59,8 @@ impl DeleteTag for Repository {
 }
 
 impl Repository {
-    /// `HEAD` of a manifest (a `GET` when the answer lacks its digest or type).
-    async fn peek(&self, reference: &str) -> Result<Descriptor> {
-        match self.head_manifest(reference).await? {
-            Some(d) => Ok(d),
-            None => Ok(self.get_manifest(reference).await?.0),
-        }
-    }
-
     async fn delete_by_digest(&self, tag: &str) -> Result<()> {
-        let target = self.peek(tag).await.map_err(|e| match e {
+        let target = Peek::peek(self, tag).await.map_err(|e| match e {
             Error::NotFound { .. } => {
                 Error::not_found(format!("tag `{tag}` in `{}`", self.store_name()))
             }
@@ -86,7 +78,7 @@ impl Repository {
             if other == tag {
                 continue;
             }
-            let named = match self.peek(&other).await {
+            let named = match Peek::peek(self, &other).await {
                 Ok(d) => d,
                 // Deleted meanwhile.
                 Err(Error::NotFound { .. }) => continue,

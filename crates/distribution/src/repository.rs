@@ -527,6 +527,22 @@ impl ReadStore for Repository {
         ferry_core::Capabilities::default()
             .with_list_tags(self)
             .with_delete_tag(self)
+            .with_peek(self)
+    }
+}
+
+#[async_trait]
+impl ferry_core::Peek for Repository {
+    /// A `HEAD` of the manifest (a `GET` when the answer lacks its digest, type or size).
+    async fn peek(&self, reference: &str) -> Result<Descriptor> {
+        if reference.contains(':') {
+            return self.resolve(reference).await;
+        }
+        crate::reference::validate_tag(reference)?;
+        match self.head_manifest(reference).await? {
+            Some(d) => Ok(d),
+            None => Ok(self.get_manifest(reference).await?.0),
+        }
     }
 }
 

@@ -127,8 +127,10 @@ impl SyncClients {
                     verify_uploads: mode.verify_uploads,
                     credentials: credentials.clone(),
                     retry: retry_policy(args),
-                    // A tag is compared by HEAD, never by GET.
-                    resolve_with_head: true,
+                    // A tag is compared by HEAD (`Peek`), never by GET; a tag the
+                    // destination lacks is resolved by the GET whose manifest the copy
+                    // then reuses.
+                    resolve_with_head: false,
                     ..Default::default()
                 })?);
             }

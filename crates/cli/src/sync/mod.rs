@@ -308,7 +308,7 @@ fn prepare_entry(
         .map(|p| p.parse::<PlatformFilter>())
         .transpose()
         .context("key `platform`")?;
-    let chain = crate::cp::build_chain(&copy, config).context("key `mount`")?;
+    let chain = crate::cp::build_chain_probing(&copy, config, true).context("key `mount`")?;
     let options = CopyOptions {
         chain,
         concurrency: usize::from(e.concurrency.or(copy.concurrency).unwrap_or(8)),

@@ -879,10 +879,13 @@ async fn check(shared: Arc<Shared>, job: Job, started: Instant) -> Step {
         report.reason = Some("immutable tag, present at the destination".into());
         return Step::Done(Box::new(report));
     }
+    // A tag the destination lacks is resolved as the copy needs it (a registry's `GET`,
+    // whose manifest the copy then reuses); one to compare is peeked at (`HEAD`).
+    let compare = !matches!(job.dst_tag, DstTag::Absent);
     let src = async {
         match &job.src_known {
             Some(d) => Ok(d.clone()),
-            None => job.source.resolve(&job.tag).await,
+            None => peek_or_resolve(job.source.as_ref(), &job.tag, compare).await,
         }
     };
     let dst = async {
@@ -890,7 +893,7 @@ async fn check(shared: Arc<Shared>, job: Job, started: Instant) -> Step {
             DstTag::Absent => Ok(None),
             DstTag::Present(Some(d)) => Ok(Some(Descriptor::clone(d))),
             DstTag::Present(None) | DstTag::Unknown => {
-                match job.destination.resolve(&job.tag).await {
+                match peek_or_resolve(job.destination.as_ref(), &job.tag, true).await {
                     Ok(d) => Ok(Some(d)),
                     Err(e) if e.is_not_found() => Ok(None),
                     Err(e) => Err(e),
@@ -936,6 +939,15 @@ async fn check(shared: Arc<Shared>, job: Job, started: Instant) -> Step {
     }))
 }
 
+/// What `reference` names in `store`: peeked at ([`crate::Peek`], a registry's `HEAD`) when
+/// `peek` and the store can, else resolved.
+async fn peek_or_resolve(store: &dyn ReadStore, reference: &str, peek: bool) -> Result<Descriptor> {
+    match store.capabilities().peek {
+        Some(p) if peek => p.peek(reference).await,
+        _ => store.resolve(reference).await,
+    }
+}
+
 /// Copies one image (or, for an unchanged one with referrers on, the referrers the
 /// destination lacks).
 async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageReport {
@@ -953,6 +965,8 @@ async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageReport {
     options.dry_run = false;
     // The platform was selected when the tag was compared: `root` is its manifest.
     options.platform = None;
+    // A tag the destination did not have: its manifest is not looked for either.
+    options.root_absent = previous.is_none() && matches!(job.dst_tag, DstTag::Absent);
     options.on_event = shared.options.on_event.clone().map(|sink| {
         Arc::new(move |event: &CopyEvent| sink(&SyncEvent::Copy(Box::new(event.clone()))))
             as EventSink

@@ -860,3 +860,31 @@ async fn the_root_is_pushed_and_tagged_in_one_step_when_the_store_can() {
     assert_eq!(dst.tags.load(Ordering::SeqCst), 1);
     assert_eq!(dst.inner.resolve("v2").await.unwrap().digest(), m.digest());
 }
+
+#[tokio::test]
+async fn a_root_known_absent_is_not_looked_for_and_one_present_after_all_is_pushed_again() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let layers = [layer(&src, 100), layer(&src, 200)];
+    let (manifest, _) = image(&src, &layers);
+    src.tag(&manifest, "v1").await.unwrap();
+    let dst = Watched::new("dst");
+    let options = CopyOptions {
+        root_absent: true,
+        ..opts()
+    };
+    copy(src.clone(), "v1", dst.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    // Three blobs checked, the root not.
+    assert_eq!(*dst.exists_calls.lock().unwrap(), 3);
+    // Present after all (tagged otherwise): its children are found, it is tagged.
+    *dst.exists_calls.lock().unwrap() = 0;
+    let report = copy(src.clone(), "v1", dst.clone(), Some("v2"), &options)
+        .await
+        .unwrap();
+    assert_eq!(report.count(Action::Exists), 3);
+    assert_eq!(
+        dst.inner.resolve("v2").await.unwrap().digest(),
+        manifest.digest()
+    );
+}
