@@ -9,6 +9,7 @@ mod proxy;
 mod report;
 mod runner;
 mod scenario;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,6 +82,8 @@ enum Sub {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
+    Sync(sync::SyncArgs),
 }
 
 fn main() -> Result<()> {
@@ -90,6 +93,9 @@ fn main() -> Result<()> {
         std::process::exit(measure::helper(Path::new(&args[2]), &args[3], &args[4..]));
     }
     let cli = Cli::parse();
+    if let Some(Sub::Sync(args)) = cli.command {
+        return sync::main(args);
+    }
     if let Some(Sub::Floor {
         src,
         dst,

@@ -509,7 +509,7 @@ impl Runner {
 /// skopeo with its blob-info cache in `cache`. As root skopeo always uses
 /// `/var/lib/containers/cache`, so it runs in a private mount namespace where `cache` is
 /// bind-mounted there; otherwise `XDG_DATA_HOME` points it at `cache`.
-fn skopeo_with_cache(skopeo: &Path, cache: &Path, args: &[String]) -> Command {
+pub(crate) fn skopeo_with_cache(skopeo: &Path, cache: &Path, args: &[String]) -> Command {
     // `/proc/self` belongs to the effective user.
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)

@@ -1,0 +1,1013 @@
+//! `ferry-bench sync`: `ferry sync` side by side with `skopeo sync --all --preserve-digests`
+//! (its blob-info cache warm, as on a host that syncs hourly), on real registries behind the
+//! harness's counting proxies, on loopback and 10 ms per request.
+//!
+//! The corpus: 12 repositories × 6 tags; every image has 2 base layers (16 MiB) all images
+//! share, 2 layers (8 MiB) the tags of its repository share, and 1 layer (1 MiB) of its own.
+//! The scenarios: a cold sync into a fresh registry, a sync where nothing changed, a sync where
+//! one tag moved, the cold sync at 10 ms per request, an export into a directory of layouts
+//! (`oci-dir:`, skopeo `--dest dir`), and one repository of 1,000 tags for peak memory.
+//!
+//! The results go into their own section of the report file, between markers, so the copy
+//! scenarios' section is left as it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use clap::Args;
+use ferry_test_support::fixtures::{layer_blob, push};
+use ferry_test_support::{Content, Image, ImageBuilder};
+
+use crate::measure::{self, Usage};
+use crate::proxy::{Exchange, ProxiedRegistry};
+use crate::runner::{DISTANT_DELAY, Programs, skopeo_with_cache};
+use crate::scenario::human;
+
+/// Markers around the sync section of the report file.
+const BEGIN: &str = "<!-- ferry-bench sync: begin -->";
+const END: &str = "<!-- ferry-bench sync: end -->";
+
+/// `ferry-bench sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Small sizes for a smoke run (4 repositories × 3 tags of 1/16 the sizes, 100 tags).
+    #[arg(long)]
+    pub quick: bool,
+    /// Measured runs per tool and scenario (the median is reported).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    pub reps: u16,
+    /// Scenarios to run (default: all). Repeat or separate with commas.
+    #[arg(long = "scenario", value_name = "NAME", value_delimiter = ',')]
+    pub scenarios: Vec<String>,
+    /// The report file; its sync section (between markers) is replaced, or appended.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub out: PathBuf,
+    /// The ferry binary [default: next to this one, else built with cargo].
+    #[arg(long, env = "FERRY_BIN")]
+    pub ferry: Option<PathBuf>,
+    /// Working directory [default: a temporary directory].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// The tools compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tool {
+    Ferry,
+    Skopeo,
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tool::Ferry => "ferry sync",
+            Tool::Skopeo => "skopeo sync",
+        })
+    }
+}
+
+/// What a scenario syncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Into a fresh registry.
+    Cold,
+    /// Into a registry already holding everything.
+    Unchanged,
+    /// Into a registry holding everything but one tag, moved upstream before each run.
+    OneTag,
+    /// Into a fresh directory (ferry `oci-dir:`, skopeo `--dest dir`).
+    OciDir,
+    /// One repository of many tags into a fresh registry.
+    ManyTags,
+}
+
+/// A goal of ferry's.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// skopeo's median wall / ferry's ≥ this.
+    WallRatio(f64),
+    /// ferry's requests ≤ this share of skopeo's.
+    RequestShare(f64),
+    /// ferry uploads exactly the corpus's unique blob bytes.
+    UploadsUnique,
+    /// ferry's requests ≤ 2 per repository + 2 per tag + the catalog's pages.
+    UnchangedBound,
+    /// ferry uploads exactly the moved tag's new blobs.
+    OnlyNewBlobs,
+    /// The export's disk use is the corpus's unique bytes.
+    DiskUnique,
+    /// ferry's peak RSS ≤ this.
+    MaxRss(u64),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::WallRatio(r) => write!(f, "wall skopeo/ferry ≥ {r}×"),
+            Target::RequestShare(s) => write!(f, "ferry requests ≤ {:.0}% of skopeo's", s * 100.0),
+            Target::UploadsUnique => f.write_str("bytes uploaded = the corpus's unique bytes"),
+            Target::UnchangedBound => {
+                f.write_str("requests ≤ 2 per repository + 2 per tag (+ catalog pages)")
+            }
+            Target::OnlyNewBlobs => f.write_str("only the moved tag's new blobs uploaded"),
+            Target::DiskUnique => f.write_str("disk used = the corpus's unique bytes"),
+            Target::MaxRss(b) => write!(f, "ferry peak RSS ≤ {} MiB", b >> 20),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    name: &'static str,
+    kind: Kind,
+    distant: bool,
+    targets: Vec<Target>,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    use Target::*;
+    let s = |name, kind, distant, targets: &[Target]| Scenario {
+        name,
+        kind,
+        distant,
+        targets: targets.to_vec(),
+    };
+    vec![
+        s(
+            "sync-cold",
+            Kind::Cold,
+            false,
+            &[WallRatio(3.0), UploadsUnique, RequestShare(0.4)],
+        ),
+        s(
+            "sync-unchanged",
+            Kind::Unchanged,
+            false,
+            &[WallRatio(10.0), UnchangedBound],
+        ),
+        s("sync-one-tag", Kind::OneTag, false, &[OnlyNewBlobs]),
+        s(
+            "sync-cold-distant",
+            Kind::Cold,
+            true,
+            &[WallRatio(4.0), UploadsUnique],
+        ),
+        s("sync-oci-dir", Kind::OciDir, false, &[DiskUnique]),
+        s("sync-1000-tags", Kind::ManyTags, false, &[MaxRss(64 << 20)]),
+    ]
+}
+
+/// Sizes of the corpus.
+#[derive(Debug, Clone, Copy)]
+struct Sizes {
+    repos: usize,
+    tags: usize,
+    base_layer: usize,
+    repo_layer: usize,
+    own_layer: usize,
+    many_tags: usize,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Self {
+            repos: 12,
+            tags: 6,
+            base_layer: 8 << 20,
+            repo_layer: 4 << 20,
+            own_layer: 1 << 20,
+            many_tags: 1000,
+        }
+    }
+
+    fn quick() -> Self {
+        Self {
+            repos: 4,
+            tags: 3,
+            base_layer: 512 << 10,
+            repo_layer: 256 << 10,
+            own_layer: 64 << 10,
+            many_tags: 100,
+        }
+    }
+}
+
+/// Images to sync.
+struct Corpus {
+    /// (repository, tag, image).
+    images: Vec<(String, String, Image)>,
+}
+
+impl Corpus {
+    /// Every image has the two base layers, its repository's two layers, one of its own.
+    fn shared(sizes: &Sizes) -> Self {
+        let base = [
+            layer_blob(1, sizes.base_layer),
+            layer_blob(2, sizes.base_layer),
+        ];
+        let mut images = Vec::new();
+        for r in 0..sizes.repos {
+            let repo_layers = [
+                layer_blob(100 + 2 * r as u64, sizes.repo_layer),
+                layer_blob(101 + 2 * r as u64, sizes.repo_layer),
+            ];
+            for t in 0..sizes.tags {
+                let mut b = ImageBuilder::new();
+                for l in base.iter().chain(&repo_layers) {
+                    b = b.shared_layer(l.clone());
+                }
+                let image = b
+                    .layer(sizes.own_layer)
+                    .seed(10_000 + (r * 100 + t) as u64)
+                    .build();
+                images.push((format!("r{r:02}"), format!("1.{t}.0"), image));
+            }
+        }
+        Self { images }
+    }
+
+    /// One repository of `tags` small images sharing one base layer.
+    fn many_tags(tags: usize) -> Self {
+        let base = layer_blob(7, 64 << 10);
+        let images = (0..tags)
+            .map(|t| {
+                let image = ImageBuilder::new()
+                    .shared_layer(base.clone())
+                    .layer(256)
+                    .seed(50_000 + t as u64)
+                    .build();
+                ("many".to_string(), format!("t{t:04}"), image)
+            })
+            .collect();
+        Self { images }
+    }
+
+    fn repos(&self) -> BTreeSet<&str> {
+        self.images.iter().map(|(r, _, _)| r.as_str()).collect()
+    }
+
+    /// Distinct blobs (configs and layers) and their sizes.
+    fn blobs(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (_, _, image) in &self.images {
+            for b in image.all() {
+                if !b.is_manifest() {
+                    out.insert(b.digest().to_string(), b.bytes.len() as u64);
+                }
+            }
+        }
+        out
+    }
+
+    /// Distinct blob bytes, manifests left out.
+    fn unique_blob_bytes(&self) -> u64 {
+        self.blobs().values().sum()
+    }
+
+    /// Distinct content bytes, manifests included.
+    fn unique_bytes(&self) -> u64 {
+        let mut seen = BTreeMap::new();
+        for (_, _, image) in &self.images {
+            for b in image.all() {
+                seen.insert(b.digest().to_string(), b.bytes.len() as u64);
+            }
+        }
+        seen.values().sum()
+    }
+}
+
+/// What one run cost.
+#[derive(Debug, Clone)]
+struct Sample {
+    usage: Usage,
+    requests: usize,
+    by_method: BTreeMap<String, usize>,
+    uploaded: u64,
+    disk: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ToolRuns {
+    samples: Vec<Sample>,
+    error: Option<String>,
+}
+
+struct ScenarioResult {
+    scenario: Scenario,
+    description: String,
+    corpus_blobs: u64,
+    corpus_bytes: u64,
+    repos: usize,
+    tags: usize,
+    expected_uploads: Option<u64>,
+    runs: BTreeMap<Tool, ToolRuns>,
+}
+
+struct Bench {
+    rt: tokio::runtime::Runtime,
+    work: PathBuf,
+    logs: PathBuf,
+    programs: Programs,
+    reps: usize,
+    sizes: Sizes,
+    serial: u64,
+}
+
+/// Runs `ferry-bench sync`.
+pub fn main(args: SyncArgs) -> Result<()> {
+    let all = scenarios();
+    if args.list {
+        for s in &all {
+            let targets: Vec<String> = s.targets.iter().map(|t| t.to_string()).collect();
+            println!("{:<20} {}", s.name, targets.join("; "));
+        }
+        return Ok(());
+    }
+    let chosen: Vec<Scenario> = if args.scenarios.is_empty() {
+        all.clone()
+    } else {
+        let mut out = Vec::new();
+        for name in &args.scenarios {
+            match all.iter().find(|s| s.name == name) {
+                Some(s) => out.push(s.clone()),
+                None => bail!("no sync scenario `{name}`; `ferry-bench sync --list` names them"),
+            }
+        }
+        out
+    };
+    let programs = crate::programs(args.ferry.clone())?;
+    let _temp;
+    let work = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            _temp = tempfile::Builder::new()
+                .prefix("ferry-bench-sync-")
+                .tempdir()?;
+            _temp.path().to_path_buf()
+        }
+    };
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let meta: Vec<String> = crate::machine(&work)
+        .into_iter()
+        .chain(crate::versions(&programs))
+        .collect();
+    for line in &meta {
+        println!("{line}");
+    }
+    let mut bench = Bench {
+        rt: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?,
+        work,
+        logs,
+        programs,
+        reps: usize::from(args.reps),
+        sizes: if args.quick {
+            Sizes::quick()
+        } else {
+            Sizes::full()
+        },
+        serial: 0,
+    };
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for scenario in &chosen {
+        let result = bench.run(scenario)?;
+        print!("{}", rows(&result));
+        for (target, measured, met) in checks(&result) {
+            let met = match met {
+                Some(true) => "met",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            println!("  target {target}: {measured} → {met}");
+        }
+        results.push(result);
+        write_section(
+            &args.out,
+            &markdown(&results, &meta, args.quick, started.elapsed()),
+        )?;
+    }
+    println!(
+        "\nwrote the sync section of {} ({:.0} s in all)",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+impl Bench {
+    fn next(&mut self) -> u64 {
+        self.serial += 1;
+        self.serial
+    }
+
+    fn registry(&self, distant: bool) -> Result<ProxiedRegistry> {
+        let delay = if distant {
+            DISTANT_DELAY
+        } else {
+            Duration::ZERO
+        };
+        ProxiedRegistry::start(self.rt.handle(), delay)
+    }
+
+    fn push_corpus(&self, reg: &ProxiedRegistry, corpus: &Corpus) -> Result<()> {
+        let url = reg.registry.url();
+        self.rt.block_on(async {
+            for (repo, tag, image) in &corpus.images {
+                push(&url, &format!("team/{repo}"), image, Some(tag), None)
+                    .await
+                    .with_context(|| format!("push team/{repo}:{tag}"))?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        reg.proxy.take();
+        Ok(())
+    }
+
+    fn run(&mut self, scenario: &Scenario) -> Result<ScenarioResult> {
+        let corpus = match scenario.kind {
+            Kind::ManyTags => Corpus::many_tags(self.sizes.many_tags),
+            _ => Corpus::shared(&self.sizes),
+        };
+        let description = match scenario.kind {
+            Kind::ManyTags => format!(
+                "1 repository × {} tags (one shared {} layer each), registry → fresh registry",
+                corpus.images.len(),
+                human(64 << 10)
+            ),
+            _ => {
+                let s = &self.sizes;
+                let what = match scenario.kind {
+                    Kind::Cold => "registry → fresh registry",
+                    Kind::Unchanged => "registry → registry holding everything (nothing changed)",
+                    Kind::OneTag => "registry → registry where one tag moved upstream",
+                    Kind::OciDir => {
+                        "registry → fresh directory (ferry `oci-dir:`, skopeo `--dest dir`)"
+                    }
+                    Kind::ManyTags => unreachable!(),
+                };
+                format!(
+                    "{} repositories × {} tags (2 × {} shared by all, 2 × {} per repository, 1 × {} per image), {what}{}",
+                    s.repos,
+                    s.tags,
+                    human(s.base_layer as u64),
+                    human(s.repo_layer as u64),
+                    human(s.own_layer as u64),
+                    if scenario.distant {
+                        ", 10 ms per request"
+                    } else {
+                        ""
+                    }
+                )
+            }
+        };
+        println!("\n== {}: {description}", scenario.name);
+        let src = self.registry(scenario.distant)?;
+        eprintln!("pushing {} images to the source", corpus.images.len());
+        self.push_corpus(&src, &corpus)?;
+        let caches = self.work.join("caches").join(scenario.name);
+        let tools = [Tool::Ferry, Tool::Skopeo];
+        let mut runs: BTreeMap<Tool, ToolRuns> =
+            tools.iter().map(|t| (*t, ToolRuns::default())).collect();
+        // Warm caches: one unmeasured sync per tool into a registry of its own, as the
+        // previous hourly run left them; for the incremental scenarios that registry is
+        // the one measured.
+        let mut primed: BTreeMap<Tool, ProxiedRegistry> = BTreeMap::new();
+        for tool in tools {
+            let dst = self.registry(scenario.distant)?;
+            let label = format!("{}-{tool}-prime", scenario.name).replace(' ', "-");
+            let command =
+                self.command(tool, &src, &Dest::Registry(dst.addr()), &caches, &corpus)?;
+            if let Err(e) = measure::run(&self.programs.bench, command, &self.logs, &label) {
+                runs.get_mut(&tool).expect("tool").error = Some(format!("{e:#}"));
+            }
+            primed.insert(tool, dst);
+        }
+        let mut expected_uploads = match scenario.kind {
+            Kind::Cold | Kind::ManyTags => Some(corpus.unique_blob_bytes()),
+            _ => None,
+        };
+        let mut corpus = corpus;
+        for rep in 0..self.reps {
+            if scenario.kind == Kind::OneTag {
+                // The first repository's first tag moves to an image with a new layer of
+                // its own (and a new config).
+                let (repo, tag, old) = &corpus.images[0];
+                let mut b = ImageBuilder::new();
+                for l in &old.layers[..old.layers.len() - 1] {
+                    b = b.shared_layer(l.clone());
+                }
+                let moved = b
+                    .layer(self.sizes.own_layer)
+                    .seed(900_000 + rep as u64)
+                    .build();
+                let url = src.registry.url();
+                self.rt
+                    .block_on(push(&url, &format!("team/{repo}"), &moved, Some(tag), None))
+                    .context("move a tag")?;
+                src.proxy.take();
+                expected_uploads = Some(
+                    moved.config.bytes.len() as u64
+                        + moved.layers.last().expect("layer").bytes.len() as u64,
+                );
+                corpus.images[0].2 = moved;
+            }
+            for i in 0..tools.len() {
+                let tool = tools[(i + rep) % tools.len()];
+                if runs[&tool].error.is_some() {
+                    continue;
+                }
+                let result = self.one(scenario, &src, tool, rep, &caches, &corpus, &primed);
+                let entry = runs.get_mut(&tool).expect("tool");
+                match result {
+                    Ok(sample) => {
+                        println!(
+                            "  rep {} {:<12} wall {:>8.3} s  cpu {:>8.3} s  rss {:>6.1} MiB  requests {:>6}  uploaded {:>12} B{}",
+                            rep + 1,
+                            tool.to_string(),
+                            sample.usage.wall.as_secs_f64(),
+                            sample.usage.cpu.as_secs_f64(),
+                            sample.usage.max_rss as f64 / f64::from(1 << 20),
+                            sample.requests,
+                            sample.uploaded,
+                            sample
+                                .disk
+                                .map(|d| format!("  disk {d} B"))
+                                .unwrap_or_default()
+                        );
+                        entry.samples.push(sample);
+                    }
+                    Err(e) => {
+                        println!("  rep {} {tool}: FAILED: {e:#}", rep + 1);
+                        entry.error = Some(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&caches);
+        Ok(ScenarioResult {
+            scenario: scenario.clone(),
+            description,
+            corpus_blobs: corpus.unique_blob_bytes(),
+            corpus_bytes: corpus.unique_bytes(),
+            repos: corpus.repos().len(),
+            tags: corpus.images.len(),
+            expected_uploads,
+            runs,
+        })
+    }
+
+    /// One measured run.
+    #[allow(clippy::too_many_arguments)]
+    fn one(
+        &mut self,
+        scenario: &Scenario,
+        src: &ProxiedRegistry,
+        tool: Tool,
+        rep: usize,
+        caches: &Path,
+        corpus: &Corpus,
+        primed: &BTreeMap<Tool, ProxiedRegistry>,
+    ) -> Result<Sample> {
+        let n = self.next();
+        let fresh;
+        let (target, dst): (Dest, Option<&ProxiedRegistry>) = match scenario.kind {
+            Kind::Unchanged | Kind::OneTag => {
+                let dst = &primed[&tool];
+                (Dest::Registry(dst.addr()), Some(dst))
+            }
+            Kind::OciDir => {
+                let dir = self.work.join("destinations").join(format!(
+                    "{}-{}-{n}",
+                    scenario.name,
+                    tool.to_string().replace(' ', "-")
+                ));
+                (Dest::Dir(dir), None)
+            }
+            Kind::Cold | Kind::ManyTags => {
+                fresh = self.registry(scenario.distant)?;
+                (Dest::Registry(fresh.addr()), Some(&fresh))
+            }
+        };
+        let command = self.command(tool, src, &target, caches, corpus)?;
+        src.proxy.take();
+        if let Some(d) = dst {
+            d.proxy.take();
+        }
+        let label = format!(
+            "{}-{}-{}",
+            scenario.name,
+            tool.to_string().replace(' ', "-"),
+            rep + 1
+        );
+        measure::settle();
+        let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
+        let mut exchanges: Vec<Arc<Exchange>> = src.proxy.take();
+        if let Some(d) = dst {
+            exchanges.extend(d.proxy.take());
+        }
+        let disk = match &target {
+            Dest::Dir(dir) => Some(disk_usage(dir)?),
+            Dest::Registry(_) => None,
+        };
+        self.check(tool, &target, corpus)
+            .with_context(|| format!("{tool} left a wrong destination"))?;
+        if let Dest::Dir(dir) = &target {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Some(d) = dst {
+            d.proxy.take();
+        }
+        let mut by_method = BTreeMap::new();
+        for e in &exchanges {
+            *by_method.entry(e.method.clone()).or_default() += 1;
+        }
+        Ok(Sample {
+            usage,
+            requests: exchanges.len(),
+            by_method,
+            uploaded: exchanges
+                .iter()
+                .filter(|e| e.is_upload())
+                .map(|e| e.request_bytes.load(std::sync::atomic::Ordering::Relaxed))
+                .sum(),
+            disk,
+        })
+    }
+
+    fn command(
+        &self,
+        tool: Tool,
+        src: &ProxiedRegistry,
+        target: &Dest,
+        caches: &Path,
+        corpus: &Corpus,
+    ) -> Result<Command> {
+        let cache = caches.join(tool.to_string().replace(' ', "-"));
+        std::fs::create_dir_all(&cache)?;
+        let p = &self.programs;
+        Ok(match tool {
+            Tool::Ferry => {
+                let to = match target {
+                    Dest::Registry(addr) => format!("{addr}/mirror/"),
+                    Dest::Dir(dir) => format!("oci-dir:{}/", dir.display()),
+                };
+                let mut c = Command::new(&p.ferry);
+                c.args([
+                    "sync",
+                    "--plain-http",
+                    "-q",
+                    &format!("{}/team/", src.addr()),
+                    &to,
+                ]);
+                c.env("XDG_CACHE_HOME", &cache);
+                c
+            }
+            Tool::Skopeo => {
+                // skopeo syncs the repositories a YAML file lists, every tag of each.
+                let mut yaml = format!("{}:\n  tls-verify: false\n  images:\n", src.addr());
+                for repo in corpus.repos() {
+                    let _ = writeln!(yaml, "    team/{repo}: []");
+                }
+                let file = cache.join("sync.yaml");
+                std::fs::write(&file, yaml)?;
+                let mut args: Vec<String> = vec![
+                    "--insecure-policy".into(),
+                    "sync".into(),
+                    "--all".into(),
+                    "--preserve-digests".into(),
+                    "--src".into(),
+                    "yaml".into(),
+                ];
+                match target {
+                    Dest::Registry(addr) => {
+                        args.extend([
+                            "--dest".into(),
+                            "docker".into(),
+                            "--dest-tls-verify=false".into(),
+                            file.display().to_string(),
+                            format!("{addr}/mirror"),
+                        ]);
+                    }
+                    Dest::Dir(dir) => {
+                        args.extend([
+                            "--dest".into(),
+                            "dir".into(),
+                            file.display().to_string(),
+                            dir.display().to_string(),
+                        ]);
+                    }
+                }
+                skopeo_with_cache(&p.skopeo, &cache, &args)
+            }
+        })
+    }
+
+    /// Checks that every image of the corpus is at the destination under its tag.
+    fn check(&self, tool: Tool, target: &Dest, corpus: &Corpus) -> Result<()> {
+        for (repo, tag, image) in &corpus.images {
+            let want = image.manifest.digest().to_string();
+            let found = match target {
+                Dest::Registry(addr) => {
+                    // skopeo places `team/rNN` under `mirror/` as its last component.
+                    let candidates = [format!("mirror/{repo}"), format!("mirror/team/{repo}")];
+                    let mut found = String::new();
+                    for name in candidates {
+                        let url = format!("http://{addr}/v2/{name}/manifests/{tag}");
+                        let answer = self.rt.block_on(ferry_test_support::http(
+                            "HEAD",
+                            &url,
+                            &[("accept", crate::floor::MANIFEST_ACCEPT)],
+                            Bytes::new(),
+                        ))?;
+                        if answer.status == 200 {
+                            found = answer
+                                .header("docker-content-digest")
+                                .unwrap_or_default()
+                                .to_string();
+                            break;
+                        }
+                    }
+                    found
+                }
+                Dest::Dir(dir) => match tool {
+                    Tool::Ferry => {
+                        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(
+                            dir.join(repo).join("index.json"),
+                        )?)?;
+                        index["manifests"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|m| {
+                                m["annotations"]["org.opencontainers.image.ref.name"]
+                                    == tag.as_str()
+                            })
+                            .and_then(|m| m["digest"].as_str())
+                            .unwrap_or_default()
+                            .to_string()
+                    }
+                    Tool::Skopeo => {
+                        let candidates = [
+                            dir.join(format!("{repo}:{tag}")),
+                            dir.join("team").join(format!("{repo}:{tag}")),
+                        ];
+                        let path = candidates
+                            .iter()
+                            .find(|p| p.exists())
+                            .with_context(|| format!("no `{repo}:{tag}` in {}", dir.display()))?;
+                        let bytes = std::fs::read(path.join("manifest.json"))?;
+                        format!("sha256:{}", hex(&sha256(&bytes)))
+                    }
+                },
+            };
+            if found != want {
+                bail!("`{repo}:{tag}` is `{found}`, not `{want}`");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a run writes.
+enum Dest {
+    Registry(String),
+    Dir(PathBuf),
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `du -s -B1`: the bytes the directory takes on disk, hardlinked files counted once.
+fn disk_usage(dir: &Path) -> Result<u64> {
+    let out = Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(dir)
+        .output()
+        .context("run du")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("du said `{text}`"))
+}
+
+/// Medians of one tool's runs.
+#[derive(Debug, Clone)]
+struct Summary {
+    wall: Duration,
+    cpu: Duration,
+    rss: u64,
+    requests: usize,
+    uploaded: u64,
+    disk: Option<u64>,
+    by_method: BTreeMap<String, usize>,
+}
+
+fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn summarize(runs: &ToolRuns) -> Option<Summary> {
+    let s = &runs.samples;
+    if s.is_empty() {
+        return None;
+    }
+    let mid = {
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by_key(|&i| s[i].usage.wall);
+        order[order.len() / 2]
+    };
+    Some(Summary {
+        wall: median(s.iter().map(|x| x.usage.wall).collect()),
+        cpu: median(s.iter().map(|x| x.usage.cpu).collect()),
+        rss: s.iter().map(|x| x.usage.max_rss).max().unwrap_or(0),
+        requests: median(s.iter().map(|x| x.requests).collect()),
+        uploaded: median(s.iter().map(|x| x.uploaded).collect()),
+        disk: s.iter().filter_map(|x| x.disk).max(),
+        by_method: s[mid].by_method.clone(),
+    })
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// Each target: (target, what was measured, met).
+fn checks(r: &ScenarioResult) -> Vec<(String, String, Option<bool>)> {
+    let ferry = r.runs.get(&Tool::Ferry).and_then(summarize);
+    let skopeo = r.runs.get(&Tool::Skopeo).and_then(summarize);
+    r.scenario
+        .targets
+        .iter()
+        .map(|t| {
+            let (measured, met) = match (t, &ferry, &skopeo) {
+                (Target::WallRatio(x), Some(f), Some(s)) => {
+                    let q = ratio(s.wall, f.wall);
+                    (format!("{q:.1}×"), Some(q >= *x))
+                }
+                (Target::RequestShare(x), Some(f), Some(s)) => {
+                    let q = f.requests as f64 / s.requests.max(1) as f64;
+                    (
+                        format!("{} vs {} ({:.0}%)", f.requests, s.requests, q * 100.0),
+                        Some(q <= *x),
+                    )
+                }
+                (Target::UploadsUnique | Target::OnlyNewBlobs, Some(f), _) => {
+                    let want = r.expected_uploads.unwrap_or(0);
+                    (
+                        format!("{} B uploaded, {} B expected", f.uploaded, want),
+                        Some(f.uploaded == want),
+                    )
+                }
+                (Target::UnchangedBound, Some(f), _) => {
+                    // One catalog page per 1,000 repositories.
+                    let bound = 2 * r.repos + 2 * r.tags + r.repos.div_ceil(1000);
+                    (
+                        format!("{} requests, bound {bound}", f.requests),
+                        Some(f.requests <= bound),
+                    )
+                }
+                (Target::DiskUnique, Some(f), _) => {
+                    let disk = f.disk.unwrap_or(0);
+                    let q = disk as f64 / r.corpus_bytes.max(1) as f64;
+                    (
+                        format!(
+                            "{} on disk for {} unique ({q:.3}×){}",
+                            human(disk),
+                            human(r.corpus_bytes),
+                            skopeo
+                                .as_ref()
+                                .and_then(|s| s.disk)
+                                .map(|d| format!("; skopeo `--dest dir`: {}", human(d)))
+                                .unwrap_or_default()
+                        ),
+                        // Filesystem blocks and the layouts' index files on top of the bytes.
+                        Some(q <= 1.02),
+                    )
+                }
+                (Target::MaxRss(max), Some(f), _) => (
+                    format!("{:.1} MiB", f.rss as f64 / f64::from(1 << 20)),
+                    Some(f.rss <= *max),
+                ),
+                _ => ("a tool failed".into(), None),
+            };
+            (t.to_string(), measured, met)
+        })
+        .collect()
+}
+
+/// The table rows of one scenario.
+fn rows(r: &ScenarioResult) -> String {
+    let mut out = String::new();
+    for (tool, runs) in &r.runs {
+        let Some(s) = summarize(runs) else {
+            let _ = writeln!(
+                out,
+                "| {} | {tool} | failed: {} | | | | | | |",
+                r.scenario.name,
+                runs.error.as_deref().unwrap_or("no run").replace('|', "/")
+            );
+            continue;
+        };
+        let methods: Vec<String> = s
+            .by_method
+            .iter()
+            .map(|(m, n)| format!("{m} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {tool} | {:.3} s | {:.3} s | {:.1} MiB | {} | {} | {} | {} |",
+            r.scenario.name,
+            s.wall.as_secs_f64(),
+            s.cpu.as_secs_f64(),
+            s.rss as f64 / f64::from(1 << 20),
+            s.requests,
+            methods.join(", "),
+            s.uploaded,
+            s.disk.map(human).unwrap_or_else(|| "—".into()),
+        );
+    }
+    out
+}
+
+const HEADER: &str = "| scenario | tool | wall (median) | CPU (median) | peak RSS | requests | by method | bytes uploaded | disk |\n|---|---|---|---|---|---|---|---|---|\n";
+
+fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Duration) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## Sync: `ferry sync` and `skopeo sync`\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo run --release -p ferry-bench -- sync{}` in {:.0} s. Each tool syncs \
+         the same corpus from a source registry (docker-registry 2.8 behind the harness's \
+         counting proxy) as `ferry sync --plain-http -q SRC/team/ DST/mirror/` and \
+         `skopeo sync --all --preserve-digests --src yaml --dest docker` with every repository \
+         listed (skopeo has no catalog mode); skopeo's blob-info cache and ferry's location \
+         cache are warm from an unmeasured sync of their own. Requests are every request \
+         through the proxies of both registries; bytes uploaded are request bodies to \
+         `/blobs/uploads/`.\n",
+        if quick { " --quick" } else { "" },
+        took.as_secs_f64()
+    );
+    for line in meta {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md);
+    for r in results {
+        let _ = writeln!(
+            md,
+            "### {}\n\n{}; unique blob bytes {} ({} with manifests).\n",
+            r.scenario.name, r.description, r.corpus_blobs, r.corpus_bytes
+        );
+        md.push_str(HEADER);
+        md.push_str(&rows(r));
+        let _ = writeln!(md);
+        for (target, measured, met) in checks(r) {
+            let met = match met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(md, "- {target}: {measured} — {met}");
+        }
+        let _ = writeln!(md);
+    }
+    md
+}
+
+/// Replaces the sync section of `path` (between the markers), or appends it.
+fn write_section(path: &Path, section: &str) -> Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n{section}{END}\n");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            format!(
+                "{}{block}{}",
+                &old[..b],
+                old[e + END.len()..].trim_start_matches('\n')
+            )
+        }
+        _ if old.is_empty() => block,
+        _ => format!("{}\n{block}", old.trim_end_matches('\n').to_string() + "\n"),
+    };
+    std::fs::write(path, new).with_context(|| format!("write `{}`", path.display()))
+}
