@@ -57,6 +57,65 @@ fn copy_between_layouts_mounts_with_the_chain_it_builds() {
     assert!(dst.join("index.json").exists());
 }
 
+#[test]
+fn sync_layouts_mirrors_a_directory_keeping_the_newest_versions() {
+    use ferry_test_support::ImageBuilder;
+    use ferry_test_support::fixtures::{layer_blob, write_oci_layout};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let base = layer_blob(1, 4096);
+    for repo in ["team/app", "team/lib"] {
+        let images: Vec<_> = (0..3)
+            .map(|i| {
+                ImageBuilder::new()
+                    .shared_layer(base.clone())
+                    .layer(100)
+                    .seed(i + repo.len() as u64 * 10)
+                    .build()
+            })
+            .collect();
+        write_oci_layout(
+            &src.join(repo),
+            &[
+                (Some("1.0.0"), &images[0]),
+                (Some("1.1.0"), &images[1]),
+                (Some("2.0.0"), &images[2]),
+            ],
+        )
+        .unwrap();
+    }
+    let dst = dir.path().join("dst");
+    let out = Command::new(env!("CARGO_BIN_EXE_sync-layouts"))
+        .args([src.to_str().unwrap(), dst.to_str().unwrap(), "^1", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 synced, 0 unchanged, 4 filtered, 0 failed"),
+        "{stdout}"
+    );
+    for repo in ["team/app", "team/lib"] {
+        let index = std::fs::read_to_string(dst.join(repo).join("index.json")).unwrap();
+        assert!(
+            index.contains("\"1.1.0\"") && !index.contains("\"1.0.0\""),
+            "{index}"
+        );
+    }
+    // The blobs were linked, not copied.
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("Synced"))
+            .all(|l| l.contains("(3 mounted")),
+        "{stdout}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_link_copy_mounts_through_the_admin_api() {
     let storage = SharedStorage::start().await;
