@@ -119,7 +119,9 @@ impl std::fmt::Display for Target {
                 f.write_str("requests ≤ 2 per repository + 2 per tag (+ catalog pages)")
             }
             Target::OnlyNewBlobs => f.write_str("only the moved tag's new blobs uploaded"),
-            Target::DiskUnique => f.write_str("disk used = the corpus's unique bytes"),
+            Target::DiskUnique => {
+                f.write_str("disk used = the corpus's unique bytes (each blob once on disk)")
+            }
             Target::MaxRss(b) => write!(f, "ferry peak RSS ≤ {} MiB", b >> 20),
         }
     }
@@ -293,6 +295,8 @@ struct Sample {
     by_method: BTreeMap<String, usize>,
     uploaded: u64,
     disk: Option<u64>,
+    /// Bytes of the distinct files under the layouts' `blobs/` (each inode once).
+    blob_files: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -618,9 +622,9 @@ impl Bench {
         if let Some(d) = dst {
             exchanges.extend(d.proxy.take());
         }
-        let disk = match &target {
-            Dest::Dir(dir) => Some(disk_usage(dir)?),
-            Dest::Registry(_) => None,
+        let (disk, blob_files) = match &target {
+            Dest::Dir(dir) => (Some(disk_usage(dir)?), Some(blob_file_bytes(dir)?)),
+            Dest::Registry(_) => (None, None),
         };
         self.check(tool, &target, corpus)
             .with_context(|| format!("{tool} left a wrong destination"))?;
@@ -644,6 +648,7 @@ impl Bench {
                 .map(|e| e.request_bytes.load(std::sync::atomic::Ordering::Relaxed))
                 .sum(),
             disk,
+            blob_files,
         })
     }
 
@@ -810,6 +815,26 @@ fn disk_usage(dir: &Path) -> Result<u64> {
         .with_context(|| format!("du said `{text}`"))
 }
 
+/// Bytes of the distinct files (each inode once) under any `blobs/` directory below `dir`.
+fn blob_file_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut inodes: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() && entry.path().components().any(|c| c.as_os_str() == "blobs")
+            {
+                inodes.insert((meta.dev(), meta.ino()), meta.len());
+            }
+        }
+    }
+    Ok(inodes.values().sum())
+}
+
 /// Medians of one tool's runs.
 #[derive(Debug, Clone)]
 struct Summary {
@@ -819,6 +844,7 @@ struct Summary {
     requests: usize,
     uploaded: u64,
     disk: Option<u64>,
+    blob_files: Option<u64>,
     by_method: BTreeMap<String, usize>,
 }
 
@@ -844,6 +870,7 @@ fn summarize(runs: &ToolRuns) -> Option<Summary> {
         requests: median(s.iter().map(|x| x.requests).collect()),
         uploaded: median(s.iter().map(|x| x.uploaded).collect()),
         disk: s.iter().filter_map(|x| x.disk).max(),
+        blob_files: s.iter().filter_map(|x| x.blob_files).max(),
         by_method: s[mid].by_method.clone(),
     })
 }
@@ -888,21 +915,21 @@ fn checks(r: &ScenarioResult) -> Vec<(String, String, Option<bool>)> {
                     )
                 }
                 (Target::DiskUnique, Some(f), _) => {
+                    let files = f.blob_files.unwrap_or(0);
                     let disk = f.disk.unwrap_or(0);
-                    let q = disk as f64 / r.corpus_bytes.max(1) as f64;
                     (
                         format!(
-                            "{} on disk for {} unique ({q:.3}×){}",
+                            "blob files {files} B for {} B unique; `du` {} (filesystem blocks and \
+                             each layout's index files included){}",
+                            r.corpus_bytes,
                             human(disk),
-                            human(r.corpus_bytes),
                             skopeo
                                 .as_ref()
                                 .and_then(|s| s.disk)
-                                .map(|d| format!("; skopeo `--dest dir`: {}", human(d)))
+                                .map(|d| format!("; skopeo `--dest dir`: `du` {}", human(d)))
                                 .unwrap_or_default()
                         ),
-                        // Filesystem blocks and the layouts' index files on top of the bytes.
-                        Some(q <= 1.02),
+                        Some(files == r.corpus_bytes),
                     )
                 }
                 (Target::MaxRss(max), Some(f), _) => (

@@ -112,3 +112,78 @@ fn quick_run_reports_every_tool_with_numbers() {
         "{report}"
     );
 }
+
+#[test]
+fn quick_sync_run_reports_both_tools_in_its_own_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("BENCHMARKS.md");
+    // The copy scenarios' section is left as it is.
+    std::fs::write(&out, "# Benchmarks\n\nthe copy scenarios\n").unwrap();
+    let run = |out: &std::path::Path, scenarios: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+            .args([
+                "sync",
+                "--quick",
+                "--reps",
+                "1",
+                "--scenario",
+                scenarios,
+                "--out",
+            ])
+            .arg(out)
+            .arg("--work-dir")
+            .arg(dir.path().join("work"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "ferry-bench sync failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::read_to_string(out).unwrap()
+    };
+    let report = run(&out, "sync-cold,sync-unchanged");
+    assert!(
+        report.starts_with("# Benchmarks\n\nthe copy scenarios\n"),
+        "{report}"
+    );
+    let sync_row = |scenario: &str, tool: &str| -> Vec<String> {
+        report
+            .lines()
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .find(|cells| cells.len() == 9 && cells[0] == scenario && cells[1] == tool)
+            .unwrap_or_else(|| panic!("no row for {tool} in {scenario}:\n{report}"))
+    };
+    for scenario in ["sync-cold", "sync-unchanged"] {
+        for tool in ["ferry sync", "skopeo sync"] {
+            let cells = sync_row(scenario, tool);
+            assert!(seconds(&cells[2]) > 0.0, "{cells:?}");
+            let requests: usize = cells[5].parse().unwrap();
+            assert!(requests > 0, "{cells:?}");
+        }
+    }
+    // Both upload the corpus's unique bytes once when cold; nothing when nothing changed.
+    assert_eq!(
+        sync_row("sync-cold", "ferry sync")[7],
+        sync_row("sync-cold", "skopeo sync")[7]
+    );
+    assert_eq!(sync_row("sync-unchanged", "ferry sync")[7], "0");
+    assert!(
+        report.contains("- requests ≤ 2 per repository + 2 per tag (+ catalog pages):"),
+        "{report}"
+    );
+    // A second run replaces the section instead of adding one.
+    let again = run(&out, "sync-unchanged");
+    assert_eq!(
+        again.matches("<!-- ferry-bench sync: begin -->").count(),
+        1,
+        "{again}"
+    );
+    assert!(again.starts_with("# Benchmarks\n\nthe copy scenarios\n"));
+}
