@@ -150,9 +150,17 @@ fn watch_signals(stop: ferry_core::sync::Stop) -> std::io::Result<()> {
                 Some(()) = terminate.recv() => "SIGTERM",
                 else => return,
             };
+            if !sync::RUNNING.load(std::sync::atomic::Ordering::SeqCst)
+                || stop.level() == ferry_core::sync::StopLevel::Abort
+            {
+                // Nothing is being copied (or a stop at once was asked already): end now.
+                eprintln!("ferry: {name}: exiting");
+                std::process::exit(i32::from(exit::FAILED));
+            }
             match stop.escalate() {
                 ferry_core::sync::StopLevel::Drain => eprintln!(
-                    "ferry: {name}: stopping; no new image starts, the images in flight may                      finish within the grace period (send it again to stop at once)"
+                    "ferry: {name}: stopping; no new image starts, the images in flight may \
+                     finish within the grace period (send it again to stop at once)"
                 ),
                 _ => eprintln!("ferry: {name} again: stopping the images in flight at once"),
             }

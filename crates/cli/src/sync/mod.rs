@@ -32,6 +32,10 @@ use endpoint::SyncEndpoint;
 use file::{EntryConfig, OneOrMany};
 use output::Printer;
 
+/// Whether the runner is running: a signal outside it (while the entries are checked and
+/// the stores opened) ends the process at once, as nothing is half done then.
+pub static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Runs `ferry sync`; returns the exit code.
 pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
     let cli_mount = args.copy.mount.clone();
@@ -39,10 +43,11 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
     let file_name = match &args.file {
         Some(path) => {
             if !path.is_file() {
-                bail!(Error::NotFound {
-                    what: format!("mirror file `{}`", path.display()),
-                    hint: Some("check the path given with --file".into()),
-                });
+                bail!(Error::invalid(
+                    "mirror file",
+                    path.display().to_string(),
+                    "there is no such file; check the path given with --file"
+                ));
             }
             config = config.merge(Config::load(Some(path))?);
             Some(path.display().to_string())
@@ -183,7 +188,9 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
         transfers: Arc::new(BlobTransfers::new()),
         on_event: Some(Arc::new(move |e| sink.event(e))),
     };
+    RUNNING.store(true, std::sync::atomic::Ordering::SeqCst);
     let report = ferry_core::sync::sync(sync_entries, options).await;
+    RUNNING.store(false, std::sync::atomic::Ordering::SeqCst);
     printer.finish();
     if let Some(c) = cache
         && let Err(e) = c.flush()
