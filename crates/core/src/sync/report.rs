@@ -24,7 +24,8 @@ pub enum Outcome {
     Filtered,
     /// The image, or a listing of its repository, failed; `reason` says why.
     Failed,
-    /// The sync was stopped before the image finished; its destination tag is as it was.
+    /// The sync was stopped before the image finished. Its destination tag names what it
+    /// named before, or (when the stop came as the tag was being written) the whole image.
     Interrupted,
     /// The destination tag was deleted (`--prune`): the filtered source no longer has it.
     Pruned,

@@ -866,7 +866,11 @@ fn failed_report(job: &Job, error: &Error, started: Instant) -> ImageReport {
 
 fn interrupted_report(job: &Job, started: Instant) -> ImageReport {
     let mut report = image_report(job, Outcome::Interrupted, started);
-    report.reason = Some("stopped by a signal; the destination tag is as it was".into());
+    report.reason = Some(
+        "stopped by a signal before it finished; the destination tag names what it named \
+         before, or the whole image if the tag was being written"
+            .into(),
+    );
     report
 }
 
