@@ -984,7 +984,7 @@ fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Dura
     let _ = writeln!(md, "## Sync: `ferry sync` and `skopeo sync`\n");
     let _ = writeln!(
         md,
-        "Written by `cargo run --release -p ferry-bench -- sync{}` in {:.0} s. Each tool syncs \
+        "Written by `{}` in {:.0} s. Each tool syncs \
          the same corpus from a source registry (docker-registry 2.8 behind the harness's \
          counting proxy) as `ferry sync --plain-http -q SRC/team/ DST/mirror/` and \
          `skopeo sync --all --preserve-digests --src yaml --dest docker` with every repository \
@@ -992,9 +992,16 @@ fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Dura
          cache are warm from an unmeasured sync of their own. Requests are every request \
          through the proxies of both registries; bytes uploaded are request bodies to \
          `/blobs/uploads/`.\n",
-        if quick { " --quick" } else { "" },
+        crate::command_line(),
         took.as_secs_f64()
     );
+    if quick {
+        let _ = writeln!(
+            md,
+            "A `--quick` run: 4 repositories × 3 tags of 1/16 the sizes and 100 tags instead \
+             of 1,000, to check the harness, not to compare tools.\n"
+        );
+    }
     for line in meta {
         let _ = writeln!(md, "- {line}");
     }
