@@ -49,8 +49,8 @@ pub use mount::{
 };
 pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{
-    ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, Peek, ReadStore, StoreInfo,
-    WriteStore, bytes_stream,
+    BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, LocalBlobs, Peek,
+    ReadStore, RegistryRepository, StoreInfo, WriteStore, bytes_stream,
 };
 pub use transfers::{BlobTransfers, TransferStats};
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

@@ -1,6 +1,5 @@
 //! A store in memory: for tests, examples and staging.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,10 +158,6 @@ impl ReadStore for MemoryStore {
         }
         out.sort_by_key(|a| a.digest().to_string());
         Ok(out)
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn capabilities(&self) -> crate::store::Capabilities<'_> {

@@ -1,16 +1,17 @@
 //! The store traits: where content is read from and written to.
 
-use std::any::Any;
 use std::fmt::{Debug, Display};
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, Digest};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::mount::PreparedUpload;
 
 /// A stream of content bytes, as fetched from a store or given to one.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
@@ -87,12 +88,10 @@ pub trait ReadStore: Display + Debug + Send + Sync + 'static {
     /// The manifests whose `subject` is `subject` (signatures, SBOMs, attestations).
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>>;
 
-    /// The store as [`Any`], for a strategy of the same crate that needs the concrete type to
-    /// act once [`ReadStore::info`] said it applies.
-    fn as_any(&self) -> &dyn Any;
-
-    /// Optional abilities of this store (listing tags, deleting tags, fetching from an
-    /// address). None by default. A wrapper store forwards its inner store's.
+    /// Optional abilities of this store: listing and deleting tags, fetching from an address,
+    /// acting as a registry repository, holding blobs as local files. None by default. A
+    /// wrapper store forwards its inner store's (or offers its own implementations that wrap
+    /// them), so a strategy that needs one works through any wrapper.
     fn capabilities(&self) -> Capabilities<'_> {
         Capabilities::default()
     }
@@ -136,6 +135,12 @@ pub struct Capabilities<'a> {
     pub delete_tag: Option<&'a dyn DeleteTag>,
     /// The store can tell what a tag names more cheaply than [`ReadStore::resolve`].
     pub peek: Option<&'a dyn Peek>,
+    /// The store is a repository of an OCI distribution registry that a strategy can ask to
+    /// mount a blob from another of its repositories.
+    pub registry_repository: Option<&'a dyn RegistryRepository>,
+    /// The store keeps each blob as an immutable file on a local filesystem, which a strategy
+    /// can link into another store on the same filesystem.
+    pub local_blobs: Option<&'a dyn LocalBlobs>,
 }
 
 impl<'a> Capabilities<'a> {
@@ -173,6 +178,18 @@ impl<'a> Capabilities<'a> {
         self.peek = Some(peek);
         self
     }
+
+    /// Offers [`RegistryRepository`].
+    pub fn with_registry_repository(mut self, repository: &'a dyn RegistryRepository) -> Self {
+        self.registry_repository = Some(repository);
+        self
+    }
+
+    /// Offers [`LocalBlobs`].
+    pub fn with_local_blobs(mut self, blobs: &'a dyn LocalBlobs) -> Self {
+        self.local_blobs = Some(blobs);
+        self
+    }
 }
 
 impl Debug for Capabilities<'_> {
@@ -182,6 +199,8 @@ impl Debug for Capabilities<'_> {
             .field("list_tags", &self.list_tags.is_some())
             .field("delete_tag", &self.delete_tag.is_some())
             .field("peek", &self.peek.is_some())
+            .field("registry_repository", &self.registry_repository.is_some())
+            .field("local_blobs", &self.local_blobs.is_some())
             .finish()
     }
 }
@@ -230,4 +249,72 @@ pub trait FetchFromAddress: Send + Sync {
     /// Makes the destination fetch `descriptor`'s content from `address`. Returns `Ok(true)`
     /// when the content is now committed, `Ok(false)` when the destination could not get it.
     async fn fetch_from_address(&self, descriptor: &Descriptor, address: &str) -> Result<bool>;
+}
+
+/// A repository of an OCI distribution registry, as a mount strategy can use it: who it is, and
+/// the registry's cross-repository blob mount
+/// (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repository>`).
+///
+/// A store that talks to a registry offers it through [`Capabilities::registry_repository`];
+/// a strategy never needs the store's concrete type, so the mount works through any wrapper
+/// that forwards the capability.
+#[async_trait]
+pub trait RegistryRepository: Send + Sync {
+    /// The registry, as [`StoreInfo::authority`] names it (`host:port`).
+    fn registry(&self) -> &str;
+
+    /// The repository's name in the registry (`team/app`).
+    fn repository(&self) -> &str;
+
+    /// Asks the registry to mount blob `digest` into this repository from the repository
+    /// `from` of the same registry, or, with `None`, from any repository the identity may
+    /// read (as the distribution specification allows a registry to do). `mountable` names
+    /// every repository the caller may try in this attempt, so that a registry with token
+    /// authentication grants one token covering them all.
+    ///
+    /// A refusal of any kind (`401`, `403`, `404`, an unknown blob) is [`BlobMount::Refused`],
+    /// not an error; `Err` is kept for requests that could not be made.
+    async fn mount_blob(
+        &self,
+        digest: &Digest,
+        from: Option<&str>,
+        mountable: &[String],
+    ) -> Result<BlobMount>;
+}
+
+/// The registry's answer to [`RegistryRepository::mount_blob`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BlobMount {
+    /// `201`: the repository now holds the blob (it may have held it already).
+    Mounted,
+    /// `202`: the registry opened an upload session instead. Stream the blob into it, or
+    /// cancel it.
+    Upload(Box<dyn PreparedUpload>),
+    /// Any other answer: the blob was not mounted, and why.
+    Refused(String),
+}
+
+/// A store that keeps every blob as an immutable file on a local filesystem (an OCI image
+/// layout's `blobs/<algorithm>/<hex>`).
+///
+/// A strategy may read a blob's file, and commit a blob into the store by creating
+/// [`LocalBlobs::blob_file`] without replacing an existing file (a hardlink, or a rename
+/// without clobbering of a file prepared in [`LocalBlobs::staging_dir`]), once it has made sure
+/// the file holds exactly the blob's bytes. The store serves a blob whose file exists, and
+/// never opens a committed blob file for writing, so sharing its inode with another store is
+/// safe.
+pub trait LocalBlobs: Send + Sync {
+    /// The filesystem holding the blob files: equal for two stores exactly when a file of one
+    /// can be hardlinked into the other (`dev:<device id>`, as [`StoreInfo::authority`] of an
+    /// OCI layout).
+    fn filesystem(&self) -> &str;
+
+    /// The file that holds, or would hold, blob `digest`. Refuses digests the store cannot
+    /// hold.
+    fn blob_file(&self, digest: &Digest) -> Result<PathBuf>;
+
+    /// A directory on the same filesystem where files are prepared before they are renamed to
+    /// [`LocalBlobs::blob_file`]; it may not exist yet.
+    fn staging_dir(&self) -> PathBuf;
 }

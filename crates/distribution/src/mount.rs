@@ -4,7 +4,10 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use ferry_core::{Digest, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo};
+use ferry_core::{
+    BlobMount, Digest, MountOutcome, MountRequest, MountStrategy, RegistryRepository, Result,
+    StoreInfo,
+};
 use http::{Method, StatusCode};
 
 use crate::auth::Scopes;
@@ -15,6 +18,10 @@ use crate::upload::UploadSession;
 
 /// The mount strategy of OCI registries: asks the destination registry to link a blob from
 /// another repository it serves, so no byte moves.
+///
+/// It applies to a destination that offers [`RegistryRepository`] among its
+/// [`capabilities`](ferry_core::ReadStore::capabilities), as a [`Repository`] does, and any
+/// wrapper around one that forwards its capabilities.
 ///
 /// Candidates, in order, deduplicated, never the destination itself: the source repository
 /// when it is on the destination's registry, the repositories of the same registry where the
@@ -39,13 +46,6 @@ pub struct CrossRepoMount {
     mount_from: Vec<String>,
     anonymous: bool,
     probe: bool,
-}
-
-/// What a mount request achieved.
-pub(crate) enum MountAnswer {
-    Mounted,
-    Session(UploadSession),
-    Refused(String),
 }
 
 impl CrossRepoMount {
@@ -84,28 +84,26 @@ impl CrossRepoMount {
         self
     }
 
-    fn destination<'a>(request: &'a MountRequest<'_>) -> Option<&'a Repository> {
-        if request.destination.info().scheme != StoreInfo::REGISTRY {
-            return None;
-        }
-        request.destination.as_any().downcast_ref::<Repository>()
+    fn destination<'a>(request: &'a MountRequest<'_>) -> Option<&'a dyn RegistryRepository> {
+        request.destination.capabilities().registry_repository
     }
 
     /// The repositories to mount from, in order.
-    fn candidates(&self, request: &MountRequest<'_>, dst: &Repository) -> Vec<String> {
-        let dst_info = dst.info();
+    fn candidates(&self, request: &MountRequest<'_>, dst: &dyn RegistryRepository) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut add = |name: &str| {
-            if name != dst.name() && !name.is_empty() && !out.iter().any(|n| n == name) {
+            if name != dst.repository() && !name.is_empty() && !out.iter().any(|n| n == name) {
                 out.push(name.to_string());
             }
         };
+        let on_registry =
+            |s: &StoreInfo| s.scheme == StoreInfo::REGISTRY && s.authority == dst.registry();
         let src = request.source.info();
-        if src.same_authority(dst_info) {
+        if on_registry(src) {
             add(&src.namespace);
         }
         for c in request.candidates {
-            if c.store.same_authority(dst_info) {
+            if on_registry(&c.store) {
                 add(&c.store.namespace);
             }
         }
@@ -154,13 +152,10 @@ impl MountStrategy for CrossRepoMount {
             }
             return Ok(MountOutcome::not_applicable(format!(
                 "no repository of `{}` is known to hold the blob",
-                dst.registry().name()
+                dst.registry()
             )));
         }
         let digest = request.descriptor.digest();
-        // One token for the destination and every repository mounted from, where the token
-        // server grants it.
-        let scopes = Scopes::push(dst.name()).with_pull_from(candidates.iter().map(String::as_str));
         let mut attempts: Vec<Option<&str>> = candidates.iter().map(|c| Some(c.as_str())).collect();
         if self.anonymous {
             attempts.push(None);
@@ -170,33 +165,36 @@ impl MountStrategy for CrossRepoMount {
         for (i, from) in attempts.into_iter().enumerate() {
             let last = i + 1 == count;
             let shown = from.unwrap_or("(any repository)");
-            let answer = mount_blob(dst, digest, from, &scopes).await;
+            // One token for the destination and every repository mounted from, where the
+            // token server grants it.
+            let answer = dst.mount_blob(digest, from, &candidates).await;
             tracing::debug!(
-                destination = %dst,
+                destination = %request.destination,
                 from = shown,
                 %digest,
                 outcome = match &answer {
-                    Ok(MountAnswer::Mounted) => "mounted",
-                    Ok(MountAnswer::Session(_)) => "upload session",
-                    Ok(MountAnswer::Refused(_)) => "refused",
+                    Ok(BlobMount::Mounted) => "mounted",
+                    Ok(BlobMount::Upload(_)) => "upload session",
+                    Ok(BlobMount::Refused(_)) => "refused",
+                    Ok(_) => "other",
                     Err(_) => "error",
                 },
                 "cross-repo mount attempt"
             );
             match answer {
-                Ok(MountAnswer::Mounted) => {
+                Ok(BlobMount::Mounted) => {
                     return Ok(MountOutcome::Mounted {
                         by: self.name().to_string(),
                         from: shown.to_string(),
                     });
                 }
-                Ok(MountAnswer::Session(session)) => {
+                Ok(BlobMount::Upload(session)) => {
                     let reason = format!("`{shown}`: the registry opened an upload instead");
                     if last {
                         reasons.push(reason);
                         return Ok(MountOutcome::Declined {
                             reason: reasons.join("; "),
-                            upload: Some(Box::new(session)),
+                            upload: Some(session),
                         });
                     }
                     if let Err(e) = session.cancel().await {
@@ -204,7 +202,8 @@ impl MountStrategy for CrossRepoMount {
                     }
                     reasons.push(reason);
                 }
-                Ok(MountAnswer::Refused(why)) => reasons.push(format!("`{shown}`: {why}")),
+                Ok(BlobMount::Refused(why)) => reasons.push(format!("`{shown}`: {why}")),
+                Ok(other) => reasons.push(format!("`{shown}`: {other:?}")),
                 // A mount that fails (refused token, broken connection) is not a failed copy:
                 // the blob is streamed instead, and a real problem shows there.
                 Err(e) => reasons.push(format!("`{shown}`: {e}")),
@@ -220,40 +219,44 @@ impl CrossRepoMount {
     async fn probe_destination(
         &self,
         request: &MountRequest<'_>,
-        dst: &Repository,
+        dst: &dyn RegistryRepository,
     ) -> Result<MountOutcome> {
         let digest = request.descriptor.digest();
-        let answer = mount_blob(dst, digest, Some(dst.name()), &Scopes::push(dst.name())).await;
-        tracing::debug!(destination = %dst, %digest, "probe by a mount from the destination itself");
+        let answer = dst.mount_blob(digest, Some(dst.repository()), &[]).await;
+        tracing::debug!(destination = %request.destination, %digest, "probe by a mount from the destination itself");
         match answer {
-            Ok(MountAnswer::Mounted) => Ok(MountOutcome::AlreadyPresent),
-            Ok(MountAnswer::Session(session)) => Ok(MountOutcome::Declined {
+            Ok(BlobMount::Mounted) => Ok(MountOutcome::AlreadyPresent),
+            Ok(BlobMount::Upload(session)) => Ok(MountOutcome::Declined {
                 reason: format!(
                     "no repository of `{}` is known to hold the blob, and `{}` does not",
-                    dst.registry().name(),
-                    dst.name()
+                    dst.registry(),
+                    dst.repository()
                 ),
-                upload: Some(Box::new(session)),
+                upload: Some(session),
             }),
-            Ok(MountAnswer::Refused(why)) => {
-                if dst.exists(request.descriptor).await? {
+            Ok(refusal) => {
+                if request.destination.exists(request.descriptor).await? {
                     return Ok(MountOutcome::AlreadyPresent);
                 }
+                let why = match refusal {
+                    BlobMount::Refused(why) => why,
+                    other => format!("{other:?}"),
+                };
                 Ok(MountOutcome::declined(format!(
                     "no repository of `{}` is known to hold the blob (a probe of `{}` was \
                      refused: {why})",
-                    dst.registry().name(),
-                    dst.name()
+                    dst.registry(),
+                    dst.repository()
                 )))
             }
             // Not a failed copy: the blob is streamed, and a real problem shows there.
             Err(e) => {
-                if dst.exists(request.descriptor).await? {
+                if request.destination.exists(request.descriptor).await? {
                     return Ok(MountOutcome::AlreadyPresent);
                 }
                 Ok(MountOutcome::declined(format!(
                     "probing `{}` failed: {e}",
-                    dst.name()
+                    dst.repository()
                 )))
             }
         }
@@ -266,7 +269,7 @@ pub(crate) async fn mount_blob(
     digest: &Digest,
     from: Option<&str>,
     scopes: &Scopes,
-) -> Result<MountAnswer> {
+) -> Result<BlobMount> {
     let mut url = dst.url("blobs/uploads/");
     {
         let mut q = url.query_pairs_mut();
@@ -279,16 +282,16 @@ pub(crate) async fn mount_blob(
         .send(Req::new(Method::POST, url.clone()), scopes, Retry::Yes)
         .await?;
     match resp.status() {
-        StatusCode::CREATED => Ok(MountAnswer::Mounted),
-        StatusCode::ACCEPTED => Ok(MountAnswer::Session(UploadSession::from_response(
+        StatusCode::CREATED => Ok(BlobMount::Mounted),
+        StatusCode::ACCEPTED => Ok(BlobMount::Upload(Box::new(UploadSession::from_response(
             dst,
             &url,
             resp.headers(),
-        )?)),
+        )?))),
         status => {
             let body = crate::transport::read_error_body(resp).await;
             let detail = crate::error::registry_errors(&body);
-            Ok(MountAnswer::Refused(if detail.is_empty() {
+            Ok(BlobMount::Refused(if detail.is_empty() {
                 format!("HTTP {status}")
             } else {
                 format!("HTTP {status} ({detail})")

@@ -1,6 +1,5 @@
 //! A repository of a registry as a ferry store: manifests, blobs, tags, referrers.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -519,15 +518,12 @@ impl ReadStore for Repository {
         crate::referrers::list(self, subject).await
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn capabilities(&self) -> ferry_core::Capabilities<'_> {
         ferry_core::Capabilities::default()
             .with_list_tags(self)
             .with_delete_tag(self)
             .with_peek(self)
+            .with_registry_repository(self)
     }
 }
 
@@ -543,6 +539,27 @@ impl ferry_core::Peek for Repository {
             Some(d) => Ok(d),
             None => Ok(self.get_manifest(reference).await?.0),
         }
+    }
+}
+
+#[async_trait]
+impl ferry_core::RegistryRepository for Repository {
+    fn registry(&self) -> &str {
+        self.registry.name()
+    }
+
+    fn repository(&self) -> &str {
+        &self.name
+    }
+
+    async fn mount_blob(
+        &self,
+        digest: &Digest,
+        from: Option<&str>,
+        mountable: &[String],
+    ) -> Result<ferry_core::BlobMount> {
+        let scopes = Scopes::push(&self.name).with_pull_from(mountable.iter().map(String::as_str));
+        crate::mount::mount_blob(self, digest, from, &scopes).await
     }
 }
 

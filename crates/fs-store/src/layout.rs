@@ -9,7 +9,6 @@
 //! blobs while they are written and verified (a blob becomes visible only when it is renamed
 //! into `blobs/`), and `index.lock` serializes updates of `index.json` between processes.
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -233,7 +232,7 @@ impl OciLayout {
     }
 
     /// The directory temporary files are written in before they are renamed into place.
-    pub(crate) fn tmp_path(&self) -> PathBuf {
+    fn tmp_path(&self) -> PathBuf {
         self.work_dir().join(TMP_DIR)
     }
 
@@ -490,14 +489,28 @@ impl ReadStore for OciLayout {
         blocking(move || this.scan_referrers(&digest)).await
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn capabilities(&self) -> ferry_core::Capabilities<'_> {
         ferry_core::Capabilities::default()
             .with_list_tags(self)
             .with_delete_tag(self)
+            .with_local_blobs(self)
+    }
+}
+
+/// Blob files are written once, renamed into `blobs/` whole and never opened for writing
+/// again, so another store on the filesystem may link them, and a verified file linked or
+/// renamed into [`OciLayout::blob_path`] is a committed blob.
+impl ferry_core::LocalBlobs for OciLayout {
+    fn filesystem(&self) -> &str {
+        &self.info.authority
+    }
+
+    fn blob_file(&self, digest: &Digest) -> Result<PathBuf> {
+        self.blob_path(digest)
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.tmp_path()
     }
 }
 

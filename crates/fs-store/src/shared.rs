@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ferry_core::model::DigestAlgorithm;
 use ferry_core::{
-    Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, ReadStore, Result, StoreInfo,
+    Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
 };
 
 use crate::lanes::{self, Failure};
-use crate::layout::{OciLayout, blob_path_in, blocking};
+use crate::layout::{blob_path_in, blocking};
 
 /// How a blob was brought over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +60,10 @@ enum Linked {
 /// The blob is taken from the source layout when it is on the destination's filesystem, else
 /// (and when verifying) from another layout on that filesystem that the blob-location cache
 /// names among the request's candidates, so a copy from a registry can still link what an
-/// earlier copy put on disk. Only a destination that is an [`OciLayout`] is ever written.
+/// earlier copy put on disk. Only a destination that offers its blob files
+/// ([`ferry_core::LocalBlobs`] among its capabilities, as an [`OciLayout`](crate::OciLayout)
+/// does, and any wrapper that forwards them) is ever written; the source's file is found the
+/// same way, or from the path of a layout its [`StoreInfo`] names.
 ///
 /// The outcome's `by` is the method actually used, `reflink` or `hardlink`; its `from` is the
 /// path of the layout the file came from.
@@ -121,19 +124,32 @@ impl MountStrategy for SharedStorageMount {
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
-        // Files are only ever written into a layout of this crate, whatever a store's
-        // `StoreInfo` claims.
-        let Some(dst_layout) = request.destination.as_any().downcast_ref::<OciLayout>() else {
+        // Files are only ever written into a store that offers its blob files for it
+        // (`LocalBlobs`), whatever a store's `StoreInfo` claims.
+        let Some(dst_blobs) = request.destination.capabilities().local_blobs else {
             return Ok(MountOutcome::not_applicable(format!(
-                "destination {} is not an OCI layout",
+                "destination {} is not an OCI layout (it keeps no blob files to link into)",
                 request.destination
             )));
         };
-        let dst = dst_layout.info();
+        let filesystem = dst_blobs.filesystem();
+        let dst = request.destination.info();
         let src = request.source.info();
-        let mut roots: Vec<&str> = Vec::new();
-        if src.scheme == StoreInfo::OCI_LAYOUT && src.same_authority(dst) {
-            roots.push(&src.namespace);
+        let digest = request.descriptor.digest().clone();
+        // Where the blob's file may be: (shown as, path).
+        let mut origins: Vec<(String, PathBuf)> = Vec::new();
+        match request.source.capabilities().local_blobs {
+            Some(src_blobs) if src_blobs.filesystem() == filesystem => {
+                origins.push((src.to_string(), src_blobs.blob_file(&digest)?));
+            }
+            Some(_) => {}
+            None if src.scheme == StoreInfo::OCI_LAYOUT && src.authority == filesystem => {
+                origins.push((
+                    src.namespace.clone(),
+                    blob_path_in(Path::new(&src.namespace), &digest)?,
+                ));
+            }
+            None => {}
         }
         if !self.trusted {
             // Other layouts on the destination's filesystem that held the blob (the
@@ -141,16 +157,21 @@ impl MountStrategy for SharedStorageMount {
             for c in request.candidates {
                 let c = &c.store;
                 if c.scheme == StoreInfo::OCI_LAYOUT
-                    && c.same_authority(dst)
+                    && c.authority == filesystem
                     && c.namespace != dst.namespace
-                    && !roots.contains(&c.namespace.as_str())
+                    && !origins.iter().any(|(shown, _)| *shown == c.namespace)
                 {
-                    roots.push(&c.namespace);
+                    origins.push((
+                        c.namespace.clone(),
+                        blob_path_in(Path::new(&c.namespace), &digest)?,
+                    ));
                 }
             }
         }
-        if roots.is_empty() {
-            let reason = if src.scheme != StoreInfo::OCI_LAYOUT {
+        if origins.is_empty() {
+            let reason = if request.source.capabilities().local_blobs.is_none()
+                && src.scheme != StoreInfo::OCI_LAYOUT
+            {
                 format!(
                     "the source is a `{}` store, not an OCI layout, and no layout on the \
                      destination's filesystem is known to hold the blob",
@@ -159,18 +180,17 @@ impl MountStrategy for SharedStorageMount {
             } else {
                 format!(
                     "`{}` and `{}` are on different filesystems (`{}`, `{}`)",
-                    src.namespace, dst.namespace, src.authority, dst.authority
+                    src.namespace, dst.namespace, src.authority, filesystem
                 )
             };
             return Ok(MountOutcome::not_applicable(reason));
         }
-        let digest = request.descriptor.digest().clone();
         if Hasher::for_digest(&digest).is_err() {
             return Ok(MountOutcome::not_applicable(format!(
                 "cannot verify `{digest}`: unsupported digest algorithm"
             )));
         }
-        let dst_path = dst_layout.blob_path(&digest)?;
+        let dst_path = dst_blobs.blob_file(&digest)?;
         if tokio::fs::metadata(&dst_path)
             .await
             .is_ok_and(|m| m.is_file())
@@ -183,12 +203,11 @@ impl MountStrategy for SharedStorageMount {
             .cannot_clone
             .lock()
             .expect("clone memo lock")
-            .contains(&dst.authority);
-        let tmp_dir = dst_layout.tmp_path();
+            .contains(filesystem);
+        let tmp_dir = dst_blobs.staging_dir();
         let mut declined = Vec::new();
         let mut unsupported = Vec::new();
-        for root in roots {
-            let src_path = blob_path_in(Path::new(root), &digest)?;
+        for (root, src_path) in origins {
             tracing::debug!(
                 strategy = %self,
                 %digest,
@@ -213,11 +232,11 @@ impl MountStrategy for SharedStorageMount {
                         self.cannot_clone
                             .lock()
                             .expect("clone memo lock")
-                            .insert(dst.authority.clone());
+                            .insert(filesystem.to_string());
                     }
                     return Ok(MountOutcome::Mounted {
                         by: method.as_str().to_string(),
-                        from: root.to_string(),
+                        from: root,
                     });
                 }
                 Linked::Present => return Ok(MountOutcome::AlreadyPresent),

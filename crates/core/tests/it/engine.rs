@@ -811,9 +811,6 @@ impl ReadStore for OneStepTagging {
     async fn referrers(&self, s: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
         self.inner.referrers(s).await
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 #[async_trait]
 impl WriteStore for OneStepTagging {

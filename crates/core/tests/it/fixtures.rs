@@ -1,6 +1,5 @@
 //! Graphs built in code, and store wrappers that watch what the engine does.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -121,9 +120,6 @@ impl ReadStore for Watched {
     }
     async fn referrers(&self, s: &Descriptor) -> Result<Vec<Descriptor>> {
         self.inner.referrers(s).await
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -1,7 +1,6 @@
 //! The sync planner and runner over memory stores and catalogs: what is copied, what is
 //! compared and how, each blob once, filters, pruning and its guards, failures, stopping.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -208,9 +207,6 @@ impl ReadStore for CountedStore {
     }
     async fn referrers(&self, s: &Descriptor) -> Result<Vec<Descriptor>> {
         self.inner.referrers(s).await
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
     fn capabilities(&self) -> Capabilities<'_> {
         // Lists names only, as a registry does: every tag is resolved.

@@ -60,3 +60,53 @@ async fn repository_names_itself() {
     assert_eq!(info.authority, registry.addr());
     assert_eq!(info.namespace, "team/app");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_offers_itself_as_a_registry_repository() {
+    use ferry_core::{BlobMount, bytes_stream, conformance::random_blob};
+    let registry = start_registry(Registry::builder()).await;
+    let client = client();
+    let src = repo(&client, registry.addr(), "team/src");
+    let dst = repo(&client, registry.addr(), "team/dst");
+    let capabilities = dst.capabilities();
+    let handle = capabilities
+        .registry_repository
+        .expect("a repository offers RegistryRepository");
+    assert_eq!(handle.registry(), dst.info().authority);
+    assert_eq!(handle.repository(), "team/dst");
+    assert!(capabilities.list_tags.is_some());
+    assert!(capabilities.local_blobs.is_none(), "{capabilities:?}");
+
+    let (desc, data) = random_blob(1000);
+    src.push(&desc, bytes_stream(data)).await.unwrap();
+    registry.clear_log();
+    let answer = handle
+        .mount_blob(desc.digest(), Some("team/src"), &["team/src".to_string()])
+        .await
+        .unwrap();
+    assert!(matches!(answer, BlobMount::Mounted), "{answer:?}");
+    assert!(dst.exists(&desc).await.unwrap());
+    let posts = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect::<Vec<_>>();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert_eq!(posts[0].query_param("from").as_deref(), Some("team/src"));
+
+    // A blob no repository holds: the registry opens an upload instead, which is cancelled.
+    let (missing, _) = random_blob(10);
+    match handle
+        .mount_blob(
+            missing.digest(),
+            Some("team/src"),
+            &["team/src".to_string()],
+        )
+        .await
+        .unwrap()
+    {
+        BlobMount::Upload(upload) => upload.cancel().await.unwrap(),
+        other => panic!("expected an upload session, got {other:?}"),
+    }
+    assert!(!dst.exists(&missing).await.unwrap());
+}

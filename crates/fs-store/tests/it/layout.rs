@@ -334,3 +334,25 @@ async fn tags_and_digests_that_could_escape_the_layout_are_refused() {
         .collect();
     assert_eq!(tags, ["ok".to_string(), "a".repeat(128)]);
 }
+
+#[tokio::test]
+async fn layout_offers_its_blob_files_as_local_blobs() {
+    let dir = tempdir();
+    let store = layout(dir.path(), "blobs");
+    let capabilities = store.capabilities();
+    let blobs = capabilities
+        .local_blobs
+        .expect("a layout offers LocalBlobs");
+    assert!(capabilities.registry_repository.is_none());
+    assert_eq!(blobs.filesystem(), store.info().authority);
+    let (desc, data) = ferry_core::conformance::random_blob(5000);
+    store
+        .push(&desc, ferry_core::bytes_stream(data.clone()))
+        .await
+        .unwrap();
+    let file = blobs.blob_file(desc.digest()).unwrap();
+    assert_eq!(file, store.blob_path(desc.digest()).unwrap());
+    assert_eq!(std::fs::read(&file).unwrap(), data);
+    // The staging directory is inside the layout, on its filesystem.
+    assert!(blobs.staging_dir().starts_with(store.path()));
+}

@@ -222,9 +222,6 @@ impl ferry_core::ReadStore for ClaimingStore {
     async fn referrers(&self, subject: &Descriptor) -> ferry_core::Result<Vec<Descriptor>> {
         self.inner.referrers(subject).await
     }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
 }
 
 #[async_trait::async_trait]

@@ -1,7 +1,6 @@
 //! IpfsMount as a mount strategy: the conformance kit, outcomes, and destinations that fetch
 //! from IPFS themselves.
 
-use std::any::Any;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,9 +192,6 @@ impl ReadStore for SelfFetching {
     }
     async fn referrers(&self, s: &Descriptor) -> Result<Vec<Descriptor>> {
         self.inner.referrers(s).await
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
     fn capabilities(&self) -> Capabilities<'_> {
         let mut c = Capabilities::default();

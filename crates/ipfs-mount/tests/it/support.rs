@@ -1,6 +1,5 @@
 //! Stores, images and a lying gateway for the tests.
 
-use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -100,10 +99,6 @@ impl ReadStore for CountingStore {
 
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>> {
         self.inner.referrers(subject).await
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
