@@ -21,6 +21,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod forward;
 pub mod locations;
 pub mod memory;
 pub mod model;
@@ -40,6 +41,7 @@ pub use engine::{
     CopyOptions, EventSink, copy, copy_graph, copy_root, fetch_manifest, select_platform,
 };
 pub use error::{BoxError, Error, Result};
+pub use forward::{StoreWrapper, WriteStoreWrapper};
 pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocations};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};

@@ -4,3 +4,4 @@
 mod admin_link;
 mod admin_server;
 mod binaries;
+mod wrappers;

@@ -2,6 +2,7 @@
 
 mod engine;
 mod fixtures;
+mod forward;
 mod locations;
 mod manifest;
 mod memory;

@@ -266,3 +266,29 @@ async fn a_destination_that_fetches_itself_is_handed_the_address() {
     assert_eq!(dst.asked.lock().unwrap().len(), 1);
     assert_same(&read(&dst, &desc).await, &other);
 }
+
+#[tokio::test]
+async fn a_wrapped_destination_that_fetches_itself_is_still_handed_the_address() {
+    let helia = Helia::start();
+    let data = random(40_000);
+    let cid = helia.add_raw(&data).await;
+    let desc = layer(&data, &[format!("ipfs://{cid}")]);
+    let inner = Arc::new(SelfFetching {
+        inner: MemoryStore::new("dst"),
+        gateway: GatewayClient::new(helia.url()).unwrap(),
+        asked: Mutex::default(),
+    });
+    let dst = ferry_core::conformance::Counting::new(inner.clone());
+    let strategy = IpfsMount::new(&format!("http://127.0.0.1:{}", closed_port()))
+        .unwrap()
+        .derive_raw_cids(false);
+    let outcome = mount(&strategy, &desc, &MemoryStore::new("src"), dst.as_ref()).await;
+    assert!(
+        matches!(outcome, MountOutcome::Mounted { .. }),
+        "{outcome:?}"
+    );
+    // The wrapper offered the capability and saw the fetch it was asked for.
+    assert_eq!(dst.calls("fetch_from_address"), 1);
+    assert_eq!(*inner.asked.lock().unwrap(), vec![format!("ipfs://{cid}")]);
+    assert_same(&read(&inner.inner, &desc).await, &data);
+}

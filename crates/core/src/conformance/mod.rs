@@ -18,6 +18,9 @@ use oci_spec::image::Descriptor;
 
 use crate::verify::sha256;
 
+mod counting;
+pub use counting::Counting;
+
 /// Media type used for the kits' test blobs.
 pub const TEST_BLOB_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
