@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{Error, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo};
+use ferry_core::{
+    Error, MountMethod, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+};
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
@@ -419,7 +421,10 @@ impl MountStrategy for AdminLinkMount {
         for source in sources {
             match self.link(request, source, target).await {
                 Answer::Linked => {
-                    return Ok(MountOutcome::mounted(self.name(), source.to_string()));
+                    return Ok(MountOutcome::mounted(
+                        source.to_string(),
+                        MountMethod::other("admin link"),
+                    ));
                 }
                 Answer::Present => return Ok(MountOutcome::AlreadyPresent),
                 Answer::Refused(why) => reasons.push(format!("from `{source}`: {why}")),

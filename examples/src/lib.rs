@@ -20,8 +20,12 @@ pub fn print_report(report: &CopyReport) {
     for node in &report.nodes {
         let how = match node.action {
             Action::Mounted => format!(
-                "by {} from {}",
+                "by {} ({}) from {}",
                 node.strategy.as_deref().unwrap_or("?"),
+                node.method
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
                 node.from.as_deref().unwrap_or("?")
             ),
             _ => format!("{} bytes", node.bytes),

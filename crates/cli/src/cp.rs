@@ -81,20 +81,18 @@ pub async fn run(args: CpArgs) -> Result<()> {
     let progress = text && !args.quiet && std::io::stderr().is_terminal();
     let printer = Printer::new(text, progress);
     let sink = printer.clone();
-    let options = CopyOptions {
-        chain,
-        locations,
-        concurrency: args.concurrency.unwrap_or(8) as usize,
-        manifest_limit: args
-            .manifest_limit
-            .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
-        platform,
-        dry_run: args.dry_run,
-        referrers: args.recursive,
-        on_event: Some(Arc::new(move |e| sink.event(e))),
-        root_absent: false,
-        transfers: None,
-    };
+    let options = CopyOptions::default()
+        .with_chain(chain)
+        .with_locations(locations)
+        .with_concurrency(args.concurrency.unwrap_or(8) as usize)
+        .with_manifest_limit(
+            args.manifest_limit
+                .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
+        )
+        .with_platform(platform)
+        .with_dry_run(args.dry_run)
+        .with_referrers(args.recursive)
+        .on_event(move |e| sink.event(e));
     let result = ferry_core::copy(
         src.store,
         &src.reference,

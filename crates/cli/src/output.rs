@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use ferry_core::model::short_digest;
-use ferry_core::{Action, CopyEvent, CopyReport, NodeReport};
+use ferry_core::{Action, CopyEvent, CopyReport, MountMethod, NodeReport};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The text line of one node, as DESIGN.md shows it.
@@ -21,8 +21,19 @@ pub fn node_line(node: &NodeReport) -> String {
         if let Some(from) = &node.from {
             line.push_str(&format!(" from {from}"));
         }
-        if let Some(by) = &node.strategy {
-            line.push_str(&format!(" ({by})"));
+        // How the storage made the copy, where the strategy can do it more than one way; a
+        // cross-repository mount or an address says it already.
+        match &node.method {
+            None
+            | Some(
+                MountMethod::CrossRepository
+                | MountMethod::FetchedFromAddress
+                | MountMethod::FetchedByDestination,
+            ) => {}
+            Some(method) => line.push_str(&format!(" via {method}")),
+        }
+        if let Some(strategy) = &node.strategy {
+            line.push_str(&format!(" ({strategy})"));
         }
     }
     if let Some(reason) = &node.reason {
@@ -63,6 +74,13 @@ impl Printer {
         match event {
             CopyEvent::Copying(d) => {
                 if let Some(b) = &self.bars {
+                    let mut active = b.active.lock().expect("bars");
+                    // A node whose first transfer failed (a blob a strategy began to fetch)
+                    // starts its bar over.
+                    if let Some(bar) = active.get(&d.digest().to_string()) {
+                        bar.set_position(0);
+                        return;
+                    }
                     let bar = b.multi.add(ProgressBar::new(d.size()));
                     bar.set_style(
                         ProgressStyle::with_template(
@@ -72,10 +90,7 @@ impl Printer {
                         .progress_chars("=> "),
                     );
                     bar.set_prefix(format!("Copying {}", short_digest(d.digest())));
-                    b.active
-                        .lock()
-                        .expect("bars")
-                        .insert(d.digest().to_string(), bar);
+                    active.insert(d.digest().to_string(), bar);
                 }
             }
             CopyEvent::Bytes {
@@ -110,6 +125,7 @@ impl Printer {
                     }
                 }
             }
+            _ => {}
         }
     }
 

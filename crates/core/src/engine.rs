@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use oci_spec::image::{Descriptor, Digest};
 use tokio::sync::Semaphore;
@@ -15,9 +14,9 @@ use crate::locations::{BlobLocations, InMemoryLocations};
 use crate::model::{
     self, Manifest, PlatformFilter, is_foreign_layer, is_index, is_manifest, media_type_str,
 };
-use crate::mount::{ChainOutcome, MountChain, MountRequest};
+use crate::mount::{ChainOutcome, Meter, MountChain, MountRequest};
 use crate::report::{Action, CopyEvent, CopyReport, NodeReport};
-use crate::store::{ByteStream, ReadStore, WriteStore};
+use crate::store::{ReadStore, WriteStore};
 use crate::transfers::{BlobTransfers, Claim};
 use crate::verify::{read_to_bytes, verify_bytes};
 
@@ -25,7 +24,7 @@ use crate::verify::{read_to_bytes, verify_bytes};
 /// when it fails in a way that may pass: a temporary error, or content that arrived short or
 /// altered. The registry client retries single requests itself; this starts a whole transfer
 /// over when its stream broke on the way or its answer was mislabelled.
-pub const STEP_TRIES: u32 = 4;
+const STEP_TRIES: u32 = 4;
 
 /// The pause before the second try of a step; it grows by as much before each further try.
 const STEP_RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -33,7 +32,7 @@ const STEP_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Whether a failed step is worth another try: a temporary error, or bytes that did not
 /// match their descriptor (a transfer cut or spoiled on the way; a source that really is
 /// corrupt fails again, with the same error).
-pub fn worth_retrying(error: &Error) -> bool {
+fn worth_retrying(error: &Error) -> bool {
     error.is_temporary()
         || matches!(
             error,
@@ -69,7 +68,20 @@ const REQUESTS_PER_TRANSFER: usize = 4;
 pub type EventSink = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
 
 /// How a copy runs.
+///
+/// Built from [`CopyOptions::default`] with the `with_…` methods; it is `#[non_exhaustive]`,
+/// so options can be added without breaking callers.
+///
+/// ```
+/// # use ferry_core::{CopyOptions, MountChain};
+/// let options = CopyOptions::default()
+///     .with_chain(MountChain::new())
+///     .with_concurrency(4)
+///     .with_referrers(true);
+/// assert_eq!(options.concurrency, 4);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct CopyOptions {
     /// The strategies asked before any blob is streamed. Empty: stream everything.
     pub chain: MountChain,
@@ -112,6 +124,69 @@ impl Default for CopyOptions {
             root_absent: false,
             transfers: None,
         }
+    }
+}
+
+impl CopyOptions {
+    /// The strategies asked before any blob is streamed.
+    pub fn with_chain(mut self, chain: MountChain) -> Self {
+        self.chain = chain;
+        self
+    }
+
+    /// Where blobs were seen, filled by this copy and asked by strategies (an in-memory
+    /// record by default; a [`crate::PersistentLocations`] keeps it between runs).
+    pub fn with_locations(mut self, locations: Arc<dyn BlobLocations>) -> Self {
+        self.locations = locations;
+        self
+    }
+
+    /// How many transfers run at once (at least 1; 8 by default).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// The largest manifest accepted, in bytes (4 MiB by default).
+    pub fn with_manifest_limit(mut self, limit: u64) -> Self {
+        self.manifest_limit = limit;
+        self
+    }
+
+    /// Copies only this platform's manifest out of an index at the root.
+    pub fn with_platform(mut self, platform: Option<PlatformFilter>) -> Self {
+        self.platform = platform;
+        self
+    }
+
+    /// Reports the plan and writes nothing.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Also copies the referrers (signatures, SBOMs, attestations) of every manifest copied.
+    pub fn with_referrers(mut self, referrers: bool) -> Self {
+        self.referrers = referrers;
+        self
+    }
+
+    /// Delivers progress events to `sink` as the copy runs.
+    pub fn on_event(mut self, sink: impl Fn(&CopyEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(sink));
+        self
+    }
+
+    /// Tells that the destination lacks the root (see [`CopyOptions::root_absent`]).
+    pub fn with_root_absent(mut self, root_absent: bool) -> Self {
+        self.root_absent = root_absent;
+        self
+    }
+
+    /// Shares the blob transfers of a run of many copies (see [`CopyOptions::transfers`]).
+    pub fn with_transfers(mut self, transfers: Arc<BlobTransfers>) -> Self {
+        self.transfers = Some(transfers);
+        self
     }
 }
 
@@ -373,8 +448,8 @@ async fn run_graph(
     }
     let nodes = std::mem::take(&mut *engine.report.lock().expect("report lock"));
     let report = CopyReport {
-        source: format!("[{}] {}", engine.src.info().scheme, engine.src),
-        destination: format!("[{}] {}", engine.dst.info().scheme, engine.dst),
+        source: engine.src.info().clone(),
+        destination: engine.dst.info().clone(),
         root,
         tags: Vec::new(),
         chain: options.chain.to_string(),
@@ -456,6 +531,7 @@ impl Engine {
             digest = %node.descriptor.digest(),
             action = node.action.verb(),
             strategy = node.strategy.as_deref().unwrap_or(""),
+            bytes = node.bytes,
             "node done"
         );
         self.emit(CopyEvent::Done(node.clone()));
@@ -468,6 +544,7 @@ impl Engine {
             action,
             strategy: None,
             from: None,
+            method: None,
             reason: None,
             bytes: 0,
             duration: started.elapsed(),
@@ -640,12 +717,10 @@ impl Engine {
         let started = Instant::now();
         let digest = descriptor.digest();
         let candidates = self.options.locations.locations(digest);
-        let request = MountRequest {
-            descriptor,
-            source: self.src.as_ref(),
-            destination: self.dst.as_ref(),
-            candidates: &candidates,
-        };
+        let meter = Meter::new(descriptor, self.options.on_event.clone());
+        let request = MountRequest::new(descriptor, self.src.as_ref(), self.dst.as_ref())
+            .with_candidates(&candidates)
+            .with_meter(&meter);
         let chain = &self.options.chain;
         if (self.options.dry_run || !chain.probes_destination(&request))
             && self.dst.exists(descriptor).await?
@@ -662,59 +737,37 @@ impl Engine {
         let mut node = Self::simple(descriptor, Action::Copied, started);
         node.attempts = attempts;
         match outcome {
-            ChainOutcome::Mounted { by, from } => {
+            ChainOutcome::Mounted {
+                strategy,
+                from,
+                method,
+            } => {
                 node.action = Action::Mounted;
-                node.strategy = Some(by);
+                node.strategy = Some(strategy);
                 node.from = Some(from);
+                node.method = Some(method);
             }
-            ChainOutcome::AlreadyPresent { by } => {
+            ChainOutcome::AlreadyPresent { strategy } => {
                 node.action = Action::Exists;
-                node.strategy = Some(by);
+                node.strategy = Some(strategy);
             }
             ChainOutcome::Fallback { upload } => {
                 drop(request_permit);
                 let _permit = self.permits.acquire().await.expect("semaphore open");
-                self.emit(CopyEvent::Copying(descriptor.clone()));
-                let stream = self.src.fetch(descriptor).await?;
-                let stream = self.progress(descriptor, stream);
+                let stream = request.count_bytes(self.src.fetch(descriptor).await?);
                 match upload {
                     Some(prepared) => prepared.upload(descriptor, stream).await?,
                     None => self.dst.push(descriptor, stream).await?,
                 }
                 // The destination verified size and digest before committing.
                 self.options.locations.record(digest, self.src.info());
-                node.bytes = descriptor.size();
             }
         }
+        node.bytes = meter.bytes();
         self.options.locations.record(digest, self.dst.info());
         node.duration = started.elapsed();
         self.finish(node);
         Ok(())
-    }
-
-    fn progress(&self, descriptor: &Descriptor, stream: ByteStream) -> ByteStream {
-        if self.options.on_event.is_none() {
-            return stream;
-        }
-        let sink = self.options.on_event.clone().expect("checked");
-        let descriptor = descriptor.clone();
-        let total = descriptor.size();
-        let mut done = 0u64;
-        let mut last = Instant::now() - Duration::from_secs(1);
-        Box::pin(stream.map(move |chunk| {
-            if let Ok(c) = &chunk {
-                done += c.len() as u64;
-                if done == total || last.elapsed() >= Duration::from_millis(50) {
-                    last = Instant::now();
-                    sink(&CopyEvent::Bytes {
-                        descriptor: descriptor.clone(),
-                        done,
-                        total,
-                    });
-                }
-            }
-            chunk
-        }))
     }
 
     /// Copies the referrers of every manifest copied, and theirs, until none is left.

@@ -10,7 +10,7 @@
 //! #               dst: std::sync::Arc<dyn ferry_core::WriteStore>,
 //! #               strategy: impl ferry_core::MountStrategy + 'static) -> ferry_core::Result<()> {
 //! use ferry_core::{copy, CopyOptions, MountChain};
-//! let options = CopyOptions { chain: MountChain::new().with(strategy), ..Default::default() };
+//! let options = CopyOptions::default().with_chain(MountChain::new().with(strategy));
 //! let report = copy(src, "v1", dst, Some("v1"), &options).await?;
 //! for node in &report.nodes {
 //!     println!("{} {}", node.action.verb(), node.descriptor.digest());
@@ -46,8 +46,8 @@ pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocati
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};
 pub use mount::{
-    ChainOutcome, MountAttempt, MountChain, MountOutcome, MountRequest, MountStrategy,
-    PreparedUpload,
+    AttemptOutcome, ChainOutcome, MountAttempt, MountChain, MountMethod, MountOutcome,
+    MountRequest, MountStrategy, PreparedUpload,
 };
 pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{

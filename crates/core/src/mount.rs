@@ -2,18 +2,26 @@
 
 use std::fmt::{Debug, Display};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 
+use crate::engine::EventSink;
 use crate::error::Result;
 use crate::locations::Location;
+use crate::report::CopyEvent;
 use crate::store::{ByteStream, ReadStore, WriteStore};
 
 /// What a strategy is asked: bring `descriptor` to `destination`.
+///
+/// Built with [`MountRequest::new`] (and [`MountRequest::with_candidates`]); it is
+/// `#[non_exhaustive]`, so fields can be added without breaking strategies that read it.
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct MountRequest<'a> {
     /// The blob.
     pub descriptor: &'a Descriptor,
@@ -23,6 +31,48 @@ pub struct MountRequest<'a> {
     pub destination: &'a dyn WriteStore,
     /// Other places the blob was seen (blob-location cache), most recent first.
     pub candidates: &'a [Location],
+    /// Counts the bytes an attempt moves through this process; set by the engine.
+    meter: Option<&'a Meter>,
+}
+
+impl<'a> MountRequest<'a> {
+    /// A request to bring `descriptor` from `source` to `destination`, with no candidates.
+    pub fn new(
+        descriptor: &'a Descriptor,
+        source: &'a dyn ReadStore,
+        destination: &'a dyn WriteStore,
+    ) -> Self {
+        Self {
+            descriptor,
+            source,
+            destination,
+            candidates: &[],
+            meter: None,
+        }
+    }
+
+    /// The places the blob-location cache saw the blob, most recent first.
+    pub fn with_candidates(mut self, candidates: &'a [Location]) -> Self {
+        self.candidates = candidates;
+        self
+    }
+
+    pub(crate) fn with_meter(mut self, meter: &'a Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// Passes blob bytes that move through this process (fetched from somewhere and pushed to
+    /// the destination) through the copy's accounting: they are counted in the report's
+    /// `bytes` and reported as progress events. A strategy that streams a blob through the
+    /// client wraps the stream it pushes with this; a request built outside the engine counts
+    /// nothing and returns the stream as it is.
+    pub fn count_bytes(&self, stream: ByteStream) -> ByteStream {
+        match self.meter {
+            Some(meter) => meter.count(stream),
+            None => stream,
+        }
+    }
 }
 
 impl Debug for MountRequest<'_> {
@@ -35,6 +85,64 @@ impl Debug for MountRequest<'_> {
             .finish()
     }
 }
+
+/// The byte accounting of one node of a copy: every byte streamed through the client for it,
+/// by the fallback copy or by a strategy, and the progress events they produce.
+pub(crate) struct Meter {
+    descriptor: Descriptor,
+    bytes: Arc<AtomicU64>,
+    sink: Option<EventSink>,
+}
+
+impl Meter {
+    pub(crate) fn new(descriptor: &Descriptor, sink: Option<EventSink>) -> Self {
+        Self {
+            descriptor: descriptor.clone(),
+            bytes: Arc::default(),
+            sink,
+        }
+    }
+
+    /// Every byte counted so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Counts the bytes of `stream`; with a sink, announces the transfer and reports its
+    /// progress (at most every 50 ms, and at the end).
+    pub(crate) fn count(&self, stream: ByteStream) -> ByteStream {
+        let bytes = self.bytes.clone();
+        let Some(sink) = self.sink.clone() else {
+            return Box::pin(stream.inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+            }));
+        };
+        sink(&CopyEvent::Copying(self.descriptor.clone()));
+        let descriptor = self.descriptor.clone();
+        let total = descriptor.size();
+        let mut done = 0u64;
+        let mut last = Instant::now() - PROGRESS_INTERVAL;
+        Box::pin(stream.inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                done += c.len() as u64;
+                if done == total || last.elapsed() >= PROGRESS_INTERVAL {
+                    last = Instant::now();
+                    sink(&CopyEvent::Bytes {
+                        descriptor: descriptor.clone(),
+                        done,
+                        total,
+                    });
+                }
+            }
+        }))
+    }
+}
+
+/// The shortest time between two progress events of one transfer.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A write path left open by a mount attempt (an OCI upload session a registry opened when it
 /// answered a mount with 202). The engine streams the fallback copy into it, so a failed mount
@@ -49,39 +157,118 @@ pub trait PreparedUpload: Debug + Send + Sync {
     async fn cancel(self: Box<Self>) -> Result<()>;
 }
 
+/// How a strategy brought a blob to the destination, for the report and the output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MountMethod {
+    /// The registry linked the blob from another of its repositories (the OCI
+    /// cross-repository mount).
+    CrossRepository,
+    /// A copy-on-write clone of the blob's file.
+    Reflink,
+    /// A hardlink to the blob's file.
+    Hardlink,
+    /// A copy made by the storage service itself (`CopyObject`).
+    ServerSideCopy,
+    /// The data was in the destination's storage already; only the repository's link to it
+    /// was written.
+    LinkOnly,
+    /// The client fetched the blob from an address (an `ipfs://` URL) rather than from the
+    /// source, and pushed it.
+    FetchedFromAddress,
+    /// The destination fetched the blob from an address by itself
+    /// ([`crate::FetchFromAddress`]).
+    FetchedByDestination,
+    /// Any other way, named by the strategy (a vendor API's link, for instance).
+    Other(String),
+}
+
+impl MountMethod {
+    /// A method of a strategy's own, such as `admin link`.
+    pub fn other(name: impl Into<String>) -> Self {
+        MountMethod::Other(name.into())
+    }
+
+    /// A stable identifier, as the JSON report writes it (`hardlink`, `server-side-copy`).
+    pub fn id(&self) -> &str {
+        match self {
+            MountMethod::CrossRepository => "cross-repository",
+            MountMethod::Reflink => "reflink",
+            MountMethod::Hardlink => "hardlink",
+            MountMethod::ServerSideCopy => "server-side-copy",
+            MountMethod::LinkOnly => "link-only",
+            MountMethod::FetchedFromAddress => "fetched-from-address",
+            MountMethod::FetchedByDestination => "fetched-by-destination",
+            MountMethod::Other(name) => name,
+        }
+    }
+}
+
+impl Display for MountMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MountMethod::CrossRepository => "cross-repository mount",
+            MountMethod::Reflink => "reflink",
+            MountMethod::Hardlink => "hardlink",
+            MountMethod::ServerSideCopy => "server-side copy",
+            MountMethod::LinkOnly => "link only",
+            MountMethod::FetchedFromAddress => "fetched from address",
+            MountMethod::FetchedByDestination => "fetched by the destination",
+            MountMethod::Other(name) => name,
+        })
+    }
+}
+
+impl Serialize for MountMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.id())
+    }
+}
+
 /// The result of one mount attempt. "Could not mount" is an outcome, never an error.
+///
+/// Built with its constructors ([`MountOutcome::mounted`], [`MountOutcome::not_applicable`],
+/// [`MountOutcome::declined`], [`MountOutcome::unreachable`], …); the enum and its variants
+/// are `#[non_exhaustive]`, so match with `..` and a wildcard arm.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum MountOutcome {
     /// The destination now holds the blob.
+    #[non_exhaustive]
     Mounted {
-        /// The strategy that mounted it.
-        by: String,
         /// Where it came from, for the user (`src/app`, `ipfs://bafk…`, a path).
         from: String,
+        /// How it got there.
+        method: MountMethod,
     },
     /// The destination already held the blob.
     AlreadyPresent,
     /// The strategy cannot apply to this pair of stores or this blob.
+    #[non_exhaustive]
     NotApplicable {
         /// Why, for the log and the report.
         reason: String,
     },
     /// The strategy applied but could not mount.
+    #[non_exhaustive]
     Declined {
         /// Why, for the log and the report.
         reason: String,
         /// A write path the attempt left open, for the fallback copy.
         upload: Option<Box<dyn PreparedUpload>>,
+        /// Whether the strategy could not reach what it needs (an endpoint that did not
+        /// answer, storage that could not be reached), as opposed to being refused.
+        unreachable: bool,
     },
 }
 
 impl MountOutcome {
-    /// [`MountOutcome::Mounted`] by the strategy named `by` (its [`MountStrategy::name`]),
-    /// from `from` (shown to the user: `src/app`, a path, `ipfs://…`).
-    pub fn mounted(by: impl Into<String>, from: impl Into<String>) -> Self {
+    /// [`MountOutcome::Mounted`]: the blob came from `from` (shown to the user: `src/app`, a
+    /// path, `ipfs://…`) by `method`. The chain records which strategy it was.
+    pub fn mounted(from: impl Into<String>, method: MountMethod) -> Self {
         MountOutcome::Mounted {
-            by: by.into(),
             from: from.into(),
+            method,
         }
     }
 
@@ -97,17 +284,62 @@ impl MountOutcome {
         MountOutcome::Declined {
             reason: reason.into(),
             upload: None,
+            unreachable: false,
         }
     }
 
-    /// A short word for the kind of outcome.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            MountOutcome::Mounted { .. } => "mounted",
-            MountOutcome::AlreadyPresent => "already-present",
-            MountOutcome::NotApplicable { .. } => "not-applicable",
-            MountOutcome::Declined { .. } => "declined",
+    /// [`MountOutcome::Declined`] with a reason and the write path the attempt left open
+    /// (see [`PreparedUpload`]).
+    pub fn declined_with_upload(
+        reason: impl Into<String>,
+        upload: Box<dyn PreparedUpload>,
+    ) -> Self {
+        MountOutcome::Declined {
+            reason: reason.into(),
+            upload: Some(upload),
+            unreachable: false,
         }
+    }
+
+    /// [`MountOutcome::Declined`] because the strategy could not reach what it needs (no
+    /// answer, a connection refused, a timeout).
+    pub fn unreachable(reason: impl Into<String>) -> Self {
+        MountOutcome::Declined {
+            reason: reason.into(),
+            upload: None,
+            unreachable: true,
+        }
+    }
+
+    /// The kind of outcome, as the report records it.
+    pub fn kind(&self) -> AttemptOutcome {
+        match self {
+            MountOutcome::Mounted { .. } => AttemptOutcome::Mounted,
+            MountOutcome::AlreadyPresent => AttemptOutcome::AlreadyPresent,
+            MountOutcome::NotApplicable { .. } => AttemptOutcome::NotApplicable,
+            MountOutcome::Declined { .. } => AttemptOutcome::Declined,
+        }
+    }
+
+    /// The reason of a [`MountOutcome::NotApplicable`] or [`MountOutcome::Declined`].
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            MountOutcome::NotApplicable { reason } | MountOutcome::Declined { reason, .. } => {
+                Some(reason)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this is a [`MountOutcome::Declined`] marked unreachable.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            MountOutcome::Declined {
+                unreachable: true,
+                ..
+            }
+        )
     }
 }
 
@@ -133,34 +365,82 @@ pub trait MountStrategy: Display + Debug + Send + Sync {
     }
 }
 
+/// What one attempt of a chain gave, as the report records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// The strategy mounted the blob.
+    Mounted,
+    /// The strategy found the blob at the destination.
+    AlreadyPresent,
+    /// The strategy did not apply.
+    NotApplicable,
+    /// The strategy applied but could not mount.
+    Declined,
+    /// The strategy failed, and the chain with it.
+    Error,
+}
+
+impl AttemptOutcome {
+    /// `mounted`, `already-present`, `not-applicable`, `declined` or `error`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AttemptOutcome::Mounted => "mounted",
+            AttemptOutcome::AlreadyPresent => "already-present",
+            AttemptOutcome::NotApplicable => "not-applicable",
+            AttemptOutcome::Declined => "declined",
+            AttemptOutcome::Error => "error",
+        }
+    }
+}
+
+impl Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One attempt of a chain, for the log and the report.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct MountAttempt {
     /// The strategy's name.
     pub strategy: String,
-    /// `mounted`, `already-present`, `not-applicable`, `declined` or `error`.
-    pub outcome: &'static str,
+    /// What the attempt gave.
+    pub outcome: AttemptOutcome,
     /// Where from, or why not.
     pub detail: String,
     /// How long the attempt took.
     #[serde(serialize_with = "crate::report::serialize_duration")]
     pub duration: Duration,
+    /// Bytes the attempt moved through the client (a blob fetched from an address and
+    /// pushed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a whole chain achieved for one blob.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum ChainOutcome {
     /// A strategy mounted the blob.
     Mounted {
-        /// The strategy.
-        by: String,
+        /// The strategy's name.
+        strategy: String,
         /// Where from.
         from: String,
+        /// How.
+        method: MountMethod,
     },
     /// A strategy found the blob already at the destination.
     AlreadyPresent {
-        /// The strategy that found it.
-        by: String,
+        /// The strategy's name.
+        strategy: String,
     },
     /// Nothing mounted; the blob must be streamed, into `upload` when one was prepared.
     Fallback {
@@ -221,19 +501,23 @@ impl MountChain {
         let mut attempts = Vec::with_capacity(self.strategies.len());
         let mut prepared: Option<Box<dyn PreparedUpload>> = None;
         let digest = request.descriptor.digest();
+        let counted = || request.meter.map_or(0, Meter::bytes);
         for strategy in &self.strategies {
             let started = Instant::now();
+            let bytes_before = counted();
             let result = strategy.mount(request).await;
             let duration = started.elapsed();
+            let bytes = counted() - bytes_before;
             let outcome = match result {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::debug!(strategy = strategy.name(), %digest, error = %e, "mount attempt failed");
                     attempts.push(MountAttempt {
                         strategy: strategy.name().to_string(),
-                        outcome: "error",
+                        outcome: AttemptOutcome::Error,
                         detail: e.to_string(),
                         duration,
+                        bytes,
                     });
                     if let Some(p) = prepared.take() {
                         let _ = p.cancel().await;
@@ -251,7 +535,7 @@ impl MountChain {
             tracing::debug!(
                 strategy = strategy.name(),
                 %digest,
-                outcome = outcome.kind(),
+                outcome = %outcome.kind(),
                 detail = %detail,
                 ms = duration.as_millis() as u64,
                 "mount attempt"
@@ -261,20 +545,29 @@ impl MountChain {
                 outcome: outcome.kind(),
                 detail,
                 duration,
+                bytes,
             });
             match outcome {
-                MountOutcome::Mounted { by, from } => {
+                MountOutcome::Mounted { from, method } => {
                     if let Some(p) = prepared.take() {
                         let _ = p.cancel().await;
                     }
-                    return Ok((ChainOutcome::Mounted { by, from }, attempts));
+                    let strategy = strategy.name().to_string();
+                    return Ok((
+                        ChainOutcome::Mounted {
+                            strategy,
+                            from,
+                            method,
+                        },
+                        attempts,
+                    ));
                 }
                 MountOutcome::AlreadyPresent => {
                     if let Some(p) = prepared.take() {
                         let _ = p.cancel().await;
                     }
-                    let by = strategy.name().to_string();
-                    return Ok((ChainOutcome::AlreadyPresent { by }, attempts));
+                    let strategy = strategy.name().to_string();
+                    return Ok((ChainOutcome::AlreadyPresent { strategy }, attempts));
                 }
                 MountOutcome::NotApplicable { .. } => {}
                 MountOutcome::Declined { upload, .. } => {

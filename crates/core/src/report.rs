@@ -5,11 +5,13 @@ use std::time::Duration;
 use oci_spec::image::Descriptor;
 use serde::{Serialize, Serializer};
 
-use crate::mount::MountAttempt;
+use crate::mount::{MountAttempt, MountMethod};
+use crate::store::StoreInfo;
 
 /// What happened to one node of the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Action {
     /// Its bytes were streamed from the source to the destination.
     Copied,
@@ -38,21 +40,27 @@ impl Action {
 
 /// One node of the report.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct NodeReport {
     /// The node.
     pub descriptor: Descriptor,
     /// What was done.
     pub action: Action,
-    /// The strategy that mounted it or found it present, if any.
+    /// The strategy that mounted it or found it present, if any (its
+    /// [`crate::MountStrategy::name`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
     /// Where a mounted blob came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// How a mounted blob got to the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<MountMethod>,
     /// Why a node was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Bytes streamed through the client for this node.
+    /// Bytes that passed through the client for this node: streamed from the source, or
+    /// moved by a strategy (a blob fetched from an IPFS gateway), failed attempts included.
     pub bytes: u64,
     /// How long the node took, from its first request to its commit.
     #[serde(serialize_with = "serialize_duration")]
@@ -64,11 +72,12 @@ pub struct NodeReport {
 
 /// The result of a copy.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct CopyReport {
-    /// The source, as `[scheme] location`.
-    pub source: String,
-    /// The destination, as `[scheme] location`.
-    pub destination: String,
+    /// The source store.
+    pub source: StoreInfo,
+    /// The destination store.
+    pub destination: StoreInfo,
     /// The root that was copied.
     pub root: Descriptor,
     /// The tags set at the destination.
@@ -79,7 +88,7 @@ pub struct CopyReport {
     pub dry_run: bool,
     /// One entry per node, children before parents, the root last.
     pub nodes: Vec<NodeReport>,
-    /// Bytes streamed through the client in all.
+    /// Bytes that passed through the client in all.
     pub bytes: u64,
     /// Wall time of the whole copy.
     #[serde(serialize_with = "serialize_duration")]
@@ -100,8 +109,11 @@ impl CopyReport {
 
 /// Progress of a copy, delivered to [`crate::CopyOptions::on_event`] as it happens.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum CopyEvent {
-    /// Streaming of a node starts.
+    /// Bytes of a node start to pass through the client: the fallback stream, or a
+    /// strategy's (a blob fetched from an address). A node whose first transfer failed may
+    /// announce another.
     Copying(Descriptor),
     /// Bytes of a node were streamed: `done` of `total` so far.
     Bytes {

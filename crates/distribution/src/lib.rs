@@ -24,7 +24,7 @@
 //! let client = RegistryClient::new(ClientOptions::default())?;
 //! let src = client.repository(&Reference::parse("localhost:5000/team/app:v1")?)?;
 //! let dst = client.repository(&Reference::parse("localhost:5000/prod/app")?)?;
-//! let options = CopyOptions { chain: MountChain::new().with(CrossRepoMount::new()), ..Default::default() };
+//! let options = CopyOptions::default().with_chain(MountChain::new().with(CrossRepoMount::new()));
 //! copy(src, "v1", dst, Some("v1"), &options).await?;
 //! # Ok(()) }
 //! ```

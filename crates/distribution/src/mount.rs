@@ -5,8 +5,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use ferry_core::{
-    BlobMount, Digest, MountOutcome, MountRequest, MountStrategy, RegistryRepository, Result,
-    StoreInfo,
+    BlobMount, Digest, MountMethod, MountOutcome, MountRequest, MountStrategy, RegistryRepository,
+    Result, StoreInfo,
 };
 use http::{Method, StatusCode};
 
@@ -183,19 +183,16 @@ impl MountStrategy for CrossRepoMount {
             );
             match answer {
                 Ok(BlobMount::Mounted) => {
-                    return Ok(MountOutcome::Mounted {
-                        by: self.name().to_string(),
-                        from: shown.to_string(),
-                    });
+                    return Ok(MountOutcome::mounted(shown, MountMethod::CrossRepository));
                 }
                 Ok(BlobMount::Upload(session)) => {
                     let reason = format!("`{shown}`: the registry opened an upload instead");
                     if last {
                         reasons.push(reason);
-                        return Ok(MountOutcome::Declined {
-                            reason: reasons.join("; "),
-                            upload: Some(session),
-                        });
+                        return Ok(MountOutcome::declined_with_upload(
+                            reasons.join("; "),
+                            session,
+                        ));
                     }
                     if let Err(e) = session.cancel().await {
                         tracing::debug!(error = %e, "cancelling an unused upload session failed");
@@ -226,14 +223,14 @@ impl CrossRepoMount {
         tracing::debug!(destination = %request.destination, %digest, "probe by a mount from the destination itself");
         match answer {
             Ok(BlobMount::Mounted) => Ok(MountOutcome::AlreadyPresent),
-            Ok(BlobMount::Upload(session)) => Ok(MountOutcome::Declined {
-                reason: format!(
+            Ok(BlobMount::Upload(session)) => Ok(MountOutcome::declined_with_upload(
+                format!(
                     "no repository of `{}` is known to hold the blob, and `{}` does not",
                     dst.registry(),
                     dst.repository()
                 ),
-                upload: Some(session),
-            }),
+                session,
+            )),
             Ok(refusal) => {
                 if request.destination.exists(request.descriptor).await? {
                     return Ok(MountOutcome::AlreadyPresent);

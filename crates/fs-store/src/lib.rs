@@ -32,10 +32,7 @@
 //!
 //! let src = Arc::new(OciLayout::open("images/app")?);
 //! let dst = Arc::new(OciLayout::open_or_create("mirror/app")?);
-//! let options = CopyOptions {
-//!     chain: MountChain::new().with(SharedStorageMount::new()),
-//!     ..Default::default()
-//! };
+//! let options = CopyOptions::default().with_chain(MountChain::new().with(SharedStorageMount::new()));
 //! copy(src, "v1", dst, Some("v1"), &options).await?;
 //! # Ok(()) }
 //! ```

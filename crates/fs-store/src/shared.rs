@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ferry_core::model::DigestAlgorithm;
 use ferry_core::{
-    Digest, Error, Hasher, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+    Digest, Error, Hasher, MountMethod, MountOutcome, MountRequest, MountStrategy, Result,
+    StoreInfo,
 };
 
 use crate::lanes::{self, Failure};
@@ -24,11 +25,11 @@ enum Method {
     Hardlink,
 }
 
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Reflink => "reflink",
-            Method::Hardlink => "hardlink",
+impl From<Method> for MountMethod {
+    fn from(method: Method) -> Self {
+        match method {
+            Method::Reflink => MountMethod::Reflink,
+            Method::Hardlink => MountMethod::Hardlink,
         }
     }
 }
@@ -65,8 +66,8 @@ enum Linked {
 /// does, and any wrapper that forwards them) is ever written; the source's file is found the
 /// same way, or from the path of a layout its [`StoreInfo`] names.
 ///
-/// The outcome's `by` is the method actually used, `reflink` or `hardlink`; its `from` is the
-/// path of the layout the file came from.
+/// A mount reports the method actually used, [`MountMethod::Reflink`] or
+/// [`MountMethod::Hardlink`], and comes `from` the path of the layout the file came from.
 #[derive(Debug, Clone, Default)]
 pub struct SharedStorageMount {
     trusted: bool,
@@ -234,10 +235,7 @@ impl MountStrategy for SharedStorageMount {
                             .expect("clone memo lock")
                             .insert(filesystem.to_string());
                     }
-                    return Ok(MountOutcome::Mounted {
-                        by: method.as_str().to_string(),
-                        from: root,
-                    });
+                    return Ok(MountOutcome::mounted(root, method.into()));
                 }
                 Linked::Present => return Ok(MountOutcome::AlreadyPresent),
                 Linked::Corrupt(reason) => declined.push(reason),

@@ -13,7 +13,7 @@
 //! let ipfs = IpfsMount::new("http://127.0.0.1:8080")?
 //!     .with_cid_map(CidMap::load("cids.json")?)
 //!     .derive_raw_cids(true);
-//! let options = CopyOptions { chain: MountChain::new().with(ipfs), ..Default::default() };
+//! let options = CopyOptions::default().with_chain(MountChain::new().with(ipfs));
 //! let report = copy(src, "v1", dst, Some("v1"), &options).await?;
 //! # Ok(()) }
 //! ```

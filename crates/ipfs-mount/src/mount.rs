@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_core::{
-    ByteStream, Descriptor, Error, MountOutcome, MountRequest, MountStrategy, Result, WriteStore,
+    ByteStream, Descriptor, Error, MountMethod, MountOutcome, MountRequest, MountStrategy, Result,
 };
 use futures::StreamExt;
 
@@ -24,7 +24,9 @@ pub const NAME: &str = "ipfs";
 /// A destination whose [`ferry_core::Capabilities::fetch_from_address`] accepts `ipfs://`
 /// is handed the address and fetches it itself, so no byte passes through the client.
 ///
-/// Outcomes: `Mounted` with `from` = `ipfs://CID`; `NotApplicable` when the blob has no
+/// Outcomes: `Mounted` with `from` = `ipfs://CID`, by [`MountMethod::FetchedFromAddress`]
+/// through the gateway (the bytes are counted in the copy's report and progress) or
+/// [`MountMethod::FetchedByDestination`]; `NotApplicable` when the blob has no
 /// address; `Declined` with the reasons when the gateway lacks the content, does not answer
 /// in time, or sends bytes that do not match: the engine then tries the next strategy or
 /// the source.
@@ -83,18 +85,21 @@ impl IpfsMount {
 
     /// Streams `address` from the gateway into the destination. `Ok(Err(reason))` when the
     /// gateway could not deliver matching content; `Err` when the destination failed.
+    ///
+    /// The bytes pass through this process: they are counted as the request's
+    /// ([`MountRequest::count_bytes`]), so the copy's report and progress show them.
     async fn fetch_into(
         &self,
-        descriptor: &Descriptor,
+        request: &MountRequest<'_>,
         address: &IpfsAddress,
-        destination: &dyn WriteStore,
     ) -> Result<std::result::Result<(), String>> {
+        let descriptor = request.descriptor;
         let stream = match self.gateway.fetch_file(&address.cid).await {
             Ok(stream) => stream,
             Err(e) => return Ok(Err(format!("{address}: {e}"))),
         };
-        let (stream, gateway_failure) = watch(stream);
-        match destination.push(descriptor, stream).await {
+        let (stream, gateway_failure) = watch(request.count_bytes(stream));
+        match request.destination.push(descriptor, stream).await {
             Ok(()) => Ok(Ok(())),
             Err(e) => {
                 if let Some(failure) = gateway_failure.lock().expect("failure lock").take() {
@@ -162,10 +167,10 @@ impl MountStrategy for IpfsMount {
                 tracing::debug!(%digest, address = %url, destination = %request.destination, "asking the destination to fetch from IPFS itself");
                 match fetcher.fetch_from_address(descriptor, &url).await {
                     Ok(true) => {
-                        return Ok(MountOutcome::Mounted {
-                            by: NAME.into(),
-                            from: url,
-                        });
+                        return Ok(MountOutcome::mounted(
+                            url,
+                            MountMethod::FetchedByDestination,
+                        ));
                     }
                     Ok(false) => {
                         reasons.push(format!("{url}: {} could not fetch it", request.destination))
@@ -177,16 +182,13 @@ impl MountStrategy for IpfsMount {
 
         for address in &addresses {
             tracing::debug!(%digest, %address, gateway = %self.gateway, "fetching from IPFS");
-            match self
-                .fetch_into(descriptor, address, request.destination)
-                .await?
-            {
+            match self.fetch_into(request, address).await? {
                 Ok(()) => {
                     tracing::debug!(%digest, %address, "mounted from IPFS");
-                    return Ok(MountOutcome::Mounted {
-                        by: NAME.into(),
-                        from: address.url(),
-                    });
+                    return Ok(MountOutcome::mounted(
+                        address.url(),
+                        MountMethod::FetchedFromAddress,
+                    ));
                 }
                 Err(reason) => {
                     tracing::debug!(%digest, %address, %reason, "IPFS address declined");

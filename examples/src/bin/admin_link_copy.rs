@@ -54,10 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let source = client.repository(&src)?;
     let destination = client.repository(&dst)?;
-    let options = CopyOptions {
-        chain,
-        ..CopyOptions::default()
-    };
+    let options = CopyOptions::default().with_chain(chain);
     let dst_tag = dst.tag().unwrap_or(&tag).to_string();
     let report = copy(
         Arc::clone(&source) as _,

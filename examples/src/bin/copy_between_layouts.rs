@@ -31,10 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let source: Arc<dyn ReadStore> = Arc::new(OciLayout::open(src)?);
     let destination: Arc<dyn WriteStore> = Arc::new(OciLayout::open_or_create(dst)?);
-    let options = CopyOptions {
-        chain,
-        ..CopyOptions::default()
-    };
+    let options = CopyOptions::default().with_chain(chain);
     let report = copy(source, tag, destination, Some(tag), &options).await?;
 
     ferry_examples::print_report(&report);

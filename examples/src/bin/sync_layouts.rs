@@ -36,10 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         destination_prefix: String::new(),
     })
     .with_filter(filter)
-    .with_copy(CopyOptions {
-        chain: MountChain::new().with(SharedStorageMount::new()),
-        ..CopyOptions::default()
-    });
+    .with_copy(
+        CopyOptions::default().with_chain(MountChain::new().with(SharedStorageMount::new())),
+    );
     let report = sync(vec![entry], SyncOptions::default()).await;
     for image in &report.images {
         println!(

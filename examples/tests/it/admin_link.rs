@@ -7,7 +7,8 @@ use std::sync::Arc;
 use ferry_core::conformance::strategy::{Case, Seen, run_all};
 use ferry_core::{
     Action, BlobLocations, CopyOptions, CopyReport, Descriptor, InMemoryLocations, MemoryStore,
-    MountChain, MountOutcome, MountRequest, MountStrategy, ReadStore, WriteStore, copy,
+    MountChain, MountMethod, MountOutcome, MountRequest, MountStrategy, ReadStore, WriteStore,
+    copy,
 };
 use ferry_distribution::{
     ClientOptions, Credentials, CrossRepoMount, Reference, RegistryClient, Repository,
@@ -133,19 +134,14 @@ async fn mount_one(
     destination: &dyn WriteStore,
 ) -> MountOutcome {
     strategy
-        .mount(&MountRequest {
-            descriptor,
-            source,
-            destination,
-            candidates: &[],
-        })
+        .mount(&MountRequest::new(descriptor, source, destination))
         .await
         .expect("an attempt reports an outcome, never an error")
 }
 
 fn reason(outcome: &MountOutcome) -> String {
     match outcome {
-        MountOutcome::NotApplicable { reason } | MountOutcome::Declined { reason, .. } => {
+        MountOutcome::NotApplicable { reason, .. } | MountOutcome::Declined { reason, .. } => {
             format!("{}: {reason}", outcome.kind())
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -195,10 +191,7 @@ async fn copy_mounts_every_blob_by_admin_link_without_uploads() {
     let client = client();
     let dst = repo(&client, &storage.b, "mirror/app");
     storage.b.clear_log();
-    let options = CopyOptions {
-        chain,
-        ..Default::default()
-    };
+    let options = CopyOptions::default().with_chain(chain);
 
     let report = copy(
         repo(&client, &storage.a, "team/app"),
@@ -220,7 +213,7 @@ async fn copy_mounts_every_blob_by_admin_link_without_uploads() {
         );
         assert_eq!(node.bytes, 0, "a mounted blob streams no byte");
         // Cross-repo did not apply (another registry); admin-link mounted.
-        let tried: Vec<&str> = node.attempts.iter().map(|a| a.outcome).collect();
+        let tried: Vec<&str> = node.attempts.iter().map(|a| a.outcome.as_str()).collect();
         assert_eq!(tried, ["not-applicable", "mounted"], "{:#?}", node.attempts);
     }
     let uploads = uploads(&storage.b);
@@ -299,10 +292,7 @@ async fn mounts_from_where_the_blob_location_cache_saw_the_blob() {
         "v1",
         memory.clone(),
         Some("v1"),
-        &CopyOptions {
-            locations: locations.clone(),
-            ..Default::default()
-        },
+        &CopyOptions::default().with_locations(locations.clone()),
     )
     .await
     .unwrap();
@@ -314,11 +304,9 @@ async fn mounts_from_where_the_blob_location_cache_saw_the_blob() {
         "v1",
         repo(&client, &storage.b, "mirror/app"),
         Some("v1"),
-        &CopyOptions {
-            chain: chain(storage.mount(&admin.url())),
-            locations,
-            ..Default::default()
-        },
+        &CopyOptions::default()
+            .with_chain(chain(storage.mount(&admin.url())))
+            .with_locations(locations),
     )
     .await
     .unwrap();
@@ -346,10 +334,7 @@ async fn copy_streams_when_the_admin_api_does_not_answer() {
         "v1",
         dst.clone(),
         Some("v1"),
-        &CopyOptions {
-            chain: chain(storage.mount(&down)),
-            ..Default::default()
-        },
+        &CopyOptions::default().with_chain(chain(storage.mount(&down))),
     )
     .await
     .expect("the copy succeeds by streaming");
@@ -388,12 +373,7 @@ async fn copy_streams_when_the_admin_api_does_not_answer() {
     let other = repo(&client, &storage.b, "mirror/other");
     let first = reason(&mount_one(&strategy, layer, src.as_ref(), other.as_ref()).await);
     assert!(first.contains("did not answer"), "{first}");
-    let request = MountRequest {
-        descriptor: layer,
-        source: src.as_ref(),
-        destination: other.as_ref(),
-        candidates: &[],
-    };
+    let request = MountRequest::new(layer, src.as_ref(), other.as_ref());
     assert!(
         !strategy.probes_destination(&request),
         "a resting strategy lets the engine check the destination itself"
@@ -450,17 +430,12 @@ async fn refusals_are_outcomes_and_leave_the_destination_unchanged() {
     let memory = MemoryStore::new("memory");
     let r = reason(&mount_one(&strategy, layer, src.as_ref(), &memory).await);
     assert!(r.starts_with("not-applicable: "), "{r}");
-    assert!(!strategy.probes_destination(&MountRequest {
-        descriptor: layer,
-        source: src.as_ref(),
-        destination: &memory,
-        candidates: &[],
-    }));
+    assert!(!strategy.probes_destination(&MountRequest::new(layer, src.as_ref(), &memory)));
 
     // And with the right token, it links.
     let outcome = mount_one(&strategy, layer, src.as_ref(), dst.as_ref()).await;
     assert!(
-        matches!(&outcome, MountOutcome::Mounted { by, .. } if by == "admin-link"),
+        matches!(&outcome, MountOutcome::Mounted { method, .. } if *method == MountMethod::other("admin link")),
         "{outcome:?}"
     );
     assert!(dst.exists(layer).await.unwrap());

@@ -53,7 +53,7 @@ fn copy_between_layouts_mounts_with_the_chain_it_builds() {
         out.contains("3 mounted"),
         "config and both layers mounted: {out}"
     );
-    assert!(out.contains("by hardlink from"), "{out}");
+    assert!(out.contains("by shared-storage (hardlink) from"), "{out}");
     assert!(dst.join("index.json").exists());
 }
 
@@ -156,7 +156,10 @@ async fn admin_link_copy_mounts_through_the_admin_api() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("by admin-link from {}/team/app", storage.a.addr())),
+        stdout.contains(&format!(
+            "by admin-link (admin link) from {}/team/app",
+            storage.a.addr()
+        )),
         "{stdout}"
     );
     assert!(

@@ -21,10 +21,7 @@ use ferry_test_support::{Image, ImageBuilder, Registry, tempdir};
 use crate::admin_link::{SharedStorage, client, push_image, repo};
 
 fn options(chain: MountChain) -> CopyOptions {
-    CopyOptions {
-        chain,
-        ..CopyOptions::default()
-    }
+    CopyOptions::default().with_chain(chain)
 }
 
 fn blob_count(image: &Image) -> usize {
@@ -35,10 +32,7 @@ fn mounted_by(report: &CopyReport, strategy: &str) -> usize {
     report
         .nodes
         .iter()
-        .filter(|n| {
-            n.action == Action::Mounted
-                && n.attempts.last().map(|a| a.strategy.as_str()) == Some(strategy)
-        })
+        .filter(|n| n.action == Action::Mounted && n.strategy.as_deref() == Some(strategy))
         .count()
 }
 

@@ -316,17 +316,16 @@ fn prepare_entry(
         .transpose()
         .context("key `platform`")?;
     let chain = crate::cp::build_chain_probing(&copy, config, true).context("key `mount`")?;
-    let options = CopyOptions {
-        chain,
-        concurrency: usize::from(e.concurrency.or(copy.concurrency).unwrap_or(8)),
-        manifest_limit: e
-            .manifest_limit
-            .or(copy.manifest_limit)
-            .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
-        platform,
-        referrers: copy.recursive,
-        ..Default::default()
-    };
+    let options = CopyOptions::default()
+        .with_chain(chain)
+        .with_concurrency(usize::from(e.concurrency.or(copy.concurrency).unwrap_or(8)))
+        .with_manifest_limit(
+            e.manifest_limit
+                .or(copy.manifest_limit)
+                .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
+        )
+        .with_platform(platform)
+        .with_referrers(copy.recursive);
     Ok(Prepared {
         filter,
         immutable,

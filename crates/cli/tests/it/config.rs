@@ -93,7 +93,7 @@ fn defaults_and_registry_settings_apply_unless_flags_say_otherwise() {
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
-        run.stdout.matches("(hardlink)").count(),
+        run.stdout.matches("via hardlink (shared-storage)").count(),
         3,
         "{}",
         run.stdout

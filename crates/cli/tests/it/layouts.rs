@@ -28,7 +28,7 @@ fn copies_between_layouts_by_hardlink_with_the_documented_output() {
     for l in mounted {
         assert!(
             l.ends_with(&format!(
-                "from {} (hardlink)",
+                "from {} via hardlink (shared-storage)",
                 src.canonicalize().unwrap().display()
             )),
             "{l}"

@@ -349,12 +349,7 @@ pub mod strategy {
             .push(&desc, bytes_stream(data.clone()))
             .await
             .unwrap();
-        let request = MountRequest {
-            descriptor: &desc,
-            source: case.source.as_ref(),
-            destination: case.destination.as_ref(),
-            candidates: &[],
-        };
+        let request = MountRequest::new(&desc, case.source.as_ref(), case.destination.as_ref());
         let outcome = case.strategy.mount(&request).await.unwrap_or_else(|e| {
             panic!(
                 "{}: mount of a blob the source holds failed: {e}",
@@ -402,12 +397,7 @@ pub mod strategy {
     /// never a panic, never content at the destination.
     pub async fn missing_source_blob(case: &Case) {
         let (desc, _) = random_blob(512);
-        let request = MountRequest {
-            descriptor: &desc,
-            source: case.source.as_ref(),
-            destination: case.destination.as_ref(),
-            candidates: &[],
-        };
+        let request = MountRequest::new(&desc, case.source.as_ref(), case.destination.as_ref());
         match case.strategy.mount(&request).await {
             Ok(MountOutcome::Mounted { .. }) => {
                 panic!("{}: mounted a blob that exists nowhere", case.strategy)
@@ -439,12 +429,7 @@ pub mod strategy {
             .await
             .unwrap();
         for polls in [1usize, 3, 10] {
-            let request = MountRequest {
-                descriptor: &desc,
-                source: case.source.as_ref(),
-                destination: case.destination.as_ref(),
-                candidates: &[],
-            };
+            let request = MountRequest::new(&desc, case.source.as_ref(), case.destination.as_ref());
             let mut fut = case.strategy.mount(&request);
             for _ in 0..polls {
                 if futures::poll!(fut.as_mut()).is_ready() {

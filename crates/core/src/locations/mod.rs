@@ -77,7 +77,7 @@ impl InMemoryLocations {
 }
 
 /// Inserts `store` as the most recent location in `list`, keeping it short.
-pub fn upsert_location(list: &mut Vec<Location>, store: &StoreInfo) {
+pub(crate) fn upsert_location(list: &mut Vec<Location>, store: &StoreInfo) {
     list.retain(|l| &l.store != store);
     list.insert(0, Location::now(store.clone()));
     list.truncate(MAX_LOCATIONS_PER_DIGEST);

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use ferry_core::conformance::random_bytes;
 use ferry_core::model::{OCI_INDEX, OCI_MANIFEST};
 use ferry_core::{
-    Action, ByteStream, CopyEvent, CopyOptions, Descriptor, Error, MemoryStore, MountChain,
-    MountOutcome, MountRequest, MountStrategy, PlatformFilter, PreparedUpload, ReadStore,
-    WriteStore, copy, copy_graph,
+    Action, AttemptOutcome, ByteStream, CopyEvent, CopyOptions, Descriptor, Error, MemoryStore,
+    MountChain, MountMethod, MountOutcome, MountRequest, MountStrategy, PlatformFilter,
+    PreparedUpload, ReadStore, WriteStore, copy, copy_graph,
 };
 use serde_json::json;
 
@@ -96,10 +96,7 @@ async fn an_index_of_50_manifests_sharing_layers_copies_at_concurrency_1() {
         .collect();
     let idx = index(&src, &pairs);
     let dst = Watched::new("dst");
-    let options = CopyOptions {
-        concurrency: 1,
-        ..opts()
-    };
+    let options = opts().with_concurrency(1);
     let report = tokio::time::timeout(
         std::time::Duration::from_secs(60),
         copy_graph(src, dst.clone(), idx.clone(), &options),
@@ -177,10 +174,7 @@ async fn manifests_over_the_limit_are_refused_before_fetching() {
     let l = layer(&src.inner, 10);
     let (m, _) = image(&src.inner, &[l]);
     let dst = Arc::new(MemoryStore::new("dst"));
-    let options = CopyOptions {
-        manifest_limit: 100,
-        ..opts()
-    };
+    let options = opts().with_manifest_limit(100);
     let err = copy_graph(src.clone(), dst, m.clone(), &options)
         .await
         .unwrap_err();
@@ -253,10 +247,7 @@ async fn platform_selection_copies_one_manifest_and_tags_it() {
     let idx = index(&src, &[(amd.clone(), "amd64"), (arm.clone(), "arm64")]);
     src.tag(&idx, "multi").await.unwrap();
     let dst = Arc::new(MemoryStore::new("dst"));
-    let options = CopyOptions {
-        platform: Some("linux/arm64".parse().unwrap()),
-        ..opts()
-    };
+    let options = opts().with_platform(Some("linux/arm64".parse().unwrap()));
     let report = copy(src.clone(), "multi", dst.clone(), Some("arm"), &options)
         .await
         .unwrap();
@@ -273,10 +264,7 @@ async fn platform_selection_copies_one_manifest_and_tags_it() {
         .unwrap();
     assert!(dst2.exists(&amd).await.unwrap() && dst2.exists(&arm).await.unwrap());
 
-    let options = CopyOptions {
-        platform: Some("linux/s390x".parse().unwrap()),
-        ..opts()
-    };
+    let options = opts().with_platform(Some("linux/s390x".parse().unwrap()));
     let err = copy(src, "multi", dst2, None, &options).await.unwrap_err();
     assert!(
         err.to_string().contains("linux/amd64, linux/arm64"),
@@ -368,10 +356,7 @@ async fn platform_selection_descends_into_indexes_of_indexes_up_to_a_depth() {
 
     // Through copy: the picked manifest is copied alone and tagged.
     let dst = Arc::new(MemoryStore::new("dst"));
-    let options = CopyOptions {
-        platform: Some("linux/arm64".parse().unwrap()),
-        ..opts()
-    };
+    let options = opts().with_platform(Some("linux/arm64".parse().unwrap()));
     let report = copy(src.clone(), "nested", dst.clone(), Some("arm"), &options)
         .await
         .unwrap();
@@ -410,10 +395,7 @@ async fn a_dry_run_writes_nothing_and_reports_the_plan() {
     let (m, _) = image(&src, &[layer(&src, 10), layer(&src, 20)]);
     src.tag(&m, "v1").await.unwrap();
     let dst = Arc::new(MemoryStore::new("dst"));
-    let options = CopyOptions {
-        dry_run: true,
-        ..opts()
-    };
+    let options = opts().with_dry_run(true);
     let report = copy(src, "v1", dst.clone(), Some("v1"), &options)
         .await
         .unwrap();
@@ -480,10 +462,7 @@ async fn referrers_are_copied_with_the_extended_copy() {
     );
 
     let dst = Watched::new("dst");
-    let options = CopyOptions {
-        referrers: true,
-        ..opts()
-    };
+    let options = opts().with_referrers(true);
     copy(src, "v1", dst.clone(), Some("v1"), &options)
         .await
         .unwrap();
@@ -508,17 +487,15 @@ async fn events_report_every_node_and_the_bytes() {
     let (m, _) = image(&src, &[layer(&src, 100_000)]);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let options = CopyOptions {
-        on_event: Some(Arc::new(move |e: &CopyEvent| {
-            let tag = match e {
-                CopyEvent::Copying(_) => "copying".to_string(),
-                CopyEvent::Bytes { done, total, .. } => format!("bytes {done}/{total}"),
-                CopyEvent::Done(n) => n.action.verb().to_lowercase(),
-            };
-            sink.lock().unwrap().push(tag);
-        })),
-        ..opts()
-    };
+    let options = opts().on_event(move |e: &CopyEvent| {
+        let tag = match e {
+            CopyEvent::Copying(_) => "copying".to_string(),
+            CopyEvent::Bytes { done, total, .. } => format!("bytes {done}/{total}"),
+            CopyEvent::Done(n) => n.action.verb().to_lowercase(),
+            other => panic!("an event the test does not know: {other:?}"),
+        };
+        sink.lock().unwrap().push(tag);
+    });
     copy_graph(src, Arc::new(MemoryStore::new("d")), m, &options)
         .await
         .unwrap();
@@ -548,10 +525,10 @@ impl MountStrategy for Teleport {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let data = r.source.fetch(r.descriptor).await?;
         r.destination.push(r.descriptor, data).await?;
-        Ok(MountOutcome::Mounted {
-            by: "teleport".into(),
-            from: r.source.to_string(),
-        })
+        Ok(MountOutcome::mounted(
+            r.source.to_string(),
+            MountMethod::other("teleport"),
+        ))
     }
 }
 
@@ -615,9 +592,9 @@ impl MountStrategy for Prepares {
                     cancelled: self.cancelled.clone(),
                 }) as Box<dyn PreparedUpload>
             });
-        Ok(MountOutcome::Declined {
-            reason: "202".into(),
-            upload,
+        Ok(match upload {
+            Some(upload) => MountOutcome::declined_with_upload("202", upload),
+            None => MountOutcome::declined("202"),
         })
     }
 }
@@ -633,7 +610,7 @@ async fn mounted_blobs_are_reported_with_strategy_and_origin() {
     let teleport = Arc::new(Teleport::default());
     let mut chain = MountChain::new();
     chain.push(teleport.clone());
-    let options = CopyOptions { chain, ..opts() };
+    let options = opts().with_chain(chain);
     let report = copy_graph(src.clone(), dst.clone(), m.clone(), &options)
         .await
         .unwrap();
@@ -650,11 +627,84 @@ async fn mounted_blobs_are_reported_with_strategy_and_origin() {
         .unwrap();
     assert_eq!(node.strategy.as_deref(), Some("teleport"));
     assert_eq!(node.from.as_deref(), Some("watched(memory:src)"));
+    assert_eq!(node.method, Some(MountMethod::other("teleport")));
+    assert_eq!(node.attempts[0].outcome, AttemptOutcome::Mounted);
     assert_eq!(
         node.bytes, 0,
         "a mounted blob streams nothing through the engine"
     );
     assert_eq!(report.chain, "MountChain[Teleport]");
+    let json = serde_json::to_value(node).unwrap();
+    assert_eq!(json["method"], "teleport");
+    assert_eq!(json["attempts"][0]["outcome"], "mounted");
+}
+
+/// A strategy that brings the blob through this process from somewhere else (here: the
+/// source, standing for an IPFS gateway), passing the bytes through the request's accounting.
+#[derive(Debug, Default)]
+struct Relay;
+impl std::fmt::Display for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Relay")
+    }
+}
+#[async_trait]
+impl MountStrategy for Relay {
+    fn name(&self) -> &str {
+        "relay"
+    }
+    async fn mount(&self, r: &MountRequest<'_>) -> ferry_core::Result<MountOutcome> {
+        let data = r.count_bytes(r.source.fetch(r.descriptor).await?);
+        r.destination.push(r.descriptor, data).await?;
+        Ok(MountOutcome::mounted(
+            "elsewhere",
+            MountMethod::FetchedFromAddress,
+        ))
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bytes_a_strategy_moves_through_the_client_are_counted_and_shown() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let l = layer(&src, 300_000);
+    let (m, config) = image(&src, std::slice::from_ref(&l));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let watched = l.digest().clone();
+    let options =
+        opts()
+            .with_chain(MountChain::new().with(Relay))
+            .on_event(move |e: &CopyEvent| {
+                let kind = match e {
+                    CopyEvent::Copying(d) if d.digest() == &watched => "copying",
+                    CopyEvent::Bytes { descriptor, .. } if descriptor.digest() == &watched => {
+                        "bytes"
+                    }
+                    _ => return,
+                };
+                sink.lock().unwrap().push(kind);
+            });
+    let report = copy_graph(
+        src.clone(),
+        Arc::new(MemoryStore::new("dst")),
+        m.clone(),
+        &options,
+    )
+    .await
+    .unwrap();
+    let node = report.node(l.digest()).unwrap();
+    assert_eq!(node.action, Action::Mounted);
+    assert_eq!(node.method, Some(MountMethod::FetchedFromAddress));
+    assert_eq!(node.bytes, 300_000, "the relayed bytes are the node's");
+    assert_eq!(node.attempts[0].bytes, 300_000);
+    assert_eq!(
+        report.bytes,
+        300_000 + config.size() + m.size(),
+        "the report counts every byte that passed through the client"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.first(), Some(&"copying"), "{seen:?}");
+    assert!(seen.contains(&"bytes"), "progress was reported: {seen:?}");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -666,7 +716,7 @@ async fn a_prepared_upload_receives_the_fallback_copy() {
     let prepares = Arc::new(Prepares::into_store(dst.clone()));
     let mut chain = MountChain::new();
     chain.push(prepares.clone());
-    let options = CopyOptions { chain, ..opts() };
+    let options = opts().with_chain(chain);
     let report = copy_graph(src.clone(), dst.clone(), m.clone(), &options)
         .await
         .unwrap();
@@ -689,7 +739,7 @@ async fn a_prepared_upload_receives_the_fallback_copy() {
     assert!(dst.exists(&m).await.unwrap());
     let node = report.node(l.digest()).unwrap();
     assert_eq!(node.action, Action::Copied);
-    assert_eq!(node.attempts[0].outcome, "declined");
+    assert_eq!(node.attempts[0].outcome, AttemptOutcome::Declined);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -701,7 +751,7 @@ async fn a_later_mount_cancels_an_earlier_prepared_upload() {
     let mut chain = MountChain::new();
     chain.push(prepares.clone());
     chain.push(Arc::new(Teleport::default()));
-    let options = CopyOptions { chain, ..opts() };
+    let options = opts().with_chain(chain);
     let report = copy_graph(src, dst, l.clone(), &options).await.unwrap();
     assert_eq!(report.node(l.digest()).unwrap().action, Action::Mounted);
     assert_eq!(prepares.cancelled.load(Ordering::SeqCst), 1);
@@ -865,10 +915,7 @@ async fn a_root_known_absent_is_not_looked_for_and_one_present_after_all_is_push
     let (manifest, _) = image(&src, &layers);
     src.tag(&manifest, "v1").await.unwrap();
     let dst = Watched::new("dst");
-    let options = CopyOptions {
-        root_absent: true,
-        ..opts()
-    };
+    let options = opts().with_root_absent(true);
     copy(src.clone(), "v1", dst.clone(), Some("v1"), &options)
         .await
         .unwrap();

@@ -78,7 +78,10 @@ impl MountStrategy for CatalogMount {
                     .push(request.descriptor, ferry_core::bytes_stream(bytes))
                     .await?;
                 self.mounts.fetch_add(1, Ordering::SeqCst);
-                return Ok(MountOutcome::mounted("catalog-mount", &c.store.namespace));
+                return Ok(MountOutcome::mounted(
+                    &c.store.namespace,
+                    ferry_core::MountMethod::other("catalog copy"),
+                ));
             }
         }
         Ok(MountOutcome::not_applicable(
@@ -228,10 +231,7 @@ fn entry(src: Arc<dyn Catalog>, dst: Arc<dyn Catalog>, chain: MountChain) -> Syn
         destination: dst,
         destination_prefix: "mirror/".into(),
     })
-    .with_copy(CopyOptions {
-        chain,
-        ..Default::default()
-    })
+    .with_copy(CopyOptions::default().with_chain(chain))
 }
 
 fn outcomes(report: &SyncReport, outcome: Outcome) -> Vec<String> {

@@ -19,10 +19,7 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 fn mounting(strategy: CrossRepoMount) -> CopyOptions {
-    CopyOptions {
-        chain: MountChain::new().with(strategy),
-        ..Default::default()
-    }
+    CopyOptions::default().with_chain(MountChain::new().with(strategy))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +219,10 @@ async fn a_mount_the_token_does_not_allow_falls_back_to_streaming() {
         .filter(|n| n.descriptor.media_type().to_string() != ferry_core::model::OCI_MANIFEST)
     {
         assert_eq!(node.attempts.len(), 1, "{node:#?}");
-        assert_eq!(node.attempts[0].outcome, "declined");
+        assert_eq!(
+            node.attempts[0].outcome,
+            ferry_core::AttemptOutcome::Declined
+        );
     }
     assert_eq!(
         dst.resolve("v1").await.unwrap().digest(),

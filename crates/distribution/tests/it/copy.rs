@@ -10,10 +10,7 @@ use ferry_test_support::{Content, ImageBuilder, Registry, fixtures};
 use crate::support::{client, count, repo, start_registry};
 
 fn mounting() -> CopyOptions {
-    CopyOptions {
-        chain: MountChain::new().with(CrossRepoMount::new()),
-        ..Default::default()
-    }
+    CopyOptions::default().with_chain(MountChain::new().with(CrossRepoMount::new()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,10 +151,7 @@ async fn referrers_round_trip_through_the_tag_fallback() {
 
     let other = start_registry(Registry::builder()).await;
     let dst = repo(&client, other.addr(), "mirror/signed");
-    let options = CopyOptions {
-        referrers: true,
-        ..mounting()
-    };
+    let options = mounting().with_referrers(true);
     copy(src, "v1", dst.clone(), Some("v1"), &options)
         .await
         .unwrap();
@@ -180,9 +174,9 @@ async fn a_probe_of_the_destination_itself_replaces_the_head_before_each_upload(
         .await
         .unwrap();
     let client = client();
-    let probing = || CopyOptions {
-        chain: MountChain::new().with(CrossRepoMount::new().with_destination_probe(true)),
-        ..Default::default()
+    let probing = || {
+        CopyOptions::default()
+            .with_chain(MountChain::new().with(CrossRepoMount::new().with_destination_probe(true)))
     };
     let src = repo(&client, a.addr(), "team/app");
     let dst = repo(&client, b.addr(), "mirror/app");

@@ -16,10 +16,7 @@ use futures::StreamExt;
 use crate::support::{client, client_with, count, repo};
 
 fn mounting() -> CopyOptions {
-    CopyOptions {
-        chain: MountChain::new().with(CrossRepoMount::new()),
-        ..Default::default()
-    }
+    CopyOptions::default().with_chain(MountChain::new().with(CrossRepoMount::new()))
 }
 
 fn fake(builder: ferry_test_support::FakeRegistryBuilder) -> FakeRegistry {
@@ -142,7 +139,7 @@ async fn refused_mounts_still_copy() {
             .find(|n| n.descriptor.digest() == layer.digest())
             .unwrap()
             .attempts[0];
-        assert_eq!(attempt.outcome, "declined");
+        assert_eq!(attempt.outcome, ferry_core::AttemptOutcome::Declined);
         assert!(
             attempt.detail.contains(&status.to_string()),
             "{}",
@@ -291,12 +288,7 @@ async fn a_wrong_push_is_never_committed_in_a_prepared_session() {
     let client = client();
     let src = repo(&client, &registry.addr(), "team/src");
     let dst = repo(&client, &registry.addr(), "team/dst");
-    let request = ferry_core::MountRequest {
-        descriptor: &desc,
-        source: src.as_ref(),
-        destination: dst.as_ref(),
-        candidates: &[],
-    };
+    let request = ferry_core::MountRequest::new(&desc, src.as_ref(), dst.as_ref());
     let outcome = ferry_core::MountStrategy::mount(&CrossRepoMount::new(), &request)
         .await
         .unwrap();
@@ -434,10 +426,8 @@ async fn a_refused_probe_of_the_destination_falls_back_to_a_head() {
     .await
     .unwrap();
     registry.reset_counts();
-    let options = CopyOptions {
-        chain: MountChain::new().with(CrossRepoMount::new().with_destination_probe(true)),
-        ..Default::default()
-    };
+    let options = CopyOptions::default()
+        .with_chain(MountChain::new().with(CrossRepoMount::new().with_destination_probe(true)));
     // A repository of another registry is the source, so no cross-repository candidate.
     let other = FakeRegistry::start().unwrap();
     other.put_content("team/app", &image, Some("v1"));

@@ -96,7 +96,7 @@
 //!         "registry-b.example:5000",
 //!         StorageRoot::parse("s3://shared-bucket/tenant-b", [("region", "eu-west-1")])?,
 //!     );
-//! let options = CopyOptions { chain: MountChain::new().with(mount), ..Default::default() };
+//! let options = CopyOptions::default().with_chain(MountChain::new().with(mount));
 //! copy(src, "v1", dst, Some("v1"), &options).await?;
 //! # Ok(()) }
 //! ```

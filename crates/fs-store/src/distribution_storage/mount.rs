@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ferry_core::model::{DigestAlgorithm, is_manifest};
 use ferry_core::{
-    Descriptor, Hasher, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+    Descriptor, Hasher, MountMethod, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
 };
 use futures::StreamExt;
 use object_store::path::Path;
@@ -41,7 +41,7 @@ pub const NAME: &str = "distribution-storage";
 /// let mount = DistributionStorageMount::new()
 ///     .with_registry("registry-a.example:5000", StorageRoot::parse("file:///srv/registry-a", [("trusted", "true")])?)
 ///     .with_registry("registry-b.example:5000", StorageRoot::parse("file:///srv/registry-b", None::<(&str, &str)>)?);
-/// let options = CopyOptions { chain: MountChain::new().with(mount), ..Default::default() };
+/// let options = CopyOptions::default().with_chain(MountChain::new().with(mount));
 /// # let _ = options; Ok(()) }
 /// ```
 ///
@@ -282,7 +282,7 @@ impl DistributionStorageMount {
             }
         }
         if data_present {
-            return Taken::Data("link only");
+            return Taken::Data(MountMethod::LinkOnly);
         }
 
         if let Some(reason) = dst_root.copy_obstacle(src_root) {
@@ -351,9 +351,9 @@ impl DistributionStorageMount {
             ));
         }
         Taken::Data(match dst_root.backend() {
-            Backend::Filesystem { .. } => "hardlink",
-            Backend::S3 { .. } => "server-side copy",
-            _ => "store copy",
+            Backend::Filesystem { .. } => MountMethod::Hardlink,
+            Backend::S3 { .. } => MountMethod::ServerSideCopy,
+            _ => MountMethod::other("store copy"),
         })
     }
 
@@ -419,7 +419,7 @@ struct Source<'a> {
 /// What trying one source gave.
 enum Taken {
     /// The data is under the destination root now, by this method.
-    Data(&'static str),
+    Data(MountMethod),
     /// This source cannot give the blob.
     NotApplicable(String),
     /// This source should have given it but could not.
@@ -708,11 +708,11 @@ impl MountStrategy for DistributionStorageMount {
         //    uses, a cache hides the link), take the link back and let the copy stream.
         match request.destination.exists(descriptor).await {
             Ok(true) => {
-                tracing::debug!(strategy = NAME, %digest, method, "blob linked at the storage layer");
-                Ok(MountOutcome::Mounted {
-                    by: NAME.to_string(),
-                    from: format!("{}/{} via {method}", source.authority, source.namespace),
-                })
+                tracing::debug!(strategy = NAME, %digest, %method, "blob linked at the storage layer");
+                Ok(MountOutcome::mounted(
+                    format!("{}/{}", source.authority, source.namespace),
+                    method,
+                ))
             }
             answer => {
                 let why = match answer {

@@ -15,10 +15,8 @@ async fn copy_between_layouts_mounts_every_blob_and_copies_the_manifest() {
     let image = Image::build("copy");
     image.push(src.as_ref(), "v1").await;
 
-    let options = CopyOptions {
-        chain: MountChain::new().with(SharedStorageMount::new()),
-        ..Default::default()
-    };
+    let options =
+        CopyOptions::default().with_chain(MountChain::new().with(SharedStorageMount::new()));
     let report = copy(src.clone(), "v1", dst.clone(), Some("v1"), &options)
         .await
         .expect("copy");
@@ -26,7 +24,8 @@ async fn copy_between_layouts_mounts_every_blob_and_copies_the_manifest() {
     for blob in image.blobs() {
         let node = report.node(blob.digest()).expect("blob in the report");
         assert_eq!(node.action, Action::Mounted, "{node:?}");
-        assert_eq!(node.strategy.as_deref(), Some("hardlink"));
+        assert_eq!(node.strategy.as_deref(), Some("shared-storage"));
+        assert_eq!(node.method, Some(ferry_core::MountMethod::Hardlink));
         assert_eq!(node.from.as_deref(), Some(&*src.path().to_string_lossy()));
         assert_eq!(node.bytes, 0, "a mounted blob streams no byte");
         let s = std::fs::metadata(src.blob_path(blob.digest()).unwrap()).unwrap();
@@ -96,11 +95,9 @@ async fn a_second_copy_from_a_registry_links_what_the_first_put_on_disk() {
     let image = Image::build("cache");
     image.push(registry.as_ref() as &dyn WriteStore, "v1").await;
 
-    let options = CopyOptions {
-        chain: MountChain::new().with(SharedStorageMount::new()),
-        locations: Arc::new(InMemoryLocations::new()),
-        ..Default::default()
-    };
+    let options = CopyOptions::default()
+        .with_chain(MountChain::new().with(SharedStorageMount::new()))
+        .with_locations(Arc::new(InMemoryLocations::new()));
     let report = copy(registry.clone(), "v1", first.clone(), Some("v1"), &options)
         .await
         .unwrap();

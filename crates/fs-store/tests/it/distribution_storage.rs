@@ -14,8 +14,8 @@ use ferry_core::conformance::strategy::{Case, Seen, run_all};
 
 use crate::support::ClaimingStore;
 use ferry_core::{
-    Action, CopyOptions, CopyReport, Descriptor, MountChain, MountOutcome, MountRequest,
-    MountStrategy, ReadStore, WriteStore, copy,
+    Action, CopyOptions, CopyReport, Descriptor, MountChain, MountMethod, MountOutcome,
+    MountRequest, MountStrategy, ReadStore, WriteStore, copy,
 };
 use ferry_distribution::{ClientOptions, Credentials, Reference, RegistryClient, Repository};
 use ferry_fs_store::distribution_storage::{DistributionStorageMount, StorageRoot};
@@ -74,10 +74,7 @@ fn file_root(path: &Path) -> StorageRoot {
 }
 
 fn options(mount: DistributionStorageMount) -> CopyOptions {
-    CopyOptions {
-        chain: MountChain::new().with(mount),
-        ..Default::default()
-    }
+    CopyOptions::default().with_chain(MountChain::new().with(mount))
 }
 
 /// Copies `team/app:v1` of `src` to `mirror/app:v1` of `dst` with `mount` in the chain.
@@ -176,19 +173,16 @@ async fn mount_one(
     dst: &dyn WriteStore,
 ) -> MountOutcome {
     strategy
-        .mount(&MountRequest {
-            descriptor,
-            source: src,
-            destination: dst,
-            candidates: &[],
-        })
+        .mount(&MountRequest::new(descriptor, src, dst))
         .await
         .expect("a mount attempt reports an outcome, not an error")
 }
 
 fn reason(outcome: &MountOutcome) -> &str {
     match outcome {
-        MountOutcome::NotApplicable { reason } | MountOutcome::Declined { reason, .. } => reason,
+        MountOutcome::NotApplicable { reason, .. } | MountOutcome::Declined { reason, .. } => {
+            reason
+        }
         other => panic!("expected a refusal with a reason, got {other:?}"),
     }
 }
@@ -301,8 +295,9 @@ async fn filesystem_roots_mount_every_blob_without_uploads() {
         assert_eq!(node.strategy.as_deref(), Some("distribution-storage"));
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app via hardlink", a.addr()).as_str())
+            Some(format!("{}/team/app", a.addr()).as_str())
         );
+        assert_eq!(node.method, Some(MountMethod::Hardlink));
         assert_eq!(node.bytes, 0, "a mounted blob streams no byte");
     }
     let uploads = uploads(&b);
@@ -328,12 +323,7 @@ async fn filesystem_roots_mount_every_blob_without_uploads() {
     let src = repo(&client, &a, "team/app");
     b.clear_log();
     for blob in &blobs {
-        let request = MountRequest {
-            descriptor: blob,
-            source: src.as_ref(),
-            destination: dst.as_ref(),
-            candidates: &[],
-        };
+        let request = MountRequest::new(blob, src.as_ref(), dst.as_ref());
         assert!(mount.probes_destination(&request));
         let outcome = mount_one(&mount, blob, src.as_ref(), dst.as_ref()).await;
         assert!(
@@ -376,8 +366,9 @@ async fn registries_sharing_one_root_only_write_the_link() {
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app via link only", a.addr()).as_str())
+            Some(format!("{}/team/app", a.addr()).as_str())
         );
+        assert_eq!(node.method, Some(MountMethod::LinkOnly));
     }
     assert!(uploads(&b).is_empty());
     for blob in blobs(&image) {
@@ -599,10 +590,7 @@ async fn wrong_destination_root_is_detected_and_the_link_taken_back() {
         "v1",
         dst.clone(),
         Some("v1"),
-        &CopyOptions {
-            concurrency: 1,
-            ..options(mount)
-        },
+        &options(mount).with_concurrency(1),
     )
     .await
     .unwrap();
@@ -682,8 +670,9 @@ async fn s3_roots_in_one_bucket_copy_server_side_without_uploads() {
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app via server-side copy", a.addr()).as_str())
+            Some(format!("{}/team/app", a.addr()).as_str())
         );
+        assert_eq!(node.method, Some(MountMethod::ServerSideCopy));
     }
     let uploads = uploads(&b);
     assert!(uploads.is_empty(), "blob uploads reached b: {uploads:#?}");
@@ -762,10 +751,7 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
             "v1",
             dst.clone(),
             Some("v1"),
-            &CopyOptions {
-                concurrency: 1,
-                ..options(mount.clone())
-            },
+            &options(mount.clone()).with_concurrency(1),
         )
         .await
         .unwrap();
@@ -966,12 +952,7 @@ async fn only_registry_blobs_with_valid_repository_names_apply() {
         ),
     ];
     for (src, dst, descriptor, needle) in &cases {
-        let request = MountRequest {
-            descriptor,
-            source: src,
-            destination: dst,
-            candidates: &[],
-        };
+        let request = MountRequest::new(descriptor, src, dst);
         assert!(!mount.probes_destination(&request), "{needle}");
         let outcome = mount_one(&mount, descriptor, src, dst).await;
         assert!(
@@ -1029,10 +1010,7 @@ async fn blobs_seen_in_a_configured_registry_are_mounted_from_there() {
         "v1",
         dst,
         Some("v1"),
-        &CopyOptions {
-            locations: Arc::new(locations),
-            ..options(mount)
-        },
+        &options(mount).with_locations(Arc::new(locations)),
     )
     .await
     .unwrap();
@@ -1045,8 +1023,9 @@ async fn blobs_seen_in_a_configured_registry_are_mounted_from_there() {
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
         assert_eq!(
             node.from.as_deref(),
-            Some(format!("{}/team/app via hardlink", a.addr()).as_str())
+            Some(format!("{}/team/app", a.addr()).as_str())
         );
+        assert_eq!(node.method, Some(MountMethod::Hardlink));
     }
     let fetched = blob_requests(&remote);
     assert!(fetched.is_empty(), "the source served blobs: {fetched:#?}");

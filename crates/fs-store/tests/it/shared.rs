@@ -9,8 +9,8 @@ use bytes::Bytes;
 use ferry_core::conformance::random_blob;
 use ferry_core::conformance::strategy::{Case, Seen, run_all};
 use ferry_core::{
-    Descriptor, MemoryStore, MountOutcome, MountRequest, MountStrategy, ReadStore, WriteStore,
-    bytes_stream,
+    Descriptor, MemoryStore, MountMethod, MountOutcome, MountRequest, MountStrategy, ReadStore,
+    WriteStore, bytes_stream,
 };
 use ferry_fs_store::{OciLayout, SharedStorageMount};
 
@@ -22,12 +22,7 @@ async fn mount(
     dst: &dyn WriteStore,
     desc: &Descriptor,
 ) -> MountOutcome {
-    let request = MountRequest {
-        descriptor: desc,
-        source: src,
-        destination: dst,
-        candidates: &[],
-    };
+    let request = MountRequest::new(desc, src, dst);
     strategy.mount(&request).await.expect("mount attempt")
 }
 
@@ -51,8 +46,12 @@ async fn hardlinks_between_layouts_on_one_filesystem_and_keeps_the_strategy_cont
     let (desc, data) = random_blob(200_000);
     src.push(&desc, bytes_stream(data.clone())).await.unwrap();
     match mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await {
-        MountOutcome::Mounted { by, from } => {
-            assert_eq!(by, "hardlink", "the temporary filesystem has no reflink");
+        MountOutcome::Mounted { method, from, .. } => {
+            assert_eq!(
+                method,
+                MountMethod::Hardlink,
+                "the temporary filesystem has no reflink"
+            );
             assert_eq!(from, src.path().to_string_lossy());
         }
         other => panic!("expected a hardlink, got {other:?}"),
@@ -121,7 +120,7 @@ async fn corrupt_source_file_is_not_linked_unless_trusted() {
 
     // Trusted, the file is linked as it is: the caller asked not to read it.
     match mount(&SharedStorageMount::trusting(), &src, dst.as_ref(), &desc).await {
-        MountOutcome::Mounted { by, .. } => assert_eq!(by, "hardlink"),
+        MountOutcome::Mounted { method, .. } => assert_eq!(method, MountMethod::Hardlink),
         other => panic!("trusting() links without reading, got {other:?}"),
     }
     assert_eq!(
@@ -166,7 +165,7 @@ async fn large_source_files_are_verified_in_every_window() {
         .await
         .unwrap();
     match mount(&strategy, &src, dst.as_ref(), &small).await {
-        MountOutcome::Mounted { by, .. } => assert_eq!(by, "hardlink"),
+        MountOutcome::Mounted { method, .. } => assert_eq!(method, MountMethod::Hardlink),
         other => panic!("expected a hardlink, got {other:?}"),
     }
     assert_eq!(
@@ -348,7 +347,7 @@ async fn reflinks_on_xfs_and_keeps_the_strategy_contract() {
     let (desc, data) = random_blob(3 << 20);
     src.push(&desc, bytes_stream(data.clone())).await.unwrap();
     match mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await {
-        MountOutcome::Mounted { by, .. } => assert_eq!(by, "reflink"),
+        MountOutcome::Mounted { method, .. } => assert_eq!(method, MountMethod::Reflink),
         other => panic!("expected a reflink on XFS, got {other:?}"),
     }
     let (s, d) = (
@@ -384,7 +383,7 @@ async fn layouts_on_different_filesystems_are_not_applicable() {
         .unwrap();
     let outcome = mount(&SharedStorageMount::new(), &src, dst.as_ref(), &desc).await;
     assert!(
-        matches!(&outcome, MountOutcome::NotApplicable { reason } if reason.contains("different filesystems")),
+        matches!(&outcome, MountOutcome::NotApplicable { reason, .. } if reason.contains("different filesystems")),
         "{outcome:?}"
     );
     assert!(!dst.exists(&desc).await.unwrap());
@@ -409,12 +408,7 @@ async fn candidates_on_the_same_filesystem_are_linked_from_when_verifying() {
         Location::now(empty.info().clone()),
         Location::now(seen_before.info().clone()),
     ];
-    let request = MountRequest {
-        descriptor: &desc,
-        source: &source,
-        destination: dst.as_ref(),
-        candidates: &candidates,
-    };
+    let request = MountRequest::new(&desc, &source, dst.as_ref()).with_candidates(&candidates);
     // Trusting, candidates are not used: their files would be linked unread.
     let outcome = SharedStorageMount::trusting()
         .mount(&request)
@@ -425,8 +419,8 @@ async fn candidates_on_the_same_filesystem_are_linked_from_when_verifying() {
         "{outcome:?}"
     );
     match SharedStorageMount::new().mount(&request).await.unwrap() {
-        MountOutcome::Mounted { by, from } => {
-            assert_eq!(by, "hardlink");
+        MountOutcome::Mounted { method, from, .. } => {
+            assert_eq!(method, MountMethod::Hardlink);
             assert_eq!(from, seen_before.path().to_string_lossy());
         }
         other => panic!("expected a link from the candidate, got {other:?}"),
@@ -435,10 +429,7 @@ async fn candidates_on_the_same_filesystem_are_linked_from_when_verifying() {
 
     // A candidate that lacks the blob is declined, leaving the destination as it was.
     let (other, _) = random_blob(100);
-    let request = MountRequest {
-        descriptor: &other,
-        ..request
-    };
+    let request = MountRequest::new(&other, &source, dst.as_ref()).with_candidates(&candidates);
     let outcome = SharedStorageMount::new().mount(&request).await.unwrap();
     assert!(
         matches!(outcome, MountOutcome::Declined { .. }),

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use ferry_core::{
-    Action, CopyOptions, CopyReport, MemoryStore, MountChain, MountOutcome, MountRequest,
-    MountStrategy, ReadStore, WriteStore, copy,
+    Action, AttemptOutcome, CopyOptions, CopyReport, MemoryStore, MountChain, MountMethod,
+    MountOutcome, MountRequest, MountStrategy, ReadStore, WriteStore, copy,
 };
 use ferry_ipfs_mount::IpfsMount;
 
@@ -20,10 +20,7 @@ async fn run_chain(
     dst: Arc<MemoryStore>,
     chain: MountChain,
 ) -> CopyReport {
-    let options = CopyOptions {
-        chain,
-        ..Default::default()
-    };
+    let options = CopyOptions::default().with_chain(chain);
     let src: Arc<dyn ReadStore> = src;
     let dst: Arc<dyn WriteStore> = dst;
     copy(src, "v1", dst, Some("v1"), &options)
@@ -82,21 +79,27 @@ async fn a_layer_only_in_ipfs_is_mounted_from_its_ipfs_url() {
     let attempts: Vec<_> = node
         .attempts
         .iter()
-        .map(|a| (a.strategy.as_str(), a.outcome))
+        .map(|a| (a.strategy.as_str(), a.outcome.as_str()))
         .collect();
     assert_eq!(attempts, vec![("link", "declined"), ("ipfs", "mounted")]);
     assert_eq!(node.strategy.as_deref(), Some("ipfs"));
     assert_eq!(node.from.as_deref(), Some(format!("ipfs://{cid}").as_str()));
+    assert_eq!(node.method, Some(MountMethod::FetchedFromAddress));
     assert_eq!(
-        node.bytes, 0,
-        "a mounted blob streams nothing from the source"
+        node.bytes,
+        layer_data.len() as u64,
+        "the bytes fetched from the gateway passed through the client and are counted"
     );
+    assert_eq!(node.attempts[1].bytes, layer_data.len() as u64);
     assert_same(&read(dst.as_ref(), &layer_desc).await, &layer_data);
     // The config is not in IPFS: declined there, copied from the source.
     let config_node = report.node(config.digest()).unwrap();
     assert_eq!(config_node.action, Action::Copied);
     let ipfs_attempt = config_node.attempts.iter().find(|a| a.strategy == "ipfs");
-    assert_eq!(ipfs_attempt.map(|a| a.outcome), Some("declined"));
+    assert_eq!(
+        ipfs_attempt.map(|a| a.outcome),
+        Some(AttemptOutcome::Declined)
+    );
     assert!(!src.fetched().contains(layer_desc.digest()));
     assert_eq!(dst.resolve("v1").await.unwrap().digest(), manifest.digest());
     assert_eq!(
@@ -141,9 +144,14 @@ async fn single_block_blobs_are_found_by_derived_cids_and_the_source_reads_no_bl
             &src.inner.get(d.digest()).unwrap(),
         );
     }
-    // The source was read for the manifest only.
+    // The source was read for the manifest only; the blobs came through the gateway, and
+    // their bytes are counted with the manifest's.
     assert_eq!(src.fetched(), vec![manifest.digest().clone()]);
-    assert_eq!(report.bytes, manifest.size());
+    let blob_bytes: u64 = std::iter::once(&config)
+        .chain(&layers)
+        .map(|d| d.size())
+        .sum();
+    assert_eq!(report.bytes, manifest.size() + blob_bytes);
 }
 
 #[tokio::test]
@@ -170,8 +178,10 @@ async fn a_url_naming_other_content_falls_back_to_the_source_and_commits_nothing
     let attempt = &node.attempts[0];
     assert_eq!(
         (attempt.strategy.as_str(), attempt.outcome),
-        ("ipfs", "declined")
+        ("ipfs", AttemptOutcome::Declined)
     );
+    // Both the decoy the gateway sent and the source's stream passed through the client.
+    assert_eq!(node.bytes, attempt.bytes + layer_desc.size());
     assert!(
         attempt
             .detail
@@ -200,7 +210,7 @@ async fn with_the_gateway_down_every_blob_comes_from_the_source() {
     for d in [&config, &layer_desc] {
         let node = report.node(d.digest()).unwrap();
         assert_eq!(node.action, Action::Copied);
-        assert_eq!(node.attempts[0].outcome, "declined");
+        assert_eq!(node.attempts[0].outcome, AttemptOutcome::Declined);
         assert!(
             node.attempts[0].detail.contains(&url),
             "{}",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ferry_core::conformance::strategy::{Case, Seen, run_all};
 use ferry_core::{
-    ByteStream, Capabilities, Descriptor, FetchFromAddress, MemoryStore, MountOutcome,
+    ByteStream, Capabilities, Descriptor, FetchFromAddress, MemoryStore, MountMethod, MountOutcome,
     MountRequest, MountStrategy, ReadStore, Result, StoreInfo, WriteStore,
 };
 use ferry_ipfs_mount::{CidMap, GatewayClient, IpfsMount, RAW_MEDIA_TYPE};
@@ -21,12 +21,7 @@ async fn mount(
     src: &dyn ReadStore,
     dst: &dyn WriteStore,
 ) -> MountOutcome {
-    let request = MountRequest {
-        descriptor: desc,
-        source: src,
-        destination: dst,
-        candidates: &[],
-    };
+    let request = MountRequest::new(desc, src, dst);
     strategy.mount(&request).await.unwrap()
 }
 
@@ -90,8 +85,8 @@ async fn addresses_are_tried_in_order_until_one_has_the_blob() {
     let src = MemoryStore::new("src");
     let dst = MemoryStore::new("dst");
     match mount(&strategy, &desc, &src, &dst).await {
-        MountOutcome::Mounted { by, from } => {
-            assert_eq!(by, "ipfs");
+        MountOutcome::Mounted { from, method, .. } => {
+            assert_eq!(method, MountMethod::FetchedFromAddress);
             assert_eq!(from, format!("ipfs://{file_cid}"));
         }
         other => panic!("expected Mounted, got {other:?}"),
@@ -242,7 +237,10 @@ async fn a_destination_that_fetches_itself_is_handed_the_address() {
         .unwrap()
         .derive_raw_cids(false);
     match mount(&strategy, &desc, &MemoryStore::new("src"), &dst).await {
-        MountOutcome::Mounted { from, .. } => assert_eq!(from, format!("ipfs://{cid}")),
+        MountOutcome::Mounted { from, method, .. } => {
+            assert_eq!(from, format!("ipfs://{cid}"));
+            assert_eq!(method, MountMethod::FetchedByDestination);
+        }
         other => panic!("expected Mounted, got {other:?}"),
     }
     assert_eq!(*dst.asked.lock().unwrap(), vec![format!("ipfs://{cid}")]);
