@@ -24,14 +24,19 @@
 //! | 409    | the target repository already links the blob                          | `AlreadyPresent` |
 //! | 404    | the source repository does not hold the blob (or is not on the same storage) | next source, then `Declined` |
 //! | other  | refused (401, 403, 422 for a size that does not match, 5xx)           | next source, then `Declined` |
-//! | no answer | connection refused, timeout                                        | `Declined`, and the API is left alone for a while |
+//! | no answer | connection refused                                               | `Declined` as unreachable |
+//!
+//! Timeouts and leaving a silent endpoint alone are not written here: they are layers of
+//! `ferry-core` ([`ferry_core::layer`]) the operator stacks around the strategy, as
+//! [`AdminLinkMount::layered`] does.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use ferry_core::layer::{MountStrategyExt, Resting, Timeout};
 use ferry_core::{
     Error, MountMethod, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
 };
@@ -43,11 +48,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
-/// How long one admin request may take before the attempt is declined.
+/// How long connecting to the admin endpoint, and one attempt of [`AdminLinkMount::layered`],
+/// may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long the strategy leaves an admin endpoint alone after it did not answer, so a copy of
-/// many blobs does not wait for a dead endpoint once per blob.
+/// How long [`AdminLinkMount::layered`] leaves an admin endpoint alone after it did not
+/// answer, so a copy of many blobs does not wait for a dead endpoint once per blob.
 pub const REST_AFTER_NO_ANSWER: Duration = Duration::from_secs(30);
 
 /// The most bytes of an error answer kept for the reason shown to the user.
@@ -69,7 +75,12 @@ const MAX_REASON_BYTES: usize = 512;
 ///
 /// let admin = AdminLinkMount::new("http://registry-admin.internal:9000")?
 ///     .managing(["reg-a.internal:5000", "reg-b.internal:5000"])
-///     .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default())?;
+///     .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default())?
+///     .layered();
+/// assert_eq!(
+///     admin.to_string(),
+///     "Resting(30s, Timeout(30s, AdminLinkMount(http://registry-admin.internal:9000)))"
+/// );
 /// let chain = MountChain::new().with(admin);
 /// # let _ = chain; Ok(()) }
 /// ```
@@ -81,10 +92,7 @@ pub struct AdminLinkMount {
     link_uri: Uri,
     registries: Vec<String>,
     token: Option<HeaderValue>,
-    timeout: Duration,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// Until when the endpoint is left alone, and why.
-    resting: Arc<Mutex<Option<(Instant, String)>>>,
 }
 
 /// The body of `POST /admin/link`.
@@ -111,7 +119,7 @@ enum Answer {
     Present,
     /// Any other answer: not linked from this source.
     Refused(String),
-    /// No answer at all.
+    /// No answer at all (a refused connection).
     Silent(String),
 }
 
@@ -157,9 +165,7 @@ impl AdminLinkMount {
             link_uri,
             registries: Vec::new(),
             token: None,
-            timeout: DEFAULT_TIMEOUT,
             client,
-            resting: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -198,10 +204,12 @@ impl AdminLinkMount {
         Ok(self)
     }
 
-    /// How long one admin request may take ([`DEFAULT_TIMEOUT`] by default).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    /// The strategy as an operator registers it: attempts limited to [`DEFAULT_TIMEOUT`], and
+    /// an endpoint that did not answer left alone for [`REST_AFTER_NO_ANSWER`]. Other limits
+    /// stack the same layers by hand: `admin.with_timeout(..).resting_after_failure(..)`.
+    pub fn layered(self) -> Resting<Timeout<Self>> {
+        self.with_timeout(DEFAULT_TIMEOUT)
+            .resting_after_failure(REST_AFTER_NO_ANSWER)
     }
 
     /// The admin URL, as given without a trailing `/`.
@@ -236,29 +244,6 @@ impl AdminLinkMount {
             }
         }
         out
-    }
-
-    /// Why the endpoint is being left alone, if it is.
-    fn rest_reason(&self) -> Option<String> {
-        let mut resting = self.resting.lock().expect("resting lock");
-        match resting.as_ref() {
-            Some((until, why)) if Instant::now() < *until => Some(why.clone()),
-            Some(_) => {
-                *resting = None;
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn rest(&self, why: &str) {
-        let reason = format!(
-            "`{}` did not answer a moment ago ({why}); not asked again for {}s",
-            self.admin_url,
-            REST_AFTER_NO_ANSWER.as_secs()
-        );
-        *self.resting.lock().expect("resting lock") =
-            Some((Instant::now() + REST_AFTER_NO_ANSWER, reason));
     }
 
     /// One `POST /admin/link`.
@@ -311,13 +296,11 @@ impl AdminLinkMount {
             };
             Ok::<_, hyper_util::client::legacy::Error>((status, text))
         };
-        let result = tokio::time::timeout(self.timeout, exchange).await;
-        let answer = match result {
-            Err(_) => Answer::Silent(format!("no answer within {:?}", self.timeout)),
-            Ok(Err(e)) => Answer::Silent(connect_error_text(&e)),
-            Ok(Ok((StatusCode::CREATED, _))) => Answer::Linked,
-            Ok(Ok((StatusCode::CONFLICT, _))) => Answer::Present,
-            Ok(Ok((status, text))) => Answer::Refused(refusal(status, &text)),
+        let answer = match exchange.await {
+            Err(e) => Answer::Silent(connect_error_text(&e)),
+            Ok((StatusCode::CREATED, _)) => Answer::Linked,
+            Ok((StatusCode::CONFLICT, _)) => Answer::Present,
+            Ok((status, text)) => Answer::Refused(refusal(status, &text)),
         };
         tracing::debug!(
             admin = %self.admin_url,
@@ -379,7 +362,6 @@ impl fmt::Debug for AdminLinkMount {
             .field("admin_url", &self.admin_url)
             .field("registries", &self.registries)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -391,12 +373,11 @@ impl MountStrategy for AdminLinkMount {
     }
 
     /// A `409` tells the blob is already there, so an attempt that will be sent probes the
-    /// destination and the engine can skip its own `HEAD`. Not while the endpoint is being
-    /// left alone: the engine's check then saves an upload of a blob already present.
+    /// destination and the engine can skip its own `HEAD`. (A resting layer around the
+    /// strategy says otherwise while the endpoint is left alone.)
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
         self.target(request)
             .is_some_and(|target| !self.sources(request, target).is_empty())
-            && self.rest_reason().is_none()
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
@@ -414,9 +395,6 @@ impl MountStrategy for AdminLinkMount {
                 self.admin_url
             )));
         }
-        if let Some(why) = self.rest_reason() {
-            return Ok(MountOutcome::declined(why));
-        }
         let mut reasons = Vec::new();
         for source in sources {
             match self.link(request, source, target).await {
@@ -429,11 +407,10 @@ impl MountStrategy for AdminLinkMount {
                 Answer::Present => return Ok(MountOutcome::AlreadyPresent),
                 Answer::Refused(why) => reasons.push(format!("from `{source}`: {why}")),
                 Answer::Silent(why) => {
-                    // The next source would meet the same silence: stop here, and leave the
-                    // endpoint alone for the next blobs.
-                    self.rest(&why);
+                    // The next source would meet the same silence: stop here, unreachable,
+                    // so that a resting layer leaves the endpoint alone for the next blobs.
                     reasons.push(format!("`{}` did not answer: {why}", self.admin_url));
-                    break;
+                    return Ok(MountOutcome::unreachable(reasons.join("; ")));
                 }
             }
         }

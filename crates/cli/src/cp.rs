@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ferry_core::{
-    BlobLocations, CopyOptions, InMemoryLocations, MountChain, PersistentLocations, PlatformFilter,
+    BlobLocations, CopyOptions, InMemoryLocations, MountChain, MountStrategyExt,
+    PersistentLocations, PlatformFilter,
 };
 use ferry_distribution::CrossRepoMount;
 use ferry_fs_store::SharedStorageMount;
@@ -16,6 +17,9 @@ use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::output::{Printer, summary};
 use crate::stores::{Clients, open_destination, open_source};
+
+/// How long a strategy that could not reach its storage or endpoint is left alone.
+const REST_AFTER_UNREACHABLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Names `--mount` accepts.
 const STRATEGIES: &[&str] = &[
@@ -127,7 +131,11 @@ pub fn build_chain(args: &CopyArgs, config: &Config) -> Result<MountChain> {
 /// blob) where no later strategy of the chain could bring a blob to a registry.
 pub fn build_chain_probing(args: &CopyArgs, config: &Config, probe: bool) -> Result<MountChain> {
     let shared = || SharedStorageMount::new().with_trusted(args.trust_source_storage);
-    let storage = config.distribution_storage()?;
+    // A storage root that could not be reached is left alone for a while, so the blobs of a
+    // copy do not each wait for the same timeout.
+    let storage = config
+        .distribution_storage()?
+        .map(|s| s.resting_after_failure(REST_AFTER_UNREACHABLE));
     let list = args.mount.as_deref().unwrap_or("auto").trim();
     // Strategies after `cross-repo` that can bring a blob to a registry: with one of them,
     // the probe's upload session would have to be cancelled when it mounts.

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod forward;
+pub mod layer;
 pub mod locations;
 pub mod memory;
 pub mod model;
@@ -42,6 +43,7 @@ pub use engine::{
 };
 pub use error::{BoxError, Error, Result};
 pub use forward::{StoreWrapper, WriteStoreWrapper};
+pub use layer::MountStrategyExt;
 pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocations};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};

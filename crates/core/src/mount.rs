@@ -257,7 +257,9 @@ pub enum MountOutcome {
         /// A write path the attempt left open, for the fallback copy.
         upload: Option<Box<dyn PreparedUpload>>,
         /// Whether the strategy could not reach what it needs (an endpoint that did not
-        /// answer, storage that could not be reached), as opposed to being refused.
+        /// answer, storage that could not be reached), as opposed to being refused: a
+        /// [`Resting`](crate::layer::Resting) layer leaves the strategy alone for a while
+        /// after such an attempt.
         unreachable: bool,
     },
 }

@@ -38,7 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let admin = AdminLinkMount::new(admin_url)?
         .managing([src.registry(), dst.registry()])
-        .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default())?;
+        .with_token(std::env::var("REGISTRY_ADMIN_TOKEN").unwrap_or_default())?
+        // A timeout per attempt, and a silent endpoint left alone for a while.
+        .layered();
     // The operator's strategy sits between the built-in ones: a cross-repository mount is
     // cheapest when source and destination share a registry; the admin link covers two
     // registries on one storage; the rest is streamed.

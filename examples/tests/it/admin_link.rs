@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_core::conformance::strategy::{Case, Seen, run_all};
+use ferry_core::layer::ManualClock;
 use ferry_core::{
     Action, BlobLocations, CopyOptions, CopyReport, Descriptor, InMemoryLocations, MemoryStore,
     MountChain, MountMethod, MountOutcome, MountRequest, MountStrategy, ReadStore, WriteStore,
@@ -13,7 +14,7 @@ use ferry_core::{
 use ferry_distribution::{
     ClientOptions, Credentials, CrossRepoMount, Reference, RegistryClient, Repository,
 };
-use ferry_examples::admin_link::AdminLinkMount;
+use ferry_examples::admin_link::{AdminLinkMount, REST_AFTER_NO_ANSWER};
 use ferry_fs_store::SharedStorageMount;
 use ferry_test_support::fixtures::{self, Content};
 use ferry_test_support::{
@@ -95,7 +96,7 @@ pub async fn push_image(registry: &Registry, name: &str, seed: u64) -> Image {
 }
 
 /// The chain an operator registers: the built-in strategies around their own.
-fn chain(admin: AdminLinkMount) -> MountChain {
+fn chain(admin: impl MountStrategy + 'static) -> MountChain {
     MountChain::new()
         .with(CrossRepoMount::new())
         .with(admin)
@@ -128,7 +129,7 @@ fn mounted(report: &CopyReport) -> impl Iterator<Item = &ferry_core::NodeReport>
 }
 
 async fn mount_one(
-    strategy: &AdminLinkMount,
+    strategy: &dyn MountStrategy,
     descriptor: &Descriptor,
     source: &dyn ReadStore,
     destination: &dyn WriteStore,
@@ -334,7 +335,7 @@ async fn copy_streams_when_the_admin_api_does_not_answer() {
         "v1",
         dst.clone(),
         Some("v1"),
-        &CopyOptions::default().with_chain(chain(storage.mount(&down))),
+        &CopyOptions::default().with_chain(chain(storage.mount(&down).layered())),
     )
     .await
     .expect("the copy succeeds by streaming");
@@ -365,15 +366,17 @@ async fn copy_streams_when_the_admin_api_does_not_answer() {
         assert!(dst.exists(blob).await.unwrap());
     }
 
-    // Right after, the same strategy leaves the silent endpoint alone instead of waiting for
-    // it once per blob.
-    let strategy = storage.mount(&down);
+    // Right after, the same strategy in a resting layer leaves the silent endpoint alone
+    // instead of waiting for it once per blob, until its clock moves past the rest.
+    let clock = ManualClock::new();
+    let strategy = storage.mount(&down).layered().with_clock(clock.clone());
     let layer = &image.layers[0].descriptor;
     let src = repo(&client, &storage.a, "team/app");
     let other = repo(&client, &storage.b, "mirror/other");
+    let request = MountRequest::new(layer, src.as_ref(), other.as_ref());
+    assert!(strategy.probes_destination(&request));
     let first = reason(&mount_one(&strategy, layer, src.as_ref(), other.as_ref()).await);
     assert!(first.contains("did not answer"), "{first}");
-    let request = MountRequest::new(layer, src.as_ref(), other.as_ref());
     assert!(
         !strategy.probes_destination(&request),
         "a resting strategy lets the engine check the destination itself"
@@ -383,6 +386,14 @@ async fn copy_streams_when_the_admin_api_does_not_answer() {
         second.starts_with("declined: ") && second.contains("not asked again"),
         "{second}"
     );
+    assert!(
+        second.contains(&down),
+        "the rest names the endpoint: {second}"
+    );
+    clock.advance(REST_AFTER_NO_ANSWER);
+    assert!(strategy.probes_destination(&request));
+    let third = reason(&mount_one(&strategy, layer, src.as_ref(), other.as_ref()).await);
+    assert!(third.contains("did not answer"), "asked again: {third}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

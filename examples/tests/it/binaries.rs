@@ -142,7 +142,7 @@ async fn admin_link_copy_mounts_through_the_admin_api() {
     );
     assert!(
         stdout.contains(&format!(
-            "chain: MountChain[CrossRepoMount, AdminLinkMount({}), SharedStorageMount]",
+            "chain: MountChain[CrossRepoMount, Resting(30s, Timeout(30s, AdminLinkMount({}))), SharedStorageMount]",
             admin.url()
         )),
         "{stdout}"

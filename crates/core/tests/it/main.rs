@@ -3,6 +3,7 @@
 mod engine;
 mod fixtures;
 mod forward;
+mod layer;
 mod locations;
 mod manifest;
 mod memory;

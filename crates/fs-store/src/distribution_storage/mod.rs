@@ -105,7 +105,7 @@ mod mount;
 mod paths;
 mod root;
 
-pub use mount::{DistributionStorageMount, NAME, UNREACHABLE_BACKOFF};
+pub use mount::{DistributionStorageMount, NAME};
 pub use root::{
     Backend, DEFAULT_S3_CONNECT_TIMEOUT, DEFAULT_S3_MAX_RETRIES, DEFAULT_S3_RETRY_TIMEOUT,
     DEFAULT_S3_TIMEOUT, S3_OPTION_KEYS, StorageRoot, TRUSTED_KEY,

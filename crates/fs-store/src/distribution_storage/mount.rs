@@ -1,10 +1,7 @@
 //! [`DistributionStorageMount`]: links a blob into a registry's repository at the storage
 //! layer.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry_core::model::{DigestAlgorithm, is_manifest};
@@ -45,18 +42,16 @@ pub const NAME: &str = "distribution-storage";
 /// # let _ = options; Ok(()) }
 /// ```
 ///
-/// A root whose storage could not be reached (a network or server error, not a missing
-/// object or refused credentials) is not asked again for [`UNREACHABLE_BACKOFF`]: the
-/// blobs of a copy are declined at once instead of each waiting for the same timeout. Clones
-/// share that memory.
+/// An attempt that could not reach a root's storage (a network or server error, not a
+/// missing object or refused credentials) is declined as
+/// [unreachable](MountOutcome::unreachable): wrap the strategy in a
+/// [`Resting`](ferry_core::layer::Resting) layer
+/// (`mount.resting_after_failure(Duration::from_secs(30))`, as `ferry cp` does) so that the
+/// blobs of a copy are declined at once instead of each waiting for the same timeout.
 #[derive(Debug, Clone, Default)]
 pub struct DistributionStorageMount {
     registries: Vec<(String, StorageRoot)>,
-    unreachable: Arc<Mutex<HashMap<String, (Instant, String)>>>,
 }
-
-/// How long a root whose storage could not be reached is left alone.
-pub const UNREACHABLE_BACKOFF: Duration = Duration::from_secs(30);
 
 impl DistributionStorageMount {
     /// A strategy that knows no registry yet: it applies to nothing until
@@ -190,9 +185,8 @@ impl DistributionStorageMount {
     }
 
     /// A storage operation failed: the reason names the operation, the object and what to
-    /// check. A failure to reach the storage of a network backend is remembered for
-    /// [`UNREACHABLE_BACKOFF`].
-    fn failed(&self, what: &str, root: &StorageRoot, e: &object_store::Error) -> String {
+    /// check; a failure to reach the storage of a network backend is unreachable.
+    fn failed(&self, what: &str, root: &StorageRoot, e: &object_store::Error) -> Refusal {
         let hint = match e {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => {
@@ -206,31 +200,15 @@ impl DistributionStorageMount {
             root.url(),
             ferry_core::redact::text(&e.to_string())
         );
-        if matches!(e, object_store::Error::Generic { .. }) && root.local_path().is_none() {
-            tracing::debug!(root = root.url(), %reason, "storage unreachable; backing off");
-            self.unreachable
-                .lock()
-                .expect("unreachable lock")
-                .insert(root.url().to_string(), (Instant::now(), reason.clone()));
+        let unreachable =
+            matches!(e, object_store::Error::Generic { .. }) && root.local_path().is_none();
+        if unreachable {
+            tracing::debug!(root = root.url(), %reason, "storage unreachable");
         }
-        reason
-    }
-
-    /// Why `root` is not asked now, when it could not be reached a moment ago.
-    fn backing_off(&self, root: &StorageRoot) -> Option<String> {
-        let mut map = self.unreachable.lock().expect("unreachable lock");
-        let (at, reason) = map.get(root.url())?;
-        let age = at.elapsed();
-        if age >= UNREACHABLE_BACKOFF {
-            map.remove(root.url());
-            return None;
+        Refusal {
+            reason,
+            unreachable,
         }
-        Some(format!(
-            "not asking storage `{}` again for {}s, it could not be reached {}s ago: {reason}",
-            root.url(),
-            (UNREACHABLE_BACKOFF - age).as_secs().max(1),
-            age.as_secs()
-        ))
     }
 
     /// Makes the blob's data present at `dst_data` under `dst_root`, taken from `source`:
@@ -247,9 +225,6 @@ impl DistributionStorageMount {
     ) -> Taken {
         let digest = descriptor.digest();
         let src_root = source.root;
-        if let Some(reason) = self.backing_off(src_root) {
-            return Taken::Declined(reason);
-        }
         let src_store = src_root.store().as_ref();
 
         // The source repository must link the blob: the storage holds blobs of every
@@ -259,10 +234,13 @@ impl DistributionStorageMount {
         match read_small(src_store, &src_link).await {
             Ok(Some(content)) if links_to(&content, descriptor) => {}
             Ok(Some(_)) => {
-                return Taken::Declined(format!(
-                    "the link `{src_link_s}` in `{}` names another digest than `{digest}`",
-                    src_root.url()
-                ));
+                return Taken::Declined(
+                    format!(
+                        "the link `{src_link_s}` in `{}` names another digest than `{digest}`",
+                        src_root.url()
+                    )
+                    .into(),
+                );
             }
             Ok(None) => {
                 return Taken::NotApplicable(format!(
@@ -293,7 +271,7 @@ impl DistributionStorageMount {
         if let (Some(s), Some(d)) = (src_root.local_path(), dst_root.local_path()) {
             let (s_dev, d_dev) = match (device_of(s).await, device_of(d).await) {
                 (Ok(s), Ok(d)) => (s.dev, d.dev),
-                (Err(reason), _) | (_, Err(reason)) => return Taken::Declined(reason),
+                (Err(reason), _) | (_, Err(reason)) => return Taken::Declined(reason.into()),
             };
             if s_dev != d_dev {
                 return Taken::NotApplicable(format!(
@@ -307,12 +285,12 @@ impl DistributionStorageMount {
         match size_of(src_store, &src_data).await {
             Ok(Some(size)) if size == descriptor.size() => {}
             Ok(Some(size)) => {
-                return Taken::Declined(format!(
+                return Taken::Declined(Refusal::from(format!(
                     "source data `{src_data_s}` in `{}` has {size} bytes but the descriptor says \
                      {}; not linked",
                     src_root.url(),
                     descriptor.size()
-                ));
+                )));
             }
             Ok(None) => {
                 return Taken::NotApplicable(format!(
@@ -337,7 +315,7 @@ impl DistributionStorageMount {
         // The destination's store copies: a hardlink (to a staging name, then renamed)
         // between filesystem roots, `CopyObject` within one bucket.
         if let Err(reason) = make_parent(dst_root, dst_data).await {
-            return Taken::Declined(reason);
+            return Taken::Declined(reason.into());
         }
         if let Err(e) = dst_root.store().copy(&src_data, dst_data).await {
             return Taken::Declined(self.failed(
@@ -364,11 +342,11 @@ impl DistributionStorageMount {
         root: &StorageRoot,
         path: &Path,
         descriptor: &Descriptor,
-    ) -> Option<String> {
+    ) -> Option<Refusal> {
         let shown = relative(root, path);
         let mut hasher = match Hasher::for_digest(descriptor.digest()) {
             Ok(h) => h,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(e.to_string().into()),
         };
         let mut stream = match root.store().get(path).await {
             Ok(r) => r.into_stream(),
@@ -388,22 +366,22 @@ impl DistributionStorageMount {
             }
         }
         if seen != descriptor.size() {
-            return Some(format!(
+            return Some(Refusal::from(format!(
                 "source data `{shown}` in `{}` has {seen}{} bytes but the descriptor says {}; \
                  not linked",
                 root.url(),
                 if seen > descriptor.size() { "+" } else { "" },
                 descriptor.size()
-            ));
+            )));
         }
         let actual = hasher.finish();
         if &actual != descriptor.digest() {
-            return Some(format!(
+            return Some(Refusal::from(format!(
                 "source data `{shown}` in `{}` hashes to `{actual}`, not `{}`: the storage is \
                  corrupt; not linked",
                 root.url(),
                 descriptor.digest()
-            ));
+            )));
         }
         None
     }
@@ -423,7 +401,33 @@ enum Taken {
     /// This source cannot give the blob.
     NotApplicable(String),
     /// This source should have given it but could not.
-    Declined(String),
+    Declined(Refusal),
+}
+
+/// Why a source, or the destination, did not give the blob.
+struct Refusal {
+    reason: String,
+    /// The storage could not be reached at all.
+    unreachable: bool,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            unreachable: false,
+        }
+    }
+}
+
+impl Refusal {
+    fn outcome(self) -> MountOutcome {
+        if self.unreachable {
+            MountOutcome::unreachable(self.reason)
+        } else {
+            MountOutcome::declined(self.reason)
+        }
+    }
 }
 
 /// Lowercases the host part, as registries are named case-insensitively.
@@ -590,9 +594,6 @@ impl MountStrategy for DistributionStorageMount {
             Ok(plan) => plan,
             Err(reason) => return Ok(MountOutcome::not_applicable(reason)),
         };
-        if let Some(reason) = self.backing_off(dst_root) {
-            return Ok(MountOutcome::declined(reason));
-        }
         let descriptor = request.descriptor;
         let digest = descriptor.digest();
         let dst = request.destination.info();
@@ -626,21 +627,17 @@ impl MountStrategy for DistributionStorageMount {
         let link = match read_small(dst_store, &dst_link).await {
             Ok(link) => link,
             Err(e) => {
-                return Ok(MountOutcome::declined(self.failed(
-                    &format!("reading the link `{dst_link_s}`"),
-                    dst_root,
-                    &e,
-                )));
+                return Ok(self
+                    .failed(&format!("reading the link `{dst_link_s}`"), dst_root, &e)
+                    .outcome());
             }
         };
         let data_size = match size_of(dst_store, &dst_data).await {
             Ok(size) => size,
             Err(e) => {
-                return Ok(MountOutcome::declined(self.failed(
-                    &format!("looking up `{dst_data_s}`"),
-                    dst_root,
-                    &e,
-                )));
+                return Ok(self
+                    .failed(&format!("looking up `{dst_data_s}`"), dst_root, &e)
+                    .outcome());
             }
         };
         let linked = link.as_deref().is_some_and(|l| links_to(l, descriptor));
@@ -662,6 +659,7 @@ impl MountStrategy for DistributionStorageMount {
         let several = sources.len() > 1;
         let mut refusals: Vec<String> = Vec::new();
         let mut declined = false;
+        let mut unreachable = false;
         let mut taken = None;
         for source in &sources {
             let (reason, is_declined) = match self
@@ -673,7 +671,10 @@ impl MountStrategy for DistributionStorageMount {
                     break;
                 }
                 Taken::NotApplicable(reason) => (reason, false),
-                Taken::Declined(reason) => (reason, true),
+                Taken::Declined(refusal) => {
+                    unreachable |= refusal.unreachable;
+                    (refusal.reason, true)
+                }
             };
             declined |= is_declined;
             refusals.push(if several {
@@ -684,7 +685,9 @@ impl MountStrategy for DistributionStorageMount {
         }
         let Some((source, method)) = taken else {
             let reason = refusals.join("; ");
-            return Ok(if declined {
+            return Ok(if unreachable {
+                MountOutcome::unreachable(reason)
+            } else if declined {
                 MountOutcome::declined(reason)
             } else {
                 MountOutcome::not_applicable(reason)
@@ -697,11 +700,9 @@ impl MountStrategy for DistributionStorageMount {
         }
         let content = PutPayload::from(link_content(digest).into_bytes());
         if let Err(e) = dst_store.put(&dst_link, content).await {
-            return Ok(MountOutcome::declined(self.failed(
-                &format!("writing the link `{dst_link_s}`"),
-                dst_root,
-                &e,
-            )));
+            return Ok(self
+                .failed(&format!("writing the link `{dst_link_s}`"), dst_root, &e)
+                .outcome());
         }
 
         // 5. The registry must now serve the blob; if it does not (the root is not the one it

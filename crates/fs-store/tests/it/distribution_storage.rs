@@ -15,7 +15,7 @@ use ferry_core::conformance::strategy::{Case, Seen, run_all};
 use crate::support::ClaimingStore;
 use ferry_core::{
     Action, CopyOptions, CopyReport, Descriptor, MountChain, MountMethod, MountOutcome,
-    MountRequest, MountStrategy, ReadStore, WriteStore, copy,
+    MountRequest, MountStrategy, MountStrategyExt, ReadStore, WriteStore, copy,
 };
 use ferry_distribution::{ClientOptions, Credentials, Reference, RegistryClient, Repository};
 use ferry_fs_store::distribution_storage::{DistributionStorageMount, StorageRoot};
@@ -73,7 +73,7 @@ fn file_root(path: &Path) -> StorageRoot {
     .expect("file root")
 }
 
-fn options(mount: DistributionStorageMount) -> CopyOptions {
+fn options(mount: impl MountStrategy + 'static) -> CopyOptions {
     CopyOptions::default().with_chain(MountChain::new().with(mount))
 }
 
@@ -735,15 +735,17 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
     }
 
     // An unreachable endpoint for the source: the attempts that reach it wait for the
-    // failure; once it is known, the root is not asked again (mount attempts of one copy run
-    // side by side, so a second copy shows it for every blob).
+    // failure, which is unreachable; once it is known, a resting layer does not ask the
+    // strategy again for these registries (mount attempts of one copy run side by side, so a
+    // second copy shows it for every blob).
     let closed = s3_options(&format!("http://127.0.0.1:{}", free_port()));
     let mount = DistributionStorageMount::new()
         .with_registry(
             a.addr(),
             StorageRoot::s3("registries", "tenant-a", closed).unwrap(),
         )
-        .with_registry(b.addr(), s3_root(&seaweed, "registries", "tenant-b"));
+        .with_registry(b.addr(), s3_root(&seaweed, "registries", "tenant-b"))
+        .resting_after_failure(std::time::Duration::from_secs(30));
     for (round, name) in ["unreachable/app", "unreachable/again"].iter().enumerate() {
         let dst = repo(&client, &b, name);
         let report = copy(
@@ -763,7 +765,7 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
         }
         let skipped = details
             .iter()
-            .filter(|d| d.contains("not asking storage"))
+            .filter(|d| d.contains("not asked again"))
             .count();
         if round == 0 {
             assert!(
