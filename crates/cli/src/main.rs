@@ -83,6 +83,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 fn main() -> ExitCode {
+    // The process-wide rustls provider is the application's choice: ferry's libraries hand
+    // theirs to their clients and install none. `ring` is what they use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(&cli);
     match cli.command {

@@ -44,7 +44,9 @@ pub use engine::{
 pub use error::{BoxError, Error, Result};
 pub use forward::{StoreWrapper, WriteStoreWrapper};
 pub use layer::MountStrategyExt;
-pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocations};
+#[cfg(feature = "persistent-cache")]
+pub use locations::PersistentLocations;
+pub use locations::{BlobLocations, InMemoryLocations, Location};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};
 pub use mount::{

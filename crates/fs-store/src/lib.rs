@@ -21,8 +21,19 @@
 //!   blob data present under the destination's root (hardlink on a filesystem, server-side
 //!   copy within an S3 bucket, nothing when the roots are one), writes the destination
 //!   repository's layer link, and has the destination registry confirm it serves the blob.
-//!   No blob byte passes through the client. See [`distribution_storage`] for the layout,
+//!   No blob byte passes through the client. See `distribution_storage` for the layout,
 //!   what operators configure, and trust.
+//!
+//! # Features
+//!
+//! - `distribution-storage`: [`DistributionStorageMount`] and [`StorageRoot`] on filesystem
+//!   roots (object_store's local filesystem).
+//! - `s3` (default, implies `distribution-storage`): S3-compatible roots, through
+//!   object_store's S3 client (reqwest, rustls with ring, handed to the client explicitly: the
+//!   crate never installs a process-wide rustls provider).
+//!
+//! A program that only copies between layouts turns the default off
+//! (`default-features = false`) and compiles neither object_store nor reqwest.
 //!
 //! ```no_run
 //! # async fn demo() -> ferry_core::Result<()> {
@@ -40,12 +51,14 @@
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
 pub mod dir;
+#[cfg(feature = "distribution-storage")]
 pub mod distribution_storage;
 mod lanes;
 pub mod layout;
 pub mod shared;
 
 pub use dir::OciDir;
+#[cfg(feature = "distribution-storage")]
 pub use distribution_storage::{DistributionStorageMount, StorageRoot};
 pub use layout::{OciLayout, blob_path_in, parse_digest, validate_tag};
 pub use shared::SharedStorageMount;

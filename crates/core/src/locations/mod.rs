@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreInfo;
 
+#[cfg(feature = "persistent-cache")]
 mod persistent;
+#[cfg(feature = "persistent-cache")]
 pub use persistent::{PersistentLocations, default_cache_path};
 
 /// One place a blob was seen, and when.

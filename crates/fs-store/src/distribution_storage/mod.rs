@@ -104,9 +104,13 @@
 mod mount;
 mod paths;
 mod root;
+#[cfg(feature = "s3")]
+mod s3;
 
 pub use mount::{DistributionStorageMount, NAME};
+pub use root::{Backend, StorageRoot, TRUSTED_KEY};
+#[cfg(feature = "s3")]
 pub use root::{
-    Backend, DEFAULT_S3_CONNECT_TIMEOUT, DEFAULT_S3_MAX_RETRIES, DEFAULT_S3_RETRY_TIMEOUT,
-    DEFAULT_S3_TIMEOUT, S3_OPTION_KEYS, StorageRoot, TRUSTED_KEY,
+    DEFAULT_S3_CONNECT_TIMEOUT, DEFAULT_S3_MAX_RETRIES, DEFAULT_S3_RETRY_TIMEOUT,
+    DEFAULT_S3_TIMEOUT, S3_OPTION_KEYS,
 };

@@ -2,18 +2,24 @@
 
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
+#[cfg(feature = "s3")]
 use std::str::FromStr;
 use std::sync::Arc;
+#[cfg(feature = "s3")]
 use std::time::Duration;
 
 use ferry_core::{Error, Result};
+use object_store::ObjectStore;
+#[cfg(feature = "s3")]
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
+#[cfg(feature = "s3")]
+use object_store::{ClientConfigKey, RetryConfig};
 
 /// The option keys [`StorageRoot::parse`] accepts for S3 roots besides every key
 /// `object_store` knows for S3 (`aws_*` names included).
+#[cfg(feature = "s3")]
 pub const S3_OPTION_KEYS: &[&str] = &[
     "endpoint",
     "region",
@@ -32,12 +38,16 @@ pub const S3_OPTION_KEYS: &[&str] = &[
 pub const TRUSTED_KEY: &str = "trusted";
 
 /// How long one S3 request may take by default (a server-side copy of a large layer included).
+#[cfg(feature = "s3")]
 pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long connecting to an S3 endpoint may take by default.
+#[cfg(feature = "s3")]
 pub const DEFAULT_S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times a failed S3 request is retried by default.
+#[cfg(feature = "s3")]
 pub const DEFAULT_S3_MAX_RETRIES: usize = 2;
 /// How long retries of one S3 request may go on by default.
+#[cfg(feature = "s3")]
 pub const DEFAULT_S3_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The storage backend a root lives on, which decides how a blob gets from one root to
@@ -158,7 +168,8 @@ fn parse_bool(key: &str, value: &str) -> Result<bool> {
 }
 
 /// Parses `30`, `30s`, `500ms`, `2m` as a duration.
-fn parse_duration(key: &str, value: &str) -> Result<Duration> {
+#[cfg(feature = "s3")]
+pub(super) fn parse_duration(key: &str, value: &str) -> Result<Duration> {
     let v = value.trim();
     let (number, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => (&v[..i], &v[i..]),
@@ -200,10 +211,6 @@ impl StorageRoot {
     /// The key `trusted` (`true`/`false`) is accepted for both; see
     /// [`StorageRoot::with_trusted`]. Unknown keys are refused, so a typo cannot silently
     /// fall back to the environment.
-    ///
-    /// Building an S3 root installs rustls' `ring` provider as the process-wide default
-    /// crypto provider when none is installed yet (the HTTP client of `object_store` needs
-    /// one).
     pub fn parse<K, V>(url: &str, options: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
         K: AsRef<str>,
@@ -258,6 +265,7 @@ impl StorageRoot {
                 })?;
                 Self::filesystem(path)?
             }
+            #[cfg(feature = "s3")]
             "s3" | "s3a" => {
                 let bucket = parsed.host_str().unwrap_or_default().to_string();
                 if bucket.is_empty() {
@@ -265,6 +273,15 @@ impl StorageRoot {
                 }
                 let prefix = parsed.path().trim_matches('/').to_string();
                 Self::s3(&bucket, &prefix, rest)?
+            }
+            #[cfg(not(feature = "s3"))]
+            "s3" | "s3a" => {
+                let _ = rest;
+                return Err(bad_url(
+                    url,
+                    "S3 roots need the `s3` feature of ferry-fs-store, which this program was \
+                     built without",
+                ));
             }
             other => {
                 return Err(bad_url(
@@ -312,6 +329,10 @@ impl StorageRoot {
     /// A root in an S3-compatible bucket: `rootdirectory: /<prefix>` of a registry with the
     /// `s3` driver. `options` as in [`StorageRoot::parse`] (without `trusted`), over the
     /// `AWS_*` environment.
+    ///
+    /// The S3 client's TLS uses rustls with the `ring` provider, given to it explicitly, and
+    /// the platform's certificate roots; no process-wide provider is needed or installed.
+    #[cfg(feature = "s3")]
     pub fn s3<K, V>(
         bucket: &str,
         prefix: &str,
@@ -383,16 +404,19 @@ impl StorageRoot {
                     .unwrap_or_else(|| "us-east-1".into());
                 format!("https://s3.{region}.amazonaws.com")
             });
-        install_crypto_provider();
-        let store = builder.with_retry(retry).build().map_err(|e| {
-            bad_url(
-                &url,
-                format!(
-                    "S3 settings are incomplete or invalid: {}",
-                    ferry_core::redact::text(&e.to_string())
-                ),
-            )
-        })?;
+        let store = builder
+            .with_http_connector(super::s3::RustlsConnector)
+            .with_retry(retry)
+            .build()
+            .map_err(|e| {
+                bad_url(
+                    &url,
+                    format!(
+                        "S3 settings are incomplete or invalid: {}",
+                        ferry_core::redact::text(&e.to_string())
+                    ),
+                )
+            })?;
         let prefix = Path::parse(prefix).map_err(|e| {
             bad_url(
                 &url,
@@ -506,15 +530,5 @@ impl StorageRoot {
                 self.backend.kind()
             ),
         })
-    }
-}
-
-/// `object_store`'s HTTP client (reqwest with rustls and no bundled provider) needs a
-/// process-wide rustls crypto provider; install `ring`, which the rest of ferry uses, unless
-/// the application installed one.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race against another installer is fine: one provider is in place.
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }

@@ -1034,3 +1034,28 @@ async fn blobs_seen_in_a_configured_registry_are_mounted_from_there() {
     assert!(uploads(&b).is_empty());
     skopeo_pulls(format!("{}/mirror/app:v1", b.addr())).await;
 }
+
+/// The S3 client is handed its TLS provider: the library works without a process-wide rustls
+/// provider and never installs one (that is the application's choice). Nothing else in this
+/// test binary installs one either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_roots_need_and_install_no_process_wide_rustls_provider() {
+    assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+    let seaweed = seaweed(&["plain"]).await;
+    let root = s3_root(&seaweed, "plain", "prefix");
+    let path = ObjectPath::from("prefix/hello");
+    root.store()
+        .put(&path, object_store::PutPayload::from_static(b"hello"))
+        .await
+        .unwrap();
+    assert_eq!(root.store().head(&path).await.unwrap().size, 5);
+    // An HTTPS endpoint goes through the same client: the handshake fails on the plain
+    // server, with an error and no panic for want of a provider.
+    let https = s3_options(&seaweed.s3_url().replace("http://", "https://"));
+    let secure = StorageRoot::s3("plain", "prefix", https).unwrap();
+    assert!(secure.store().head(&path).await.is_err());
+    assert!(
+        rustls::crypto::CryptoProvider::get_default().is_none(),
+        "the library installed a process-wide provider"
+    );
+}

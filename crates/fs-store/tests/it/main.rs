@@ -6,6 +6,7 @@ mod concurrency;
 mod conformance;
 mod copy;
 mod dir;
+#[cfg(feature = "s3")]
 mod distribution_storage;
 mod index_json;
 mod interop;

@@ -1,0 +1,174 @@
+//! The HTTP client of S3 roots: reqwest with rustls on the `ring` provider, handed to it
+//! explicitly. A library must not install a process-wide rustls provider (the application
+//! decides that), and the S3 client needs none.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::client::{ClientConfigKey, ClientOptions, HttpClient, HttpConnector};
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// Builds the reqwest client of an S3 root from its [`ClientOptions`]: timeouts, HTTP
+/// versions, plain HTTP, proxies and certificate checks as object_store's own connector reads
+/// them, with TLS by rustls on `ring` and the platform's roots.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RustlsConnector;
+
+impl HttpConnector for RustlsConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = client(options).map_err(|message| object_store::Error::Generic {
+            store: "S3",
+            source: message.into(),
+        })?;
+        Ok(HttpClient::new(client))
+    }
+}
+
+fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
+    let get = |key: ClientConfigKey| options.get_config_value(&key);
+    let flag = |key: ClientConfigKey| -> Result<bool, String> {
+        match get(key).as_deref().map(str::trim) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(format!("`{other}` is not `true` or `false` ({key:?})")),
+        }
+    };
+    let duration = |key: ClientConfigKey| -> Result<Option<Duration>, String> {
+        get(key)
+            .map(|v| {
+                humantime::parse_duration(v.trim())
+                    .map_err(|e| format!("`{v}` is not a duration ({key:?}): {e}"))
+            })
+            .transpose()
+    };
+    if flag(ClientConfigKey::NoSystemCertificates)? {
+        return Err("`no_system_certificates` is not supported by ferry's S3 client".into());
+    }
+    if get(ClientConfigKey::ProxyCaCertificate).is_some() {
+        return Err(
+            "`proxy_ca_certificate` is not supported by ferry's S3 client; add the \
+                    certificate to the system's roots"
+                .into(),
+        );
+    }
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = if flag(ClientConfigKey::AllowInvalidCertificates)?
+    {
+        Arc::new(AcceptAny(provider.clone()))
+    } else {
+        Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone())
+                .map_err(|e| format!("cannot load the platform's certificate roots: {e}"))?,
+        )
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let (http1_only, http2_only) = (
+        flag(ClientConfigKey::Http1Only)?,
+        flag(ClientConfigKey::Http2Only)?,
+    );
+    tls.alpn_protocols = match (http1_only, http2_only) {
+        (true, _) => vec![b"http/1.1".to_vec()],
+        (false, true) => vec![b"h2".to_vec()],
+        (false, false) => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(
+            get(ClientConfigKey::UserAgent)
+                .unwrap_or_else(|| concat!("ferry/", env!("CARGO_PKG_VERSION")).to_string()),
+        )
+        .https_only(!flag(ClientConfigKey::AllowHttp)?);
+    if let Some(d) = duration(ClientConfigKey::Timeout)? {
+        builder = builder.timeout(d);
+    }
+    if let Some(d) = duration(ClientConfigKey::ConnectTimeout)? {
+        builder = builder.connect_timeout(d);
+    }
+    if let Some(d) = duration(ClientConfigKey::ReadTimeout)? {
+        builder = builder.read_timeout(d);
+    }
+    if let Some(d) = duration(ClientConfigKey::PoolIdleTimeout)? {
+        builder = builder.pool_idle_timeout(d);
+    }
+    if let Some(n) = get(ClientConfigKey::PoolMaxIdlePerHost) {
+        builder = builder.pool_max_idle_per_host(
+            n.trim()
+                .parse()
+                .map_err(|_| format!("`{n}` is not a number (PoolMaxIdlePerHost)"))?,
+        );
+    }
+    if http1_only {
+        builder = builder.http1_only();
+    } else if http2_only {
+        builder = builder.http2_prior_knowledge();
+    }
+    if let Some(url) = get(ClientConfigKey::ProxyUrl) {
+        let mut proxy =
+            reqwest::Proxy::all(&url).map_err(|e| format!("proxy URL is not usable: {e}"))?;
+        if let Some(excludes) = get(ClientConfigKey::ProxyExcludes) {
+            proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&excludes));
+        }
+        builder = builder.proxy(proxy);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Accepts any certificate (`allow_invalid_certificates = true`), still checking that the
+/// handshake's signatures are made by the key of the certificate presented.
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
