@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_core::conformance::strategy::{Case, Seen, run_all};
+use ferry_core::conformance::{Case, Seen, strategy};
 use ferry_core::layer::ManualClock;
 use ferry_core::{
     Action, BlobLocations, CopyOptions, CopyReport, Descriptor, InMemoryLocations, MemoryStore,
@@ -157,17 +157,69 @@ fn link_file(root: &Path, repository: &str, descriptor: &Descriptor) -> PathBuf 
         .join("link")
 }
 
+/// The strategy contract, one test per rule, between a repository of registry A and one of
+/// registry B on one storage, with the admin server in front of it.
+mod conformance {
+    use super::*;
+
+    /// The registries, the storage and the admin server live as long as the case.
+    async fn registries() -> (SharedStorage, AdminServer) {
+        let storage = SharedStorage::start().await;
+        let admin = storage.admin(None).await;
+        (storage, admin)
+    }
+
+    fn case_with(
+        storage: SharedStorage,
+        admin: AdminServer,
+        strategy: Arc<dyn MountStrategy>,
+    ) -> Case {
+        let client = client();
+        let source = repo(&client, &storage.a, "kit/source");
+        let destination = repo(&client, &storage.b, "kit/destination");
+        Case::new(strategy, source, destination).keeping((storage, admin))
+    }
+
+    mod plain {
+        use super::*;
+
+        async fn case() -> Case {
+            let (storage, admin) = registries().await;
+            let strategy = Arc::new(storage.mount(&admin.url()));
+            case_with(storage, admin, strategy)
+        }
+
+        ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+    }
+
+    /// As an operator registers it, in a timeout and a resting layer, and traced: every
+    /// layer of ferry-core keeps the contract of the strategy it wraps.
+    mod layered {
+        use super::*;
+        use ferry_core::MountStrategyExt;
+
+        async fn case() -> Case {
+            let (storage, admin) = registries().await;
+            let strategy = Arc::new(storage.mount(&admin.url()).layered().traced());
+            case_with(storage, admin, strategy)
+        }
+
+        ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeps_the_strategy_contract_between_registries_on_one_storage() {
+async fn the_admin_api_answers_404_for_a_missing_blob_and_201_for_a_link() {
     let storage = SharedStorage::start().await;
     let admin = storage.admin(None).await;
     let client = client();
-    let case = Case {
-        strategy: Arc::new(storage.mount(&admin.url())),
-        source: repo(&client, &storage.a, "kit/source"),
-        destination: repo(&client, &storage.b, "kit/destination"),
-    };
-    assert_eq!(run_all(&case).await, Seen::Mounted);
+    let case = Case::new(
+        Arc::new(storage.mount(&admin.url())),
+        repo(&client, &storage.a, "kit/source"),
+        repo(&client, &storage.b, "kit/destination"),
+    );
+    strategy::a_blob_the_source_lacks_is_never_mounted(&case).await;
+    strategy::the_outcome_is_honest_and_as_declared(&case, Seen::Mounted).await;
     let statuses: Vec<u16> = admin.requests().iter().map(|r| r.status).collect();
     assert!(
         statuses.contains(&404),

@@ -12,11 +12,12 @@ use crate::error::Result;
 use crate::forward::{StoreWrapper, WriteStoreWrapper};
 use crate::store::{
     BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, LocalBlobs, Peek,
-    ReadStore, RegistryRepository, WriteStore,
+    ReadStore, RegistryRepository, StoreInfo, WriteStore,
 };
 
 /// Wraps a store and counts every call made through it, by method name: the store traits'
-/// (`exists`, `fetch`, `resolve`, `referrers`, `capabilities`, `push`, `tag`, `push_tagged`)
+/// (`info`, `exists`, `fetch`, `resolve`, `referrers`, `capabilities`, `push`, `tag`,
+/// `push_tagged`)
 /// and those of every capability the inner store offers, which it offers in turn
 /// (`list_tags`, `list_tags_resolved`, `delete_tag`, `peek`, `accepts`, `fetch_from_address`,
 /// `registry`, `repository`, `mount_blob`, `filesystem`, `blob_file`, `staging_dir`).
@@ -80,6 +81,11 @@ impl<S: ReadStore + ?Sized> StoreWrapper for Counting<S> {
 
     fn inner(&self) -> &S {
         &self.inner
+    }
+
+    fn info(&self) -> &StoreInfo {
+        self.count("info");
+        self.inner().info()
     }
 
     async fn exists(&self, descriptor: &Descriptor) -> Result<bool> {

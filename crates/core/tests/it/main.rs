@@ -1,5 +1,6 @@
 //! Integration tests of ferry-core.
 
+mod conformance_kit;
 mod engine;
 mod fixtures;
 mod forward;

@@ -1,17 +1,46 @@
-//! The in-memory store keeps the store contract.
+//! The in-memory store keeps the store contract, one test per rule, as it is, behind `Arc`
+//! and `Box`, and behind a wrapper built on `StoreWrapper`.
 
 use std::sync::Arc;
 
-#[tokio::test]
-async fn memory_store_keeps_the_store_contract() {
-    ferry_core::conformance::store::run_all(Arc::new(ferry_core::MemoryStore::new("conformance")))
-        .await;
+use ferry_core::conformance::{Counting, StoreSubject};
+use ferry_core::{MemoryStore, WriteStore};
+
+mod memory_store {
+    use super::*;
+
+    async fn subject() -> StoreSubject {
+        StoreSubject::new(Arc::new(MemoryStore::new("conformance")))
+    }
+
+    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
+}
+
+mod boxed_memory_store {
+    use super::*;
+
+    async fn subject() -> StoreSubject {
+        let boxed: Box<dyn WriteStore> = Box::new(MemoryStore::new("conformance"));
+        StoreSubject::new(Arc::new(boxed))
+    }
+
+    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
+}
+
+mod wrapped_memory_store {
+    use super::*;
+
+    async fn subject() -> StoreSubject {
+        StoreSubject::new(Counting::new(Arc::new(MemoryStore::new("conformance"))))
+    }
+
+    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
 }
 
 #[tokio::test]
 async fn memory_store_lists_its_tags_through_its_capabilities() {
-    use ferry_core::{ReadStore, WriteStore, bytes_stream, conformance::random_blob};
-    let store = ferry_core::MemoryStore::new("tags");
+    use ferry_core::{ReadStore, bytes_stream, conformance::random_blob};
+    let store = MemoryStore::new("tags");
     let (desc, data) = random_blob(10);
     store.push(&desc, bytes_stream(data)).await.unwrap();
     store.tag(&desc, "v2").await.unwrap();

@@ -1,35 +1,72 @@
-//! The store contract and the strategy contract on the real registry.
+//! The store contract and the strategy contract on the real registry, one test per rule.
 
 use std::sync::Arc;
 
-use ferry_core::conformance::strategy::{Case, Seen};
+use ferry_core::conformance::{Case, StoreSubject};
 use ferry_core::{ReadStore, WriteStore};
 use ferry_distribution::{ClientOptions, Credentials, CrossRepoMount, RegistryClient};
 use ferry_test_support::Registry;
 
 use crate::support::{client, repo, start_registry};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repository_keeps_the_store_contract() {
-    let registry = start_registry(Registry::builder()).await;
-    let store: Arc<dyn WriteStore> = repo(&client(), registry.addr(), "conformance/monolithic");
-    ferry_core::conformance::store::run_all(store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunked_uploads_keep_the_store_contract() {
-    let registry = start_registry(Registry::builder()).await;
-    let client = RegistryClient::new(ClientOptions {
+/// A client whose blob pushes above 1000 bytes go up in 64 KiB `PATCH`es.
+fn chunking_client() -> RegistryClient {
+    RegistryClient::new(ClientOptions {
         plain_http: true,
         credentials: Credentials::anonymous(),
         chunk_threshold: 1000,
         chunk_size: 64 * 1024,
         ..Default::default()
     })
-    .unwrap();
-    let store: Arc<dyn WriteStore> = repo(&client, registry.addr(), "conformance/chunked");
-    ferry_core::conformance::store::run_all(store).await;
-    // The 300 000-byte and 1 MiB blobs went up in 64 KiB PATCHes.
+    .unwrap()
+}
+
+/// The store contract, one test per rule, on a repository of a fresh registry.
+mod repository {
+    use super::*;
+
+    async fn subject() -> StoreSubject {
+        let registry = start_registry(Registry::builder()).await;
+        let client = client();
+        StoreSubject::new(repo(&client, registry.addr(), "conformance/store"))
+            .with_sibling(repo(&client, registry.addr(), "conformance/sibling"))
+            .keeping(registry)
+    }
+
+    ferry_core::store_suite!(
+        setup: subject,
+        declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads]
+    );
+}
+
+/// The same with chunked uploads.
+mod repository_chunked {
+    use super::*;
+
+    async fn subject() -> StoreSubject {
+        let registry = start_registry(Registry::builder()).await;
+        let client = chunking_client();
+        StoreSubject::new(repo(&client, registry.addr(), "conformance/chunked"))
+            .with_sibling(repo(&client, registry.addr(), "conformance/sibling"))
+            .keeping(registry)
+    }
+
+    ferry_core::store_suite!(
+        setup: subject,
+        declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_uploads_go_up_in_patches() {
+    let registry = start_registry(Registry::builder()).await;
+    let subject = StoreSubject::new(repo(
+        &chunking_client(),
+        registry.addr(),
+        "conformance/chunked",
+    ));
+    ferry_core::conformance::store::push_round_trips_the_exact_bytes(&subject).await;
+    // The 300 000-byte blob went up in 64 KiB PATCHes.
     assert!(
         registry.count("PATCH", "/v2/conformance/chunked/blobs/uploads/") >= 5,
         "no chunked upload was made: {:?}",
@@ -37,17 +74,28 @@ async fn chunked_uploads_keep_the_store_contract() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cross_repo_mount_keeps_the_strategy_contract() {
-    let registry = start_registry(Registry::builder()).await;
-    let client = client();
-    let case = Case {
-        strategy: Arc::new(CrossRepoMount::new()),
-        source: repo(&client, registry.addr(), "team/src"),
-        destination: repo(&client, registry.addr(), "team/dst"),
-    };
-    let seen = ferry_core::conformance::strategy::run_all(&case).await;
-    assert_eq!(seen, Seen::Mounted);
+/// The strategy contract of the cross-repository mount, between two repositories of one
+/// registry: it probes the destination (a mount answers 201 for a blob the repository has)
+/// and leaves the 202 session of a refused mount as a prepared upload.
+mod cross_repo_mount {
+    use super::*;
+
+    async fn case() -> Case {
+        let registry = start_registry(Registry::builder()).await;
+        let client = client();
+        Case::new(
+            Arc::new(CrossRepoMount::new()),
+            repo(&client, registry.addr(), "team/src"),
+            repo(&client, registry.addr(), "team/dst"),
+        )
+        .keeping(registry)
+    }
+
+    ferry_core::strategy_suite!(
+        setup: case,
+        expect: Mounted,
+        declares: [probes_destination, prepares_uploads]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,11 @@
-//! IpfsMount as a mount strategy: the conformance kit, outcomes, and destinations that fetch
-//! from IPFS themselves.
+//! IpfsMount as a mount strategy: the conformance suites, outcomes, and destinations that
+//! fetch from IPFS themselves.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_core::conformance::strategy::{Case, Seen, run_all};
+use ferry_core::conformance::Case;
 use ferry_core::{
     ByteStream, Capabilities, Descriptor, FetchFromAddress, MemoryStore, MountMethod, MountOutcome,
     MountRequest, MountStrategy, ReadStore, Result, StoreInfo, WriteStore,
@@ -25,33 +25,83 @@ async fn mount(
     strategy.mount(&request).await.unwrap()
 }
 
-#[tokio::test]
-async fn conformance_when_ipfs_holds_what_the_source_holds() {
-    let helia = Arc::new(Helia::start());
-    let case = Case {
-        strategy: Arc::new(IpfsMount::new(helia.url()).unwrap()),
-        source: Arc::new(CountingStore::publishing_to("src", helia.clone())),
-        destination: Arc::new(MemoryStore::new("dst")),
-    };
-    assert_eq!(run_all(&case).await, Seen::Mounted);
+/// The strategy contract when IPFS holds every blob the source holds.
+mod ipfs_holding_the_blobs {
+    use super::*;
+
+    async fn case() -> Case {
+        let helia = Arc::new(Helia::start());
+        Case::new(
+            Arc::new(IpfsMount::new(helia.url()).unwrap()),
+            Arc::new(CountingStore::publishing_to("src", helia.clone())),
+            Arc::new(MemoryStore::new("dst")),
+        )
+        .keeping(helia)
+    }
+
+    ferry_core::strategy_suite!(setup: case, expect: Mounted);
 }
 
-#[tokio::test]
-async fn conformance_when_ipfs_holds_nothing() {
-    let helia = Helia::start();
-    let case = Case {
-        strategy: Arc::new(IpfsMount::new(helia.url()).unwrap()),
-        source: Arc::new(MemoryStore::new("src")),
-        destination: Arc::new(MemoryStore::new("dst")),
-    };
-    assert_eq!(run_all(&case).await, Seen::Declined);
+/// The strategy contract when IPFS holds nothing: every address is declined.
+mod ipfs_holding_nothing {
+    use super::*;
 
-    let no_addresses = Case {
-        strategy: Arc::new(IpfsMount::new(helia.url()).unwrap().derive_raw_cids(false)),
-        source: Arc::new(MemoryStore::new("src")),
-        destination: Arc::new(MemoryStore::new("dst")),
-    };
-    assert_eq!(run_all(&no_addresses).await, Seen::NotApplicable);
+    async fn case() -> Case {
+        let helia = Helia::start();
+        Case::new(
+            Arc::new(IpfsMount::new(helia.url()).unwrap()),
+            Arc::new(MemoryStore::new("src")),
+            Arc::new(MemoryStore::new("dst")),
+        )
+        .keeping(helia)
+    }
+
+    ferry_core::strategy_suite!(setup: case, expect: Declined);
+}
+
+/// The strategy contract for blobs without any IPFS address: not applicable.
+mod ipfs_without_addresses {
+    use super::*;
+
+    async fn case() -> Case {
+        let helia = Helia::start();
+        Case::new(
+            Arc::new(IpfsMount::new(helia.url()).unwrap().derive_raw_cids(false)),
+            Arc::new(MemoryStore::new("src")),
+            Arc::new(MemoryStore::new("dst")),
+        )
+        .keeping(helia)
+    }
+
+    ferry_core::strategy_suite!(setup: case, expect: NotApplicable);
+}
+
+/// The store contract of a destination that fetches `ipfs://` addresses itself, its
+/// `FetchFromAddress` rule included, with a real IPFS node as the publisher.
+mod self_fetching_destination {
+    use super::*;
+    use ferry_core::conformance::{Publish, StoreSubject};
+
+    struct Node(Helia);
+
+    #[async_trait]
+    impl Publish for Node {
+        async fn publish(&self, data: bytes::Bytes) -> String {
+            format!("ipfs://{}", self.0.add_raw(&data).await)
+        }
+    }
+
+    async fn subject() -> StoreSubject {
+        let helia = Helia::start();
+        let store = SelfFetching {
+            inner: MemoryStore::new("dst"),
+            gateway: GatewayClient::new(helia.url()).unwrap(),
+            asked: Mutex::default(),
+        };
+        StoreSubject::new(Arc::new(store)).with_publisher(Arc::new(Node(helia)))
+    }
+
+    ferry_core::store_suite!(setup: subject, declares: [fetch_from_address]);
 }
 
 #[tokio::test]
