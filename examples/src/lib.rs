@@ -12,6 +12,7 @@
 //! [`AdminLinkMount`]: admin_link::AdminLinkMount
 
 pub mod admin_link;
+pub mod link_api;
 
 use ferry_core::{Action, CopyReport};
 

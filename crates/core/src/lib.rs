@@ -9,14 +9,36 @@
 //! # async fn demo(src: std::sync::Arc<dyn ferry_core::ReadStore>,
 //! #               dst: std::sync::Arc<dyn ferry_core::WriteStore>,
 //! #               strategy: impl ferry_core::MountStrategy + 'static) -> ferry_core::Result<()> {
-//! use ferry_core::{copy, CopyOptions, MountChain};
-//! let options = CopyOptions::default().with_chain(MountChain::new().with(strategy));
+//! use std::time::Duration;
+//! use ferry_core::{copy, CopyOptions, MountChain, MountStrategyExt};
+//! let chain = MountChain::new().with(strategy.with_timeout(Duration::from_secs(30)));
+//! let options = CopyOptions::default().with_chain(chain).with_concurrency(4);
 //! let report = copy(src, "v1", dst, Some("v1"), &options).await?;
 //! for node in &report.nodes {
-//!     println!("{} {}", node.action.verb(), node.descriptor.digest());
+//!     println!("{} {} {:?}", node.action.verb(), node.descriptor.digest(), node.method);
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! - **Stores** ([`ReadStore`], [`WriteStore`]) say who they are ([`StoreInfo`]) and what
+//!   else they can do ([`Capabilities`]: a [`RegistryRepository`] to mount into, [`LocalBlobs`]
+//!   files to link, [`FetchFromAddress`], [`ListTags`], [`DeleteTag`], [`Peek`]). Strategies
+//!   use these,
+//!   never a store's concrete type, so `Arc<T>`, `Box<T>` and any decorator built on
+//!   [`StoreWrapper`] work wherever the store does.
+//! - **Strategies** answer with a [`MountOutcome`] ("could not" is an outcome, never an error)
+//!   and compose with [`layer`]s: [`MountStrategyExt::with_timeout`],
+//!   [`MountStrategyExt::resting_after_failure`], [`MountStrategyExt::traced`].
+//! - **The engine** ([`copy`], [`copy_graph`]) returns a [`CopyReport`] with one
+//!   [`NodeReport`] per node (action, strategy, [`MountMethod`], bytes through the client,
+//!   every [`MountAttempt`]) and streams [`CopyEvent`]s for progress.
+//!
+//! # Features
+//!
+//! - `persistent-cache` (default): [`PersistentLocations`], the blob-location cache kept on
+//!   disk between runs, on redb. Without it, only [`InMemoryLocations`].
+//! - `conformance`: the `conformance` module and its suites (`store_suite!`,
+//!   `strategy_suite!`) that every store and strategy runs, for `dev-dependencies`.
 
 pub mod catalog;
 pub mod engine;

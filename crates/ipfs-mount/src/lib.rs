@@ -92,15 +92,16 @@
 //! ```
 //!
 //! and offers it from its `ReadStore::capabilities` (`Capabilities` is non-exhaustive, so
-//! start from the default and set the field):
+//! start from the default and add what the store offers):
 //!
 //! ```text
 //! fn capabilities(&self) -> Capabilities<'_> {
-//!     let mut capabilities = Capabilities::default();
-//!     capabilities.fetch_from_address = Some(self);
-//!     capabilities
+//!     Capabilities::default().with_fetch_from_address(self)
 //! }
 //! ```
+//!
+//! A wrapper around such a store ([`ferry_core::StoreWrapper`]) forwards the capability, so the
+//! address is still handed to the destination through it.
 //!
 //! The registry must verify the content against the descriptor's size and digest before it
 //! commits it, as any `push` does.

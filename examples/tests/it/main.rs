@@ -4,4 +4,5 @@
 mod admin_link;
 mod admin_server;
 mod binaries;
+mod link_api;
 mod wrappers;
