@@ -443,6 +443,10 @@ async fn run_graph(
         Ok(()) if options.referrers => engine.clone().copy_referrers().await,
         other => other,
     };
+    // The node futures hold the engine, and a node a failed parent abandoned may hold what
+    // other copies wait for (a run-wide transfer it leads): drop them all now, which releases
+    // it and frees the engine.
+    engine.nodes.lock().expect("nodes lock").clear();
     if outcome.is_err() {
         let err = engine.failure.lock().expect("failure lock").take();
         return Err(err.unwrap_or_else(|| Error::Cancelled("copy failed".into())));

@@ -932,3 +932,72 @@ async fn a_root_known_absent_is_not_looked_for_and_one_present_after_all_is_push
         manifest.digest()
     );
 }
+
+/// A source whose fetch of one blob waits until the test opens its gate: the blob stays in
+/// flight while the rest of its copy fails.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<MemoryStore>,
+    held: ferry_core::Digest,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Display for Gated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gated({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ferry_core::StoreWrapper for Gated {
+    type Inner = MemoryStore;
+    fn inner(&self) -> &MemoryStore {
+        &self.inner
+    }
+    async fn fetch(&self, d: &Descriptor) -> ferry_core::Result<ByteStream> {
+        if d.digest() == &self.held {
+            let _open = self.gate.acquire().await.expect("gate");
+        }
+        self.inner().fetch(d).await
+    }
+}
+
+/// A copy that fails while another of its blobs is in flight releases that blob's run-wide
+/// transfer when it ends, so a later copy sharing the blob brings it instead of waiting for
+/// a transfer nobody will finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_copy_releases_the_transfers_it_led() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let shared = layer(&src, 5000);
+    let (missing, _) = ferry_core::conformance::random_blob(100);
+    let (broken, _) = image(&src, &[shared.clone(), missing]);
+    let (good, _) = image(&src, std::slice::from_ref(&shared));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gated = Arc::new(Gated {
+        inner: src.clone(),
+        held: shared.digest().clone(),
+        gate: gate.clone(),
+    });
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let transfers = Arc::new(ferry_core::BlobTransfers::new());
+    let options = opts().with_transfers(transfers);
+
+    // The broken image fails on its missing layer while its copy of the shared layer waits
+    // at the gate.
+    let err = copy_graph(gated.clone(), dst.clone(), broken, &options)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    // The good image, in the same run, brings the shared layer itself.
+    gate.add_permits(1);
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        copy_graph(gated, dst.clone(), good, &options),
+    )
+    .await
+    .expect("the copy waited for a transfer the failed copy abandoned")
+    .unwrap();
+    assert_eq!(report.node(shared.digest()).unwrap().action, Action::Copied);
+    assert!(dst.exists(&shared).await.unwrap());
+}
