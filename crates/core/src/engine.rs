@@ -368,6 +368,11 @@ async fn run_graph(
         other => other,
     };
     if outcome.is_err() {
+        // Nodes still in flight hold the engine and the engine holds them: drop them, so their
+        // transfers end (a layout's writer thread sees its stream close) instead of waiting
+        // forever for a poll that will not come.
+        let in_flight = std::mem::take(&mut *engine.nodes.lock().expect("nodes lock"));
+        drop(in_flight);
         let err = engine.failure.lock().expect("failure lock").take();
         return Err(err.unwrap_or_else(|| Error::Cancelled("copy failed".into())));
     }
