@@ -183,6 +183,16 @@ pub struct RegistryArgs {
     /// Accept any TLS certificate from the destination registry.
     #[arg(long)]
     pub to_insecure: bool,
+    /// Trust the CA certificates in this PEM file for both registries, besides the system's
+    /// (repeatable). `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Trust the CA certificates in this PEM file for the source registry (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub from_ca_cert: Vec<PathBuf>,
+    /// Trust the CA certificates in this PEM file for the destination registry (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub to_ca_cert: Vec<PathBuf>,
     /// Hash blobs pushed to a registry in ferry too. Registries must refuse content that does
     /// not match its digest (`DIGEST_INVALID`, exit 5), so by default ferry only counts the
     /// bytes and leaves the hashing to the registry; use this for one that does not check.
@@ -227,4 +237,15 @@ pub struct RegistryArgs {
     /// The most time spent waiting between the tries of one request, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_RETRY_MAX_DELAY_MS", value_name = "MS")]
     pub retry_max_delay_ms: Option<u64>,
+    /// The longest wait for the next chunk of a streamed body, in milliseconds.
+    #[arg(long, hide = true, env = "FERRY_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// The longest wait for an answer's headers, in milliseconds.
+    #[arg(
+        long,
+        hide = true,
+        env = "FERRY_RESPONSE_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub response_timeout_ms: Option<u64>,
 }

@@ -21,6 +21,8 @@
 pub mod catalog;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "http-client")]
+pub mod http;
 pub mod locations;
 pub mod memory;
 pub mod model;
@@ -39,7 +41,7 @@ pub use catalog::{Catalog, MemoryCatalog};
 pub use engine::{
     CopyOptions, EventSink, copy, copy_graph, copy_root, fetch_manifest, select_platform,
 };
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, TransportErrorKind};
 pub use locations::{BlobLocations, InMemoryLocations, Location, PersistentLocations};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};

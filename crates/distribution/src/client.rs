@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use ferry_core::http::TlsPolicy;
 use ferry_core::{Error, Result};
 use url::Url;
 
@@ -26,8 +27,10 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
 pub struct ClientOptions {
     /// Speak plain HTTP instead of HTTPS to every registry.
     pub plain_http: bool,
-    /// Accept any TLS certificate (self-signed test registries). Never in production.
-    pub insecure: bool,
+    /// Which TLS certificates are trusted: the system's roots by default, plus CA certificates
+    /// given ([`TlsPolicy::with_ca_file`]), or any ([`TlsPolicy::insecure`], for self-signed
+    /// test registries; never in production).
+    pub tls: TlsPolicy,
     /// Where credentials come from; docker's configuration by default.
     pub credentials: Credentials,
     /// The `User-Agent` of every request.
@@ -56,7 +59,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             plain_http: false,
-            insecure: false,
+            tls: TlsPolicy::new(),
             credentials: Credentials::default(),
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             timeouts: Timeouts::default(),
@@ -114,7 +117,7 @@ impl RegistryClient {
     /// A client with `options`.
     pub fn new(options: ClientOptions) -> Result<Self> {
         let transport = Transport::new(
-            options.insecure,
+            options.tls,
             &options.user_agent,
             options.timeouts,
             options.retry,

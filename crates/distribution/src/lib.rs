@@ -41,7 +41,6 @@ pub mod reference;
 pub mod referrers;
 mod registry;
 mod repository;
-mod tls;
 pub mod transport;
 mod upload;
 

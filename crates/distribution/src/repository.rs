@@ -482,7 +482,7 @@ impl ReadStore for Repository {
         }
         Ok(body_stream(
             resp,
-            self.display.clone(),
+            format!("blob `{digest}`"),
             self.registry.transport.idle_timeout(),
         ))
     }

@@ -292,7 +292,7 @@ impl HostAuth {
         // The realm is the registry's to name: it may carry credentials of its own.
         let realm = crate::transport::redact_url(realm);
         tracing::debug!(registry = %self.registry, realm = %realm, scopes = ?scope_strings, "requesting token");
-        let resp = self.transport.send(req, &self.registry).await?;
+        let resp = self.transport.send(req).await?;
         let status = resp.status();
         if status != StatusCode::OK {
             let body = read_error_body(resp).await;

@@ -383,7 +383,14 @@ impl StorageRoot {
                     .unwrap_or_else(|| "us-east-1".into());
                 format!("https://s3.{region}.amazonaws.com")
             });
-        install_crypto_provider();
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(Error::store(
+                &url,
+                "S3 storage needs a process-wide rustls crypto provider, which a library does not \
+                 install; install one at the start of the program (for example \
+                 `rustls::crypto::ring::default_provider().install_default()`), as `ferry` does",
+            ));
+        }
         let store = builder.with_retry(retry).build().map_err(|e| {
             bad_url(
                 &url,
@@ -506,15 +513,5 @@ impl StorageRoot {
                 self.backend.kind()
             ),
         })
-    }
-}
-
-/// `object_store`'s HTTP client (reqwest with rustls and no bundled provider) needs a
-/// process-wide rustls crypto provider; install `ring`, which the rest of ferry uses, unless
-/// the application installed one.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race against another installer is fine: one provider is in place.
-        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }

@@ -236,8 +236,15 @@ async fn seaweed(buckets: &[&str]) -> SeaweedFs {
         .expect("SeaweedFS starts")
 }
 
+/// Installs the process-wide rustls provider object storage's HTTP client needs: a library
+/// never installs one, the program does (here, the test).
+fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// `StorageRoot` options for `endpoint` with the test identity.
 fn s3_options(endpoint: &str) -> BTreeMap<&'static str, String> {
+    install_tls_provider();
     BTreeMap::from([
         ("endpoint", endpoint.to_string()),
         ("region", "us-east-1".to_string()),
@@ -839,6 +846,7 @@ async fn s3_misconfiguration_declines_and_the_copy_streams() {
 
 #[test]
 fn storage_urls_and_options_are_parsed_strictly() {
+    install_tls_provider();
     let root = StorageRoot::parse("file:///srv/registry-a", [("trusted", "true")]).unwrap();
     assert_eq!(root.url(), "file:///srv/registry-a");
     assert_eq!(root.local_path(), Some(Path::new("/srv/registry-a")));
