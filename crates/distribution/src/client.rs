@@ -7,7 +7,7 @@ use ferry_core::http::TlsPolicy;
 use ferry_core::{Error, Result};
 use url::Url;
 
-use crate::auth::{Credentials, HostAuth};
+use crate::auth::{Clock, Credentials, HostAuth, SystemClock};
 use crate::reference::{Reference, api_host};
 use crate::registry::Registry;
 use crate::repository::Repository;
@@ -47,6 +47,8 @@ pub struct ClientOptions {
     /// instead of a `GET` whose manifest bytes are kept for the copy that follows (one request
     /// fewer per copy).
     pub resolve_with_head: bool,
+    /// The clock token lifetimes are measured by (the system's; tests move their own).
+    pub clock: Arc<dyn Clock>,
     /// Hash every blob pushed, in ferry, as well as in the registry. A registry must refuse a
     /// blob whose content does not match the digest of its `PUT ?digest=` (`DIGEST_INVALID`),
     /// which ferry reports as [`ferry_core::Error::DigestMismatch`] like its own check; so by
@@ -68,6 +70,7 @@ impl Default for ClientOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             resolve_with_head: false,
             verify_uploads: false,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -100,6 +103,7 @@ struct ClientInner {
     transport: Arc<Transport>,
     plain_http: bool,
     credentials: Credentials,
+    clock: Arc<dyn Clock>,
     settings: Arc<Settings>,
     registries: Mutex<HashMap<String, Arc<Registry>>>,
 }
@@ -127,6 +131,7 @@ impl RegistryClient {
                 transport: Arc::new(transport),
                 plain_http: options.plain_http,
                 credentials: options.credentials,
+                clock: options.clock,
                 settings: Arc::new(Settings {
                     chunk_threshold: options.chunk_threshold,
                     chunk_size: options.chunk_size.max(1),
@@ -160,6 +165,7 @@ impl RegistryClient {
             name,
             self.inner.credentials.clone(),
             self.inner.transport.clone(),
+            self.inner.clock.clone(),
         );
         let registry = Arc::new(Registry::new(
             name.to_string(),

@@ -44,7 +44,7 @@ mod repository;
 pub mod transport;
 mod upload;
 
-pub use auth::{Credential, Credentials};
+pub use auth::{Clock, Credential, Credentials, SystemClock};
 pub use catalog::RegistryCatalog;
 pub use client::{ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, RegistryClient};
 pub use mount::CrossRepoMount;

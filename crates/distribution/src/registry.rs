@@ -317,7 +317,12 @@ mod tests {
         Registry::new(
             "r.example".into(),
             Url::parse(base).unwrap(),
-            HostAuth::new("r.example", Credentials::anonymous(), transport.clone()),
+            HostAuth::new(
+                "r.example",
+                Credentials::anonymous(),
+                transport.clone(),
+                Arc::new(crate::auth::SystemClock),
+            ),
             transport,
             Arc::new(Settings {
                 chunk_threshold: 1,
