@@ -7,7 +7,7 @@ use crate::runner::{ScenarioRuns, ToolRuns};
 use crate::scenario::{Target, Tool, human};
 
 /// Medians of one tool's runs (peak RSS and fetches: the largest).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Summary {
     /// Median wall time.
     pub wall: Duration,
@@ -23,6 +23,12 @@ pub struct Summary {
     pub uploaded: u64,
     /// Largest number of GETs of one blob.
     pub max_fetches: usize,
+    /// Median requests at the destination registry.
+    pub dst_requests: usize,
+    /// Median TCP connections to the registries.
+    pub connections: u64,
+    /// The HTTP versions the registries saw, in any run.
+    pub protocols: Vec<String>,
 }
 
 fn median<T: Copy + Ord>(mut values: Vec<T>) -> T {
@@ -44,6 +50,14 @@ pub fn summarize(runs: &ToolRuns) -> Option<Summary> {
         log_requests: median(s.iter().map(|x| x.log_requests).collect()),
         uploaded: median(s.iter().map(|x| x.uploaded).collect()),
         max_fetches: s.iter().map(|x| x.max_fetches).max().unwrap_or(0),
+        dst_requests: median(s.iter().map(|x| x.dst_requests).collect()),
+        connections: median(s.iter().map(|x| x.connections).collect()),
+        protocols: {
+            let mut p: Vec<String> = s.iter().flat_map(|x| x.protocols.clone()).collect();
+            p.sort();
+            p.dedup();
+            p
+        },
     })
 }
 
@@ -77,7 +91,7 @@ pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
         .targets
         .iter()
         .map(|target| {
-            let (measured, met) = match (*target, ferry, skopeo, floor) {
+            let (measured, met) = match (*target, ferry.clone(), skopeo.clone(), floor.clone()) {
                 (Target::WallRatio(min), Some(f), Some(s), _) => {
                     let r = ratio(s.wall, f.wall);
                     (format!("{r:.2}×"), Some(r >= min))
@@ -105,6 +119,10 @@ pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
                     format!("at most {} GET per blob", f.max_fetches),
                     Some(f.max_fetches <= 1),
                 ),
+                (Target::DestinationRequestsAtMost(limit), Some(f), _, _) => (
+                    format!("{} (limit {limit})", f.dst_requests),
+                    Some(f.dst_requests <= limit),
+                ),
                 _ => ("not measured (a tool failed)".into(), None),
             };
             Check {
@@ -126,6 +144,29 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// `https h2, 50 ms`: how the registries were reached and which HTTP versions the tool spoke.
+fn transport(sr: &ScenarioRuns, s: &Summary) -> String {
+    let network = sr.scenario.network;
+    let versions: Vec<&str> = s
+        .protocols
+        .iter()
+        .map(|p| match p.as_str() {
+            "HTTP/2.0" => "h2",
+            "HTTP/1.1" => "h1.1",
+            other => other,
+        })
+        .collect();
+    let mut out = if network.tls { "https" } else { "http" }.to_string();
+    if !versions.is_empty() {
+        out.push(' ');
+        out.push_str(&versions.join("+"));
+    }
+    if network.delay_ms > 0 {
+        out.push_str(&format!(", {} ms", network.delay_ms));
+    }
+    out
+}
+
 /// The result rows of one scenario (Markdown table rows, no header).
 pub fn rows(sr: &ScenarioRuns) -> String {
     let ferry = summary_of(sr, Tool::Ferry);
@@ -145,14 +186,17 @@ pub fn rows(sr: &ScenarioRuns) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | {} | {} | {:.1} MiB | {log} | {} | {} | {} |",
+                    "| {name} | {} | {} | {} | {} | {:.1} MiB | {log} | {} | {} | {} | {} | {} |",
+                    transport(sr, &s),
                     runs.tool,
                     secs(s.wall),
                     secs(s.cpu),
                     s.rss as f64 / f64::from(1 << 20),
+                    s.dst_requests,
+                    s.connections,
                     human(s.uploaded),
-                    vs(s.wall, ferry.map(|f| f.wall)),
-                    vs(s.cpu, ferry.map(|f| f.cpu)),
+                    vs(s.wall, ferry.as_ref().map(|f| f.wall)),
+                    vs(s.cpu, ferry.as_ref().map(|f| f.cpu)),
                 );
             }
             None => {
@@ -165,7 +209,8 @@ pub fn rows(sr: &ScenarioRuns) -> String {
                 let why: String = why.chars().take(240).collect();
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | failed: {why} | | | | | | |",
+                    "| {name} | {} | {} | failed: {why} | | | | | | | | |",
+                    sr.scenario.network,
                     runs.tool
                 );
             }
@@ -175,7 +220,7 @@ pub fn rows(sr: &ScenarioRuns) -> String {
 }
 
 /// The header of the results table.
-pub const RESULTS_HEADER: &str = "| scenario | tool | wall (median) | CPU user+sys (median) | peak RSS (max) | requests | uploaded | wall ÷ ferry | CPU ÷ ferry |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+pub const RESULTS_HEADER: &str = "| scenario | transport | tool | wall (median) | CPU user+sys (median) | peak RSS (max) | requests | at destination | connections | uploaded | wall ÷ ferry | CPU ÷ ferry |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
 /// What the report says about where and how it ran.
 #[derive(Debug, Clone)]
@@ -252,7 +297,7 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
         let _ = writeln!(o, "\n### Scale\n");
         let _ = writeln!(
             o,
-            "| scenario | blobs (pool + configs) | manifests | ferry wall | ferry per blob | skopeo wall | skopeo per blob | ferry max GETs of one blob |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "| scenario | blobs (pool + configs) | manifests | ferry wall | ferry per blob | skopeo wall | skopeo per blob | ferry requests at destination | skopeo requests at destination | ferry max GETs of one blob |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for sr in scale {
             let blobs = sr.content.blobs.len();
@@ -264,13 +309,21 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
                 None => ("–".into(), "–".into()),
             };
             let ferry = summary_of(sr, Tool::Ferry);
-            let (fw, fp) = per(ferry);
-            let (sw, sp) = per(summary_of(sr, Tool::Skopeo));
+            let skopeo = summary_of(sr, Tool::Skopeo);
+            let (fw, fp) = per(ferry.clone());
+            let (sw, sp) = per(skopeo.clone());
+            let at_dst = |s: &Option<Summary>| {
+                s.as_ref()
+                    .map(|s| s.dst_requests.to_string())
+                    .unwrap_or("–".into())
+            };
             let _ = writeln!(
                 o,
-                "| {} | {blobs} | {} | {fw} | {fp} | {sw} | {sp} | {} |",
+                "| {} | {blobs} | {} | {fw} | {fp} | {sw} | {sp} | {} | {} | {} |",
                 sr.scenario.name,
                 sr.content.manifests + 1,
+                at_dst(&ferry),
+                at_dst(&skopeo),
                 ferry
                     .map(|f| f.max_fetches.to_string())
                     .unwrap_or("–".into())

@@ -444,6 +444,8 @@ pub struct LoggedRequest {
     pub query: String,
     /// The status code of the answer.
     pub status: u16,
+    /// The protocol (`HTTP/1.1`, `HTTP/2.0`), when the log says.
+    pub protocol: String,
 }
 
 impl LoggedRequest {
@@ -465,11 +467,17 @@ impl LoggedRequest {
             let uri = v.get("http.request.uri")?.as_str()?;
             let status = v.get("http.response.status")?.as_u64()? as u16;
             let (path, query) = split_uri(uri);
+            let protocol = v
+                .get("http.request.proto")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default()
+                .to_string();
             return Some(Self {
                 method,
                 path,
                 query,
                 status,
+                protocol,
             });
         }
         let start = line.find("] \"")? + 3;
@@ -478,6 +486,7 @@ impl LoggedRequest {
         let mut request = rest[..end].split(' ');
         let method = request.next()?.to_string();
         let uri = request.next()?;
+        let protocol = request.next().unwrap_or_default().to_string();
         let status = rest[end + 1..].split_whitespace().next()?.parse().ok()?;
         let (path, query) = split_uri(uri);
         Some(Self {
@@ -485,6 +494,7 @@ impl LoggedRequest {
             path,
             query,
             status,
+            protocol,
         })
     }
 }
