@@ -252,6 +252,7 @@ impl Registry {
         for _ in 0..=MAX_REDIRECTS {
             let method = req.method.clone();
             let url = req.url.clone();
+            let req_bulk = req.bulk;
             let mut headers = req.headers.clone();
             headers.remove(AUTHORIZATION);
             let resp = self.send(req, scopes, Retry::Yes).await?;
@@ -289,6 +290,7 @@ impl Registry {
                 url: next,
                 headers,
                 body: crate::transport::Payload::Empty,
+                bulk: req_bulk,
             };
         }
         Err(Error::store(

@@ -472,7 +472,7 @@ impl ReadStore for Repository {
             let (_, bytes) = self.get_manifest(digest.as_ref()).await?;
             return Ok(bytes_stream(bytes));
         }
-        let req = Req::new(Method::GET, self.url(&format!("blobs/{digest}")));
+        let req = Req::new(Method::GET, self.url(&format!("blobs/{digest}"))).bulk();
         let resp = self
             .registry
             .send_following(req, &Scopes::pull(&self.name))

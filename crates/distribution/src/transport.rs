@@ -236,6 +236,9 @@ pub(crate) struct Req {
     pub headers: HeaderMap,
     /// The body.
     pub body: Payload,
+    /// Whether it carries a blob's bytes either way (over HTTPS it goes on a connection of
+    /// its own, in HTTP/1.1).
+    pub bulk: bool,
 }
 
 impl Req {
@@ -246,7 +249,14 @@ impl Req {
             url,
             headers: HeaderMap::new(),
             body: Payload::Empty,
+            bulk: false,
         }
+    }
+
+    /// Marks the request as carrying a blob's bytes (its answer, or its body).
+    pub fn bulk(mut self) -> Self {
+        self.bulk = true;
+        self
     }
 
     /// Adds a header.
@@ -270,6 +280,7 @@ impl Req {
             url: self.url.clone(),
             headers: self.headers.clone(),
             body: self.body.try_clone()?,
+            bulk: self.bulk,
         })
     }
 }
@@ -282,6 +293,8 @@ impl Req {
 pub(crate) struct Transport {
     plain: HttpClient<RequestBody>,
     tls: HttpsClient<RequestBody>,
+    /// HTTP/1.1 only, for blob bodies (see [`HttpClientBuilder::build_split`]).
+    bulk: HttpsClient<RequestBody>,
     user_agent: HeaderValue,
     timeouts: Timeouts,
     retry: RetryPolicy,
@@ -311,9 +324,11 @@ impl Transport {
             .connect_timeout(Some(timeouts.connect));
         let user_agent = HeaderValue::from_str(user_agent)
             .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
+        let (tls, bulk) = builder.build_split()?;
         Ok(Self {
             plain: builder.build_http(),
-            tls: builder.build()?,
+            tls,
+            bulk,
             user_agent,
             timeouts,
             retry,
@@ -370,6 +385,7 @@ impl Transport {
         failure: &StreamFailure,
     ) -> Result<Response<Incoming>, BoxError> {
         let streamed = matches!(req.body, Payload::Stream(..));
+        let bulk = req.bulk || streamed;
         let (body, len) = req.body.into_body(self.timeouts.idle, failure);
         let mut builder = Request::builder().method(req.method).uri(req.url.as_str());
         let headers = builder.headers_mut().expect("request builder");
@@ -382,7 +398,11 @@ impl Transport {
         }
         let request = builder.body(body)?;
         let fut = if request.uri().scheme_str() == Some("https") {
-            self.tls.request(request)
+            if bulk {
+                self.bulk.request(request)
+            } else {
+                self.tls.request(request)
+            }
         } else {
             self.plain.request(request)
         };

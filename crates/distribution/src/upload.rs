@@ -199,6 +199,7 @@ impl UploadSession {
         for attempt in 0..=MAX_RESUMES {
             let part = chunk.slice((from - start) as usize..);
             let req = Req::new(Method::PATCH, self.location.clone())
+                .bulk()
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, &format!("{from}-{}", end - 1))
                 .body(Payload::Bytes(part));
