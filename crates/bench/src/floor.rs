@@ -111,14 +111,15 @@ pub struct Floor {
 pub struct FloorTls {
     /// PEM of the CA to trust.
     pub ca_pem: Vec<u8>,
-    /// Offer only HTTP/1.1 (no HTTP/2) by ALPN.
-    pub http1_only: bool,
+    /// Offer HTTP/2 as well as HTTP/1.1 by ALPN.
+    pub http2: bool,
 }
 
 impl Floor {
     /// A client running `concurrency` blob transfers at once, over plain HTTP, or over TLS
-    /// trusting the CA of `tls` (HTTP/2 offered unless `http1_only`), with hyper's and rustls'
-    /// defaults: an independent minimal client, not ferry's transport.
+    /// trusting the CA of `tls`, with hyper's and rustls' defaults: an independent minimal
+    /// client, not ferry's transport. Over TLS it offers HTTP/1.1 only unless told otherwise:
+    /// distribution's HTTP/2 server costs the same copy 30% more wall time and 70% more CPU.
     pub fn new(concurrency: usize, tls: Option<&FloorTls>) -> Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -138,10 +139,10 @@ impl Floor {
             .with_tls_config(config)
             .https_or_http()
             .enable_http1();
-        let connector = if tls.is_some_and(|t| t.http1_only) {
-            builder.wrap_connector(http)
-        } else {
+        let connector = if tls.is_some_and(|t| t.http2) {
             builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.wrap_connector(http)
         };
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self {

@@ -84,9 +84,9 @@ enum Sub {
         /// Speak HTTPS, trusting the CA certificate in this PEM file.
         #[arg(long, value_name = "FILE")]
         ca_cert: Option<PathBuf>,
-        /// Over HTTPS, offer only HTTP/1.1 (no HTTP/2) by ALPN.
+        /// Over HTTPS, offer HTTP/2 as well as HTTP/1.1 by ALPN.
         #[arg(long)]
-        http1: bool,
+        http2: bool,
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
@@ -107,13 +107,13 @@ fn main() -> Result<()> {
         dst,
         concurrency,
         ca_cert,
-        http1,
+        http2,
     }) = &cli.command
     {
         let tls = match ca_cert {
             Some(f) => Some(FloorTls {
                 ca_pem: std::fs::read(f).with_context(|| format!("read `{}`", f.display()))?,
-                http1_only: *http1,
+                http2: *http2,
             }),
             None => None,
         };

@@ -224,7 +224,13 @@ async fn serve_tcp(listener: TcpListener, upstream: String, delay: Duration, sta
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
-            let up = relay(client_read, server_write, delay, opened + delay, Some(stats));
+            let up = relay(
+                client_read,
+                server_write,
+                delay,
+                opened + delay,
+                Some(stats),
+            );
             let down = relay(server_read, client_write, Duration::ZERO, opened, None);
             let _ = tokio::join!(up, down);
         });

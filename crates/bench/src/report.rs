@@ -210,8 +210,7 @@ pub fn rows(sr: &ScenarioRuns) -> String {
                 let _ = writeln!(
                     out,
                     "| {name} | {} | {} | failed: {why} | | | | | | | | |",
-                    sr.scenario.network,
-                    runs.tool
+                    sr.scenario.network, runs.tool
                 );
             }
         }

@@ -181,7 +181,7 @@ impl Runner {
             .then(|| -> Result<FloorTls> {
                 Ok(FloorTls {
                     ca_pem: std::fs::read(&self.trust.ca_file)?,
-                    http1_only: false,
+                    http2: false,
                 })
             })
             .transpose()?;

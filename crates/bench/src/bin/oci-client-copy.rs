@@ -56,9 +56,7 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(copy(src, dst, Some(pem)))
         }
-        _ => bail!(
-            "usage: oci-client-copy [--ca-cert FILE] HOST:PORT/REPO:TAG HOST:PORT/REPO:TAG"
-        ),
+        _ => bail!("usage: oci-client-copy [--ca-cert FILE] HOST:PORT/REPO:TAG HOST:PORT/REPO:TAG"),
     }
 }
 
