@@ -508,7 +508,7 @@ impl Engine {
                     .root_tag
                     .as_ref()
                     .is_some_and(|(root, _)| root == descriptor.digest());
-            if !known_absent && with_retries("exists", || self.dst.exists(descriptor)).await? {
+            if !known_absent && with_retries("exists", || self.dst_holds(descriptor)).await? {
                 self.finish(Self::simple(descriptor, Action::Exists, started));
                 return Ok(());
             }
@@ -638,6 +638,17 @@ impl Engine {
         }
     }
 
+    /// The copy's own existence check of a node at the destination: none when the destination
+    /// knows it lacks it ([`crate::KnownAbsent`]), else [`ReadStore::exists`].
+    async fn dst_holds(&self, descriptor: &Descriptor) -> Result<bool> {
+        if let Some(known) = self.dst.capabilities().known_absent
+            && known.known_absent(descriptor).await
+        {
+            return Ok(false);
+        }
+        self.dst.exists(descriptor).await
+    }
+
     /// One try of [`Engine::copy_blob`]: the existence check and the mount chain under a
     /// request permit, the fallback stream under a transfer permit.
     async fn copy_blob_once(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
@@ -653,7 +664,7 @@ impl Engine {
         };
         let chain = &self.options.chain;
         if (self.options.dry_run || !chain.probes_destination(&request))
-            && self.dst.exists(descriptor).await?
+            && self.dst_holds(descriptor).await?
         {
             self.options.locations.record(digest, self.dst.info());
             self.finish(Self::simple(descriptor, Action::Exists, started));

@@ -51,8 +51,8 @@ pub use mount::{
 };
 pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{
-    ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, Peek, ReadStore, StoreInfo,
-    WriteStore, bytes_stream,
+    ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags, Peek, ReadStore,
+    StoreInfo, WriteStore, bytes_stream,
 };
 pub use transfers::{BlobTransfers, TransferStats};
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

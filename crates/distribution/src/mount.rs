@@ -279,7 +279,10 @@ pub(crate) async fn mount_blob(
         .send(Req::new(Method::POST, url.clone()), scopes, Retry::Yes)
         .await?;
     match resp.status() {
-        StatusCode::CREATED => Ok(MountAnswer::Mounted),
+        StatusCode::CREATED => {
+            dst.written().note(digest);
+            Ok(MountAnswer::Mounted)
+        }
         StatusCode::ACCEPTED => Ok(MountAnswer::Session(UploadSession::from_response(
             dst,
             &url,

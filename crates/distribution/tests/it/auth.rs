@@ -337,10 +337,10 @@ async fn the_token_cache_honours_expiry() {
         })
         .unwrap();
         let store = repo(&client, registry.addr(), "team/app");
-        let (missing, _) = ferry_core::conformance::random_blob(10);
-        assert!(!store.exists(&missing).await.unwrap());
+        // Each resolve is a request (existence checks of a new repository are not).
+        assert!(store.resolve("absent").await.unwrap_err().is_not_found());
         clock.advance(std::time::Duration::from_secs(moved));
-        assert!(!store.exists(&missing).await.unwrap());
+        assert!(store.resolve("absent").await.unwrap_err().is_not_found());
         let granted = issuer.requests().iter().filter(|t| t.status == 200).count();
         assert_eq!(
             granted,
