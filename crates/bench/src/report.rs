@@ -347,11 +347,32 @@ const METHOD: &str = r#"
 - Registries: CNCF distribution 2.8 (`docker-registry`) on 127.0.0.1, filesystem storage in a
   temporary directory, one per source and a fresh one for every run whose destination is a
   registry. Promotions go to a fresh repository of the source registry.
-- Every registry sits behind the harness's proxy (hyper, in process), which counts requests and
-  body bytes; `http.host` is the proxy's URL, so upload `Location`s lead back through it.
-  `requests` counts what the proxies saw (the registry access logs agree unless a
-  `(log N)` is shown); `uploaded` is the request body bytes sent to `/blobs/uploads/`.
-  In the distant scenarios the proxy waits 10 ms before forwarding each request.
+- Transports, in the `transport` column: `http` is plain HTTP on loopback; `http, 10 ms` the
+  same with 10 ms per request; `https` is TLS on loopback; `https, 50 ms` TLS with 50 ms per
+  round trip. Over TLS the column also names the HTTP versions the registry's access log shows
+  for the tool (`h2`, `h1.1`, or both).
+- Plain HTTP: every registry sits behind the harness's HTTP proxy (hyper, in process), which
+  counts requests and body bytes; `http.host` is the proxy's URL, so upload `Location`s lead
+  back through it. `requests` counts what the proxies saw (the registry access logs agree
+  unless a `(log N)` is shown); `uploaded` is the request body bytes sent to
+  `/blobs/uploads/`. In the distant scenarios the proxy waits 10 ms before forwarding each
+  request.
+- TLS: the harness makes a certificate authority for the run (rcgen); every registry serves
+  HTTPS with a certificate for 127.0.0.1 that this CA issued, and every tool is told to trust
+  the CA, none skips verification: ferry with `--ca-cert FILE`, skopeo with
+  `--src-cert-dir`/`--dest-cert-dir DIR` (the directory holds the CA as `ca.crt`), oci-client
+  through its configuration (`extra_root_certificates`), the floor with `--ca-cert FILE`. The
+  registry's own Go server terminates TLS and negotiates HTTP/2 by ALPN with the tools that
+  offer it. In front of each registry the harness relays TCP (the bytes stay encrypted): it
+  counts connections and the bytes each tool sent, so over TLS `uploaded` is every byte sent
+  to the registries (TLS records of every request), and `requests` come from the registries'
+  access logs.
+- TLS, 50 ms: the relay delays every byte towards the registry by 50 ms, and the first bytes of
+  each connection by 50 ms more (what its TCP handshake would cost): every request, TLS
+  handshake and new connection costs a round trip, and an HTTP/2 flow-control window bounds a
+  connection's throughput to window ÷ 50 ms, as against a far registry.
+- `at destination` counts the requests the destination registry saw (in a promotion, the one
+  registry's); `connections` the TCP connections the tool opened to the registries.
 - Images: random bytes wrapped as uncompressed tar layers (OCI media types), written to an OCI
   layout and pushed once per scenario to its source registry.
 - Before every measured run the harness calls `sync`, so the writeback of what the previous
@@ -359,22 +380,26 @@ const METHOD: &str = r#"
 - Each tool runs as a child process of a small measuring helper (`ferry-bench __measure`), which
   takes wall time from spawn to exit and CPU time (user + system) and peak RSS from `wait4`.
   Linux counts the spawning process's memory up to `exec` into `ru_maxrss`, so the helper is
-  spawned before it allocates: every peak RSS includes its baseline of about 3 MiB. skopeo runs inside `unshare --mount` with its blob-info cache
-  directory bind-mounted from a per-run (cold) or per-scenario, primed (warm) directory; the
-  wrapper's few milliseconds count towards skopeo.
-- ferry: `ferry cp SRC DST --plain-http -q`, its location cache under a fresh
-  `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is cold. Into a
-  layout ferry hashes every byte it writes; into a registry it counts the bytes and the
-  registry, which must, hashes them. `ferry --verify-uploads` is the same command with ferry
-  hashing what it pushes as well, shown where a registry is written by streaming.
+  spawned before it allocates: every peak RSS includes its baseline of about 3 MiB. skopeo runs
+  inside `unshare --mount` with its blob-info cache directory bind-mounted from a per-run
+  (cold) or per-scenario, primed (warm) directory; the wrapper's few milliseconds count towards
+  skopeo.
+- ferry: `ferry cp SRC DST -q` with `--plain-http` or `--ca-cert FILE`, its location cache
+  under a fresh `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is
+  cold. Into a layout ferry hashes every byte it writes; into a registry it counts the bytes
+  and the registry, which must, hashes them. `ferry --verify-uploads` is the same command with
+  ferry hashing what it pushes as well, shown where a registry is written by streaming.
 - skopeo: `skopeo --insecure-policy copy -q --all --preserve-digests
-  --dest-oci-accept-uncompressed-layers --src-tls-verify=false --dest-tls-verify=false`, so it
-  neither compresses layers nor rewrites manifests.
+  --dest-oci-accept-uncompressed-layers` with `--src-tls-verify=false --dest-tls-verify=false`
+  over plain HTTP, so it neither compresses layers nor rewrites manifests.
 - oci-client: `oci-client-copy SRC DST` (part of this harness) walks the graph and streams
   each blob with `Client::pull_blob_stream` into `Client::push_blob_stream` (monolithic PUT),
   8 at a time, then pushes the manifests raw.
 - floor: `ferry-bench floor SRC DST`, a minimal hyper client that streams each blob GET → POST →
-  PUT `?digest=` with no verification and no other request, 8 at a time. On loopback the
-  registry's own ingest bounds it.
+  PUT `?digest=` with no verification and no other request, 8 at a time, with hyper's and
+  rustls' defaults. Over TLS it offers HTTP/1.1 only (distribution's HTTP/2 server costs it
+  30% more wall time and 70% more CPU on loopback, and far away bounds a connection's uploads
+  to its 1 MiB window); `ferry-bench floor --http2` offers both. On loopback the registry's own
+  ingest bounds it.
 - After each run the harness checks that the destination's tag names the source's digest.
 "#;
