@@ -16,6 +16,9 @@ Examples:
   # Pull one platform of a multi-arch image into a layout, with its signatures:
   ferry cp -r --platform linux/arm64 registry.example/app:1.0 oci:./app-arm64:1.0
 
+  # Trust a private CA's certificate for a registry it issued one to:
+  ferry cp --ca-cert ./corp-ca.pem registry.corp.example/app:1.0 oci:./app:1.0
+
   # Show what would happen, as JSON:
   ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
 
