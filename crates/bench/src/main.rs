@@ -199,7 +199,7 @@ fn main() -> Result<()> {
         }
         results.push(runs);
         // Written after every scenario, so an interrupted run leaves what it measured.
-        std::fs::write(&cli.out, report::markdown(&results, &meta))
+        report::write(&cli.out, &report::markdown(&results, &meta))
             .with_context(|| format!("write `{}`", cli.out.display()))?;
     }
     println!("\nwrote {}", cli.out.display());

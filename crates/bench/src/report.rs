@@ -146,6 +146,9 @@ fn secs(d: Duration) -> String {
 
 /// `https h2, 50 ms`: how the registries were reached and which HTTP versions the tool spoke.
 fn transport(sr: &ScenarioRuns, s: &Summary) -> String {
+    if !sr.scenario.kind.uses_registry() {
+        return "none (layouts)".into();
+    }
     let network = sr.scenario.network;
     let versions: Vec<&str> = s
         .protocols
@@ -232,6 +235,26 @@ pub struct Meta {
     pub versions: Vec<String>,
     /// Repetitions per tool.
     pub reps: usize,
+}
+
+const BEGIN: &str = "<!-- ferry-bench: begin -->";
+const END: &str = "<!-- ferry-bench: end -->";
+
+/// Writes `report` into `path`: between the markers when the file has them, so what is written
+/// around them by hand (what each change bought, the analysis of a run, the sync section) stays;
+/// else as the whole file.
+pub fn write(path: &std::path::Path, report: &str) -> std::io::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n{report}{END}\n");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            let rest = old[e + END.len()..].trim_start_matches('\n');
+            let gap = if rest.is_empty() { "" } else { "\n" };
+            format!("{}{block}{gap}{rest}", &old[..b])
+        }
+        _ => block,
+    };
+    std::fs::write(path, new)
 }
 
 /// The whole Markdown report.
@@ -349,8 +372,8 @@ const METHOD: &str = r#"
   registry. Promotions go to a fresh repository of the source registry.
 - Transports, in the `transport` column: `http` is plain HTTP on loopback; `http, 10 ms` the
   same with 10 ms per request; `https` is TLS on loopback; `https, 50 ms` TLS with 50 ms per
-  round trip. Over TLS the column also names the HTTP versions the registry's access log shows
-  for the tool (`h2`, `h1.1`, or both).
+  round trip; `none (layouts)` where no registry takes part. The column also names the HTTP
+  versions the tool spoke (`h2`, `h1.1`, or both; over TLS from the registry's access log).
 - Plain HTTP: every registry sits behind the harness's HTTP proxy (hyper, in process), which
   counts requests and body bytes; `http.host` is the proxy's URL, so upload `Location`s lead
   back through it. `requests` counts what the proxies saw (the registry access logs agree

@@ -28,6 +28,12 @@ fn seconds(cell: &str) -> f64 {
 fn quick_run_reports_every_tool_with_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("BENCHMARKS.md");
+    // The report goes between its markers; what is written around them by hand stays.
+    std::fs::write(
+        &out,
+        "<!-- ferry-bench: begin -->\nan older run\n<!-- ferry-bench: end -->\n\n## Kept by hand\n",
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
         .args([
             "--quick",
@@ -49,6 +55,8 @@ fn quick_run_reports_every_tool_with_numbers() {
         "ferry-bench failed:\n{stdout}\n{stderr}"
     );
     let report = std::fs::read_to_string(&out).unwrap();
+    assert!(report.ends_with("## Kept by hand\n"), "{report}");
+    assert!(!report.contains("an older run"), "{report}");
     let streaming = [
         "ferry",
         "ferry --verify-uploads",
