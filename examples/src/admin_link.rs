@@ -31,21 +31,17 @@
 //! [`AdminLinkMount::layered`] does.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use ferry_core::http::{HttpClientBuilder, HttpsClient, TlsPolicy};
 use ferry_core::layer::{MountStrategyExt, Resting, Timeout};
 use ferry_core::{
     Error, MountMethod, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
 };
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 
 /// How long connecting to the admin endpoint, and one attempt of [`AdminLinkMount::layered`],
@@ -92,7 +88,7 @@ pub struct AdminLinkMount {
     link_uri: Uri,
     registries: Vec<String>,
     token: Option<HeaderValue>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
 }
 
 /// The body of `POST /admin/link`.
@@ -150,15 +146,14 @@ impl AdminLinkMount {
             .parse()
             .map_err(|e| invalid(&format!("{e}")))?;
 
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
+        // ferry's HTTP client and TLS root policy (the system's roots), HTTP/1.1 only: one
+        // small request per blob needs no multiplexing.
+        let client = HttpClientBuilder::new()
+            .tls(TlsPolicy::new())
+            .http2(false)
+            .connect_timeout(Some(DEFAULT_TIMEOUT))
+            .build()
             .map_err(|e| Error::store("AdminLinkMount", format!("TLS setup failed: {e}")))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(DEFAULT_TIMEOUT));
-        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
 
         Ok(Self {
             admin_url: base,

@@ -13,6 +13,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Empty, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -100,18 +101,72 @@ struct Graph {
 /// The minimal streaming copier.
 #[derive(Debug, Clone)]
 pub struct Floor {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     concurrency: usize,
+    scheme: &'static str,
+}
+
+/// How the floor reaches registries over TLS.
+#[derive(Debug, Clone)]
+pub struct FloorTls {
+    /// PEM of the CA to trust.
+    pub ca_pem: Vec<u8>,
+    /// Offer HTTP/2 as well as HTTP/1.1 by ALPN.
+    pub http2: bool,
 }
 
 impl Floor {
-    /// A client running `concurrency` blob transfers at once.
-    pub fn new(concurrency: usize) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        Self {
+    /// A client running `concurrency` blob transfers at once, over plain HTTP, or over TLS
+    /// trusting the CA of `tls`, with hyper's and rustls' defaults: an independent minimal
+    /// client, not ferry's transport. Over TLS it offers HTTP/1.1 only unless told otherwise:
+    /// distribution's HTTP/2 server costs the same copy 30% more wall time and 70% more CPU.
+    pub fn new(concurrency: usize, tls: Option<&FloorTls>) -> Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(t) = tls {
+            use rustls::pki_types::pem::PemObject as _;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&t.ca_pem) {
+                roots.add(cert.context("the CA file holds no certificate")?)?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1();
+        let connector = if tls.is_some_and(|t| t.http2) {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.wrap_connector(http)
+        };
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self {
             client,
             concurrency,
-        }
+            scheme: if tls.is_some() { "https" } else { "http" },
+        })
+    }
+
+    /// The digest the registry gives for `host/repo:tag` (a `HEAD` of the manifest).
+    pub async fn head_digest(&self, host: &str, repo: &str, tag: &str) -> Result<String> {
+        let url = format!("{}://{host}/v2/{repo}/manifests/{tag}", self.scheme);
+        let req = Request::builder()
+            .method(Method::HEAD)
+            .uri(&url)
+            .header("accept", MANIFEST_ACCEPT)
+            .body(empty())?;
+        let resp = self.client.request(req).await?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Copies the graph tagged at `src` to `dst` (a registry).
@@ -139,7 +194,10 @@ impl Floor {
         let last = graph.manifests.len() - 1;
         for (i, m) in graph.manifests.iter().enumerate() {
             let reference = if i == last { dst_tag } else { &m.digest };
-            let url = format!("http://{dst_host}/v2/{dst_repo}/manifests/{reference}");
+            let url = format!(
+                "{}://{dst_host}/v2/{dst_repo}/manifests/{reference}",
+                self.scheme
+            );
             let req = Request::builder()
                 .method(Method::PUT)
                 .uri(&url)
@@ -166,7 +224,7 @@ impl Floor {
                 repo: src_repo,
                 ..
             } => {
-                let url = format!("http://{src_host}/v2/{src_repo}/blobs/{digest}");
+                let url = format!("{}://{src_host}/v2/{src_repo}/blobs/{digest}", self.scheme);
                 let resp = self.get(&url, None).await?;
                 expect(resp.status(), StatusCode::OK, "GET", &url)?;
                 resp.into_body()
@@ -185,7 +243,7 @@ impl Floor {
                 BoxBody::new(StreamBody::new(stream))
             }
         };
-        let url = format!("http://{host}/v2/{repo}/blobs/uploads/");
+        let url = format!("{}://{host}/v2/{repo}/blobs/uploads/", self.scheme);
         let req = Request::builder()
             .method(Method::POST)
             .uri(&url)
@@ -200,7 +258,7 @@ impl Floor {
             .ok_or_else(|| anyhow!("POST `{url}` answered without `Location`"))?
             .to_string();
         let location = if location.starts_with('/') {
-            format!("http://{host}{location}")
+            format!("{}://{host}{location}", self.scheme)
         } else {
             location
         };
@@ -232,7 +290,7 @@ impl Floor {
     async fn manifest(&self, src: &Endpoint, reference: &str) -> Result<Manifest> {
         match src {
             Endpoint::Registry { host, repo, .. } => {
-                let url = format!("http://{host}/v2/{repo}/manifests/{reference}");
+                let url = format!("{}://{host}/v2/{repo}/manifests/{reference}", self.scheme);
                 let resp = self.get(&url, Some(MANIFEST_ACCEPT)).await?;
                 expect(resp.status(), StatusCode::OK, "GET", &url)?;
                 let media_type = resp

@@ -17,7 +17,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::floor::{Endpoint, Floor};
+use crate::floor::{Endpoint, Floor, FloorTls};
 use crate::runner::{Programs, Runner};
 use crate::scenario::Sizes;
 
@@ -81,6 +81,12 @@ enum Sub {
         /// Transfers at once.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Speak HTTPS, trusting the CA certificate in this PEM file.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// Over HTTPS, offer HTTP/2 as well as HTTP/1.1 by ALPN.
+        #[arg(long)]
+        http2: bool,
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
@@ -100,12 +106,20 @@ fn main() -> Result<()> {
         src,
         dst,
         concurrency,
+        ca_cert,
+        http2,
     }) = &cli.command
     {
+        let tls = match ca_cert {
+            Some(f) => Some(FloorTls {
+                ca_pem: std::fs::read(f).with_context(|| format!("read `{}`", f.display()))?,
+                http2: *http2,
+            }),
+            None => None,
+        };
         let rt = tokio::runtime::Runtime::new()?;
-        return rt.block_on(
-            Floor::new(*concurrency).copy(&Endpoint::parse(src)?, &Endpoint::parse(dst)?),
-        );
+        let floor = Floor::new(*concurrency, tls.as_ref())?;
+        return rt.block_on(floor.copy(&Endpoint::parse(src)?, &Endpoint::parse(dst)?));
     }
     let mut sizes = if cli.quick {
         Sizes::quick()
@@ -185,7 +199,7 @@ fn main() -> Result<()> {
         }
         results.push(runs);
         // Written after every scenario, so an interrupted run leaves what it measured.
-        std::fs::write(&cli.out, report::markdown(&results, &meta))
+        report::write(&cli.out, &report::markdown(&results, &meta))
             .with_context(|| format!("write `{}`", cli.out.display()))?;
     }
     println!("\nwrote {}", cli.out.display());

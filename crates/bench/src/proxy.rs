@@ -1,6 +1,10 @@
-//! The harness's HTTP proxy in front of each registry: it counts requests and body bytes and,
-//! in distant mode, waits before forwarding each request so that a round trip costs what it
-//! costs against a remote registry.
+//! The harness's proxies in front of each registry. Over plain HTTP, an HTTP proxy counts
+//! requests and body bytes and, in distant mode, waits before forwarding each request so that
+//! a round trip costs what it costs against a remote registry. Over TLS, a TCP proxy passes the
+//! encrypted bytes through untouched (the registry's own server terminates TLS and negotiates
+//! HTTP/2), counts connections and bytes, and delays every byte towards the registry, so that
+//! requests, handshakes, new connections and flow-control windows cost round trips as they do
+//! against a far registry; the registry's access log counts the requests.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use ferry_test_support::Registry;
+use ferry_test_support::{Registry, TestCa};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -57,6 +61,7 @@ impl Exchange {
 #[derive(Debug, Default)]
 struct Log {
     exchanges: Mutex<Vec<Arc<Exchange>>>,
+    connections: AtomicU64,
 }
 
 /// A counting (and optionally delaying) proxy on 127.0.0.1.
@@ -73,9 +78,82 @@ impl Proxy {
         self.addr.to_string()
     }
 
-    /// Every request since the last [`Proxy::take`].
-    pub fn take(&self) -> Vec<Arc<Exchange>> {
-        std::mem::take(&mut *self.log.exchanges.lock().expect("proxy log"))
+    /// Every request since the last [`Proxy::take`], and the connections opened.
+    pub fn take(&self) -> Seen {
+        Seen {
+            exchanges: std::mem::take(&mut *self.log.exchanges.lock().expect("proxy log")),
+            connections: self.log.connections.swap(0, Ordering::Relaxed),
+            sent: 0,
+        }
+    }
+}
+
+/// What a proxy saw since it was last asked.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The requests (plain HTTP only; over TLS the registry's access log counts them).
+    pub exchanges: Vec<Arc<Exchange>>,
+    /// TCP connections opened to the proxy.
+    pub connections: u64,
+    /// Bytes the clients sent (over TLS: every TLS record towards the registry).
+    pub sent: u64,
+}
+
+/// A TCP proxy on 127.0.0.1 that passes bytes through, delaying those towards the upstream.
+#[derive(Debug)]
+pub struct TcpProxy {
+    addr: SocketAddr,
+    stats: Arc<TcpStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct TcpStats {
+    connections: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl TcpProxy {
+    /// The connections and bytes since the last [`TcpProxy::take`].
+    pub fn take(&self) -> Seen {
+        Seen {
+            exchanges: Vec::new(),
+            connections: self.stats.connections.swap(0, Ordering::Relaxed),
+            sent: self.stats.sent.swap(0, Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The proxy in front of a registry.
+#[derive(Debug)]
+pub enum Front {
+    /// Plain HTTP: every request seen.
+    Http(Proxy),
+    /// TLS passed through.
+    Tcp(TcpProxy),
+}
+
+impl Front {
+    /// The address clients use: `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        match self {
+            Front::Http(p) => p.addr(),
+            Front::Tcp(p) => p.addr.to_string(),
+        }
+    }
+
+    /// What was seen since the last call.
+    pub fn take(&self) -> Seen {
+        match self {
+            Front::Http(p) => p.take(),
+            Front::Tcp(p) => p.take(),
+        }
     }
 }
 
@@ -90,28 +168,36 @@ impl Drop for Proxy {
 #[derive(Debug)]
 pub struct ProxiedRegistry {
     /// The proxy clients talk to.
-    pub proxy: Proxy,
+    pub proxy: Front,
     /// The registry itself.
     pub registry: Registry,
 }
 
 impl ProxiedRegistry {
-    /// Starts a registry behind a new proxy that waits `delay` before forwarding each request.
-    pub fn start(rt: &Handle, delay: Duration) -> Result<Self> {
+    /// Starts a registry behind a new proxy: plain HTTP, or (with `ca`) HTTPS with a certificate
+    /// `ca` issued; `delay` per request (plain) or per round trip (TLS).
+    pub fn start(rt: &Handle, delay: Duration, ca: Option<&TestCa>) -> Result<Self> {
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
-        let registry = Registry::builder()
-            .env("REGISTRY_HTTP_HOST", format!("http://{addr}"))
-            .env("REGISTRY_LOG_LEVEL", "warn")
-            .start()
-            .context("start docker-registry")?;
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        let mut builder = Registry::builder()
+            .env("REGISTRY_HTTP_HOST", format!("{scheme}://{addr}"))
+            .env("REGISTRY_LOG_LEVEL", "warn");
+        if let Some(ca) = ca {
+            builder = builder.tls_issued_by(ca)?;
+        }
+        let registry = builder.start().context("start docker-registry")?;
         let upstream = registry.addr().to_string();
-        let log = Arc::new(Log::default());
-        let task = rt.spawn(serve(listener, upstream, delay, log.clone()));
-        Ok(Self {
-            proxy: Proxy { addr, log, task },
-            registry,
-        })
+        let proxy = if ca.is_some() {
+            let stats = Arc::new(TcpStats::default());
+            let task = rt.spawn(serve_tcp(listener, upstream, delay, stats.clone()));
+            Front::Tcp(TcpProxy { addr, stats, task })
+        } else {
+            let log = Arc::new(Log::default());
+            let task = rt.spawn(serve(listener, upstream, delay, log.clone()));
+            Front::Http(Proxy { addr, log, task })
+        };
+        Ok(Self { proxy, registry })
     }
 
     /// `127.0.0.1:PORT` of the proxy.
@@ -120,12 +206,87 @@ impl ProxiedRegistry {
     }
 }
 
+/// Passes connections to `upstream` through, each byte towards it `delay` late; the first
+/// bytes of a connection one more `delay` late, as its TCP handshake would have cost.
+async fn serve_tcp(listener: TcpListener, upstream: String, delay: Duration, stats: Arc<TcpStats>) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        let (upstream, stats) = (upstream.clone(), stats.clone());
+        tokio::spawn(async move {
+            let opened = tokio::time::Instant::now();
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            let up = relay(
+                client_read,
+                server_write,
+                delay,
+                opened + delay,
+                Some(stats),
+            );
+            let down = relay(server_read, client_write, Duration::ZERO, opened, None);
+            let _ = tokio::join!(up, down);
+        });
+    }
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read and none before `not_before`,
+/// counting the bytes in `stats.sent`.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+    not_before: tokio::time::Instant,
+    stats: Option<Arc<TcpStats>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Chunks in flight: at most this many reads of 256 KiB (64 MiB), more than any window.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Bytes)>(256);
+    let reader = async move {
+        loop {
+            let mut buf = bytes::BytesMut::with_capacity(256 << 10);
+            match from.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(s) = &stats {
+                        s.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    let due = (tokio::time::Instant::now() + delay).max(not_before);
+                    if tx.send((due, buf.freeze())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            if due > tokio::time::Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
 async fn serve(listener: TcpListener, upstream: String, delay: Duration, log: Arc<Log>) {
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        log.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
         tokio::spawn(async move {

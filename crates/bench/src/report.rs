@@ -7,7 +7,7 @@ use crate::runner::{ScenarioRuns, ToolRuns};
 use crate::scenario::{Target, Tool, human};
 
 /// Medians of one tool's runs (peak RSS and fetches: the largest).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Summary {
     /// Median wall time.
     pub wall: Duration,
@@ -23,6 +23,12 @@ pub struct Summary {
     pub uploaded: u64,
     /// Largest number of GETs of one blob.
     pub max_fetches: usize,
+    /// Median requests at the destination registry.
+    pub dst_requests: usize,
+    /// Median TCP connections to the registries.
+    pub connections: u64,
+    /// The HTTP versions the registries saw, in any run.
+    pub protocols: Vec<String>,
 }
 
 fn median<T: Copy + Ord>(mut values: Vec<T>) -> T {
@@ -44,6 +50,14 @@ pub fn summarize(runs: &ToolRuns) -> Option<Summary> {
         log_requests: median(s.iter().map(|x| x.log_requests).collect()),
         uploaded: median(s.iter().map(|x| x.uploaded).collect()),
         max_fetches: s.iter().map(|x| x.max_fetches).max().unwrap_or(0),
+        dst_requests: median(s.iter().map(|x| x.dst_requests).collect()),
+        connections: median(s.iter().map(|x| x.connections).collect()),
+        protocols: {
+            let mut p: Vec<String> = s.iter().flat_map(|x| x.protocols.clone()).collect();
+            p.sort();
+            p.dedup();
+            p
+        },
     })
 }
 
@@ -77,7 +91,7 @@ pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
         .targets
         .iter()
         .map(|target| {
-            let (measured, met) = match (*target, ferry, skopeo, floor) {
+            let (measured, met) = match (*target, ferry.clone(), skopeo.clone(), floor.clone()) {
                 (Target::WallRatio(min), Some(f), Some(s), _) => {
                     let r = ratio(s.wall, f.wall);
                     (format!("{r:.2}×"), Some(r >= min))
@@ -105,6 +119,10 @@ pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
                     format!("at most {} GET per blob", f.max_fetches),
                     Some(f.max_fetches <= 1),
                 ),
+                (Target::DestinationRequestsAtMost(limit), Some(f), _, _) => (
+                    format!("{} (limit {limit})", f.dst_requests),
+                    Some(f.dst_requests <= limit),
+                ),
                 _ => ("not measured (a tool failed)".into(), None),
             };
             Check {
@@ -126,6 +144,32 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// `https h2, 50 ms`: how the registries were reached and which HTTP versions the tool spoke.
+fn transport(sr: &ScenarioRuns, s: &Summary) -> String {
+    if !sr.scenario.kind.uses_registry() {
+        return "none (layouts)".into();
+    }
+    let network = sr.scenario.network;
+    let versions: Vec<&str> = s
+        .protocols
+        .iter()
+        .map(|p| match p.as_str() {
+            "HTTP/2.0" => "h2",
+            "HTTP/1.1" => "h1.1",
+            other => other,
+        })
+        .collect();
+    let mut out = if network.tls { "https" } else { "http" }.to_string();
+    if !versions.is_empty() {
+        out.push(' ');
+        out.push_str(&versions.join("+"));
+    }
+    if network.delay_ms > 0 {
+        out.push_str(&format!(", {} ms", network.delay_ms));
+    }
+    out
+}
+
 /// The result rows of one scenario (Markdown table rows, no header).
 pub fn rows(sr: &ScenarioRuns) -> String {
     let ferry = summary_of(sr, Tool::Ferry);
@@ -145,14 +189,17 @@ pub fn rows(sr: &ScenarioRuns) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | {} | {} | {:.1} MiB | {log} | {} | {} | {} |",
+                    "| {name} | {} | {} | {} | {} | {:.1} MiB | {log} | {} | {} | {} | {} | {} |",
+                    transport(sr, &s),
                     runs.tool,
                     secs(s.wall),
                     secs(s.cpu),
                     s.rss as f64 / f64::from(1 << 20),
+                    s.dst_requests,
+                    s.connections,
                     human(s.uploaded),
-                    vs(s.wall, ferry.map(|f| f.wall)),
-                    vs(s.cpu, ferry.map(|f| f.cpu)),
+                    vs(s.wall, ferry.as_ref().map(|f| f.wall)),
+                    vs(s.cpu, ferry.as_ref().map(|f| f.cpu)),
                 );
             }
             None => {
@@ -165,8 +212,8 @@ pub fn rows(sr: &ScenarioRuns) -> String {
                 let why: String = why.chars().take(240).collect();
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | failed: {why} | | | | | | |",
-                    runs.tool
+                    "| {name} | {} | {} | failed: {why} | | | | | | | | |",
+                    sr.scenario.network, runs.tool
                 );
             }
         }
@@ -175,7 +222,7 @@ pub fn rows(sr: &ScenarioRuns) -> String {
 }
 
 /// The header of the results table.
-pub const RESULTS_HEADER: &str = "| scenario | tool | wall (median) | CPU user+sys (median) | peak RSS (max) | requests | uploaded | wall ÷ ferry | CPU ÷ ferry |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+pub const RESULTS_HEADER: &str = "| scenario | transport | tool | wall (median) | CPU user+sys (median) | peak RSS (max) | requests | at destination | connections | uploaded | wall ÷ ferry | CPU ÷ ferry |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
 
 /// What the report says about where and how it ran.
 #[derive(Debug, Clone)]
@@ -188,6 +235,26 @@ pub struct Meta {
     pub versions: Vec<String>,
     /// Repetitions per tool.
     pub reps: usize,
+}
+
+const BEGIN: &str = "<!-- ferry-bench: begin -->";
+const END: &str = "<!-- ferry-bench: end -->";
+
+/// Writes `report` into `path`: between the markers when the file has them, so what is written
+/// around them by hand (what each change bought, the analysis of a run, the sync section) stays;
+/// else as the whole file.
+pub fn write(path: &std::path::Path, report: &str) -> std::io::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n{report}{END}\n");
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if e > b => {
+            let rest = old[e + END.len()..].trim_start_matches('\n');
+            let gap = if rest.is_empty() { "" } else { "\n" };
+            format!("{}{block}{gap}{rest}", &old[..b])
+        }
+        _ => block,
+    };
+    std::fs::write(path, new)
 }
 
 /// The whole Markdown report.
@@ -252,7 +319,7 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
         let _ = writeln!(o, "\n### Scale\n");
         let _ = writeln!(
             o,
-            "| scenario | blobs (pool + configs) | manifests | ferry wall | ferry per blob | skopeo wall | skopeo per blob | ferry max GETs of one blob |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+            "| scenario | blobs (pool + configs) | manifests | ferry wall | ferry per blob | skopeo wall | skopeo per blob | ferry requests at destination | skopeo requests at destination | ferry max GETs of one blob |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for sr in scale {
             let blobs = sr.content.blobs.len();
@@ -264,13 +331,21 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
                 None => ("–".into(), "–".into()),
             };
             let ferry = summary_of(sr, Tool::Ferry);
-            let (fw, fp) = per(ferry);
-            let (sw, sp) = per(summary_of(sr, Tool::Skopeo));
+            let skopeo = summary_of(sr, Tool::Skopeo);
+            let (fw, fp) = per(ferry.clone());
+            let (sw, sp) = per(skopeo.clone());
+            let at_dst = |s: &Option<Summary>| {
+                s.as_ref()
+                    .map(|s| s.dst_requests.to_string())
+                    .unwrap_or("–".into())
+            };
             let _ = writeln!(
                 o,
-                "| {} | {blobs} | {} | {fw} | {fp} | {sw} | {sp} | {} |",
+                "| {} | {blobs} | {} | {fw} | {fp} | {sw} | {sp} | {} | {} | {} |",
                 sr.scenario.name,
                 sr.content.manifests + 1,
+                at_dst(&ferry),
+                at_dst(&skopeo),
                 ferry
                     .map(|f| f.max_fetches.to_string())
                     .unwrap_or("–".into())
@@ -295,11 +370,32 @@ const METHOD: &str = r#"
 - Registries: CNCF distribution 2.8 (`docker-registry`) on 127.0.0.1, filesystem storage in a
   temporary directory, one per source and a fresh one for every run whose destination is a
   registry. Promotions go to a fresh repository of the source registry.
-- Every registry sits behind the harness's proxy (hyper, in process), which counts requests and
-  body bytes; `http.host` is the proxy's URL, so upload `Location`s lead back through it.
-  `requests` counts what the proxies saw (the registry access logs agree unless a
-  `(log N)` is shown); `uploaded` is the request body bytes sent to `/blobs/uploads/`.
-  In the distant scenarios the proxy waits 10 ms before forwarding each request.
+- Transports, in the `transport` column: `http` is plain HTTP on loopback; `http, 10 ms` the
+  same with 10 ms per request; `https` is TLS on loopback; `https, 50 ms` TLS with 50 ms per
+  round trip; `none (layouts)` where no registry takes part. The column also names the HTTP
+  versions the tool spoke (`h2`, `h1.1`, or both; over TLS from the registry's access log).
+- Plain HTTP: every registry sits behind the harness's HTTP proxy (hyper, in process), which
+  counts requests and body bytes; `http.host` is the proxy's URL, so upload `Location`s lead
+  back through it. `requests` counts what the proxies saw (the registry access logs agree
+  unless a `(log N)` is shown); `uploaded` is the request body bytes sent to
+  `/blobs/uploads/`. In the distant scenarios the proxy waits 10 ms before forwarding each
+  request.
+- TLS: the harness makes a certificate authority for the run (rcgen); every registry serves
+  HTTPS with a certificate for 127.0.0.1 that this CA issued, and every tool is told to trust
+  the CA, none skips verification: ferry with `--ca-cert FILE`, skopeo with
+  `--src-cert-dir`/`--dest-cert-dir DIR` (the directory holds the CA as `ca.crt`), oci-client
+  through its configuration (`extra_root_certificates`), the floor with `--ca-cert FILE`. The
+  registry's own Go server terminates TLS and negotiates HTTP/2 by ALPN with the tools that
+  offer it. In front of each registry the harness relays TCP (the bytes stay encrypted): it
+  counts connections and the bytes each tool sent, so over TLS `uploaded` is every byte sent
+  to the registries (TLS records of every request), and `requests` come from the registries'
+  access logs.
+- TLS, 50 ms: the relay delays every byte towards the registry by 50 ms, and the first bytes of
+  each connection by 50 ms more (what its TCP handshake would cost): every request, TLS
+  handshake and new connection costs a round trip, and an HTTP/2 flow-control window bounds a
+  connection's throughput to window ÷ 50 ms, as against a far registry.
+- `at destination` counts the requests the destination registry saw (in a promotion, the one
+  registry's); `connections` the TCP connections the tool opened to the registries.
 - Images: random bytes wrapped as uncompressed tar layers (OCI media types), written to an OCI
   layout and pushed once per scenario to its source registry.
 - Before every measured run the harness calls `sync`, so the writeback of what the previous
@@ -307,22 +403,26 @@ const METHOD: &str = r#"
 - Each tool runs as a child process of a small measuring helper (`ferry-bench __measure`), which
   takes wall time from spawn to exit and CPU time (user + system) and peak RSS from `wait4`.
   Linux counts the spawning process's memory up to `exec` into `ru_maxrss`, so the helper is
-  spawned before it allocates: every peak RSS includes its baseline of about 3 MiB. skopeo runs inside `unshare --mount` with its blob-info cache
-  directory bind-mounted from a per-run (cold) or per-scenario, primed (warm) directory; the
-  wrapper's few milliseconds count towards skopeo.
-- ferry: `ferry cp SRC DST --plain-http -q`, its location cache under a fresh
-  `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is cold. Into a
-  layout ferry hashes every byte it writes; into a registry it counts the bytes and the
-  registry, which must, hashes them. `ferry --verify-uploads` is the same command with ferry
-  hashing what it pushes as well, shown where a registry is written by streaming.
+  spawned before it allocates: every peak RSS includes its baseline of about 3 MiB. skopeo runs
+  inside `unshare --mount` with its blob-info cache directory bind-mounted from a per-run
+  (cold) or per-scenario, primed (warm) directory; the wrapper's few milliseconds count towards
+  skopeo.
+- ferry: `ferry cp SRC DST -q` with `--plain-http` or `--ca-cert FILE`, its location cache
+  under a fresh `XDG_CACHE_HOME` (per scenario when warm), `--no-cache` when the scenario is
+  cold. Into a layout ferry hashes every byte it writes; into a registry it counts the bytes
+  and the registry, which must, hashes them. `ferry --verify-uploads` is the same command with
+  ferry hashing what it pushes as well, shown where a registry is written by streaming.
 - skopeo: `skopeo --insecure-policy copy -q --all --preserve-digests
-  --dest-oci-accept-uncompressed-layers --src-tls-verify=false --dest-tls-verify=false`, so it
-  neither compresses layers nor rewrites manifests.
+  --dest-oci-accept-uncompressed-layers` with `--src-tls-verify=false --dest-tls-verify=false`
+  over plain HTTP, so it neither compresses layers nor rewrites manifests.
 - oci-client: `oci-client-copy SRC DST` (part of this harness) walks the graph and streams
   each blob with `Client::pull_blob_stream` into `Client::push_blob_stream` (monolithic PUT),
   8 at a time, then pushes the manifests raw.
 - floor: `ferry-bench floor SRC DST`, a minimal hyper client that streams each blob GET → POST →
-  PUT `?digest=` with no verification and no other request, 8 at a time. On loopback the
-  registry's own ingest bounds it.
+  PUT `?digest=` with no verification and no other request, 8 at a time, with hyper's and
+  rustls' defaults. Over TLS it offers HTTP/1.1 only (distribution's HTTP/2 server costs it
+  30% more wall time and 70% more CPU on loopback, and far away bounds a connection's uploads
+  to its 1 MiB window); `ferry-bench floor --http2` offers both. On loopback the registry's own
+  ingest bounds it.
 - After each run the harness checks that the destination's tag names the source's digest.
 "#;

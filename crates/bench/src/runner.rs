@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use bytes::Bytes;
 
-use crate::floor::{Endpoint, Floor, MANIFEST_ACCEPT};
+use crate::floor::{Endpoint, Floor, FloorTls};
 use crate::generate::{self, Generated};
 use crate::measure::{self, Usage};
 use crate::proxy::{Exchange, ProxiedRegistry};
-use crate::scenario::{Kind, Scenario, Sizes, Tool};
-
-/// The delay of a distant registry, per request.
-pub const DISTANT_DELAY: Duration = Duration::from_millis(10);
+use crate::scenario::{Kind, Network, Scenario, Sizes, Tool};
 
 /// Where skopeo keeps its blob-info cache when run as root.
 const SKOPEO_SYSTEM_CACHE: &str = "/var/lib/containers/cache";
@@ -48,6 +44,12 @@ pub struct Sample {
     pub uploaded: u64,
     /// The most GETs of any one blob.
     pub max_fetches: usize,
+    /// Requests the destination registry saw (the source's too in a promotion).
+    pub dst_requests: usize,
+    /// TCP connections opened to the registries.
+    pub connections: u64,
+    /// The HTTP versions the registries saw (`HTTP/1.1`, `HTTP/2.0`).
+    pub protocols: Vec<String>,
 }
 
 /// The runs of one tool in one scenario.
@@ -74,6 +76,16 @@ pub struct ScenarioRuns {
     pub runs: Vec<ToolRuns>,
 }
 
+/// The harness's certificate authority: every TLS registry serves a certificate it issued,
+/// and every tool is told to trust it.
+struct Trust {
+    ca: ferry_test_support::TestCa,
+    /// The CA certificate (`--ca-cert` of ferry, oci-client and the floor).
+    ca_file: PathBuf,
+    /// A directory holding it as `ca.crt` (skopeo's `--src-cert-dir`/`--dest-cert-dir`).
+    cert_dir: PathBuf,
+}
+
 /// The harness's state across scenarios.
 pub struct Runner {
     rt: tokio::runtime::Runtime,
@@ -84,6 +96,7 @@ pub struct Runner {
     reps: usize,
     seeds: HashMap<String, (PathBuf, Generated)>,
     serial: u64,
+    trust: Trust,
 }
 
 /// A destination prepared for one run, kept alive until the run is measured.
@@ -134,6 +147,16 @@ impl Runner {
     pub fn new(work: &Path, programs: Programs, sizes: Sizes, reps: usize) -> Result<Self> {
         let logs = work.join("logs");
         std::fs::create_dir_all(&logs)?;
+        let cert_dir = work.join("tls");
+        std::fs::create_dir_all(&cert_dir)?;
+        let ca = ferry_test_support::TestCa::new()?;
+        let ca_file = cert_dir.join("ca.crt");
+        ca.write_cert(&ca_file)?;
+        let trust = Trust {
+            ca,
+            ca_file,
+            cert_dir,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -147,7 +170,22 @@ impl Runner {
             reps,
             seeds: HashMap::new(),
             serial: 0,
+            trust,
         })
+    }
+
+    /// The floor client for `network` (also what seeds sources and checks destinations).
+    fn floor(&self, network: Network) -> Result<Floor> {
+        let tls = network
+            .tls
+            .then(|| -> Result<FloorTls> {
+                Ok(FloorTls {
+                    ca_pem: std::fs::read(&self.trust.ca_file)?,
+                    http2: false,
+                })
+            })
+            .transpose()?;
+        Floor::new(8, tls.as_ref())
     }
 
     fn next(&mut self) -> u64 {
@@ -186,13 +224,12 @@ impl Runner {
         Ok((dir, generated))
     }
 
-    fn start_registry(&self, distant: bool) -> Result<ProxiedRegistry> {
-        let delay = if distant {
-            DISTANT_DELAY
-        } else {
-            Duration::ZERO
-        };
-        ProxiedRegistry::start(self.rt.handle(), delay)
+    fn start_registry(&self, network: Network) -> Result<ProxiedRegistry> {
+        ProxiedRegistry::start(
+            self.rt.handle(),
+            Duration::from_millis(network.delay_ms),
+            network.tls.then_some(&self.trust.ca),
+        )
     }
 
     /// Runs every repetition of `scenario`, printing each run.
@@ -207,14 +244,15 @@ impl Runner {
         let source = match scenario.kind {
             Kind::LayoutToRegistry | Kind::LayoutToLayout => Source::Layout(layout_source),
             _ => {
-                let registry = self.start_registry(scenario.distant)?;
+                let registry = self.start_registry(scenario.network)?;
                 let endpoint = Endpoint::Registry {
                     host: registry.addr(),
                     repo: "src/app".into(),
                     tag: TAG.into(),
                 };
+                let floor = self.floor(scenario.network)?;
                 self.rt
-                    .block_on(Floor::new(8).copy(&layout_source, &endpoint))
+                    .block_on(floor.copy(&layout_source, &endpoint))
                     .context("push the source image")?;
                 registry.proxy.take();
                 Source::Registry(Box::new(registry), endpoint)
@@ -240,8 +278,14 @@ impl Runner {
                 let dst = self.destination(scenario, &source, tool, "warm")?;
                 let cache = caches.join(tool.to_string());
                 let label = format!("{}-{tool}-prime", scenario.name);
-                let command =
-                    self.command(tool, source.endpoint(), dst.endpoint(), &cache, false)?;
+                let command = self.command(
+                    tool,
+                    scenario.network,
+                    source.endpoint(),
+                    dst.endpoint(),
+                    &cache,
+                    false,
+                )?;
                 if let Err(e) = measure::run(&self.programs.bench, command, &self.logs, &label) {
                     runs.get_mut(&tool).expect("tool").error = Some(format!("{e:#}"));
                 }
@@ -266,7 +310,7 @@ impl Runner {
                 match result {
                     Ok(sample) => {
                         println!(
-                            "  rep {} {:<10} wall {:>8.3} s  cpu {:>8.3} s  rss {:>6.1} MiB  requests {:>5} (log {:>5})  uploaded {:>12} B",
+                            "  rep {} {:<10} wall {:>8.3} s  cpu {:>8.3} s  rss {:>6.1} MiB  requests {:>5} (log {:>5}, at destination {:>5})  uploaded {:>12} B  connections {:>3} {}",
                             rep + 1,
                             tool.to_string(),
                             sample.usage.wall.as_secs_f64(),
@@ -274,7 +318,10 @@ impl Runner {
                             sample.usage.max_rss as f64 / f64::from(1 << 20),
                             sample.requests,
                             sample.log_requests,
-                            sample.uploaded
+                            sample.dst_requests,
+                            sample.uploaded,
+                            sample.connections,
+                            sample.protocols.join("+")
                         );
                         entry.samples.push(sample);
                     }
@@ -311,7 +358,15 @@ impl Runner {
         content: &Generated,
     ) -> Result<Sample> {
         let dst = self.destination(scenario, source, tool, &format!("{}", rep + 1))?;
-        let command = self.command(tool, source.endpoint(), dst.endpoint(), cache, cold)?;
+        let network = scenario.network;
+        let command = self.command(
+            tool,
+            network,
+            source.endpoint(),
+            dst.endpoint(),
+            cache,
+            cold,
+        )?;
         let src_registry = match source {
             Source::Registry(r, _) => Some(r),
             Source::Layout(_) => None,
@@ -328,36 +383,91 @@ impl Runner {
         measure::settle();
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         let mut exchanges: Vec<Arc<Exchange>> = Vec::new();
-        let mut log_requests = 0;
+        let mut logged = Vec::new();
+        let (mut connections, mut sent) = (0, 0);
+        let mut dst_requests = 0;
         for (r, mark) in src_registry.iter().zip(&marks) {
-            exchanges.extend(r.proxy.take());
-            log_requests += r.registry.requests_since(*mark).len();
+            let seen = r.proxy.take();
+            let log = r.registry.requests_since(*mark);
+            if dst_registry.is_none() {
+                // A promotion: the source is the destination.
+                dst_requests += if network.tls {
+                    log.len()
+                } else {
+                    seen.exchanges.len()
+                };
+            }
+            (connections, sent) = (connections + seen.connections, sent + seen.sent);
+            exchanges.extend(seen.exchanges);
+            logged.extend(log);
         }
         if let Some(r) = dst_registry {
-            exchanges.extend(r.proxy.take());
-            log_requests += r.registry.requests().len();
+            let seen = r.proxy.take();
+            let log = r.registry.requests();
+            dst_requests += if network.tls {
+                log.len()
+            } else {
+                seen.exchanges.len()
+            };
+            (connections, sent) = (connections + seen.connections, sent + seen.sent);
+            exchanges.extend(seen.exchanges);
+            logged.extend(log);
         }
-        self.check_destination(&dst, content)
+        self.check_destination(&dst, network, content)
             .with_context(|| format!("{tool} left a wrong destination"))?;
         if let Destination::Layout(Endpoint::Layout { dir, .. }) = &dst {
             let _ = std::fs::remove_dir_all(dir);
         }
-        let mut fetches: HashMap<&str, usize> = HashMap::new();
-        for e in &exchanges {
-            if let Some(d) = e.blob_get() {
-                *fetches.entry(d).or_default() += 1;
+        let mut fetches: HashMap<String, usize> = HashMap::new();
+        if network.tls {
+            // Over TLS the proxy sees no request: the registries' access logs count them.
+            for r in &logged {
+                if r.method == "GET"
+                    && let Some((_, digest)) = r.path.rsplit_once("/blobs/")
+                    && digest.starts_with("sha256:")
+                {
+                    *fetches.entry(digest.to_string()).or_default() += 1;
+                }
             }
+        } else {
+            for e in &exchanges {
+                if let Some(d) = e.blob_get() {
+                    *fetches.entry(d.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let mut protocols: Vec<String> = logged
+            .iter()
+            .map(|r| r.protocol.clone())
+            .filter(|p| !p.is_empty())
+            .collect();
+        protocols.sort();
+        protocols.dedup();
+        if !network.tls {
+            // Clients speak to the HTTP proxy, which speaks HTTP/1.1 to the registry.
+            protocols = vec!["HTTP/1.1".into()];
         }
         Ok(Sample {
             usage,
-            requests: exchanges.len(),
-            log_requests,
-            uploaded: exchanges
-                .iter()
-                .filter(|e| e.is_upload())
-                .map(|e| e.request_bytes.load(std::sync::atomic::Ordering::Relaxed))
-                .sum(),
+            requests: if network.tls {
+                logged.len()
+            } else {
+                exchanges.len()
+            },
+            log_requests: logged.len(),
+            uploaded: if network.tls {
+                sent
+            } else {
+                exchanges
+                    .iter()
+                    .filter(|e| e.is_upload())
+                    .map(|e| e.request_bytes.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum()
+            },
             max_fetches: fetches.values().copied().max().unwrap_or(0),
+            dst_requests,
+            connections,
+            protocols,
         })
     }
 
@@ -391,7 +501,7 @@ impl Runner {
                 })
             }
             _ => {
-                let registry = self.start_registry(scenario.distant)?;
+                let registry = self.start_registry(scenario.network)?;
                 let endpoint = Endpoint::Registry {
                     host: registry.addr(),
                     repo: "dst/app".into(),
@@ -402,10 +512,11 @@ impl Runner {
         })
     }
 
-    /// The command line of `tool` copying `src` to `dst`.
+    /// The command line of `tool` copying `src` to `dst` over `network`.
     fn command(
         &self,
         tool: Tool,
+        network: Network,
         src: &Endpoint,
         dst: &Endpoint,
         cache: &Path,
@@ -416,13 +527,12 @@ impl Runner {
         Ok(match tool {
             Tool::Ferry | Tool::FerryVerifying => {
                 let mut c = Command::new(&p.ferry);
-                c.args([
-                    "cp",
-                    &src.to_string(),
-                    &dst.to_string(),
-                    "--plain-http",
-                    "-q",
-                ]);
+                c.args(["cp", &src.to_string(), &dst.to_string(), "-q"]);
+                if network.tls {
+                    c.arg("--ca-cert").arg(&self.trust.ca_file);
+                } else {
+                    c.arg("--plain-http");
+                }
                 if tool == Tool::FerryVerifying {
                     c.arg("--verify-uploads");
                 }
@@ -444,43 +554,57 @@ impl Runner {
                     "--all".into(),
                     "--preserve-digests".into(),
                     "--dest-oci-accept-uncompressed-layers".into(),
-                    "--src-tls-verify=false".into(),
-                    "--dest-tls-verify=false".into(),
                 ];
+                if network.tls {
+                    let dir = self.trust.cert_dir.display().to_string();
+                    for side in ["src", "dest"] {
+                        if matches!(
+                            if side == "src" { src } else { dst },
+                            Endpoint::Registry { .. }
+                        ) {
+                            args.push(format!("--{side}-cert-dir={dir}"));
+                        }
+                    }
+                } else {
+                    args.push("--src-tls-verify=false".into());
+                    args.push("--dest-tls-verify=false".into());
+                }
                 args.push(skopeo_ref(src));
                 args.push(skopeo_ref(dst));
                 skopeo_with_cache(&p.skopeo, cache, &args)
             }
             Tool::OciClient => {
                 let mut c = Command::new(&p.oci_client);
+                if network.tls {
+                    c.arg("--ca-cert").arg(&self.trust.ca_file);
+                }
                 c.args([src.to_string(), dst.to_string()]);
                 c
             }
             Tool::Floor => {
                 let mut c = Command::new(&p.bench);
                 c.args(["floor".to_string(), src.to_string(), dst.to_string()]);
+                if network.tls {
+                    c.arg("--ca-cert").arg(&self.trust.ca_file);
+                }
                 c
             }
         })
     }
 
     /// Checks that the destination holds the source's root under the tag.
-    fn check_destination(&self, dst: &Destination, content: &Generated) -> Result<()> {
+    fn check_destination(
+        &self,
+        dst: &Destination,
+        network: Network,
+        content: &Generated,
+    ) -> Result<()> {
         let found = match dst {
             Destination::Repository(Endpoint::Registry { host, repo, tag })
             | Destination::Registry(_, Endpoint::Registry { host, repo, tag }) => {
                 // Through the proxy: its log was already read for this run.
-                let url = format!("http://{host}/v2/{repo}/manifests/{tag}");
-                let answer = self.rt.block_on(ferry_test_support::http(
-                    "HEAD",
-                    &url,
-                    &[("accept", MANIFEST_ACCEPT)],
-                    Bytes::new(),
-                ))?;
-                answer
-                    .header("docker-content-digest")
-                    .unwrap_or_default()
-                    .to_string()
+                let floor = self.floor(network)?;
+                self.rt.block_on(floor.head_digest(host, repo, tag))?
             }
             Destination::Layout(Endpoint::Layout { dir, tag }) => {
                 let index: serde_json::Value =

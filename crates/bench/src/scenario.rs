@@ -61,6 +61,53 @@ impl Kind {
     }
 }
 
+/// How the tools reach the registries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// HTTPS with a certificate of the harness's CA, which every tool is told to trust (HTTP/2
+    /// where the tool offers it: the registry's server negotiates it by ALPN); plain HTTP
+    /// otherwise.
+    pub tls: bool,
+    /// Added to every round trip, in milliseconds: plain HTTP waits this long before each
+    /// request is forwarded; over TLS every byte towards the registry is delayed this long
+    /// (so each request, each TLS handshake and each new connection costs a round trip, and
+    /// flow-control windows count as they do far away).
+    pub delay_ms: u64,
+}
+
+impl Network {
+    /// Plain HTTP on loopback.
+    pub const PLAIN: Self = Self {
+        tls: false,
+        delay_ms: 0,
+    };
+    /// Plain HTTP, 10 ms per request.
+    pub const DISTANT: Self = Self {
+        tls: false,
+        delay_ms: 10,
+    };
+    /// HTTPS on loopback.
+    pub const TLS: Self = Self {
+        tls: true,
+        delay_ms: 0,
+    };
+    /// HTTPS, 50 ms per round trip.
+    pub const TLS_FAR: Self = Self {
+        tls: true,
+        delay_ms: 50,
+    };
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.tls { "https" } else { "http" })?;
+        if self.delay_ms > 0 {
+            write!(f, ", {} ms", self.delay_ms)?;
+        }
+        Ok(())
+    }
+}
+
 /// A goal for ferry in one scenario.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
@@ -77,6 +124,8 @@ pub enum Target {
     MaxRss(u64),
     /// No blob is fetched from the source more than once (ferry).
     FetchedOnce,
+    /// ferry's requests at the destination registry ≤ this.
+    DestinationRequestsAtMost(usize),
 }
 
 impl fmt::Display for Target {
@@ -90,6 +139,9 @@ impl fmt::Display for Target {
             Self::WithinFloor(p) => write!(f, "ferry wall ≤ floor + {:.0}%", p * 100.0),
             Self::MaxRss(b) => write!(f, "ferry peak RSS ≤ {} MiB", b >> 20),
             Self::FetchedOnce => write!(f, "each blob fetched at most once"),
+            Self::DestinationRequestsAtMost(n) => {
+                write!(f, "ferry requests at the destination ≤ {n}")
+            }
         }
     }
 }
@@ -124,6 +176,15 @@ impl Sizes {
         }
     }
 
+    /// The most requests the destination registry may see in the largest scale scenario:
+    /// 3,000 for 200 images over 1,000 blobs (1,401 blobs and manifests with the configs and
+    /// the index), in proportion for other sizes.
+    pub fn scale_destination_budget(&self) -> usize {
+        let pool = self.scale_pools.iter().copied().max().unwrap_or(0);
+        let nodes = pool + 2 * self.scale_manifests + 1;
+        nodes * 3000 / 1401
+    }
+
     /// Small sizes for a smoke run.
     pub fn quick() -> Self {
         Self {
@@ -144,8 +205,8 @@ pub struct Scenario {
     pub name: String,
     /// What is copied.
     pub kind: Kind,
-    /// Whether the registries sit behind a 10 ms delay.
-    pub distant: bool,
+    /// How the registries are reached.
+    pub network: Network,
     /// Tools run, in order.
     pub tools: Vec<Tool>,
     /// ferry's goals.
@@ -153,11 +214,11 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    fn new(name: &str, kind: Kind, distant: bool, tools: &[Tool], targets: &[Target]) -> Self {
+    fn new(name: &str, kind: Kind, network: Network, tools: &[Tool], targets: &[Target]) -> Self {
         Self {
             name: name.into(),
             kind,
-            distant,
+            network,
             tools: tools.to_vec(),
             targets: targets.to_vec(),
         }
@@ -187,10 +248,11 @@ impl Scenario {
                 human(sizes.scale_blob_size)
             ),
         };
-        if self.distant {
-            format!("{what}, 10 ms per request")
-        } else {
-            what
+        match (self.network.tls, self.network.delay_ms) {
+            (false, 0) => what,
+            (false, ms) => format!("{what}, {ms} ms per request"),
+            (true, 0) => format!("{what}, over TLS"),
+            (true, ms) => format!("{what}, over TLS, {ms} ms per round trip"),
         }
     }
 }
@@ -208,95 +270,161 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Every scenario of the issue; with `all_distant`, a distant twin of each registry scenario
-/// that has none.
+/// Every scenario: plain HTTP, 10 ms away, over TLS, over TLS 50 ms away, and at scale; with
+/// `all_distant`, a distant twin of each plain registry scenario that has none.
 pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
     use Target::*;
     use Tool::*;
     let streaming = [Ferry, FerryVerifying, Skopeo, OciClient, Floor];
+    let (plain, distant, tls, far) = (
+        Network::PLAIN,
+        Network::DISTANT,
+        Network::TLS,
+        Network::TLS_FAR,
+    );
     let mut out = vec![
         Scenario::new(
             "promotion-warm",
             Kind::Promotion { warm: true },
-            false,
+            plain,
             &[Ferry, Skopeo],
             &[WallRatio(2.0), RequestsAtMostBlobsPlus(4)],
         ),
         Scenario::new(
             "promotion-cold",
             Kind::Promotion { warm: false },
-            false,
+            plain,
             &[Ferry, Skopeo],
             &[],
         ),
         Scenario::new(
             "promotion-distant",
             Kind::Promotion { warm: true },
-            true,
+            distant,
             &[Ferry, Skopeo],
             &[WallRatio(2.5), RequestsAtMostBlobsPlus(4)],
         ),
         Scenario::new(
             "registry-copy",
             Kind::RegistryCopy,
-            false,
+            plain,
             &streaming,
             &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
         ),
         Scenario::new(
             "registry-copy-distant",
             Kind::RegistryCopy,
-            true,
+            distant,
             &streaming,
             &[WallRatio(1.3)],
         ),
         Scenario::new(
             "layout-to-registry",
             Kind::LayoutToRegistry,
-            false,
+            plain,
             &[Ferry, FerryVerifying, Skopeo, Floor],
             &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
         ),
         Scenario::new(
             "registry-to-layout",
             Kind::RegistryToLayout,
-            false,
+            plain,
             &[Ferry, Skopeo],
-            &[WallRatio(1.3), CpuRatio(2.0)],
+            &[WallRatio(2.0), CpuRatio(4.0)],
         ),
         Scenario::new(
             "layout-to-layout",
             Kind::LayoutToLayout,
-            false,
+            plain,
             &[Ferry, Skopeo],
-            &[WallRatio(10.0)],
+            &[WallRatio(20.0)],
         ),
         Scenario::new(
             "big-blob",
             Kind::BigBlob,
-            false,
+            plain,
             &streaming,
             &[WallRatio(1.0), CpuRatio(2.0), MaxRss(64 << 20)],
         ),
+        Scenario::new(
+            "promotion-tls",
+            Kind::Promotion { warm: true },
+            tls,
+            &[Ferry, Skopeo],
+            &[WallRatio(2.0), RequestsAtMostBlobsPlus(4)],
+        ),
+        Scenario::new(
+            "registry-copy-tls",
+            Kind::RegistryCopy,
+            tls,
+            &streaming,
+            &[WallRatio(1.3), WithinFloor(0.10), CpuRatio(3.0)],
+        ),
+        Scenario::new(
+            "layout-to-registry-tls",
+            Kind::LayoutToRegistry,
+            tls,
+            &[Ferry, FerryVerifying, Skopeo, Floor],
+            &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
+        ),
+        Scenario::new(
+            "registry-to-layout-tls",
+            Kind::RegistryToLayout,
+            tls,
+            &[Ferry, Skopeo],
+            &[WallRatio(1.5), CpuRatio(2.5)],
+        ),
+        Scenario::new(
+            "big-blob-tls",
+            Kind::BigBlob,
+            tls,
+            &streaming,
+            &[WallRatio(1.0), CpuRatio(2.0), MaxRss(64 << 20)],
+        ),
+        Scenario::new(
+            "promotion-tls-far",
+            Kind::Promotion { warm: true },
+            far,
+            &[Ferry, Skopeo],
+            &[WallRatio(4.0), RequestsAtMostBlobsPlus(4)],
+        ),
+        Scenario::new(
+            "registry-copy-tls-far",
+            Kind::RegistryCopy,
+            far,
+            &streaming,
+            &[WallRatio(2.0)],
+        ),
     ];
+    let largest = sizes.scale_pools.iter().copied().max();
     for &pool in &sizes.scale_pools {
+        // The request economy is judged where it matters most: the largest pool.
+        let targets: &[Target] = if Some(pool) == largest {
+            &[
+                FetchedOnce,
+                WallRatio(4.0),
+                DestinationRequestsAtMost(sizes.scale_destination_budget()),
+            ]
+        } else {
+            &[FetchedOnce]
+        };
         out.push(Scenario::new(
             &format!("scale-{pool}"),
             Kind::Scale { pool },
-            false,
+            plain,
             &[Ferry, Skopeo],
-            &[FetchedOnce],
+            targets,
         ));
     }
     if all_distant {
         let names: Vec<String> = out.iter().map(|s| s.name.clone()).collect();
         let twins: Vec<Scenario> = out
             .iter()
-            .filter(|s| s.kind.uses_registry() && !s.distant)
+            .filter(|s| s.kind.uses_registry() && s.network == plain)
             .filter(|s| !names.contains(&format!("{}-distant", s.name)))
             .map(|s| Scenario {
                 name: format!("{}-distant", s.name),
-                distant: true,
+                network: distant,
                 targets: Vec::new(),
                 ..s.clone()
             })

@@ -26,8 +26,8 @@ use ferry_test_support::{Content, Image, ImageBuilder};
 
 use crate::measure::{self, Usage};
 use crate::proxy::{Exchange, ProxiedRegistry};
-use crate::runner::{DISTANT_DELAY, Programs, skopeo_with_cache};
-use crate::scenario::human;
+use crate::runner::{Programs, skopeo_with_cache};
+use crate::scenario::{Network, human};
 
 /// Markers around the sync section of the report file.
 const BEGIN: &str = "<!-- ferry-bench sync: begin -->";
@@ -419,11 +419,11 @@ impl Bench {
 
     fn registry(&self, distant: bool) -> Result<ProxiedRegistry> {
         let delay = if distant {
-            DISTANT_DELAY
+            Duration::from_millis(Network::DISTANT.delay_ms)
         } else {
             Duration::ZERO
         };
-        ProxiedRegistry::start(self.rt.handle(), delay)
+        ProxiedRegistry::start(self.rt.handle(), delay, None)
     }
 
     fn push_corpus(&self, reg: &ProxiedRegistry, corpus: &Corpus) -> Result<()> {
@@ -618,9 +618,9 @@ impl Bench {
         );
         measure::settle();
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
-        let mut exchanges: Vec<Arc<Exchange>> = src.proxy.take();
+        let mut exchanges: Vec<Arc<Exchange>> = src.proxy.take().exchanges;
         if let Some(d) = dst {
-            exchanges.extend(d.proxy.take());
+            exchanges.extend(d.proxy.take().exchanges);
         }
         let (disk, blob_files) = match &target {
             Dest::Dir(dir) => (Some(disk_usage(dir)?), Some(blob_file_bytes(dir)?)),

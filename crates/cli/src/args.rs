@@ -16,6 +16,9 @@ Examples:
   # Pull one platform of a multi-arch image into a layout, with its signatures:
   ferry cp -r --platform linux/arm64 registry.example/app:1.0 oci:./app-arm64:1.0
 
+  # Trust a private CA's certificate for a registry it issued one to:
+  ferry cp --ca-cert ./corp-ca.pem registry.corp.example/app:1.0 oci:./app:1.0
+
   # Show what would happen, as JSON:
   ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
 
@@ -183,6 +186,16 @@ pub struct RegistryArgs {
     /// Accept any TLS certificate from the destination registry.
     #[arg(long)]
     pub to_insecure: bool,
+    /// Trust the CA certificates in this PEM file for both registries, besides the system's
+    /// (repeatable). `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Trust the CA certificates in this PEM file for the source registry (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub from_ca_cert: Vec<PathBuf>,
+    /// Trust the CA certificates in this PEM file for the destination registry (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub to_ca_cert: Vec<PathBuf>,
     /// Hash blobs pushed to a registry in ferry too. Registries must refuse content that does
     /// not match its digest (`DIGEST_INVALID`, exit 5), so by default ferry only counts the
     /// bytes and leaves the hashing to the registry; use this for one that does not check.
@@ -227,4 +240,15 @@ pub struct RegistryArgs {
     /// The most time spent waiting between the tries of one request, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_RETRY_MAX_DELAY_MS", value_name = "MS")]
     pub retry_max_delay_ms: Option<u64>,
+    /// The longest wait for the next chunk of a streamed body, in milliseconds.
+    #[arg(long, hide = true, env = "FERRY_IDLE_TIMEOUT_MS", value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// The longest wait for an answer's headers, in milliseconds.
+    #[arg(
+        long,
+        hide = true,
+        env = "FERRY_RESPONSE_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub response_timeout_ms: Option<u64>,
 }

@@ -55,6 +55,8 @@ pub struct Defaults {
     pub plain_http: Option<bool>,
     /// `--insecure` for every registry.
     pub insecure: Option<bool>,
+    /// `--ca-cert` for every registry: a PEM file of CA certificates to trust.
+    pub ca_cert: Option<PathBuf>,
     /// `--ipfs-gateway`.
     pub ipfs_gateway: Option<String>,
     /// `--ipfs-cid-map`.
@@ -84,6 +86,8 @@ pub struct RegistryConfig {
     pub plain_http: Option<bool>,
     /// Accept any TLS certificate from it.
     pub insecure: Option<bool>,
+    /// A PEM file of CA certificates to trust for it.
+    pub ca_cert: Option<PathBuf>,
     /// Hash blobs pushed to it in ferry too (for a registry that does not check digests).
     pub verify_uploads: Option<bool>,
     /// Everything else: storage options (`trusted`, S3 `endpoint`, `region`, keys, ...),
@@ -223,14 +227,17 @@ impl Config {
         let r = &mut args.registry;
         r.plain_http |= d.plain_http.unwrap_or(false);
         r.insecure |= d.insecure.unwrap_or(false);
+        r.ca_cert.extend(d.ca_cert.clone());
         r.verify_uploads |= d.verify_uploads.unwrap_or(false);
         if let Some(reg) = from_host.and_then(|h| self.registry(h)) {
             r.from_plain_http |= reg.plain_http.unwrap_or(false);
             r.from_insecure |= reg.insecure.unwrap_or(false);
+            r.from_ca_cert.extend(reg.ca_cert.clone());
         }
         if let Some(reg) = to_host.and_then(|h| self.registry(h)) {
             r.to_plain_http |= reg.plain_http.unwrap_or(false);
             r.to_insecure |= reg.insecure.unwrap_or(false);
+            r.to_ca_cert.extend(reg.ca_cert.clone());
             r.verify_uploads |= reg.verify_uploads.unwrap_or(false);
         }
     }

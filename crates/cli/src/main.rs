@@ -82,12 +82,46 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     exit::FAILED
 }
 
+/// The message of `err`: one sentence. The chain of contexts down to the first ferry error,
+/// whose message is whole (a transport error names the host and the cause); with `verbose`
+/// the causes below it follow, once each.
+fn message(err: &anyhow::Error, verbose: bool) -> String {
+    let mut out = String::new();
+    let mut causes = Vec::new();
+    let mut whole = false;
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if whole {
+            if verbose && !out.contains(&text) && !causes.contains(&text) {
+                causes.push(text);
+            }
+            continue;
+        }
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        whole = cause.downcast_ref::<ferry_core::Error>().is_some();
+    }
+    for c in causes {
+        out.push_str("\n  caused by: ");
+        out.push_str(&c);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     // The process-wide rustls provider is the application's choice: ferry's libraries hand
     // theirs to their clients and install none. `ring` is what they use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(&cli);
+    let verbose = cli.verbose > 0 || cli.debug;
+    // The process-wide TLS crypto provider, for the clients that take rustls' default (the
+    // object-storage client of the S3 storage strategy); ferry's own clients name theirs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
@@ -100,7 +134,7 @@ fn main() -> ExitCode {
             match runtime.block_on(cp::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {}", ferry_core::redact::text(&format!("{e:#}")));
+                    eprintln!("error: {}", ferry_core::redact::text(&message(&e, verbose)));
                     ExitCode::from(exit_code(&e))
                 }
             }
@@ -109,7 +143,6 @@ fn main() -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::from(exit::FAILED);
             };
-            let verbose = cli.verbose > 0 || cli.debug;
             runtime.block_on(async {
                 let stop = ferry_core::sync::Stop::new();
                 if let Err(e) = watch_signals(stop.clone()) {
@@ -119,7 +152,7 @@ fn main() -> ExitCode {
                 match sync::run(*args, verbose, stop).await {
                     Ok(code) => ExitCode::from(code),
                     Err(e) => {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", ferry_core::redact::text(&message(&e, verbose)));
                         ExitCode::from(exit_code(&e))
                     }
                 }

@@ -1,12 +1,16 @@
 //! Opening the stores an endpoint names.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferry_core::http::TlsPolicy;
 use ferry_core::{Error, ReadStore, WriteStore};
-use ferry_distribution::{ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy};
+use ferry_distribution::{
+    ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy, Timeouts,
+};
 use ferry_fs_store::OciLayout;
 
 use crate::args::{CopyArgs, RegistryArgs};
@@ -49,22 +53,31 @@ impl Clients {
         to_host: Option<&str>,
     ) -> Result<Self> {
         let (from_pw, to_pw) = passwords(args)?;
-        let side = |plain: bool, insecure: bool| ClientOptions {
+        // What each side trusts: `--insecure`, or the CA files given for both and for it.
+        let trust = |insecure: bool, own: &[PathBuf]| -> Result<(bool, Vec<PathBuf>, TlsPolicy)> {
+            let files: Vec<PathBuf> = args.ca_cert.iter().chain(own).cloned().collect();
+            let mut policy = TlsPolicy::new().insecure(insecure);
+            for f in &files {
+                policy = policy.with_ca_file(f)?;
+            }
+            Ok((insecure, files, policy))
+        };
+        let from_trust = trust(args.insecure || args.from_insecure, &args.from_ca_cert)?;
+        let to_trust = trust(args.insecure || args.to_insecure, &args.to_ca_cert)?;
+        let side = |plain: bool, tls: TlsPolicy| ClientOptions {
             plain_http: plain,
-            insecure,
+            tls,
             credentials: Credentials::from_docker_config(),
             retry: retry_policy(args),
+            timeouts: timeouts(args),
             verify_uploads: args.verify_uploads,
             ..Default::default()
         };
         let mut from_opts = side(
             args.plain_http || args.from_plain_http,
-            args.insecure || args.from_insecure,
+            from_trust.2.clone(),
         );
-        let mut to_opts = side(
-            args.plain_http || args.to_plain_http,
-            args.insecure || args.to_insecure,
-        );
+        let mut to_opts = side(args.plain_http || args.to_plain_http, to_trust.2.clone());
         // Credentials given on the command line, per side: (registry, credential).
         let (mut from_cred, mut to_cred): (Option<(&str, Credential)>, _) = (None, None);
         for (slot, user, pw, flag, host) in [
@@ -109,8 +122,8 @@ impl Clients {
         }
         // Both sides speak alike and no registry gets two different credentials: one client,
         // so a copy inside one registry shares one connection pool and one token cache.
-        let same_transport =
-            from_opts.plain_http == to_opts.plain_http && from_opts.insecure == to_opts.insecure;
+        let same_transport = from_opts.plain_http == to_opts.plain_http
+            && (from_trust.0, &from_trust.1) == (to_trust.0, &to_trust.1);
         let conflict =
             matches!((&from_cred, &to_cred), (Some((a, x)), Some((b, y))) if a == b && x != y);
         if same_transport && !conflict {
@@ -191,6 +204,18 @@ pub fn retry_policy(args: &RegistryArgs) -> RetryPolicy {
         policy.max_total_delay = Duration::from_millis(ms);
     }
     policy
+}
+
+/// The network timeouts, with the hidden `--*-timeout-ms` flags (`FERRY_*_TIMEOUT_MS`) applied.
+pub fn timeouts(args: &RegistryArgs) -> Timeouts {
+    let mut t = Timeouts::default();
+    if let Some(ms) = args.idle_timeout_ms {
+        t.idle = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = args.response_timeout_ms {
+        t.response = Duration::from_millis(ms.max(1));
+    }
+    t
 }
 
 /// Whether the user wrote a tag or digest in a registry reference (the parser fills in

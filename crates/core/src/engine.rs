@@ -443,10 +443,12 @@ async fn run_graph(
         Ok(()) if options.referrers => engine.clone().copy_referrers().await,
         other => other,
     };
-    // The node futures hold the engine, and a node a failed parent abandoned may hold what
-    // other copies wait for (a run-wide transfer it leads): drop them all now, which releases
-    // it and frees the engine.
-    engine.nodes.lock().expect("nodes lock").clear();
+    // The node futures hold the engine and the engine holds them; a node a failed parent
+    // abandoned may also lead a run-wide transfer other copies wait for. Drop them all now
+    // (outside the lock), so their transfers end (a layout's writer thread sees its stream
+    // close) and the engine is freed.
+    let in_flight = std::mem::take(&mut *engine.nodes.lock().expect("nodes lock"));
+    drop(in_flight);
     if outcome.is_err() {
         let err = engine.failure.lock().expect("failure lock").take();
         return Err(err.unwrap_or_else(|| Error::Cancelled("copy failed".into())));
@@ -585,7 +587,7 @@ impl Engine {
                     .root_tag
                     .as_ref()
                     .is_some_and(|(root, _)| root == descriptor.digest());
-            if !known_absent && with_retries("exists", || self.dst.exists(descriptor)).await? {
+            if !known_absent && with_retries("exists", || self.dst_holds(descriptor)).await? {
                 self.finish(Self::simple(descriptor, Action::Exists, started));
                 return Ok(());
             }
@@ -715,6 +717,17 @@ impl Engine {
         }
     }
 
+    /// The copy's own existence check of a node at the destination: none when the destination
+    /// knows it lacks it ([`crate::KnownAbsent`]), else [`ReadStore::exists`].
+    async fn dst_holds(&self, descriptor: &Descriptor) -> Result<bool> {
+        if let Some(known) = self.dst.capabilities().known_absent
+            && known.known_absent(descriptor).await
+        {
+            return Ok(false);
+        }
+        self.dst.exists(descriptor).await
+    }
+
     /// One try of [`Engine::copy_blob`]: the existence check and the mount chain under a
     /// request permit, the fallback stream under a transfer permit.
     async fn copy_blob_once(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
@@ -728,7 +741,7 @@ impl Engine {
             .with_meter(&meter);
         let chain = &self.options.chain;
         if (self.options.dry_run || !chain.probes_destination(&request))
-            && self.dst.exists(descriptor).await?
+            && self.dst_holds(descriptor).await?
         {
             self.options.locations.record(digest, self.dst.info());
             self.finish(Self::simple(descriptor, Action::Exists, started));

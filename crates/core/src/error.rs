@@ -147,9 +147,55 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// A request got no answer: the connection could not be made, TLS failed, or the
+    /// connection broke on the way. The message is one sentence naming the host and the cause
+    /// (`cannot connect to 127.0.0.1:5409: connection refused`); the chain of underlying errors
+    /// is the source.
+    #[error("{message}")]
+    Transport {
+        /// The host (and port) the request went to.
+        host: String,
+        /// What failed.
+        kind: TransportErrorKind,
+        /// The sentence shown to the user.
+        message: String,
+        /// The underlying errors.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The operation was cancelled.
     #[error("cancelled: {0}")]
     Cancelled(String),
+}
+
+/// What failed in an [`Error::Transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// Nothing listens on the port (the connection was refused).
+    Refused,
+    /// The host name does not resolve.
+    Dns,
+    /// The server's TLS certificate was not accepted (unknown issuer, expired, wrong name).
+    Certificate,
+    /// The server answered the TLS handshake in plain HTTP.
+    PlainHttp,
+    /// The TLS handshake failed otherwise.
+    Tls,
+    /// No connection or no answer within the time allowed.
+    Timeout,
+    /// The connection was reset or closed before the exchange was complete.
+    Reset,
+    /// Any other failure of the connection.
+    Other,
+}
+
+impl TransportErrorKind {
+    /// Whether trying again may succeed: a reset, a timeout or an unclassified failure may
+    /// pass; a refused connection, an unknown host or a TLS failure will not by itself.
+    pub fn is_temporary(self) -> bool {
+        matches!(self, Self::Timeout | Self::Reset | Self::Other)
+    }
 }
 
 impl Error {
@@ -203,6 +249,7 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Store { temporary, .. } => *temporary,
+            Error::Transport { kind, .. } => kind.is_temporary(),
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -44,6 +44,8 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod forward;
+#[cfg(feature = "http-client")]
+pub mod http;
 pub mod layer;
 pub mod locations;
 pub mod memory;
@@ -63,7 +65,7 @@ pub use catalog::{Catalog, MemoryCatalog};
 pub use engine::{
     CopyOptions, EventSink, copy, copy_graph, copy_root, fetch_manifest, select_platform,
 };
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, TransportErrorKind};
 pub use forward::{StoreWrapper, WriteStoreWrapper};
 pub use layer::MountStrategyExt;
 #[cfg(feature = "persistent-cache")]
@@ -77,8 +79,8 @@ pub use mount::{
 };
 pub use report::{Action, CopyEvent, CopyReport, NodeReport};
 pub use store::{
-    BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, LocalBlobs, Peek,
-    ReadStore, RegistryRepository, StoreInfo, WriteStore, bytes_stream,
+    BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,
+    LocalBlobs, Peek, ReadStore, RegistryRepository, StoreInfo, WriteStore, bytes_stream,
 };
 pub use transfers::{BlobTransfers, TransferStats};
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

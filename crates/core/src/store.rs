@@ -141,6 +141,8 @@ pub struct Capabilities<'a> {
     /// The store keeps each blob as an immutable file on a local filesystem, which a strategy
     /// can link into another store on the same filesystem.
     pub local_blobs: Option<&'a dyn LocalBlobs>,
+    /// The store can tell, without a request per blob, that it lacks content.
+    pub known_absent: Option<&'a dyn KnownAbsent>,
 }
 
 impl<'a> Capabilities<'a> {
@@ -190,6 +192,12 @@ impl<'a> Capabilities<'a> {
         self.local_blobs = Some(blobs);
         self
     }
+
+    /// Offers [`KnownAbsent`].
+    pub fn with_known_absent(mut self, known: &'a dyn KnownAbsent) -> Self {
+        self.known_absent = Some(known);
+        self
+    }
 }
 
 impl Debug for Capabilities<'_> {
@@ -201,6 +209,7 @@ impl Debug for Capabilities<'_> {
             .field("peek", &self.peek.is_some())
             .field("registry_repository", &self.registry_repository.is_some())
             .field("local_blobs", &self.local_blobs.is_some())
+            .field("known_absent", &self.known_absent.is_some())
             .finish()
     }
 }
@@ -226,6 +235,17 @@ pub trait ListTags: Send + Sync {
 pub trait DeleteTag: Send + Sync {
     /// Removes `tag`. Removing a tag the store does not have is [`crate::Error::NotFound`].
     async fn delete_tag(&self, tag: &str) -> Result<()>;
+}
+
+/// A store that can tell, without asking for each blob, that it lacks content: a registry
+/// repository that its tag listing showed to be new holds only what was written into it since.
+/// The copy engine asks it before its own existence check of a node and skips the check when
+/// the answer is yes; strategies that check what they linked ask [`ReadStore::exists`], which
+/// always asks the store itself.
+#[async_trait]
+pub trait KnownAbsent: Send + Sync {
+    /// Whether `descriptor` is known not to be in the store (`false`: not known; ask).
+    async fn known_absent(&self, descriptor: &Descriptor) -> bool;
 }
 
 /// A store that can tell what a tag names by a cheaper request than [`ReadStore::resolve`]

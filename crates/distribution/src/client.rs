@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use ferry_core::http::TlsPolicy;
 use ferry_core::{Error, Result};
 use url::Url;
 
-use crate::auth::{Credentials, HostAuth};
+use crate::auth::{Clock, Credentials, HostAuth, SystemClock};
 use crate::reference::{Reference, api_host};
 use crate::registry::Registry;
 use crate::repository::Repository;
@@ -26,8 +27,10 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
 pub struct ClientOptions {
     /// Speak plain HTTP instead of HTTPS to every registry.
     pub plain_http: bool,
-    /// Accept any TLS certificate (self-signed test registries). Never in production.
-    pub insecure: bool,
+    /// Which TLS certificates are trusted: the system's roots by default, plus CA certificates
+    /// given ([`TlsPolicy::with_ca_file`]), or any ([`TlsPolicy::insecure`], for self-signed
+    /// test registries; never in production).
+    pub tls: TlsPolicy,
     /// Where credentials come from; docker's configuration by default.
     pub credentials: Credentials,
     /// The `User-Agent` of every request.
@@ -44,6 +47,8 @@ pub struct ClientOptions {
     /// instead of a `GET` whose manifest bytes are kept for the copy that follows (one request
     /// fewer per copy).
     pub resolve_with_head: bool,
+    /// The clock token lifetimes are measured by (the system's; tests move their own).
+    pub clock: Arc<dyn Clock>,
     /// Hash every blob pushed, in ferry, as well as in the registry. A registry must refuse a
     /// blob whose content does not match the digest of its `PUT ?digest=` (`DIGEST_INVALID`),
     /// which ferry reports as [`ferry_core::Error::DigestMismatch`] like its own check; so by
@@ -56,7 +61,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             plain_http: false,
-            insecure: false,
+            tls: TlsPolicy::new(),
             credentials: Credentials::default(),
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             timeouts: Timeouts::default(),
@@ -65,6 +70,7 @@ impl Default for ClientOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             resolve_with_head: false,
             verify_uploads: false,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -97,6 +103,7 @@ struct ClientInner {
     transport: Arc<Transport>,
     plain_http: bool,
     credentials: Credentials,
+    clock: Arc<dyn Clock>,
     settings: Arc<Settings>,
     registries: Mutex<HashMap<String, Arc<Registry>>>,
 }
@@ -114,7 +121,7 @@ impl RegistryClient {
     /// A client with `options`.
     pub fn new(options: ClientOptions) -> Result<Self> {
         let transport = Transport::new(
-            options.insecure,
+            options.tls,
             &options.user_agent,
             options.timeouts,
             options.retry,
@@ -124,6 +131,7 @@ impl RegistryClient {
                 transport: Arc::new(transport),
                 plain_http: options.plain_http,
                 credentials: options.credentials,
+                clock: options.clock,
                 settings: Arc::new(Settings {
                     chunk_threshold: options.chunk_threshold,
                     chunk_size: options.chunk_size.max(1),
@@ -157,6 +165,7 @@ impl RegistryClient {
             name,
             self.inner.credentials.clone(),
             self.inner.transport.clone(),
+            self.inner.clock.clone(),
         );
         let registry = Arc::new(Registry::new(
             name.to_string(),

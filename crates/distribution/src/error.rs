@@ -95,21 +95,6 @@ pub(crate) fn status_error(store: &str, what: &str, status: StatusCode, body: &[
     }
 }
 
-/// A transport failure (connection, TLS, timeout) of `what`.
-pub(crate) fn transport_error(
-    store: &str,
-    what: &str,
-    source: impl Into<ferry_core::BoxError>,
-) -> Error {
-    let source = source.into();
-    Error::Store {
-        store: store.to_string(),
-        message: format!("{what}: {}", error_chain(source.as_ref())),
-        temporary: true,
-        source: Some(source),
-    }
-}
-
 /// An error and its sources, joined by `: `.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -41,11 +41,10 @@ pub mod reference;
 pub mod referrers;
 mod registry;
 mod repository;
-mod tls;
 pub mod transport;
 mod upload;
 
-pub use auth::{Credential, Credentials};
+pub use auth::{Clock, Credential, Credentials, SystemClock};
 pub use catalog::RegistryCatalog;
 pub use client::{ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, RegistryClient};
 pub use mount::CrossRepoMount;

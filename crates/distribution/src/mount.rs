@@ -279,7 +279,10 @@ pub(crate) async fn mount_blob(
         .send(Req::new(Method::POST, url.clone()), scopes, Retry::Yes)
         .await?;
     match resp.status() {
-        StatusCode::CREATED => Ok(BlobMount::Mounted),
+        StatusCode::CREATED => {
+            dst.written().note(digest);
+            Ok(BlobMount::Mounted)
+        }
         StatusCode::ACCEPTED => Ok(BlobMount::Upload(Box::new(UploadSession::from_response(
             dst,
             &url,

@@ -22,6 +22,8 @@ const MAX_REDIRECTS: usize = 5;
 pub struct Registry {
     name: String,
     base: Url,
+    /// For a loopback registry reached by HTTPS: its plain-HTTP URL and whether it is in use.
+    fallback: Option<Fallback>,
     pub(crate) auth: HostAuth,
     pub(crate) transport: Arc<Transport>,
     pub(crate) settings: Arc<Settings>,
@@ -42,6 +44,19 @@ impl std::fmt::Display for Registry {
     }
 }
 
+/// How a registry on this machine (`localhost`, `127.0.0.0/8`, `::1`) that answers the TLS
+/// handshake in plain HTTP is spoken to: as docker and crane do, in plain HTTP from then on.
+#[derive(Debug)]
+struct Fallback {
+    plain: Url,
+    /// 0: not known yet, 1: TLS works, 2: plain HTTP.
+    state: std::sync::atomic::AtomicU8,
+}
+
+const UNKNOWN: u8 = 0;
+const TLS: u8 = 1;
+const PLAIN: u8 = 2;
+
 /// Whether a request may be sent again when it fails on the way (429, 5xx, a broken
 /// connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +73,20 @@ impl Registry {
         transport: Arc<Transport>,
         settings: Arc<Settings>,
     ) -> Self {
+        let fallback = (base.scheme() == "https"
+            && base.host_str().is_some_and(ferry_core::http::is_loopback))
+        .then(|| {
+            let mut plain = base.clone();
+            let _ = plain.set_scheme("http");
+            Fallback {
+                plain,
+                state: std::sync::atomic::AtomicU8::new(UNKNOWN),
+            }
+        });
         Self {
             name,
             base,
+            fallback,
             auth,
             transport,
             settings,
@@ -72,9 +98,13 @@ impl Registry {
         &self.name
     }
 
-    /// The base URL of its API (`https://registry-1.docker.io/`).
+    /// The base URL of its API (`https://registry-1.docker.io/`); `http://` for a registry
+    /// on this machine that answered the TLS handshake in plain HTTP.
     pub fn base_url(&self) -> &Url {
-        &self.base
+        match &self.fallback {
+            Some(f) if f.state.load(std::sync::atomic::Ordering::Relaxed) == PLAIN => &f.plain,
+            _ => &self.base,
+        }
     }
 
     /// Repository `name` of this registry.
@@ -85,14 +115,17 @@ impl Registry {
 
     /// `base` + `path` (which starts with `v2/`).
     pub(crate) fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("registry paths are valid URLs")
+        self.base_url()
+            .join(path)
+            .expect("registry paths are valid URLs")
     }
 
     /// Whether `url` is served by this registry's origin (scheme, host and port).
     pub(crate) fn same_origin(&self, url: &Url) -> bool {
-        url.scheme() == self.base.scheme()
-            && url.host_str() == self.base.host_str()
-            && url.port_or_known_default() == self.base.port_or_known_default()
+        let base = self.base_url();
+        url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default()
     }
 
     /// An upload `Location` resolved against `current`, refused when it names another host
@@ -106,7 +139,7 @@ impl Registry {
                 ),
             )
         })?;
-        let downgrade = self.base.scheme() == "https" && url.scheme() != "https";
+        let downgrade = self.base_url().scheme() == "https" && url.scheme() != "https";
         if downgrade || !self.same_origin(&url) {
             return Err(Error::Store {
                 store: self.name.clone(),
@@ -114,7 +147,7 @@ impl Registry {
                     "the registry gave an upload location `{}` on another host or scheme than `{}`; \
                      refusing to send blob data there (check the registry's public URL setting)",
                     redact_url(&url),
-                    self.base
+                    self.base_url()
                 ),
                 temporary: false,
                 source: None,
@@ -165,11 +198,45 @@ impl Registry {
         }
     }
 
-    /// One request through the transport, with its retries or without.
+    /// One request through the transport, with its retries or without; a loopback registry
+    /// that answers the TLS handshake in plain HTTP is asked again in plain HTTP.
     async fn send_as(&self, req: Req, retry: Retry) -> Result<Response<Incoming>> {
+        use std::sync::atomic::Ordering;
+        let probing = self
+            .fallback
+            .as_ref()
+            .filter(|f| f.state.load(Ordering::Relaxed) == UNKNOWN && req.url.scheme() == "https")
+            .filter(|_| self.same_origin(&req.url));
+        let again = probing.and_then(|_| req.try_clone());
+        let result = self.send_via_transport(req, retry).await;
+        let (Some(fallback), Some(mut again)) = (probing, again) else {
+            return result;
+        };
+        match result {
+            Err(Error::Transport {
+                kind: ferry_core::TransportErrorKind::PlainHttp,
+                ..
+            }) => {
+                fallback.state.store(PLAIN, Ordering::Relaxed);
+                tracing::info!(
+                    registry = %self.name,
+                    "the registry answered the TLS handshake in plain HTTP; it is on this machine, so ferry speaks plain HTTP to it"
+                );
+                let _ = again.url.set_scheme("http");
+                self.send_via_transport(again, retry).await
+            }
+            Ok(resp) => {
+                fallback.state.store(TLS, Ordering::Relaxed);
+                Ok(resp)
+            }
+            other => other,
+        }
+    }
+
+    async fn send_via_transport(&self, req: Req, retry: Retry) -> Result<Response<Incoming>> {
         match retry {
-            Retry::Yes => self.transport.send(req, &self.name).await,
-            Retry::No => self.transport.send_once(req, &self.name).await,
+            Retry::Yes => self.transport.send(req).await,
+            Retry::No => self.transport.send_once(req).await,
         }
     }
 
@@ -185,6 +252,7 @@ impl Registry {
         for _ in 0..=MAX_REDIRECTS {
             let method = req.method.clone();
             let url = req.url.clone();
+            let req_bulk = req.bulk;
             let mut headers = req.headers.clone();
             headers.remove(AUTHORIZATION);
             let resp = self.send(req, scopes, Retry::Yes).await?;
@@ -222,6 +290,7 @@ impl Registry {
                 url: next,
                 headers,
                 body: crate::transport::Payload::Empty,
+                bulk: req_bulk,
             };
         }
         Err(Error::store(
@@ -239,12 +308,23 @@ mod tests {
 
     fn registry(base: &str) -> Registry {
         let transport = Arc::new(
-            Transport::new(false, "t", Default::default(), RetryPolicy::default()).unwrap(),
+            Transport::new(
+                ferry_core::http::TlsPolicy::new(),
+                "t",
+                Default::default(),
+                RetryPolicy::default(),
+            )
+            .unwrap(),
         );
         Registry::new(
             "r.example".into(),
             Url::parse(base).unwrap(),
-            HostAuth::new("r.example", Credentials::anonymous(), transport.clone()),
+            HostAuth::new(
+                "r.example",
+                Credentials::anonymous(),
+                transport.clone(),
+                Arc::new(crate::auth::SystemClock),
+            ),
             transport,
             Arc::new(Settings {
                 chunk_threshold: 1,

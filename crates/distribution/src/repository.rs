@@ -18,7 +18,7 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK};
 use http::{HeaderMap, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::auth::Scopes;
+use crate::auth::{ScopeSet, Scopes};
 use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::transport::{Payload, Req, body_stream, read_body, read_error_body};
@@ -43,6 +43,25 @@ pub struct Repository {
     info: StoreInfo,
     display: String,
     manifests: Mutex<VecDeque<(Digest, Bytes)>>,
+    /// Whether the registry said, when first asked, that the repository does not exist.
+    new: tokio::sync::OnceCell<bool>,
+    /// What this handle put, or tried to put, into the repository (pushed, committed or
+    /// mounted): a new repository may hold these, and nothing else.
+    written: DigestSet,
+}
+
+/// What was put into a repository through its handle (shared with its upload sessions).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DigestSet(Arc<Mutex<std::collections::HashSet<Digest>>>);
+
+impl DigestSet {
+    pub(crate) fn note(&self, digest: &Digest) {
+        self.0.lock().expect("written lock").insert(digest.clone());
+    }
+
+    fn contains(&self, digest: &Digest) -> bool {
+        self.0.lock().expect("written lock").contains(digest)
+    }
 }
 
 impl std::fmt::Debug for Repository {
@@ -74,7 +93,49 @@ impl Repository {
             name: name.to_string(),
             info,
             manifests: Mutex::new(VecDeque::new()),
+            new: tokio::sync::OnceCell::new(),
+            written: DigestSet::default(),
         })
+    }
+
+    /// The record of what was put into the repository through this handle.
+    pub(crate) fn written(&self) -> DigestSet {
+        self.written.clone()
+    }
+
+    /// Whether the repository is known to be new: the registry answered its tag listing
+    /// `404 NAME_UNKNOWN` when first asked. A new repository holds no blob, so the copy's
+    /// existence check of each blob there would be a wasted request ([`ferry_core::KnownAbsent`]).
+    ///
+    /// Asked once per handle; any other answer, a refusal included, means "not known to be
+    /// new" and existence is checked as usual.
+    async fn known_new(&self) -> bool {
+        *self
+            .new
+            .get_or_init(|| async {
+                let req = Req::new(Method::GET, self.url("tags/list?n=1"));
+                // Pull, and push where the token server grants it: a destination's uploads
+                // then find their token in the cache instead of asking for a second one.
+                let scopes = Scopes {
+                    required: ScopeSet::repository(&self.name, &["pull"]),
+                    optional: ScopeSet::repository(&self.name, &["push"]),
+                };
+                let resp = match self.send(req, &scopes, Retry::Yes).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::debug!(repository = %self, error = %e, "tag listing failed; checking existence blob by blob");
+                        return false;
+                    }
+                };
+                if resp.status() != StatusCode::NOT_FOUND {
+                    return false;
+                }
+                let body = read_error_body(resp).await;
+                let new = has_error_code(&body, "NAME_UNKNOWN");
+                tracing::debug!(repository = %self, new, "destination repository probed");
+                new
+            })
+            .await
     }
 
     /// The repository name (`team/app`).
@@ -375,6 +436,8 @@ impl Repository {
         let bytes =
             read_to_bytes(verify_stream(desc, data)?, &what, DEFAULT_MANIFEST_LIMIT).await?;
         let media_type = media_type_str(desc);
+        // Once sent the registry may hold it, whatever the answer says.
+        self.written.note(desc.digest());
         let headers = self
             .put_manifest(reference, &media_type, bytes.clone())
             .await?;
@@ -471,7 +534,7 @@ impl ReadStore for Repository {
             let (_, bytes) = self.get_manifest(digest.as_ref()).await?;
             return Ok(bytes_stream(bytes));
         }
-        let req = Req::new(Method::GET, self.url(&format!("blobs/{digest}")));
+        let req = Req::new(Method::GET, self.url(&format!("blobs/{digest}"))).bulk();
         let resp = self
             .registry
             .send_following(req, &Scopes::pull(&self.name))
@@ -481,7 +544,7 @@ impl ReadStore for Repository {
         }
         Ok(body_stream(
             resp,
-            self.display.clone(),
+            format!("blob `{digest}`"),
             self.registry.transport.idle_timeout(),
         ))
     }
@@ -524,6 +587,17 @@ impl ReadStore for Repository {
             .with_delete_tag(self)
             .with_peek(self)
             .with_registry_repository(self)
+            .with_known_absent(self)
+    }
+}
+
+#[async_trait]
+impl ferry_core::KnownAbsent for Repository {
+    /// Whether the repository is known to be new and nothing was written, or tried, into it
+    /// under `descriptor`'s digest through this handle (everything else is asked of the
+    /// registry).
+    async fn known_absent(&self, descriptor: &Descriptor) -> bool {
+        self.known_new().await && !self.written.contains(descriptor.digest())
     }
 }
 

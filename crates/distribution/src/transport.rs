@@ -5,20 +5,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ferry_core::http::{HttpClient, HttpClientBuilder, HttpsClient, TlsPolicy};
 use ferry_core::{BoxError, ByteStream, Error, Result};
-use futures::StreamExt;
+use futures::{Future as _, StreamExt};
 use http::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
 use url::Url;
 
-use crate::error::transport_error;
+use crate::error::error_chain;
+use ferry_core::http::transport_error;
 
 type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -119,7 +117,13 @@ impl Payload {
             }
             Payload::Stream(s, len) => {
                 let failure = failure.clone();
-                let s = idle_timeout(s, idle).map(move |item| match item {
+                let s = idle_timeout(s, idle, move || Error::Store {
+                    store: "stream".into(),
+                    message: format!("the blob being sent gave no data for {}", shown(idle)),
+                    temporary: true,
+                    source: None,
+                })
+                .map(move |item| match item {
                     Ok(b) => Ok(Frame::data(b)),
                     Err(e) => {
                         let text = e.to_string();
@@ -152,23 +156,74 @@ impl StreamFailure {
     }
 }
 
-fn idle_timeout(s: ByteStream, idle: Duration) -> ByteStream {
-    Box::pin(futures::stream::unfold(Some(s), move |state| async move {
-        let mut s = state?;
-        match tokio::time::timeout(idle, s.next()).await {
-            Ok(Some(item)) => Some((item, Some(s))),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(Error::Store {
-                    store: "stream".into(),
-                    message: format!("no data for {} s", idle.as_secs()),
-                    temporary: true,
-                    source: None,
-                }),
-                None,
-            )),
+/// `300 s`, `1.5 s`, `300 ms`.
+fn shown(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// `s`, failing with `on_stall` once no chunk came for `idle`.
+///
+/// One timer per stream, not one per chunk: a chunk only marks the stream alive, and when the
+/// timer fires on a stream marked alive it is set again. A stall is therefore reported between
+/// `idle` and twice `idle` after the last chunk.
+fn idle_timeout(
+    s: ByteStream,
+    idle: Duration,
+    on_stall: impl Fn() -> Error + Send + Unpin + 'static,
+) -> ByteStream {
+    Box::pin(IdleTimeout {
+        inner: Some(s),
+        timer: Box::pin(tokio::time::sleep(idle)),
+        alive: false,
+        idle,
+        on_stall,
+    })
+}
+
+struct IdleTimeout<F> {
+    inner: Option<ByteStream>,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    alive: bool,
+    idle: Duration,
+    on_stall: F,
+}
+
+impl<F: Fn() -> Error + Unpin> futures::Stream for IdleTimeout<F> {
+    type Item = Result<Bytes>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(item) = inner.as_mut().poll_next(cx) {
+            this.alive = true;
+            if item.is_none() {
+                this.inner = None;
+            }
+            return Poll::Ready(item);
         }
-    }))
+        while this.timer.as_mut().poll(cx).is_ready() {
+            if !this.alive {
+                this.inner = None;
+                return Poll::Ready(Some(Err((this.on_stall)())));
+            }
+            this.alive = false;
+            let next = tokio::time::Instant::now() + this.idle;
+            this.timer.as_mut().reset(next);
+        }
+        Poll::Pending
+    }
 }
 
 /// One HTTP request.
@@ -181,6 +236,9 @@ pub(crate) struct Req {
     pub headers: HeaderMap,
     /// The body.
     pub body: Payload,
+    /// Whether it carries a blob's bytes either way (over HTTPS it goes on a connection of
+    /// its own, in HTTP/1.1).
+    pub bulk: bool,
 }
 
 impl Req {
@@ -191,7 +249,14 @@ impl Req {
             url,
             headers: HeaderMap::new(),
             body: Payload::Empty,
+            bulk: false,
         }
+    }
+
+    /// Marks the request as carrying a blob's bytes (its answer, or its body).
+    pub fn bulk(mut self) -> Self {
+        self.bulk = true;
+        self
     }
 
     /// Adds a header.
@@ -215,21 +280,21 @@ impl Req {
             url: self.url.clone(),
             headers: self.headers.clone(),
             body: self.body.try_clone()?,
+            bulk: self.bulk,
         })
     }
 }
 
 /// The HTTP client shared by every registry of a [`crate::RegistryClient`].
 ///
-/// Plain-HTTP requests go through a client without TLS. The TLS client (root certificates
-/// loaded from the system, which takes tens of milliseconds) is built on the first `https`
-/// request, so a copy that never speaks TLS never pays for it.
+/// Plain-HTTP requests go through a client without TLS. The TLS client loads its root
+/// certificates (the system's take tens of milliseconds) on its first handshake, so a copy that
+/// never speaks TLS never pays for them.
 pub(crate) struct Transport {
-    plain: Client<HttpConnector, RequestBody>,
-    tls: std::sync::OnceLock<
-        std::result::Result<Client<HttpsConnector<HttpConnector>, RequestBody>, String>,
-    >,
-    insecure: bool,
+    plain: HttpClient<RequestBody>,
+    tls: HttpsClient<RequestBody>,
+    /// HTTP/1.1 only, for blob bodies (see [`HttpClientBuilder::build_split`]).
+    bulk: HttpsClient<RequestBody>,
     user_agent: HeaderValue,
     timeouts: Timeouts,
     retry: RetryPolicy,
@@ -247,20 +312,23 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A transport; `insecure` accepts any TLS certificate.
+    /// A transport trusting the servers `tls` names.
     pub fn new(
-        insecure: bool,
+        tls: TlsPolicy,
         user_agent: &str,
         timeouts: Timeouts,
         retry: RetryPolicy,
     ) -> Result<Self> {
-        let plain = Self::builder().build(Self::http_connector(&timeouts));
+        let builder = HttpClientBuilder::new()
+            .tls(tls)
+            .connect_timeout(Some(timeouts.connect));
         let user_agent = HeaderValue::from_str(user_agent)
             .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
+        let (tls, bulk) = builder.build_split()?;
         Ok(Self {
-            plain,
-            tls: std::sync::OnceLock::new(),
-            insecure,
+            plain: builder.build_http(),
+            tls,
+            bulk,
             user_agent,
             timeouts,
             retry,
@@ -268,78 +336,21 @@ impl Transport {
         })
     }
 
-    fn builder() -> hyper_util::client::legacy::Builder {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .timer(TokioTimer::new());
-        builder
-    }
-
-    fn http_connector(timeouts: &Timeouts) -> HttpConnector {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeouts.connect));
-        http
-    }
-
-    /// The TLS client, built on first use.
-    fn tls_client(&self) -> Result<&Client<HttpsConnector<HttpConnector>, RequestBody>> {
-        self.tls
-            .get_or_init(|| self.build_tls().map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|e| Error::store("tls", e.clone()))
-    }
-
-    fn build_tls(&self) -> Result<Client<HttpsConnector<HttpConnector>, RequestBody>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = if self.insecure {
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::store("tls", format!("TLS setup failed: {e}")))?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(crate::tls::AcceptAnyCertificate::new(
-                    provider,
-                )))
-                .with_no_client_auth();
-            builder.with_tls_config(config)
-        } else {
-            match hyper_rustls::HttpsConnectorBuilder::new()
-                .with_provider_and_native_roots(provider.clone())
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!(error = %e, "no native root certificates, using the bundled roots");
-                    builder
-                        .with_provider_and_webpki_roots(provider)
-                        .map_err(|e| Error::store("tls", format!("TLS setup failed: {e}")))?
-                }
-            }
-        };
-        let connector = builder
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(Self::http_connector(&self.timeouts));
-        Ok(Self::builder().build(connector))
-    }
-
     /// The idle timeout for streamed bodies.
     pub fn idle_timeout(&self) -> Duration {
         self.timeouts.idle
     }
 
-    /// Sends `req` once. `store` names the registry in errors.
-    pub async fn send_once(&self, req: Req, store: &str) -> Result<Response<Incoming>> {
+    /// Sends `req` once. A failure reads as one sentence naming the host
+    /// ([`ferry_core::Error::Transport`]).
+    pub async fn send_once(&self, req: Req) -> Result<Response<Incoming>> {
         let failure = StreamFailure::default();
         let streamed = matches!(req.body, Payload::Stream(..));
         let method = req.method.clone();
         let shown = redact_url(&req.url);
         let limit = self.limits.of(&req.url);
         let permit = limit.acquire().await;
+        let host = host_of(&req.url);
         let started = Instant::now();
         let result = self.send_raw(req, &failure).await;
         if let Ok(resp) = &result {
@@ -348,16 +359,22 @@ impl Transport {
         drop(permit);
         let ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 tracing::debug!(%method, url = %shown, status = resp.status().as_u16(), ms, "http");
+                resp.extensions_mut().insert(Origin(host));
                 Ok(resp)
             }
             Err(e) => {
-                tracing::debug!(%method, url = %shown, error = %e, ms, "http failed");
+                tracing::debug!(%method, url = %shown, error = %error_chain(e.as_ref()), ms, "http failed");
                 if streamed && let Some(body_error) = failure.take() {
                     return Err(body_error);
                 }
-                Err(transport_error(store, &format!("{method} {shown}"), e))
+                let path = shown.split_once(&host).map_or(shown.as_str(), |(_, p)| p);
+                Err(transport_error(
+                    &host,
+                    &format!("sending {method} {path}"),
+                    e,
+                ))
             }
         }
     }
@@ -368,6 +385,7 @@ impl Transport {
         failure: &StreamFailure,
     ) -> Result<Response<Incoming>, BoxError> {
         let streamed = matches!(req.body, Payload::Stream(..));
+        let bulk = req.bulk || streamed;
         let (body, len) = req.body.into_body(self.timeouts.idle, failure);
         let mut builder = Request::builder().method(req.method).uri(req.url.as_str());
         let headers = builder.headers_mut().expect("request builder");
@@ -380,7 +398,11 @@ impl Transport {
         }
         let request = builder.body(body)?;
         let fut = if request.uri().scheme_str() == Some("https") {
-            self.tls_client()?.request(request)
+            if bulk {
+                self.bulk.request(request)
+            } else {
+                self.tls.request(request)
+            }
         } else {
             self.plain.request(request)
         };
@@ -390,24 +412,26 @@ impl Transport {
         } else {
             match tokio::time::timeout(self.timeouts.response, fut).await {
                 Ok(r) => Ok(r?),
-                Err(_) => {
-                    Err(format!("no response within {} s", self.timeouts.response.as_secs()).into())
-                }
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no response within {} s", self.timeouts.response.as_secs()),
+                )
+                .into()),
             }
         }
     }
 
     /// Sends `req`, retrying 429, 5xx and connection failures with backoff when its body can
     /// be sent again. A streamed body is sent once.
-    pub async fn send(&self, req: Req, store: &str) -> Result<Response<Incoming>> {
+    pub async fn send(&self, req: Req) -> Result<Response<Incoming>> {
         if matches!(req.body, Payload::Stream(..)) {
-            return self.send_once(req, store).await;
+            return self.send_once(req).await;
         }
         let started = Instant::now();
         let mut try_index = 1;
         loop {
             let copy = req.try_clone().expect("body is repeatable");
-            let result = self.send_once(copy, store).await;
+            let result = self.send_once(copy).await;
             let retry_after = match &result {
                 Ok(resp) if RetryPolicy::retry_status(resp.status()) => {
                     Some(retry_after(resp.headers()))
@@ -459,12 +483,33 @@ pub fn redact_url(url: &Url) -> String {
     ferry_core::redact::url(url.as_str())
 }
 
+/// The host a response came from, kept in its extensions for the errors of reading its body.
+#[derive(Debug, Clone)]
+struct Origin(String);
+
+/// `host[:port]` of `url`, as messages name it.
+pub(crate) fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn origin(resp: &Response<Incoming>) -> String {
+    resp.extensions()
+        .get::<Origin>()
+        .map(|o| o.0.clone())
+        .unwrap_or_else(|| "the registry".into())
+}
+
 /// Reads a response body, refusing more than `limit` bytes.
 pub(crate) async fn read_body(resp: Response<Incoming>, limit: usize) -> Result<Bytes> {
+    let host = origin(&resp);
     let mut body = resp.into_body();
     let mut out = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| transport_error("registry", "reading a response body", e))?;
+        let frame = frame.map_err(|e| transport_error(&host, "reading an answer", e))?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
                 return Err(Error::TooLarge {
@@ -494,11 +539,23 @@ pub(crate) async fn response_error(store: &str, what: &str, resp: Response<Incom
     crate::error::status_error(store, what, status, &body)
 }
 
-/// A response body as a [`ByteStream`], with an idle timeout.
-pub(crate) fn body_stream(resp: Response<Incoming>, store: String, idle: Duration) -> ByteStream {
+/// A response body as a [`ByteStream`], with an idle timeout; `what` names it in errors
+/// (`blob `sha256:…``).
+pub(crate) fn body_stream(resp: Response<Incoming>, what: String, idle: Duration) -> ByteStream {
+    let host = origin(&resp);
+    let doing = format!("reading {what}");
+    let stalled = {
+        let (host, doing) = (host.clone(), doing.clone());
+        move || Error::Transport {
+            host: host.clone(),
+            kind: ferry_core::TransportErrorKind::Timeout,
+            message: format!("{host} sent no data for {} while {doing}", shown(idle)),
+            source: None,
+        }
+    };
     let s = http_body_util::BodyDataStream::new(resp.into_body())
-        .map(move |r| r.map_err(|e| transport_error(&store, "reading a blob", e)));
-    idle_timeout(Box::pin(s), idle)
+        .map(move |r| r.map_err(|e| transport_error(&host, &doing, e)));
+    idle_timeout(Box::pin(s), idle, stalled)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use url::Url;
 use crate::auth::Scopes;
 use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
-use crate::repository::{Repository, header_digest};
+use crate::repository::{DigestSet, Repository, header_digest};
 use crate::transport::{Payload, Req, read_error_body, redact_url, response_error};
 
 /// How many times one chunk is resumed after a broken `PATCH`.
@@ -30,6 +30,8 @@ const MAX_RESUMES: usize = 3;
 /// An open upload session of one repository.
 pub(crate) struct UploadSession {
     registry: Arc<Registry>,
+    /// The repository's record of what was written (or tried) through its handle.
+    written: DigestSet,
     repository: String,
     store: String,
     location: Url,
@@ -70,6 +72,7 @@ impl UploadSession {
             .unwrap_or(0);
         Ok(Self {
             registry,
+            written: repo.written(),
             repository: repo.name().to_string(),
             store: repo.store_name().to_string(),
             location,
@@ -96,6 +99,8 @@ impl UploadSession {
                 return Err(e);
             }
         };
+        // Once bytes are sent the registry may hold the blob, whatever the answer says.
+        self.written.note(descriptor.digest());
         let result = if descriptor.size() <= self.registry.settings.chunk_threshold {
             self.put_whole(descriptor, verified).await
         } else {
@@ -199,6 +204,7 @@ impl UploadSession {
         for attempt in 0..=MAX_RESUMES {
             let part = chunk.slice((from - start) as usize..);
             let req = Req::new(Method::PATCH, self.location.clone())
+                .bulk()
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, &format!("{from}-{}", end - 1))
                 .body(Payload::Bytes(part));

@@ -3,18 +3,15 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cid::Cid;
+use ferry_core::http::{HttpClientBuilder, HttpsClient, TlsPolicy};
 use ferry_core::{ByteStream, Error, Result};
 use futures::{Stream, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use url::Url;
 
 use crate::address::{DAG_PB_CODEC, RAW_CODEC};
@@ -35,8 +32,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// that sends blocks breadth-first makes the client hold the inner nodes of the DAG.
 pub const DEFAULT_BUFFER_LIMIT: usize = 64 * 1024 * 1024;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
 /// Bytes of a response body, or the gateway's failure.
 pub(crate) type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, IpfsError>> + Send>>;
 
@@ -47,7 +42,7 @@ pub(crate) type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, IpfsError>> + S
 #[derive(Clone)]
 pub struct GatewayClient {
     base: Url,
-    client: Client<Connector, Empty<Bytes>>,
+    client: HttpsClient<Empty<Bytes>>,
     timeout: Duration,
     idle_timeout: Duration,
     buffer_limit: usize,
@@ -103,20 +98,18 @@ impl GatewayClient {
                 "give the gateway's base URL without query or fragment",
             ));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
+        // ferry's HTTP client and TLS root policy (the system's roots, loaded on the first
+        // handshake).
+        let client = HttpClientBuilder::new()
+            .tls(TlsPolicy::new())
+            .connect_timeout(Some(DEFAULT_TIMEOUT))
+            .build()
             .map_err(|e| {
                 Error::store(
                     "ipfs",
                     format!("setting up TLS for `{}`: {e}", ferry_core::redact::url(url)),
                 )
-            })?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        let client = Client::builder(TokioExecutor::new()).build(https);
+            })?;
         Ok(Self {
             base,
             client,

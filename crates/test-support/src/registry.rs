@@ -96,6 +96,8 @@ pub struct RegistryBuilder {
     http_secret: String,
     env: Vec<(String, String)>,
     tls: bool,
+    /// The certificate served with TLS; self-signed when `None`.
+    certificate: Option<crate::tls::Issued>,
 }
 
 impl Default for RegistryBuilder {
@@ -124,16 +126,25 @@ impl RegistryBuilder {
             ),
             env: Vec::new(),
             tls: false,
+            certificate: None,
         }
     }
 
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a self-signed certificate for
     /// `127.0.0.1` and `localhost`, so clients must trust it explicitly or skip verification.
-    /// The access-log helpers ([`Registry::requests`]) are unavailable then; read
-    /// [`Registry::access_log_path`] directly.
+    /// The access-log helpers read the log as written: requests whose answers the client did
+    /// not wait for may be missing (over TLS the registry is not asked for a marker request).
     pub fn tls(mut self, enabled: bool) -> Self {
         self.tls = enabled;
         self
+    }
+
+    /// Serves HTTPS with a certificate for `127.0.0.1` and `localhost` issued by `ca`, which
+    /// clients are told to trust (`--ca-cert`).
+    pub fn tls_issued_by(mut self, ca: &crate::tls::TestCa) -> Result<Self> {
+        self.certificate = Some(ca.issue(&["127.0.0.1", "localhost"])?);
+        self.tls = true;
+        Ok(self)
     }
 
     /// Keeps the filesystem storage in `root` instead of the registry's own temporary
@@ -242,8 +253,13 @@ impl RegistryBuilder {
             }
             fs_write(&dir.path().join("htpasswd"), content)?;
         }
-        if self.tls {
-            write_self_signed(dir.path())?;
+        match (&self.certificate, self.tls) {
+            (Some(issued), true) => {
+                fs_write(&dir.path().join("tls.crt"), &issued.cert_pem)?;
+                fs_write(&dir.path().join("tls.key"), &issued.key_pem)?;
+            }
+            (None, true) => write_self_signed(dir.path())?,
+            _ => {}
         }
         let mut last_error = None;
         for _ in 0..5 {
@@ -258,6 +274,7 @@ impl RegistryBuilder {
                         error_log: dir.path().join("registry.log"),
                         baseline: Mutex::new(0),
                         syncs: AtomicU64::new(0),
+                        tls: self.tls,
                         _dir: dir,
                     });
                 }
@@ -427,6 +444,8 @@ pub struct LoggedRequest {
     pub query: String,
     /// The status code of the answer.
     pub status: u16,
+    /// The protocol (`HTTP/1.1`, `HTTP/2.0`), when the log says.
+    pub protocol: String,
 }
 
 impl LoggedRequest {
@@ -448,11 +467,17 @@ impl LoggedRequest {
             let uri = v.get("http.request.uri")?.as_str()?;
             let status = v.get("http.response.status")?.as_u64()? as u16;
             let (path, query) = split_uri(uri);
+            let protocol = v
+                .get("http.request.proto")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default()
+                .to_string();
             return Some(Self {
                 method,
                 path,
                 query,
                 status,
+                protocol,
             });
         }
         let start = line.find("] \"")? + 3;
@@ -461,6 +486,7 @@ impl LoggedRequest {
         let mut request = rest[..end].split(' ');
         let method = request.next()?.to_string();
         let uri = request.next()?;
+        let protocol = request.next().unwrap_or_default().to_string();
         let status = rest[end + 1..].split_whitespace().next()?.parse().ok()?;
         let (path, query) = split_uri(uri);
         Some(Self {
@@ -468,6 +494,7 @@ impl LoggedRequest {
             path,
             query,
             status,
+            protocol,
         })
     }
 }
@@ -498,6 +525,7 @@ pub struct Registry {
     error_log: PathBuf,
     baseline: Mutex<usize>,
     syncs: AtomicU64,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -517,9 +545,10 @@ impl Registry {
         &self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The process id of the registry.
@@ -560,6 +589,10 @@ impl Registry {
     /// line before it flushes the answer, so answered requests are already logged; the marker
     /// covers clients that stopped reading an answer early.
     fn sync_log(&self) {
+        if self.tls {
+            // The marker request speaks plain HTTP, which a TLS registry refuses unlogged.
+            return;
+        }
         let n = self.syncs.fetch_add(1, Ordering::Relaxed);
         let marker = format!("{OWN_MARKER}=sync-{n}");
         if blocking_status(&self.addr, &format!("/v2/?{marker}")).is_err() {

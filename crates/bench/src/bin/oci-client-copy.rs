@@ -1,5 +1,6 @@
-//! `oci-client-copy SRC DST`: copies an image or index between two registries over plain HTTP
-//! with the `oci-client` crate, streaming each blob from `Client::pull_blob_stream` into
+//! `oci-client-copy [--ca-cert FILE] SRC DST`: copies an image or index between two registries
+//! with the `oci-client` crate, over plain HTTP, or over HTTPS trusting the CA in `FILE` (given
+//! to the client by its configuration, `extra_root_certificates`), streaming each blob from `Client::pull_blob_stream` into
 //! `Client::push_blob_stream` (monolithic PUT), 8 at a time, then pushing the manifests raw.
 //! The benchmark's second peer: the best Rust alternative to ferry.
 
@@ -7,7 +8,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::{StreamExt as _, TryStreamExt as _};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -48,20 +49,35 @@ fn main() -> Result<()> {
         }
         [src, dst] => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(copy(src, dst))
+            rt.block_on(copy(src, dst, None))
         }
-        _ => bail!("usage: oci-client-copy HOST:PORT/REPO:TAG HOST:PORT/REPO:TAG"),
+        [flag, ca, src, dst] if flag == "--ca-cert" => {
+            let pem = std::fs::read(ca).with_context(|| format!("read `{ca}`"))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(copy(src, dst, Some(pem)))
+        }
+        _ => bail!("usage: oci-client-copy [--ca-cert FILE] HOST:PORT/REPO:TAG HOST:PORT/REPO:TAG"),
     }
 }
 
-async fn copy(src: &str, dst: &str) -> Result<()> {
-    // reqwest is built without a default TLS crypto provider; plain HTTP needs none, but the
-    // client's TLS configuration is built anyway.
+async fn copy(src: &str, dst: &str, ca_pem: Option<Vec<u8>>) -> Result<()> {
+    // reqwest is built without a default TLS crypto provider: the program installs one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let src: Reference = src.parse().with_context(|| format!("parse `{src}`"))?;
     let dst: Reference = dst.parse().with_context(|| format!("parse `{dst}`"))?;
+    let (protocol, extra_root_certificates) = match ca_pem {
+        Some(data) => (
+            ClientProtocol::Https,
+            vec![Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            }],
+        ),
+        None => (ClientProtocol::Http, Vec::new()),
+    };
     let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
+        protocol,
+        extra_root_certificates,
         use_monolithic_push: true,
         platform_resolver: None,
         ..Default::default()

@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-/// The report's row of `tool` in `scenario`, split into cells.
+/// The report's row of `tool` in `scenario`, split into cells: scenario, transport, tool,
+/// wall, CPU, peak RSS, requests, at destination, connections, uploaded, and the ratios.
 fn row(report: &str, scenario: &str, tool: &str) -> Vec<String> {
     report
         .lines()
@@ -13,7 +14,7 @@ fn row(report: &str, scenario: &str, tool: &str) -> Vec<String> {
                 .map(|c| c.trim().to_string())
                 .collect::<Vec<_>>()
         })
-        .find(|cells| cells.len() == 9 && cells[0] == scenario && cells[1] == tool)
+        .find(|cells| cells.len() == 12 && cells[0] == scenario && cells[2] == tool)
         .unwrap_or_else(|| panic!("no row for {tool} in {scenario}:\n{report}"))
 }
 
@@ -27,13 +28,19 @@ fn seconds(cell: &str) -> f64 {
 fn quick_run_reports_every_tool_with_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("BENCHMARKS.md");
+    // The report goes between its markers; what is written around them by hand stays.
+    std::fs::write(
+        &out,
+        "<!-- ferry-bench: begin -->\nan older run\n<!-- ferry-bench: end -->\n\n## Kept by hand\n",
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
         .args([
             "--quick",
             "--reps",
             "1",
             "--scenario",
-            "layout-to-layout,promotion-warm,registry-copy",
+            "layout-to-layout,promotion-warm,registry-copy,registry-copy-tls,promotion-tls-far",
             "--out",
         ])
         .arg(&out)
@@ -48,56 +55,70 @@ fn quick_run_reports_every_tool_with_numbers() {
         "ferry-bench failed:\n{stdout}\n{stderr}"
     );
     let report = std::fs::read_to_string(&out).unwrap();
-    for (scenario, tools) in [
-        ("layout-to-layout", &["ferry", "skopeo"][..]),
-        ("promotion-warm", &["ferry", "skopeo"][..]),
-        (
-            "registry-copy",
-            &[
-                "ferry",
-                "ferry --verify-uploads",
-                "skopeo",
-                "oci-client",
-                "floor",
-            ][..],
-        ),
-    ] {
-        for tool in tools {
-            let cells = row(&report, scenario, tool);
-            assert!(
-                seconds(&cells[2]) > 0.0,
-                "wall time of {tool} in {scenario}"
-            );
-            seconds(&cells[3]);
-            assert!(cells[4].ends_with(" MiB"), "peak RSS of {tool}: {cells:?}");
-            assert!(
-                cells[6].ends_with('B'),
-                "uploaded bytes of {tool}: {cells:?}"
-            );
-        }
-    }
-    // Every streaming tool uploads the whole image, and the registries saw their requests.
-    let uploaded = row(&report, "registry-copy", "ferry")[6].clone();
-    for tool in ["ferry --verify-uploads", "skopeo", "oci-client", "floor"] {
-        assert_eq!(row(&report, "registry-copy", tool)[6], uploaded, "{tool}");
-    }
-    for tool in [
+    assert!(report.ends_with("## Kept by hand\n"), "{report}");
+    assert!(!report.contains("an older run"), "{report}");
+    let streaming = [
         "ferry",
         "ferry --verify-uploads",
         "skopeo",
         "oci-client",
         "floor",
+    ];
+    for (scenario, tools) in [
+        ("layout-to-layout", &["ferry", "skopeo"][..]),
+        ("promotion-warm", &["ferry", "skopeo"][..]),
+        ("registry-copy", &streaming[..]),
+        ("registry-copy-tls", &streaming[..]),
+        ("promotion-tls-far", &["ferry", "skopeo"][..]),
     ] {
-        let requests: usize = row(&report, "registry-copy", tool)[5]
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(requests > 5, "{tool} made {requests} requests");
+        for tool in tools {
+            let cells = row(&report, scenario, tool);
+            assert!(
+                seconds(&cells[3]) > 0.0,
+                "wall time of {tool} in {scenario}"
+            );
+            seconds(&cells[4]);
+            assert!(cells[5].ends_with(" MiB"), "peak RSS of {tool}: {cells:?}");
+            assert!(
+                cells[9].ends_with('B'),
+                "uploaded bytes of {tool}: {cells:?}"
+            );
+        }
     }
-    // A promotion mounts: ferry uploads no blob byte.
-    assert_eq!(row(&report, "promotion-warm", "ferry")[6], "0 B");
+    // Every row states its transport; over TLS the registry's server negotiated a version.
+    assert!(row(&report, "registry-copy", "ferry")[1].starts_with("http"));
+    let tls = row(&report, "registry-copy-tls", "ferry")[1].clone();
+    assert!(
+        tls.starts_with("https ") && (tls.contains("h2") || tls.contains("h1.1")),
+        "{tls}"
+    );
+    assert!(
+        row(&report, "promotion-tls-far", "ferry")[1].ends_with(", 50 ms"),
+        "{report}"
+    );
+    // Every streaming tool uploads the whole image, and the registries saw their requests.
+    let uploaded = row(&report, "registry-copy", "ferry")[9].clone();
+    for tool in &streaming[1..] {
+        assert_eq!(row(&report, "registry-copy", tool)[9], uploaded, "{tool}");
+    }
+    for scenario in ["registry-copy", "registry-copy-tls"] {
+        for tool in streaming {
+            let requests: usize = row(&report, scenario, tool)[6]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                requests > 5,
+                "{tool} made {requests} requests in {scenario}"
+            );
+        }
+    }
+    // A promotion mounts: ferry uploads no blob byte (over TLS, only requests' bytes go up).
+    assert_eq!(row(&report, "promotion-warm", "ferry")[9], "0 B");
+    let sent = row(&report, "promotion-tls-far", "ferry")[9].clone();
+    assert!(sent.ends_with(" KiB") || sent.ends_with(" B"), "{sent}");
     // The report names its targets, the machine and the versions.
     assert!(
         report.contains("| promotion-warm | wall skopeo/ferry ≥ 2×"),

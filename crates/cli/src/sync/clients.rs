@@ -10,13 +10,15 @@ use ferry_distribution::{ClientOptions, Credential, Credentials, RegistryClient}
 
 use crate::args::RegistryArgs;
 use crate::config::Config;
-use crate::stores::{passwords, retry_policy};
+use crate::stores::{passwords, retry_policy, timeouts};
 
 /// How ferry speaks to one registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Mode {
     plain_http: bool,
     insecure: bool,
+    /// The CA certificate files trusted besides the system's.
+    ca_cert: Vec<std::path::PathBuf>,
     verify_uploads: bool,
 }
 
@@ -116,15 +118,28 @@ impl SyncClients {
                     || table.and_then(|t| t.insecure).unwrap_or(false)
                     || (read && args.from_insecure)
                     || (written && args.to_insecure),
+                ca_cert: args
+                    .ca_cert
+                    .iter()
+                    .chain(table.and_then(|t| t.ca_cert.as_ref()))
+                    .chain(args.from_ca_cert.iter().filter(|_| read))
+                    .chain(args.to_ca_cert.iter().filter(|_| written))
+                    .cloned()
+                    .collect(),
                 verify_uploads: args.verify_uploads
                     || table.and_then(|t| t.verify_uploads).unwrap_or(false),
             };
-            hosts.insert(host.clone(), mode);
-            if let std::collections::hash_map::Entry::Vacant(slot) = clients.entry(mode) {
+            hosts.insert(host.clone(), mode.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = clients.entry(mode.clone()) {
+                let mut tls = ferry_core::http::TlsPolicy::new().insecure(mode.insecure);
+                for f in &mode.ca_cert {
+                    tls = tls.with_ca_file(f)?;
+                }
                 slot.insert(RegistryClient::new(ClientOptions {
                     plain_http: mode.plain_http,
-                    insecure: mode.insecure,
+                    tls,
                     verify_uploads: mode.verify_uploads,
+                    timeouts: timeouts(args),
                     credentials: credentials.clone(),
                     retry: retry_policy(args),
                     // A tag is compared by HEAD (`Peek`), never by GET; a tag the

@@ -147,8 +147,14 @@ fn cases() -> Vec<Case> {
             Fault::TooManyRequests { retry_after: 1 },
             Some(&["GET blob", "429"]),
         ),
-        get_blob(Fault::ResetMidBody, Some(&["reading a blob", "reset"])),
-        get_blob(Fault::TruncatedBody, Some(&["reading a blob"])),
+        get_blob(
+            Fault::ResetMidBody,
+            Some(&["broke while reading blob `sha256:", "reset"]),
+        ),
+        get_blob(
+            Fault::TruncatedBody,
+            Some(&["broke while reading blob `sha256:"]),
+        ),
         get_blob(
             Fault::WrongContentLength,
             Some(&["bytes", "descriptor says"]),

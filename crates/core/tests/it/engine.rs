@@ -948,6 +948,29 @@ impl std::fmt::Display for Gated {
     }
 }
 
+/// A strategy that never finishes a mount of `stuck` (noting when that attempt starts and when
+/// it is dropped) and fails every other blob a moment later.
+#[derive(Debug)]
+struct StuckAndFailing {
+    stuck: ferry_core::Digest,
+    started: Arc<std::sync::atomic::AtomicBool>,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Display for StuckAndFailing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StuckAndFailing")
+    }
+}
+
+struct SetOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[async_trait]
 impl ferry_core::StoreWrapper for Gated {
     type Inner = MemoryStore;
@@ -1000,4 +1023,49 @@ async fn a_failed_copy_releases_the_transfers_it_led() {
     .unwrap();
     assert_eq!(report.node(shared.digest()).unwrap().action, Action::Copied);
     assert!(dst.exists(&shared).await.unwrap());
+}
+
+#[async_trait]
+impl MountStrategy for StuckAndFailing {
+    fn name(&self) -> &str {
+        "stuck-and-failing"
+    }
+
+    async fn mount(&self, request: &MountRequest<'_>) -> ferry_core::Result<MountOutcome> {
+        if request.descriptor.digest() == &self.stuck {
+            let _guard = SetOnDrop(self.dropped.clone());
+            self.started.store(true, Ordering::SeqCst);
+            futures::future::pending::<()>().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Err(Error::invalid("blob", "any", "this strategy fails it"))
+    }
+}
+
+#[tokio::test]
+async fn a_failed_copy_ends_the_transfers_still_in_flight() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let layers = [layer(&src, 1000), layer(&src, 2000)];
+    let (manifest, _) = image(&src, &layers);
+    src.tag(&manifest, "v1").await.unwrap();
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = opts().with_chain(MountChain::new().with(StuckAndFailing {
+        stuck: layers[0].digest().clone(),
+        started: started.clone(),
+        dropped: dropped.clone(),
+    }));
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let result = copy(src, "v1", dst, Some("v1"), &options).await;
+    assert!(result.is_err());
+    assert!(
+        started.load(Ordering::SeqCst),
+        "the stuck transfer never started"
+    );
+    // The stuck attempt belongs to a copy that is over: it must not live on (holding a
+    // connection, a file, a writer thread the runtime waits for at exit).
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the stuck transfer was left running"
+    );
 }

@@ -27,6 +27,23 @@ pub use challenge::{Challenge, parse_challenges};
 pub use credentials::{Credential, Credentials};
 pub use scope::{ScopeSet, Scopes};
 
+/// Where the token cache reads the time: the system's monotonic clock ([`SystemClock`]), or a
+/// clock a test moves.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> Instant;
+}
+
+/// The system's monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
 /// The longest a token is kept when its server says nothing (the spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 const TOKEN_BODY_LIMIT: usize = 1024 * 1024;
@@ -59,6 +76,7 @@ pub(crate) struct HostAuth {
     tokens: Mutex<Vec<CachedToken>>,
     fetching: tokio::sync::Mutex<()>,
     transport: Arc<Transport>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for HostAuth {
@@ -71,7 +89,12 @@ impl std::fmt::Debug for HostAuth {
 }
 
 impl HostAuth {
-    pub(crate) fn new(registry: &str, credentials: Credentials, transport: Arc<Transport>) -> Self {
+    pub(crate) fn new(
+        registry: &str,
+        credentials: Credentials,
+        transport: Arc<Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             registry: registry.to_string(),
             credentials,
@@ -80,6 +103,7 @@ impl HostAuth {
             tokens: Mutex::new(Vec::new()),
             fetching: tokio::sync::Mutex::new(()),
             transport,
+            clock,
         }
     }
 
@@ -208,7 +232,7 @@ impl HostAuth {
         };
         let margin = (lifetime / 4).min(Duration::from_secs(30));
         let mut tokens = self.tokens.lock().expect("tokens lock");
-        let now = Instant::now();
+        let now = self.clock.now();
         tokens.retain(|t| t.expires > now && Some(&t.header) != refused);
         tokens.push(CachedToken {
             realm: realm.clone(),
@@ -227,7 +251,7 @@ impl HostAuth {
         wanted: &ScopeSet,
         refused: Option<&HeaderValue>,
     ) -> Option<HeaderValue> {
-        let now = Instant::now();
+        let now = self.clock.now();
         let tokens = self.tokens.lock().expect("tokens lock");
         tokens
             .iter()
@@ -292,7 +316,7 @@ impl HostAuth {
         // The realm is the registry's to name: it may carry credentials of its own.
         let realm = crate::transport::redact_url(realm);
         tracing::debug!(registry = %self.registry, realm = %realm, scopes = ?scope_strings, "requesting token");
-        let resp = self.transport.send(req, &self.registry).await?;
+        let resp = self.transport.send(req).await?;
         let status = resp.status();
         if status != StatusCode::OK {
             let body = read_error_body(resp).await;

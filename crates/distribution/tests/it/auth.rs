@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use ferry_core::{Action, CopyOptions, Error, MemoryStore, MountChain, ReadStore, copy};
-use ferry_distribution::{Credential, Credentials, CrossRepoMount};
+use ferry_distribution::{
+    ClientOptions, Clock, Credential, Credentials, CrossRepoMount, RegistryClient,
+};
 use ferry_test_support::{Content, ImageBuilder, Registry, TokenIssuer, fixtures};
 
 use crate::support::{client_with, count, repo, start_registry};
@@ -279,38 +281,71 @@ async fn identity_tokens_are_exchanged_with_the_refresh_grant() {
     );
 }
 
+/// A clock the test moves: the token cache's view of time, nothing else's.
+#[derive(Debug)]
+struct ManualClock {
+    start: std::time::Instant,
+    offset: std::sync::Mutex<std::time::Duration>,
+}
+
+impl ManualClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: std::time::Instant::now(),
+            offset: std::sync::Mutex::new(std::time::Duration::ZERO),
+        })
+    }
+
+    fn advance(&self, by: std::time::Duration) {
+        *self.offset.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> std::time::Instant {
+        self.start + *self.offset.lock().unwrap()
+    }
+}
+
 /// Tokens are reused while they live and fetched again once `expires_in` has passed (less a
-/// safety margin).
+/// safety margin): the token cache reads a clock the test moves, past the token's lifetime
+/// (the registry still takes the old token; only ferry's cache judges it expired).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_cache_honours_expiry() {
-    for (lifetime, wait, expected) in [(300u64, false, 1usize), (1, true, 2)] {
+    // (clock moved by, token requests expected): a 300 s token is dropped 30 s early (a
+    // quarter of its life, at most 30 s), so it is kept at 260 s and replaced at 280 s.
+    for (moved, expected) in [(260u64, 1usize), (280, 2)] {
         let issuer = TokenIssuer::builder()
             .user("alice", "pw")
             .allow("alice", "team/*", &["pull", "push"])
-            .expires_in(lifetime)
+            .expires_in(300)
             .start()
             .unwrap();
         let registry = start_registry(Registry::builder().token_auth(&issuer)).await;
-        let client = client_with(Credentials::anonymous().with(
-            registry.addr(),
-            Credential::Basic {
-                username: "alice".into(),
-                password: "pw".into(),
-            },
-        ));
+        let clock = ManualClock::new();
+        let client = RegistryClient::new(ClientOptions {
+            plain_http: true,
+            credentials: Credentials::anonymous().with(
+                registry.addr(),
+                Credential::Basic {
+                    username: "alice".into(),
+                    password: "pw".into(),
+                },
+            ),
+            clock: clock.clone(),
+            ..Default::default()
+        })
+        .unwrap();
         let store = repo(&client, registry.addr(), "team/app");
-        let (missing, _) = ferry_core::conformance::random_blob(10);
-        assert!(!store.exists(&missing).await.unwrap());
-        if wait {
-            // Let the one-second token run out (the cache drops it a quarter early).
-            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        }
-        assert!(!store.exists(&missing).await.unwrap());
+        // Each resolve is a request (existence checks of a new repository are not).
+        assert!(store.resolve("absent").await.unwrap_err().is_not_found());
+        clock.advance(std::time::Duration::from_secs(moved));
+        assert!(store.resolve("absent").await.unwrap_err().is_not_found());
         let granted = issuer.requests().iter().filter(|t| t.status == 200).count();
         assert_eq!(
             granted,
             expected,
-            "lifetime {lifetime}s: {:#?}",
+            "clock moved {moved} s: {:#?}",
             issuer.requests()
         );
         // An expired token is replaced before it is sent: the registry refuses only the first,
@@ -323,7 +358,7 @@ async fn the_token_cache_honours_expiry() {
         assert_eq!(
             refused,
             1,
-            "lifetime {lifetime}s: {:#?}",
+            "clock moved {moved} s: {:#?}",
             registry.requests()
         );
     }

@@ -214,3 +214,98 @@ async fn a_probe_of_the_destination_itself_replaces_the_head_before_each_upload(
     assert!(other.resolve("v1").await.is_ok());
     assert!(dst.resolve("v1").await.is_ok());
 }
+
+/// A destination repository the registry does not know (its tag listing answers `404
+/// NAME_UNKNOWN`) holds no blob: it is asked once instead of once per blob. A repository the
+/// registry knows is checked blob by blob, so what it holds is not uploaded again; and one
+/// that holds blobs but no tag is never taken to hold more than it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_destination_repository_is_asked_once_not_once_per_blob() {
+    let a = start_registry(Registry::builder()).await;
+    let b = start_registry(Registry::builder()).await;
+    let first = ImageBuilder::new()
+        .layers(&[5000, 6000, 7000])
+        .seed(21)
+        .build();
+    fixtures::push(&a.url(), "team/app", &first, Some("v1"), None)
+        .await
+        .unwrap();
+    let client = client();
+    let streaming = CopyOptions::default();
+
+    b.clear_log();
+    let report = copy(
+        repo(&client, a.addr(), "team/app"),
+        "v1",
+        repo(&client, b.addr(), "mirror/app"),
+        Some("v1"),
+        &streaming,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&report, Action::Copied), first.layers.len() + 2);
+    let requests = b.requests();
+    assert_eq!(
+        b.count("HEAD", "/"),
+        0,
+        "existence was checked: {requests:#?}"
+    );
+    assert_eq!(b.count("GET", "/tags/list"), 1, "{requests:#?}");
+    // One listing, then an upload (POST, PUT) per blob and the manifest's PUT.
+    assert_eq!(
+        requests.len(),
+        1 + 2 * (first.layers.len() + 1) + 1,
+        "{requests:#?}"
+    );
+
+    // The repository exists now: a second image sharing a layer finds that layer there.
+    let second = ImageBuilder::new().layers(&[5000, 8000]).seed(21).build();
+    assert_eq!(second.layers[0].digest(), first.layers[0].digest());
+    fixtures::push(&a.url(), "team/app", &second, Some("v2"), None)
+        .await
+        .unwrap();
+    b.clear_log();
+    let report = copy(
+        repo(&client, a.addr(), "team/app"),
+        "v2",
+        repo(&client, b.addr(), "mirror/app"),
+        Some("v2"),
+        &streaming,
+    )
+    .await
+    .unwrap();
+    let shared = report
+        .nodes
+        .iter()
+        .find(|n| n.descriptor.digest() == first.layers[0].digest())
+        .unwrap();
+    assert_eq!(shared.action, Action::Exists, "{report:#?}");
+    assert!(b.count("HEAD", "/blobs/") >= 1, "{:#?}", b.requests());
+
+    // A repository holding a blob but no tag is unknown to the registry's listing: the blob
+    // is uploaded again (never skipped on a guess), and the copy is whole.
+    let partial = repo(&client, b.addr(), "partial/app");
+    let layer = &first.layers[1];
+    partial
+        .push(
+            &layer.descriptor,
+            ferry_core::bytes_stream(layer.bytes.clone()),
+        )
+        .await
+        .unwrap();
+    let report = copy(
+        repo(&client, a.addr(), "team/app"),
+        "v1",
+        repo(&client, b.addr(), "partial/app"),
+        Some("v1"),
+        &streaming,
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&report, Action::Copied), first.layers.len() + 2);
+    let tagged = repo(&client, b.addr(), "partial/app")
+        .resolve("v1")
+        .await
+        .unwrap();
+    assert_eq!(tagged.digest(), first.descriptor().digest());
+}

@@ -356,3 +356,88 @@ async fn layout_offers_its_blob_files_as_local_blobs() {
     // The staging directory is inside the layout, on its filesystem.
     assert!(blobs.staging_dir().starts_with(store.path()));
 }
+
+/// Blobs of 1 MiB and more are hashed once written (several at once, in lanes) rather than as
+/// they stream: content that does not match is still refused, named, and never committed,
+/// whichever of the blobs pushed together it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_pushed_together_are_each_judged_on_their_own_bytes() {
+    let dir = tempdir();
+    let store = std::sync::Arc::new(OciLayout::create(dir.path().join("l")).unwrap());
+    let sizes = [1 << 20, (1 << 20) + 1, 3 << 20, (2 << 20) + 63, 5 << 20];
+    let mut pushes = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let data = ferry_core::conformance::random_bytes(size);
+        let desc = Descriptor::new(
+            "application/vnd.oci.image.layer.v1.tar".into(),
+            size as u64,
+            sha256(&data),
+        );
+        // The third blob arrives with one byte changed in its middle.
+        let sent = if i == 2 {
+            let mut bad = data.to_vec();
+            bad[size / 2] ^= 1;
+            Bytes::from(bad)
+        } else {
+            data
+        };
+        let store = store.clone();
+        pushes.push(tokio::spawn(async move {
+            let chunks: Vec<ferry_core::Result<Bytes>> = sent
+                .chunks(100_000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let stream: ByteStream = Box::pin(futures::stream::iter(chunks));
+            (desc.clone(), store.push(&desc, stream).await)
+        }));
+    }
+    for (i, push) in pushes.into_iter().enumerate() {
+        let (desc, result) = push.await.unwrap();
+        if i == 2 {
+            match result {
+                Err(Error::DigestMismatch { expected, actual }) => {
+                    assert_eq!(&expected, desc.digest());
+                    assert!(actual.is_some_and(|a| &a != desc.digest()));
+                }
+                other => panic!("a corrupt 3 MiB blob was not refused: {other:?}"),
+            }
+            assert!(
+                !store.exists(&desc).await.unwrap(),
+                "the corrupt blob was committed"
+            );
+        } else {
+            result.unwrap();
+            let mut read = store.fetch(&desc).await.unwrap();
+            let mut hasher = ferry_core::Hasher::for_digest(desc.digest()).unwrap();
+            while let Some(chunk) = futures::StreamExt::next(&mut read).await {
+                hasher.update(&chunk.unwrap());
+            }
+            assert_eq!(&hasher.finish(), desc.digest());
+        }
+    }
+    // A large push cut short or run long fails on its size, and leaves no file behind.
+    let data = ferry_core::conformance::random_bytes(2 << 20);
+    let desc = Descriptor::new(
+        "application/vnd.oci.image.layer.v1.tar".into(),
+        data.len() as u64,
+        sha256(&data),
+    );
+    let err = store
+        .push(&desc, bytes_stream(data.slice(..data.len() - 1)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err:?}");
+    let mut long = data.to_vec();
+    long.push(0);
+    let err = store
+        .push(&desc, bytes_stream(Bytes::from(long)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err:?}");
+    assert!(!store.exists(&desc).await.unwrap());
+    let leftovers: Vec<String> = tree(&dir.path().join("l/.ferry"))
+        .into_iter()
+        .filter(|p| p.contains("blob-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
