@@ -1,0 +1,341 @@
+//! Planning: the repositories of every entry, and per repository its source tags (filtered)
+//! and its destination tags.
+
+use super::*;
+
+/// The repositories of every entry, as the sources list them, sharded.
+pub(super) fn repositories(shared: Arc<Shared>) -> BoxStream<'static, RepoRef> {
+    let shard = shared.options.shard;
+    let per_entry: Vec<BoxStream<'static, RepoRef>> = shared
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(entry, e)| -> BoxStream<'static, RepoRef> {
+            match &e.source {
+                SyncSource::Store { name, .. } => Box::pin(stream::iter([RepoRef::Repo {
+                    entry,
+                    name: name.clone(),
+                }])),
+                SyncSource::Catalog {
+                    source,
+                    source_prefix,
+                    ..
+                } => {
+                    let what = format!("the repositories of {source} under `{source_prefix}`");
+                    Box::pin(source.list(source_prefix).map(move |item| match item {
+                        Ok(name) => RepoRef::Repo { entry, name },
+                        Err(error) => RepoRef::ListingFailed {
+                            entry,
+                            what: what.clone(),
+                            error,
+                        },
+                    }))
+                }
+            }
+        })
+        .collect();
+    Box::pin(stream::iter(per_entry).flatten().filter(move |r| {
+        let keep = match (r, &shard) {
+            (RepoRef::Repo { name, .. }, Some(shard)) => shard.contains(name),
+            _ => true,
+        };
+        futures::future::ready(keep)
+    }))
+}
+
+/// A failure of a repository as a whole (or of a catalog listing).
+pub(super) fn repository_failure(
+    entry: usize,
+    repository: &str,
+    source: String,
+    destination: String,
+    error: &Error,
+) -> ImageReport {
+    ImageReport {
+        entry,
+        repository: repository.to_string(),
+        tag: None,
+        source,
+        destination,
+        outcome: Outcome::Failed,
+        digest: None,
+        previous: None,
+        mounted: 0,
+        copied: 0,
+        existed: 0,
+        bytes: 0,
+        filtered_by: None,
+        reason: Some(error.to_string()),
+        failure: Some(FailureKind::of(error)),
+        duration: Default::default(),
+    }
+}
+
+/// Lists one repository's tags on both sides and plans its images.
+pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
+    match r {
+        RepoRef::ListingFailed { entry, what, error } => {
+            let error = Error::Store {
+                store: what.clone(),
+                message: format!(
+                    "listing {what} failed, so the sync covers only what was listed: {error}"
+                ),
+                temporary: false,
+                source: Some(Box::new(error)),
+            };
+            Plan {
+                reports: vec![repository_failure(
+                    entry,
+                    "",
+                    String::new(),
+                    String::new(),
+                    &error,
+                )],
+                incomplete: Some(entry),
+                ..Plan::default()
+            }
+        }
+        RepoRef::Repo { entry, name } => {
+            let e = &shared.entries[entry];
+            let dry_run = shared.options.dry_run;
+            let (source, destination, destination_display) = match &e.source {
+                SyncSource::Store {
+                    source,
+                    destination,
+                    ..
+                } => (
+                    source.clone(),
+                    destination.clone(),
+                    display_store(destination.as_ref()),
+                ),
+                SyncSource::Catalog {
+                    source,
+                    source_prefix,
+                    destination,
+                    destination_prefix,
+                } => {
+                    let rest = name.strip_prefix(source_prefix.as_str()).unwrap_or(&name);
+                    let target = format!("{destination_prefix}{rest}");
+                    let shown = format!("[{}] {destination}/{target}", destination.info().scheme);
+                    let opened = async {
+                        let src = source.open_read(&name).await?;
+                        let dst = destination.open_write(&target, !dry_run).await?;
+                        Ok::<_, Error>((src, dst))
+                    }
+                    .await;
+                    match opened {
+                        Ok((src, Some(dst))) => {
+                            let shown = display_store(dst.as_ref());
+                            (src, dst, shown)
+                        }
+                        Ok((src, None)) => {
+                            // A dry run into a store that does not exist yet: it holds nothing.
+                            let empty: Arc<dyn WriteStore> = Arc::new(MemoryStore::new(target));
+                            (src, empty, shown)
+                        }
+                        Err(error) => {
+                            return Plan {
+                                reports: vec![repository_failure(
+                                    entry,
+                                    &name,
+                                    format!("[{}] {source}/{name}", source.info().scheme),
+                                    shown,
+                                    &error,
+                                )],
+                                listed: true,
+                                ..Plan::default()
+                            };
+                        }
+                    }
+                }
+            };
+            let source_display = display_store(source.as_ref());
+            match plan_repository(
+                &shared,
+                entry,
+                &name,
+                source.clone(),
+                destination.clone(),
+                &source_display,
+                &destination_display,
+            )
+            .await
+            {
+                Ok(plan) => plan,
+                Err(error) => Plan {
+                    reports: vec![repository_failure(
+                        entry,
+                        &name,
+                        source_display,
+                        destination_display,
+                        &error,
+                    )],
+                    listed: true,
+                    ..Plan::default()
+                },
+            }
+        }
+    }
+}
+
+/// Every tag of `store`, with descriptors when the listing gives them.
+pub(super) async fn list_tags(store: &dyn ReadStore) -> Result<Vec<(String, Option<Descriptor>)>> {
+    let Some(lister) = store.capabilities().list_tags else {
+        return Err(Error::NotSupported {
+            store: store.to_string(),
+            operation: "listing tags".into(),
+        });
+    };
+    if let Some(resolved) = lister.list_tags_resolved().await? {
+        return Ok(resolved.into_iter().map(|(t, d)| (t, Some(d))).collect());
+    }
+    Ok(lister
+        .list_tags()
+        .await?
+        .into_iter()
+        .map(|t| (t, None))
+        .collect())
+}
+
+pub(super) async fn plan_repository(
+    shared: &Shared,
+    entry: usize,
+    repository: &str,
+    source: Arc<dyn ReadStore>,
+    destination: Arc<dyn WriteStore>,
+    source_display: &str,
+    destination_display: &str,
+) -> Result<Plan> {
+    let e = &shared.entries[entry];
+    let started = Instant::now();
+    let (src_tags, dst_tags) =
+        futures::join!(list_tags(source.as_ref()), list_tags(destination.as_ref()));
+    let src_tags = src_tags.map_err(|e| listing_error("the source's tags", e))?;
+    let dst_tags: Option<HashMap<String, Option<Descriptor>>> = match dst_tags {
+        Ok(tags) => Some(tags.into_iter().collect()),
+        // A repository or layout not created yet.
+        Err(e) if e.is_not_found() => Some(HashMap::new()),
+        Err(Error::NotSupported { .. }) => None,
+        Err(e) => return Err(listing_error("the destination's tags", e)),
+    };
+    let mut plan = Plan {
+        listed: true,
+        ..Plan::default()
+    };
+    let filtered = |tag: &str, why: FilteredBy| ImageReport {
+        entry,
+        repository: repository.to_string(),
+        tag: Some(tag.to_string()),
+        source: source_display.to_string(),
+        destination: destination_display.to_string(),
+        outcome: Outcome::Filtered,
+        digest: None,
+        previous: None,
+        mounted: 0,
+        copied: 0,
+        existed: 0,
+        bytes: 0,
+        filtered_by: Some(why),
+        reason: None,
+        failure: None,
+        duration: started.elapsed(),
+    };
+    let mut known: HashMap<String, Descriptor> = HashMap::new();
+    let mut names: Vec<String> = Vec::with_capacity(src_tags.len());
+    for (tag, descriptor) in src_tags {
+        if referrers_tag_subject(&tag).is_some() {
+            plan.reports.push(filtered(&tag, FilteredBy::Referrers));
+            continue;
+        }
+        if let Some(d) = descriptor {
+            known.insert(tag.clone(), d);
+        }
+        names.push(tag);
+    }
+    let selection = e.filter.select(&names);
+    for (tag, why) in &selection.filtered {
+        plan.reports.push(filtered(tag, *why));
+    }
+    let kept: HashSet<&String> = selection.kept.iter().collect();
+    if e.prune {
+        match &dst_tags {
+            Some(tags) => {
+                let mut doomed: Vec<(String, Option<Digest>)> = tags
+                    .iter()
+                    .filter(|(t, _)| e.filter.manages(t) && !kept.contains(t))
+                    .map(|(t, d)| (t.clone(), d.as_ref().map(|d| d.digest().clone())))
+                    .collect();
+                doomed.sort_by(|a, b| a.0.cmp(&b.0));
+                if !doomed.is_empty() {
+                    plan.prune = Some(PruneSet {
+                        entry,
+                        repository: repository.to_string(),
+                        destination: destination.clone(),
+                        source_display: source_display.to_string(),
+                        destination_display: destination_display.to_string(),
+                        tags: doomed,
+                    });
+                }
+            }
+            None => {
+                let error = Error::NotSupported {
+                    store: destination.to_string(),
+                    operation: "listing tags, which pruning needs".into(),
+                };
+                plan.reports.push(repository_failure(
+                    entry,
+                    repository,
+                    source_display.to_string(),
+                    destination_display.to_string(),
+                    &error,
+                ));
+            }
+        }
+    }
+    for tag in selection.kept {
+        let dst_tag = match &dst_tags {
+            Some(tags) => match tags.get(&tag) {
+                Some(d) => DstTag::Present(d.clone().map(Box::new)),
+                None => DstTag::Absent,
+            },
+            None => DstTag::Unknown,
+        };
+        plan.jobs.push(Job {
+            entry,
+            repository: repository.to_string(),
+            immutable: e.immutable.matches(&tag),
+            src_known: known.remove(&tag),
+            tag,
+            source: source.clone(),
+            destination: destination.clone(),
+            source_display: source_display.to_string(),
+            destination_display: destination_display.to_string(),
+            dst_tag,
+        });
+    }
+    tracing::debug!(
+        repository,
+        selected = plan.jobs.len(),
+        filtered = plan.reports.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "repository planned"
+    );
+    Ok(plan)
+}
+
+pub(super) fn listing_error(what: &str, error: Error) -> Error {
+    match error {
+        Error::Store {
+            store,
+            message,
+            temporary,
+            source,
+        } => Error::Store {
+            store,
+            message: format!("listing {what}: {message}"),
+            temporary,
+            source,
+        },
+        other => other,
+    }
+}
