@@ -363,3 +363,71 @@ async fn the_token_cache_honours_expiry() {
         );
     }
 }
+
+/// Deleting a tag under token auth asks for the `delete` action: a user whose token the
+/// issuer grants only pull and push is refused with an authorization error and the tag stays;
+/// a user granted `delete` removes it, with one token covering the lookups and the delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_tag_under_token_auth_asks_for_the_delete_action() {
+    use ferry_core::DeleteTag as _;
+    let issuer = token_setup();
+    let registry = start_registry(Registry::builder().token_auth(&issuer)).await;
+    let admin = issuer.token_for(Some("admin"), &["repository:team/app:pull,push"]);
+    for (seed, tag) in [(31, "keep"), (32, "gone")] {
+        let image = ImageBuilder::new().layers(&[100]).seed(seed).build();
+        fixtures::push(
+            &registry.url(),
+            "team/app",
+            &image,
+            Some(tag),
+            Some(&format!("Bearer {admin}")),
+        )
+        .await
+        .unwrap();
+    }
+    let as_user = |user: &str, password: &str| {
+        client_with(Credentials::anonymous().with(
+            registry.addr(),
+            Credential::Basic {
+                username: user.into(),
+                password: password.into(),
+            },
+        ))
+    };
+
+    // alice may pull and push in team/*, not delete.
+    let alice = repo(&as_user("alice", "pw"), registry.addr(), "team/app");
+    let refused = alice.delete_tag("gone").await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::PermissionDenied { .. } | Error::Unauthenticated { .. }
+        ),
+        "{refused:?}"
+    );
+    assert!(alice.resolve("gone").await.is_ok(), "the tag was deleted");
+    assert!(
+        issuer
+            .requests()
+            .iter()
+            .any(|t| t.user.as_deref() == Some("alice")
+                && t.scopes.iter().any(|s| s.contains("delete"))),
+        "no token was asked for the delete action: {:#?}",
+        issuer.requests()
+    );
+
+    // admin may delete.
+    issuer.reset_counts();
+    let admin = repo(&as_user("admin", "root"), registry.addr(), "team/app");
+    admin.delete_tag("gone").await.unwrap();
+    assert!(admin.resolve("gone").await.unwrap_err().is_not_found());
+    assert!(admin.resolve("keep").await.is_ok());
+    let tokens = issuer.requests();
+    assert!(
+        tokens.iter().any(|t| t.status == 200
+            && t.user.as_deref() == Some("admin")
+            && t.scopes
+                .contains(&"repository:team/app:delete,pull".to_string())),
+        "{tokens:#?}"
+    );
+}
