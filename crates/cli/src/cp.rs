@@ -60,14 +60,15 @@ pub async fn run(args: CpArgs) -> Result<()> {
 
     let chain = build_chain(&args, &config)?;
     tracing::info!(chain = %chain, "mount chain");
+    let cache_path = || {
+        args.cache
+            .clone()
+            .or_else(ferry_core::locations::default_cache_path)
+    };
     let cache: Option<Arc<PersistentLocations>> = if args.no_cache || args.dry_run {
         None
     } else {
-        let path = args
-            .cache
-            .clone()
-            .or_else(ferry_core::locations::default_cache_path);
-        match path.map(PersistentLocations::open) {
+        match cache_path().map(PersistentLocations::open) {
             Some(Ok(c)) => Some(Arc::new(c)),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "blob-location cache unavailable; going on without it");
@@ -78,6 +79,18 @@ pub async fn run(args: CpArgs) -> Result<()> {
     };
     let locations: Arc<dyn BlobLocations> = match &cache {
         Some(c) => c.clone(),
+        // A dry run reads what the cache knows (where a blob could be mounted from) and
+        // writes nothing back.
+        None if args.dry_run && !args.no_cache => {
+            match cache_path().map(PersistentLocations::read_only) {
+                Some(Ok(known)) => Arc::new(known),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "blob-location cache unreadable; planning without it");
+                    Arc::new(InMemoryLocations::new())
+                }
+                None => Arc::new(InMemoryLocations::new()),
+            }
+        }
         None => Arc::new(InMemoryLocations::new()),
     };
 

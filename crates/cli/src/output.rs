@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use ferry_core::model::short_digest;
-use ferry_core::{Action, CopyEvent, CopyReport, MountMethod, NodeReport};
+use ferry_core::{Action, CopyEvent, CopyReport, CopyWarning, MountMethod, NodeReport, PlanTotals};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The text line of one node, as DESIGN.md shows it.
@@ -17,7 +17,7 @@ pub fn node_line(node: &NodeReport) -> String {
         short_digest(d.digest()),
         d.media_type()
     );
-    if node.action == Action::Mounted {
+    if matches!(node.action, Action::Mounted | Action::WouldMount) {
         if let Some(from) = &node.from {
             line.push_str(&format!(" from {from}"));
         }
@@ -36,16 +36,68 @@ pub fn node_line(node: &NodeReport) -> String {
             line.push_str(&format!(" ({strategy})"));
         }
     }
-    if let Some(reason) = &node.reason {
-        line.push_str(&format!(" ({reason})"));
+    match (&node.action, &node.strategy, &node.reason) {
+        (Action::WouldTry, Some(strategy), Some(reason)) => {
+            line.push_str(&format!(" ({strategy}: {reason})"));
+        }
+        (Action::WouldTry, Some(strategy), None) => line.push_str(&format!(" ({strategy})")),
+        (_, _, Some(reason)) => line.push_str(&format!(" ({reason})")),
+        _ => {}
     }
     line
+}
+
+/// The warning line of `warning` (for stderr).
+pub fn warning_line(warning: &CopyWarning) -> String {
+    format!("warning: {warning}")
 }
 
 /// The summary lines.
 pub fn summary(report: &CopyReport, src: &str, dst: &str) -> String {
     let verb = if report.dry_run { "Planned" } else { "Copied" };
-    format!("{verb} {src} => {dst}\nDigest: {}", report.root.digest())
+    let mut text = format!("{verb} {src} => {dst}\nDigest: {}", report.root.digest());
+    if let Some(plan) = &report.plan {
+        text.push('\n');
+        text.push_str(&plan_line(plan));
+    }
+    text
+}
+
+/// The totals line of a dry run.
+pub fn plan_line(t: &PlanTotals) -> String {
+    let mut line = format!(
+        "Plan: {} to stream ({}), {} to mount, {} present",
+        blobs(t.copy_blobs),
+        bytes(t.copy_bytes),
+        blobs(t.mount_blobs),
+        blobs(t.present_blobs),
+    );
+    if t.try_blobs > 0 {
+        line.push_str(&format!(
+            ", {} to try ({} streamed if not mounted)",
+            blobs(t.try_blobs),
+            bytes(t.try_bytes)
+        ));
+    }
+    line.push_str(&format!(
+        "; {} to push ({}), {} present",
+        manifests(t.copy_manifests),
+        bytes(t.copy_manifest_bytes),
+        manifests(t.present_manifests)
+    ));
+    line
+}
+
+fn blobs(n: usize) -> String {
+    format!("{n} blob{}", if n == 1 { "" } else { "s" })
+}
+
+fn manifests(n: usize) -> String {
+    format!("{n} manifest{}", if n == 1 { "" } else { "s" })
+}
+
+fn bytes(n: u64) -> String {
+    format!("{n} byte{}", if n == 1 { "" } else { "s" })
 }
 
 /// Prints node lines as nodes finish, with progress bars on a terminal.
@@ -124,6 +176,14 @@ impl Printer {
                         None => println_flush(&line),
                     }
                 }
+                // Warnings go to stderr in every format (the JSON report carries them too).
+                for warning in &node.warnings {
+                    let line = warning_line(warning);
+                    match &self.bars {
+                        Some(b) => b.multi.suspend(|| eprintln_flush(&line)),
+                        None => eprintln_flush(&line),
+                    }
+                }
             }
             _ => {}
         }
@@ -138,6 +198,12 @@ impl Printer {
             let _ = b.multi.clear();
         }
     }
+}
+
+fn eprintln_flush(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", ferry_core::redact::text(line));
+    let _ = err.flush();
 }
 
 fn println_flush(line: &str) {

@@ -278,9 +278,9 @@ pub fn open_destination(
             };
             ferry_fs_store::validate_tag(&tag)?;
             let store: Arc<dyn WriteStore> = if args.dry_run && !path.join("oci-layout").exists() {
-                // A dry run must not create the layout; an empty store holds nothing, as the
-                // layout to be created would.
-                Arc::new(ferry_core::MemoryStore::new(path.display().to_string()))
+                // A dry run must not create the layout; the planned layout holds nothing, as
+                // the layout to be created would, and names the filesystem it would be on.
+                Arc::new(ferry_fs_store::PlannedLayout::new(path)?)
             } else {
                 Arc::new(OciLayout::open_or_create(path)?)
             };

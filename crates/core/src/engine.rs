@@ -14,8 +14,8 @@ use crate::locations::{BlobLocations, InMemoryLocations};
 use crate::model::{
     self, Manifest, PlatformFilter, is_foreign_layer, is_index, is_manifest, media_type_str,
 };
-use crate::mount::{ChainOutcome, Meter, MountChain, MountRequest};
-use crate::report::{Action, CopyEvent, CopyReport, NodeReport};
+use crate::mount::{ChainOutcome, ChainPlan, Meter, MountChain, MountRequest};
+use crate::report::{Action, CopyEvent, CopyReport, CopyWarning, NodeReport, PlanTotals};
 use crate::store::{ReadStore, WriteStore};
 use crate::transfers::{BlobTransfers, Claim};
 use crate::verify::{read_to_bytes, verify_bytes};
@@ -461,6 +461,7 @@ async fn run_graph(
         tags: Vec::new(),
         chain: options.chain.to_string(),
         dry_run: options.dry_run,
+        plan: options.dry_run.then(|| PlanTotals::of(&nodes)),
         bytes: nodes.iter().map(|n| n.bytes).sum(),
         nodes,
         duration: started.elapsed(),
@@ -556,6 +557,7 @@ impl Engine {
             bytes: 0,
             duration: started.elapsed(),
             attempts: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -632,7 +634,7 @@ impl Engine {
         }
 
         if self.options.dry_run {
-            self.finish(Self::simple(descriptor, Action::Planned, started));
+            self.finish(Self::simple(descriptor, Action::WouldCopy, started));
             return Ok(());
         }
         {
@@ -748,7 +750,32 @@ impl Engine {
             return Ok(());
         }
         if self.options.dry_run {
-            self.finish(Self::simple(descriptor, Action::Planned, started));
+            // Reads only: each strategy says what it would do without writing.
+            let mut node = Self::simple(descriptor, Action::WouldCopy, started);
+            match chain.plan(&request).await {
+                ChainPlan::WouldMount {
+                    strategy,
+                    from,
+                    method,
+                } => {
+                    node.action = Action::WouldMount;
+                    node.strategy = Some(strategy);
+                    node.from = Some(from);
+                    node.method = Some(method);
+                }
+                ChainPlan::AlreadyPresent { strategy } => {
+                    node.action = Action::Exists;
+                    node.strategy = Some(strategy);
+                }
+                ChainPlan::WouldTry { strategy, reason } => {
+                    node.action = Action::WouldTry;
+                    node.strategy = Some(strategy);
+                    node.reason = Some(reason);
+                }
+                _ => {}
+            }
+            node.duration = started.elapsed();
+            self.finish(node);
             return Ok(());
         }
         let (outcome, attempts) = chain.mount(&request).await?;
@@ -759,7 +786,24 @@ impl Engine {
                 strategy,
                 from,
                 method,
+                corrupt,
             } => {
+                for c in corrupt {
+                    tracing::warn!(
+                        %digest,
+                        location = %crate::redact::text(&c.location),
+                        reason = %crate::redact::text(&c.reason),
+                        from = %crate::redact::text(&from),
+                        "a copy of the blob failed verification; it was taken from elsewhere"
+                    );
+                    node.warnings.push(CopyWarning::CorruptCopy {
+                        digest: digest.to_string(),
+                        location: c.location,
+                        is_source: c.is_source,
+                        reason: c.reason,
+                        healed_from: from.clone(),
+                    });
+                }
                 node.action = Action::Mounted;
                 node.strategy = Some(strategy);
                 node.from = Some(from);

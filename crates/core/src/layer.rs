@@ -51,7 +51,7 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::error::Result;
-use crate::mount::{MountOutcome, MountRequest, MountStrategy};
+use crate::mount::{MountOutcome, MountPlan, MountRequest, MountStrategy};
 
 /// A source of the current time for layers that wait or remember: the system's monotonic
 /// clock by default, a [`ManualClock`] in tests and simulations.
@@ -137,6 +137,10 @@ impl<S: MountStrategy + ?Sized> MountStrategy for Arc<S> {
         (**self).mount(request).await
     }
 
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        (**self).plan(request).await
+    }
+
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
         (**self).probes_destination(request)
     }
@@ -151,6 +155,10 @@ impl<S: MountStrategy + ?Sized> MountStrategy for Box<S> {
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
         (**self).mount(request).await
+    }
+
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        (**self).plan(request).await
     }
 
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
@@ -217,6 +225,17 @@ impl<S: MountStrategy> MountStrategy for Timeout<S> {
             Ok(result) => result,
             Err(_) => Ok(MountOutcome::unreachable(format!(
                 "{} did not answer within {}",
+                self.inner,
+                Shown(self.limit)
+            ))),
+        }
+    }
+
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        match tokio::time::timeout(self.limit, self.inner.plan(request)).await {
+            Ok(result) => result,
+            Err(_) => Ok(MountPlan::would_try(format!(
+                "{} did not answer within {} while planning",
                 self.inner,
                 Shown(self.limit)
             ))),
@@ -349,6 +368,17 @@ impl<S: MountStrategy> MountStrategy for Resting<S> {
         Ok(outcome)
     }
 
+    /// A resting strategy would not be asked; else the inner strategy's plan.
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        if let Some(rest) = self.resting(&route(request)) {
+            return Ok(MountPlan::not_applicable(format!(
+                "resting: {}",
+                rest.reason
+            )));
+        }
+        self.inner.plan(request).await
+    }
+
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
         self.inner.probes_destination(request) && self.resting(&route(request)).is_none()
     }
@@ -406,6 +436,23 @@ impl<S: MountStrategy> MountStrategy for Traced<S> {
                 "mount attempt done"
             ),
             Err(e) => tracing::debug!(error = %e, ms, "mount attempt failed"),
+        }
+        result
+    }
+
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        let span = tracing::debug_span!(
+            "plan",
+            strategy = %self.inner,
+            digest = %request.descriptor.digest(),
+            source = %request.source,
+            destination = %request.destination,
+        );
+        let result = self.inner.plan(request).instrument(span.clone()).await;
+        let _entered = span.enter();
+        match &result {
+            Ok(plan) => tracing::debug!(plan = ?plan, "mount plan"),
+            Err(e) => tracing::debug!(error = %e, "mount plan failed"),
         }
         result
     }

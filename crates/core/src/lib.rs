@@ -74,10 +74,10 @@ pub use locations::{BlobLocations, InMemoryLocations, Location};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};
 pub use mount::{
-    AttemptOutcome, ChainOutcome, MountAttempt, MountChain, MountMethod, MountOutcome,
-    MountRequest, MountStrategy, PreparedUpload,
+    AttemptOutcome, ChainOutcome, ChainPlan, CorruptLocation, MountAttempt, MountChain,
+    MountMethod, MountOutcome, MountPlan, MountRequest, MountStrategy, PreparedUpload,
 };
-pub use report::{Action, CopyEvent, CopyReport, NodeReport};
+pub use report::{Action, CopyEvent, CopyReport, CopyWarning, NodeReport, PlanTotals};
 pub use store::{
     BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,
     LocalBlobs, Peek, ReadStore, RegistryRepository, StoreInfo, WriteStore, bytes_stream,

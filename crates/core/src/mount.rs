@@ -240,6 +240,9 @@ pub enum MountOutcome {
         from: String,
         /// How it got there.
         method: MountMethod,
+        /// Places the strategy tried first whose copy of the blob failed verification (the
+        /// source's file or storage, a cached location): the blob came from `from` instead.
+        corrupt: Vec<CorruptLocation>,
     },
     /// The destination already held the blob.
     AlreadyPresent,
@@ -271,7 +274,18 @@ impl MountOutcome {
         MountOutcome::Mounted {
             from: from.into(),
             method,
+            corrupt: Vec::new(),
         }
+    }
+
+    /// Records, on a [`MountOutcome::Mounted`], the places tried first whose copy of the blob
+    /// failed verification; the copy reports them as warnings. Any other outcome is returned
+    /// unchanged.
+    pub fn with_corrupt(mut self, locations: Vec<CorruptLocation>) -> Self {
+        if let MountOutcome::Mounted { corrupt, .. } = &mut self {
+            corrupt.extend(locations);
+        }
+        self
     }
 
     /// [`MountOutcome::NotApplicable`] with a reason.
@@ -365,6 +379,100 @@ pub trait MountStrategy: Display + Debug + Send + Sync {
     fn probes_destination(&self, _request: &MountRequest<'_>) -> bool {
         false
     }
+
+    /// What [`MountStrategy::mount`] would do with `request`, found out with reads only: a
+    /// plan (a dry run) must not write anything anywhere, at the destination least of all
+    /// (no upload session, no link, no directory, no file).
+    ///
+    /// The default is [`MountPlan::WouldTry`]: the strategy cannot tell without trying. A
+    /// strategy that can tell from what it can read (a stat, a `HEAD`, the blob-location
+    /// cache) says [`MountPlan::WouldMount`], [`MountPlan::AlreadyPresent`] or
+    /// [`MountPlan::NotApplicable`].
+    async fn plan(&self, _request: &MountRequest<'_>) -> Result<MountPlan> {
+        Ok(MountPlan::would_try("cannot tell without trying"))
+    }
+}
+
+/// What a strategy expects [`MountStrategy::mount`] would give, found out without writing
+/// (see [`MountStrategy::plan`]).
+///
+/// Built with its constructors; the enum and its variants are `#[non_exhaustive]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MountPlan {
+    /// The strategy expects to mount the blob.
+    #[non_exhaustive]
+    WouldMount {
+        /// Where from, as a mount would report it (`src/app`, a path, `ipfs://…`).
+        from: String,
+        /// How.
+        method: MountMethod,
+    },
+    /// The strategy found the blob at the destination already.
+    AlreadyPresent,
+    /// The strategy would try, but cannot tell without writing whether it would mount.
+    #[non_exhaustive]
+    WouldTry {
+        /// What it would try, or why it cannot tell.
+        reason: String,
+    },
+    /// The strategy would not apply (or would decline), for this reason.
+    #[non_exhaustive]
+    NotApplicable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl MountPlan {
+    /// [`MountPlan::WouldMount`] from `from` by `method`.
+    pub fn would_mount(from: impl Into<String>, method: MountMethod) -> Self {
+        MountPlan::WouldMount {
+            from: from.into(),
+            method,
+        }
+    }
+
+    /// [`MountPlan::WouldTry`] with what would be tried.
+    pub fn would_try(reason: impl Into<String>) -> Self {
+        MountPlan::WouldTry {
+            reason: reason.into(),
+        }
+    }
+
+    /// [`MountPlan::NotApplicable`] with a reason.
+    pub fn not_applicable(reason: impl Into<String>) -> Self {
+        MountPlan::NotApplicable {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A place whose copy of a blob failed verification (wrong size or digest) while a strategy
+/// looked for the blob, which it then took from elsewhere. The copy succeeds; the report and
+/// `ferry cp` warn about the corrupt place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CorruptLocation {
+    /// The place, as the strategy names it (a layout's path, `registry/repository`).
+    pub location: String,
+    /// Whether it is the copy's source (rather than another place the blob-location cache
+    /// named).
+    pub is_source: bool,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl CorruptLocation {
+    /// The copy at `location` failed verification for `reason`; `is_source` when it is the
+    /// copy's source.
+    pub fn new(location: impl Into<String>, is_source: bool, reason: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            is_source,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// What one attempt of a chain gave, as the report records it.
@@ -438,6 +546,8 @@ pub enum ChainOutcome {
         from: String,
         /// How.
         method: MountMethod,
+        /// Places tried first whose copy failed verification.
+        corrupt: Vec<CorruptLocation>,
     },
     /// A strategy found the blob already at the destination.
     AlreadyPresent {
@@ -449,6 +559,36 @@ pub enum ChainOutcome {
         /// The write path left by the last strategy that prepared one.
         upload: Option<Box<dyn PreparedUpload>>,
     },
+}
+
+/// What a whole chain expects for one blob (see [`MountChain::plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChainPlan {
+    /// A strategy expects to mount the blob.
+    WouldMount {
+        /// The strategy's name.
+        strategy: String,
+        /// Where from.
+        from: String,
+        /// How.
+        method: MountMethod,
+    },
+    /// A strategy found the blob at the destination.
+    AlreadyPresent {
+        /// The strategy's name.
+        strategy: String,
+    },
+    /// No strategy can tell; the first that would try is named. The blob is streamed if it
+    /// does not mount.
+    WouldTry {
+        /// The strategy's name.
+        strategy: String,
+        /// What it would try.
+        reason: String,
+    },
+    /// No strategy applies: the blob would be streamed.
+    Copy,
 }
 
 /// An ordered list of strategies, built at run time, tried in turn until one mounts.
@@ -489,6 +629,41 @@ impl MountChain {
         self.strategies
             .iter()
             .any(|s| s.probes_destination(request))
+    }
+
+    /// Asks each strategy in order what it would do ([`MountStrategy::plan`], reads only):
+    /// the first that would mount the blob or finds it present decides; else the first that
+    /// would try is named; else the blob would be streamed. An `Err` from a strategy's plan
+    /// is logged and taken as "would try" (the copy would try it and see).
+    pub async fn plan(&self, request: &MountRequest<'_>) -> ChainPlan {
+        let digest = request.descriptor.digest();
+        let mut first_try: Option<ChainPlan> = None;
+        for strategy in &self.strategies {
+            let plan = match strategy.plan(request).await {
+                Ok(plan) => plan,
+                Err(e) => MountPlan::would_try(format!("planning failed: {e}")),
+            };
+            tracing::debug!(strategy = strategy.name(), %digest, plan = ?plan, "mount plan");
+            let name = strategy.name().to_string();
+            match plan {
+                MountPlan::WouldMount { from, method } => {
+                    return ChainPlan::WouldMount {
+                        strategy: name,
+                        from,
+                        method,
+                    };
+                }
+                MountPlan::AlreadyPresent => return ChainPlan::AlreadyPresent { strategy: name },
+                MountPlan::WouldTry { reason } => {
+                    first_try.get_or_insert(ChainPlan::WouldTry {
+                        strategy: name,
+                        reason,
+                    });
+                }
+                MountPlan::NotApplicable { .. } => {}
+            }
+        }
+        first_try.unwrap_or(ChainPlan::Copy)
     }
 
     /// Tries each strategy in order. Returns what the chain achieved and every attempt.
@@ -550,7 +725,11 @@ impl MountChain {
                 bytes,
             });
             match outcome {
-                MountOutcome::Mounted { from, method } => {
+                MountOutcome::Mounted {
+                    from,
+                    method,
+                    corrupt,
+                } => {
                     if let Some(p) = prepared.take() {
                         let _ = p.cancel().await;
                     }
@@ -560,6 +739,7 @@ impl MountChain {
                             strategy,
                             from,
                             method,
+                            corrupt,
                         },
                         attempts,
                     ));

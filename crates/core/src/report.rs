@@ -10,7 +10,7 @@ use crate::store::StoreInfo;
 
 /// What happened to one node of the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Action {
     /// Its bytes were streamed from the source to the destination.
@@ -21,8 +21,18 @@ pub enum Action {
     Exists,
     /// It is not copied on purpose (a foreign, non-distributable layer).
     Skipped,
-    /// Dry run: it would be copied or mounted.
+    /// Dry run, kept for compatibility: it would be copied or mounted. The engine's dry run
+    /// now says which, with [`Action::WouldCopy`], [`Action::WouldMount`] and
+    /// [`Action::WouldTry`].
     Planned,
+    /// Dry run: its bytes would be streamed from the source.
+    WouldCopy,
+    /// Dry run: a strategy expects to mount it (the node's `strategy`, `from` and `method`
+    /// say which, from where and how).
+    WouldMount,
+    /// Dry run: a strategy would try to mount it but cannot tell without writing (the node's
+    /// `strategy` and `reason` say which and what); streamed if it does not mount.
+    WouldTry,
 }
 
 impl Action {
@@ -34,6 +44,9 @@ impl Action {
             Action::Exists => "Exists",
             Action::Skipped => "Skipped",
             Action::Planned => "Planned",
+            Action::WouldCopy => "Would copy",
+            Action::WouldMount => "Would mount",
+            Action::WouldTry => "Would try",
         }
     }
 }
@@ -56,7 +69,7 @@ pub struct NodeReport {
     /// How a mounted blob got to the destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<MountMethod>,
-    /// Why a node was skipped.
+    /// Why a node was skipped; in a dry run, what a strategy would try.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Bytes that passed through the client for this node: streamed from the source, or
@@ -68,6 +81,110 @@ pub struct NodeReport {
     /// Every mount attempt made for it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<MountAttempt>,
+    /// What went wrong on the way without failing the node (a corrupt copy of the blob that
+    /// another place replaced).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<CopyWarning>,
+}
+
+/// Something a copy met and overcame, worth telling: it does not fail the copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CopyWarning {
+    /// A place's copy of the blob (the source's, or one the blob-location cache named)
+    /// failed verification; the blob was taken from another place that verified.
+    #[non_exhaustive]
+    CorruptCopy {
+        /// The blob.
+        digest: String,
+        /// The place whose copy is corrupt (a layout's path, `registry/repository`).
+        location: String,
+        /// Whether that place is the copy's source.
+        is_source: bool,
+        /// What was wrong with it.
+        reason: String,
+        /// Where the blob came from instead.
+        healed_from: String,
+    },
+}
+
+impl std::fmt::Display for CopyWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyWarning::CorruptCopy {
+                digest,
+                location,
+                is_source,
+                reason,
+                healed_from,
+            } => write!(
+                f,
+                "the {} copy of `{digest}` at `{location}` is corrupt ({reason}); it was taken \
+                 from `{healed_from}` instead",
+                if *is_source { "source's" } else { "cached" }
+            ),
+        }
+    }
+}
+
+/// The totals of a dry run: what the copy would move and what it would not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PlanTotals {
+    /// Blobs that would be streamed from the source.
+    pub copy_blobs: usize,
+    /// Their bytes.
+    pub copy_bytes: u64,
+    /// Blobs a strategy expects to mount.
+    pub mount_blobs: usize,
+    /// Their bytes (not streamed).
+    pub mount_bytes: u64,
+    /// Blobs a strategy would try to mount without being able to tell; streamed if not.
+    pub try_blobs: usize,
+    /// Their bytes.
+    pub try_bytes: u64,
+    /// Blobs the destination holds already.
+    pub present_blobs: usize,
+    /// Manifests and indexes that would be pushed.
+    pub copy_manifests: usize,
+    /// Their bytes.
+    pub copy_manifest_bytes: u64,
+    /// Manifests and indexes the destination holds already (with their whole subgraph).
+    pub present_manifests: usize,
+}
+
+impl PlanTotals {
+    /// The totals of `nodes`, as the dry run reported them.
+    pub fn of(nodes: &[NodeReport]) -> Self {
+        let mut t = PlanTotals::default();
+        for n in nodes {
+            let size = n.descriptor.size();
+            let manifest = crate::model::is_manifest(&crate::model::media_type_str(&n.descriptor));
+            match (n.action, manifest) {
+                (Action::WouldCopy | Action::Planned, true) => {
+                    t.copy_manifests += 1;
+                    t.copy_manifest_bytes += size;
+                }
+                (Action::Exists, true) => t.present_manifests += 1,
+                (Action::WouldCopy | Action::Planned, false) => {
+                    t.copy_blobs += 1;
+                    t.copy_bytes += size;
+                }
+                (Action::WouldMount, _) => {
+                    t.mount_blobs += 1;
+                    t.mount_bytes += size;
+                }
+                (Action::WouldTry, _) => {
+                    t.try_blobs += 1;
+                    t.try_bytes += size;
+                }
+                (Action::Exists, false) => t.present_blobs += 1,
+                _ => {}
+            }
+        }
+        t
+    }
 }
 
 /// The result of a copy.
@@ -86,6 +203,9 @@ pub struct CopyReport {
     pub chain: String,
     /// Whether this was a dry run (nothing written).
     pub dry_run: bool,
+    /// A dry run's totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanTotals>,
     /// One entry per node, children before parents, the root last.
     pub nodes: Vec<NodeReport>,
     /// Bytes that passed through the client in all.
@@ -99,6 +219,11 @@ impl CopyReport {
     /// How many nodes ended with `action`.
     pub fn count(&self, action: Action) -> usize {
         self.nodes.iter().filter(|n| n.action == action).count()
+    }
+
+    /// Every warning of every node, in node order.
+    pub fn warnings(&self) -> impl Iterator<Item = &CopyWarning> {
+        self.nodes.iter().flat_map(|n| n.warnings.iter())
     }
 
     /// The report entry of `digest`, if the copy met it.

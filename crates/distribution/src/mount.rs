@@ -5,8 +5,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use ferry_core::{
-    BlobMount, Digest, MountMethod, MountOutcome, MountRequest, MountStrategy, RegistryRepository,
-    Result, StoreInfo,
+    BlobMount, Digest, MountMethod, MountOutcome, MountPlan, MountRequest, MountStrategy,
+    RegistryRepository, Result, StoreInfo,
 };
 use http::{Method, StatusCode};
 
@@ -137,6 +137,61 @@ impl MountStrategy for CrossRepoMount {
         Self::destination(request).is_some_and(|dst| {
             self.probe || self.anonymous || !self.candidates(request, dst).is_empty()
         })
+    }
+
+    /// Reads only. The source repository, when on the destination's registry, holds the
+    /// blob (the copy read it from the manifest there), so a mount from it is expected; so is
+    /// one from a repository of that registry where the blob-location cache saw the blob. A
+    /// repository named with [`CrossRepoMount::with_mount_from`] or an anonymous mount, with
+    /// no such candidate, would be tried (only a `POST` tells); a probe of the destination
+    /// itself is the engine's existence check, already made.
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        let Some(dst) = Self::destination(request) else {
+            return Ok(MountPlan::not_applicable(
+                "the destination is not a registry repository",
+            ));
+        };
+        let on_registry =
+            |s: &StoreInfo| s.scheme == StoreInfo::REGISTRY && s.authority == dst.registry();
+        let src = request.source.info();
+        if on_registry(src) && src.namespace != dst.repository() {
+            return Ok(MountPlan::would_mount(
+                src.namespace.clone(),
+                MountMethod::CrossRepository,
+            ));
+        }
+        if let Some(cached) = request
+            .candidates
+            .iter()
+            .find(|c| on_registry(&c.store) && c.store.namespace != dst.repository())
+        {
+            return Ok(MountPlan::would_mount(
+                cached.store.namespace.clone(),
+                MountMethod::CrossRepository,
+            ));
+        }
+        let candidates = self.candidates(request, dst);
+        if !candidates.is_empty() {
+            return Ok(MountPlan::would_try(format!(
+                "would ask `{}` to mount it from {}",
+                dst.registry(),
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if self.anonymous {
+            return Ok(MountPlan::would_try(format!(
+                "would ask `{}` to mount it from any repository",
+                dst.registry()
+            )));
+        }
+        Ok(MountPlan::not_applicable(format!(
+            "no repository of `{}` is known to hold the blob",
+            dst.registry()
+        )))
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {

@@ -55,10 +55,12 @@ pub mod dir;
 pub mod distribution_storage;
 mod lanes;
 pub mod layout;
+pub mod planned;
 pub mod shared;
 
 pub use dir::OciDir;
 #[cfg(feature = "distribution-storage")]
 pub use distribution_storage::{DistributionStorageMount, StorageRoot};
 pub use layout::{OciLayout, blob_path_in, parse_digest, validate_tag};
+pub use planned::PlannedLayout;
 pub use shared::SharedStorageMount;

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ferry_core::model::DigestAlgorithm;
 use ferry_core::{
-    Digest, Error, Hasher, MountMethod, MountOutcome, MountRequest, MountStrategy, Result,
-    StoreInfo,
+    CorruptLocation, Digest, Error, Hasher, MountMethod, MountOutcome, MountPlan, MountRequest,
+    MountStrategy, Result, StoreInfo,
 };
 
 use crate::lanes::{self, Failure};
@@ -40,8 +40,11 @@ enum Linked {
     Done(Method),
     /// The destination holds the blob already.
     Present,
-    /// The source file is missing, of the wrong size or content: declined.
+    /// The source file is missing, or changed while it was verified: declined.
     Corrupt(String),
+    /// The source file has the wrong size or content: declined, and worth a warning when
+    /// another place supplies the blob.
+    Damaged(String),
     /// The filesystem cannot link these files: not applicable.
     Unsupported(String),
 }
@@ -125,10 +128,157 @@ impl MountStrategy for SharedStorageMount {
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
+        let (dst_blobs, origins) = match self.origins(request)? {
+            Ok(found) => found,
+            Err(reason) => return Ok(MountOutcome::not_applicable(reason)),
+        };
+        let filesystem = dst_blobs.filesystem();
+        let dst = request.destination.info();
+        let digest = request.descriptor.digest().clone();
+        let dst_path = dst_blobs.blob_file(&digest)?;
+        if tokio::fs::metadata(&dst_path)
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            return Ok(MountOutcome::AlreadyPresent);
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancel.clone());
+        let try_clone = !self
+            .cannot_clone
+            .lock()
+            .expect("clone memo lock")
+            .contains(filesystem);
+        let tmp_dir = dst_blobs.staging_dir();
+        let mut declined = Vec::new();
+        let mut unsupported = Vec::new();
+        let mut corrupt = Vec::new();
+        for origin in origins {
+            tracing::debug!(
+                strategy = %self,
+                %digest,
+                source = %origin.path.display(),
+                destination = %dst.namespace,
+                "shared-storage mount attempt"
+            );
+            let work = LinkWork {
+                src_path: origin.path,
+                dst_path: dst_path.clone(),
+                tmp_dir: tmp_dir.clone(),
+                digest: digest.clone(),
+                size: request.descriptor.size(),
+                verify: !self.trusted,
+                try_clone,
+                cancel: cancel.clone(),
+            };
+            match blocking(move || work.run()).await? {
+                Linked::Done(method) => {
+                    if method == Method::Hardlink && try_clone {
+                        // The clone was refused: this filesystem cannot clone.
+                        self.cannot_clone
+                            .lock()
+                            .expect("clone memo lock")
+                            .insert(filesystem.to_string());
+                    }
+                    return Ok(
+                        MountOutcome::mounted(origin.shown, method.into()).with_corrupt(corrupt)
+                    );
+                }
+                Linked::Present => return Ok(MountOutcome::AlreadyPresent),
+                Linked::Damaged(reason) => {
+                    corrupt.push(CorruptLocation::new(
+                        origin.shown,
+                        origin.is_source,
+                        reason.clone(),
+                    ));
+                    declined.push(reason);
+                }
+                Linked::Corrupt(reason) => declined.push(reason),
+                Linked::Unsupported(reason) => unsupported.push(reason),
+            }
+        }
+        Ok(if declined.is_empty() {
+            MountOutcome::not_applicable(unsupported.join("; "))
+        } else {
+            declined.extend(unsupported);
+            MountOutcome::declined(declined.join("; "))
+        })
+    }
+
+    /// Stats only: the destination's blob file (present), then each place the blob's file
+    /// may be taken from, the first whose file exists with the blob's size being where a
+    /// mount is expected from. The file's content is hashed only by the mount itself.
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        let (dst_blobs, origins) = match self.origins(request)? {
+            Ok(found) => found,
+            Err(reason) => return Ok(MountPlan::not_applicable(reason)),
+        };
+        let digest = request.descriptor.digest();
+        let dst_path = dst_blobs.blob_file(digest)?;
+        if tokio::fs::metadata(&dst_path)
+            .await
+            .is_ok_and(|m| m.is_file())
+        {
+            return Ok(MountPlan::AlreadyPresent);
+        }
+        let filesystem = dst_blobs.filesystem().to_string();
+        let mut reasons = Vec::new();
+        for origin in origins {
+            match tokio::fs::metadata(&origin.path).await {
+                Ok(m) if m.is_file() && m.len() == request.descriptor.size() => {
+                    let known_not_to_clone = self
+                        .cannot_clone
+                        .lock()
+                        .expect("clone memo lock")
+                        .contains(&filesystem);
+                    let path = origin.path.clone();
+                    let clones =
+                        !known_not_to_clone && blocking(move || Ok(can_clone(&path))).await?;
+                    let method = if clones {
+                        MountMethod::Reflink
+                    } else {
+                        MountMethod::Hardlink
+                    };
+                    return Ok(MountPlan::would_mount(origin.shown, method));
+                }
+                Ok(m) => reasons.push(format!(
+                    "`{}` has {} bytes but the descriptor of `{digest}` says {}",
+                    origin.path.display(),
+                    m.len(),
+                    request.descriptor.size()
+                )),
+                Err(_) => reasons.push(format!(
+                    "`{}` is not there; the layout does not hold `{digest}`",
+                    origin.path.display()
+                )),
+            }
+        }
+        Ok(MountPlan::not_applicable(reasons.join("; ")))
+    }
+}
+
+/// A place the blob's file may be taken from.
+struct Origin {
+    /// As a mount reports it (the layout's path).
+    shown: String,
+    /// The blob's file there.
+    path: PathBuf,
+    /// Whether it is the copy's source (rather than a layout the blob-location cache named).
+    is_source: bool,
+}
+
+impl SharedStorageMount {
+    /// The destination's blob files and the places the blob's file may be taken from, or why
+    /// the strategy does not apply.
+    #[allow(clippy::type_complexity)]
+    fn origins<'a>(
+        &self,
+        request: &MountRequest<'a>,
+    ) -> Result<std::result::Result<(&'a dyn ferry_core::LocalBlobs, Vec<Origin>), String>> {
         // Files are only ever written into a store that offers its blob files for it
         // (`LocalBlobs`), whatever a store's `StoreInfo` claims.
         let Some(dst_blobs) = request.destination.capabilities().local_blobs else {
-            return Ok(MountOutcome::not_applicable(format!(
+            return Ok(Err(format!(
                 "destination {} is not an OCI layout (it keeps no blob files to link into)",
                 request.destination
             )));
@@ -137,18 +287,22 @@ impl MountStrategy for SharedStorageMount {
         let dst = request.destination.info();
         let src = request.source.info();
         let digest = request.descriptor.digest().clone();
-        // Where the blob's file may be: (shown as, path).
-        let mut origins: Vec<(String, PathBuf)> = Vec::new();
+        let mut origins: Vec<Origin> = Vec::new();
         match request.source.capabilities().local_blobs {
             Some(src_blobs) if src_blobs.filesystem() == filesystem => {
-                origins.push((src.to_string(), src_blobs.blob_file(&digest)?));
+                origins.push(Origin {
+                    shown: src.to_string(),
+                    path: src_blobs.blob_file(&digest)?,
+                    is_source: true,
+                });
             }
             Some(_) => {}
             None if src.scheme == StoreInfo::OCI_LAYOUT && src.authority == filesystem => {
-                origins.push((
-                    src.namespace.clone(),
-                    blob_path_in(Path::new(&src.namespace), &digest)?,
-                ));
+                origins.push(Origin {
+                    shown: src.namespace.clone(),
+                    path: blob_path_in(Path::new(&src.namespace), &digest)?,
+                    is_source: true,
+                });
             }
             None => {}
         }
@@ -160,12 +314,13 @@ impl MountStrategy for SharedStorageMount {
                 if c.scheme == StoreInfo::OCI_LAYOUT
                     && c.authority == filesystem
                     && c.namespace != dst.namespace
-                    && !origins.iter().any(|(shown, _)| *shown == c.namespace)
+                    && !origins.iter().any(|o| o.shown == c.namespace)
                 {
-                    origins.push((
-                        c.namespace.clone(),
-                        blob_path_in(Path::new(&c.namespace), &digest)?,
-                    ));
+                    origins.push(Origin {
+                        shown: c.namespace.clone(),
+                        path: blob_path_in(Path::new(&c.namespace), &digest)?,
+                        is_source: false,
+                    });
                 }
             }
         }
@@ -184,71 +339,47 @@ impl MountStrategy for SharedStorageMount {
                     src.namespace, dst.namespace, src.authority, filesystem
                 )
             };
-            return Ok(MountOutcome::not_applicable(reason));
+            return Ok(Err(reason));
         }
         if Hasher::for_digest(&digest).is_err() {
-            return Ok(MountOutcome::not_applicable(format!(
+            return Ok(Err(format!(
                 "cannot verify `{digest}`: unsupported digest algorithm"
             )));
         }
-        let dst_path = dst_blobs.blob_file(&digest)?;
-        if tokio::fs::metadata(&dst_path)
-            .await
-            .is_ok_and(|m| m.is_file())
-        {
-            return Ok(MountOutcome::AlreadyPresent);
-        }
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(cancel.clone());
-        let try_clone = !self
-            .cannot_clone
-            .lock()
-            .expect("clone memo lock")
-            .contains(filesystem);
-        let tmp_dir = dst_blobs.staging_dir();
-        let mut declined = Vec::new();
-        let mut unsupported = Vec::new();
-        for (root, src_path) in origins {
-            tracing::debug!(
-                strategy = %self,
-                %digest,
-                source = %src_path.display(),
-                destination = %dst.namespace,
-                "shared-storage mount attempt"
-            );
-            let work = LinkWork {
-                src_path,
-                dst_path: dst_path.clone(),
-                tmp_dir: tmp_dir.clone(),
-                digest: digest.clone(),
-                size: request.descriptor.size(),
-                verify: !self.trusted,
-                try_clone,
-                cancel: cancel.clone(),
-            };
-            match blocking(move || work.run()).await? {
-                Linked::Done(method) => {
-                    if method == Method::Hardlink && try_clone {
-                        // The clone was refused: this filesystem cannot clone.
-                        self.cannot_clone
-                            .lock()
-                            .expect("clone memo lock")
-                            .insert(filesystem.to_string());
-                    }
-                    return Ok(MountOutcome::mounted(root, method.into()));
-                }
-                Linked::Present => return Ok(MountOutcome::AlreadyPresent),
-                Linked::Corrupt(reason) => declined.push(reason),
-                Linked::Unsupported(reason) => unsupported.push(reason),
-            }
-        }
-        Ok(if declined.is_empty() {
-            MountOutcome::not_applicable(unsupported.join("; "))
-        } else {
-            declined.extend(unsupported);
-            MountOutcome::declined(declined.join("; "))
-        })
+        Ok(Ok((dst_blobs, origins)))
     }
+}
+
+/// Whether the filesystem holding `path` is of a kind that clones files (XFS, Btrfs,
+/// bcachefs), read with `statfs`; a plan's guess at the method a mount would use.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn can_clone(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683e;
+    const BCACHEFS: i64 = 0xca45_1a4e;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` points to writable memory
+    // of the size `statfs` fills.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: `statfs` returned 0, so it filled the struct.
+    // `f_type`'s integer type differs between targets.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = unsafe { stat.assume_init() }.f_type as i64;
+    matches!(kind, XFS | BTRFS | BCACHEFS)
+}
+
+/// Reflinks are only implemented on Linux.
+#[cfg(not(target_os = "linux"))]
+fn can_clone(_path: &Path) -> bool {
+    false
 }
 
 /// The file work of one mount, run on the blocking pool.
@@ -283,7 +414,7 @@ impl LinkWork {
             .metadata()
             .map_err(|e| io("reading metadata of", &self.src_path, e))?;
         if !meta.is_file() || meta.len() != self.size {
-            return Ok(Linked::Corrupt(format!(
+            return Ok(Linked::Damaged(format!(
                 "`{}` has {} bytes but the descriptor of `{}` says {}; not linked",
                 self.src_path.display(),
                 meta.len(),
@@ -301,9 +432,9 @@ impl LinkWork {
 
         // 2. A hardlink: the same inode, so the source file is what gets verified.
         if self.verify
-            && let Some(reason) = self.check(&src, &self.src_path)?
+            && let Some(refused) = self.check(&src, &self.src_path)?
         {
-            return Ok(Linked::Corrupt(reason));
+            return Ok(refused);
         }
         self.check_cancelled()?;
         match std::fs::hard_link(&self.src_path, &self.dst_path) {
@@ -337,9 +468,9 @@ impl LinkWork {
         match reflink(src, tmp.as_file()) {
             Ok(()) => {
                 if self.verify
-                    && let Some(reason) = self.check(tmp.as_file(), &self.src_path)?
+                    && let Some(refused) = self.check(tmp.as_file(), &self.src_path)?
                 {
-                    return Ok(Some(Linked::Corrupt(reason)));
+                    return Ok(Some(refused));
                 }
                 self.check_cancelled()?;
                 let file = tmp.as_file();
@@ -389,10 +520,11 @@ impl LinkWork {
         ))
     }
 
-    /// Hashes `file` from its start; `Some(reason)` when it does not match the digest.
+    /// Hashes `file` from its start; `Some(refusal)` when it does not match the digest
+    /// ([`Linked::Damaged`]) or changed while it was read ([`Linked::Corrupt`]).
     ///
     /// SHA-256 files go to the lane workers, which hash several files per core at once.
-    fn check(&self, file: &File, path: &Path) -> Result<Option<String>> {
+    fn check(&self, file: &File, path: &Path) -> Result<Option<Linked>> {
         let file = file
             .try_clone()
             .map_err(|e| io("duplicating the handle of", path, e))?;
@@ -409,18 +541,18 @@ impl LinkWork {
         let actual = match hashed {
             Ok(actual) => actual,
             Err(Failure::Cancelled) => return Err(self.cancelled()),
-            Err(Failure::Changed) => return Ok(Some(self.changed())),
+            Err(Failure::Changed) => return Ok(Some(Linked::Corrupt(self.changed()))),
             Err(Failure::Io(e)) => return Err(io("reading", path, e)),
         };
         if actual == self.digest {
             Ok(None)
         } else {
-            Ok(Some(format!(
+            Ok(Some(Linked::Damaged(format!(
                 "source file `{}` does not match `{}` (its content hashes to `{actual}`); \
                  not linked, so the corruption does not spread",
                 self.src_path.display(),
                 self.digest
-            )))
+            ))))
         }
     }
 }

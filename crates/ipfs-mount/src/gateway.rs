@@ -187,6 +187,40 @@ impl GatewayClient {
         Ok(car::file_stream(self.clone(), *cid, body).await?)
     }
 
+    /// Whether the gateway says it has the block `cid` names, asked with a `HEAD` (reads
+    /// only; nothing is fetched or verified): `Some(true)` for a success, `Some(false)` for
+    /// `404`/`410`, `None` when the gateway cannot tell (another status, no answer in time, a
+    /// connection error). For a UnixFS file's root, a yes says the root block is there, not
+    /// that every block of the file is.
+    pub async fn has(&self, cid: &Cid) -> Option<bool> {
+        let url = format!("{}/ipfs/{cid}?format=raw", self.name());
+        let request = http::Request::head(&url)
+            .header(http::header::ACCEPT, RAW_MEDIA_TYPE)
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .body(Empty::<Bytes>::new())
+            .ok()?;
+        let started = Instant::now();
+        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
+        let status = response.status();
+        tracing::debug!(
+            method = "HEAD",
+            url = %ferry_core::redact::url(&url),
+            status = status.as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "ipfs gateway request"
+        );
+        if status.is_success() {
+            Some(true)
+        } else if status == http::StatusCode::NOT_FOUND || status == http::StatusCode::GONE {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Reads one verified block whole, refusing more than the buffer limit.
     pub(crate) async fn block(&self, cid: &Cid) -> Result<Bytes> {
         let stream = self.fetch_raw(cid).await?;

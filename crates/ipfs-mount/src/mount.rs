@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ferry_core::{
-    ByteStream, Descriptor, Error, MountMethod, MountOutcome, MountRequest, MountStrategy, Result,
+    ByteStream, Descriptor, Error, MountMethod, MountOutcome, MountPlan, MountRequest,
+    MountStrategy, Result,
 };
 use futures::StreamExt;
 
@@ -140,6 +141,56 @@ impl fmt::Display for IpfsMount {
 impl MountStrategy for IpfsMount {
     fn name(&self) -> &str {
         NAME
+    }
+
+    /// Reads only: a `HEAD` on the gateway for each address in turn. The first the gateway
+    /// says it has is where a mount is expected from; when the gateway cannot tell, the
+    /// strategy would try; when it has none, it does not apply. A destination that fetches
+    /// from addresses itself would be handed the first address it accepts (only trying tells
+    /// whether it can fetch it).
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        let descriptor = request.descriptor;
+        let addresses = self.addresses(descriptor);
+        if addresses.is_empty() {
+            return Ok(MountPlan::not_applicable(format!(
+                "`{}` has no IPFS address",
+                descriptor.digest()
+            )));
+        }
+        if let Some(fetcher) = request.destination.capabilities().fetch_from_address
+            && let Some(address) = addresses.iter().find(|a| fetcher.accepts(&a.url()))
+        {
+            return Ok(MountPlan::would_try(format!(
+                "would ask {} to fetch {} itself",
+                request.destination,
+                address.url()
+            )));
+        }
+        let mut unsure = None;
+        for address in &addresses {
+            match self.gateway.has(&address.cid).await {
+                Some(true) => {
+                    return Ok(MountPlan::would_mount(
+                        address.url(),
+                        MountMethod::FetchedFromAddress,
+                    ));
+                }
+                Some(false) => {}
+                None => {
+                    unsure.get_or_insert_with(|| address.url());
+                }
+            }
+        }
+        Ok(match unsure {
+            Some(url) => MountPlan::would_try(format!(
+                "would fetch {url} through {}, which cannot tell whether it has it",
+                self.gateway
+            )),
+            None => MountPlan::not_applicable(format!(
+                "{} has none of the blob's addresses",
+                self.gateway
+            )),
+        })
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {

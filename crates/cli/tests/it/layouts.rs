@@ -141,9 +141,9 @@ fn dry_run_writes_nothing() {
     assert_eq!(
         run.stdout
             .lines()
-            .filter(|l| l.starts_with("Planned "))
+            .filter(|l| l.starts_with("Would "))
             .count(),
-        4,
+        3,
         "{}",
         run.stdout
     );

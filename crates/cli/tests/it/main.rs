@@ -6,6 +6,7 @@ mod faults;
 mod ipfs;
 mod layouts;
 mod load;
+mod plans;
 mod registries;
 mod security;
 mod support;

@@ -163,6 +163,16 @@ macro_rules! strategy_suite {
         }
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_plan_writes_nothing() {
+            let case = $setup().await;
+            $crate::conformance::strategy::a_plan_writes_nothing(
+                &case,
+                $crate::conformance::Seen::$expect,
+            )
+            .await;
+        }
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn it_works_through_store_wrappers() {
             let case = $setup().await;
             $crate::conformance::strategy::it_works_through_store_wrappers(

@@ -10,7 +10,9 @@ use super::{Counting, random_blob, random_bytes, read_all};
 use crate::Descriptor;
 use crate::engine::{CopyOptions, copy_graph};
 use crate::error::Error;
-use crate::mount::{MountChain, MountOutcome, MountRequest, MountStrategy, PreparedUpload};
+use crate::mount::{
+    MountChain, MountOutcome, MountPlan, MountRequest, MountStrategy, PreparedUpload,
+};
 use crate::report::Action;
 use crate::store::{ReadStore, WriteStore, bytes_stream};
 
@@ -194,6 +196,52 @@ pub async fn a_blob_the_source_lacks_is_never_mounted(case: &Case) {
         "{}: content appeared for a missing blob",
         case.strategy
     );
+}
+
+/// [`MountStrategy::plan`] writes nothing: through a wrapper that counts every call, the
+/// destination is asked no write (no push, tag, cross-repository mount or fetch from an
+/// address) and does not hold the blob afterwards; and a plan for a blob the strategy then
+/// does mount (or find present) is not "not applicable".
+pub async fn a_plan_writes_nothing(case: &Case, expect: Seen) {
+    let (desc, data) = random_blob(30_000);
+    case.source
+        .push(&desc, bytes_stream(data.clone()))
+        .await
+        .unwrap();
+    let destination = Counting::new(case.destination.clone());
+    let request = MountRequest::new(&desc, case.source.as_ref(), destination.as_ref());
+    let plan = case.strategy.plan(&request).await.unwrap_or_else(|e| {
+        panic!(
+            "{}: plan of a blob the source holds failed: {e}",
+            case.strategy
+        )
+    });
+    for write in [
+        "push",
+        "tag",
+        "push_tagged",
+        "mount_blob",
+        "fetch_from_address",
+    ] {
+        assert_eq!(
+            destination.calls(write),
+            0,
+            "{}: its plan called `{write}` on the destination",
+            case.strategy
+        );
+    }
+    assert!(
+        !case.destination.exists(&desc).await.unwrap(),
+        "{}: the destination holds the blob after a plan",
+        case.strategy
+    );
+    if matches!(expect, Seen::Mounted | Seen::AlreadyPresent) {
+        assert!(
+            !matches!(plan, MountPlan::NotApplicable { .. }),
+            "{}: planned {plan:?} for a blob it mounts",
+            case.strategy
+        );
+    }
 }
 
 /// Dropping a mount future part-way leaves the destination without the blob or with

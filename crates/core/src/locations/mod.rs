@@ -76,6 +76,16 @@ impl InMemoryLocations {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Sets the locations of `digest`, most recent first.
+    #[cfg_attr(not(feature = "persistent-cache"), allow(dead_code))]
+    pub(crate) fn replace(&self, digest: Digest, mut list: Vec<Location>) {
+        list.truncate(MAX_LOCATIONS_PER_DIGEST);
+        self.map
+            .lock()
+            .expect("locations lock")
+            .insert(digest, list);
+    }
 }
 
 /// Inserts `store` as the most recent location in `list`, keeping it short.

@@ -150,6 +150,31 @@ fn fastrand_ms() -> u64 {
         % 20) as u64
 }
 
+/// Every location the cache file at `path` holds; none when it does not exist.
+fn load(path: &Path) -> Result<HashMap<Digest, Vec<Location>>> {
+    let mut known = HashMap::new();
+
+    if let Some(db) = open_read_only(path, READ_PATIENCE)? {
+        let tx = db.begin_read().map_err(|e| cache_err(path, "read", e))?;
+        match tx.open_table(TABLE) {
+            Ok(table) => {
+                for row in table.iter().map_err(|e| cache_err(path, "read", e))? {
+                    let (k, v) = row.map_err(|e| cache_err(path, "read", e))?;
+                    if let (Ok(d), Ok(list)) = (
+                        Digest::try_from(k.value()),
+                        serde_json::from_slice::<Vec<Location>>(v.value()),
+                    ) {
+                        known.insert(d, list);
+                    }
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(cache_err(path, "read", e)),
+        }
+    }
+    Ok(known)
+}
+
 fn cache_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::store(
         format!("blob-location cache `{}`", path.display()),
@@ -158,6 +183,18 @@ fn cache_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl PersistentLocations {
+    /// What the cache at `path` knows, read without writing anything (no directory or file
+    /// is created, nothing is written back): for a dry run, which may ask the cache but must
+    /// leave it as it is. A missing file is an empty record.
+    pub fn read_only(path: impl AsRef<Path>) -> Result<super::InMemoryLocations> {
+        let path = path.as_ref();
+        let snapshot = super::InMemoryLocations::new();
+        for (digest, list) in load(path)? {
+            snapshot.replace(digest, list);
+        }
+        Ok(snapshot)
+    }
+
     /// Opens (creating if needed) the cache at `path` and loads what it knows.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
@@ -166,25 +203,7 @@ impl PersistentLocations {
                 Error::io(format!("creating cache directory `{}`", dir.display()), e)
             })?;
         }
-        let mut known = HashMap::new();
-        if let Some(db) = open_read_only(&path, READ_PATIENCE)? {
-            let tx = db.begin_read().map_err(|e| cache_err(&path, "read", e))?;
-            match tx.open_table(TABLE) {
-                Ok(table) => {
-                    for row in table.iter().map_err(|e| cache_err(&path, "read", e))? {
-                        let (k, v) = row.map_err(|e| cache_err(&path, "read", e))?;
-                        if let (Ok(d), Ok(list)) = (
-                            Digest::try_from(k.value()),
-                            serde_json::from_slice::<Vec<Location>>(v.value()),
-                        ) {
-                            known.insert(d, list);
-                        }
-                    }
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(cache_err(&path, "read", e)),
-            }
-        }
+        let known = load(&path)?;
         Ok(Self {
             path,
             state: Mutex::new(State {

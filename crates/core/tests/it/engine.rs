@@ -400,9 +400,83 @@ async fn a_dry_run_writes_nothing_and_reports_the_plan() {
         .await
         .unwrap();
     assert!(report.dry_run);
-    assert_eq!(report.count(Action::Planned), 4);
+    assert_eq!(report.count(Action::WouldCopy), 4);
+    let plan = report.plan.expect("a dry run reports its totals");
+    assert_eq!(
+        (plan.copy_blobs, plan.copy_bytes),
+        (3, 30 + config_size(&report))
+    );
+    assert_eq!(
+        (plan.mount_blobs, plan.try_blobs, plan.present_blobs),
+        (0, 0, 0)
+    );
+    assert_eq!((plan.copy_manifests, plan.present_manifests), (1, 0));
     assert!(dst.is_empty());
     assert!(dst.resolve("v1").await.is_err());
+}
+
+/// The size of the config blob of a one-image report.
+fn config_size(report: &ferry_core::CopyReport) -> u64 {
+    report
+        .nodes
+        .iter()
+        .find(|n| n.descriptor.media_type().to_string() == CONFIG)
+        .unwrap()
+        .descriptor
+        .size()
+}
+
+/// A strategy that implements only `mount` (it writes through an API it cannot ask without
+/// writing): its plan is the trait's default, "would try", and the dry run says so for every
+/// blob the destination lacks, never calling `mount`.
+#[tokio::test]
+async fn a_dry_run_says_would_try_for_a_strategy_that_cannot_tell() {
+    let src = Arc::new(MemoryStore::new("src"));
+    let present = layer(&src, 10);
+    let (m, _) = image(&src, &[present.clone(), layer(&src, 20)]);
+    src.tag(&m, "v1").await.unwrap();
+    let dst = Arc::new(MemoryStore::new("dst"));
+    let bytes = ferry_core::conformance::read_all(src.as_ref(), &present).await;
+    dst.push(&present, ferry_core::bytes_stream(bytes))
+        .await
+        .unwrap();
+    let teleport = Arc::new(Teleport::default());
+    let options = opts()
+        .with_chain(MountChain::new().with(teleport.clone()))
+        .with_dry_run(true);
+    let report = copy(src, "v1", dst.clone(), Some("v1"), &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        teleport.calls.load(Ordering::SeqCst),
+        0,
+        "a plan never mounts"
+    );
+    assert_eq!(report.count(Action::WouldTry), 2, "{:#?}", report.nodes);
+    assert_eq!(report.count(Action::Exists), 1);
+    assert_eq!(report.count(Action::WouldCopy), 1, "the manifest");
+    let tried = report
+        .nodes
+        .iter()
+        .find(|n| n.action == Action::WouldTry)
+        .unwrap();
+    assert_eq!(tried.strategy.as_deref(), Some("teleport"));
+    assert_eq!(tried.reason.as_deref(), Some("cannot tell without trying"));
+    let plan = report.plan.unwrap();
+    assert_eq!(
+        (plan.try_blobs, plan.try_bytes),
+        (2, 20 + config_size(&report))
+    );
+    assert_eq!((plan.copy_blobs, plan.present_blobs), (0, 1));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["plan"]["try_blobs"], 2);
+    assert!(
+        json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["action"] == "would-try")
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@ use std::fmt;
 use async_trait::async_trait;
 use ferry_core::model::{DigestAlgorithm, is_manifest};
 use ferry_core::{
-    Descriptor, Hasher, MountMethod, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
+    CorruptLocation, Descriptor, Hasher, MountMethod, MountOutcome, MountPlan, MountRequest,
+    MountStrategy, Result, StoreInfo,
 };
 use futures::StreamExt;
 use object_store::path::Path;
@@ -95,7 +96,7 @@ impl DistributionStorageMount {
     /// applies to the request, else why not. The places are the source repository, then the
     /// registry repositories where the blob-location cache saw it, when their registries have
     /// a root.
-    fn plan<'a>(
+    fn sources_for<'a>(
         &'a self,
         request: &MountRequest<'a>,
     ) -> std::result::Result<(&'a StorageRoot, Vec<Source<'a>>), String> {
@@ -141,6 +142,7 @@ impl DistributionStorageMount {
                         authority: &src.authority,
                         namespace: &src.namespace,
                         root,
+                        is_source: true,
                     });
                     None
                 }
@@ -169,6 +171,7 @@ impl DistributionStorageMount {
                     authority: &c.authority,
                     namespace: &c.namespace,
                     root,
+                    is_source: false,
                 });
             }
         }
@@ -208,6 +211,7 @@ impl DistributionStorageMount {
         Refusal {
             reason,
             unreachable,
+            damaged: false,
         }
     }
 
@@ -222,6 +226,7 @@ impl DistributionStorageMount {
         dst_data: &Path,
         data_present: bool,
         descriptor: &Descriptor,
+        plan_only: bool,
     ) -> Taken {
         let digest = descriptor.digest();
         let src_root = source.root;
@@ -285,7 +290,7 @@ impl DistributionStorageMount {
         match size_of(src_store, &src_data).await {
             Ok(Some(size)) if size == descriptor.size() => {}
             Ok(Some(size)) => {
-                return Taken::Declined(Refusal::from(format!(
+                return Taken::Declined(Refusal::damaged(format!(
                     "source data `{src_data_s}` in `{}` has {size} bytes but the descriptor says \
                      {}; not linked",
                     src_root.url(),
@@ -306,6 +311,15 @@ impl DistributionStorageMount {
                     &e,
                 ));
             }
+        }
+        let method = match dst_root.backend() {
+            Backend::Filesystem { .. } => MountMethod::Hardlink,
+            Backend::S3 { .. } => MountMethod::ServerSideCopy,
+            _ => MountMethod::other("store copy"),
+        };
+        if plan_only {
+            // A plan reads no blob data and writes nothing: the mount hashes and copies.
+            return Taken::Data(method);
         }
         if !src_root.is_trusted()
             && let Some(reason) = self.verify(src_root, &src_data, descriptor).await
@@ -328,11 +342,7 @@ impl DistributionStorageMount {
                 &e,
             ));
         }
-        Taken::Data(match dst_root.backend() {
-            Backend::Filesystem { .. } => MountMethod::Hardlink,
-            Backend::S3 { .. } => MountMethod::ServerSideCopy,
-            _ => MountMethod::other("store copy"),
-        })
+        Taken::Data(method)
     }
 
     /// Hashes the object at `path` and compares it with `descriptor`; `Some(reason)` when it
@@ -366,7 +376,7 @@ impl DistributionStorageMount {
             }
         }
         if seen != descriptor.size() {
-            return Some(Refusal::from(format!(
+            return Some(Refusal::damaged(format!(
                 "source data `{shown}` in `{}` has {seen}{} bytes but the descriptor says {}; \
                  not linked",
                 root.url(),
@@ -376,7 +386,7 @@ impl DistributionStorageMount {
         }
         let actual = hasher.finish();
         if &actual != descriptor.digest() {
-            return Some(Refusal::from(format!(
+            return Some(Refusal::damaged(format!(
                 "source data `{shown}` in `{}` hashes to `{actual}`, not `{}`: the storage is \
                  corrupt; not linked",
                 root.url(),
@@ -392,6 +402,8 @@ struct Source<'a> {
     authority: &'a str,
     namespace: &'a str,
     root: &'a StorageRoot,
+    /// Whether it is the copy's source (rather than a place the blob-location cache named).
+    is_source: bool,
 }
 
 /// What trying one source gave.
@@ -409,6 +421,8 @@ struct Refusal {
     reason: String,
     /// The storage could not be reached at all.
     unreachable: bool,
+    /// The source's data has the wrong size or content.
+    damaged: bool,
 }
 
 impl From<String> for Refusal {
@@ -416,6 +430,18 @@ impl From<String> for Refusal {
         Self {
             reason,
             unreachable: false,
+            damaged: false,
+        }
+    }
+}
+
+impl Refusal {
+    /// The source's data is corrupt, for `reason`.
+    fn damaged(reason: String) -> Self {
+        Self {
+            reason,
+            unreachable: false,
+            damaged: true,
         }
     }
 }
@@ -586,11 +612,89 @@ impl MountStrategy for DistributionStorageMount {
     }
 
     fn probes_destination(&self, request: &MountRequest<'_>) -> bool {
-        self.plan(request).is_ok()
+        self.sources_for(request).is_ok()
+    }
+
+    /// Reads only (stats, `HEAD`s and link reads in the storage): the destination
+    /// repository's link and data, then each source's link, data size and whether the roots
+    /// can copy between them. The source data is hashed, and the registry asked whether it
+    /// serves the link, only by the mount itself.
+    async fn plan(&self, request: &MountRequest<'_>) -> Result<MountPlan> {
+        let (dst_root, sources) = match self.sources_for(request) {
+            Ok(found) => found,
+            Err(reason) => return Ok(MountPlan::not_applicable(reason)),
+        };
+        let descriptor = request.descriptor;
+        let digest = descriptor.digest();
+        let dst = request.destination.info();
+        if let Some(path) = dst_root.local_path()
+            && let Err(reason) = device_of(path).await
+        {
+            return Ok(MountPlan::not_applicable(reason));
+        }
+        let dst_store = dst_root.store().as_ref();
+        let dst_data = blob_data(dst_root.prefix(), digest);
+        let dst_link = layer_link(dst_root.prefix(), &dst.namespace, digest);
+        let link = match read_small(dst_store, &dst_link).await {
+            Ok(link) => link,
+            Err(e) => {
+                let what = format!("reading the link `{}`", relative(dst_root, &dst_link));
+                return Ok(MountPlan::would_try(
+                    self.failed(&what, dst_root, &e).reason,
+                ));
+            }
+        };
+        let data_size = match size_of(dst_store, &dst_data).await {
+            Ok(size) => size,
+            Err(e) => {
+                let what = format!("looking up `{}`", relative(dst_root, &dst_data));
+                return Ok(MountPlan::would_try(
+                    self.failed(&what, dst_root, &e).reason,
+                ));
+            }
+        };
+        let linked = link.as_deref().is_some_and(|l| links_to(l, descriptor));
+        if linked && data_size == Some(descriptor.size()) {
+            return Ok(MountPlan::AlreadyPresent);
+        }
+        if let Some(size) = data_size
+            && size != descriptor.size()
+        {
+            return Ok(MountPlan::not_applicable(format!(
+                "destination data `{}` in `{}` has {size} bytes but the descriptor says {}",
+                relative(dst_root, &dst_data),
+                dst_root.url(),
+                descriptor.size()
+            )));
+        }
+        let mut reasons = Vec::new();
+        for source in &sources {
+            match self
+                .take_from(
+                    source,
+                    dst_root,
+                    &dst_data,
+                    data_size.is_some(),
+                    descriptor,
+                    true,
+                )
+                .await
+            {
+                Taken::Data(method) => {
+                    return Ok(MountPlan::would_mount(
+                        format!("{}/{}", source.authority, source.namespace),
+                        method,
+                    ));
+                }
+                Taken::NotApplicable(reason) => reasons.push(reason),
+                Taken::Declined(refusal) => reasons.push(refusal.reason),
+            }
+        }
+        Ok(MountPlan::not_applicable(reasons.join("; ")))
     }
 
     async fn mount(&self, request: &MountRequest<'_>) -> Result<MountOutcome> {
-        let (dst_root, sources) = match self.plan(request) {
+        let (dst_root, sources) = match self.sources_for(request) {
             Ok(plan) => plan,
             Err(reason) => return Ok(MountOutcome::not_applicable(reason)),
         };
@@ -661,9 +765,17 @@ impl MountStrategy for DistributionStorageMount {
         let mut declined = false;
         let mut unreachable = false;
         let mut taken = None;
+        let mut corrupt = Vec::new();
         for source in &sources {
             let (reason, is_declined) = match self
-                .take_from(source, dst_root, &dst_data, data_size.is_some(), descriptor)
+                .take_from(
+                    source,
+                    dst_root,
+                    &dst_data,
+                    data_size.is_some(),
+                    descriptor,
+                    false,
+                )
                 .await
             {
                 Taken::Data(method) => {
@@ -673,6 +785,13 @@ impl MountStrategy for DistributionStorageMount {
                 Taken::NotApplicable(reason) => (reason, false),
                 Taken::Declined(refusal) => {
                     unreachable |= refusal.unreachable;
+                    if refusal.damaged {
+                        corrupt.push(CorruptLocation::new(
+                            format!("{}/{}", source.authority, source.namespace),
+                            source.is_source,
+                            refusal.reason.clone(),
+                        ));
+                    }
                     (refusal.reason, true)
                 }
             };
@@ -713,7 +832,8 @@ impl MountStrategy for DistributionStorageMount {
                 Ok(MountOutcome::mounted(
                     format!("{}/{}", source.authority, source.namespace),
                     method,
-                ))
+                )
+                .with_corrupt(corrupt))
             }
             answer => {
                 let why = match answer {
