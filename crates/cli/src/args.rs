@@ -19,7 +19,11 @@ Examples:
   # Trust a private CA's certificate for a registry it issued one to:
   ferry cp --ca-cert ./corp-ca.pem registry.corp.example/app:1.0 oci:./app:1.0
 
-  # Show what would happen, as JSON:
+  # Plan a copy with reads only: per node Exists, Would mount ... from ... (strategy),
+  # Would try or Would copy, then the blobs and bytes to stream, to mount and present:
+  ferry cp --dry-run localhost:5000/team/app:rc1 localhost:5000/prod/app:1.0 --plain-http
+
+  # The same plan as JSON (per node: action, strategy, from, size; totals under `plan`):
   ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
 
 References:
@@ -30,6 +34,12 @@ References:
   be a valid tag; a `:` whose text is neither a tag nor clearly part of a file name (such as
   oci:dir/l:../../x) is refused. A directory whose name holds `:`: oci:./dir:with:colons:TAG,
   or end the path with `/` for no tag: oci:./dir:with:colons/
+
+Warnings:
+  A blob whose source copy fails verification but that a strategy takes from another verified
+  place (a layout or repository the blob-location cache knows) is copied, and a line
+  `warning: the source's copy of DIGEST at LOCATION is corrupt (...)` goes to stderr (and
+  `warnings` of the node in the JSON report); the exit code stays 0.
 
 Exit codes:
   0  the whole graph is at the destination and tagged
@@ -114,7 +124,8 @@ pub struct CopyArgs {
     /// `cross-repo`, `distribution-storage`, `shared-storage`, `ipfs` [default: auto].
     #[arg(long, value_name = "LIST")]
     pub mount: Option<String>,
-    /// Show what would be copied or mounted; write nothing.
+    /// Plan with reads only and write nothing. `cp`: per node Exists, Would mount ... from
+    /// ... (strategy), Would try or Would copy, then totals. `sync`: the images it would copy.
     #[arg(long)]
     pub dry_run: bool,
     /// Output format on stdout.

@@ -461,6 +461,52 @@ async fn corrupt_source_data_is_never_linked_unless_trusted() {
     );
 }
 
+/// The source repository's data is corrupt, and the blob-location cache names a repository
+/// of another registry with a root whose data verifies: the blob is linked from there, and
+/// the outcome names the corrupt source, so the copy can warn about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_source_data_healed_from_a_cached_repository_is_reported() {
+    let dir = tempdir();
+    let (root_a, root_b, root_c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    let a = start_registry(Registry::builder().root(&root_a)).await;
+    let b = start_registry(Registry::builder().root(&root_b)).await;
+    let c = start_registry(Registry::builder().root(&root_c)).await;
+    let image = push_image(&a, "team/app", 9).await;
+    push_image(&c, "cache/app", 9).await;
+    let layer = &image.layers[1].descriptor;
+    let data = data_path(&root_a, layer);
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&data, &bytes).unwrap();
+    let client = client();
+    let (src, dst, good) = (
+        repo(&client, &a, "team/app"),
+        repo(&client, &b, "mirror/app"),
+        repo(&client, &c, "cache/app"),
+    );
+    let mount = DistributionStorageMount::new()
+        .with_registry(a.addr(), file_root(&root_a))
+        .with_registry(b.addr(), file_root(&root_b))
+        .with_registry(c.addr(), file_root(&root_c));
+    let candidates = [ferry_core::Location::now(good.info().clone())];
+    let request = MountRequest::new(layer, src.as_ref(), dst.as_ref()).with_candidates(&candidates);
+    match mount.mount(&request).await.unwrap() {
+        MountOutcome::Mounted { from, corrupt, .. } => {
+            assert_eq!(from, format!("{}/cache/app", c.addr()));
+            assert_eq!(corrupt.len(), 1, "{corrupt:?}");
+            assert_eq!(corrupt[0].location, format!("{}/team/app", a.addr()));
+            assert!(corrupt[0].is_source);
+            assert!(corrupt[0].reason.contains("corrupt"), "{corrupt:?}");
+        }
+        other => panic!("the good copy should be linked: {other:?}"),
+    }
+    assert!(dst.exists(layer).await.unwrap());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Misconfiguration: the strategy says why, the copy streams
 
