@@ -200,7 +200,8 @@ impl Printer {
     }
 }
 
-fn eprintln_flush(line: &str) {
+/// Writes `line` to stderr, redacted, and flushes.
+pub(crate) fn eprintln_flush(line: &str) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "{}", ferry_core::redact::text(line));
     let _ = err.flush();

@@ -166,11 +166,21 @@ impl Printer {
                 }
             }
             SyncEvent::Copy(copy) => {
-                if let CopyEvent::Done(node) = copy.as_ref()
-                    && let Some(bar) = &self.bar
-                {
+                let CopyEvent::Done(node) = copy.as_ref() else {
+                    return;
+                };
+                if let Some(bar) = &self.bar {
                     let bytes = self.bytes.fetch_add(node.bytes, Ordering::Relaxed) + node.bytes;
                     bar.set_message(format!("{} streamed", indicatif::HumanBytes(bytes)));
+                }
+                // A corrupt copy passed over for a verified one: on stderr in every format.
+                for warning in &node.warnings {
+                    let line = crate::output::warning_line(warning);
+                    let _guard = self.lines.lock().expect("lines lock");
+                    match &self.bar {
+                        Some(bar) => bar.suspend(|| crate::output::eprintln_flush(&line)),
+                        None => crate::output::eprintln_flush(&line),
+                    }
                 }
             }
             SyncEvent::Image(image) => {
