@@ -788,8 +788,10 @@ impl Engine {
                 method,
                 corrupt,
             } => {
+                // The report carries the warning (`ferry cp` prints it); the log says it at
+                // `info`, so a program printing warnings is not told twice.
                 for c in corrupt {
-                    tracing::warn!(
+                    tracing::info!(
                         %digest,
                         location = %crate::redact::text(&c.location),
                         reason = %crate::redact::text(&c.reason),

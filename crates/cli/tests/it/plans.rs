@@ -385,6 +385,13 @@ fn a_corrupt_source_blob_healed_from_a_cached_layout_is_warned_about() {
         .filter(|l| l.starts_with("warning: "))
         .collect();
     assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    let digest = layer.descriptor.digest().to_string();
+    assert_eq!(
+        run.stderr.lines().filter(|l| l.contains(&digest)).count(),
+        1,
+        "said once: {}",
+        run.stderr
+    );
     let warning = warnings[0];
     for part in [
         format!("the source's copy of `{}`", layer.descriptor.digest()),
