@@ -447,4 +447,31 @@ fn a_corrupt_source_blob_healed_from_a_cached_layout_is_warned_about() {
             .contains("does not match")
     );
     assert_eq!(node["warnings"].as_array().unwrap().len(), 1);
+
+    // `ferry sync` says it too, on stderr and on the image of its JSON report.
+    let fifth = dir.path().join("fifth");
+    let run = ferry(&[
+        "sync",
+        "--cache",
+        &cache_s,
+        "--format",
+        "json",
+        &format!("oci:{}", src.display()),
+        &format!("oci:{}", fifth.display()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: ") && l.contains(&digest))
+            .count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let warning = &report["images"][0]["warnings"][0];
+    assert_eq!(warning["kind"], "corrupt-copy");
+    assert_eq!(warning["digest"], digest);
+    assert_eq!(warning["location"], src_path.display().to_string());
 }

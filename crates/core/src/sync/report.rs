@@ -124,6 +124,10 @@ pub struct ImageReport {
     /// From the image's first request to its end.
     #[serde(serialize_with = "serialize_duration")]
     pub duration: Duration,
+    /// What the image's copies met and overcame (a corrupt copy of a blob passed over for a
+    /// verified one), as their nodes reported it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::report::CopyWarning>,
 }
 
 impl ImageReport {

@@ -20,6 +20,7 @@ pub(super) fn image_report(job: &Job, outcome: Outcome, started: Instant) -> Ima
         reason: None,
         failure: None,
         duration: started.elapsed(),
+        warnings: Vec::new(),
     }
 }
 
@@ -171,6 +172,7 @@ pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageRe
                 report.copied += c.count(Action::Copied);
                 report.existed += c.count(Action::Exists);
                 report.bytes += c.bytes;
+                report.warnings.extend(c.warnings().cloned());
             }
             report
         }

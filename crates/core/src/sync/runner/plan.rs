@@ -68,6 +68,7 @@ pub(super) fn repository_failure(
         reason: Some(error.to_string()),
         failure: Some(FailureKind::of(error)),
         duration: Default::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -239,6 +240,7 @@ pub(super) async fn plan_repository(
         reason: None,
         failure: None,
         duration: started.elapsed(),
+        warnings: Vec::new(),
     };
     let mut known: HashMap<String, Descriptor> = HashMap::new();
     let mut names: Vec<String> = Vec::with_capacity(src_tags.len());

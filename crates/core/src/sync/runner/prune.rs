@@ -102,6 +102,7 @@ impl Run {
                 )),
                 failure: Some(FailureKind::PruneGuard),
                 duration: Default::default(),
+                warnings: Vec::new(),
             };
             self.record(report);
             return;
@@ -130,6 +131,7 @@ impl Run {
                 reason: None,
                 failure: None,
                 duration: Default::default(),
+                warnings: Vec::new(),
             };
             if dry_run {
                 report.reason = Some("dry run: not deleted".into());
