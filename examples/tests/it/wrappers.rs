@@ -62,15 +62,20 @@ async fn cross_repo_mounts_between_wrapped_repositories() {
     // Every mount the registry was asked for went through the wrapper's capability.
     assert_eq!(dst.calls("mount_blob"), blobs);
     assert_eq!(registry.count("POST", "/v2/team/dst/blobs/uploads/"), blobs);
-    // The mounts probed the destination: the only existence check is the manifest's.
-    assert_eq!(dst.calls("exists"), 1);
-    assert_eq!(registry.count("HEAD", "/v2/team/dst/"), 1);
+    // The mounts probed the destination, and the new repository is known to lack the
+    // manifest (its `KnownAbsent`, offered through the wrapper, asked the tag listing once):
+    // no existence check at all.
+    assert_eq!(dst.calls("known_absent"), 1);
+    assert_eq!(dst.calls("exists"), 0);
+    assert_eq!(registry.count("HEAD", "/v2/team/dst/"), 0);
+    assert_eq!(registry.count("GET", "/v2/team/dst/tags/list"), 1);
     assert_eq!(dst.calls("push_tagged"), 1);
     assert_eq!(registry.count("PUT", "/v2/team/dst/manifests/"), 1);
     // No blob was read from the source: its one fetch is the manifest's.
     assert_eq!(src.calls("fetch"), 1);
     assert_eq!(registry.count("GET", "/v2/team/src/blobs/"), 0);
-    assert_eq!(registry.count("GET", "/v2/team/dst/"), 0);
+    assert_eq!(registry.count("GET", "/v2/team/dst/blobs/"), 0);
+    assert_eq!(registry.count("GET", "/v2/team/dst/manifests/"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,10 +147,11 @@ async fn distribution_storage_links_between_wrapped_repositories() {
         blobs,
         "{report:#?}"
     );
-    // The destination registry confirmed each link through the wrapper, and was asked
-    // nothing else but the manifest's check and push.
-    assert_eq!(dst.calls("exists"), blobs + 1);
-    assert_eq!(b.count("HEAD", "/v2/mirror/app/"), blobs + 1);
+    // The destination registry confirmed each link through the wrapper; the manifest needed
+    // no check (the new repository is known to lack it, through the wrapper), only its push.
+    assert_eq!(dst.calls("exists"), blobs);
+    assert_eq!(dst.calls("known_absent"), 1);
+    assert_eq!(b.count("HEAD", "/v2/mirror/app/"), blobs);
     assert_eq!(b.count("POST", "/blobs/uploads/"), 0);
     assert_eq!(src.calls("fetch"), 1);
     assert_eq!(a.count("GET", "/blobs/"), 0);

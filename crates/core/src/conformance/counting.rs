@@ -11,8 +11,8 @@ use oci_spec::image::{Descriptor, Digest};
 use crate::error::Result;
 use crate::forward::{StoreWrapper, WriteStoreWrapper};
 use crate::store::{
-    BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, ListTags, LocalBlobs, Peek,
-    ReadStore, RegistryRepository, StoreInfo, WriteStore,
+    BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,
+    LocalBlobs, Peek, ReadStore, RegistryRepository, StoreInfo, WriteStore,
 };
 
 /// Wraps a store and counts every call made through it, by method name: the store traits'
@@ -20,7 +20,8 @@ use crate::store::{
 /// `push_tagged`)
 /// and those of every capability the inner store offers, which it offers in turn
 /// (`list_tags`, `list_tags_resolved`, `delete_tag`, `peek`, `accepts`, `fetch_from_address`,
-/// `registry`, `repository`, `mount_blob`, `filesystem`, `blob_file`, `staging_dir`).
+/// `registry`, `repository`, `mount_blob`, `filesystem`, `blob_file`, `staging_dir`,
+/// `known_absent`).
 ///
 /// Built on [`StoreWrapper`], it is what a decorator of someone else's store looks like, and
 /// the conformance kits use it to check that a strategy works through any wrapper.
@@ -129,6 +130,9 @@ impl<S: ReadStore + ?Sized> StoreWrapper for Counting<S> {
         }
         if inner.local_blobs.is_some() {
             offered = offered.with_local_blobs(self);
+        }
+        if inner.known_absent.is_some() {
+            offered = offered.with_known_absent(self);
         }
         offered
     }
@@ -252,5 +256,15 @@ impl<S: ReadStore + ?Sized> LocalBlobs for Counting<S> {
     fn staging_dir(&self) -> PathBuf {
         self.count("staging_dir");
         inner_capability!(self, local_blobs).staging_dir()
+    }
+}
+
+#[async_trait]
+impl<S: ReadStore + ?Sized> KnownAbsent for Counting<S> {
+    async fn known_absent(&self, descriptor: &Descriptor) -> bool {
+        self.count("known_absent");
+        inner_capability!(self, known_absent)
+            .known_absent(descriptor)
+            .await
     }
 }

@@ -33,7 +33,7 @@
 //! subject needs a [`Publish`] to publish test content at an address),
 //! `registry_repository` (the subject needs a sibling repository of the same registry),
 //! `prepared_uploads` (the registry answers a mount of an unknown blob with an upload
-//! session), `local_blobs`.
+//! session), `local_blobs`, `known_absent`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -236,6 +236,9 @@ macro_rules! __store_ability_rules {
     ($setup:path, prepared_uploads) => {
         $crate::__conformance_rule!(store, $setup, prepared_upload_commits_only_matching_content);
         $crate::__conformance_rule!(store, $setup, cancelling_a_prepared_upload_leaves_nothing);
+    };
+    ($setup:path, known_absent) => {
+        $crate::__conformance_rule!(store, $setup, known_absent_never_names_held_content);
     };
     ($setup:path, local_blobs) => {
         $crate::__conformance_rule!(

@@ -396,6 +396,7 @@ pub fn capabilities_are_the_declared_ones(subject: &StoreSubject, declared: &[&s
         ("fetch_from_address", c.fetch_from_address.is_some()),
         ("registry_repository", c.registry_repository.is_some()),
         ("local_blobs", c.local_blobs.is_some()),
+        ("known_absent", c.known_absent.is_some()),
     ];
     for (name, is_offered) in offered {
         assert_eq!(
@@ -687,6 +688,77 @@ pub async fn cancelling_a_prepared_upload_leaves_nothing(subject: &StoreSubject)
         !store.exists(&desc).await.unwrap(),
         "{store}: a cancelled upload left the blob"
     );
+}
+
+/// [`crate::KnownAbsent`] never calls content the store holds absent. It is asked first
+/// while the store is empty (as a copy into a new destination asks), then after each way
+/// content arrives: a push, a manifest pushed and tagged in one call, and, for a registry
+/// repository with a sibling, a mount from the sibling. The engine skips its existence check
+/// on a "known absent", so a wrong one would push content again or, worse, report it missing.
+pub async fn known_absent_never_names_held_content(subject: &StoreSubject) {
+    let store = subject.store.as_ref();
+    let capabilities = store.capabilities();
+    let known = capabilities
+        .known_absent
+        .unwrap_or_else(|| panic!("{store}: `known_absent` declared but not offered"));
+    let (blob, data) = random_blob(2000);
+    let (config, config_data) = random_blob(64);
+    let mut value = image();
+    value["config"] = serde_json::to_value(&config).unwrap();
+    let (manifest_desc, manifest_bytes) = manifest(&value);
+    let (never, _) = random_blob(100);
+    for desc in [&blob, &config, &manifest_desc, &never] {
+        // Either answer is right for content not written yet.
+        let _ = known.known_absent(desc).await;
+    }
+
+    store.push(&blob, bytes_stream(data)).await.unwrap();
+    store
+        .push(&config, bytes_stream(config_data))
+        .await
+        .unwrap();
+    store
+        .push_tagged(&manifest_desc, bytes_stream(manifest_bytes), "known")
+        .await
+        .unwrap_or_else(|e| panic!("{store}: push_tagged failed: {e}"));
+    let mut held = vec![blob, config, manifest_desc];
+
+    if let (Some(repository), Some(sibling)) =
+        (capabilities.registry_repository, subject.sibling.as_deref())
+    {
+        let from = sibling.info().namespace.clone();
+        let (mounted, data) = random_blob(3000);
+        sibling.push(&mounted, bytes_stream(data)).await.unwrap();
+        let _ = known.known_absent(&mounted).await;
+        match repository
+            .mount_blob(mounted.digest(), Some(&from), std::slice::from_ref(&from))
+            .await
+            .unwrap_or_else(|e| panic!("{store}: mount from `{from}` failed: {e}"))
+        {
+            BlobMount::Mounted => held.push(mounted),
+            BlobMount::Upload(upload) => upload.cancel().await.unwrap(),
+            _ => {}
+        }
+    }
+
+    for desc in &held {
+        assert!(
+            store.exists(desc).await.unwrap(),
+            "{store}: `{}` was written but is not there",
+            desc.digest()
+        );
+        assert!(
+            !known.known_absent(desc).await,
+            "{store}: `known_absent` says `{}` is absent, but the store holds it",
+            desc.digest()
+        );
+    }
+    if known.known_absent(&never).await {
+        assert!(
+            !store.exists(&never).await.unwrap(),
+            "{store}: `known_absent` is true for content the store holds"
+        );
+    }
 }
 
 /// [`crate::LocalBlobs`]: a committed blob's file holds exactly its bytes, the staging

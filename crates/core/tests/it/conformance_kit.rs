@@ -148,3 +148,17 @@ async fn a_strategy_that_knows_only_concrete_stores_fails_the_wrapper_rule() {
 async fn a_prepared_upload_that_commits_anything_fails_the_upload_rule() {
     strategy::a_prepared_upload_commits_only_matching_content(&case(Liar::CarelessUpload)).await;
 }
+
+#[tokio::test]
+#[should_panic(expected = "`known_absent` says")]
+async fn a_store_that_calls_written_content_absent_fails_the_known_absent_rule() {
+    let subject = StoreSubject::new(Arc::new(crate::fixtures::NewStore::forgetful("forgetful")));
+    store::known_absent_never_names_held_content(&subject).await;
+}
+
+#[test]
+#[should_panic(expected = "`known_absent` is offered but is not declared")]
+fn a_store_offering_known_absent_must_declare_it() {
+    let subject = StoreSubject::new(Arc::new(crate::fixtures::NewStore::new("new")));
+    store::capabilities_are_the_declared_ones(&subject, &["list_tags", "delete_tag"]);
+}

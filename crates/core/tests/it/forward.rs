@@ -78,6 +78,20 @@ async fn a_wrapper_built_on_store_wrapper_sees_every_call_and_forwards_capabilit
 }
 
 #[tokio::test]
+async fn a_counting_wrapper_offers_known_absent_and_counts_it() {
+    let wrapper = Counting::new(Arc::new(crate::fixtures::NewStore::new("new")));
+    let known = wrapper
+        .capabilities()
+        .known_absent
+        .expect("the inner store's KnownAbsent is offered through the wrapper");
+    let (desc, data) = random_blob(10);
+    assert!(known.known_absent(&desc).await);
+    wrapper.push(&desc, bytes_stream(data)).await.unwrap();
+    assert!(!known.known_absent(&desc).await);
+    assert_eq!(wrapper.calls("known_absent"), 2);
+}
+
+#[tokio::test]
 async fn the_engine_copies_between_wrapped_stores_and_each_wrapper_sees_its_side() {
     let src = Arc::new(MemoryStore::new("src"));
     let layers = [layer(&src, 100), layer(&src, 2000)];

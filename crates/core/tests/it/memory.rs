@@ -37,6 +37,29 @@ mod wrapped_memory_store {
     ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
 }
 
+/// A store offering `KnownAbsent`, bare and behind a wrapper that must keep offering it.
+mod new_store {
+    use super::*;
+    use crate::fixtures::NewStore;
+
+    async fn subject() -> StoreSubject {
+        StoreSubject::new(Arc::new(NewStore::new("conformance")))
+    }
+
+    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, known_absent]);
+}
+
+mod wrapped_new_store {
+    use super::*;
+    use crate::fixtures::NewStore;
+
+    async fn subject() -> StoreSubject {
+        StoreSubject::new(Counting::new(Arc::new(NewStore::new("conformance"))))
+    }
+
+    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, known_absent]);
+}
+
 #[tokio::test]
 async fn memory_store_lists_its_tags_through_its_capabilities() {
     use ferry_core::{ReadStore, bytes_stream, conformance::random_blob};

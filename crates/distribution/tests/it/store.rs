@@ -35,7 +35,7 @@ mod repository {
 
     ferry_core::store_suite!(
         setup: subject,
-        declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads]
+        declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads, known_absent]
     );
 }
 
@@ -53,7 +53,7 @@ mod repository_chunked {
 
     ferry_core::store_suite!(
         setup: subject,
-        declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads]
+        declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads, known_absent]
     );
 }
 
