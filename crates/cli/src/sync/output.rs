@@ -22,17 +22,6 @@ pub fn image_line(image: &ImageReport) -> String {
             image.copied,
             image.bytes
         ),
-        Outcome::Unchanged | Outcome::Planned => {
-            let mut line = format!(
-                "{verb} {} => {}",
-                image.source_ref(),
-                image.destination_ref()
-            );
-            if let Some(reason) = &image.reason {
-                line.push_str(&format!(" ({reason})"));
-            }
-            line
-        }
         Outcome::Filtered => {
             let by = image.filtered_by.map(|f| f.option()).unwrap_or("a filter");
             format!("{verb} {} ({by})", image.source_ref())
@@ -55,6 +44,18 @@ pub fn image_line(image: &ImageReport) -> String {
                     image.destination_ref()
                 )
             }
+        }
+        // Unchanged, Planned, and (`Outcome` is non-exhaustive) any outcome added later.
+        _ => {
+            let mut line = format!(
+                "{verb} {} => {}",
+                image.source_ref(),
+                image.destination_ref()
+            );
+            if let Some(reason) = &image.reason {
+                line.push_str(&format!(" ({reason})"));
+            }
+            line
         }
     }
 }
@@ -200,6 +201,7 @@ impl Printer {
                     }
                 }
             }
+            _ => {}
         }
     }
 

@@ -1,4 +1,24 @@
 //! What a sync did: one entry per image (and per pruned tag), totals, and events as it runs.
+//!
+//! The report types are `#[non_exhaustive]`, so fields and variants can be added without
+//! breaking their users: read the fields, match with a wildcard arm, and leave building them
+//! to [`crate::sync::sync`]. Outside ferry-core this does not compile:
+//!
+//! ```compile_fail
+//! let totals = ferry_core::sync::Totals { synced: 1, ..Default::default() };
+//! ```
+//!
+//! and neither does a match without a wildcard arm:
+//!
+//! ```compile_fail
+//! use ferry_core::sync::Outcome;
+//! fn done(outcome: Outcome) -> bool {
+//!     match outcome {
+//!         Outcome::Synced | Outcome::Unchanged | Outcome::Pruned => true,
+//!         Outcome::Filtered | Outcome::Failed | Outcome::Interrupted | Outcome::Planned => false,
+//!     }
+//! }
+//! ```
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +34,7 @@ use crate::transfers::TransferStats;
 /// What happened to one image (one tag of one repository), or to one destination tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Outcome {
     /// The image was copied (some of it mounted or found) and tagged at the destination.
     Synced,
@@ -51,6 +72,7 @@ impl Outcome {
 /// What kind of failure, for exit codes and automation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum FailureKind {
     /// A store asked for credentials or refused the ones given.
     Unauthenticated,
@@ -84,6 +106,7 @@ impl FailureKind {
 
 /// One image of a sync, or one destination tag it pruned.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ImageReport {
     /// The entry of the sync this image belongs to (0 for a sync of one entry).
     pub entry: usize,
@@ -152,6 +175,7 @@ fn reference(store: &str, tag: Option<&str>) -> String {
 
 /// Counts over the whole sync.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct Totals {
     /// Repositories listed (after sharding).
     pub repositories: usize,
@@ -187,6 +211,7 @@ pub struct Totals {
 
 /// The result of a sync.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// Every image and pruned tag, in the order they finished. Filtered tags are included.
     pub images: Vec<ImageReport>,
@@ -219,6 +244,7 @@ impl SyncReport {
 
 /// Progress of a sync, delivered to [`crate::sync::SyncOptions::on_event`] as it happens.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum SyncEvent {
     /// A repository was listed and filtered: `images` more images are known.
     Planned {
