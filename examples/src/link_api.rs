@@ -7,28 +7,28 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use ferry_core::http::{HttpClientBuilder, HttpsClient};
 use ferry_core::layer::MountStrategyExt;
 use ferry_core::{MountChain, MountMethod, MountOutcome, MountRequest, MountStrategy, Result};
 use ferry_core::{StoreInfo, redact};
 use http::{Request, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
 
 /// Asks `POST {api}/admin/link` to link a blob from the copy's source repository into the
 /// destination repository (see [`crate::admin_link`] for the API).
 #[derive(Debug, Clone)]
 pub struct LinkApiMount {
     api: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpsClient<Full<Bytes>>,
 }
 
 impl LinkApiMount {
-    /// The strategy for the admin API at `api` (`http://host:port`).
-    pub fn new(api: &str) -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+    /// The strategy for the admin API at `api` (`https://host:port`, or `http://`), trusted
+    /// by ferry's TLS root policy (the system's roots).
+    pub fn new(api: &str) -> Result<Self> {
+        let client = HttpClientBuilder::new().build()?;
         let api = api.trim_end_matches('/').to_string();
-        Self { api, client }
+        Ok(Self { api, client })
     }
 
     /// The source and destination when both are registry repositories.
@@ -88,10 +88,10 @@ impl MountStrategy for LinkApiMount {
 
 /// The chain to register: attempts limited to 10 s, a silent API left alone for 30 s,
 /// every attempt traced; the blobs it cannot link are streamed.
-pub fn chain(api: &str) -> MountChain {
-    let strategy = LinkApiMount::new(api)
+pub fn chain(api: &str) -> Result<MountChain> {
+    let strategy = LinkApiMount::new(api)?
         .with_timeout(Duration::from_secs(10))
         .resting_after_failure(Duration::from_secs(30))
         .traced();
-    MountChain::new().with(strategy)
+    Ok(MountChain::new().with(strategy))
 }

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use ferry_core::conformance::Case;
-use ferry_core::{Action, CopyOptions, copy};
+use ferry_core::conformance::{Case, random_blob};
+use ferry_core::{Action, CopyOptions, MountRequest, MountStrategy, copy};
+use ferry_distribution::Reference;
 use ferry_examples::link_api::{self, LinkApiMount};
 use ferry_test_support::free_port;
 
@@ -26,7 +27,7 @@ mod bare {
         let (storage, admin) = storage_and_api().await;
         let client = client();
         Case::new(
-            Arc::new(LinkApiMount::new(&admin.url())),
+            Arc::new(LinkApiMount::new(&admin.url()).unwrap()),
             repo(&client, &storage.a, "kit/source"),
             repo(&client, &storage.b, "kit/destination"),
         )
@@ -42,7 +43,7 @@ mod as_registered {
     async fn case() -> Case {
         let (storage, admin) = storage_and_api().await;
         let client = client();
-        let chain = link_api::chain(&admin.url());
+        let chain = link_api::chain(&admin.url()).unwrap();
         Case::new(
             chain.strategies()[0].clone(),
             repo(&client, &storage.a, "kit/source"),
@@ -59,7 +60,7 @@ async fn its_chain_mounts_every_blob_and_rests_a_silent_api() {
     let (storage, admin) = storage_and_api().await;
     let image = push_image(&storage.a, "team/app", 21).await;
     let client = client();
-    let chain = link_api::chain(&admin.url());
+    let chain = link_api::chain(&admin.url()).unwrap();
     assert_eq!(
         chain.to_string(),
         format!(
@@ -87,7 +88,7 @@ async fn its_chain_mounts_every_blob_and_rests_a_silent_api() {
 
     // An API that does not answer: the first attempts meet it, the next ones are rested, and
     // the copy streams.
-    let down = link_api::chain(&format!("http://127.0.0.1:{}", free_port()));
+    let down = link_api::chain(&format!("http://127.0.0.1:{}", free_port())).unwrap();
     for (round, name) in ["down/app", "down/again"].iter().enumerate() {
         let report = copy(
             repo(&client, &storage.a, "team/app"),
@@ -119,6 +120,44 @@ async fn its_chain_mounts_every_blob_and_rests_a_silent_api() {
             assert_eq!(rested, details.len(), "{details:#?}");
         }
     }
+}
+
+/// The strategy speaks to an `https://` API in TLS, through ferry's HTTP client and TLS root
+/// policy. The listener is in-process only to see the first bytes the strategy sends (a TLS
+/// record of a handshake: `0x16 0x03`); it then hangs up, and the attempt is unreachable.
+/// (A plain-HTTP client refuses an `https://` URL without connecting.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_api_is_spoken_to_in_tls() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first_bytes = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut first = [0u8; 2];
+        conn.read_exact(&mut first).ok().map(|()| first)
+    });
+    let client = client();
+    let handle = |name: &str| {
+        let reference = Reference::parse(&format!("127.0.0.1:9/{name}")).unwrap();
+        client.repository(&reference).unwrap()
+    };
+    let (src, dst) = (handle("team/app"), handle("mirror/app"));
+    let (blob, _) = random_blob(10);
+    let strategy = LinkApiMount::new(&format!("https://127.0.0.1:{port}")).unwrap();
+    let outcome = strategy
+        .mount(&MountRequest::new(&blob, src.as_ref(), dst.as_ref()))
+        .await
+        .unwrap();
+    // Had the strategy not connected, this empty connection would be the one accepted (when
+    // it did, the listener is closed and this is refused).
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+    let first = first_bytes.join().unwrap();
+    assert_eq!(
+        first,
+        Some([0x16, 0x03]),
+        "no TLS handshake reached the API"
+    );
+    assert!(outcome.is_unreachable(), "{outcome:?}");
 }
 
 #[test]
