@@ -8,6 +8,7 @@ mod copy;
 mod dir;
 #[cfg(feature = "s3")]
 mod distribution_storage;
+mod features;
 mod index_json;
 mod interop;
 mod layout;
