@@ -198,7 +198,8 @@ pub struct RegistryArgs {
     #[arg(long)]
     pub to_insecure: bool,
     /// Trust the CA certificates in this PEM file for both registries, besides the system's
-    /// (repeatable). `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the system's.
+    /// (repeatable); a registry's own self-signed certificate works too, for the names it
+    /// lists. `SSL_CERT_FILE` and `SSL_CERT_DIR` replace the system's.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Vec<PathBuf>,
     /// Trust the CA certificates in this PEM file for the source registry (repeatable).

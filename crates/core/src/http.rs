@@ -218,13 +218,36 @@ impl ServerCertVerifier for LazyRootsVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(
+        let verified = self.verifier()?.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
-        )
+        );
+        match verified {
+            Err(e)
+                if self
+                    .policy
+                    .extra
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                // The server presents a certificate the user gave as a CA (`--ca-cert`): a
+                // self-signed registry certificate. webpki refuses it as an end entity when it
+                // is marked as a CA, as `openssl req -x509` makes it; like docker and skopeo,
+                // take it as it is, for the names it lists.
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                tracing::debug!(
+                    server = ?server_name,
+                    refused_as = %e,
+                    "the server presents a certificate trusted by file itself; taken as it is"
+                );
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(

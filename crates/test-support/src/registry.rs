@@ -147,6 +147,14 @@ impl RegistryBuilder {
         Ok(self)
     }
 
+    /// Serves HTTPS with `certificate` as it is: for example one made with `openssl req -x509`,
+    /// self-signed and marked as a CA, as users make for a registry of their own.
+    pub fn tls_certificate(mut self, certificate: crate::tls::Issued) -> Self {
+        self.certificate = Some(certificate);
+        self.tls = true;
+        self
+    }
+
     /// Keeps the filesystem storage in `root` instead of the registry's own temporary
     /// directory, so two registries can share one directory or one filesystem. `root` is
     /// created if missing, unless [`Self::create_root`] says not.

@@ -168,6 +168,105 @@ fn an_untrusted_certificate_names_the_fix_and_the_ca_flag_or_ssl_cert_file_trust
     assert!(error_line(&run).contains("bad.pem"), "{}", run.stderr);
 }
 
+/// A certificate made the way most guides make one for a registry of one's own, `openssl req
+/// -x509` (self-signed, and marked as a CA), with `subject`'s names; `(cert.pem, key.pem)`.
+fn openssl_self_signed(dir: &std::path::Path, alt_names: &str) -> (std::path::PathBuf, String) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=registry"])
+        .arg("-addext")
+        .arg(format!("subjectAltName={alt_names}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, std::fs::read_to_string(key).unwrap())
+}
+
+/// A registry serving a self-signed certificate that `openssl req -x509` made (marked as a
+/// CA, which webpki alone refuses as a server's certificate) is trusted when that certificate
+/// is given with `--ca-cert`, as docker and skopeo trust it, and only for the names it lists.
+#[test]
+fn a_self_signed_openssl_certificate_given_with_ca_cert_is_trusted_for_its_names() {
+    let work = tempfile::tempdir().unwrap();
+    let (src, digest) = layout_of(&work.path().join("src"), "v1", &[3000], 7);
+
+    let mine = work.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    let (cert, key) = openssl_self_signed(&mine, "IP:127.0.0.1,DNS:localhost");
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let reg = Registry::builder()
+        .tls_certificate(ferry_test_support::tls::Issued {
+            cert_pem,
+            key_pem: key,
+        })
+        .start()
+        .unwrap();
+    let r = reg.addr();
+    let ca = cert.display().to_string();
+
+    // Not trusted without it.
+    let run = ferry(&["cp", &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(error_line(&run).contains("not trusted"), "{}", run.stderr);
+    // Trusted with it, both ways.
+    let run = ferry(&["cp", "--ca-cert", &ca, &src, &format!("{r}/app:v1")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let back = work.path().join("back");
+    let run = ferry(&[
+        "cp",
+        "--ca-cert",
+        &ca,
+        &format!("{r}/app:v1"),
+        &format!("oci:{}:v1", back.display()),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let cert_dir = work.path().join("certs");
+    std::fs::create_dir(&cert_dir).unwrap();
+    std::fs::copy(&cert, cert_dir.join("ca.crt")).unwrap();
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        &cert_dir.display().to_string(),
+        &format!("docker://{r}/app:v1"),
+    ])
+    .map(|o| ferry_core::sha256(&o.stdout).to_string());
+    assert_eq!(out.unwrap(), digest);
+
+    // The same kind of certificate for other names is not taken for this registry.
+    let other = work.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let (cert, key) = openssl_self_signed(&other, "DNS:registry.example");
+    let reg = Registry::builder()
+        .tls_certificate(ferry_test_support::tls::Issued {
+            cert_pem: std::fs::read_to_string(&cert).unwrap(),
+            key_pem: key,
+        })
+        .start()
+        .unwrap();
+    let run = ferry(&[
+        "cp",
+        "--ca-cert",
+        &cert.display().to_string(),
+        &src,
+        &format!("{}/app:v1", reg.addr()),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(error_line(&run).contains("not trusted"), "{}", run.stderr);
+}
+
 #[test]
 fn a_plain_http_registry_on_loopback_is_spoken_to_in_plain_http_and_says_so_at_v() {
     let reg = Registry::start().unwrap();
