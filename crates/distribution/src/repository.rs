@@ -217,7 +217,23 @@ impl Repository {
                 self.store_name(),
                 "list tags",
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A repository name typed wrong: say so, once.
+                Error::NotFound { hint, .. }
+                    if hint.as_deref().is_some_and(|h| h.contains("NAME_UNKNOWN")) =>
+                {
+                    Error::NotFound {
+                        what: format!("repository `{}`", self.store_name()),
+                        hint: Some(
+                            "the registry does not know it (NAME_UNKNOWN); check the repository \
+                             name"
+                                .into(),
+                        ),
+                    }
+                }
+                other => other,
+            })?;
             let list: TagList = serde_json::from_slice(&page.body).map_err(|e| {
                 Error::store(self.store_name(), format!("tag list is not JSON: {e}"))
             })?;

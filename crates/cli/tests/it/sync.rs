@@ -517,6 +517,33 @@ fn a_broken_image_fails_alone_named_with_its_reason_and_leaves_no_tag() {
     );
 }
 
+/// A repository name typed wrong fails as one line naming the repository and what to check,
+/// said once on stdout (and in the summary of failures), not again as a log line on stderr.
+#[test]
+fn a_mistyped_repository_is_named_once_with_what_to_check() {
+    let src = Registry::start().unwrap();
+    let dst = Registry::start().unwrap();
+    let corpus = Corpus::new(&["app"], &["v1"], 23, 1024);
+    corpus.push_to(&src, "team/");
+
+    let typo = format!("{}/team/ap", src.addr());
+    let run = sync(&["--plain-http", &typo, &format!("{}/mirror/app", dst.addr())]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let failed = lines(&run, "Failed");
+    assert_eq!(failed.len(), 1, "{}", run.stdout);
+    assert!(
+        failed[0].contains(&format!("repository `{typo}` not found"))
+            && failed[0].ends_with("check the repository name"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        !run.stderr.contains("not found"),
+        "the failure was said again on stderr: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn entries_of_a_mirror_file_run_together_and_a_bad_entry_is_named_with_its_key() {
     let src = Registry::start().unwrap();

@@ -191,7 +191,8 @@ impl Run {
         t.mounted += report.mounted;
         t.existed += report.existed;
         if report.outcome == Outcome::Failed {
-            tracing::warn!(
+            // The report names the failure (the CLI prints it once); the log says it at info.
+            tracing::info!(
                 source = %report.source_ref(),
                 reason = report.reason.as_deref().unwrap_or(""),
                 "image failed"
