@@ -668,6 +668,26 @@ impl WriteStore for Repository {
                 .push_manifest(descriptor, data, descriptor.digest().as_ref())
                 .await;
         }
+        if self.new.get() == Some(&true) {
+            // The engine asked nothing before pushing into a repository its tag listing showed
+            // to be new. But a repository holding blobs and no tag yet (a copy stopped before
+            // its manifest) answers the listing the same way: so the upload starts as a mount
+            // from the repository itself, which answers `201` when it holds the blob already
+            // (nothing is sent) and otherwise opens the session, in the same one request.
+            let scopes = Scopes::push(&self.name);
+            let from = Some(self.name.as_str());
+            match crate::mount::mount_blob(self, descriptor.digest(), from, &scopes).await? {
+                ferry_core::BlobMount::Mounted => {
+                    tracing::debug!(repository = %self, digest = %descriptor.digest(), "the new repository holds the blob already");
+                    return Ok(());
+                }
+                ferry_core::BlobMount::Upload(session) => {
+                    return session.upload(descriptor, data).await;
+                }
+                // A registry that refuses such a mount: a plain upload.
+                _ => {}
+            }
+        }
         let session = self.start_upload().await?;
         session.upload(descriptor, data).await
     }

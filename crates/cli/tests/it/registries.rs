@@ -619,7 +619,8 @@ fn anonymous_mount_is_tried_last_when_asked_for() {
         .count();
     assert_eq!(anonymous, 3, "one mount without `from` per blob");
 
-    // Without the flag no such request is sent and the blobs are streamed.
+    // Without the flag no such request is sent (a new repository's uploads start as mounts
+    // from itself, never without `from`) and the blobs are streamed.
     fake.reset_counts();
     let run = ferry(&[
         "cp",
@@ -632,8 +633,11 @@ fn anonymous_mount_is_tried_last_when_asked_for() {
     assert!(
         fake.requests()
             .iter()
-            .all(|r| r.query_param("mount").is_none())
+            .all(|r| r.query_param("mount").is_none() || r.query_param("from").is_some()),
+        "{:#?}",
+        fake.requests()
     );
+    assert_eq!(fake.count("PUT", "/plain/app/blobs/uploads/"), 3);
 }
 
 /// A layer whose bytes do not match its digest, pushed to the real registry: by default ferry
