@@ -168,15 +168,11 @@ impl TlsPolicy {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::store("tls", format!("TLS setup failed: {e}")))?
             .dangerous();
-        let verifier: Arc<dyn ServerCertVerifier> = if self.insecure {
-            Arc::new(AcceptAnyCertificate { provider })
-        } else {
-            Arc::new(LazyRootsVerifier {
-                policy: self.clone(),
-                provider,
-                verifier: OnceLock::new(),
-            })
-        };
+        let verifier: Arc<dyn ServerCertVerifier> = Arc::new(LazyRootsVerifier {
+            policy: self.clone(),
+            provider,
+            verifier: OnceLock::new(),
+        });
         let mut config = builder
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -185,7 +181,9 @@ impl TlsPolicy {
     }
 }
 
-/// The verifier of a [`TlsPolicy`]: webpki's, over roots loaded on first use.
+/// The verifier of a [`TlsPolicy`]: webpki's, over roots loaded on first use; with
+/// [`TlsPolicy::insecure`], any server certificate (the handshake's signatures are still
+/// checked).
 #[derive(Debug)]
 struct LazyRootsVerifier {
     policy: TlsPolicy,
@@ -218,6 +216,9 @@ impl ServerCertVerifier for LazyRootsVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        if self.policy.insecure {
+            return Ok(ServerCertVerified::assertion());
+        }
         let verified = self.verifier()?.verify_server_cert(
             end_entity,
             intermediates,
@@ -248,60 +249,6 @@ impl ServerCertVerifier for LazyRootsVerifier {
             }
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Accepts every server certificate ([`TlsPolicy::insecure`]); signatures of the handshake
-/// are still checked.
-#[derive(Debug)]
-struct AcceptAnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
