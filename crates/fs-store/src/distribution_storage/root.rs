@@ -330,8 +330,9 @@ impl StorageRoot {
     /// `s3` driver. `options` as in [`StorageRoot::parse`] (without `trusted`), over the
     /// `AWS_*` environment.
     ///
-    /// The S3 client's TLS uses rustls with the `ring` provider, given to it explicitly, and
-    /// the platform's certificate roots; no process-wide provider is needed or installed.
+    /// The S3 client's TLS is ferry's TLS policy ([`ferry_core::http::TlsPolicy`]: rustls with
+    /// the `ring` provider given to it explicitly, the system's roots or `SSL_CERT_FILE`); no
+    /// process-wide provider is needed or installed.
     #[cfg(feature = "s3")]
     pub fn s3<K, V>(
         bucket: &str,

@@ -1,19 +1,16 @@
-//! The HTTP client of S3 roots: reqwest with rustls on the `ring` provider, handed to it
-//! explicitly. A library must not install a process-wide rustls provider (the application
-//! decides that), and the S3 client needs none.
+//! The HTTP client of S3 roots: reqwest with the TLS configuration of ferry's one TLS policy
+//! ([`ferry_core::http::TlsPolicy`]: rustls on `ring`, handed to it explicitly, the system's
+//! roots or `SSL_CERT_FILE`). A library must not install a process-wide rustls provider (the
+//! application decides that), and the S3 client needs none.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use ferry_core::http::TlsPolicy;
 use object_store::client::{ClientConfigKey, ClientOptions, HttpClient, HttpConnector};
-use rustls::DigitallySignedStruct;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// Builds the reqwest client of an S3 root from its [`ClientOptions`]: timeouts, HTTP
 /// versions, plain HTTP, proxies and certificate checks as object_store's own connector reads
-/// them, with TLS by rustls on `ring` and the platform's roots.
+/// them, with TLS by ferry's TLS policy (rustls on `ring`, the system's roots).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct RustlsConnector;
 
@@ -55,22 +52,10 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
         );
     }
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if flag(ClientConfigKey::AllowInvalidCertificates)?
-    {
-        Arc::new(AcceptAny(provider.clone()))
-    } else {
-        Arc::new(
-            rustls_platform_verifier::Verifier::new(provider.clone())
-                .map_err(|e| format!("cannot load the platform's certificate roots: {e}"))?,
-        )
-    };
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+    let mut tls = TlsPolicy::new()
+        .insecure(flag(ClientConfigKey::AllowInvalidCertificates)?)
+        .client_config()
+        .map_err(|e| e.to_string())?;
     let (http1_only, http2_only) = (
         flag(ClientConfigKey::Http1Only)?,
         flag(ClientConfigKey::Http2Only)?,
@@ -121,54 +106,4 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
         builder = builder.proxy(proxy);
     }
     builder.build().map_err(|e| e.to_string())
-}
-
-/// Accepts any certificate (`allow_invalid_certificates = true`), still checking that the
-/// handshake's signatures are made by the key of the certificate presented.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
