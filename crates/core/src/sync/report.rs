@@ -154,6 +154,37 @@ pub struct ImageReport {
 }
 
 impl ImageReport {
+    /// A report of `outcome` for one image (or, without a tag, one repository or entry), its
+    /// counts at zero and nothing else said yet.
+    pub(crate) fn new(
+        entry: usize,
+        repository: String,
+        tag: Option<String>,
+        source: String,
+        destination: String,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            entry,
+            repository,
+            tag,
+            source,
+            destination,
+            outcome,
+            digest: None,
+            previous: None,
+            mounted: 0,
+            copied: 0,
+            existed: 0,
+            bytes: 0,
+            filtered_by: None,
+            reason: None,
+            failure: None,
+            duration: Default::default(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// `SOURCE:TAG` as the output names the source image.
     pub fn source_ref(&self) -> String {
         reference(&self.source, self.tag.as_deref())

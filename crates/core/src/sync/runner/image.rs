@@ -3,25 +3,16 @@
 use super::*;
 
 pub(super) fn image_report(job: &Job, outcome: Outcome, started: Instant) -> ImageReport {
-    ImageReport {
-        entry: job.entry,
-        repository: job.repository.clone(),
-        tag: Some(job.tag.clone()),
-        source: job.source_display.clone(),
-        destination: job.destination_display.clone(),
+    let mut report = ImageReport::new(
+        job.entry,
+        job.repository.clone(),
+        Some(job.tag.clone()),
+        job.source_display.clone(),
+        job.destination_display.clone(),
         outcome,
-        digest: None,
-        previous: None,
-        mounted: 0,
-        copied: 0,
-        existed: 0,
-        bytes: 0,
-        filtered_by: None,
-        reason: None,
-        failure: None,
-        duration: started.elapsed(),
-        warnings: Vec::new(),
-    }
+    );
+    report.duration = started.elapsed();
+    report
 }
 
 pub(super) fn failed_report(job: &Job, error: &Error, started: Instant) -> ImageReport {

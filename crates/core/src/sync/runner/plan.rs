@@ -51,25 +51,17 @@ pub(super) fn repository_failure(
     destination: String,
     error: &Error,
 ) -> ImageReport {
-    ImageReport {
+    let mut report = ImageReport::new(
         entry,
-        repository: repository.to_string(),
-        tag: None,
+        repository.to_string(),
+        None,
         source,
         destination,
-        outcome: Outcome::Failed,
-        digest: None,
-        previous: None,
-        mounted: 0,
-        copied: 0,
-        existed: 0,
-        bytes: 0,
-        filtered_by: None,
-        reason: Some(error.to_string()),
-        failure: Some(FailureKind::of(error)),
-        duration: Default::default(),
-        warnings: Vec::new(),
-    }
+        Outcome::Failed,
+    );
+    report.reason = Some(error.to_string());
+    report.failure = Some(FailureKind::of(error));
+    report
 }
 
 /// Lists one repository's tags on both sides and plans its images.
@@ -223,24 +215,18 @@ pub(super) async fn plan_repository(
         listed: true,
         ..Plan::default()
     };
-    let filtered = |tag: &str, why: FilteredBy| ImageReport {
-        entry,
-        repository: repository.to_string(),
-        tag: Some(tag.to_string()),
-        source: source_display.to_string(),
-        destination: destination_display.to_string(),
-        outcome: Outcome::Filtered,
-        digest: None,
-        previous: None,
-        mounted: 0,
-        copied: 0,
-        existed: 0,
-        bytes: 0,
-        filtered_by: Some(why),
-        reason: None,
-        failure: None,
-        duration: started.elapsed(),
-        warnings: Vec::new(),
+    let filtered = |tag: &str, why: FilteredBy| {
+        let mut report = ImageReport::new(
+            entry,
+            repository.to_string(),
+            Some(tag.to_string()),
+            source_display.to_string(),
+            destination_display.to_string(),
+            Outcome::Filtered,
+        );
+        report.filtered_by = Some(why);
+        report.duration = started.elapsed();
+        report
     };
     let mut known: HashMap<String, Descriptor> = HashMap::new();
     let mut names: Vec<String> = Vec::with_capacity(src_tags.len());

@@ -79,31 +79,22 @@ impl Run {
             } else {
                 String::new()
             };
-            let report = ImageReport {
+            let mut report = ImageReport::new(
                 entry,
-                repository: String::new(),
-                tag: None,
-                source: String::new(),
-                destination: String::new(),
-                outcome: Outcome::Failed,
-                digest: None,
-                previous: None,
-                mounted: 0,
-                copied: 0,
-                existed: 0,
-                bytes: 0,
-                filtered_by: None,
-                reason: Some(format!(
-                    "prune: {} destination tags are gone from the source ({}{more}), more than \
-                     the {max} --prune-max allows; nothing was pruned (raise --prune-max if \
-                     this is intended)",
-                    doomed.len(),
-                    names.join(", ")
-                )),
-                failure: Some(FailureKind::PruneGuard),
-                duration: Default::default(),
-                warnings: Vec::new(),
-            };
+                String::new(),
+                None,
+                String::new(),
+                String::new(),
+                Outcome::Failed,
+            );
+            report.reason = Some(format!(
+                "prune: {} destination tags are gone from the source ({}{more}), more than \
+                 the {max} --prune-max allows; nothing was pruned (raise --prune-max if this \
+                 is intended)",
+                doomed.len(),
+                names.join(", ")
+            ));
+            report.failure = Some(FailureKind::PruneGuard);
             self.record(report);
             return;
         }
@@ -114,25 +105,15 @@ impl Run {
                 return;
             }
             let started = Instant::now();
-            let mut report = ImageReport {
+            let mut report = ImageReport::new(
                 entry,
-                repository: set.repository.clone(),
-                tag: Some(tag.clone()),
-                source: set.source_display.clone(),
-                destination: set.destination_display.clone(),
-                outcome: Outcome::Pruned,
-                digest,
-                previous: None,
-                mounted: 0,
-                copied: 0,
-                existed: 0,
-                bytes: 0,
-                filtered_by: None,
-                reason: None,
-                failure: None,
-                duration: Default::default(),
-                warnings: Vec::new(),
-            };
+                set.repository.clone(),
+                Some(tag.clone()),
+                set.source_display.clone(),
+                set.destination_display.clone(),
+                Outcome::Pruned,
+            );
+            report.digest = digest;
             if dry_run {
                 report.reason = Some("dry run: not deleted".into());
             } else {
