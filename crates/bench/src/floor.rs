@@ -191,22 +191,31 @@ impl Floor {
             .buffer_unordered(self.concurrency)
             .try_collect::<Vec<()>>()
             .await?;
-        let last = graph.manifests.len() - 1;
-        for (i, m) in graph.manifests.iter().enumerate() {
-            let reference = if i == last { dst_tag } else { &m.digest };
-            let url = format!(
-                "{}://{dst_host}/v2/{dst_repo}/manifests/{reference}",
-                self.scheme
-            );
-            let req = Request::builder()
-                .method(Method::PUT)
-                .uri(&url)
-                .header("content-type", &m.media_type)
-                .body(full(m.bytes.clone()))?;
-            let resp = self.client.request(req).await?;
-            expect(resp.status(), StatusCode::CREATED, "PUT", &url)?;
-        }
-        Ok(())
+        // The children of an index at once, then the root by its tag.
+        let (root, children) = graph.manifests.split_last().context("no manifest")?;
+        futures::stream::iter(children)
+            .map(|m| self.put_manifest(dst_host, dst_repo, &m.digest, m))
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        self.put_manifest(dst_host, dst_repo, dst_tag, root).await
+    }
+
+    async fn put_manifest(
+        &self,
+        host: &str,
+        repo: &str,
+        reference: &str,
+        m: &Manifest,
+    ) -> Result<()> {
+        let url = format!("{}://{host}/v2/{repo}/manifests/{reference}", self.scheme);
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(&url)
+            .header("content-type", &m.media_type)
+            .body(full(m.bytes.clone()))?;
+        let resp = self.client.request(req).await?;
+        expect(resp.status(), StatusCode::CREATED, "PUT", &url)
     }
 
     /// Streams one blob from `src` into `repo` on `host`: POST, then PUT with the body.
@@ -356,9 +365,13 @@ impl Floor {
         let mut seen = BTreeSet::new();
         let value: Value = serde_json::from_slice(&root.bytes)?;
         if let Some(children) = value["manifests"].as_array() {
-            for child in children {
-                let digest = child["digest"].as_str().unwrap_or_default();
-                let m = self.manifest(src, digest).await?;
+            // Every child at once (up to the concurrency), in the index's order.
+            let fetched: Vec<Manifest> = futures::stream::iter(children)
+                .map(|child| self.manifest(src, child["digest"].as_str().unwrap_or_default()))
+                .buffered(self.concurrency)
+                .try_collect()
+                .await?;
+            for m in fetched {
                 let v: Value = serde_json::from_slice(&m.bytes)?;
                 add_blobs(&v, &mut graph, &mut seen);
                 graph.manifests.push(m);
@@ -405,4 +418,142 @@ fn empty() -> Body {
 
 fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// What [`Floor::sync_check`] found.
+#[derive(Debug, Default)]
+pub struct SyncCheck {
+    /// Tags whose digest is the same at both ends.
+    pub unchanged: usize,
+    /// Tags missing at the destination or naming other content there.
+    pub changed: Vec<String>,
+    /// Requests sent.
+    pub requests: usize,
+}
+
+impl Floor {
+    /// The least an incremental sync of `src_host/src_prefix/*` into `dst_host/dst_prefix/*`
+    /// can ask: the source's catalog (every page), then the source's and the destination's tag
+    /// list of each repository at once, then a `HEAD` of every tag at both ends at once, up to
+    /// the concurrency; no retry, no auth, no cache, nothing written. The same requests as an
+    /// unchanged `ferry sync`, with as many in flight as the registries take.
+    pub async fn sync_check(
+        &self,
+        src_host: &str,
+        src_prefix: &str,
+        dst_host: &str,
+        dst_prefix: &str,
+    ) -> Result<SyncCheck> {
+        let requests = std::sync::atomic::AtomicUsize::new(0);
+        let json = |url: String| {
+            let requests = &requests;
+            async move {
+                requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let resp = self.get(&url, None).await?;
+                let status = resp.status();
+                let next = resp
+                    .headers()
+                    .get("link")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| l.split_once('<'))
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(path, _)| path.to_string());
+                let body = resp.into_body().collect().await?.to_bytes();
+                Ok::<_, anyhow::Error>((status, next, body))
+            }
+        };
+        // The source's catalog, every page.
+        let mut repos = Vec::new();
+        let mut url = format!("{}://{src_host}/v2/_catalog?n=1000", self.scheme);
+        loop {
+            let (status, next, body) = json(url.clone()).await?;
+            expect(status, StatusCode::OK, "GET", &url)?;
+            let v: Value = serde_json::from_slice(&body)?;
+            for r in v["repositories"].as_array().into_iter().flatten() {
+                if let Some(rest) = r.as_str().and_then(|r| r.strip_prefix(src_prefix)) {
+                    repos.push(rest.to_string());
+                }
+            }
+            match next {
+                Some(path) => url = format!("{}://{src_host}{path}", self.scheme),
+                None => break,
+            }
+        }
+        // Both tag lists of every repository at once (one page each: n=1000).
+        let tags = |host: String, repo: String| {
+            let json = &json;
+            async move {
+                let url = format!("{}://{host}/v2/{repo}/tags/list?n=1000", self.scheme);
+                let (status, _, body) = json(url).await?;
+                if status == StatusCode::NOT_FOUND {
+                    return Ok::<_, anyhow::Error>(BTreeSet::new());
+                }
+                let v: Value = serde_json::from_slice(&body)?;
+                Ok(v["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect())
+            }
+        };
+        let listed: Vec<(String, BTreeSet<String>, BTreeSet<String>)> =
+            futures::stream::iter(repos.iter().cloned())
+                .map(|r| {
+                    let tags = &tags;
+                    async move {
+                        let (s, d) = futures::try_join!(
+                            tags(src_host.to_string(), format!("{src_prefix}{r}")),
+                            tags(dst_host.to_string(), format!("{dst_prefix}{r}")),
+                        )?;
+                        Ok::<_, anyhow::Error>((r, s, d))
+                    }
+                })
+                .buffer_unordered(self.concurrency.max(1))
+                .try_collect()
+                .await?;
+        // A HEAD of every source tag and, where the destination lists it, of the
+        // destination's.
+        let mut heads = Vec::new();
+        for (repo, src_tags, dst_tags) in &listed {
+            for tag in src_tags {
+                heads.push((repo.clone(), tag.clone(), dst_tags.contains(tag)));
+            }
+        }
+        let compared: Vec<(String, bool)> = futures::stream::iter(heads)
+            .map(|(repo, tag, at_dst)| {
+                let requests = &requests;
+                async move {
+                    let (src_repo, dst_repo) =
+                        (format!("{src_prefix}{repo}"), format!("{dst_prefix}{repo}"));
+                    let src = self.head_digest(src_host, &src_repo, &tag);
+                    let same = if at_dst {
+                        requests.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                        let dst = self.head_digest(dst_host, &dst_repo, &tag);
+                        let (s, d) = futures::try_join!(src, dst)?;
+                        !s.is_empty() && s == d
+                    } else {
+                        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        src.await?;
+                        false
+                    };
+                    Ok::<_, anyhow::Error>((format!("{repo}:{tag}"), same))
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut out = SyncCheck {
+            requests: requests.load(std::sync::atomic::Ordering::Relaxed),
+            ..SyncCheck::default()
+        };
+        for (name, same) in compared {
+            if same {
+                out.unchanged += 1;
+            } else {
+                out.changed.push(name);
+            }
+        }
+        Ok(out)
+    }
 }

@@ -88,6 +88,18 @@ enum Sub {
         #[arg(long)]
         http2: bool,
     },
+    /// The floor of an incremental sync: list and compare every tag, change nothing (used by
+    /// the harness).
+    #[command(hide = true)]
+    SyncFloor {
+        /// `HOST:PORT/PREFIX/`: every repository under PREFIX.
+        src: String,
+        /// `HOST:PORT/PREFIX/`.
+        dst: String,
+        /// Requests at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
 }
@@ -101,6 +113,33 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::SyncFloor {
+        src,
+        dst,
+        concurrency,
+    }) = &cli.command
+    {
+        let split = |s: &str| -> Result<(String, String)> {
+            let (host, prefix) = s
+                .split_once('/')
+                .with_context(|| format!("`{s}`: expected `HOST:PORT/PREFIX/`"))?;
+            Ok((host.to_string(), prefix.to_string()))
+        };
+        let ((sh, sp), (dh, dp)) = (split(src)?, split(dst)?);
+        let rt = tokio::runtime::Runtime::new()?;
+        let floor = Floor::new(*concurrency, None)?;
+        let found = rt.block_on(floor.sync_check(&sh, &sp, &dh, &dp))?;
+        println!(
+            "{} unchanged, {} changed, {} requests",
+            found.unchanged,
+            found.changed.len(),
+            found.requests
+        );
+        if !found.changed.is_empty() {
+            bail!("changed: {}", found.changed.join(", "));
+        }
+        return Ok(());
     }
     if let Some(Sub::Floor {
         src,

@@ -412,7 +412,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             &format!("scale-{pool}"),
             Kind::Scale { pool },
             plain,
-            &[Ferry, Skopeo],
+            &[Ferry, Skopeo, Floor],
             targets,
         ));
     }

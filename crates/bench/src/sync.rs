@@ -64,6 +64,9 @@ pub struct SyncArgs {
 enum Tool {
     Ferry,
     Skopeo,
+    /// The least an incremental sync can ask (`ferry-bench sync-floor`), for
+    /// `sync-unchanged`: what the registries cost.
+    Floor,
 }
 
 impl std::fmt::Display for Tool {
@@ -71,6 +74,7 @@ impl std::fmt::Display for Tool {
         f.write_str(match self {
             Tool::Ferry => "ferry sync",
             Tool::Skopeo => "skopeo sync",
+            Tool::Floor => "floor",
         })
     }
 }
@@ -297,6 +301,8 @@ struct Sample {
     disk: Option<u64>,
     /// Bytes of the distinct files under the layouts' `blobs/` (each inode once).
     blob_files: Option<u64>,
+    /// CPU (user + system) the source and destination registries used during the run.
+    registries_cpu: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -482,14 +488,20 @@ impl Bench {
         eprintln!("pushing {} images to the source", corpus.images.len());
         self.push_corpus(&src, &corpus)?;
         let caches = self.work.join("caches").join(scenario.name);
-        let tools = [Tool::Ferry, Tool::Skopeo];
+        let mut tools = vec![Tool::Ferry, Tool::Skopeo];
+        if scenario.kind == Kind::Unchanged {
+            tools.push(Tool::Floor);
+        }
         let mut runs: BTreeMap<Tool, ToolRuns> =
             tools.iter().map(|t| (*t, ToolRuns::default())).collect();
         // Warm caches: one unmeasured sync per tool into a registry of its own, as the
         // previous hourly run left them; for the incremental scenarios that registry is
         // the one measured.
         let mut primed: BTreeMap<Tool, ProxiedRegistry> = BTreeMap::new();
-        for tool in tools {
+        for &tool in &tools {
+            if tool == Tool::Floor {
+                continue;
+            }
             let dst = self.registry(scenario.distant)?;
             let label = format!("{}-{tool}-prime", scenario.name).replace(' ', "-");
             let command =
@@ -538,11 +550,12 @@ impl Bench {
                 match result {
                     Ok(sample) => {
                         println!(
-                            "  rep {} {:<12} wall {:>8.3} s  cpu {:>8.3} s  rss {:>6.1} MiB  requests {:>6}  uploaded {:>12} B{}",
+                            "  rep {} {:<12} wall {:>8.3} s  cpu {:>8.3} s  registries {:>7.2} s  rss {:>6.1} MiB  requests {:>6}  uploaded {:>12} B{}",
                             rep + 1,
                             tool.to_string(),
                             sample.usage.wall.as_secs_f64(),
                             sample.usage.cpu.as_secs_f64(),
+                            sample.registries_cpu.as_secs_f64(),
                             sample.usage.max_rss as f64 / f64::from(1 << 20),
                             sample.requests,
                             sample.uploaded,
@@ -589,7 +602,12 @@ impl Bench {
         let fresh;
         let (target, dst): (Dest, Option<&ProxiedRegistry>) = match scenario.kind {
             Kind::Unchanged | Kind::OneTag => {
-                let dst = &primed[&tool];
+                // The floor changes nothing: it compares against ferry's destination.
+                let dst = &primed[&if tool == Tool::Floor {
+                    Tool::Ferry
+                } else {
+                    tool
+                }];
                 (Dest::Registry(dst.addr()), Some(dst))
             }
             Kind::OciDir => {
@@ -617,7 +635,17 @@ impl Bench {
             rep + 1
         );
         measure::settle();
+        let registries: Vec<u32> = std::iter::once(src)
+            .chain(dst)
+            .map(|r| r.registry.pid())
+            .collect();
+        let before: Duration = registries.iter().map(|&p| process_cpu(p)).sum();
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
+        let registries_cpu = registries
+            .iter()
+            .map(|&p| process_cpu(p))
+            .sum::<Duration>()
+            .saturating_sub(before);
         let mut exchanges: Vec<Arc<Exchange>> = src.proxy.take().exchanges;
         if let Some(d) = dst {
             exchanges.extend(d.proxy.take().exchanges);
@@ -649,6 +677,7 @@ impl Bench {
                 .sum(),
             disk,
             blob_files,
+            registries_cpu,
         })
     }
 
@@ -717,6 +746,18 @@ impl Bench {
                 }
                 skopeo_with_cache(&p.skopeo, &cache, &args)
             }
+            Tool::Floor => {
+                let Dest::Registry(addr) = target else {
+                    bail!("the sync floor compares registries only");
+                };
+                let mut c = Command::new(&p.bench);
+                c.args([
+                    "sync-floor".to_string(),
+                    format!("{}/team/", src.addr()),
+                    format!("{addr}/mirror/"),
+                ]);
+                c
+            }
         })
     }
 
@@ -748,6 +789,7 @@ impl Bench {
                     found
                 }
                 Dest::Dir(dir) => match tool {
+                    Tool::Floor => bail!("the sync floor compares registries only"),
                     Tool::Ferry => {
                         let index: serde_json::Value = serde_json::from_slice(&std::fs::read(
                             dir.join(repo).join("index.json"),
@@ -790,6 +832,28 @@ impl Bench {
 enum Dest {
     Registry(String),
     Dir(PathBuf),
+}
+
+/// CPU time (user + system, every thread) process `pid` has used, from `/proc/PID/stat`, in
+/// clock ticks (10 ms); zero when it cannot be read.
+fn process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf reads a constant of the system and touches no memory of this process.
+    #[allow(unsafe_code)]
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -846,6 +910,7 @@ struct Summary {
     disk: Option<u64>,
     blob_files: Option<u64>,
     by_method: BTreeMap<String, usize>,
+    registries_cpu: Duration,
 }
 
 fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
@@ -872,6 +937,7 @@ fn summarize(runs: &ToolRuns) -> Option<Summary> {
         disk: s.iter().filter_map(|x| x.disk).max(),
         blob_files: s.iter().filter_map(|x| x.blob_files).max(),
         by_method: s[mid].by_method.clone(),
+        registries_cpu: median(s.iter().map(|x| x.registries_cpu).collect()),
     })
 }
 
@@ -950,7 +1016,7 @@ fn rows(r: &ScenarioResult) -> String {
         let Some(s) = summarize(runs) else {
             let _ = writeln!(
                 out,
-                "| {} | {tool} | failed: {} | | | | | | |",
+                "| {} | {tool} | failed: {} | | | | | | | |",
                 r.scenario.name,
                 runs.error.as_deref().unwrap_or("no run").replace('|', "/")
             );
@@ -963,10 +1029,11 @@ fn rows(r: &ScenarioResult) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "| {} | {tool} | {:.3} s | {:.3} s | {:.1} MiB | {} | {} | {} | {} |",
+            "| {} | {tool} | {:.3} s | {:.3} s | {:.2} s | {:.1} MiB | {} | {} | {} | {} |",
             r.scenario.name,
             s.wall.as_secs_f64(),
             s.cpu.as_secs_f64(),
+            s.registries_cpu.as_secs_f64(),
             s.rss as f64 / f64::from(1 << 20),
             s.requests,
             methods.join(", "),
@@ -977,7 +1044,7 @@ fn rows(r: &ScenarioResult) -> String {
     out
 }
 
-const HEADER: &str = "| scenario | tool | wall (median) | CPU (median) | peak RSS | requests | by method | bytes uploaded | disk |\n|---|---|---|---|---|---|---|---|---|\n";
+const HEADER: &str = "| scenario | tool | wall (median) | CPU (median) | registries' CPU (median) | peak RSS | requests | by method | bytes uploaded | disk |\n|---|---|---|---|---|---|---|---|---|---|\n";
 
 fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Duration) -> String {
     let mut md = String::new();
