@@ -1,10 +1,11 @@
-//! The floor: a minimal client that streams every blob GET → POST → PUT `?digest=` with no
-//! verification, no existence checks and no other request, then puts the manifests. What it
-//! costs is what the registries cost; no real copier can do less work over HTTP. The harness
-//! also seeds its source registries with it.
+//! The floor: a minimal client that streams every blob GET → POST → PUT `?digest=` (into a
+//! layout: GET → file, synced) with no verification, no existence checks and no other
+//! request, then puts the manifests. What it costs is what the registries and the kernel cost;
+//! no real copier can do less work over HTTP. The harness also seeds its source registries with
+//! it. `sync_check` is the same for an incremental sync: the listings and `HEAD`s, nothing more.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -169,15 +170,11 @@ impl Floor {
             .to_string())
     }
 
-    /// Copies the graph tagged at `src` to `dst` (a registry).
+    /// Copies the graph tagged at `src` to `dst`.
     pub async fn copy(&self, src: &Endpoint, dst: &Endpoint) -> Result<()> {
-        let Endpoint::Registry {
-            host: dst_host,
-            repo: dst_repo,
-            tag: dst_tag,
-        } = dst
-        else {
-            bail!("the floor client writes only to registries, not `{dst}`");
+        let (dst_host, dst_repo, dst_tag) = match dst {
+            Endpoint::Registry { host, repo, tag } => (host, repo, tag),
+            Endpoint::Layout { dir, tag } => return self.copy_to_layout(src, dir, tag).await,
         };
         let graph = self.graph(src).await?;
         let this = Arc::new(self.clone());
@@ -216,6 +213,76 @@ impl Floor {
             .body(full(m.bytes.clone()))?;
         let resp = self.client.request(req).await?;
         expect(resp.status(), StatusCode::CREATED, "PUT", &url)
+    }
+
+    /// Copies the graph tagged at the registry `src` into a new OCI layout at `dir`, the least
+    /// such a copy does: each blob streamed into a file of its own (not hashed), each file
+    /// synced before it is renamed into place, the blob directory synced, then `index.json`
+    /// written and synced.
+    async fn copy_to_layout(&self, src: &Endpoint, dir: &Path, tag: &str) -> Result<()> {
+        let Endpoint::Registry {
+            host: src_host,
+            repo: src_repo,
+            ..
+        } = src
+        else {
+            bail!("the floor client reads a layout only to push it to a registry");
+        };
+        let graph = self.graph(src).await?;
+        let blobs = dir.join("blobs/sha256");
+        let tmp = dir.join("tmp");
+        tokio::fs::create_dir_all(&blobs).await?;
+        tokio::fs::create_dir_all(&tmp).await?;
+        tokio::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+        futures::stream::iter(graph.blobs.iter().cloned())
+            .map(|(digest, _)| {
+                let (blobs, tmp) = (blobs.clone(), tmp.clone());
+                async move {
+                    let url = format!("{}://{src_host}/v2/{src_repo}/blobs/{digest}", self.scheme);
+                    let resp = self.get(&url, None).await?;
+                    expect(resp.status(), StatusCode::OK, "GET", &url)?;
+                    let hex = digest.trim_start_matches("sha256:").to_string();
+                    let part = tmp.join(&hex);
+                    let mut file = tokio::fs::File::create(&part).await?;
+                    let mut body = resp.into_body();
+                    while let Some(frame) = body.frame().await {
+                        if let Ok(data) = frame?.into_data() {
+                            tokio::io::AsyncWriteExt::write_all(&mut file, &data).await?;
+                        }
+                    }
+                    file.sync_all().await?;
+                    tokio::fs::rename(&part, blobs.join(&hex)).await?;
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect::<Vec<()>>()
+            .await?;
+        for m in &graph.manifests {
+            let hex = m.digest.trim_start_matches("sha256:");
+            let part = tmp.join(hex);
+            tokio::fs::write(&part, &m.bytes).await?;
+            tokio::fs::File::open(&part).await?.sync_all().await?;
+            tokio::fs::rename(&part, blobs.join(hex)).await?;
+        }
+        tokio::fs::File::open(&blobs).await?.sync_all().await?;
+        let root = graph.manifests.last().context("no manifest")?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{
+                "mediaType": root.media_type,
+                "digest": root.digest,
+                "size": root.bytes.len(),
+                "annotations": { "org.opencontainers.image.ref.name": tag },
+            }],
+        });
+        let part = tmp.join("index.json");
+        tokio::fs::write(&part, serde_json::to_vec(&index)?).await?;
+        tokio::fs::File::open(&part).await?.sync_all().await?;
+        tokio::fs::rename(&part, dir.join("index.json")).await?;
+        tokio::fs::remove_dir(&tmp).await?;
+        Ok(())
     }
 
     /// Streams one blob from `src` into `repo` on `host`: POST, then PUT with the body.

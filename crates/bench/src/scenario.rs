@@ -329,7 +329,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "registry-to-layout",
             Kind::RegistryToLayout,
             plain,
-            &[Ferry, Skopeo],
+            &[Ferry, Skopeo, Floor],
             &[WallRatio(2.0), CpuRatio(4.0)],
         ),
         Scenario::new(
@@ -371,7 +371,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "registry-to-layout-tls",
             Kind::RegistryToLayout,
             tls,
-            &[Ferry, Skopeo],
+            &[Ferry, Skopeo, Floor],
             &[WallRatio(1.5), CpuRatio(2.5)],
         ),
         Scenario::new(
