@@ -215,20 +215,18 @@ impl Floor {
         expect(resp.status(), StatusCode::CREATED, "PUT", &url)
     }
 
-    /// Copies the graph tagged at the registry `src` into a new OCI layout at `dir`, the least
-    /// such a copy does: each blob streamed into a file of its own (not hashed), each file
+    /// Copies the graph tagged at `src` into a new OCI layout at `dir`, the least such a copy
+    /// does: from a registry, each blob streamed into a file of its own (not hashed), each file
     /// synced before it is renamed into place, the blob directory synced, then `index.json`
-    /// written and synced.
+    /// written and synced; from a layout, [`link_layout`].
     async fn copy_to_layout(&self, src: &Endpoint, dir: &Path, tag: &str) -> Result<()> {
-        let Endpoint::Registry {
-            host: src_host,
-            repo: src_repo,
-            ..
-        } = src
-        else {
-            bail!("the floor client reads a layout only to push it to a registry");
-        };
         let graph = self.graph(src).await?;
+        let (src_host, src_repo) = match src {
+            Endpoint::Registry { host, repo, .. } => (host, repo),
+            Endpoint::Layout { dir: src_dir, .. } => {
+                return link_layout(src_dir, dir, tag, &graph).await;
+            }
+        };
         let blobs = dir.join("blobs/sha256");
         let tmp = dir.join("tmp");
         tokio::fs::create_dir_all(&blobs).await?;
@@ -449,6 +447,40 @@ impl Floor {
         graph.manifests.push(root);
         Ok(graph)
     }
+}
+
+/// The least a copy between two layouts on one filesystem does: a hard link per blob, nothing
+/// hashed, the blob directory synced, then `index.json` written and synced.
+async fn link_layout(src: &Path, dir: &Path, tag: &str, graph: &Graph) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
+    tokio::fs::create_dir_all(&blobs).await?;
+    tokio::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+    let digests = graph
+        .blobs
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .chain(graph.manifests.iter().map(|m| m.digest.as_str()));
+    for digest in digests {
+        let hex = digest.trim_start_matches("sha256:");
+        tokio::fs::hard_link(src.join("blobs/sha256").join(hex), blobs.join(hex)).await?;
+    }
+    tokio::fs::File::open(&blobs).await?.sync_all().await?;
+    let root = graph.manifests.last().context("no manifest")?;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": root.media_type,
+            "digest": root.digest,
+            "size": root.bytes.len(),
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }],
+    });
+    let part = dir.join("index.json.tmp");
+    tokio::fs::write(&part, serde_json::to_vec(&index)?).await?;
+    tokio::fs::File::open(&part).await?.sync_all().await?;
+    tokio::fs::rename(&part, dir.join("index.json")).await?;
+    Ok(())
 }
 
 fn add_blobs(manifest: &Value, graph: &mut Graph, seen: &mut BTreeSet<String>) {

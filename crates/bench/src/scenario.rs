@@ -336,7 +336,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "layout-to-layout",
             Kind::LayoutToLayout,
             plain,
-            &[Ferry, Skopeo],
+            &[Ferry, Skopeo, Floor],
             &[WallRatio(20.0)],
         ),
         Scenario::new(
