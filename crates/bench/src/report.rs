@@ -423,6 +423,9 @@ const METHOD: &str = r#"
   rustls' defaults. Over TLS it offers HTTP/1.1 only (distribution's HTTP/2 server costs it
   30% more wall time and 70% more CPU on loopback, and far away bounds a connection's uploads
   to its 1 MiB window); `ferry-bench floor --http2` offers both. On loopback the registry's own
-  ingest bounds it.
+  ingest bounds it. Into a layout it streams each blob GET into a file, synced and renamed into
+  place, hashing nothing; between two layouts it makes one hard link per blob, hashing nothing;
+  either way `index.json` is written and synced last. It is the cost of the I/O alone: a copy
+  that verifies what it writes adds at least the SHA-256 of every byte to it.
 - After each run the harness checks that the destination's tag names the source's digest.
 "#;
