@@ -114,14 +114,12 @@ fn message(err: &anyhow::Error, verbose: bool) -> String {
 
 fn main() -> ExitCode {
     // The process-wide rustls provider is the application's choice: ferry's libraries hand
-    // theirs to their clients and install none. `ring` is what they use.
+    // theirs to their clients and install none. `ring` is what they use, and what the clients
+    // that take rustls' default (the object-storage client of the S3 storage strategy) get.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(&cli);
     let verbose = cli.verbose > 0 || cli.debug;
-    // The process-wide TLS crypto provider, for the clients that take rustls' default (the
-    // object-storage client of the S3 storage strategy); ferry's own clients name theirs.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut std::io::stdout());
