@@ -13,7 +13,7 @@ use ferry_core::{DeleteTag, Error, Manifest, Peek, Result};
 use http::{Method, StatusCode};
 
 use crate::auth::Scopes;
-use crate::error::{has_error_code, status_error};
+use crate::error::{has_error_code, registry_errors, status_error};
 use crate::registry::Retry;
 use crate::repository::Repository;
 use crate::transport::{Req, read_error_body};
@@ -34,6 +34,29 @@ impl DeleteTag for Repository {
         }
         let body = read_error_body(resp).await;
         match status {
+            // With credentials, a refusal after asking for the delete action means they lack
+            // it (a token server grants only what the policy allows): say so, not "log in".
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                if self.registry().auth.has_credential().await =>
+            {
+                let said = registry_errors(&body);
+                let said = if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({said})")
+                };
+                return Err(Error::PermissionDenied {
+                    store: self.store_name().to_string(),
+                    message: format!(
+                        "{what}: the registry answered {}{said} to the credentials given, which \
+                         may not delete in `{}`; deleting a tag (pruning) needs the registry's \
+                         delete right for them (token scope `repository:{}:delete`)",
+                        status.as_u16(),
+                        self.name(),
+                        self.name()
+                    ),
+                });
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return Err(status_error(self.store_name(), &what, status, &body));
             }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use ferry_test_support::fixtures::{layer_blob, push, write_oci_layout};
 use ferry_test_support::{
     Blob, Content, FakeRegistry, Fault, FaultPlan, FaultProxy, Image, ImageBuilder, LoggedRequest,
-    Registry, http, skopeo,
+    Registry, TokenIssuer, http, skopeo,
 };
 
 use crate::support::*;
@@ -452,6 +452,99 @@ fn prune_deletes_tags_gone_upstream_but_not_beyond_its_guard_after_a_broken_list
         remote_digest(dst.addr(), "mirror/a:v1"),
         v1.manifest.digest().to_string()
     );
+}
+
+#[test]
+fn prune_under_token_auth_asks_for_the_delete_action_and_without_it_leaves_the_tag() {
+    // The mirror's robot may pull and push under mirror/, not delete; the admin may delete.
+    let issuer = TokenIssuer::builder()
+        .user("robot", "robotpw")
+        .allow("robot", "mirror/*", &["pull", "push"])
+        .user("admin", "adminpw")
+        .allow("admin", "*", &["*"])
+        .start()
+        .unwrap();
+    let src = Registry::start().unwrap();
+    let dst = Registry::builder().token_auth(&issuer).start().unwrap();
+    let corpus = Corpus::new(&["a"], &["v1"], 41, 2048);
+    corpus.push_to(&src, "team/");
+    // The mirror holds `old`, which is gone upstream.
+    let old = ImageBuilder::new().layers(&[1000]).seed(42).build();
+    let admin = format!(
+        "Bearer {}",
+        issuer.token_for(Some("admin"), &["repository:mirror/a:pull,push"])
+    );
+    rt().block_on(push(
+        &dst.url(),
+        "mirror/a",
+        &old,
+        Some("old"),
+        Some(&admin),
+    ))
+    .unwrap();
+    let tags = || {
+        let url = format!("{}/v2/mirror/a/tags/list", dst.url());
+        let answer = rt()
+            .block_on(http("GET", &url, &[("authorization", &admin)], Vec::new()))
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let mut tags: Vec<String> = answer.json().unwrap()["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        tags.sort();
+        tags
+    };
+    let from = format!("{}/team/", src.addr());
+    let to = format!("{}/mirror/", dst.addr());
+    let as_user = |user: &str, password: &str| {
+        sync(&[
+            "--plain-http",
+            "--prune",
+            "--to-username",
+            user,
+            "--to-password",
+            password,
+            &from,
+            &to,
+        ])
+    };
+
+    // The robot: `v1` is synced, the deletion of `old` is refused and said, the tag stays.
+    let refused = as_user("robot", "robotpw");
+    // Exit 4: the destination refused the credentials (for this).
+    assert_eq!(refused.code, 4, "{}\n{}", refused.stdout, refused.stderr);
+    assert_eq!(lines(&refused, "Synced").len(), 1, "{}", refused.stdout);
+    assert!(lines(&refused, "Pruned").is_empty(), "{}", refused.stdout);
+    // The line says what is missing (the delete right), not to log in.
+    assert!(
+        refused.stdout.lines().any(|l| l.starts_with("Failed")
+            && l.contains(":old")
+            && l.contains("may not delete in `mirror/a`")
+            && l.contains("repository:mirror/a:delete")
+            && !l.contains("log in")),
+        "{}",
+        refused.stdout
+    );
+    assert!(!refused.stdout.contains("robotpw") && !refused.stderr.contains("robotpw"));
+    assert_eq!(tags(), ["old", "v1"]);
+    assert!(
+        issuer
+            .requests()
+            .iter()
+            .any(|t| t.user.as_deref() == Some("robot")
+                && t.scopes.iter().any(|s| s.contains("delete"))),
+        "no token was asked for the delete action: {:#?}",
+        issuer.requests()
+    );
+
+    // The admin: `old` goes, `v1` stays and still names the source's manifest.
+    let pruned = as_user("admin", "adminpw");
+    assert_eq!(pruned.code, 0, "{}\n{}", pruned.stdout, pruned.stderr);
+    assert_eq!(lines(&pruned, "Pruned").len(), 1, "{}", pruned.stdout);
+    assert_eq!(tags(), ["v1"]);
 }
 
 #[test]

@@ -114,6 +114,12 @@ impl HostAuth {
             .cloned()
     }
 
+    /// Whether credentials are configured for this registry (explicit, a docker config or a
+    /// credential helper), as opposed to anonymous access.
+    pub(crate) async fn has_credential(&self) -> bool {
+        matches!(self.credential().await, Ok(Some(_)))
+    }
+
     /// The `Authorization` for a request needing `scopes`, from what is known of the
     /// registry's scheme; `None` while no challenge was seen or when anonymous.
     pub(crate) async fn header(&self, scopes: &Scopes) -> Result<Option<HeaderValue>> {
