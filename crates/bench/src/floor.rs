@@ -263,22 +263,7 @@ impl Floor {
             tokio::fs::File::open(&part).await?.sync_all().await?;
             tokio::fs::rename(&part, blobs.join(hex)).await?;
         }
-        tokio::fs::File::open(&blobs).await?.sync_all().await?;
-        let root = graph.manifests.last().context("no manifest")?;
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [{
-                "mediaType": root.media_type,
-                "digest": root.digest,
-                "size": root.bytes.len(),
-                "annotations": { "org.opencontainers.image.ref.name": tag },
-            }],
-        });
-        let part = tmp.join("index.json");
-        tokio::fs::write(&part, serde_json::to_vec(&index)?).await?;
-        tokio::fs::File::open(&part).await?.sync_all().await?;
-        tokio::fs::rename(&part, dir.join("index.json")).await?;
+        finish_layout(dir, &graph, tag).await?;
         tokio::fs::remove_dir(&tmp).await?;
         Ok(())
     }
@@ -464,7 +449,16 @@ async fn link_layout(src: &Path, dir: &Path, tag: &str, graph: &Graph) -> Result
         let hex = digest.trim_start_matches("sha256:");
         tokio::fs::hard_link(src.join("blobs/sha256").join(hex), blobs.join(hex)).await?;
     }
-    tokio::fs::File::open(&blobs).await?.sync_all().await?;
+    finish_layout(dir, graph, tag).await
+}
+
+/// Syncs the layout's blob directory, then writes `index.json` naming the graph's root by
+/// `tag`: written beside it, synced, renamed into place.
+async fn finish_layout(dir: &Path, graph: &Graph, tag: &str) -> Result<()> {
+    tokio::fs::File::open(dir.join("blobs/sha256"))
+        .await?
+        .sync_all()
+        .await?;
     let root = graph.manifests.last().context("no manifest")?;
     let index = serde_json::json!({
         "schemaVersion": 2,
