@@ -178,23 +178,35 @@ fn quick_sync_run_reports_both_tools_in_its_own_section() {
                     .map(|c| c.trim().to_string())
                     .collect::<Vec<_>>()
             })
-            .find(|cells| cells.len() == 9 && cells[0] == scenario && cells[1] == tool)
+            .find(|cells| cells.len() == 10 && cells[0] == scenario && cells[1] == tool)
             .unwrap_or_else(|| panic!("no row for {tool} in {scenario}:\n{report}"))
     };
+    // Columns: scenario, tool, wall, CPU, registries' CPU, peak RSS, requests, by method,
+    // bytes uploaded, disk.
     for scenario in ["sync-cold", "sync-unchanged"] {
         for tool in ["ferry sync", "skopeo sync"] {
             let cells = sync_row(scenario, tool);
             assert!(seconds(&cells[2]) > 0.0, "{cells:?}");
-            let requests: usize = cells[5].parse().unwrap();
+            let requests: usize = cells[6].parse().unwrap();
             assert!(requests > 0, "{cells:?}");
         }
     }
+    // The registries' CPU is a time (read in clock ticks: a quick run's may be 0.00 s).
+    assert!(seconds(&sync_row("sync-cold", "ferry sync")[4]) >= 0.0);
     // Both upload the corpus's unique bytes once when cold; nothing when nothing changed.
     assert_eq!(
-        sync_row("sync-cold", "ferry sync")[7],
-        sync_row("sync-cold", "skopeo sync")[7]
+        sync_row("sync-cold", "ferry sync")[8],
+        sync_row("sync-cold", "skopeo sync")[8]
     );
-    assert_eq!(sync_row("sync-unchanged", "ferry sync")[7], "0");
+    assert_eq!(sync_row("sync-unchanged", "ferry sync")[8], "0");
+    // The floor of an unchanged sync sends exactly ferry's requests, and changes nothing.
+    let floor = sync_row("sync-unchanged", "floor");
+    assert_eq!(
+        floor[6],
+        sync_row("sync-unchanged", "ferry sync")[6],
+        "{report}"
+    );
+    assert_eq!(floor[8], "0", "{report}");
     assert!(
         report.contains("- requests ≤ 2 per repository + 2 per tag (+ catalog pages):"),
         "{report}"
