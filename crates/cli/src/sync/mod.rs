@@ -175,19 +175,18 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
     let progress = text && !args.copy.quiet && std::io::stderr().is_terminal();
     let printer = Arc::new(Printer::new(text, verbose, progress));
     let sink = printer.clone();
-    let options = SyncOptions {
-        images: usize::from(images),
-        checks: (usize::from(images) * 4).max(16),
-        listings: usize::from(images).clamp(2, 8),
-        fail_fast,
-        dry_run,
-        shard: args.shard,
-        grace,
-        stop,
-        locations,
-        transfers: Arc::new(BlobTransfers::new()),
-        on_event: Some(Arc::new(move |e| sink.event(e))),
-    };
+    let options = SyncOptions::default()
+        .with_images(usize::from(images))
+        .with_checks((usize::from(images) * 4).max(16))
+        .with_listings(usize::from(images).clamp(2, 8))
+        .with_fail_fast(fail_fast)
+        .with_dry_run(dry_run)
+        .with_shard(args.shard)
+        .with_grace(grace)
+        .with_stop(stop)
+        .with_locations(locations)
+        .with_transfers(Arc::new(BlobTransfers::new()))
+        .on_event(move |e| sink.event(e));
     RUNNING.store(true, std::sync::atomic::Ordering::SeqCst);
     let report = ferry_core::sync::sync(sync_entries, options).await;
     RUNNING.store(false, std::sync::atomic::Ordering::SeqCst);

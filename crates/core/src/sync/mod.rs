@@ -125,7 +125,11 @@ impl std::fmt::Debug for SyncSource {
 }
 
 /// One source and destination with its filters: a `[[sync]]` entry, or `SRC DST`.
+///
+/// Built with [`SyncEntry::new`] and the `with_` methods; its fields may be read and set, and
+/// fields may be added in a minor release.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SyncEntry {
     /// From where to where.
     pub source: SyncSource,
@@ -185,7 +189,11 @@ impl SyncEntry {
 pub type SyncEventSink = Arc<dyn Fn(&SyncEvent) + Send + Sync>;
 
 /// How a sync runs.
+///
+/// Built from [`SyncOptions::default`] with the `with_` methods; its fields may be read and
+/// set, and fields may be added in a minor release.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SyncOptions {
     /// Images copied at once (at least 1).
     pub images: usize,
@@ -226,6 +234,74 @@ impl Default for SyncOptions {
             transfers: Arc::new(BlobTransfers::new()),
             on_event: None,
         }
+    }
+}
+
+impl SyncOptions {
+    /// Sets the images copied at once (at least 1).
+    pub fn with_images(mut self, images: usize) -> Self {
+        self.images = images;
+        self
+    }
+
+    /// Sets the tags compared at once (at least 1).
+    pub fn with_checks(mut self, checks: usize) -> Self {
+        self.checks = checks;
+        self
+    }
+
+    /// Sets the repositories listed at once (at least 1).
+    pub fn with_listings(mut self, listings: usize) -> Self {
+        self.listings = listings;
+        self
+    }
+
+    /// Stops starting images after the first failure.
+    pub fn with_fail_fast(mut self, fail_fast: bool) -> Self {
+        self.fail_fast = fail_fast;
+        self
+    }
+
+    /// Reports what would be copied and pruned, writing nothing.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Takes only the repositories of `shard`.
+    pub fn with_shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// Sets how long images in flight may take to finish after a gentle stop.
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Sets the handle that stops the sync.
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Sets where blobs were seen (shared by every copy of the run).
+    pub fn with_locations(mut self, locations: Arc<dyn BlobLocations>) -> Self {
+        self.locations = locations;
+        self
+    }
+
+    /// Sets the table of blob transfers shared by every copy of the run.
+    pub fn with_transfers(mut self, transfers: Arc<BlobTransfers>) -> Self {
+        self.transfers = transfers;
+        self
+    }
+
+    /// Sends progress events to `sink`.
+    pub fn on_event(mut self, sink: impl Fn(&SyncEvent) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Arc::new(sink));
+        self
     }
 }
 

@@ -274,10 +274,7 @@ async fn a_catalog_is_mirrored_each_blob_read_once_and_a_rerun_changes_nothing()
     });
     let mut chain = MountChain::new();
     chain.push(mount.clone());
-    let options = SyncOptions {
-        images: 6,
-        ..Default::default()
-    };
+    let options = SyncOptions::default().with_images(6);
     let report = sync(
         vec![entry(src.clone(), dst.clone(), chain.clone())],
         options.clone(),
@@ -351,11 +348,9 @@ async fn two_images_needing_one_blob_at_once_wait_for_one_transfer() {
     let mut chain = MountChain::new();
     chain.push(mount.clone());
     let transfers = Arc::new(BlobTransfers::new());
-    let options = SyncOptions {
-        images: 4,
-        transfers: transfers.clone(),
-        ..Default::default()
-    };
+    let options = SyncOptions::default()
+        .with_images(4)
+        .with_transfers(transfers.clone());
     let run = tokio::spawn(sync(vec![entry(src.clone(), dst.clone(), chain)], options));
     // Wait (bounded) until the leader holds the fetch and three images wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -546,12 +541,10 @@ async fn a_broken_image_fails_alone_and_fail_fast_stops_the_rest() {
     let dst = Arc::new(MemoryCatalog::new("dst2"));
     let report = sync(
         vec![entry(memory, dst, MountChain::new())],
-        SyncOptions {
-            images: 1,
-            checks: 1,
-            fail_fast: true,
-            ..Default::default()
-        },
+        SyncOptions::default()
+            .with_images(1)
+            .with_checks(1)
+            .with_fail_fast(true),
     )
     .await;
     assert!(report.interrupted);
@@ -680,10 +673,7 @@ async fn shards_split_repositories_by_a_stable_hash_and_cover_them_once() {
     for k in 0..3 {
         let report = sync(
             vec![entry(src.clone(), dst.clone(), MountChain::new())],
-            SyncOptions {
-                shard: Some(Shard::new(k, 3).unwrap()),
-                ..Default::default()
-            },
+            SyncOptions::default().with_shard(Some(Shard::new(k, 3).unwrap())),
         )
         .await;
         for image in &report.images {
@@ -715,14 +705,12 @@ async fn a_stop_starts_no_new_image_and_the_grace_period_ends_the_ones_in_flight
     *src.gate.held.lock().unwrap() = Some(ferry_core::sha256(&held).to_string());
     let dst = Arc::new(MemoryCatalog::new("dst"));
     let stop = Stop::new();
-    let options = SyncOptions {
-        images: 1,
-        checks: 1,
-        listings: 1,
-        grace: Duration::from_secs(25),
-        stop: stop.clone(),
-        ..Default::default()
-    };
+    let options = SyncOptions::default()
+        .with_images(1)
+        .with_checks(1)
+        .with_listings(1)
+        .with_grace(Duration::from_secs(25))
+        .with_stop(stop.clone());
     let run = tokio::spawn(sync(
         vec![entry(src.clone(), dst.clone(), MountChain::new())],
         options,
@@ -759,10 +747,7 @@ async fn a_stop_starts_no_new_image_and_the_grace_period_ends_the_ones_in_flight
             Arc::new(MemoryCatalog::new("dst2")),
             MountChain::new(),
         )],
-        SyncOptions {
-            stop: stop.clone(),
-            ..Default::default()
-        },
+        SyncOptions::default().with_stop(stop.clone()),
     ));
     while src.gate.waiting.load(Ordering::SeqCst) == 0 {
         tokio::task::yield_now().await;
