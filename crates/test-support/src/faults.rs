@@ -394,6 +394,14 @@ impl Drop for Resettable {
     }
 }
 
+/// Reads a request to its end before it is refused, as a registry behind a proxy does:
+/// answering in the middle of an upload and closing the connection would leave the client
+/// seeing either a broken connection or the answer, whichever came first.
+async fn drain(req: Request<Incoming>) {
+    let mut body = req.into_body();
+    while let Some(Ok(_)) = body.frame().await {}
+}
+
 async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream) {
     let _ = stream.set_nodelay(true);
     let reset = Arc::new(AtomicBool::new(false));
@@ -501,10 +509,12 @@ impl State {
         let fault = self.choose(&method, &path);
         match fault {
             Some(f @ Fault::Status(code)) => {
+                drain(req).await;
                 self.record(&method, &path, Some(f));
                 return status(code, "injected");
             }
             Some(f @ Fault::TooManyRequests { retry_after }) => {
+                drain(req).await;
                 self.record(&method, &path, Some(f));
                 let mut resp = status(429, "too many requests");
                 resp.headers_mut()
@@ -512,6 +522,7 @@ impl State {
                 return resp;
             }
             Some(f @ Fault::HugeBody { status, bytes }) => {
+                drain(req).await;
                 self.record(&method, &path, Some(f));
                 let mut body = Vec::with_capacity(bytes);
                 body.extend_from_slice(br#"{"errors":[{"code":"HUGE","message":""#);
