@@ -189,6 +189,26 @@ impl DistributionStorageMount {
 
     /// A storage operation failed: the reason names the operation, the object and what to
     /// check; a failure to reach the storage of a network backend is unreachable.
+    /// Reads what the destination repository holds of a blob: its link file and the size of
+    /// the data file (each `None` when absent). Used alike by `plan` and `mount`.
+    async fn at_destination(
+        &self,
+        dst_root: &StorageRoot,
+        dst_data: &Path,
+        dst_link: &Path,
+    ) -> std::result::Result<AtDestination, Refusal> {
+        let store = dst_root.store().as_ref();
+        let link = read_small(store, dst_link).await.map_err(|e| {
+            let what = format!("reading the link `{}`", relative(dst_root, dst_link));
+            self.failed(&what, dst_root, &e)
+        })?;
+        let data_size = size_of(store, dst_data).await.map_err(|e| {
+            let what = format!("looking up `{}`", relative(dst_root, dst_data));
+            self.failed(&what, dst_root, &e)
+        })?;
+        Ok(AtDestination { link, data_size })
+    }
+
     fn failed(&self, what: &str, root: &StorageRoot, e: &object_store::Error) -> Refusal {
         let hint = match e {
             object_store::Error::PermissionDenied { .. }
@@ -474,6 +494,14 @@ impl fmt::Display for DistributionStorageMount {
     }
 }
 
+/// What a destination repository holds of a blob, as [`DistributionStorageMount`] finds it.
+struct AtDestination {
+    /// The repository's link file for the blob, if any.
+    link: Option<Vec<u8>>,
+    /// The size of the blob's data file, if any.
+    data_size: Option<u64>,
+}
+
 /// `path` relative to `root`, for messages that also name the root.
 fn relative(root: &StorageRoot, path: &Path) -> String {
     let full = path.as_ref();
@@ -632,27 +660,13 @@ impl MountStrategy for DistributionStorageMount {
         {
             return Ok(MountPlan::not_applicable(reason));
         }
-        let dst_store = dst_root.store().as_ref();
         let dst_data = blob_data(dst_root.prefix(), digest);
         let dst_link = layer_link(dst_root.prefix(), &dst.namespace, digest);
-        let link = match read_small(dst_store, &dst_link).await {
-            Ok(link) => link,
-            Err(e) => {
-                let what = format!("reading the link `{}`", relative(dst_root, &dst_link));
-                return Ok(MountPlan::would_try(
-                    self.failed(&what, dst_root, &e).reason,
-                ));
-            }
-        };
-        let data_size = match size_of(dst_store, &dst_data).await {
-            Ok(size) => size,
-            Err(e) => {
-                let what = format!("looking up `{}`", relative(dst_root, &dst_data));
-                return Ok(MountPlan::would_try(
-                    self.failed(&what, dst_root, &e).reason,
-                ));
-            }
-        };
+        let AtDestination { link, data_size } =
+            match self.at_destination(dst_root, &dst_data, &dst_link).await {
+                Ok(found) => found,
+                Err(refusal) => return Ok(MountPlan::would_try(refusal.reason)),
+            };
         let linked = link.as_deref().is_some_and(|l| links_to(l, descriptor));
         if linked && data_size == Some(descriptor.size()) {
             return Ok(MountPlan::AlreadyPresent);
@@ -728,22 +742,11 @@ impl MountStrategy for DistributionStorageMount {
         }
 
         // 1. The destination repository may link the blob already.
-        let link = match read_small(dst_store, &dst_link).await {
-            Ok(link) => link,
-            Err(e) => {
-                return Ok(self
-                    .failed(&format!("reading the link `{dst_link_s}`"), dst_root, &e)
-                    .outcome());
-            }
-        };
-        let data_size = match size_of(dst_store, &dst_data).await {
-            Ok(size) => size,
-            Err(e) => {
-                return Ok(self
-                    .failed(&format!("looking up `{dst_data_s}`"), dst_root, &e)
-                    .outcome());
-            }
-        };
+        let AtDestination { link, data_size } =
+            match self.at_destination(dst_root, &dst_data, &dst_link).await {
+                Ok(found) => found,
+                Err(refusal) => return Ok(refusal.outcome()),
+            };
         let linked = link.as_deref().is_some_and(|l| links_to(l, descriptor));
         if linked && data_size == Some(descriptor.size()) {
             return Ok(MountOutcome::AlreadyPresent);
