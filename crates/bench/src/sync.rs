@@ -639,13 +639,10 @@ impl Bench {
             .chain(dst)
             .map(|r| r.registry.pid())
             .collect();
-        let before: Duration = registries.iter().map(|&p| process_cpu(p)).sum();
+        let registries_cpu_now = || registries.iter().map(|&p| process_cpu(p)).sum::<Duration>();
+        let before = registries_cpu_now();
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
-        let registries_cpu = registries
-            .iter()
-            .map(|&p| process_cpu(p))
-            .sum::<Duration>()
-            .saturating_sub(before);
+        let registries_cpu = registries_cpu_now().saturating_sub(before);
         let mut exchanges: Vec<Arc<Exchange>> = src.proxy.take().exchanges;
         if let Some(d) = dst {
             exchanges.extend(d.proxy.take().exchanges);
