@@ -412,6 +412,9 @@ const METHOD: &str = r#"
   cold. Into a layout ferry hashes every byte it writes; into a registry it counts the bytes
   and the registry, which must, hashes them. `ferry --verify-uploads` is the same command with
   ferry hashing what it pushes as well, shown where a registry is written by streaming.
+  `ferry --trust-source-storage` links a source layout's blobs without hashing them: shown
+  beside layout → layout, where hashing the source files is most of ferry's time, to measure
+  that share in the same run; the target is ferry's, which verifies.
 - skopeo: `skopeo --insecure-policy copy -q --all --preserve-digests
   --dest-oci-accept-uncompressed-layers` with `--src-tls-verify=false --dest-tls-verify=false`
   over plain HTTP, so it neither compresses layers nor rewrites manifests.

@@ -525,7 +525,7 @@ impl Runner {
         std::fs::create_dir_all(cache)?;
         let p = &self.programs;
         Ok(match tool {
-            Tool::Ferry | Tool::FerryVerifying => {
+            Tool::Ferry | Tool::FerryVerifying | Tool::FerryTrusting => {
                 let mut c = Command::new(&p.ferry);
                 c.args(["cp", &src.to_string(), &dst.to_string(), "-q"]);
                 if network.tls {
@@ -535,6 +535,9 @@ impl Runner {
                 }
                 if tool == Tool::FerryVerifying {
                     c.arg("--verify-uploads");
+                }
+                if tool == Tool::FerryTrusting {
+                    c.arg("--trust-source-storage");
                 }
                 if cold {
                     c.arg("--no-cache");

@@ -9,6 +9,9 @@ pub enum Tool {
     Ferry,
     /// `ferry cp --verify-uploads`: ferry hashes what it pushes, as well as the registry.
     FerryVerifying,
+    /// `ferry cp --trust-source-storage`: ferry links a source layout's blobs without hashing
+    /// them, to show what the verification of a layout → layout copy costs.
+    FerryTrusting,
     /// `skopeo copy`.
     Skopeo,
     /// The `oci-client` crate through `oci-client-copy`.
@@ -22,6 +25,7 @@ impl fmt::Display for Tool {
         f.write_str(match self {
             Self::Ferry => "ferry",
             Self::FerryVerifying => "ferry --verify-uploads",
+            Self::FerryTrusting => "ferry --trust-source-storage",
             Self::Skopeo => "skopeo",
             Self::OciClient => "oci-client",
             Self::Floor => "floor",
@@ -336,7 +340,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "layout-to-layout",
             Kind::LayoutToLayout,
             plain,
-            &[Ferry, Skopeo, Floor],
+            &[Ferry, FerryTrusting, Skopeo, Floor],
             &[WallRatio(20.0)],
         ),
         Scenario::new(

@@ -65,7 +65,10 @@ fn quick_run_reports_every_tool_with_numbers() {
         "floor",
     ];
     for (scenario, tools) in [
-        ("layout-to-layout", &["ferry", "skopeo"][..]),
+        (
+            "layout-to-layout",
+            &["ferry", "ferry --trust-source-storage", "skopeo"][..],
+        ),
         ("promotion-warm", &["ferry", "skopeo"][..]),
         ("registry-copy", &streaming[..]),
         ("registry-copy-tls", &streaming[..]),
