@@ -66,6 +66,19 @@ pub struct TokenRequest {
     pub status: u16,
 }
 
+impl TokenRequest {
+    /// Whether `user` asked for `action` in any scope (`repository:NAME:pull,delete` asks for
+    /// `pull` and `delete`).
+    pub fn asks_for(&self, user: &str, action: &str) -> bool {
+        self.user.as_deref() == Some(user)
+            && self.scopes.iter().any(|scope| {
+                scope
+                    .rsplit_once(':')
+                    .is_some_and(|(_, actions)| actions.split(',').any(|a| a == action))
+            })
+    }
+}
+
 /// Builds a [`TokenIssuer`]: users, their rights, anonymous access.
 #[derive(Debug, Clone)]
 pub struct TokenIssuerBuilder {

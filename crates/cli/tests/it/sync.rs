@@ -534,8 +534,7 @@ fn prune_under_token_auth_asks_for_the_delete_action_and_without_it_leaves_the_t
         issuer
             .requests()
             .iter()
-            .any(|t| t.user.as_deref() == Some("robot")
-                && t.scopes.iter().any(|s| s.contains("delete"))),
+            .any(|t| t.asks_for("robot", "delete")),
         "no token was asked for the delete action: {:#?}",
         issuer.requests()
     );

@@ -415,8 +415,7 @@ async fn deleting_a_tag_under_token_auth_asks_for_the_delete_action() {
         issuer
             .requests()
             .iter()
-            .any(|t| t.user.as_deref() == Some("alice")
-                && t.scopes.iter().any(|s| s.contains("delete"))),
+            .any(|t| t.asks_for("alice", "delete")),
         "no token was asked for the delete action: {:#?}",
         issuer.requests()
     );
