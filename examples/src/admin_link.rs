@@ -35,13 +35,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::http::{HttpClientBuilder, HttpsClient, TlsPolicy};
 use ferry_core::layer::{MountStrategyExt, Resting, Timeout};
 use ferry_core::{
     Error, MountMethod, MountOutcome, MountRequest, MountStrategy, Result, StoreInfo,
 };
+use ferry_http::{Body, HttpClient, HttpClientBuilder, TlsPolicy};
 use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use serde::Serialize;
 
 /// How long connecting to the admin endpoint, and one attempt of [`AdminLinkMount::layered`],
@@ -88,7 +88,7 @@ pub struct AdminLinkMount {
     link_uri: Uri,
     registries: Vec<String>,
     token: Option<HeaderValue>,
-    client: HttpsClient<Full<Bytes>>,
+    client: HttpClient,
 }
 
 /// The body of `POST /admin/link`.
@@ -272,14 +272,14 @@ impl AdminLinkMount {
         if let Some(token) = &self.token {
             builder = builder.header(header::AUTHORIZATION, token.clone());
         }
-        let http_request = match builder.body(Full::new(Bytes::from(json))) {
+        let http_request = match builder.body(Body::from_bytes(json)) {
             Ok(r) => r,
             Err(e) => return Answer::Refused(format!("could not build the request: {e}")),
         };
 
         let started = Instant::now();
         let exchange = async {
-            let response = self.client.request(http_request).await?;
+            let response = self.client.send(http_request).await?;
             let status = response.status();
             // Only an error answer's text is used, and only its start.
             let text = match Limited::new(response.into_body(), MAX_REASON_BYTES * 8)
@@ -289,10 +289,10 @@ impl AdminLinkMount {
                 Ok(b) => b.to_bytes(),
                 Err(_) => Bytes::new(),
             };
-            Ok::<_, hyper_util::client::legacy::Error>((status, text))
+            Ok::<_, ferry_core::BoxError>((status, text))
         };
         let answer = match exchange.await {
-            Err(e) => Answer::Silent(connect_error_text(&e)),
+            Err(e) => Answer::Silent(connect_error_text(e.as_ref())),
             Ok((StatusCode::CREATED, _)) => Answer::Linked,
             Ok((StatusCode::CONFLICT, _)) => Answer::Present,
             Ok((status, text)) => Answer::Refused(refusal(status, &text)),
@@ -337,8 +337,8 @@ fn refusal(status: StatusCode, body: &[u8]) -> String {
 }
 
 /// The innermost cause of a client error (`connection refused`), which is what a user acts on.
-fn connect_error_text(error: &hyper_util::client::legacy::Error) -> String {
-    let mut source: &dyn std::error::Error = error;
+fn connect_error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = error;
     while let Some(next) = source.source() {
         source = next;
     }

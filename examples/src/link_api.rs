@@ -6,20 +6,18 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use ferry_core::http::{HttpClientBuilder, HttpsClient};
 use ferry_core::layer::MountStrategyExt;
 use ferry_core::{MountChain, MountMethod, MountOutcome, MountRequest, MountStrategy, Result};
 use ferry_core::{StoreInfo, redact};
+use ferry_http::{Body, HttpClient, HttpClientBuilder};
 use http::{Request, StatusCode, header};
-use http_body_util::Full;
 
 /// Asks `POST {api}/admin/link` to link a blob from the copy's source repository into the
 /// destination repository (see [`crate::admin_link`] for the API).
 #[derive(Debug, Clone)]
 pub struct LinkApiMount {
     api: String,
-    client: HttpsClient<Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl LinkApiMount {
@@ -68,11 +66,11 @@ impl MountStrategy for LinkApiMount {
         });
         let post = Request::post(format!("{}/admin/link", self.api))
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())));
+            .body(Body::from(body.to_string()));
         let Ok(post) = post else {
             return Ok(MountOutcome::not_applicable("the API URL is not usable"));
         };
-        let answer = self.client.request(post).await;
+        let answer = self.client.send(post).await;
         let api = redact::url(&self.api);
         tracing::debug!(%api, digest = %request.descriptor.digest(), ok = answer.is_ok(), "link request");
         Ok(match answer.map(|response| response.status()) {

@@ -4,9 +4,9 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use ferry_cache::PersistentLocations;
 use ferry_core::{
-    BlobLocations, CopyOptions, InMemoryLocations, MountChain, MountStrategyExt,
-    PersistentLocations, PlatformFilter,
+    BlobLocations, CopyOptions, InMemoryLocations, MountChain, MountStrategyExt, PlatformFilter,
 };
 use ferry_distribution::CrossRepoMount;
 use ferry_fs_store::SharedStorageMount;
@@ -60,11 +60,7 @@ pub async fn run(args: CpArgs) -> Result<()> {
 
     let chain = build_chain(&args, &config)?;
     tracing::info!(chain = %chain, "mount chain");
-    let cache_path = || {
-        args.cache
-            .clone()
-            .or_else(ferry_core::locations::default_cache_path)
-    };
+    let cache_path = || args.cache.clone().or_else(ferry_cache::default_cache_path);
     let cache: Option<Arc<PersistentLocations>> = if args.no_cache || args.dry_run {
         None
     } else {

@@ -173,7 +173,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(exit::FAILED);
             };
             runtime.block_on(async {
-                let stop = ferry_core::sync::Stop::new();
+                let stop = ferry_sync::Stop::new();
                 if let Err(e) = watch_signals(stop.clone()) {
                     eprintln!("error: cannot watch for SIGINT and SIGTERM: {e}");
                     return ExitCode::from(exit::FAILED);
@@ -204,7 +204,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 /// SIGINT and SIGTERM stop a sync: the first gently, a second at once.
-fn watch_signals(stop: ferry_core::sync::Stop) -> std::io::Result<()> {
+fn watch_signals(stop: ferry_sync::Stop) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -216,14 +216,14 @@ fn watch_signals(stop: ferry_core::sync::Stop) -> std::io::Result<()> {
                 else => return,
             };
             if !sync::RUNNING.load(std::sync::atomic::Ordering::SeqCst)
-                || stop.level() == ferry_core::sync::StopLevel::Abort
+                || stop.level() == ferry_sync::StopLevel::Abort
             {
                 // Nothing is being copied (or a stop at once was asked already): end now.
                 eprintln!("ferry: {name}: exiting");
                 std::process::exit(i32::from(exit::FAILED));
             }
             match stop.escalate() {
-                ferry_core::sync::StopLevel::Drain => eprintln!(
+                ferry_sync::StopLevel::Drain => eprintln!(
                     "ferry: {name}: stopping; no new image starts, the images in flight may \
                      finish within the grace period (send it again to stop at once)"
                 ),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ferry_core::http::TlsPolicy;
 use ferry_core::{Error, ReadStore, WriteStore};
 use ferry_distribution::{
     ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy, Timeouts,
 };
 use ferry_fs_store::OciLayout;
+use ferry_http::TlsPolicy;
 
 use crate::args::{CopyArgs, RegistryArgs};
 use crate::endpoint::Endpoint;

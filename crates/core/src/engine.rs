@@ -135,7 +135,7 @@ impl CopyOptions {
     }
 
     /// Where blobs were seen, filled by this copy and asked by strategies (an in-memory
-    /// record by default; `PersistentLocations`, of the `persistent-cache` feature, keeps it
+    /// record by default; `ferry_cache::PersistentLocations` keeps it
     /// between runs).
     pub fn with_locations(mut self, locations: Arc<dyn BlobLocations>) -> Self {
         self.locations = locations;

@@ -33,19 +33,19 @@
 //!   [`NodeReport`] per node (action, strategy, [`MountMethod`], bytes through the client,
 //!   every [`MountAttempt`]) and streams [`CopyEvent`]s for progress.
 //!
-//! # Features
+//! # The crates around it
 //!
-//! - `persistent-cache` (default): [`PersistentLocations`], the blob-location cache kept on
-//!   disk between runs, on redb. Without it, only [`InMemoryLocations`].
-//! - `conformance`: the `conformance` module and its suites (`store_suite!`,
-//!   `strategy_suite!`) that every store and strategy runs, for `dev-dependencies`.
+//! ferry-core holds the model and the contracts only, and depends on no HTTP or TLS stack
+//! and no database. Around it: `ferry-sync` (many copies planned and run as one),
+//! `ferry-http` (the one HTTP client builder and its TLS and proxy policy),
+//! `ferry-conformance` (the behaviour suites every store and strategy runs), `ferry-cache`
+//! (the blob-location cache kept on disk), and the stores and strategies:
+//! `ferry-distribution`, `ferry-fs-store`, `ferry-ipfs-mount`.
 
 pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod forward;
-#[cfg(feature = "http-client")]
-pub mod http;
 pub mod layer;
 pub mod locations;
 pub mod memory;
@@ -54,12 +54,8 @@ pub mod mount;
 pub mod redact;
 pub mod report;
 pub mod store;
-pub mod sync;
 pub mod transfers;
 pub mod verify;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 pub use catalog::{Catalog, MemoryCatalog};
 pub use engine::{
@@ -68,8 +64,6 @@ pub use engine::{
 pub use error::{BoxError, Error, Result, TransportErrorKind};
 pub use forward::{StoreWrapper, WriteStoreWrapper};
 pub use layer::MountStrategyExt;
-#[cfg(feature = "persistent-cache")]
-pub use locations::PersistentLocations;
 pub use locations::{BlobLocations, InMemoryLocations, Location};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};

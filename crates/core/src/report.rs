@@ -253,7 +253,8 @@ pub enum CopyEvent {
     Done(NodeReport),
 }
 
-/// Serializes a duration as fractional seconds.
-pub(crate) fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a duration as fractional seconds (to the microsecond), as every report of ferry
+/// writes durations.
+pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ferry_core::http::TlsPolicy;
 use ferry_core::{Error, Result};
+use ferry_http::TlsPolicy;
 use url::Url;
 
 use crate::auth::{Clock, Credentials, HostAuth, SystemClock};

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use ferry_core::{Error, Result};
+use ferry_http::ResponseBody;
 use http::header::{AUTHORIZATION, LOCATION};
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
 use url::Url;
 
 use crate::auth::{HostAuth, Scopes};
@@ -74,7 +74,7 @@ impl Registry {
         settings: Arc<Settings>,
     ) -> Self {
         let fallback = (base.scheme() == "https"
-            && base.host_str().is_some_and(ferry_core::http::is_loopback))
+            && base.host_str().is_some_and(ferry_http::is_loopback))
         .then(|| {
             let mut plain = base.clone();
             let _ = plain.set_scheme("http");
@@ -163,7 +163,7 @@ impl Registry {
         req: Req,
         scopes: &Scopes,
         retry: Retry,
-    ) -> Result<Response<Incoming>> {
+    ) -> Result<Response<ResponseBody>> {
         let mut req = req;
         let ours = self.same_origin(&req.url);
         let auth = if ours {
@@ -200,7 +200,7 @@ impl Registry {
 
     /// One request through the transport, with its retries or without; a loopback registry
     /// that answers the TLS handshake in plain HTTP is asked again in plain HTTP.
-    async fn send_as(&self, req: Req, retry: Retry) -> Result<Response<Incoming>> {
+    async fn send_as(&self, req: Req, retry: Retry) -> Result<Response<ResponseBody>> {
         use std::sync::atomic::Ordering;
         let probing = self
             .fallback
@@ -233,7 +233,7 @@ impl Registry {
         }
     }
 
-    async fn send_via_transport(&self, req: Req, retry: Retry) -> Result<Response<Incoming>> {
+    async fn send_via_transport(&self, req: Req, retry: Retry) -> Result<Response<ResponseBody>> {
         match retry {
             Retry::Yes => self.transport.send(req).await,
             Retry::No => self.transport.send_once(req).await,
@@ -247,7 +247,7 @@ impl Registry {
         &self,
         req: Req,
         scopes: &Scopes,
-    ) -> Result<Response<Incoming>> {
+    ) -> Result<Response<ResponseBody>> {
         let mut req = req;
         for _ in 0..=MAX_REDIRECTS {
             let method = req.method.clone();
@@ -309,7 +309,7 @@ mod tests {
     fn registry(base: &str) -> Registry {
         let transport = Arc::new(
             Transport::new(
-                ferry_core::http::TlsPolicy::new(),
+                ferry_http::TlsPolicy::new(),
                 "t",
                 Default::default(),
                 RetryPolicy::default(),

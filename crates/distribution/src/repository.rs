@@ -14,9 +14,9 @@ use ferry_core::{
     ByteStream, Descriptor, Digest, Error, Hasher, Manifest, ReadStore, Result, StoreInfo,
     WriteStore, bytes_stream, verify_stream,
 };
+use ferry_http::ResponseBody;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK};
 use http::{HeaderMap, Method, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::auth::{ScopeSet, Scopes};
 use crate::error::{has_error_code, status_error};
@@ -176,7 +176,7 @@ impl Repository {
         req: Req,
         scopes: &Scopes,
         retry: Retry,
-    ) -> Result<Response<Incoming>> {
+    ) -> Result<Response<ResponseBody>> {
         self.registry.send(req, scopes, retry).await
     }
 
@@ -188,7 +188,7 @@ impl Repository {
     /// child was pushed or found, so a registry that does not know one yet is catching up (an
     /// eventually consistent backend, or distribution on a filesystem rewriting a layer link
     /// while another push of the same blob commits), and the step may be tried again.
-    async fn fail(&self, what: &str, resp: Response<Incoming>) -> Error {
+    async fn fail(&self, what: &str, resp: Response<ResponseBody>) -> Error {
         let status = resp.status();
         let body = read_error_body(resp).await;
         let mut error = status_error(self.store_name(), what, status, &body);

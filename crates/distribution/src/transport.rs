@@ -5,20 +5,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_core::http::{HttpClient, HttpClientBuilder, HttpsClient, TlsPolicy};
 use ferry_core::{BoxError, ByteStream, Error, Result};
+use ferry_http::{Body, HttpClient, HttpClientBuilder, ResponseBody, TlsPolicy};
 use futures::{Future as _, StreamExt};
 use http::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::BodyExt;
 use rand::Rng;
 use url::Url;
 
 use crate::error::error_chain;
-use ferry_core::http::transport_error;
-
-type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+use ferry_http::transport_error;
 
 /// How long network operations may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,15 +102,12 @@ impl Payload {
         }
     }
 
-    fn into_body(self, idle: Duration, failure: &StreamFailure) -> (RequestBody, Option<u64>) {
+    fn into_body(self, idle: Duration, failure: &StreamFailure) -> (Body, Option<u64>) {
         match self {
-            Payload::Empty => (Empty::new().map_err(|e| match e {}).boxed_unsync(), None),
+            Payload::Empty => (Body::empty(), None),
             Payload::Bytes(b) => {
                 let len = b.len() as u64;
-                (
-                    Full::new(b).map_err(|e| match e {}).boxed_unsync(),
-                    Some(len),
-                )
+                (Body::from_bytes(b), Some(len))
             }
             Payload::Stream(s, len) => {
                 let failure = failure.clone();
@@ -124,14 +118,14 @@ impl Payload {
                     source: None,
                 })
                 .map(move |item| match item {
-                    Ok(b) => Ok(Frame::data(b)),
+                    Ok(b) => Ok(b),
                     Err(e) => {
                         let text = e.to_string();
                         failure.set(e);
                         Err(BoxError::from(text))
                     }
                 });
-                (BodyExt::boxed_unsync(StreamBody::new(s)), Some(len))
+                (Body::from_stream(s), Some(len))
             }
         }
     }
@@ -285,16 +279,10 @@ impl Req {
     }
 }
 
-/// The HTTP client shared by every registry of a [`crate::RegistryClient`].
-///
-/// Plain-HTTP requests go through a client without TLS. The TLS client loads its root
-/// certificates (the system's take tens of milliseconds) on its first handshake, so a copy that
-/// never speaks TLS never pays for them.
+/// The HTTP client shared by every registry of a [`crate::RegistryClient`], with its timeouts,
+/// retries and rate limits.
 pub(crate) struct Transport {
-    plain: HttpClient<RequestBody>,
-    tls: HttpsClient<RequestBody>,
-    /// HTTP/1.1 only, for blob bodies (see [`HttpClientBuilder::build_split`]).
-    bulk: HttpsClient<RequestBody>,
+    client: HttpClient,
     user_agent: HeaderValue,
     timeouts: Timeouts,
     retry: RetryPolicy,
@@ -324,11 +312,8 @@ impl Transport {
             .connect_timeout(Some(timeouts.connect));
         let user_agent = HeaderValue::from_str(user_agent)
             .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
-        let (tls, bulk) = builder.build_split()?;
         Ok(Self {
-            plain: builder.build_http(),
-            tls,
-            bulk,
+            client: builder.build()?,
             user_agent,
             timeouts,
             retry,
@@ -343,7 +328,7 @@ impl Transport {
 
     /// Sends `req` once. A failure reads as one sentence naming the host
     /// ([`ferry_core::Error::Transport`]).
-    pub async fn send_once(&self, req: Req) -> Result<Response<Incoming>> {
+    pub async fn send_once(&self, req: Req) -> Result<Response<ResponseBody>> {
         let failure = StreamFailure::default();
         let streamed = matches!(req.body, Payload::Stream(..));
         let method = req.method.clone();
@@ -383,7 +368,7 @@ impl Transport {
         &self,
         req: Req,
         failure: &StreamFailure,
-    ) -> Result<Response<Incoming>, BoxError> {
+    ) -> Result<Response<ResponseBody>, BoxError> {
         let streamed = matches!(req.body, Payload::Stream(..));
         let bulk = req.bulk || streamed;
         let (body, len) = req.body.into_body(self.timeouts.idle, failure);
@@ -397,14 +382,12 @@ impl Transport {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
         }
         let request = builder.body(body)?;
-        let fut = if request.uri().scheme_str() == Some("https") {
+        let fut = async {
             if bulk {
-                self.bulk.request(request)
+                self.client.send_bulk(request).await
             } else {
-                self.tls.request(request)
+                self.client.send(request).await
             }
-        } else {
-            self.plain.request(request)
         };
         if streamed {
             // The response comes once the whole body is sent; the body has its idle timeout.
@@ -423,7 +406,7 @@ impl Transport {
 
     /// Sends `req`, retrying 429, 5xx and connection failures with backoff when its body can
     /// be sent again. A streamed body is sent once.
-    pub async fn send(&self, req: Req) -> Result<Response<Incoming>> {
+    pub async fn send(&self, req: Req) -> Result<Response<ResponseBody>> {
         if matches!(req.body, Payload::Stream(..)) {
             return self.send_once(req).await;
         }
@@ -496,7 +479,7 @@ pub(crate) fn host_of(url: &Url) -> String {
     }
 }
 
-fn origin(resp: &Response<Incoming>) -> String {
+fn origin(resp: &Response<ResponseBody>) -> String {
     resp.extensions()
         .get::<Origin>()
         .map(|o| o.0.clone())
@@ -504,7 +487,7 @@ fn origin(resp: &Response<Incoming>) -> String {
 }
 
 /// Reads a response body, refusing more than `limit` bytes.
-pub(crate) async fn read_body(resp: Response<Incoming>, limit: usize) -> Result<Bytes> {
+pub(crate) async fn read_body(resp: Response<ResponseBody>, limit: usize) -> Result<Bytes> {
     let host = origin(&resp);
     let mut body = resp.into_body();
     let mut out = bytes::BytesMut::new();
@@ -525,7 +508,7 @@ pub(crate) async fn read_body(resp: Response<Incoming>, limit: usize) -> Result<
 }
 
 /// Reads at most `limit` bytes of an error body, ignoring failures.
-pub(crate) async fn read_error_body(resp: Response<Incoming>) -> Bytes {
+pub(crate) async fn read_error_body(resp: Response<ResponseBody>) -> Bytes {
     read_body(resp, crate::error::ERROR_BODY_LIMIT)
         .await
         .unwrap_or_default()
@@ -533,7 +516,7 @@ pub(crate) async fn read_error_body(resp: Response<Incoming>) -> Bytes {
 
 /// The error for `resp`, an unexpected answer to `what` from `store`, quoting the registry's
 /// error codes and messages from its body.
-pub(crate) async fn response_error(store: &str, what: &str, resp: Response<Incoming>) -> Error {
+pub(crate) async fn response_error(store: &str, what: &str, resp: Response<ResponseBody>) -> Error {
     let status = resp.status();
     let body = read_error_body(resp).await;
     crate::error::status_error(store, what, status, &body)
@@ -541,7 +524,11 @@ pub(crate) async fn response_error(store: &str, what: &str, resp: Response<Incom
 
 /// A response body as a [`ByteStream`], with an idle timeout; `what` names it in errors
 /// (`blob `sha256:…``).
-pub(crate) fn body_stream(resp: Response<Incoming>, what: String, idle: Duration) -> ByteStream {
+pub(crate) fn body_stream(
+    resp: Response<ResponseBody>,
+    what: String,
+    idle: Duration,
+) -> ByteStream {
     let host = origin(&resp);
     let doing = format!("reading {what}");
     let stalled = {

@@ -122,7 +122,7 @@ impl UploadSession {
     async fn check_committed(
         &self,
         descriptor: &Descriptor,
-        resp: http::Response<hyper::body::Incoming>,
+        resp: http::Response<ferry_http::ResponseBody>,
     ) -> Result<()> {
         let status = resp.status();
         if !status.is_success() {

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cid::Cid;
-use ferry_core::http::{HttpClientBuilder, HttpsClient, TlsPolicy};
 use ferry_core::{ByteStream, Error, Result};
+use ferry_http::{Body, HttpClient, HttpClientBuilder, ResponseBody, TlsPolicy};
 use futures::{Stream, StreamExt};
-use http_body_util::{BodyDataStream, BodyExt, Empty};
-use hyper::body::Incoming;
+use http_body_util::{BodyDataStream, BodyExt};
 use url::Url;
 
 use crate::address::{DAG_PB_CODEC, RAW_CODEC};
@@ -42,7 +41,7 @@ pub(crate) type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, IpfsError>> + S
 #[derive(Clone)]
 pub struct GatewayClient {
     base: Url,
-    client: HttpsClient<Empty<Bytes>>,
+    client: HttpClient,
     timeout: Duration,
     idle_timeout: Duration,
     buffer_limit: usize,
@@ -197,10 +196,10 @@ impl GatewayClient {
         let request = http::Request::head(&url)
             .header(http::header::ACCEPT, RAW_MEDIA_TYPE)
             .header(http::header::USER_AGENT, USER_AGENT)
-            .body(Empty::<Bytes>::new())
+            .body(Body::empty())
             .ok()?;
         let started = Instant::now();
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+        let response = tokio::time::timeout(self.timeout, self.client.send(request))
             .await
             .ok()?
             .ok()?;
@@ -252,17 +251,17 @@ impl GatewayClient {
         let request = http::Request::get(&url)
             .header(http::header::ACCEPT, accept)
             .header(http::header::USER_AGENT, USER_AGENT)
-            .body(Empty::<Bytes>::new())
+            .body(Body::empty())
             .map_err(|e| http_err(Box::new(e)))?;
         let started = Instant::now();
-        let response = tokio::time::timeout(self.timeout, self.client.request(request))
+        let response = tokio::time::timeout(self.timeout, self.client.send(request))
             .await
             .map_err(|_| IpfsError::Timeout {
                 gateway: gateway.clone(),
                 cid: cid_text.clone(),
                 seconds: self.timeout.as_secs_f64(),
             })?
-            .map_err(|e| http_err(Box::new(e)))?;
+            .map_err(http_err)?;
         let status = response.status();
         tracing::debug!(
             method = "GET",
@@ -332,7 +331,7 @@ const CAR_ACCEPT: &str = "application/vnd.ipld.car; version=1; order=dfs; dups=n
 const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
 
 /// A response body as chunks, failing when it pauses longer than `idle`.
-fn body_chunks(body: Incoming, idle: Duration, gateway: String, cid: String) -> Chunks {
+fn body_chunks(body: ResponseBody, idle: Duration, gateway: String, cid: String) -> Chunks {
     let state = Some(BodyDataStream::new(body));
     Box::pin(futures::stream::unfold(state, move |state| {
         let gateway = gateway.clone();
@@ -354,7 +353,7 @@ fn body_chunks(body: Incoming, idle: Duration, gateway: String, cid: String) -> 
                     Err(IpfsError::Http {
                         gateway,
                         cid,
-                        source: Box::new(e),
+                        source: e,
                     }),
                     None,
                 )),

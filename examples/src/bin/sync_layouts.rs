@@ -1,5 +1,5 @@
 //! A library consumer mirrors a directory of OCI layouts (one per repository) into another
-//! with `ferry_core::sync`, keeping the newest semantic versions, and prints each image's
+//! with `ferry_sync`, keeping the newest semantic versions, and prints each image's
 //! outcome. Blobs are hardlinked (or reflinked) when both directories share a filesystem, and
 //! each is linked from the layout that received it first.
 //!
@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use ferry_core::sync::{SyncEntry, SyncOptions, SyncSource, TagFilter, sync};
 use ferry_core::{CopyOptions, MountChain};
 use ferry_fs_store::{OciDir, SharedStorageMount};
+use ferry_sync::{SyncEntry, SyncOptions, SyncSource, TagFilter, sync};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferry_core::conformance::{Case, Seen, strategy};
+use ferry_conformance::{Case, Seen, strategy};
 use ferry_core::layer::ManualClock;
 use ferry_core::{
     Action, BlobLocations, CopyOptions, CopyReport, Descriptor, InMemoryLocations, MemoryStore,
@@ -189,7 +189,7 @@ mod conformance {
             case_with(storage, admin, strategy)
         }
 
-        ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+        ferry_conformance::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
     }
 
     /// As an operator registers it, in a timeout and a resting layer, and traced: every
@@ -204,7 +204,7 @@ mod conformance {
             case_with(storage, admin, strategy)
         }
 
-        ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+        ferry_conformance::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferry_core::conformance::{Case, random_blob};
+use ferry_conformance::{Case, random_blob};
 use ferry_core::{Action, CopyOptions, MountRequest, MountStrategy, copy};
 use ferry_distribution::Reference;
 use ferry_examples::link_api::{self, LinkApiMount};
@@ -34,7 +34,7 @@ mod bare {
         .keeping((storage, admin))
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
 }
 
 mod as_registered {
@@ -52,7 +52,7 @@ mod as_registered {
         .keeping((storage, admin))
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! A counting wrapper (`ferry_core::conformance::Counting`, a decorator built on
+//! A counting wrapper (`ferry_conformance::Counting`, a decorator built on
 //! `ferry_core::StoreWrapper`) around a real `Repository` and around an `OciLayout`: every
 //! strategy still mounts through it, and the wrapper sees every call that reaches the store
 //! (the registries' access logs and the files on disk show nothing else happened).
@@ -6,7 +6,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use ferry_core::conformance::Counting;
+use ferry_conformance::Counting;
 use ferry_core::{
     Action, CopyOptions, CopyReport, MemoryStore, MountChain, ReadStore, WriteStore, copy,
 };

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use ferry_core::sync::Shard;
+use ferry_sync::Shard;
 
 use crate::args::CopyArgs;
 

@@ -131,7 +131,7 @@ impl SyncClients {
             };
             hosts.insert(host.clone(), mode.clone());
             if let std::collections::hash_map::Entry::Vacant(slot) = clients.entry(mode.clone()) {
-                let mut tls = ferry_core::http::TlsPolicy::new().insecure(mode.insecure);
+                let mut tls = ferry_http::TlsPolicy::new().insecure(mode.insecure);
                 for f in &mode.ca_cert {
                     tls = tls.with_ca_file(f)?;
                 }

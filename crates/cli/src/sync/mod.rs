@@ -12,15 +12,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use ferry_core::sync::{
+use ferry_cache::PersistentLocations;
+use ferry_core::{
+    BlobLocations, BlobTransfers, Catalog, CopyOptions, Error, InMemoryLocations, MemoryStore,
+    PlatformFilter, ReadStore, WriteStore,
+};
+use ferry_fs_store::{OciDir, OciLayout};
+use ferry_sync::{
     DEFAULT_GRACE, DEFAULT_PRUNE_MAX, FailureKind, Stop, SyncEntry, SyncOptions, SyncSource,
     TagFilter, TagPatterns,
 };
-use ferry_core::{
-    BlobLocations, BlobTransfers, Catalog, CopyOptions, Error, InMemoryLocations, MemoryStore,
-    PersistentLocations, PlatformFilter, ReadStore, WriteStore,
-};
-use ferry_fs_store::{OciDir, OciLayout};
 
 pub use args::{SYNC_EXAMPLES, SyncArgs};
 
@@ -156,7 +157,7 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
             .copy
             .cache
             .clone()
-            .or_else(ferry_core::locations::default_cache_path);
+            .or_else(ferry_cache::default_cache_path);
         match path.map(PersistentLocations::open) {
             Some(Ok(c)) => Some(Arc::new(c)),
             Some(Err(e)) => {
@@ -188,7 +189,7 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
         .with_transfers(Arc::new(BlobTransfers::new()))
         .on_event(move |e| sink.event(e));
     RUNNING.store(true, std::sync::atomic::Ordering::SeqCst);
-    let report = ferry_core::sync::sync(sync_entries, options).await;
+    let report = ferry_sync::sync(sync_entries, options).await;
     RUNNING.store(false, std::sync::atomic::Ordering::SeqCst);
     printer.finish();
     if let Some(c) = cache
@@ -216,7 +217,7 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
 
 /// 0 when everything is at the destination; 4 when a registry refused the credentials; 1
 /// for any other failure or a stopped sync.
-fn exit_code(report: &ferry_core::sync::SyncReport) -> u8 {
+fn exit_code(report: &ferry_sync::SyncReport) -> u8 {
     if report.complete() {
         return 0;
     }

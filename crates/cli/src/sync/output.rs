@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ferry_core::CopyEvent;
-use ferry_core::sync::{ImageReport, Outcome, SyncEvent, SyncReport};
+use ferry_sync::{ImageReport, Outcome, SyncEvent, SyncReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The line of one image.

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ferry_core::PersistentLocations;
+use ferry_cache::PersistentLocations;
 use ferry_test_support::fixtures::write_oci_layout;
 use ferry_test_support::{Content, Image, ImageBuilder, Registry, skopeo, umoci};
 

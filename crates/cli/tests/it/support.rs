@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferry_core::conformance::random_bytes;
+use ferry_conformance::random_bytes;
 use ferry_core::model::{OCI_INDEX, OCI_MANIFEST};
 use ferry_core::{Descriptor, WriteStore};
 use ferry_fs_store::OciLayout;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ferry_core::sync::shard_of;
+use ferry_sync::shard_of;
 use ferry_test_support::{Content, Fault, FaultPlan, FaultProxy, Registry, skopeo};
 
 use crate::sync::{Corpus, remote_digest, remote_tags, sync, uploads};

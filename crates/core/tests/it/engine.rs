@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::conformance::random_bytes;
+use ferry_conformance::random_bytes;
 use ferry_core::model::{OCI_INDEX, OCI_MANIFEST};
 use ferry_core::{
     Action, AttemptOutcome, ByteStream, CopyEvent, CopyOptions, Descriptor, Error, MemoryStore,
@@ -436,7 +436,7 @@ async fn a_dry_run_says_would_try_for_a_strategy_that_cannot_tell() {
     let (m, _) = image(&src, &[present.clone(), layer(&src, 20)]);
     src.tag(&m, "v1").await.unwrap();
     let dst = Arc::new(MemoryStore::new("dst"));
-    let bytes = ferry_core::conformance::read_all(src.as_ref(), &present).await;
+    let bytes = ferry_conformance::read_all(src.as_ref(), &present).await;
     dst.push(&present, ferry_core::bytes_stream(bytes))
         .await
         .unwrap();
@@ -1066,7 +1066,7 @@ impl ferry_core::StoreWrapper for Gated {
 async fn a_failed_copy_releases_the_transfers_it_led() {
     let src = Arc::new(MemoryStore::new("src"));
     let shared = layer(&src, 5000);
-    let (missing, _) = ferry_core::conformance::random_blob(100);
+    let (missing, _) = ferry_conformance::random_blob(100);
     let (broken, _) = image(&src, &[shared.clone(), missing]);
     let (good, _) = image(&src, std::slice::from_ref(&shared));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));

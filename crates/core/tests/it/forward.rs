@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_core::conformance::{Counting, random_blob};
+use ferry_conformance::{Counting, random_blob};
 use ferry_core::{MemoryStore, ReadStore, StoreInfo, WriteStore, bytes_stream, copy};
 
 use crate::fixtures::{image, layer};
@@ -79,7 +79,7 @@ async fn a_wrapper_built_on_store_wrapper_sees_every_call_and_forwards_capabilit
 
 #[tokio::test]
 async fn a_counting_wrapper_offers_known_absent_and_counts_it() {
-    let wrapper = Counting::new(Arc::new(crate::fixtures::NewStore::new("new")));
+    let wrapper = Counting::new(Arc::new(ferry_conformance::fixtures::NewStore::new("new")));
     let known = wrapper
         .capabilities()
         .known_absent

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ferry_conformance::random_blob;
 use ferry_core::layer::{ManualClock, MountStrategyExt};
 use ferry_core::{
     AttemptOutcome, MemoryStore, MountChain, MountOutcome, MountRequest, MountStrategy,
-    conformance::random_blob,
 };
 
 /// A strategy that answers what it is told, counting its attempts; `hang` makes it never

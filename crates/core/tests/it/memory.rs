@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_core::conformance::{Counting, StoreSubject};
+use ferry_conformance::{Counting, StoreSubject};
 use ferry_core::{MemoryStore, WriteStore};
 
 mod memory_store {
@@ -13,7 +13,7 @@ mod memory_store {
         StoreSubject::new(Arc::new(MemoryStore::new("conformance")))
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
 }
 
 mod boxed_memory_store {
@@ -24,7 +24,7 @@ mod boxed_memory_store {
         StoreSubject::new(Arc::new(boxed))
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
 }
 
 mod wrapped_memory_store {
@@ -34,35 +34,36 @@ mod wrapped_memory_store {
         StoreSubject::new(Counting::new(Arc::new(MemoryStore::new("conformance"))))
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag]);
 }
 
 /// A store offering `KnownAbsent`, bare and behind a wrapper that must keep offering it.
 mod new_store {
     use super::*;
-    use crate::fixtures::NewStore;
+    use ferry_conformance::fixtures::NewStore;
 
     async fn subject() -> StoreSubject {
         StoreSubject::new(Arc::new(NewStore::new("conformance")))
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, known_absent]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag, known_absent]);
 }
 
 mod wrapped_new_store {
     use super::*;
-    use crate::fixtures::NewStore;
+    use ferry_conformance::fixtures::NewStore;
 
     async fn subject() -> StoreSubject {
         StoreSubject::new(Counting::new(Arc::new(NewStore::new("conformance"))))
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, known_absent]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag, known_absent]);
 }
 
 #[tokio::test]
 async fn memory_store_lists_its_tags_through_its_capabilities() {
-    use ferry_core::{ReadStore, bytes_stream, conformance::random_blob};
+    use ferry_conformance::random_blob;
+    use ferry_core::{ReadStore, bytes_stream};
     let store = MemoryStore::new("tags");
     let (desc, data) = random_blob(10);
     store.push(&desc, bytes_stream(data)).await.unwrap();

@@ -212,7 +212,7 @@ fn chunked_client(chunk_size: u64) -> RegistryClient {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_chunked_upload_resumes_from_the_registry_offset() {
     let registry = fake(FakeRegistry::builder().break_patch_after(100_000));
-    let (desc, data) = ferry_core::conformance::random_blob(300_000);
+    let (desc, data) = ferry_conformance::random_blob(300_000);
     let dst = repo(&chunked_client(128 * 1024), &registry.addr(), "team/app");
 
     dst.push(&desc, bytes_stream(data.clone())).await.unwrap();
@@ -243,7 +243,7 @@ async fn a_broken_chunked_upload_resumes_from_the_registry_offset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_honour_the_registry_minimum() {
     let registry = fake(FakeRegistry::builder().chunk_min_length(100_000));
-    let (desc, data) = ferry_core::conformance::random_blob(250_000);
+    let (desc, data) = ferry_conformance::random_blob(250_000);
     let dst = repo(&chunked_client(10_000), &registry.addr(), "team/app");
 
     dst.push(&desc, bytes_stream(data.clone())).await.unwrap();
@@ -283,7 +283,7 @@ async fn referrers_use_the_api_where_the_registry_has_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_push_is_never_committed_in_a_prepared_session() {
     let registry = fake(FakeRegistry::builder().mount_behaviour(MountBehaviour::Always202));
-    let (desc, data) = ferry_core::conformance::random_blob(5000);
+    let (desc, data) = ferry_conformance::random_blob(5000);
     registry.put_blob("team/src", data.clone());
     let client = client();
     let src = repo(&client, &registry.addr(), "team/src");
@@ -299,7 +299,7 @@ async fn a_wrong_push_is_never_committed_in_a_prepared_session() {
     else {
         panic!("expected a prepared upload, got {outcome:?}");
     };
-    let wrong = ferry_core::conformance::random_bytes(5000);
+    let wrong = ferry_conformance::random_bytes(5000);
     let err = upload.upload(&desc, bytes_stream(wrong)).await.unwrap_err();
     assert!(
         matches!(err, ferry_core::Error::DigestMismatch { .. }),
@@ -356,7 +356,7 @@ async fn an_upload_location_on_another_host_is_refused() {
     let (addr, seen) =
         foreign_location_server("http://127.0.0.2:9/v2/team/app/blobs/uploads/1").await;
     let dst = repo(&client(), &addr, "team/app");
-    let (desc, data) = ferry_core::conformance::random_blob(100);
+    let (desc, data) = ferry_conformance::random_blob(100);
 
     let err = dst.push(&desc, bytes_stream(data)).await.unwrap_err();
 

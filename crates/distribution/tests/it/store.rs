@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferry_core::conformance::{Case, StoreSubject};
+use ferry_conformance::{Case, StoreSubject};
 use ferry_core::{ReadStore, WriteStore};
 use ferry_distribution::{ClientOptions, Credentials, CrossRepoMount, RegistryClient};
 use ferry_test_support::Registry;
@@ -33,7 +33,7 @@ mod repository {
             .keeping(registry)
     }
 
-    ferry_core::store_suite!(
+    ferry_conformance::store_suite!(
         setup: subject,
         declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads, known_absent]
     );
@@ -51,7 +51,7 @@ mod repository_chunked {
             .keeping(registry)
     }
 
-    ferry_core::store_suite!(
+    ferry_conformance::store_suite!(
         setup: subject,
         declares: [list_tags, delete_tag, peek, registry_repository, prepared_uploads, known_absent]
     );
@@ -65,7 +65,7 @@ async fn chunked_uploads_go_up_in_patches() {
         registry.addr(),
         "conformance/chunked",
     ));
-    ferry_core::conformance::store::push_round_trips_the_exact_bytes(&subject).await;
+    ferry_conformance::store::push_round_trips_the_exact_bytes(&subject).await;
     // The 300 000-byte blob went up in 64 KiB PATCHes.
     assert!(
         registry.count("PATCH", "/v2/conformance/chunked/blobs/uploads/") >= 5,
@@ -91,7 +91,7 @@ mod cross_repo_mount {
         .keeping(registry)
     }
 
-    ferry_core::strategy_suite!(
+    ferry_conformance::strategy_suite!(
         setup: case,
         expect: Mounted,
         declares: [probes_destination, prepares_uploads]
@@ -111,7 +111,8 @@ async fn repository_names_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repository_offers_itself_as_a_registry_repository() {
-    use ferry_core::{BlobMount, bytes_stream, conformance::random_blob};
+    use ferry_conformance::random_blob;
+    use ferry_core::{BlobMount, bytes_stream};
     let registry = start_registry(Registry::builder()).await;
     let client = client();
     let src = repo(&client, registry.addr(), "team/src");

@@ -330,7 +330,7 @@ impl StorageRoot {
     /// `s3` driver. `options` as in [`StorageRoot::parse`] (without `trusted`), over the
     /// `AWS_*` environment.
     ///
-    /// The S3 client's TLS is ferry's TLS policy ([`ferry_core::http::TlsPolicy`]: rustls with
+    /// The S3 client's TLS is ferry's TLS policy ([`ferry_http::TlsPolicy`]: rustls with
     /// the `ring` provider given to it explicitly, the system's roots or `SSL_CERT_FILE`); no
     /// process-wide provider is needed or installed.
     #[cfg(feature = "s3")]

@@ -1,11 +1,11 @@
 //! The HTTP client of S3 roots: reqwest with the TLS configuration of ferry's one TLS policy
-//! ([`ferry_core::http::TlsPolicy`]: rustls on `ring`, handed to it explicitly, the system's
+//! ([`ferry_http::TlsPolicy`]: rustls on `ring`, handed to it explicitly, the system's
 //! roots or `SSL_CERT_FILE`). A library must not install a process-wide rustls provider (the
 //! application decides that), and the S3 client needs none.
 
 use std::time::Duration;
 
-use ferry_core::http::TlsPolicy;
+use ferry_http::TlsPolicy;
 use object_store::client::{ClientConfigKey, ClientOptions, HttpClient, HttpConnector};
 
 /// Builds the reqwest client of an S3 root from its [`ClientOptions`]: timeouts, HTTP

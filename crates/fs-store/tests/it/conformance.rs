@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferry_core::conformance::{Case, Counting, StoreSubject};
+use ferry_conformance::{Case, Counting, StoreSubject};
 use ferry_fs_store::{OciLayout, SharedStorageMount};
 
 use crate::support::{layout, tempdir};
@@ -18,7 +18,7 @@ mod oci_layout {
         StoreSubject::new(layout(dir.path(), "store")).keeping(dir)
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, local_blobs]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag, local_blobs]);
 }
 
 mod oci_layout_reopened {
@@ -31,7 +31,7 @@ mod oci_layout_reopened {
         StoreSubject::new(Arc::new(store)).keeping(dir)
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, local_blobs]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag, local_blobs]);
 }
 
 mod oci_layout_wrapped {
@@ -42,7 +42,7 @@ mod oci_layout_wrapped {
         StoreSubject::new(Counting::new(layout(dir.path(), "store"))).keeping(dir)
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [list_tags, delete_tag, local_blobs]);
+    ferry_conformance::store_suite!(setup: subject, declares: [list_tags, delete_tag, local_blobs]);
 }
 
 mod shared_storage {
@@ -58,7 +58,7 @@ mod shared_storage {
         .keeping(dir)
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted);
 }
 
 mod shared_storage_trusting {
@@ -74,7 +74,7 @@ mod shared_storage_trusting {
         .keeping(dir)
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted);
 }
 
 mod shared_storage_on_xfs {
@@ -91,7 +91,7 @@ mod shared_storage_on_xfs {
         .keeping(xfs)
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted);
 }
 
 #[cfg(feature = "s3")]
@@ -119,7 +119,7 @@ mod distribution_storage_on_filesystems {
         .keeping((a, b, dir))
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
 }
 
 #[cfg(feature = "s3")]
@@ -147,5 +147,5 @@ mod distribution_storage_on_s3 {
         .keeping((a, b, seaweed))
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted, declares: [probes_destination]);
 }

@@ -943,7 +943,7 @@ async fn only_registry_blobs_with_valid_repository_names_apply() {
         .with_registry("registry-b.example:5000", file_root(&dir.path().join("b")));
     // Authorities are matched without regard to case.
     assert!(mount.root("registry-a.example:5000").is_some());
-    let layer = ferry_core::conformance::random_blob(10).0;
+    let layer = ferry_conformance::random_blob(10).0;
     let manifest = image_manifest();
     let cases: Vec<(ClaimingStore, ClaimingStore, &Descriptor, &str)> = vec![
         (

@@ -230,7 +230,7 @@ async fn referrers_are_found_by_subject() {
 async fn an_abandoned_push_leaves_no_blob_and_no_temporary_file() {
     let dir = tempdir();
     let store = layout(dir.path(), "l");
-    let data = ferry_core::conformance::random_bytes(3 << 20);
+    let data = ferry_conformance::random_bytes(3 << 20);
     let desc = Descriptor::new(
         "application/octet-stream".into(),
         data.len() as u64,
@@ -345,7 +345,7 @@ async fn layout_offers_its_blob_files_as_local_blobs() {
         .expect("a layout offers LocalBlobs");
     assert!(capabilities.registry_repository.is_none());
     assert_eq!(blobs.filesystem(), store.info().authority);
-    let (desc, data) = ferry_core::conformance::random_blob(5000);
+    let (desc, data) = ferry_conformance::random_blob(5000);
     store
         .push(&desc, ferry_core::bytes_stream(data.clone()))
         .await
@@ -367,7 +367,7 @@ async fn large_blobs_pushed_together_are_each_judged_on_their_own_bytes() {
     let sizes = [1 << 20, (1 << 20) + 1, 3 << 20, (2 << 20) + 63, 5 << 20];
     let mut pushes = Vec::new();
     for (i, size) in sizes.into_iter().enumerate() {
-        let data = ferry_core::conformance::random_bytes(size);
+        let data = ferry_conformance::random_bytes(size);
         let desc = Descriptor::new(
             "application/vnd.oci.image.layer.v1.tar".into(),
             size as u64,
@@ -416,7 +416,7 @@ async fn large_blobs_pushed_together_are_each_judged_on_their_own_bytes() {
         }
     }
     // A large push cut short or run long fails on its size, and leaves no file behind.
-    let data = ferry_core::conformance::random_bytes(2 << 20);
+    let data = ferry_conformance::random_bytes(2 << 20);
     let desc = Descriptor::new(
         "application/vnd.oci.image.layer.v1.tar".into(),
         data.len() as u64,

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use ferry_core::conformance::random_blob;
+use ferry_conformance::random_blob;
 use ferry_core::{
     Descriptor, MemoryStore, MountMethod, MountOutcome, MountRequest, MountStrategy, ReadStore,
     WriteStore, bytes_stream,
@@ -85,7 +85,7 @@ async fn corrupt_source_file_is_not_linked_unless_trusted() {
     let src = layout(dir.path(), "src");
     let dst = layout(dir.path(), "dst");
     let (desc, _) = random_blob(10_000);
-    let wrong = ferry_core::conformance::random_bytes(10_000);
+    let wrong = ferry_conformance::random_bytes(10_000);
     plant(&src, &desc, &wrong);
     let before: Vec<String> = tree(dst.path())
         .into_iter()
@@ -343,7 +343,7 @@ async fn reflinks_on_xfs() {
 
     // A corrupt source is declined here too, and no clone is left behind.
     let (bad, _) = random_blob(70_000);
-    plant(&src, &bad, &ferry_core::conformance::random_bytes(70_000));
+    plant(&src, &bad, &ferry_conformance::random_bytes(70_000));
     let outcome = mount(&SharedStorageMount::new(), &src, dst.as_ref(), &bad).await;
     assert!(
         matches!(outcome, MountOutcome::Declined { .. }),

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_core::conformance::Case;
+use ferry_conformance::Case;
 use ferry_core::{
     ByteStream, Capabilities, Descriptor, FetchFromAddress, MemoryStore, MountMethod, MountOutcome,
     MountRequest, MountStrategy, ReadStore, Result, StoreInfo, WriteStore,
@@ -39,7 +39,7 @@ mod ipfs_holding_the_blobs {
         .keeping(helia)
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Mounted);
+    ferry_conformance::strategy_suite!(setup: case, expect: Mounted);
 }
 
 /// The strategy contract when IPFS holds nothing: every address is declined.
@@ -56,7 +56,7 @@ mod ipfs_holding_nothing {
         .keeping(helia)
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: Declined);
+    ferry_conformance::strategy_suite!(setup: case, expect: Declined);
 }
 
 /// The strategy contract for blobs without any IPFS address: not applicable.
@@ -73,14 +73,14 @@ mod ipfs_without_addresses {
         .keeping(helia)
     }
 
-    ferry_core::strategy_suite!(setup: case, expect: NotApplicable);
+    ferry_conformance::strategy_suite!(setup: case, expect: NotApplicable);
 }
 
 /// The store contract of a destination that fetches `ipfs://` addresses itself, its
 /// `FetchFromAddress` rule included, with a real IPFS node as the publisher.
 mod self_fetching_destination {
     use super::*;
-    use ferry_core::conformance::{Publish, StoreSubject};
+    use ferry_conformance::{Publish, StoreSubject};
 
     struct Node(Helia);
 
@@ -101,7 +101,7 @@ mod self_fetching_destination {
         StoreSubject::new(Arc::new(store)).with_publisher(Arc::new(Node(helia)))
     }
 
-    ferry_core::store_suite!(setup: subject, declares: [fetch_from_address]);
+    ferry_conformance::store_suite!(setup: subject, declares: [fetch_from_address]);
 }
 
 #[tokio::test]
@@ -326,7 +326,7 @@ async fn a_wrapped_destination_that_fetches_itself_is_still_handed_the_address()
         gateway: GatewayClient::new(helia.url()).unwrap(),
         asked: Mutex::default(),
     });
-    let dst = ferry_core::conformance::Counting::new(inner.clone());
+    let dst = ferry_conformance::Counting::new(inner.clone());
     let strategy = IpfsMount::new(&format!("http://127.0.0.1:{}", closed_port()))
         .unwrap()
         .derive_raw_cids(false);

@@ -21,7 +21,7 @@ pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// `len` bytes that differ from run to run and between calls.
 pub fn random(len: usize) -> Bytes {
-    ferry_core::conformance::random_bytes(len)
+    ferry_conformance::random_bytes(len)
 }
 
 /// Asserts that two contents are the same without printing megabytes when they differ.

@@ -1,0 +1,3 @@
+//! Integration tests of ferry-cache.
+
+mod locations;

@@ -1,0 +1,3 @@
+//! Integration tests of ferry-http.
+
+mod errors;

@@ -1,0 +1,205 @@
+//! One image: comparing its source and destination tags, then copying it.
+
+use super::*;
+
+pub(super) fn image_report(job: &Job, outcome: Outcome, started: Instant) -> ImageReport {
+    let mut report = ImageReport::new(
+        job.entry,
+        job.repository.clone(),
+        Some(job.tag.clone()),
+        job.source_display.clone(),
+        job.destination_display.clone(),
+        outcome,
+    );
+    report.duration = started.elapsed();
+    report
+}
+
+pub(super) fn failed_report(job: &Job, error: &Error, started: Instant) -> ImageReport {
+    let mut report = image_report(job, Outcome::Failed, started);
+    report.reason = Some(error.to_string());
+    report.failure = Some(FailureKind::of(error));
+    report
+}
+
+pub(super) fn interrupted_report(job: &Job, started: Instant) -> ImageReport {
+    let mut report = image_report(job, Outcome::Interrupted, started);
+    report.reason = Some(
+        "stopped by a signal before it finished; the destination tag names what it named \
+         before, or the whole image if the tag was being written"
+            .into(),
+    );
+    report
+}
+
+/// Compares a tag: the source's digest (resolved, by `HEAD` on a registry) with the
+/// destination's, which is resolved only when its listing has the tag.
+pub(super) async fn check(shared: Arc<Shared>, job: Job, started: Instant) -> Step {
+    let e = &shared.entries[job.entry];
+    if job.immutable && matches!(job.dst_tag, DstTag::Present(_)) {
+        let mut report = image_report(&job, Outcome::Unchanged, started);
+        report.reason = Some("immutable tag, present at the destination".into());
+        return Step::Done(Box::new(report));
+    }
+    // A tag the destination lacks is resolved as the copy needs it (a registry's `GET`,
+    // whose manifest the copy then reuses); one to compare is peeked at (`HEAD`).
+    let compare = !matches!(job.dst_tag, DstTag::Absent);
+    let src = async {
+        match &job.src_known {
+            Some(d) => Ok(d.clone()),
+            None => peek_or_resolve(job.source.as_ref(), &job.tag, compare).await,
+        }
+    };
+    let dst = async {
+        match &job.dst_tag {
+            DstTag::Absent => Ok(None),
+            DstTag::Present(Some(d)) => Ok(Some(Descriptor::clone(d))),
+            DstTag::Present(None) | DstTag::Unknown => {
+                match peek_or_resolve(job.destination.as_ref(), &job.tag, true).await {
+                    Ok(d) => Ok(Some(d)),
+                    Err(e) if e.is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    };
+    let (src, dst) = futures::join!(src, dst);
+    let mut root = match src {
+        Ok(d) => d,
+        Err(error) => return Step::Done(Box::new(failed_report(&job, &error, started))),
+    };
+    if let Some(filter) = &e.copy.platform {
+        root = match select_platform(job.source.as_ref(), &root, filter, e.copy.manifest_limit)
+            .await
+        {
+            Ok(d) => d,
+            Err(error) => return Step::Done(Box::new(failed_report(&job, &error, started))),
+        };
+    }
+    let previous = match dst {
+        Ok(d) => d.map(|d| d.digest().clone()),
+        Err(error) => return Step::Done(Box::new(failed_report(&job, &error, started))),
+    };
+    let unchanged = previous.as_ref() == Some(root.digest());
+    if shared.options.dry_run || (unchanged && !e.copy.referrers) {
+        let outcome = if unchanged {
+            Outcome::Unchanged
+        } else {
+            Outcome::Planned
+        };
+        let mut report = image_report(&job, outcome, started);
+        report.digest = Some(root.digest().clone());
+        report.previous = previous;
+        return Step::Done(Box::new(report));
+    }
+    Step::Copy(Box::new(Pending {
+        job,
+        root,
+        previous,
+        referrers_only: unchanged,
+        started,
+    }))
+}
+
+/// What `reference` names in `store`: peeked at ([`ferry_core::Peek`], a registry's `HEAD`) when
+/// `peek` and the store can, else resolved.
+pub(super) async fn peek_or_resolve(
+    store: &dyn ReadStore,
+    reference: &str,
+    peek: bool,
+) -> Result<Descriptor> {
+    match store.capabilities().peek {
+        Some(p) if peek => p.peek(reference).await,
+        _ => store.resolve(reference).await,
+    }
+}
+
+/// Copies one image (or, for an unchanged one with referrers on, the referrers the
+/// destination lacks).
+pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageReport {
+    let Pending {
+        job,
+        root,
+        previous,
+        referrers_only,
+        started,
+    } = pending;
+    let e = &shared.entries[job.entry];
+    let mut options = e.copy.clone();
+    options.locations = shared.options.locations.clone();
+    options.transfers = Some(shared.options.transfers.clone());
+    options.dry_run = false;
+    // The platform was selected when the tag was compared: `root` is its manifest.
+    options.platform = None;
+    // A tag the destination did not have: its manifest is not looked for either.
+    options.root_absent = previous.is_none() && matches!(job.dst_tag, DstTag::Absent);
+    options.on_event = shared.options.on_event.clone().map(|sink| {
+        Arc::new(move |event: &CopyEvent| sink(&SyncEvent::Copy(Box::new(event.clone()))))
+            as EventSink
+    });
+    let result: Result<(Vec<CopyReport>, bool)> = if referrers_only {
+        copy_missing_referrers(&job, &root, &options).await
+    } else {
+        copy_root(
+            job.source.clone(),
+            root.clone(),
+            job.destination.clone(),
+            Some(&job.tag),
+            &options,
+        )
+        .await
+        .map(|r| (vec![r], true))
+    };
+    let mut report = match result {
+        Ok((copies, changed)) => {
+            let outcome = if changed {
+                Outcome::Synced
+            } else {
+                Outcome::Unchanged
+            };
+            let mut report = image_report(&job, outcome, started);
+            for c in &copies {
+                report.mounted += c.count(Action::Mounted);
+                report.copied += c.count(Action::Copied);
+                report.existed += c.count(Action::Exists);
+                report.bytes += c.bytes;
+                report.warnings.extend(c.warnings().cloned());
+            }
+            report
+        }
+        Err(error) => failed_report(&job, &error, started),
+    };
+    report.digest = Some(root.digest().clone());
+    report.previous = previous;
+    report.duration = started.elapsed();
+    report
+}
+
+/// For an unchanged image: copies the source's referrers of `root` that the destination
+/// does not list. Returns the copies and whether there was any.
+pub(super) async fn copy_missing_referrers(
+    job: &Job,
+    root: &Descriptor,
+    options: &ferry_core::engine::CopyOptions,
+) -> Result<(Vec<CopyReport>, bool)> {
+    let (theirs, ours) =
+        futures::join!(job.source.referrers(root), job.destination.referrers(root));
+    let ours: HashSet<Digest> = ours?.into_iter().map(|d| d.digest().clone()).collect();
+    let mut copies = Vec::new();
+    for referrer in theirs? {
+        if ours.contains(referrer.digest()) {
+            continue;
+        }
+        copies.push(
+            copy_graph(
+                job.source.clone(),
+                job.destination.clone(),
+                referrer,
+                options,
+            )
+            .await?,
+        );
+    }
+    let changed = !copies.is_empty();
+    Ok((copies, changed))
+}

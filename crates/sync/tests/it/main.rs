@@ -1,0 +1,4 @@
+//! Integration tests of ferry-sync.
+
+mod fixtures;
+mod sync;
