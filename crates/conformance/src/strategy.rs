@@ -8,11 +8,10 @@ use bytes::Bytes;
 
 use super::{Counting, random_blob, random_bytes, read_all};
 use ferry_core::Descriptor;
+use ferry_core::PreparedUpload;
 use ferry_core::engine::{CopyOptions, copy_graph};
 use ferry_core::error::Error;
-use ferry_core::mount::{
-    MountChain, MountOutcome, MountPlan, MountRequest, MountStrategy, PreparedUpload,
-};
+use ferry_core::mount::{MountChain, MountOutcome, MountPlan, MountRequest, MountStrategy};
 use ferry_core::report::Action;
 use ferry_core::store::{ReadStore, WriteStore, bytes_stream};
 

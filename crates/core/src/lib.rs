@@ -58,9 +58,7 @@ pub mod transfers;
 pub mod verify;
 
 pub use catalog::{Catalog, MemoryCatalog};
-pub use engine::{
-    CopyOptions, EventSink, copy, copy_graph, copy_root, fetch_manifest, select_platform,
-};
+pub use engine::{CopyOptions, copy, copy_graph, copy_root, fetch_manifest, select_platform};
 pub use error::{BoxError, Error, Result, TransportErrorKind};
 pub use forward::{StoreWrapper, WriteStoreWrapper};
 pub use layer::MountStrategyExt;
@@ -68,13 +66,17 @@ pub use locations::{BlobLocations, InMemoryLocations, Location};
 pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};
 pub use mount::{
-    AttemptOutcome, ChainOutcome, ChainPlan, CorruptLocation, MountAttempt, MountChain,
-    MountMethod, MountOutcome, MountPlan, MountRequest, MountStrategy, PreparedUpload,
+    ChainOutcome, ChainPlan, CorruptLocation, MountChain, MountOutcome, MountPlan, MountRequest,
+    MountStrategy,
 };
-pub use report::{Action, CopyEvent, CopyReport, CopyWarning, NodeReport, PlanTotals};
+pub use report::{
+    Action, AttemptOutcome, CopyEvent, CopyReport, CopyWarning, EventSink, MountAttempt,
+    MountMethod, NodeReport, PlanTotals,
+};
 pub use store::{
     BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,
-    LocalBlobs, Peek, ReadStore, RegistryRepository, StoreInfo, WriteStore, bytes_stream,
+    LocalBlobs, Peek, PreparedUpload, ReadStore, RegistryRepository, StoreInfo, WriteStore,
+    bytes_stream,
 };
 pub use transfers::{BlobTransfers, TransferStats};
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

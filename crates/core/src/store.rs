@@ -11,7 +11,6 @@ use oci_spec::image::{Descriptor, Digest};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::mount::PreparedUpload;
 
 /// A stream of content bytes, as fetched from a store or given to one.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
@@ -19,6 +18,19 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>
 /// A [`ByteStream`] over bytes already in memory.
 pub fn bytes_stream(data: Bytes) -> ByteStream {
     Box::pin(futures::stream::once(async move { Ok(data) }))
+}
+
+/// A write path left open by a mount attempt (an OCI upload session a registry opened when it
+/// answered a mount with 202). The engine streams the fallback copy into it, so a failed mount
+/// costs no extra request.
+#[async_trait]
+pub trait PreparedUpload: Debug + Send + Sync {
+    /// Streams `data` into the prepared path and commits it as `descriptor`. Commits only
+    /// content whose size and digest match.
+    async fn upload(self: Box<Self>, descriptor: &Descriptor, data: ByteStream) -> Result<()>;
+
+    /// Abandons the prepared path (cancels the upload session).
+    async fn cancel(self: Box<Self>) -> Result<()>;
 }
 
 /// Who a store is: enough for a mount strategy to decide whether it applies, without

@@ -24,9 +24,10 @@ mod image;
 mod plan;
 mod prune;
 
-use ferry_core::engine::{EventSink, copy_graph, copy_root, select_platform};
+use ferry_core::engine::{copy_graph, copy_root, select_platform};
 use ferry_core::error::{Error, Result};
 use ferry_core::memory::MemoryStore;
+use ferry_core::report::EventSink;
 use ferry_core::report::{Action, CopyEvent, CopyReport};
 use ferry_core::store::{ReadStore, WriteStore};
 use image::{check, copy_image, interrupted_report};

@@ -1,12 +1,19 @@
 //! What a copy did: events while it runs, a report when it ends.
 
+mod attempt;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use oci_spec::image::Descriptor;
 use serde::{Serialize, Serializer};
 
-use crate::mount::{MountAttempt, MountMethod};
+pub use attempt::{AttemptOutcome, MountAttempt, MountMethod};
+
 use crate::store::StoreInfo;
+
+/// A callback receiving [`CopyEvent`]s.
+pub type EventSink = Arc<dyn Fn(&CopyEvent) + Send + Sync>;
 
 /// What happened to one node of the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
