@@ -395,7 +395,7 @@ impl MountStrategy for AdminLinkMount {
             match self.link(request, source, target).await {
                 Answer::Linked => {
                     return Ok(MountOutcome::mounted(
-                        source.to_string(),
+                        source,
                         MountMethod::other("admin link"),
                     ));
                 }
@@ -410,5 +410,63 @@ impl MountStrategy for AdminLinkMount {
             }
         }
         Ok(MountOutcome::declined(reasons.join("; ")))
+    }
+}
+
+/// [`AdminLinkMount`] by name (`admin-link`), so an application that composes chains from
+/// names (the `ferry` CLI, through `ferry_cli::Ferry::with_strategy`) offers it: `--mount
+/// admin-link`, `--mount-opt admin-link.url=…`, or an `[mount.admin-link]` table.
+///
+/// Settings: `url` (required: the admin endpoint), `token` (sent as a bearer token; keep it
+/// in the configuration file rather than on a command line), `registries` (the registries
+/// whose storage the endpoint manages; all when none is named). The strategy is
+/// [`AdminLinkMount::layered`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminLinkFactory;
+
+impl AdminLinkFactory {
+    /// The name it is registered by: the strategy's [`MountStrategy::name`].
+    pub const NAME: &'static str = "admin-link";
+}
+
+impl ferry_core::StrategyFactory for AdminLinkFactory {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        "a registry admin API links the blob between repositories on the storage it manages"
+    }
+
+    fn plan_label(&self) -> &'static str {
+        "a repository the admin API links from (it cannot tell without trying)"
+    }
+
+    fn settings(&self) -> &'static [ferry_core::mount::Setting] {
+        use ferry_core::mount::Setting;
+        const SETTINGS: &[Setting] = &[
+            Setting::required("url", "the admin endpoint, `http(s)://HOST[:PORT]`"),
+            Setting::new("token", "a bearer token for the admin endpoint"),
+            Setting::new("registries", "the registries whose storage it manages"),
+        ];
+        SETTINGS
+    }
+
+    fn build(
+        &self,
+        config: &ferry_core::StrategyConfig,
+    ) -> Result<std::sync::Arc<dyn MountStrategy>> {
+        let Some(url) = config.string(Self::NAME, "url")? else {
+            return Err(Error::MissingSetting {
+                strategy: Self::NAME.into(),
+                key: "url".into(),
+                help: "the admin endpoint".into(),
+            });
+        };
+        let mut mount = AdminLinkMount::new(&url)?.managing(config.list(Self::NAME, "registries")?);
+        if let Some(token) = config.string(Self::NAME, "token")? {
+            mount = mount.with_token(token)?;
+        }
+        Ok(std::sync::Arc::new(mount.layered()))
     }
 }

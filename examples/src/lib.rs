@@ -22,12 +22,14 @@ pub fn print_report(report: &CopyReport) {
         let how = match node.action {
             Action::Mounted => format!(
                 "by {} ({}) from {}",
-                node.strategy.as_deref().unwrap_or("?"),
+                node.strategy.as_ref().map_or("?", |s| s.as_str()),
                 node.method
                     .as_ref()
                     .map(|m| m.to_string())
                     .unwrap_or_default(),
-                node.from.as_deref().unwrap_or("?")
+                node.from
+                    .as_ref()
+                    .map_or("?".to_string(), |f| f.to_string())
             ),
             _ => format!("{} bytes", node.bytes),
         };

@@ -75,9 +75,7 @@ impl MountStrategy for LinkApiMount {
         tracing::debug!(%api, digest = %request.descriptor.digest(), ok = answer.is_ok(), "link request");
         Ok(match answer.map(|response| response.status()) {
             Err(e) => MountOutcome::unreachable(format!("`{api}` did not answer: {e}")),
-            Ok(StatusCode::CREATED) => {
-                MountOutcome::mounted(src.to_string(), MountMethod::other("api link"))
-            }
+            Ok(StatusCode::CREATED) => MountOutcome::mounted(src, MountMethod::other("api link")),
             Ok(StatusCode::CONFLICT) => MountOutcome::AlreadyPresent,
             Ok(status) => MountOutcome::declined(format!("`{api}` answered {status}")),
         })

@@ -132,7 +132,7 @@ fn retry<T>(
             Err(e) => {
                 return Err(Error::Store {
                     store: format!("blob-location cache `{}`", path.display()),
-                    message: format!("cannot open: {e}; remove the file or run with --no-cache"),
+                    message: format!("cannot open: {e}; remove the file (it only holds hints)"),
                     temporary: matches!(e, redb::DatabaseError::DatabaseAlreadyOpen),
                     source: Some(Box::new(e)),
                 });

@@ -5,11 +5,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use ferry_core::model::short_digest;
-use ferry_core::{Action, CopyEvent, CopyReport, CopyWarning, MountMethod, NodeReport, PlanTotals};
+use ferry_core::{
+    Action, CopyEvent, CopyReport, CopyWarning, MountMethod, NodeReport, PlanTotals, StoreInfo,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// The text line of one node, as DESIGN.md shows it.
-pub fn node_line(node: &NodeReport) -> String {
+/// The text line of one node, as DESIGN.md shows it; `here` is the destination, whose own
+/// repositories are named by their path alone.
+pub fn node_line(node: &NodeReport, here: &StoreInfo) -> String {
     let d = &node.descriptor;
     let mut line = format!(
         "{:<7} {} {}",
@@ -19,7 +22,7 @@ pub fn node_line(node: &NodeReport) -> String {
     );
     if matches!(node.action, Action::Mounted | Action::WouldMount) {
         if let Some(from) = &node.from {
-            line.push_str(&format!(" from {from}"));
+            line.push_str(&format!(" from {}", from.shown_from(here)));
         }
         // How the storage made the copy, where the strategy can do it more than one way; a
         // cross-repository mount or an address says it already.
@@ -104,6 +107,7 @@ fn bytes(n: u64) -> String {
 pub struct Printer {
     text: bool,
     bars: Option<Bars>,
+    destination: StoreInfo,
 }
 
 struct Bars {
@@ -112,13 +116,18 @@ struct Bars {
 }
 
 impl Printer {
-    /// `text`: print node lines; `progress`: draw bars on stderr.
-    pub fn new(text: bool, progress: bool) -> Arc<Self> {
+    /// `text`: print node lines; `progress`: draw bars on stderr; `destination`: where the
+    /// copy goes.
+    pub fn new(text: bool, progress: bool, destination: StoreInfo) -> Arc<Self> {
         let bars = progress.then(|| Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             active: Mutex::new(HashMap::new()),
         });
-        Arc::new(Self { text, bars })
+        Arc::new(Self {
+            text,
+            bars,
+            destination,
+        })
     }
 
     /// Handles one engine event.
@@ -170,7 +179,7 @@ impl Printer {
                     b.multi.remove(&bar);
                 }
                 if self.text {
-                    let line = node_line(node);
+                    let line = node_line(node, &self.destination);
                     match &self.bars {
                         Some(b) => b.multi.suspend(|| println_flush(&line)),
                         None => println_flush(&line),

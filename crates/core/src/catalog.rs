@@ -30,6 +30,19 @@ pub trait Catalog: Display + Debug + Send + Sync + 'static {
     /// ends the stream and means the listing is incomplete.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<String>>;
 
+    /// Who the store named `name` is, without opening it (for a report of a store that could
+    /// not be opened): by default the catalog's scheme and authority, and its base joined with
+    /// `name`.
+    fn store_info(&self, name: &str) -> StoreInfo {
+        let info = self.info();
+        let namespace = match (info.namespace.is_empty(), name.is_empty()) {
+            (true, _) => name.to_string(),
+            (false, true) => info.namespace.clone(),
+            (false, false) => format!("{}/{name}", info.namespace.trim_end_matches('/')),
+        };
+        StoreInfo::new(info.scheme.clone(), info.authority.clone(), namespace)
+    }
+
     /// The store named `name`, to read from.
     async fn open_read(&self, name: &str) -> Result<Arc<dyn ReadStore>>;
 

@@ -91,6 +91,16 @@ pub enum Error {
         /// Why it is refused and what to do.
         reason: String,
     },
+    /// A mount strategy lacks a setting it cannot be built without.
+    #[error("mount strategy `{strategy}` needs its `{key}` setting ({help})")]
+    MissingSetting {
+        /// The strategy's name.
+        strategy: String,
+        /// The setting's key.
+        key: String,
+        /// What the setting is.
+        help: String,
+    },
     /// A digest algorithm that ferry cannot verify.
     #[error(
         "unsupported digest algorithm `{algorithm}` in `{digest}`; ferry verifies sha256 and sha512"

@@ -67,11 +67,11 @@ pub use memory::MemoryStore;
 pub use model::{Descriptor, Digest, Manifest, MediaType, PlatformFilter};
 pub use mount::{
     ChainOutcome, ChainPlan, CorruptLocation, MountChain, MountOutcome, MountPlan, MountRequest,
-    MountStrategy,
+    MountStrategy, StrategyConfig, StrategyFactories, StrategyFactory,
 };
 pub use report::{
     Action, AttemptOutcome, CopyEvent, CopyReport, CopyWarning, EventSink, MountAttempt,
-    MountMethod, NodeReport, PlanTotals,
+    MountMethod, NodeReason, NodeReport, PlanTotals, StrategyName,
 };
 pub use store::{
     BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,

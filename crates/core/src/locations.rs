@@ -26,6 +26,31 @@ impl Location {
             seen: unix_now(),
         }
     }
+
+    /// The place as seen from the store `here` ([`StoreInfo::shown_from`]).
+    pub fn shown_from(&self, here: &StoreInfo) -> String {
+        self.store.shown_from(here)
+    }
+}
+
+/// The store, as [`StoreInfo`] shows it.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.store.fmt(f)
+    }
+}
+
+/// The store, seen now.
+impl From<StoreInfo> for Location {
+    fn from(store: StoreInfo) -> Self {
+        Location::now(store)
+    }
+}
+
+impl From<&StoreInfo> for Location {
+    fn from(store: &StoreInfo) -> Self {
+        Location::now(store.clone())
+    }
 }
 
 /// Seconds since the Unix epoch, as [`Location::seen`] counts them.

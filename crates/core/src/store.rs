@@ -52,6 +52,9 @@ impl StoreInfo {
     pub const REGISTRY: &'static str = "registry";
     /// The scheme of OCI image-layout directories.
     pub const OCI_LAYOUT: &'static str = "oci-layout";
+    /// The scheme of IPFS addresses: the namespace is a CID, the authority the gateway asked
+    /// (or empty).
+    pub const IPFS: &'static str = "ipfs";
 
     /// A new store identity.
     pub fn new(
@@ -70,12 +73,30 @@ impl StoreInfo {
     pub fn same_authority(&self, other: &StoreInfo) -> bool {
         self.scheme == other.scheme && self.authority == other.authority
     }
+
+    /// The store as seen from `here`: a repository of the registry `here` belongs to is named
+    /// by its repository alone (`src/app`), anything else as [`Display`] names it.
+    pub fn shown_from(&self, here: &StoreInfo) -> String {
+        if self.scheme == StoreInfo::REGISTRY && self.same_authority(here) {
+            if self.namespace.is_empty() {
+                return "(any repository)".to_string();
+            }
+            return self.namespace.clone();
+        }
+        self.to_string()
+    }
 }
 
+/// `host:port/repository` for a registry (`host:port (any repository)` without one),
+/// `ipfs://CID` for an IPFS address, the path or name otherwise.
 impl Display for StoreInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.scheme.as_str() {
+            StoreInfo::REGISTRY if self.namespace.is_empty() => {
+                write!(f, "{} (any repository)", self.authority)
+            }
             StoreInfo::REGISTRY => write!(f, "{}/{}", self.authority, self.namespace),
+            StoreInfo::IPFS => write!(f, "ipfs://{}", self.namespace),
             _ => f.write_str(&self.namespace),
         }
     }

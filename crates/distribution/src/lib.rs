@@ -47,7 +47,7 @@ mod upload;
 pub use auth::{Clock, Credential, Credentials, SystemClock};
 pub use catalog::RegistryCatalog;
 pub use client::{ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, RegistryClient};
-pub use mount::CrossRepoMount;
+pub use mount::{CrossRepoFactory, CrossRepoMount};
 pub use reference::Reference;
 pub use registry::Registry;
 pub use repository::Repository;

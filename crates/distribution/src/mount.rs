@@ -2,11 +2,13 @@
 //! (`POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use ferry_core::mount::Setting;
 use ferry_core::{
     BlobMount, Digest, MountMethod, MountOutcome, MountPlan, MountRequest, MountStrategy,
-    RegistryRepository, Result, StoreInfo,
+    RegistryRepository, Result, StoreInfo, StrategyConfig, StrategyFactory,
 };
 use http::{Method, StatusCode};
 
@@ -156,7 +158,7 @@ impl MountStrategy for CrossRepoMount {
         let src = request.source.info();
         if on_registry(src) && src.namespace != dst.repository() {
             return Ok(MountPlan::would_mount(
-                src.namespace.clone(),
+                src.clone(),
                 MountMethod::CrossRepository,
             ));
         }
@@ -166,7 +168,7 @@ impl MountStrategy for CrossRepoMount {
             .find(|c| on_registry(&c.store) && c.store.namespace != dst.repository())
         {
             return Ok(MountPlan::would_mount(
-                cached.store.namespace.clone(),
+                cached.store.clone(),
                 MountMethod::CrossRepository,
             ));
         }
@@ -238,7 +240,12 @@ impl MountStrategy for CrossRepoMount {
             );
             match answer {
                 Ok(BlobMount::Mounted) => {
-                    return Ok(MountOutcome::mounted(shown, MountMethod::CrossRepository));
+                    let place = StoreInfo::new(
+                        StoreInfo::REGISTRY,
+                        dst.registry(),
+                        from.unwrap_or_default(),
+                    );
+                    return Ok(MountOutcome::mounted(place, MountMethod::CrossRepository));
                 }
                 Ok(BlobMount::Upload(session)) => {
                     let reason = format!("`{shown}`: the registry opened an upload instead");
@@ -352,5 +359,54 @@ pub(crate) async fn mount_blob(
                 format!("HTTP {status} ({detail})")
             }))
         }
+    }
+}
+
+/// [`CrossRepoMount`] by name (`cross-repo`), for applications that compose chains from
+/// names ([`ferry_core::StrategyFactories`]).
+///
+/// Settings: `mount_from` (repositories to try after the source and the cached ones) and
+/// `anonymous` (also try a mount without `from`). In a chain serving many images
+/// ([`StrategyConfig::many_images`]) with no later strategy that reaches registries, it
+/// probes the destination itself ([`CrossRepoMount::with_destination_probe`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CrossRepoFactory;
+
+impl CrossRepoFactory {
+    /// The name it is registered by.
+    pub const NAME: &'static str = "cross-repo";
+}
+
+impl StrategyFactory for CrossRepoFactory {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        "the OCI cross-repository mount, inside the destination registry"
+    }
+
+    fn plan_label(&self) -> &'static str {
+        "a repository of the destination registry: the source's, or one the blob-location \
+         cache saw the blob in"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        const SETTINGS: &[Setting] = &[
+            Setting::new(
+                "mount_from",
+                "other repositories of the destination registry to mount from",
+            ),
+            Setting::new("anonymous", "also try a mount without `from`, last"),
+        ];
+        SETTINGS
+    }
+
+    fn build(&self, config: &StrategyConfig) -> Result<Arc<dyn MountStrategy>> {
+        let mount = CrossRepoMount::new()
+            .with_mount_from(config.list(Self::NAME, "mount_from")?)
+            .with_anonymous_mount(config.flag(Self::NAME, "anonymous")?)
+            .with_destination_probe(config.many_images && !config.later_reaches_registries);
+        Ok(Arc::new(mount))
     }
 }

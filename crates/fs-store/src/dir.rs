@@ -170,6 +170,20 @@ impl Catalog for OciDir {
             .boxed()
     }
 
+    /// The layout `name` would be: an OCI layout on the directory's filesystem.
+    fn store_info(&self, name: &str) -> StoreInfo {
+        let path = if name.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(name)
+        };
+        StoreInfo::new(
+            StoreInfo::OCI_LAYOUT,
+            self.info.authority.clone(),
+            path.to_string_lossy().into_owned(),
+        )
+    }
+
     async fn open_read(&self, name: &str) -> Result<Arc<dyn ReadStore>> {
         let path = self.layout_path(name)?;
         Ok(Arc::new(blocking(move || OciLayout::open(path)).await?))

@@ -28,12 +28,12 @@
 //!
 //! - `distribution-storage`: [`DistributionStorageMount`] and [`StorageRoot`] on filesystem
 //!   roots (object_store's local filesystem).
-//! - `s3` (default, implies `distribution-storage`): S3-compatible roots, through
-//!   object_store's S3 client (reqwest, rustls with ring, handed to the client explicitly: the
-//!   crate never installs a process-wide rustls provider).
+//! - `s3` (implies `distribution-storage`): S3-compatible roots, through object_store's S3
+//!   client (reqwest, rustls with ring, handed to the client explicitly: the crate never
+//!   installs a process-wide rustls provider).
 //!
-//! A program that only copies between layouts turns the default off
-//! (`default-features = false`) and compiles neither object_store nor reqwest.
+//! No feature is on by default: a program that only copies between layouts compiles neither
+//! object_store nor reqwest. The `ferry` CLI turns `s3` on.
 //!
 //! ```no_run
 //! # async fn demo() -> ferry_core::Result<()> {
@@ -60,7 +60,7 @@ pub mod shared;
 
 pub use dir::OciDir;
 #[cfg(feature = "distribution-storage")]
-pub use distribution_storage::{DistributionStorageMount, StorageRoot};
+pub use distribution_storage::{DistributionStorageFactory, DistributionStorageMount, StorageRoot};
 pub use layout::{OciLayout, blob_path_in, parse_digest, validate_tag};
 pub use planned::PlannedLayout;
-pub use shared::SharedStorageMount;
+pub use shared::{SharedStorageFactory, SharedStorageMount};

@@ -181,13 +181,13 @@ impl MountStrategy for SharedStorageMount {
                             .insert(filesystem.to_string());
                     }
                     return Ok(
-                        MountOutcome::mounted(origin.shown, method.into()).with_corrupt(corrupt)
+                        MountOutcome::mounted(origin.place, method.into()).with_corrupt(corrupt)
                     );
                 }
                 Linked::Present => return Ok(MountOutcome::AlreadyPresent),
                 Linked::Damaged(reason) => {
                     corrupt.push(CorruptLocation::new(
-                        origin.shown,
+                        origin.place,
                         origin.is_source,
                         reason.clone(),
                     ));
@@ -239,7 +239,7 @@ impl MountStrategy for SharedStorageMount {
                     } else {
                         MountMethod::Hardlink
                     };
-                    return Ok(MountPlan::would_mount(origin.shown, method));
+                    return Ok(MountPlan::would_mount(origin.place, method));
                 }
                 Ok(m) => reasons.push(format!(
                     "`{}` has {} bytes but the descriptor of `{digest}` says {}",
@@ -259,8 +259,8 @@ impl MountStrategy for SharedStorageMount {
 
 /// A place the blob's file may be taken from.
 struct Origin {
-    /// As a mount reports it (the layout's path).
-    shown: String,
+    /// The layout.
+    place: StoreInfo,
     /// The blob's file there.
     path: PathBuf,
     /// Whether it is the copy's source (rather than a layout the blob-location cache named).
@@ -291,7 +291,7 @@ impl SharedStorageMount {
         match request.source.capabilities().local_blobs {
             Some(src_blobs) if src_blobs.filesystem() == filesystem => {
                 origins.push(Origin {
-                    shown: src.to_string(),
+                    place: src.clone(),
                     path: src_blobs.blob_file(&digest)?,
                     is_source: true,
                 });
@@ -299,7 +299,7 @@ impl SharedStorageMount {
             Some(_) => {}
             None if src.scheme == StoreInfo::OCI_LAYOUT && src.authority == filesystem => {
                 origins.push(Origin {
-                    shown: src.namespace.clone(),
+                    place: src.clone(),
                     path: blob_path_in(Path::new(&src.namespace), &digest)?,
                     is_source: true,
                 });
@@ -314,10 +314,10 @@ impl SharedStorageMount {
                 if c.scheme == StoreInfo::OCI_LAYOUT
                     && c.authority == filesystem
                     && c.namespace != dst.namespace
-                    && !origins.iter().any(|o| o.shown == c.namespace)
+                    && !origins.iter().any(|o| o.place.namespace == c.namespace)
                 {
                     origins.push(Origin {
-                        shown: c.namespace.clone(),
+                        place: c.clone(),
                         path: blob_path_in(Path::new(&c.namespace), &digest)?,
                         is_source: false,
                     });
@@ -587,4 +587,51 @@ fn reflink(src: &File, dst: &File) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn reflink(_src: &File, _dst: &File) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// [`SharedStorageMount`] by name (`shared-storage`, also `hardlink` and `reflink`), for
+/// applications that compose chains from names ([`ferry_core::StrategyFactories`]).
+///
+/// Setting: `trusted` (link source files without hashing them first).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SharedStorageFactory;
+
+impl SharedStorageFactory {
+    /// The name it is registered by.
+    pub const NAME: &'static str = "shared-storage";
+}
+
+impl ferry_core::StrategyFactory for SharedStorageFactory {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["hardlink", "reflink"]
+    }
+
+    fn summary(&self) -> &'static str {
+        "a reflink or hardlink between OCI layouts on one filesystem"
+    }
+
+    fn plan_label(&self) -> &'static str {
+        "a layout's blob file on the destination's filesystem, linked (reflink, else hardlink)"
+    }
+
+    fn settings(&self) -> &'static [ferry_core::mount::Setting] {
+        const SETTINGS: &[ferry_core::mount::Setting] = &[ferry_core::mount::Setting::new(
+            "trusted",
+            "link source files without hashing them first (storage you trust)",
+        )];
+        SETTINGS
+    }
+
+    fn reaches_registries(&self) -> bool {
+        false
+    }
+
+    fn build(&self, config: &ferry_core::StrategyConfig) -> Result<Arc<dyn MountStrategy>> {
+        let trusted = config.flag(Self::NAME, "trusted")?;
+        Ok(Arc::new(SharedStorageMount::new().with_trusted(trusted)))
+    }
 }

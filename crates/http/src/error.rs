@@ -112,7 +112,7 @@ pub fn transport_error(host: &str, doing: &str, error: impl Into<BoxError>) -> E
             format!("cannot connect to {host}: its TLS certificate is not trusted ({cause})")
         }
         TransportErrorKind::PlainHttp => {
-            format!("`{host}` answered a TLS handshake in plain HTTP")
+            format!("`{host}` answered in plain HTTP")
         }
         TransportErrorKind::Tls => {
             format!("cannot connect to {host}: the TLS handshake failed ({cause})")

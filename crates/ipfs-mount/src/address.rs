@@ -86,6 +86,12 @@ impl IpfsAddress {
         self.to_string()
     }
 
+    /// The address as a place a mount reports a blob came from (scheme
+    /// [`StoreInfo::IPFS`](ferry_core::StoreInfo::IPFS), shown as its `ipfs://` url).
+    pub fn place(&self) -> ferry_core::StoreInfo {
+        ferry_core::StoreInfo::new(ferry_core::StoreInfo::IPFS, "", self.cid.to_string())
+    }
+
     /// Whether the CID names a single raw block (else a dag-pb UnixFS file).
     pub fn is_raw(&self) -> bool {
         self.cid.codec() == RAW_CODEC

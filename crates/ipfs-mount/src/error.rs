@@ -19,7 +19,7 @@ pub(crate) enum IpfsError {
     },
 
     #[error(
-        "gateway `{gateway}`: request for `{cid}` failed: {source}; check that the gateway runs and `--ipfs-gateway` names it"
+        "gateway `{gateway}`: request for `{cid}` failed: {source}; check that the gateway runs at that address"
     )]
     Http {
         gateway: String,

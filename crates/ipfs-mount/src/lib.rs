@@ -122,4 +122,4 @@ pub use gateway::{
     CAR_MEDIA_TYPE, DEFAULT_BUFFER_LIMIT, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, GatewayClient,
     RAW_MEDIA_TYPE,
 };
-pub use mount::{IpfsMount, NAME};
+pub use mount::{IpfsFactory, IpfsMount, NAME};

@@ -4,9 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use ferry_core::mount::Setting;
 use ferry_core::{
     ByteStream, Descriptor, Error, MountMethod, MountOutcome, MountPlan, MountRequest,
-    MountStrategy, Result,
+    MountStrategy, Result, StrategyConfig, StrategyFactory,
 };
 use futures::StreamExt;
 
@@ -171,7 +172,7 @@ impl MountStrategy for IpfsMount {
             match self.gateway.has(&address.cid).await {
                 Some(true) => {
                     return Ok(MountPlan::would_mount(
-                        address.url(),
+                        address.place(),
                         MountMethod::FetchedFromAddress,
                     ));
                 }
@@ -219,7 +220,7 @@ impl MountStrategy for IpfsMount {
                 match fetcher.fetch_from_address(descriptor, &url).await {
                     Ok(true) => {
                         return Ok(MountOutcome::mounted(
-                            url,
+                            address.place(),
                             MountMethod::FetchedByDestination,
                         ));
                     }
@@ -237,7 +238,7 @@ impl MountStrategy for IpfsMount {
                 Ok(()) => {
                     tracing::debug!(%digest, %address, "mounted from IPFS");
                     return Ok(MountOutcome::mounted(
-                        address.url(),
+                        address.place(),
                         MountMethod::FetchedFromAddress,
                     ));
                 }
@@ -248,5 +249,50 @@ impl MountStrategy for IpfsMount {
             }
         }
         Ok(MountOutcome::declined(reasons.join("; ")))
+    }
+}
+
+/// [`IpfsMount`] by name (`ipfs`), for applications that compose chains from names
+/// ([`ferry_core::StrategyFactories`]).
+///
+/// Settings: `gateway` (required: the trustless gateway's URL) and `cid_map` (a JSON file
+/// mapping digests to CIDs). `auto` includes it when a gateway is given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IpfsFactory;
+
+impl StrategyFactory for IpfsFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        "blobs with an IPFS address fetched from a trustless gateway, every block verified"
+    }
+
+    fn plan_label(&self) -> &'static str {
+        "an `ipfs://` address the gateway says it has"
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        const SETTINGS: &[Setting] = &[
+            Setting::required("gateway", "the IPFS trustless gateway's URL"),
+            Setting::new("cid_map", "a JSON file mapping blob digests to CIDs"),
+        ];
+        SETTINGS
+    }
+
+    fn build(&self, config: &StrategyConfig) -> Result<Arc<dyn MountStrategy>> {
+        let Some(gateway) = config.string(NAME, "gateway")? else {
+            return Err(Error::MissingSetting {
+                strategy: NAME.into(),
+                key: "gateway".into(),
+                help: "the IPFS trustless gateway's URL".into(),
+            });
+        };
+        let mut mount = IpfsMount::new(&gateway)?;
+        if let Some(path) = config.string(NAME, "cid_map")? {
+            mount = mount.with_cid_map(CidMap::load(path)?);
+        }
+        Ok(Arc::new(mount))
     }
 }

@@ -70,13 +70,13 @@ pub fn parse_semver(tag: &str) -> Option<Version> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FilteredBy {
-    /// No `--tags` pattern matched it.
+    /// No pattern of [`TagFilter::tags`] matched it.
     Tags,
-    /// An `--exclude-tags` pattern matched it.
+    /// A pattern of [`TagFilter::exclude`] matched it.
     ExcludeTags,
-    /// It is not a semantic version, or not in the `--semver` range.
+    /// It is not a semantic version, or not in the [`TagFilter::semver`] range.
     Semver,
-    /// Newer versions filled the `--latest` count.
+    /// Newer versions filled the [`TagFilter::latest`] count.
     Latest,
     /// It is a tag of the referrers tag schema (`sha256-<hex>`), copied with the referrers of
     /// its subject (`-r`) rather than as an image.
@@ -84,13 +84,14 @@ pub enum FilteredBy {
 }
 
 impl FilteredBy {
-    /// The option that filtered the tag, for the output.
-    pub fn option(&self) -> &'static str {
+    /// The filter, as [`TagFilter`]'s settings name it (`tags`, `exclude`, `semver`,
+    /// `latest`), or `referrers tag`.
+    pub fn label(&self) -> &'static str {
         match self {
-            FilteredBy::Tags => "--tags",
-            FilteredBy::ExcludeTags => "--exclude-tags",
-            FilteredBy::Semver => "--semver",
-            FilteredBy::Latest => "--latest",
+            FilteredBy::Tags => "tags",
+            FilteredBy::ExcludeTags => "exclude",
+            FilteredBy::Semver => "semver",
+            FilteredBy::Latest => "latest",
             FilteredBy::Referrers => "referrers tag",
         }
     }

@@ -27,6 +27,7 @@ use oci_spec::image::Digest;
 use serde::Serialize;
 
 use crate::filter::FilteredBy;
+use ferry_core::StoreInfo;
 use ferry_core::error::Error;
 use ferry_core::report::{CopyEvent, serialize_duration};
 use ferry_core::transfers::TransferStats;
@@ -114,10 +115,10 @@ pub struct ImageReport {
     pub repository: String,
     /// The tag; `None` for a failure of the repository as a whole (a listing).
     pub tag: Option<String>,
-    /// The source store, as `[scheme] location`.
-    pub source: String,
-    /// The destination store, as `[scheme] location`.
-    pub destination: String,
+    /// The source store.
+    pub source: StoreInfo,
+    /// The destination store.
+    pub destination: StoreInfo,
     /// What happened.
     pub outcome: Outcome,
     /// The digest the source tag names (the platform's manifest with a platform filter);
@@ -160,8 +161,8 @@ impl ImageReport {
         entry: usize,
         repository: String,
         tag: Option<String>,
-        source: String,
-        destination: String,
+        source: StoreInfo,
+        destination: StoreInfo,
         outcome: Outcome,
     ) -> Self {
         Self {
@@ -196,11 +197,10 @@ impl ImageReport {
     }
 }
 
-fn reference(store: &str, tag: Option<&str>) -> String {
-    let bare = store.split_once("] ").map_or(store, |(_, s)| s);
+fn reference(store: &StoreInfo, tag: Option<&str>) -> String {
     match tag {
-        Some(t) => format!("{bare}:{t}"),
-        None => bare.to_string(),
+        Some(t) => format!("{store}:{t}"),
+        None => store.to_string(),
     }
 }
 

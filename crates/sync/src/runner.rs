@@ -29,7 +29,7 @@ use ferry_core::error::{Error, Result};
 use ferry_core::memory::MemoryStore;
 use ferry_core::report::EventSink;
 use ferry_core::report::{Action, CopyEvent, CopyReport};
-use ferry_core::store::{ReadStore, WriteStore};
+use ferry_core::store::{ReadStore, StoreInfo, WriteStore};
 use image::{check, copy_image, interrupted_report};
 use plan::{plan, repositories};
 
@@ -91,8 +91,8 @@ struct Job {
     tag: String,
     source: Arc<dyn ReadStore>,
     destination: Arc<dyn WriteStore>,
-    source_display: String,
-    destination_display: String,
+    source_info: StoreInfo,
+    destination_info: StoreInfo,
     /// The source tag's descriptor when the source listing gave it.
     src_known: Option<Descriptor>,
     dst_tag: DstTag,
@@ -104,8 +104,8 @@ struct PruneSet {
     entry: usize,
     repository: String,
     destination: Arc<dyn WriteStore>,
-    source_display: String,
-    destination_display: String,
+    source_info: StoreInfo,
+    destination_info: StoreInfo,
     tags: Vec<(String, Option<Digest>)>,
 }
 
@@ -356,11 +356,23 @@ async fn abortable<T>(
     }
 }
 
-fn strip_scheme(display: &str) -> &str {
-    display.split_once("] ").map_or(display, |(_, s)| s)
-}
-
-/// `[scheme] location`, as copy reports name stores.
-fn display_store(store: &dyn ReadStore) -> String {
-    format!("[{}] {store}", store.info().scheme)
+/// Who the source and the destination of an entry are, for a failure of the entry as a whole:
+/// its stores, or its catalogs under their prefixes.
+fn entry_stores(entry: &SyncEntry) -> (StoreInfo, StoreInfo) {
+    match &entry.source {
+        SyncSource::Store {
+            source,
+            destination,
+            ..
+        } => (source.info().clone(), destination.info().clone()),
+        SyncSource::Catalog {
+            source,
+            source_prefix,
+            destination,
+            destination_prefix,
+        } => (
+            source.store_info(source_prefix.trim_end_matches('/')),
+            destination.store_info(destination_prefix.trim_end_matches('/')),
+        ),
+    }
 }

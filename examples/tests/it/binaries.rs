@@ -188,3 +188,120 @@ fn admin_link_copy_says_how_to_call_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The `ferry` binary with `AdminLinkFactory` registered in one line (`ferry-with-admin-link`)
+/// lists the strategy and its settings in its help, like ferry's own.
+#[test]
+fn a_strategy_registered_in_one_line_is_in_the_help() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry-with-admin-link"))
+        .args(["cp", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(
+        help.contains("admin-link: a registry admin API links the blob"),
+        "--mount lists it: {help}"
+    );
+    assert!(
+        help.contains("admin-link.url: the admin endpoint") && help.contains("(required)"),
+        "--mount-opt lists its settings: {help}"
+    );
+    assert!(
+        help.contains("(admin-link) a repository the admin API links from"),
+        "--dry-run names it: {help}"
+    );
+    assert!(
+        help.contains("cross-repo:") && help.contains("shared-storage (also hardlink, reflink):"),
+        "ferry's own strategies stay: {help}"
+    );
+}
+
+/// The registered strategy mounts a copy between two real registries on one storage, chosen
+/// by `--mount` and configured by `--mount-opt`, and its name is in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_registered_in_one_line_runs_from_the_command_line() {
+    let storage = SharedStorage::start().await;
+    let admin = storage.admin(Some("example-token")).await;
+    push_image(&storage.a, "team/app", 10).await;
+    storage.b.clear_log();
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("ferry.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[mount.admin-link]\nurl = \"{}\"\ntoken = \"example-token\"\nregistries = [\"{}\", \"{}\"]\n",
+            admin.url(),
+            storage.a.addr(),
+            storage.b.addr()
+        ),
+    )
+    .unwrap();
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry-with-admin-link"))
+        .args([
+            "cp",
+            "--plain-http",
+            "--no-cache",
+            "--config",
+            file.to_str().unwrap(),
+            "--mount",
+            "admin-link",
+            &format!("{}/team/app:v1", storage.a.addr()),
+            &format!("{}/mirror/app:v1", storage.b.addr()),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounted: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Mounted"))
+        .collect();
+    assert_eq!(mounted.len(), 3, "config and both layers: {stdout}");
+    for line in mounted {
+        assert!(
+            line.ends_with(&format!(
+                "from {}/team/app via admin link (admin-link)",
+                storage.a.addr()
+            )),
+            "{line}"
+        );
+    }
+    assert!(
+        !storage
+            .b
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/blobs/uploads")),
+        "no blob was uploaded to b"
+    );
+
+    // Without its required setting, the error says which and how to give it.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry-with-admin-link"))
+        .args([
+            "cp",
+            "--plain-http",
+            "--no-cache",
+            "--mount",
+            "admin-link",
+            &format!("{}/team/app:v1", storage.a.addr()),
+            &format!("{}/other/app:v1", storage.b.addr()),
+        ])
+        .env("XDG_CONFIG_HOME", config.path().join("none"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("mount strategy `admin-link` needs its `url` setting")
+            && stderr.contains("`--mount-opt admin-link.url=VALUE`"),
+        "{stderr}"
+    );
+}

@@ -83,7 +83,7 @@ async fn its_chain_mounts_every_blob_and_rests_a_silent_api() {
             .nodes
             .iter()
             .filter(|n| n.action == Action::Mounted)
-            .all(|n| n.strategy.as_deref() == Some("link-api"))
+            .all(|n| n.strategy.as_ref().map(|s| s.as_str()) == Some("link-api"))
     );
 
     // An API that does not answer: the first attempts meet it, the next ones are rested, and

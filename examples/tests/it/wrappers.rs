@@ -32,7 +32,9 @@ fn mounted_by(report: &CopyReport, strategy: &str) -> usize {
     report
         .nodes
         .iter()
-        .filter(|n| n.action == Action::Mounted && n.strategy.as_deref() == Some(strategy))
+        .filter(|n| {
+            n.action == Action::Mounted && n.strategy.as_ref().map(|s| s.as_str()) == Some(strategy)
+        })
         .count()
 }
 

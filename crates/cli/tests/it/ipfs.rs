@@ -110,7 +110,8 @@ fn a_layer_only_in_ipfs_is_fetched_by_its_url_with_the_auto_chain() {
         .unwrap();
     assert_eq!(node["action"], "mounted");
     assert_eq!(node["strategy"], "ipfs");
-    assert_eq!(node["from"], format!("ipfs://{cid}"));
+    assert_eq!(node["from"]["scheme"], "ipfs");
+    assert_eq!(node["from"]["namespace"], cid.to_string());
     let attempts: Vec<&str> = node["attempts"]
         .as_array()
         .unwrap()

@@ -153,7 +153,9 @@ fn a_dry_run_inside_one_registry_plans_mounts_and_what_exists_with_reads_only() 
     let mounted = node(&image.layers[1].descriptor);
     assert_eq!(mounted["action"], "would-mount");
     assert_eq!(mounted["strategy"], "cross-repo");
-    assert_eq!(mounted["from"], "a/app");
+    assert_eq!(mounted["from"]["scheme"], "registry");
+    assert_eq!(mounted["from"]["authority"], reg.addr());
+    assert_eq!(mounted["from"]["namespace"], "a/app");
     assert_eq!(mounted["method"], "cross-repository");
     assert_eq!(
         mounted["descriptor"]["size"],
@@ -433,11 +435,15 @@ fn a_corrupt_source_blob_healed_from_a_cached_layout_is_warned_about() {
     let warning = &node["warnings"][0];
     assert_eq!(warning["kind"], "corrupt-copy");
     assert_eq!(warning["digest"], layer.descriptor.digest().to_string());
-    assert_eq!(warning["location"], src_path.display().to_string());
+    assert_eq!(warning["location"]["scheme"], "oci-layout");
+    assert_eq!(
+        warning["location"]["namespace"],
+        src_path.display().to_string()
+    );
     assert_eq!(warning["is_source"], true);
     // The most recent good copy the cache knows: the one the previous copy made.
     assert_eq!(
-        warning["healed_from"],
+        warning["healed_from"]["namespace"],
         std::fs::canonicalize(&third).unwrap().display().to_string()
     );
     assert!(
@@ -473,5 +479,9 @@ fn a_corrupt_source_blob_healed_from_a_cached_layout_is_warned_about() {
     let warning = &report["images"][0]["warnings"][0];
     assert_eq!(warning["kind"], "corrupt-copy");
     assert_eq!(warning["digest"], digest);
-    assert_eq!(warning["location"], src_path.display().to_string());
+    assert_eq!(warning["location"]["scheme"], "oci-layout");
+    assert_eq!(
+        warning["location"]["namespace"],
+        src_path.display().to_string()
+    );
 }

@@ -98,7 +98,10 @@ impl MountStrategy for Liar {
                 }
                 let data = request.source.fetch(request.descriptor).await?;
                 request.destination.push(request.descriptor, data).await?;
-                Ok(MountOutcome::mounted("source", MountMethod::other("copy")))
+                Ok(MountOutcome::mounted(
+                    request.source.info(),
+                    MountMethod::other("copy"),
+                ))
             }
             Liar::CarelessUpload => Ok(MountOutcome::declined_with_upload(
                 "202",

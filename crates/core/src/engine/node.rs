@@ -11,7 +11,7 @@ use super::{Engine, Failed, NodeFuture, fetch_manifest};
 use crate::error::{Error, Result};
 use crate::model::{self, is_foreign_layer, is_manifest, media_type_str};
 use crate::mount::{ChainOutcome, ChainPlan, Meter, MountRequest};
-use crate::report::{Action, CopyEvent, CopyWarning, NodeReport};
+use crate::report::{Action, CopyEvent, CopyWarning, NodeReason, NodeReport};
 use crate::transfers::{BlobTransfers, Claim};
 
 impl Engine {
@@ -51,11 +51,11 @@ impl Engine {
         tracing::debug!(
             digest = %node.descriptor.digest(),
             action = node.action.verb(),
-            strategy = node.strategy.as_deref().unwrap_or(""),
+            strategy = node.strategy.as_ref().map_or("", |s| s.as_str()),
             bytes = node.bytes,
             "node done"
         );
-        self.emit(CopyEvent::Done(node.clone()));
+        self.emit(CopyEvent::Done(Box::new(node.clone())));
         self.report.lock().expect("report lock").push(node);
     }
 
@@ -78,7 +78,7 @@ impl Engine {
         let media_type = media_type_str(descriptor);
         if is_foreign_layer(&media_type) {
             let mut node = Self::simple(descriptor, Action::Skipped, Instant::now());
-            node.reason = Some("foreign (non-distributable) layer".into());
+            node.reason = Some(NodeReason::ForeignLayer);
             self.finish(node);
             return Ok(());
         }
@@ -216,7 +216,7 @@ impl Engine {
                 Claim::Lead(lead) => return Some(lead),
                 Claim::Present => {
                     let mut node = Self::simple(descriptor, Action::Exists, started);
-                    node.reason = Some("brought here earlier in this run".into());
+                    node.reason = Some(NodeReason::BroughtEarlierInRun);
                     self.finish(node);
                     return None;
                 }
@@ -283,7 +283,7 @@ impl Engine {
                 ChainPlan::WouldTry { strategy, reason } => {
                     node.action = Action::WouldTry;
                     node.strategy = Some(strategy);
-                    node.reason = Some(reason);
+                    node.reason = Some(NodeReason::WouldTry(reason));
                 }
                 _ => {}
             }
@@ -306,13 +306,13 @@ impl Engine {
                 for c in corrupt {
                     tracing::info!(
                         %digest,
-                        location = %crate::redact::text(&c.location),
+                        location = %crate::redact::text(&c.location.to_string()),
                         reason = %crate::redact::text(&c.reason),
-                        from = %crate::redact::text(&from),
+                        from = %crate::redact::text(&from.to_string()),
                         "a copy of the blob failed verification; it was taken from elsewhere"
                     );
                     node.warnings.push(CopyWarning::CorruptCopy {
-                        digest: digest.to_string(),
+                        digest: digest.clone(),
                         location: c.location,
                         is_source: c.is_source,
                         reason: c.reason,

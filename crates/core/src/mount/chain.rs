@@ -7,7 +7,8 @@ use std::time::Instant;
 use super::meter::Meter;
 use super::{CorruptLocation, MountOutcome, MountPlan, MountRequest, MountStrategy};
 use crate::error::Result;
-use crate::report::{AttemptOutcome, MountAttempt, MountMethod};
+use crate::locations::Location;
+use crate::report::{AttemptOutcome, MountAttempt, MountMethod, StrategyName};
 use crate::store::PreparedUpload;
 
 /// What a whole chain achieved for one blob.
@@ -17,9 +18,9 @@ pub enum ChainOutcome {
     /// A strategy mounted the blob.
     Mounted {
         /// The strategy's name.
-        strategy: String,
+        strategy: StrategyName,
         /// Where from.
-        from: String,
+        from: Location,
         /// How.
         method: MountMethod,
         /// Places tried first whose copy failed verification.
@@ -28,7 +29,7 @@ pub enum ChainOutcome {
     /// A strategy found the blob already at the destination.
     AlreadyPresent {
         /// The strategy's name.
-        strategy: String,
+        strategy: StrategyName,
     },
     /// Nothing mounted; the blob must be streamed, into `upload` when one was prepared.
     Fallback {
@@ -44,22 +45,22 @@ pub enum ChainPlan {
     /// A strategy expects to mount the blob.
     WouldMount {
         /// The strategy's name.
-        strategy: String,
+        strategy: StrategyName,
         /// Where from.
-        from: String,
+        from: Location,
         /// How.
         method: MountMethod,
     },
     /// A strategy found the blob at the destination.
     AlreadyPresent {
         /// The strategy's name.
-        strategy: String,
+        strategy: StrategyName,
     },
     /// No strategy can tell; the first that would try is named. The blob is streamed if it
     /// does not mount.
     WouldTry {
         /// The strategy's name.
-        strategy: String,
+        strategy: StrategyName,
         /// What it would try.
         reason: String,
     },
@@ -120,7 +121,7 @@ impl MountChain {
                 Err(e) => MountPlan::would_try(format!("planning failed: {e}")),
             };
             tracing::debug!(strategy = strategy.name(), %digest, plan = ?plan, "mount plan");
-            let name = strategy.name().to_string();
+            let name = StrategyName::new(strategy.name());
             match plan {
                 MountPlan::WouldMount { from, method } => {
                     return ChainPlan::WouldMount {
@@ -166,7 +167,7 @@ impl MountChain {
                 Err(e) => {
                     tracing::debug!(strategy = strategy.name(), %digest, error = %e, "mount attempt failed");
                     attempts.push(MountAttempt {
-                        strategy: strategy.name().to_string(),
+                        strategy: StrategyName::new(strategy.name()),
                         outcome: AttemptOutcome::Error,
                         detail: e.to_string(),
                         duration,
@@ -179,7 +180,7 @@ impl MountChain {
                 }
             };
             let detail = match &outcome {
-                MountOutcome::Mounted { from, .. } => from.clone(),
+                MountOutcome::Mounted { from, .. } => from.shown_from(request.destination.info()),
                 MountOutcome::AlreadyPresent => String::new(),
                 MountOutcome::NotApplicable { reason } | MountOutcome::Declined { reason, .. } => {
                     reason.clone()
@@ -194,7 +195,7 @@ impl MountChain {
                 "mount attempt"
             );
             attempts.push(MountAttempt {
-                strategy: strategy.name().to_string(),
+                strategy: StrategyName::new(strategy.name()),
                 outcome: outcome.kind(),
                 detail,
                 duration,
@@ -209,7 +210,7 @@ impl MountChain {
                     if let Some(p) = prepared.take() {
                         let _ = p.cancel().await;
                     }
-                    let strategy = strategy.name().to_string();
+                    let strategy = StrategyName::new(strategy.name());
                     return Ok((
                         ChainOutcome::Mounted {
                             strategy,
@@ -224,7 +225,7 @@ impl MountChain {
                     if let Some(p) = prepared.take() {
                         let _ = p.cancel().await;
                     }
-                    let strategy = strategy.name().to_string();
+                    let strategy = StrategyName::new(strategy.name());
                     return Ok((ChainOutcome::AlreadyPresent { strategy }, attempts));
                 }
                 MountOutcome::NotApplicable { .. } => {}

@@ -1,6 +1,7 @@
 //! Mount strategies: ways for a destination to get a blob without the client streaming it.
 
 mod chain;
+mod factory;
 mod meter;
 
 use std::fmt::{Debug, Display};
@@ -10,6 +11,7 @@ use oci_spec::image::Descriptor;
 use serde::Serialize;
 
 pub use chain::{ChainOutcome, ChainPlan, MountChain};
+pub use factory::{Setting, StrategyConfig, StrategyFactories, StrategyFactory};
 pub(crate) use meter::Meter;
 
 use crate::error::Result;
@@ -98,8 +100,9 @@ pub enum MountOutcome {
     /// The destination now holds the blob.
     #[non_exhaustive]
     Mounted {
-        /// Where it came from, for the user (`src/app`, `ipfs://bafk…`, a path).
-        from: String,
+        /// Where it came from: a repository, a layout, another registry's storage, an IPFS
+        /// address.
+        from: Location,
         /// How it got there.
         method: MountMethod,
         /// Places the strategy tried first whose copy of the blob failed verification (the
@@ -130,9 +133,9 @@ pub enum MountOutcome {
 }
 
 impl MountOutcome {
-    /// [`MountOutcome::Mounted`]: the blob came from `from` (shown to the user: `src/app`, a
-    /// path, `ipfs://…`) by `method`. The chain records which strategy it was.
-    pub fn mounted(from: impl Into<String>, method: MountMethod) -> Self {
+    /// [`MountOutcome::Mounted`]: the blob came from `from` (a [`StoreInfo`](crate::StoreInfo)
+    /// converts) by `method`. The chain records which strategy it was.
+    pub fn mounted(from: impl Into<Location>, method: MountMethod) -> Self {
         MountOutcome::Mounted {
             from: from.into(),
             method,
@@ -265,8 +268,8 @@ pub enum MountPlan {
     /// The strategy expects to mount the blob.
     #[non_exhaustive]
     WouldMount {
-        /// Where from, as a mount would report it (`src/app`, a path, `ipfs://…`).
-        from: String,
+        /// Where from, as a mount would report it.
+        from: Location,
         /// How.
         method: MountMethod,
     },
@@ -288,7 +291,7 @@ pub enum MountPlan {
 
 impl MountPlan {
     /// [`MountPlan::WouldMount`] from `from` by `method`.
-    pub fn would_mount(from: impl Into<String>, method: MountMethod) -> Self {
+    pub fn would_mount(from: impl Into<Location>, method: MountMethod) -> Self {
         MountPlan::WouldMount {
             from: from.into(),
             method,
@@ -316,8 +319,8 @@ impl MountPlan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct CorruptLocation {
-    /// The place, as the strategy names it (a layout's path, `registry/repository`).
-    pub location: String,
+    /// The place.
+    pub location: Location,
     /// Whether it is the copy's source (rather than another place the blob-location cache
     /// named).
     pub is_source: bool,
@@ -328,7 +331,7 @@ pub struct CorruptLocation {
 impl CorruptLocation {
     /// The copy at `location` failed verification for `reason`; `is_source` when it is the
     /// copy's source.
-    pub fn new(location: impl Into<String>, is_source: bool, reason: impl Into<String>) -> Self {
+    pub fn new(location: impl Into<Location>, is_source: bool, reason: impl Into<String>) -> Self {
         Self {
             location: location.into(),
             is_source,

@@ -1,9 +1,63 @@
 //! Mount attempts as the report records them.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// The name of a mount strategy, as reports and `--mount` write it (`cross-repo`,
+/// `shared-storage`): what [`MountStrategy::name`](crate::MountStrategy::name) says, or a
+/// strategy factory's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StrategyName(Cow<'static, str>);
+
+impl StrategyName {
+    /// A name known when the program is written, such as a factory's.
+    pub const fn from_static(name: &'static str) -> Self {
+        Self(Cow::Borrowed(name))
+    }
+
+    /// A name made at run time.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(Cow::Owned(name.into()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Display for StrategyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for StrategyName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for StrategyName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<&'static str> for StrategyName {
+    fn from(name: &'static str) -> Self {
+        Self::from_static(name)
+    }
+}
+
+impl Serialize for StrategyName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// How a strategy brought a blob to the destination, for the report and the output.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -114,7 +168,7 @@ impl Display for AttemptOutcome {
 #[non_exhaustive]
 pub struct MountAttempt {
     /// The strategy's name.
-    pub strategy: String,
+    pub strategy: StrategyName,
     /// What the attempt gave.
     pub outcome: AttemptOutcome,
     /// Where from, or why not.

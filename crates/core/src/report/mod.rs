@@ -5,11 +5,12 @@ mod attempt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, Digest};
 use serde::{Serialize, Serializer};
 
-pub use attempt::{AttemptOutcome, MountAttempt, MountMethod};
+pub use attempt::{AttemptOutcome, MountAttempt, MountMethod, StrategyName};
 
+use crate::locations::Location;
 use crate::store::StoreInfo;
 
 /// A callback receiving [`CopyEvent`]s.
@@ -28,10 +29,6 @@ pub enum Action {
     Exists,
     /// It is not copied on purpose (a foreign, non-distributable layer).
     Skipped,
-    /// Dry run, kept for compatibility: it would be copied or mounted. The engine's dry run
-    /// now says which, with [`Action::WouldCopy`], [`Action::WouldMount`] and
-    /// [`Action::WouldTry`].
-    Planned,
     /// Dry run: its bytes would be streamed from the source.
     WouldCopy,
     /// Dry run: a strategy expects to mount it (the node's `strategy`, `from` and `method`
@@ -50,7 +47,6 @@ impl Action {
             Action::Mounted => "Mounted",
             Action::Exists => "Exists",
             Action::Skipped => "Skipped",
-            Action::Planned => "Planned",
             Action::WouldCopy => "Would copy",
             Action::WouldMount => "Would mount",
             Action::WouldTry => "Would try",
@@ -69,16 +65,21 @@ pub struct NodeReport {
     /// The strategy that mounted it or found it present, if any (its
     /// [`crate::MountStrategy::name`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
-    /// Where a mounted blob came from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub strategy: Option<StrategyName>,
+    /// Where a mounted blob came from (JSON: the store, as `source` and `destination` of the
+    /// report are written).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_optional_place"
+    )]
+    pub from: Option<Location>,
     /// How a mounted blob got to the destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<MountMethod>,
-    /// Why a node was skipped; in a dry run, what a strategy would try.
+    /// Why a node was skipped or found present without a request; in a dry run, what a
+    /// strategy would try.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<NodeReason>,
     /// Bytes that passed through the client for this node: streamed from the source, or
     /// moved by a strategy (a blob fetched from an IPFS gateway), failed attempts included.
     pub bytes: u64,
@@ -94,6 +95,35 @@ pub struct NodeReport {
     pub warnings: Vec<CopyWarning>,
 }
 
+/// Why a node ended as it did, where its action alone does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeReason {
+    /// [`Action::Skipped`]: a foreign (non-distributable) layer, which is not copied.
+    ForeignLayer,
+    /// [`Action::Exists`]: another copy of the same run brought it to this store.
+    BroughtEarlierInRun,
+    /// [`Action::WouldTry`]: what the strategy would try, in its own words.
+    WouldTry(String),
+}
+
+impl std::fmt::Display for NodeReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeReason::ForeignLayer => f.write_str("foreign (non-distributable) layer"),
+            NodeReason::BroughtEarlierInRun => f.write_str("brought here earlier in this run"),
+            NodeReason::WouldTry(what) => f.write_str(what),
+        }
+    }
+}
+
+/// As its sentence.
+impl Serialize for NodeReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Something a copy met and overcame, worth telling: it does not fail the copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -104,15 +134,17 @@ pub enum CopyWarning {
     #[non_exhaustive]
     CorruptCopy {
         /// The blob.
-        digest: String,
-        /// The place whose copy is corrupt (a layout's path, `registry/repository`).
-        location: String,
+        digest: Digest,
+        /// The place whose copy is corrupt.
+        #[serde(serialize_with = "serialize_place")]
+        location: Location,
         /// Whether that place is the copy's source.
         is_source: bool,
         /// What was wrong with it.
         reason: String,
         /// Where the blob came from instead.
-        healed_from: String,
+        #[serde(serialize_with = "serialize_place")]
+        healed_from: Location,
     },
 }
 
@@ -169,12 +201,12 @@ impl PlanTotals {
             let size = n.descriptor.size();
             let manifest = crate::model::is_manifest(&crate::model::media_type_str(&n.descriptor));
             match (n.action, manifest) {
-                (Action::WouldCopy | Action::Planned, true) => {
+                (Action::WouldCopy, true) => {
                     t.copy_manifests += 1;
                     t.copy_manifest_bytes += size;
                 }
                 (Action::Exists, true) => t.present_manifests += 1,
-                (Action::WouldCopy | Action::Planned, false) => {
+                (Action::WouldCopy, false) => {
                     t.copy_blobs += 1;
                     t.copy_bytes += size;
                 }
@@ -257,11 +289,26 @@ pub enum CopyEvent {
         total: u64,
     },
     /// A node is finished: copied, mounted, present, skipped or planned.
-    Done(NodeReport),
+    Done(Box<NodeReport>),
 }
 
 /// Serializes a duration as fractional seconds (to the microsecond), as every report of ferry
 /// writes durations.
 pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+}
+
+/// A place as the store it names (`{"scheme", "authority", "namespace"}`).
+fn serialize_place<S: Serializer>(place: &Location, s: S) -> Result<S::Ok, S::Error> {
+    place.store.serialize(s)
+}
+
+fn serialize_optional_place<S: Serializer>(
+    place: &Option<Location>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match place {
+        Some(place) => place.store.serialize(s),
+        None => s.serialize_none(),
+    }
 }

@@ -35,8 +35,13 @@ async fn promotion_within_a_registry_mounts_every_blob_with_few_requests() {
     let blobs = image.layers.len() + 1;
     assert_eq!(count(&report, Action::Mounted), blobs, "{report:#?}");
     for node in report.nodes.iter().filter(|n| n.action == Action::Mounted) {
-        assert_eq!(node.strategy.as_deref(), Some("cross-repo"));
-        assert_eq!(node.from.as_deref(), Some("team/app"));
+        assert_eq!(
+            node.strategy.as_ref().map(|s| s.as_str()),
+            Some("cross-repo")
+        );
+        let from = node.from.as_ref().unwrap();
+        assert_eq!(from.store.authority, registry.addr());
+        assert_eq!(from.store.namespace, "team/app");
         assert_eq!(node.bytes, 0);
     }
     let requests = registry.requests();

@@ -101,12 +101,14 @@
 //! # Ok(()) }
 //! ```
 
+mod factory;
 mod mount;
 mod paths;
 mod root;
 #[cfg(feature = "s3")]
 mod s3;
 
+pub use factory::{DistributionStorageFactory, REST_AFTER_UNREACHABLE};
 pub use mount::{DistributionStorageMount, NAME};
 pub use root::{Backend, StorageRoot, TRUSTED_KEY};
 #[cfg(feature = "s3")]

@@ -426,6 +426,13 @@ struct Source<'a> {
     is_source: bool,
 }
 
+impl Source<'_> {
+    /// The repository, as a mount reports where a blob came from.
+    fn place(&self) -> StoreInfo {
+        StoreInfo::new(StoreInfo::REGISTRY, self.authority, self.namespace)
+    }
+}
+
 /// What trying one source gave.
 enum Taken {
     /// The data is under the destination root now, by this method.
@@ -695,10 +702,7 @@ impl MountStrategy for DistributionStorageMount {
                 .await
             {
                 Taken::Data(method) => {
-                    return Ok(MountPlan::would_mount(
-                        format!("{}/{}", source.authority, source.namespace),
-                        method,
-                    ));
+                    return Ok(MountPlan::would_mount(source.place(), method));
                 }
                 Taken::NotApplicable(reason) => reasons.push(reason),
                 Taken::Declined(refusal) => reasons.push(refusal.reason),
@@ -790,7 +794,7 @@ impl MountStrategy for DistributionStorageMount {
                     unreachable |= refusal.unreachable;
                     if refusal.damaged {
                         corrupt.push(CorruptLocation::new(
-                            format!("{}/{}", source.authority, source.namespace),
+                            source.place(),
                             source.is_source,
                             refusal.reason.clone(),
                         ));
@@ -832,11 +836,7 @@ impl MountStrategy for DistributionStorageMount {
         match request.destination.exists(descriptor).await {
             Ok(true) => {
                 tracing::debug!(strategy = NAME, %digest, %method, "blob linked at the storage layer");
-                Ok(MountOutcome::mounted(
-                    format!("{}/{}", source.authority, source.namespace),
-                    method,
-                )
-                .with_corrupt(corrupt))
+                Ok(MountOutcome::mounted(source.place(), method).with_corrupt(corrupt))
             }
             answer => {
                 let why = match answer {

@@ -1,6 +1,6 @@
-//! What a library user compiles. Without default features, ferry-fs-store (and the ferry-core
-//! it brings) build none of the S3 backend's HTTP stack nor the persistent cache's database:
-//! a program that only copies between layouts pays for neither. `cargo tree` reads the lock
+//! What a library user compiles. ferry-core, ferry-sync, ferry-conformance and ferry-fs-store
+//! (by default) build no HTTP stack, no S3 client and no database: a program that only copies
+//! between layouts pays for none of them. `cargo tree` reads the lock
 //! file, offline, so this guards the feature wiring without building anything.
 
 use std::path::Path;
@@ -49,27 +49,30 @@ fn heavy_in(names: &[String]) -> Vec<&'static str> {
         .collect()
 }
 
+/// The default build of each library that speaks no HTTP holds no HTTP stack, no S3 client
+/// and no database; the crates and features that bring them do.
 #[test]
-fn without_default_features_neither_crate_pulls_object_store_reqwest_or_redb() {
-    let fs_store = packages(&["-p", "ferry-fs-store", "--no-default-features"]);
-    assert!(
-        fs_store.iter().any(|n| n == "ferry-core"),
-        "the listing names the crate's dependencies: {fs_store:?}"
-    );
-    assert_eq!(heavy_in(&fs_store), Vec::<&str>::new(), "ferry-fs-store");
-
-    let core = packages(&["-p", "ferry-core", "--no-default-features"]);
-    assert_eq!(heavy_in(&core), Vec::<&str>::new(), "ferry-core");
-
-    // The features bring them, so the listing above would show them if they leaked.
-    let s3 = packages(&[
-        "-p",
+fn default_builds_pull_no_http_stack_s3_client_or_database() {
+    for krate in [
+        "ferry-core",
+        "ferry-sync",
+        "ferry-conformance",
         "ferry-fs-store",
-        "--no-default-features",
-        "--features",
-        "s3",
-    ]);
+    ] {
+        let names = packages(&["-p", krate]);
+        assert!(
+            names.iter().any(|n| n == "oci-spec"),
+            "the listing names {krate}'s dependencies: {names:?}"
+        );
+        assert_eq!(heavy_in(&names), Vec::<&str>::new(), "{krate}");
+    }
+
+    // The crates and features that bring them, so the listings above would show them if they
+    // leaked.
+    let s3 = packages(&["-p", "ferry-fs-store", "--features", "s3"]);
     assert!(heavy_in(&s3).contains(&"object_store") && heavy_in(&s3).contains(&"reqwest"));
-    let cache = packages(&["-p", "ferry-core", "--features", "persistent-cache"]);
+    let cache = packages(&["-p", "ferry-cache"]);
     assert!(heavy_in(&cache).contains(&"redb"));
+    let http = packages(&["-p", "ferry-http"]);
+    assert!(heavy_in(&http).contains(&"hyper") && heavy_in(&http).contains(&"rustls"));
 }

@@ -45,7 +45,7 @@ async fn hardlinks_between_layouts_on_one_filesystem() {
                 MountMethod::Hardlink,
                 "the temporary filesystem has no reflink"
             );
-            assert_eq!(from, src.path().to_string_lossy());
+            assert_eq!(from.to_string(), src.path().to_string_lossy());
         }
         other => panic!("expected a hardlink, got {other:?}"),
     }
@@ -404,7 +404,7 @@ async fn candidates_on_the_same_filesystem_are_linked_from_when_verifying() {
     match SharedStorageMount::new().mount(&request).await.unwrap() {
         MountOutcome::Mounted { method, from, .. } => {
             assert_eq!(method, MountMethod::Hardlink);
-            assert_eq!(from, seen_before.path().to_string_lossy());
+            assert_eq!(from.to_string(), seen_before.path().to_string_lossy());
         }
         other => panic!("expected a link from the candidate, got {other:?}"),
     }

@@ -137,7 +137,7 @@ async fn addresses_are_tried_in_order_until_one_has_the_blob() {
     match mount(&strategy, &desc, &src, &dst).await {
         MountOutcome::Mounted { from, method, .. } => {
             assert_eq!(method, MountMethod::FetchedFromAddress);
-            assert_eq!(from, format!("ipfs://{file_cid}"));
+            assert_eq!(from.to_string(), format!("ipfs://{file_cid}"));
         }
         other => panic!("expected Mounted, got {other:?}"),
     }
@@ -288,7 +288,7 @@ async fn a_destination_that_fetches_itself_is_handed_the_address() {
         .derive_raw_cids(false);
     match mount(&strategy, &desc, &MemoryStore::new("src"), &dst).await {
         MountOutcome::Mounted { from, method, .. } => {
-            assert_eq!(from, format!("ipfs://{cid}"));
+            assert_eq!(from.to_string(), format!("ipfs://{cid}"));
             assert_eq!(method, MountMethod::FetchedByDestination);
         }
         other => panic!("expected Mounted, got {other:?}"),

@@ -7,8 +7,8 @@ pub(super) fn image_report(job: &Job, outcome: Outcome, started: Instant) -> Ima
         job.entry,
         job.repository.clone(),
         Some(job.tag.clone()),
-        job.source_display.clone(),
-        job.destination_display.clone(),
+        job.source_info.clone(),
+        job.destination_info.clone(),
         outcome,
     );
     report.duration = started.elapsed();

@@ -47,8 +47,8 @@ pub(super) fn repositories(shared: Arc<Shared>) -> BoxStream<'static, RepoRef> {
 pub(super) fn repository_failure(
     entry: usize,
     repository: &str,
-    source: String,
-    destination: String,
+    source: StoreInfo,
+    destination: StoreInfo,
     error: &Error,
 ) -> ImageReport {
     let mut report = ImageReport::new(
@@ -76,14 +76,9 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                 temporary: false,
                 source: Some(Box::new(error)),
             };
+            let (source, destination) = entry_stores(&shared.entries[entry]);
             Plan {
-                reports: vec![repository_failure(
-                    entry,
-                    "",
-                    String::new(),
-                    String::new(),
-                    &error,
-                )],
+                reports: vec![repository_failure(entry, "", source, destination, &error)],
                 incomplete: Some(entry),
                 ..Plan::default()
             }
@@ -91,7 +86,7 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
         RepoRef::Repo { entry, name } => {
             let e = &shared.entries[entry];
             let dry_run = shared.options.dry_run;
-            let (source, destination, destination_display) = match &e.source {
+            let (source, destination, destination_info) = match &e.source {
                 SyncSource::Store {
                     source,
                     destination,
@@ -99,7 +94,7 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                 } => (
                     source.clone(),
                     destination.clone(),
-                    display_store(destination.as_ref()),
+                    destination.info().clone(),
                 ),
                 SyncSource::Catalog {
                     source,
@@ -109,7 +104,7 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                 } => {
                     let rest = name.strip_prefix(source_prefix.as_str()).unwrap_or(&name);
                     let target = format!("{destination_prefix}{rest}");
-                    let shown = format!("[{}] {destination}/{target}", destination.info().scheme);
+                    let shown = destination.store_info(&target);
                     let opened = async {
                         let src = source.open_read(&name).await?;
                         let dst = destination.open_write(&target, !dry_run).await?;
@@ -118,7 +113,7 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                     .await;
                     match opened {
                         Ok((src, Some(dst))) => {
-                            let shown = display_store(dst.as_ref());
+                            let shown = dst.info().clone();
                             (src, dst, shown)
                         }
                         Ok((src, None)) => {
@@ -131,7 +126,7 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                                 reports: vec![repository_failure(
                                     entry,
                                     &name,
-                                    format!("[{}] {source}/{name}", source.info().scheme),
+                                    source.store_info(&name),
                                     shown,
                                     &error,
                                 )],
@@ -142,15 +137,15 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                     }
                 }
             };
-            let source_display = display_store(source.as_ref());
+            let source_info = source.info().clone();
             match plan_repository(
                 &shared,
                 entry,
                 &name,
                 source.clone(),
                 destination.clone(),
-                &source_display,
-                &destination_display,
+                &source_info,
+                &destination_info,
             )
             .await
             {
@@ -159,8 +154,8 @@ pub(super) async fn plan(shared: Arc<Shared>, r: RepoRef) -> Plan {
                     reports: vec![repository_failure(
                         entry,
                         &name,
-                        source_display,
-                        destination_display,
+                        source_info,
+                        destination_info,
                         &error,
                     )],
                     listed: true,
@@ -196,8 +191,8 @@ pub(super) async fn plan_repository(
     repository: &str,
     source: Arc<dyn ReadStore>,
     destination: Arc<dyn WriteStore>,
-    source_display: &str,
-    destination_display: &str,
+    source_info: &StoreInfo,
+    destination_info: &StoreInfo,
 ) -> Result<Plan> {
     let e = &shared.entries[entry];
     let started = Instant::now();
@@ -220,8 +215,8 @@ pub(super) async fn plan_repository(
             entry,
             repository.to_string(),
             Some(tag.to_string()),
-            source_display.to_string(),
-            destination_display.to_string(),
+            source_info.clone(),
+            destination_info.clone(),
             Outcome::Filtered,
         );
         report.filtered_by = Some(why);
@@ -259,8 +254,8 @@ pub(super) async fn plan_repository(
                         entry,
                         repository: repository.to_string(),
                         destination: destination.clone(),
-                        source_display: source_display.to_string(),
-                        destination_display: destination_display.to_string(),
+                        source_info: source_info.clone(),
+                        destination_info: destination_info.clone(),
                         tags: doomed,
                     });
                 }
@@ -273,8 +268,8 @@ pub(super) async fn plan_repository(
                 plan.reports.push(repository_failure(
                     entry,
                     repository,
-                    source_display.to_string(),
-                    destination_display.to_string(),
+                    source_info.clone(),
+                    destination_info.clone(),
                     &error,
                 ));
             }
@@ -296,8 +291,8 @@ pub(super) async fn plan_repository(
             tag,
             source: source.clone(),
             destination: destination.clone(),
-            source_display: source_display.to_string(),
-            destination_display: destination_display.to_string(),
+            source_info: source_info.clone(),
+            destination_info: destination_info.clone(),
             dst_tag,
         });
     }

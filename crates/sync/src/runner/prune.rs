@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use oci_spec::image::{Descriptor, Digest};
 
-use super::{PruneSet, Run, strip_scheme};
+use super::{PruneSet, Run, entry_stores};
 use crate::filter::referrers_tag_subject;
 use crate::report::{FailureKind, ImageReport, Outcome};
 use crate::stop::StopLevel;
@@ -72,25 +72,25 @@ impl Run {
             let names: Vec<String> = doomed
                 .iter()
                 .take(5)
-                .map(|(s, t, _)| format!("{}:{t}", strip_scheme(&s.destination_display)))
+                .map(|(s, t, _)| format!("{}:{t}", s.destination_info))
                 .collect();
             let more = if doomed.len() > names.len() {
                 format!(", and {} more", doomed.len() - names.len())
             } else {
                 String::new()
             };
+            let (source, destination) = entry_stores(&self.shared.entries[entry]);
             let mut report = ImageReport::new(
                 entry,
                 String::new(),
                 None,
-                String::new(),
-                String::new(),
+                source,
+                destination,
                 Outcome::Failed,
             );
             report.reason = Some(format!(
                 "prune: {} destination tags are gone from the source ({}{more}), more than \
-                 the {max} --prune-max allows; nothing was pruned (raise --prune-max if this \
-                 is intended)",
+                 the {max} that pruning may delete; nothing was pruned",
                 doomed.len(),
                 names.join(", ")
             ));
@@ -109,8 +109,8 @@ impl Run {
                 entry,
                 set.repository.clone(),
                 Some(tag.clone()),
-                set.source_display.clone(),
-                set.destination_display.clone(),
+                set.source_info.clone(),
+                set.destination_info.clone(),
                 Outcome::Pruned,
             );
             report.digest = digest;

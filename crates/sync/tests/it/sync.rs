@@ -79,7 +79,7 @@ impl MountStrategy for CatalogMount {
                     .await?;
                 self.mounts.fetch_add(1, Ordering::SeqCst);
                 return Ok(MountOutcome::mounted(
-                    &c.store.namespace,
+                    &c.store,
                     ferry_core::MountMethod::other("catalog copy"),
                 ));
             }
@@ -616,7 +616,11 @@ async fn prune_refuses_beyond_its_maximum_and_after_an_incomplete_listing() {
     assert!(!report.complete());
     let failure = report.failures().next().unwrap();
     assert!(
-        failure.reason.as_deref().unwrap().contains("--prune-max"),
+        failure
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("more than the 2 that pruning may delete"),
         "{failure:#?}"
     );
     assert_eq!(report.totals.pruned, 0);

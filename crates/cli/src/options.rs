@@ -1,116 +1,22 @@
-//! Command-line arguments.
+//! The option groups commands share: output format, how a copy runs, how registries are
+//! reached.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-const CP_EXAMPLES: &str = "\
-Examples:
-  # Copy a tagged image between two layouts; blobs are hardlinked (or reflinked) when both
-  # layouts are on one filesystem:
-  ferry cp oci:./image:v1 oci:./mirror:v1
-
-  # Promote an image inside one registry: every blob is mounted, none is uploaded:
-  ferry cp localhost:5000/app:rc1 localhost:5000/release/app:1.0 --plain-http
-
-  # Pull one platform of a multi-arch image into a layout, with its signatures:
-  ferry cp -r --platform linux/arm64 registry.example/app:1.0 oci:./app-arm64:1.0
-
-  # Trust a private CA's certificate for a registry it issued one to:
-  ferry cp --ca-cert ./corp-ca.pem registry.corp.example/app:1.0 oci:./app:1.0
-
-  # Plan a copy with reads only: per node Exists, Would mount ... from ... (strategy),
-  # Would try or Would copy, then the blobs and bytes to stream, to mount and present:
-  ferry cp --dry-run localhost:5000/team/app:rc1 localhost:5000/prod/app:1.0 --plain-http
-
-  # The same plan as JSON (per node: action, strategy, from, size; totals under `plan`):
-  ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
-
-References:
-  oci:PATH[:TAG|@DIGEST]             an OCI image-layout directory
-  HOST[:PORT]/REPO[:TAG][@DIGEST]    a registry repository (docker's rules for short names)
-
-  In oci:PATH:TAG the text after the last `:` of the last path component is the tag and must
-  be a valid tag; a `:` whose text is neither a tag nor clearly part of a file name (such as
-  oci:dir/l:../../x) is refused. A directory whose name holds `:`: oci:./dir:with:colons:TAG,
-  or end the path with `/` for no tag: oci:./dir:with:colons/
-
-Warnings:
-  A blob whose source copy fails verification but that a strategy takes from another verified
-  place (a layout or repository the blob-location cache knows) is copied, and a line
-  `warning: the source's copy of DIGEST at LOCATION is corrupt (...)` goes to stderr (and
-  `warnings` of the node in the JSON report); the exit code stays 0.
-
-Exit codes:
-  0  the whole graph is at the destination and tagged
-  1  the copy failed (I/O, registry or network error)
-  2  bad usage or invalid input (reference, tag, digest, platform, config)
-  3  something named does not exist (layout, tag, digest, platform)
-  4  authentication or permission refused
-  5  content failed verification (size or digest mismatch); nothing corrupt was committed";
-
-/// ferry copies OCI images, indexes and artifacts between registries and OCI image layouts,
-/// mounting blobs instead of copying them wherever the destination allows.
-#[derive(Debug, Parser)]
-#[command(
-    name = "ferry",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-pub struct Cli {
-    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Log every request and mount attempt (same as -vv).
-    #[arg(long, global = true)]
-    pub debug: bool,
-    /// The command.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Copy an image, index or artifact (with its whole graph) from SRC to DST.
-    #[command(after_long_help = CP_EXAMPLES, after_help = "See `ferry cp --help` for examples and exit codes.")]
-    Cp(Box<CpArgs>),
-    /// Mirror repositories, prefixes, whole registries and directories of layouts: every tag
-    /// compared by digest, each blob moved once.
-    #[command(after_long_help = crate::sync::SYNC_EXAMPLES, after_help = "See `ferry sync --help` for examples and exit codes.")]
-    Sync(Box<crate::sync::SyncArgs>),
-    /// Print shell completions for SHELL to stdout.
-    #[command(after_help = "Example: ferry completions bash > /etc/bash_completion.d/ferry")]
-    Completions {
-        /// The shell.
-        shell: clap_complete::Shell,
-    },
-}
+use clap::{Args, ValueEnum};
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Format {
     /// One line per node, then a summary.
+    #[default]
     Text,
     /// One JSON document with every node.
     Json,
 }
 
-/// `ferry cp`.
-#[derive(Debug, Args)]
-pub struct CpArgs {
-    /// Source: `oci:PATH[:TAG|@DIGEST]` or `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
-    pub src: String,
-    /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
-    pub dst: String,
-    /// How to copy.
-    #[command(flatten)]
-    pub copy: CopyArgs,
-}
-
 /// How a copy runs: the options `ferry cp` and `ferry sync` share.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct CopyArgs {
     /// How many transfers run at once (per image in `ferry sync`) [default: 8].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -121,9 +27,14 @@ pub struct CopyArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
     /// Mount strategies to try, in order: `auto`, `none`, or a comma-separated list of
-    /// `cross-repo`, `distribution-storage`, `shared-storage`, `ipfs` [default: auto].
+    /// strategy names [default: auto]. The names are listed by `--help`.
     #[arg(long, value_name = "LIST")]
     pub mount: Option<String>,
+    /// A setting of a mount strategy, `NAME.KEY=VALUE` (repeatable; a list's items
+    /// separated by commas), over its `[mount.NAME]` table in the configuration file. The
+    /// settings are listed by `--help`.
+    #[arg(long, value_name = "NAME.KEY=VALUE")]
+    pub mount_opt: Vec<String>,
     /// Plan with reads only and write nothing. `cp`: per node Exists, Would mount ... from
     /// ... (strategy), Would try or Would copy, then totals. `sync`: the images it would copy.
     #[arg(long)]
@@ -164,7 +75,7 @@ pub struct CopyArgs {
     #[arg(long, value_name = "URL", env = "FERRY_IPFS_GATEWAY")]
     pub ipfs_gateway: Option<String>,
     /// A JSON file mapping blob digests to IPFS CIDs (`{"sha256:…": "bafy…"}`).
-    #[arg(long, value_name = "FILE", requires = "ipfs_gateway")]
+    #[arg(long, value_name = "FILE")]
     pub ipfs_cid_map: Option<PathBuf>,
     /// Operator configuration: storage roots of registries, per-registry settings, defaults
     /// [default: $XDG_CONFIG_HOME/ferry/ferry.toml when it exists].

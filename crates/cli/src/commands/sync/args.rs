@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use ferry_sync::Shard;
 
-use crate::args::CopyArgs;
+use crate::options::CopyArgs;
 
 pub const SYNC_EXAMPLES: &str = "\
 Examples:

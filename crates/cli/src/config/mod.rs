@@ -12,6 +12,9 @@
 //! endpoint = "http://minio.internal:9000"   # else AWS_ENDPOINT_URL
 //! mount = ["distribution-storage", "cross-repo"]
 //!
+//! [mount.ipfs]                              # a mount strategy's settings (`--mount-opt`)
+//! gateway = "http://127.0.0.1:8080"
+//!
 //! [[sync]]                                  # entries `ferry sync` runs (see docs/sync.md)
 //! source = "registry.example/team/"
 //! destination = "registry-a.example:5000/mirror/team/"
@@ -21,10 +24,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod entry;
+
 use anyhow::{Context, Result};
-use ferry_core::Error;
-use ferry_fs_store::distribution_storage::{DistributionStorageMount, StorageRoot};
+use ferry_core::{Error, StrategyFactories};
 use serde::Deserialize;
+
+pub use entry::{EntryConfig, OneOrMany};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -36,9 +42,15 @@ pub struct Config {
     /// Per registry host (`host:port` as written in references).
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// Settings of mount strategies, by strategy name (`[mount.ipfs]`).
+    #[serde(default)]
+    pub mount: BTreeMap<String, toml::Table>,
     /// `ferry sync` entries (`[[sync]]`), run by `ferry sync` without SRC and DST.
     #[serde(default)]
-    pub sync: Vec<crate::sync::file::EntryConfig>,
+    pub sync: Vec<EntryConfig>,
+    /// The file it was read from (the last one merged).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 /// Defaults for `ferry cp` flags.
@@ -78,8 +90,6 @@ pub struct Defaults {
 /// One registry's table.
 #[derive(Debug, Default, Deserialize)]
 pub struct RegistryConfig {
-    /// Its storage root: `file:///path` or `s3://bucket/prefix`.
-    pub storage: Option<String>,
     /// Strategy order when this registry is the destination (overrides `auto`).
     pub mount: Option<Vec<String>>,
     /// Speak plain HTTP to it.
@@ -90,10 +100,10 @@ pub struct RegistryConfig {
     pub ca_cert: Option<PathBuf>,
     /// Hash blobs pushed to it in ferry too (for a registry that does not check digests).
     pub verify_uploads: Option<bool>,
-    /// Everything else: storage options (`trusted`, S3 `endpoint`, `region`, keys, ...),
-    /// checked by [`StorageRoot::parse`], which refuses unknown ones by name.
+    /// Everything else: keys of mount strategies (a storage root's `storage`, `trusted`, S3
+    /// `endpoint`, …), given to the strategies that declare them and checked by them.
     #[serde(flatten)]
-    pub storage_options: BTreeMap<String, toml::Value>,
+    pub strategy_keys: BTreeMap<String, toml::Value>,
 }
 
 /// The default file: `$XDG_CONFIG_HOME/ferry/ferry.toml`, else `~/.config/ferry/ferry.toml`.
@@ -121,8 +131,9 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 impl Config {
-    /// Reads `explicit` (which must exist), else the default file if there is one.
-    pub fn load(explicit: Option<&Path>) -> Result<Self> {
+    /// Reads `explicit` (which must exist), else the default file if there is one, and checks
+    /// it against the strategies `factories` offers.
+    pub fn load(explicit: Option<&Path>, factories: &StrategyFactories) -> Result<Self> {
         let path = match explicit {
             Some(p) => p.to_path_buf(),
             None => match default_path() {
@@ -143,16 +154,18 @@ impl Config {
                 ))
             }
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| {
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
             Error::invalid(
                 "config file",
                 path.display().to_string(),
                 toml_error(&text, &e),
             )
         })?;
+
         config
-            .check()
+            .check(factories)
             .with_context(|| format!("in config file `{}`", path.display()))?;
+        config.path = Some(path.clone());
         tracing::info!(path = %path.display(), registries = config.registries.len(), "config loaded");
         Ok(config)
     }
@@ -180,40 +193,79 @@ impl Config {
             prune_max
         );
         self.registries.extend(other.registries);
+        for (name, table) in other.mount {
+            self.mount.entry(name).or_default().extend(table);
+        }
         if !other.sync.is_empty() {
             self.sync = other.sync;
+        }
+        if other.path.is_some() {
+            self.path = other.path;
         }
         self
     }
 
-    fn check(&self) -> Result<()> {
-        for (host, reg) in &self.registries {
-            if reg.storage.is_none()
-                && let Some(key) = reg.storage_options.keys().next()
-            {
+    /// Refuses keys of registry tables and `[mount.NAME]` tables no strategy reads, so a bad
+    /// file is refused when it is read.
+    pub fn check(&self, factories: &StrategyFactories) -> Result<()> {
+        for (name, table) in &self.mount {
+            let Some(factory) = factories.get(name) else {
                 return Err(Error::invalid(
-                    "config key",
-                    format!("registries.\"{host}\".{key}"),
-                    "unknown key (storage options need a `storage` URL)",
+                    "config table",
+                    format!("mount.{name}"),
+                    format!(
+                        "no mount strategy has that name; known: {}",
+                        factories.names().join(", ")
+                    ),
                 )
                 .into());
+            };
+            for key in table.keys() {
+                if !factory.settings().iter().any(|s| s.key == key) {
+                    let keys: Vec<&str> = factory.settings().iter().map(|s| s.key).collect();
+                    return Err(Error::invalid(
+                        "config key",
+                        format!("mount.{name}.{key}"),
+                        format!(
+                            "`{}` has no such setting; its settings: {}",
+                            factory.name(),
+                            if keys.is_empty() {
+                                "none".into()
+                            } else {
+                                keys.join(", ")
+                            }
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+        let takes_any = factories.iter().any(|f| f.registry_keys().contains(&"*"));
+        for (host, reg) in &self.registries {
+            for key in reg.strategy_keys.keys() {
+                let declared = factories
+                    .iter()
+                    .any(|f| f.registry_keys().contains(&key.as_str()));
+                if !declared && !takes_any {
+                    return Err(Error::invalid(
+                        "config key",
+                        format!("registries.\"{host}\".{key}"),
+                        "unknown key",
+                    )
+                    .into());
+                }
             }
         }
         Ok(())
     }
 
-    /// Fills what the command line left open from the file: defaults, and the transport
-    /// settings of the registries on each side.
-    pub fn apply(
-        &self,
-        args: &mut crate::args::CopyArgs,
-        from_host: Option<&str>,
-        to_host: Option<&str>,
-    ) {
+    /// Fills what the command line left open from the file's defaults; the mount list from
+    /// the destination registry's table (`to_host`), else the default one. (The registries'
+    /// transport settings are read where the clients are built.)
+    pub fn apply(&self, args: &mut crate::options::CopyArgs, to_host: Option<&str>) {
         let d = &self.defaults;
         args.concurrency = args.concurrency.or(d.concurrency);
         args.mount = args.mount.take().or_else(|| {
-            // The destination registry's own order, else the default list.
             to_host
                 .and_then(|h| self.registry(h))
                 .and_then(|r| r.mount.as_ref())
@@ -221,54 +273,15 @@ impl Config {
                 .or_else(|| d.mount.clone())
         });
         args.manifest_limit = args.manifest_limit.or(d.manifest_limit);
-        args.ipfs_gateway = args.ipfs_gateway.take().or_else(|| d.ipfs_gateway.clone());
-        args.ipfs_cid_map = args.ipfs_cid_map.take().or_else(|| d.ipfs_cid_map.clone());
         args.no_cache |= d.no_cache.unwrap_or(false);
         let r = &mut args.registry;
         r.plain_http |= d.plain_http.unwrap_or(false);
         r.insecure |= d.insecure.unwrap_or(false);
-        r.ca_cert.extend(d.ca_cert.clone());
         r.verify_uploads |= d.verify_uploads.unwrap_or(false);
-        if let Some(reg) = from_host.and_then(|h| self.registry(h)) {
-            r.from_plain_http |= reg.plain_http.unwrap_or(false);
-            r.from_insecure |= reg.insecure.unwrap_or(false);
-            r.from_ca_cert.extend(reg.ca_cert.clone());
-        }
-        if let Some(reg) = to_host.and_then(|h| self.registry(h)) {
-            r.to_plain_http |= reg.plain_http.unwrap_or(false);
-            r.to_insecure |= reg.insecure.unwrap_or(false);
-            r.to_ca_cert.extend(reg.ca_cert.clone());
-            r.verify_uploads |= reg.verify_uploads.unwrap_or(false);
-        }
     }
 
     /// The table of registry `host`, if any.
     pub fn registry(&self, host: &str) -> Option<&RegistryConfig> {
         self.registries.get(host)
-    }
-
-    /// A `DistributionStorageMount` over every registry with a storage root, if any.
-    pub fn distribution_storage(&self) -> Result<Option<DistributionStorageMount>> {
-        let mut mount = DistributionStorageMount::new();
-        let mut any = false;
-        for (host, reg) in &self.registries {
-            let Some(url) = &reg.storage else { continue };
-            let options: Vec<(String, String)> = reg
-                .storage_options
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        toml::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
-            let root = StorageRoot::parse(url, options)
-                .with_context(|| format!("in config: the storage of registry `{host}`"))?;
-            mount.add_registry(host.clone(), root);
-            any = true;
-        }
-        Ok(any.then_some(mount))
     }
 }

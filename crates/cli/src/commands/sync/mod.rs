@@ -1,9 +1,7 @@
 //! `ferry sync`: many repositories and tags, each blob moved once.
 
 mod args;
-mod clients;
 mod endpoint;
-pub mod file;
 mod output;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,10 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use ferry_cache::PersistentLocations;
 use ferry_core::{
-    BlobLocations, BlobTransfers, Catalog, CopyOptions, Error, InMemoryLocations, MemoryStore,
-    PlatformFilter, ReadStore, WriteStore,
+    BlobTransfers, Catalog, CopyOptions, Error, MemoryStore, PlatformFilter, ReadStore, WriteStore,
 };
 use ferry_fs_store::{OciDir, OciLayout};
 use ferry_sync::{
@@ -25,22 +21,26 @@ use ferry_sync::{
 
 pub use args::{SYNC_EXAMPLES, SyncArgs};
 
-use crate::args::{CopyArgs, Format};
-use crate::config::Config;
+use crate::app::App;
+use crate::config::{Config, EntryConfig, OneOrMany};
 use crate::exit;
-use clients::SyncClients;
+use crate::options::{CopyArgs, Format};
+use crate::setup::cache::LocationCache;
+use crate::setup::clients::{Clients, Purpose, Side};
+use crate::signals::RUNNING;
 use endpoint::SyncEndpoint;
-use file::{EntryConfig, OneOrMany};
 use output::Printer;
 
-/// Whether the runner is running: a signal outside it (while the entries are checked and
-/// the stores opened) ends the process at once, as nothing is half done then.
-pub static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Runs `ferry sync`; returns the exit code.
-pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
+pub async fn run(app: &App, mut args: SyncArgs) -> Result<u8> {
+    let stop = Stop::new();
+    if let Err(e) = crate::signals::watch(stop.clone()) {
+        eprintln!("error: cannot watch for SIGINT and SIGTERM: {e}");
+        return Ok(exit::FAILED);
+    }
+    let verbose = app.verbose;
     let cli_mount = args.copy.mount.clone();
-    let mut config = Config::load(args.copy.config.as_deref())?;
+    let mut config = crate::setup::config(&app.factories, args.copy.config.as_deref())?;
     let file_name = match &args.file {
         Some(path) => {
             if !path.is_file() {
@@ -50,7 +50,7 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
                     "there is no such file; check the path given with --file"
                 ));
             }
-            config = config.merge(Config::load(Some(path))?);
+            config = config.merge(crate::setup::config(&app.factories, Some(path))?);
             Some(path.display().to_string())
         }
         None => None,
@@ -72,7 +72,7 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
             config.sync.clone()
         }
     };
-    config.apply(&mut args.copy, None, None);
+    config.apply(&mut args.copy, None);
     let d = &config.defaults;
     let images = args.images.or(d.images).unwrap_or(4);
     let fail_fast = args.fail_fast || d.fail_fast.unwrap_or(false);
@@ -115,13 +115,24 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
         destinations.extend(dst.registry().map(str::to_string));
         endpoints.push((src, dst));
     }
-    let clients = SyncClients::new(&args.copy.registry, &config, &sources, &destinations)?;
+    // A tag is compared by HEAD (`Peek`), never by GET; a tag the destination lacks is
+    // resolved by the GET whose manifest the copy then reuses.
+    let clients = Clients::new(
+        &args.copy.registry,
+        &config,
+        &sources,
+        &destinations,
+        Purpose {
+            resolve_with_head: false,
+        },
+    )?;
 
     // Every entry is checked before any store is opened (or created).
     let mut prepared = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         let dst_host = endpoints[i].1.registry().map(str::to_string);
         let entry = prepare_entry(
+            app,
             e,
             dst_host.as_deref(),
             &args,
@@ -150,27 +161,7 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
         sync_entries.push(entry);
     }
 
-    let cache: Option<Arc<PersistentLocations>> = if args.copy.no_cache || dry_run {
-        None
-    } else {
-        let path = args
-            .copy
-            .cache
-            .clone()
-            .or_else(ferry_cache::default_cache_path);
-        match path.map(PersistentLocations::open) {
-            Some(Ok(c)) => Some(Arc::new(c)),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "blob-location cache unavailable; going on without it");
-                None
-            }
-            None => None,
-        }
-    };
-    let locations: Arc<dyn BlobLocations> = match &cache {
-        Some(c) => c.clone(),
-        None => Arc::new(InMemoryLocations::new()),
-    };
+    let cache = LocationCache::open(&args.copy);
 
     let text = args.copy.format == Format::Text;
     let progress = text && !args.copy.quiet && std::io::stderr().is_terminal();
@@ -185,18 +176,14 @@ pub async fn run(mut args: SyncArgs, verbose: bool, stop: Stop) -> Result<u8> {
         .with_shard(args.shard)
         .with_grace(grace)
         .with_stop(stop)
-        .with_locations(locations)
+        .with_locations(cache.locations())
         .with_transfers(Arc::new(BlobTransfers::new()))
         .on_event(move |e| sink.event(e));
     RUNNING.store(true, std::sync::atomic::Ordering::SeqCst);
     let report = ferry_sync::sync(sync_entries, options).await;
     RUNNING.store(false, std::sync::atomic::Ordering::SeqCst);
     printer.finish();
-    if let Some(c) = cache
-        && let Err(e) = c.flush()
-    {
-        tracing::warn!(error = %e, "could not write the blob-location cache");
-    }
+    cache.flush();
     match args.copy.format {
         Format::Text => println!("{}", output::summary(&report)),
         Format::Json => {
@@ -269,6 +256,7 @@ impl Prepared {
 
 /// One entry's filters and copy options: its keys, else the command line's.
 fn prepare_entry(
+    app: &App,
     e: &EntryConfig,
     dst_host: Option<&str>,
     args: &SyncArgs,
@@ -315,7 +303,8 @@ fn prepare_entry(
         .map(|p| p.parse::<PlatformFilter>())
         .transpose()
         .context("key `platform`")?;
-    let chain = crate::cp::build_chain_probing(&copy, config, true).context("key `mount`")?;
+    let chain =
+        crate::setup::chain::build(&app.factories, &copy, config, true).context("key `mount`")?;
     let options = CopyOptions::default()
         .with_chain(chain)
         .with_concurrency(usize::from(e.concurrency.or(copy.concurrency).unwrap_or(8)))
@@ -367,22 +356,24 @@ async fn open_dir_for_writing(path: &Path, dry_run: bool) -> Result<Option<OciDi
 async fn open_endpoints(
     src: SyncEndpoint,
     dst: SyncEndpoint,
-    clients: &SyncClients,
+    clients: &Clients,
     dry_run: bool,
 ) -> Result<SyncSource> {
     // Many repositories into many.
     if src.is_many() {
         let (source, source_prefix): (Arc<dyn Catalog>, String) = match &src {
-            SyncEndpoint::Registry { registry, prefix } => {
-                (clients.client(registry).catalog(registry)?, prefix.clone())
-            }
+            SyncEndpoint::Registry { registry, prefix } => (
+                clients.client(Side::From, registry).catalog(registry)?,
+                prefix.clone(),
+            ),
             SyncEndpoint::Dir { path } => (Arc::new(OciDir::open(path)?), String::new()),
             _ => unreachable!("checked: many"),
         };
         let (destination, destination_prefix): (Arc<dyn Catalog>, String) = match &dst {
-            SyncEndpoint::Registry { registry, prefix } => {
-                (clients.client(registry).catalog(registry)?, prefix.clone())
-            }
+            SyncEndpoint::Registry { registry, prefix } => (
+                clients.client(Side::To, registry).catalog(registry)?,
+                prefix.clone(),
+            ),
             SyncEndpoint::Dir { path } => match open_dir_for_writing(path, dry_run).await? {
                 Some(dir) => (Arc::new(dir), String::new()),
                 None => (
@@ -407,7 +398,7 @@ async fn open_endpoints(
         } => (
             repository.clone(),
             clients
-                .client(registry)
+                .client(Side::From, registry)
                 .registry(registry)?
                 .repository(repository)?,
         ),
@@ -419,11 +410,11 @@ async fn open_endpoints(
             registry,
             repository,
         } => clients
-            .client(registry)
+            .client(Side::To, registry)
             .registry(registry)?
             .repository(repository)?,
         SyncEndpoint::Registry { registry, prefix } => clients
-            .client(registry)
+            .client(Side::To, registry)
             .registry(registry)?
             .repository(&format!("{prefix}{name}"))?,
         SyncEndpoint::Layout { path } => open_layout_for_writing(path, dry_run).await?,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ferry_core::CopyEvent;
-use ferry_sync::{ImageReport, Outcome, SyncEvent, SyncReport};
+use ferry_sync::{FailureKind, FilteredBy, ImageReport, Outcome, SyncEvent, SyncReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// The line of one image.
@@ -23,7 +23,7 @@ pub fn image_line(image: &ImageReport) -> String {
             image.bytes
         ),
         Outcome::Filtered => {
-            let by = image.filtered_by.map(|f| f.option()).unwrap_or("a filter");
+            let by = image.filtered_by.map(option).unwrap_or("a filter");
             format!("{verb} {} ({by})", image.source_ref())
         }
         Outcome::Pruned => {
@@ -34,8 +34,15 @@ pub fn image_line(image: &ImageReport) -> String {
             line
         }
         Outcome::Failed | Outcome::Interrupted => {
-            let reason = image.reason.as_deref().unwrap_or("unknown reason");
-            if image.source.is_empty() {
+            let mut reason = image
+                .reason
+                .as_deref()
+                .unwrap_or("unknown reason")
+                .to_string();
+            if image.failure == Some(FailureKind::PruneGuard) {
+                reason.push_str(" (raise --prune-max if this is intended)");
+            }
+            if image.tag.is_none() && image.repository.is_empty() {
                 format!("{verb}: {reason}")
             } else {
                 format!(
@@ -57,6 +64,17 @@ pub fn image_line(image: &ImageReport) -> String {
             }
             line
         }
+    }
+}
+
+/// The option that filtered a tag, as the output names it.
+fn option(by: FilteredBy) -> &'static str {
+    match by {
+        FilteredBy::Tags => "--tags",
+        FilteredBy::ExcludeTags => "--exclude-tags",
+        FilteredBy::Semver => "--semver",
+        FilteredBy::Latest => "--latest",
+        _ => by.label(),
     }
 }
 

@@ -1,0 +1,149 @@
+//! `ferry cp`.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ferry_core::{CopyOptions, PlatformFilter};
+
+use crate::app::App;
+use crate::endpoint::Endpoint;
+use crate::options::{CopyArgs, Format};
+use crate::output::{Printer, summary};
+use crate::setup::cache::LocationCache;
+use crate::setup::clients::{Clients, Purpose};
+use crate::setup::stores::{open_destination, open_source};
+
+/// The examples and exit codes of `ferry cp --help`.
+pub const CP_EXAMPLES: &str = "\
+Examples:
+  # Copy a tagged image between two layouts; blobs are hardlinked (or reflinked) when both
+  # layouts are on one filesystem:
+  ferry cp oci:./image:v1 oci:./mirror:v1
+
+  # Promote an image inside one registry: every blob is mounted, none is uploaded:
+  ferry cp localhost:5000/app:rc1 localhost:5000/release/app:1.0 --plain-http
+
+  # Pull one platform of a multi-arch image into a layout, with its signatures:
+  ferry cp -r --platform linux/arm64 registry.example/app:1.0 oci:./app-arm64:1.0
+
+  # Trust a private CA's certificate for a registry it issued one to:
+  ferry cp --ca-cert ./corp-ca.pem registry.corp.example/app:1.0 oci:./app:1.0
+
+  # Plan a copy with reads only: per node Exists, Would mount ... from ... (strategy),
+  # Would try or Would copy, then the blobs and bytes to stream, to mount and present:
+  ferry cp --dry-run localhost:5000/team/app:rc1 localhost:5000/prod/app:1.0 --plain-http
+
+  # The same plan as JSON (per node: action, strategy, from, size; totals under `plan`):
+  ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
+
+References:
+  oci:PATH[:TAG|@DIGEST]             an OCI image-layout directory
+  HOST[:PORT]/REPO[:TAG][@DIGEST]    a registry repository (docker's rules for short names)
+
+  In oci:PATH:TAG the text after the last `:` of the last path component is the tag and must
+  be a valid tag; a `:` whose text is neither a tag nor clearly part of a file name (such as
+  oci:dir/l:../../x) is refused. A directory whose name holds `:`: oci:./dir:with:colons:TAG,
+  or end the path with `/` for no tag: oci:./dir:with:colons/
+
+Warnings:
+  A blob whose source copy fails verification but that a strategy takes from another verified
+  place (a layout or repository the blob-location cache knows) is copied, and a line
+  `warning: the source's copy of DIGEST at LOCATION is corrupt (...)` goes to stderr (and
+  `warnings` of the node in the JSON report); the exit code stays 0.
+
+Exit codes:
+  0  the whole graph is at the destination and tagged
+  1  the copy failed (I/O, registry or network error)
+  2  bad usage or invalid input (reference, tag, digest, platform, config)
+  3  something named does not exist (layout, tag, digest, platform)
+  4  authentication or permission refused
+  5  content failed verification (size or digest mismatch); nothing corrupt was committed";
+
+/// `ferry cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: `oci:PATH[:TAG|@DIGEST]` or `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
+    pub src: String,
+    /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
+    pub dst: String,
+    /// How to copy.
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+fn registry_host(ep: &Endpoint) -> Option<String> {
+    match ep {
+        Endpoint::Registry { reference, .. } => Some(reference.registry().to_string()),
+        Endpoint::Layout { .. } => None,
+    }
+}
+
+/// Runs `ferry cp`; returns the exit code.
+pub async fn run(app: &App, args: CpArgs) -> Result<u8> {
+    let CpArgs {
+        src: src_text,
+        dst: dst_text,
+        copy: mut args,
+    } = args;
+    let src_ep = Endpoint::parse(&src_text).context("invalid source")?;
+    let dst_ep = Endpoint::parse(&dst_text).context("invalid destination")?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(|p| p.parse::<PlatformFilter>())
+        .transpose()?;
+    let from_host = registry_host(&src_ep);
+    let to_host = registry_host(&dst_ep);
+    let config = crate::setup::config(&app.factories, args.config.as_deref())?;
+    config.apply(&mut args, to_host.as_deref());
+    let clients = Clients::new(
+        &args.registry,
+        &config,
+        &from_host.into_iter().collect::<BTreeSet<_>>(),
+        &to_host.into_iter().collect::<BTreeSet<_>>(),
+        Purpose::default(),
+    )?;
+    let src = open_source(&src_ep, &clients).await?;
+    let dst = open_destination(&dst_ep, &dst_text, &src, args.dry_run, &clients)?;
+
+    let chain = crate::setup::chain::build(&app.factories, &args, &config, false)?;
+    tracing::info!(chain = %chain, "mount chain");
+    let cache = LocationCache::open(&args);
+
+    let text = args.format == Format::Text;
+    let progress = text && !args.quiet && std::io::stderr().is_terminal();
+    let printer = Printer::new(text, progress, dst.store.info().clone());
+    let sink = printer.clone();
+    let options = CopyOptions::default()
+        .with_chain(chain)
+        .with_locations(cache.locations())
+        .with_concurrency(args.concurrency.unwrap_or(8) as usize)
+        .with_manifest_limit(
+            args.manifest_limit
+                .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
+        )
+        .with_platform(platform)
+        .with_dry_run(args.dry_run)
+        .with_referrers(args.recursive)
+        .on_event(move |e| sink.event(e));
+    let result = ferry_core::copy(
+        src.store,
+        &src.reference,
+        dst.store,
+        dst.tag.as_deref(),
+        &options,
+    )
+    .await;
+    printer.finish();
+    cache.flush();
+    let report = result?;
+    let shown = match args.format {
+        Format::Text => summary(&report, &src_ep.display(), &dst.display),
+        Format::Json => serde_json::to_string_pretty(&report).context("serializing the report")?,
+    };
+    // Strategies keep credentials out of what they report; this is the last line of defence.
+    println!("{}", ferry_core::redact::text(&shown));
+    Ok(0)
+}

@@ -1,0 +1,260 @@
+//! Registry clients: one per way of speaking (plain HTTP, TLS trust, upload hashing) and
+//! identity, each registry of each side always served by the same one, so a registry read and
+//! written alike has one connection pool, one token cache and one rate limit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferry_core::Error;
+use ferry_distribution::{
+    ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy, Timeouts,
+};
+use ferry_http::TlsPolicy;
+
+use crate::config::Config;
+use crate::options::RegistryArgs;
+
+/// Which side of a copy a registry is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Read from.
+    From,
+    /// Written to.
+    To,
+}
+
+/// How ferry speaks to one registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Mode {
+    plain_http: bool,
+    insecure: bool,
+    /// The CA certificate files trusted besides the system's.
+    ca_cert: Vec<PathBuf>,
+    verify_uploads: bool,
+}
+
+/// A client's identity: its mode, and the credential given on the command line for the
+/// registry it serves on that side (an index into [`Clients::given`]), if any.
+type Key = (Mode, Option<usize>);
+
+/// What the clients serve: settings that differ between commands.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Purpose {
+    /// Resolve tags with `HEAD` rather than a `GET` whose manifest the copy reuses.
+    pub resolve_with_head: bool,
+}
+
+/// The registry clients of a command.
+pub struct Clients {
+    clients: HashMap<Key, RegistryClient>,
+    hosts: HashMap<(Side, String), Key>,
+}
+
+impl Clients {
+    /// Clients for the registries read (`sources`) and written (`destinations`), with the
+    /// flags (both sides, `--from-*`, `--to-*`) and the configuration's registry tables.
+    /// Credentials given on the command line go to the one registry of their side; a side of
+    /// several registries takes them from docker's configuration.
+    pub fn new(
+        args: &RegistryArgs,
+        config: &Config,
+        sources: &BTreeSet<String>,
+        destinations: &BTreeSet<String>,
+        purpose: Purpose,
+    ) -> Result<Self> {
+        let (from_pw, to_pw) = passwords(args)?;
+        let mut given: Vec<Credential> = Vec::new();
+        let mut given_for: HashMap<(Side, String), usize> = HashMap::new();
+        for (side, flag, user, password, hosts) in [
+            (Side::From, "--from", &args.from_username, from_pw, sources),
+            (Side::To, "--to", &args.to_username, to_pw, destinations),
+        ] {
+            match (user, password) {
+                (Some(username), Some(password)) => {
+                    let host = match hosts.len() {
+                        0 => {
+                            tracing::warn!(
+                                "{flag}-username is ignored: that side is not a registry"
+                            );
+                            continue;
+                        }
+                        1 => hosts.iter().next().expect("one host").clone(),
+                        _ => bail!(Error::invalid(
+                            "flag",
+                            format!("{flag}-username"),
+                            format!(
+                                "that side has several registries ({}); give their credentials \
+                                 in docker's config.json (`ferry login`)",
+                                hosts.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        )),
+                    };
+                    let credential = Credential::Basic {
+                        username: username.clone(),
+                        password,
+                    };
+                    let index = match given.iter().position(|c| c == &credential) {
+                        Some(i) => i,
+                        None => {
+                            given.push(credential);
+                            given.len() - 1
+                        }
+                    };
+                    given_for.insert((side, host), index);
+                }
+                (Some(_), None) => bail!(Error::invalid(
+                    "flag",
+                    format!("{flag}-username"),
+                    format!(
+                        "needs a password: `{flag}-password`, FERRY_{}_PASSWORD or `--password-stdin`",
+                        &flag[2..].to_uppercase()
+                    ),
+                )),
+                (None, Some(_)) => bail!(Error::invalid(
+                    "flag",
+                    format!("{flag}-password"),
+                    format!("needs `{flag}-username`")
+                )),
+                (None, None) => {}
+            }
+        }
+        let docker = Credentials::from_docker_config();
+        let mut hosts = HashMap::new();
+        let mut clients = HashMap::new();
+        let sides = sources
+            .iter()
+            .map(|h| (Side::From, h))
+            .chain(destinations.iter().map(|h| (Side::To, h)));
+        for (side, host) in sides {
+            let mode = mode(args, config, side, host);
+            let credential = given_for.get(&(side, host.clone())).copied();
+            let key: Key = (mode.clone(), credential);
+            hosts.insert((side, host.clone()), key.clone());
+            if clients.contains_key(&key) {
+                continue;
+            }
+            let mut tls = TlsPolicy::new().insecure(mode.insecure);
+            for f in &mode.ca_cert {
+                tls = tls.with_ca_file(f)?;
+            }
+            let mut credentials = docker.clone();
+            if let Some(i) = credential {
+                credentials = credentials.with(host.clone(), given[i].clone());
+            }
+            let client = RegistryClient::new(ClientOptions {
+                plain_http: mode.plain_http,
+                tls,
+                verify_uploads: mode.verify_uploads,
+                timeouts: timeouts(args),
+                credentials,
+                retry: retry_policy(args),
+                resolve_with_head: purpose.resolve_with_head,
+                ..Default::default()
+            })?;
+            clients.insert(key, client);
+        }
+        Ok(Self { clients, hosts })
+    }
+
+    /// The client that speaks to `host` on `side`.
+    pub fn client(&self, side: Side, host: &str) -> &RegistryClient {
+        let key = self
+            .hosts
+            .get(&(side, host.to_string()))
+            .expect("every registry of the command has a client");
+        &self.clients[key]
+    }
+
+    /// Every client.
+    pub fn all(&self) -> impl Iterator<Item = &RegistryClient> {
+        self.clients.values()
+    }
+}
+
+/// How `host` is spoken to on `side`: the flags for both sides and for that side, and the
+/// registry's table.
+fn mode(args: &RegistryArgs, config: &Config, side: Side, host: &str) -> Mode {
+    let table = config.registry(host);
+    let (from, to) = (side == Side::From, side == Side::To);
+    Mode {
+        plain_http: args.plain_http
+            || table.and_then(|t| t.plain_http).unwrap_or(false)
+            || (from && args.from_plain_http)
+            || (to && args.to_plain_http),
+        insecure: args.insecure
+            || table.and_then(|t| t.insecure).unwrap_or(false)
+            || (from && args.from_insecure)
+            || (to && args.to_insecure),
+        ca_cert: args
+            .ca_cert
+            .iter()
+            .chain(config.defaults.ca_cert.as_ref())
+            .chain(table.and_then(|t| t.ca_cert.as_ref()))
+            .chain(args.from_ca_cert.iter().filter(|_| from))
+            .chain(args.to_ca_cert.iter().filter(|_| to))
+            .cloned()
+            .collect(),
+        verify_uploads: args.verify_uploads
+            || (to && table.and_then(|t| t.verify_uploads).unwrap_or(false)),
+    }
+}
+
+/// The passwords of each side: given, from the environment, or read from stdin for the side
+/// whose user name came without one (`--password-stdin`).
+pub fn passwords(args: &RegistryArgs) -> Result<(Option<String>, Option<String>)> {
+    let (mut from_pw, mut to_pw) = (args.from_password.clone(), args.to_password.clone());
+    if args.password_stdin {
+        let from_wants = args.from_username.is_some() && from_pw.is_none();
+        let to_wants = args.to_username.is_some() && to_pw.is_none();
+        let mut pw = String::new();
+        std::io::stdin()
+            .read_to_string(&mut pw)
+            .context("reading the password from stdin")?;
+        let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+        match (from_wants, to_wants) {
+            (true, false) => from_pw = Some(pw),
+            (false, true) => to_pw = Some(pw),
+            (false, false) => bail!(Error::invalid(
+                "flag",
+                "--password-stdin",
+                "give `--from-username` or `--to-username` (without a password) so ferry knows whose password it is",
+            )),
+            (true, true) => bail!(Error::invalid(
+                "flag",
+                "--password-stdin",
+                "both sides lack a password; pass one of them with `--from-password`/`--to-password` or FERRY_*_PASSWORD",
+            )),
+        }
+    }
+    Ok((from_pw, to_pw))
+}
+
+/// The retry policy, with the hidden `--retry-*` flags (`FERRY_RETRY_*`) applied.
+pub fn retry_policy(args: &RegistryArgs) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    if let Some(n) = args.retry_tries {
+        policy.max_tries = n;
+    }
+    if let Some(ms) = args.retry_base_delay_ms {
+        policy.base_delay = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.retry_max_delay_ms {
+        policy.max_total_delay = Duration::from_millis(ms);
+    }
+    policy
+}
+
+/// The network timeouts, with the hidden `--*-timeout-ms` flags (`FERRY_*_TIMEOUT_MS`) applied.
+pub fn timeouts(args: &RegistryArgs) -> Timeouts {
+    let mut t = Timeouts::default();
+    if let Some(ms) = args.idle_timeout_ms {
+        t.idle = Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = args.response_timeout_ms {
+        t.response = Duration::from_millis(ms.max(1));
+    }
+    t
+}

@@ -1,0 +1,155 @@
+//! Opening the stores an endpoint names.
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use ferry_core::{Error, ReadStore, WriteStore};
+use ferry_fs_store::OciLayout;
+
+use super::clients::{Clients, Side};
+use crate::endpoint::Endpoint;
+
+/// The source store and what to resolve in it.
+pub struct Source {
+    pub store: Arc<dyn ReadStore>,
+    pub reference: String,
+    /// Whether `reference` is a tag (so a destination without one takes it).
+    pub is_tag: bool,
+}
+
+/// The destination store and the tag to set.
+pub struct Destination {
+    pub store: Arc<dyn WriteStore>,
+    pub tag: Option<String>,
+    /// How the summary line names it.
+    pub display: String,
+}
+
+/// Whether the user wrote a tag or digest in a registry reference (the parser fills in
+/// `latest` otherwise).
+fn names_tag_or_digest(reference: &str) -> bool {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    last.contains(':') || last.contains('@')
+}
+
+pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
+    match ep {
+        Endpoint::Layout { path, reference } => {
+            let layout = OciLayout::open(path)?;
+            let reference = match reference {
+                Some(r) => r.clone(),
+                None => only_tag(&layout).await?,
+            };
+            let is_tag = !reference.contains(':');
+            Ok(Source {
+                store: Arc::new(layout),
+                reference,
+                is_tag,
+            })
+        }
+        Endpoint::Registry { reference, .. } => {
+            let repo = clients
+                .client(Side::From, reference.registry())
+                .repository(reference)?;
+            Ok(Source {
+                store: repo,
+                reference: reference.target(),
+                is_tag: reference.digest().is_none(),
+            })
+        }
+    }
+}
+
+pub fn open_destination(
+    ep: &Endpoint,
+    dst_text: &str,
+    src: &Source,
+    dry_run: bool,
+    clients: &Clients,
+) -> Result<Destination> {
+    let inherited = src.is_tag.then(|| src.reference.clone());
+    match ep {
+        Endpoint::Layout { path, reference } => {
+            let tag = match reference {
+                Some(r) if r.contains(':') => bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "a layout destination needs a tag, not a digest: write `oci:PATH:TAG`"
+                )),
+                Some(r) => r.clone(),
+                None => inherited.ok_or_else(|| {
+                    Error::invalid(
+                        "destination",
+                        dst_text.to_string(),
+                        "the source is named by digest, so name a tag for the layout: `oci:PATH:TAG`",
+                    )
+                })?,
+            };
+            ferry_fs_store::validate_tag(&tag)?;
+            let store: Arc<dyn WriteStore> = if dry_run && !path.join("oci-layout").exists() {
+                // A dry run must not create the layout; the planned layout holds nothing, as
+                // the layout to be created would, and names the filesystem it would be on.
+                Arc::new(ferry_fs_store::PlannedLayout::new(path)?)
+            } else {
+                Arc::new(OciLayout::open_or_create(path)?)
+            };
+            Ok(Destination {
+                store,
+                display: format!("[oci-layout] {}:{tag}", path.display()),
+                tag: Some(tag),
+            })
+        }
+        Endpoint::Registry { text, reference } => {
+            let repo = clients
+                .client(Side::To, reference.registry())
+                .repository(reference)?;
+            let tag = if names_tag_or_digest(text) {
+                reference.tag().map(str::to_string)
+            } else {
+                inherited.or_else(|| reference.tag().map(str::to_string))
+            };
+            let display = match &tag {
+                Some(t) => format!(
+                    "[registry] {}/{}:{t}",
+                    reference.registry(),
+                    reference.repository()
+                ),
+                None => format!(
+                    "[registry] {}/{}",
+                    reference.registry(),
+                    reference.repository()
+                ),
+            };
+            Ok(Destination {
+                store: repo,
+                tag,
+                display,
+            })
+        }
+    }
+}
+
+/// The single tag of a layout, for a source named without one.
+async fn only_tag(layout: &OciLayout) -> Result<String> {
+    let tags = layout.tags().await?;
+    match tags.as_slice() {
+        [(tag, _)] => Ok(tag.clone()),
+        [] => Err(Error::NotFound {
+            what: format!("a tagged image in `{}`", layout.path().display()),
+            hint: Some("the layout holds no tag; name a digest with `oci:PATH@DIGEST`".into()),
+        }
+        .into()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|(t, _)| t.as_str()).collect();
+            Err(Error::invalid(
+                "source",
+                format!("oci:{}", layout.path().display()),
+                format!(
+                    "the layout has several tags ({}); name one with `oci:PATH:TAG`",
+                    names.join(", ")
+                ),
+            )
+            .into())
+        }
+    }
+}
