@@ -17,6 +17,7 @@ use crate::error::{has_error_code, registry_errors, status_error};
 use crate::registry::Retry;
 use crate::repository::Repository;
 use crate::transport::{Req, read_error_body};
+use oci_spec::distribution::ErrorCode;
 
 #[async_trait]
 impl DeleteTag for Repository {
@@ -60,7 +61,7 @@ impl DeleteTag for Repository {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return Err(status_error(self.store_name(), &what, status, &body));
             }
-            StatusCode::NOT_FOUND if has_error_code(&body, "MANIFEST_UNKNOWN") => {
+            StatusCode::NOT_FOUND if has_error_code(&body, ErrorCode::ManifestUnknown) => {
                 return Err(Error::not_found(format!(
                     "tag `{tag}` in `{}`",
                     self.store_name()
@@ -134,7 +135,8 @@ impl Repository {
             return Ok(());
         }
         let body = read_error_body(resp).await;
-        if status == StatusCode::METHOD_NOT_ALLOWED || has_error_code(&body, "UNSUPPORTED") {
+        if status == StatusCode::METHOD_NOT_ALLOWED || has_error_code(&body, ErrorCode::Unsupported)
+        {
             return Err(Error::NotSupported {
                 store: self.store_name().to_string(),
                 operation: format!(

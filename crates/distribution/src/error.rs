@@ -2,6 +2,7 @@
 
 use ferry_core::Error;
 use http::StatusCode;
+use oci_spec::distribution::ErrorCode;
 use serde::Deserialize;
 
 /// The most of a registry's error body quoted in a message.
@@ -41,8 +42,28 @@ pub(crate) fn registry_errors(body: &[u8]) -> String {
     truncate(text, MESSAGE_LIMIT)
 }
 
-/// Whether a distribution error body carries the error code `code` (`DIGEST_INVALID`, ...).
-pub(crate) fn has_error_code(body: &[u8], code: &str) -> bool {
+/// The codes of a distribution error body, as the OCI distribution specification names them
+/// (`DIGEST_INVALID`, `NAME_UNKNOWN`, …); codes it does not define are left out (see
+/// [`has_registry_code`]).
+pub(crate) fn error_codes(body: &[u8]) -> Vec<ErrorCode> {
+    let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) else {
+        return Vec::new();
+    };
+    parsed
+        .errors
+        .iter()
+        .filter_map(|e| serde_json::from_value(serde_json::Value::String(e.code.clone())).ok())
+        .collect()
+}
+
+/// Whether a distribution error body carries the specification's error code `code`.
+pub(crate) fn has_error_code(body: &[u8], code: ErrorCode) -> bool {
+    error_codes(body).contains(&code)
+}
+
+/// Whether a distribution error body carries `code`, one of a registry's own codes that the
+/// specification does not define (distribution's `PAGINATION_NUMBER_INVALID`).
+pub(crate) fn has_registry_code(body: &[u8], code: &str) -> bool {
     serde_json::from_slice::<ErrorBody>(body)
         .is_ok_and(|parsed| parsed.errors.iter().any(|e| e.code == code))
 }

@@ -7,10 +7,11 @@ use http::{Method, StatusCode};
 use url::Url;
 
 use crate::auth::Scopes;
-use crate::error::{has_error_code, status_error};
+use crate::error::{has_error_code, has_registry_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::repository::next_link;
 use crate::transport::{Req, read_body, read_error_body};
+use oci_spec::distribution::ErrorCode;
 
 /// Entries asked per page (`n`). A registry may answer fewer per page, and distribution
 /// refuses an `n` above its limit, which is then left out.
@@ -76,7 +77,7 @@ pub(crate) async fn page(
         let sized = url.query_pairs().any(|(k, _)| k == "n");
         if status == StatusCode::BAD_REQUEST
             && sized
-            && has_error_code(&body, "PAGINATION_NUMBER_INVALID")
+            && has_registry_code(&body, "PAGINATION_NUMBER_INVALID")
         {
             tracing::debug!(
                 what,
@@ -93,6 +94,16 @@ pub(crate) async fn page(
                 url.query_pairs_mut().clear().extend_pairs(kept);
             }
             continue;
+        }
+        if status == StatusCode::NOT_FOUND && has_error_code(&body, ErrorCode::NameUnknown) {
+            // A repository name typed wrong: say so, once.
+            return Err(Error::NotFound {
+                what: format!("repository `{store}`"),
+                hint: Some(
+                    "the registry does not know it (NAME_UNKNOWN); check the repository name"
+                        .into(),
+                ),
+            });
         }
         return Err(status_error(store, what, status, &body));
     }

@@ -23,6 +23,7 @@ use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::transport::{Payload, Req, body_stream, read_body, read_error_body};
 use crate::upload::UploadSession;
+use oci_spec::distribution::ErrorCode;
 
 /// Manifests kept in memory per repository (resolved or pushed, for the fetch or tag that
 /// follows).
@@ -131,7 +132,7 @@ impl Repository {
                     return false;
                 }
                 let body = read_error_body(resp).await;
-                let new = has_error_code(&body, "NAME_UNKNOWN");
+                let new = has_error_code(&body, ErrorCode::NameUnknown);
                 tracing::debug!(repository = %self, new, "destination repository probed");
                 new
             })
@@ -193,8 +194,8 @@ impl Repository {
         let body = read_error_body(resp).await;
         let mut error = status_error(self.store_name(), what, status, &body);
         if let Error::Store { temporary, .. } = &mut error {
-            *temporary =
-                status == StatusCode::BAD_REQUEST && has_error_code(&body, "MANIFEST_BLOB_UNKNOWN");
+            *temporary = status == StatusCode::BAD_REQUEST
+                && has_error_code(&body, ErrorCode::ManifestBlobUnknown);
         }
         error
     }
@@ -217,23 +218,7 @@ impl Repository {
                 self.store_name(),
                 "list tags",
             )
-            .await
-            .map_err(|e| match e {
-                // A repository name typed wrong: say so, once.
-                Error::NotFound { hint, .. }
-                    if hint.as_deref().is_some_and(|h| h.contains("NAME_UNKNOWN")) =>
-                {
-                    Error::NotFound {
-                        what: format!("repository `{}`", self.store_name()),
-                        hint: Some(
-                            "the registry does not know it (NAME_UNKNOWN); check the repository \
-                             name"
-                                .into(),
-                        ),
-                    }
-                }
-                other => other,
-            })?;
+            .await?;
             let list: TagList = serde_json::from_slice(&page.body).map_err(|e| {
                 Error::store(self.store_name(), format!("tag list is not JSON: {e}"))
             })?;

@@ -23,6 +23,7 @@ use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
 use crate::repository::{DigestSet, Repository, header_digest};
 use crate::transport::{Payload, Req, read_error_body, redact_url, response_error};
+use oci_spec::distribution::ErrorCode;
 
 /// How many times one chunk is resumed after a broken `PATCH`.
 const MAX_RESUMES: usize = 3;
@@ -127,7 +128,8 @@ impl UploadSession {
         let status = resp.status();
         if !status.is_success() {
             let body = read_error_body(resp).await;
-            if status == StatusCode::BAD_REQUEST && has_error_code(&body, "DIGEST_INVALID") {
+            if status == StatusCode::BAD_REQUEST && has_error_code(&body, ErrorCode::DigestInvalid)
+            {
                 // The registry hashed the bytes and they are not the blob's.
                 return Err(Error::DigestMismatch {
                     expected: descriptor.digest().clone(),
