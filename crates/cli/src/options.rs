@@ -2,6 +2,7 @@
 //! reached.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
@@ -149,10 +150,20 @@ pub struct RegistryArgs {
     /// Read the password of the side whose user name is given without one from stdin.
     #[arg(long)]
     pub password_stdin: bool,
+    /// How many times a failed request or blob transfer is tried again, when the failure may
+    /// pass (a connection reset, a timeout, 408, 429, 5xx) [default: 30]. Waits grow from
+    /// 100 ms, doubling up to 2 s, each drawn at random below that ceiling; a registry's
+    /// `Retry-After` is honoured. Per registry: `retries` in its table of the configuration.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub retries: Option<u32>,
+    /// The most time one request or blob transfer may take, retries and waits included,
+    /// before it is given up (`60s`, `5m`) [default: 60s]. Per registry: `retry_max_wait`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_max_wait: Option<Duration>,
     /// Tries of a request that can be repeated, the first included.
-    #[arg(long, hide = true, env = "FERRY_RETRY_TRIES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(long, hide = true, env = "FERRY_RETRY_TRIES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub retry_tries: Option<u32>,
-    /// The first retry backoff in milliseconds (doubled on each retry, with jitter).
+    /// The ceiling of the first retry's wait in milliseconds (doubled on each retry).
     #[arg(
         long,
         hide = true,
@@ -160,7 +171,7 @@ pub struct RegistryArgs {
         value_name = "MS"
     )]
     pub retry_base_delay_ms: Option<u64>,
-    /// The most time spent waiting between the tries of one request, in milliseconds.
+    /// The most time one request or transfer may take, retries included, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_RETRY_MAX_DELAY_MS", value_name = "MS")]
     pub retry_max_delay_ms: Option<u64>,
     /// The longest wait for the next chunk of a streamed body, in milliseconds.
@@ -174,4 +185,31 @@ pub struct RegistryArgs {
         value_name = "MS"
     )]
     pub response_timeout_ms: Option<u64>,
+}
+
+/// Parses `25s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write `25s`, `500ms`, `2m` or `1h`"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}`; use ms, s, m or h"
+            ));
+        }
+    };
+    if !seconds.is_finite() || !(0.0..=7.0 * 24.0 * 3600.0).contains(&seconds) {
+        return Err(format!("`{text}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }

@@ -53,6 +53,8 @@ pub mod model;
 pub mod mount;
 pub mod redact;
 pub mod report;
+pub mod retry;
+pub mod stop;
 pub mod store;
 pub mod transfers;
 pub mod verify;
@@ -73,6 +75,8 @@ pub use report::{
     Action, AttemptOutcome, CopyEvent, CopyReport, CopyWarning, EventSink, MountAttempt,
     MountMethod, NodeReason, NodeReport, PlanTotals, StrategyName,
 };
+pub use retry::{RetryPolicy, Retryable};
+pub use stop::{Stop, StopLevel};
 pub use store::{
     BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,
     LocalBlobs, Peek, PreparedUpload, ReadStore, RegistryRepository, StoreInfo, WriteStore,

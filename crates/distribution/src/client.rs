@@ -189,6 +189,25 @@ impl RegistryClient {
         self.inner.transport.limits.stats()
     }
 
+    /// Cancels (`DELETE`) every upload session this client opened that is neither committed
+    /// nor cancelled: what a stopped copy (its future dropped mid-upload) left at the
+    /// registries. Returns how many were cancelled.
+    pub async fn cancel_open_uploads(&self) -> usize {
+        let registries: Vec<Arc<Registry>> = self
+            .inner
+            .registries
+            .lock()
+            .expect("registries lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut cancelled = 0;
+        for registry in registries {
+            cancelled += registry.cancel_open_uploads().await;
+        }
+        cancelled
+    }
+
     /// The repository `reference` names (its tag and digest are not part of the store).
     pub fn repository(&self, reference: &Reference) -> Result<Arc<Repository>> {
         Ok(Repository::new(

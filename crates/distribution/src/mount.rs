@@ -10,12 +10,10 @@ use ferry_core::{
     BlobMount, Digest, MountMethod, MountOutcome, MountPlan, MountRequest, MountStrategy,
     RegistryRepository, Result, StoreInfo, StrategyConfig, StrategyFactory,
 };
-use http::{Method, StatusCode};
+use http::StatusCode;
 
 use crate::auth::Scopes;
-use crate::registry::Retry;
 use crate::repository::Repository;
-use crate::transport::Req;
 use crate::upload::UploadSession;
 
 /// The mount strategy of OCI registries: asks the destination registry to link a blob from
@@ -337,18 +335,19 @@ pub(crate) async fn mount_blob(
             q.append_pair("from", f);
         }
     }
-    let resp = dst
-        .send(Req::new(Method::POST, url.clone()), scopes, Retry::Yes)
+    let (resp, opened) = dst
+        .registry()
+        .post_opening(url, dst.name(), scopes.clone())
         .await?;
     match resp.status() {
         StatusCode::CREATED => {
             dst.written().note(digest);
             Ok(BlobMount::Mounted)
         }
-        StatusCode::ACCEPTED => Ok(BlobMount::Upload(Box::new(UploadSession::from_response(
+        StatusCode::ACCEPTED => Ok(BlobMount::Upload(Box::new(UploadSession::opened(
             dst,
-            &url,
             resp.headers(),
+            opened,
         )?))),
         status => {
             let body = crate::transport::read_error_body(resp).await;

@@ -13,6 +13,14 @@ use crate::auth::{HostAuth, Scopes};
 use crate::client::Settings;
 use crate::repository::Repository;
 use crate::transport::{Req, Transport, redact_url};
+use oci_spec::distribution::ErrorCode;
+
+/// How many times a stopped copy's upload session is asked to go (see
+/// [`Registry::cancel_open_uploads`]).
+const CANCEL_CONFIRMATIONS: u32 = 5;
+
+/// How long cancelling waits for the answers to requests that may open sessions.
+const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How many redirects a blob download follows.
 const MAX_REDIRECTS: usize = 5;
@@ -27,6 +35,75 @@ pub struct Registry {
     pub(crate) auth: HostAuth,
     pub(crate) transport: Arc<Transport>,
     pub(crate) settings: Arc<Settings>,
+    /// The upload sessions opened through this registry and not yet committed or cancelled.
+    pub(crate) uploads: OpenUploads,
+}
+
+/// Upload sessions a registry opened for ferry that are neither committed nor cancelled: a
+/// session whose upload was stopped (its future dropped) stays here until
+/// [`RegistryClient::cancel_open_uploads`](crate::RegistryClient::cancel_open_uploads)
+/// cancels it, so a stopped copy leaves nothing behind at the registry.
+#[derive(Debug, Default)]
+pub(crate) struct OpenUploads {
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::HashMap<u64, (String, Url)>>,
+    /// Requests that may open a session whose answer has not come yet.
+    opening: tokio::sync::watch::Sender<usize>,
+}
+
+/// A request that may open a session is under way; dropping it says it is over.
+pub(crate) struct Opening(tokio::sync::watch::Sender<usize>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl OpenUploads {
+    /// Notes a request that may open a session until the returned guard is dropped.
+    pub(crate) fn opening(&self) -> Opening {
+        self.opening.send_modify(|n| *n += 1);
+        Opening(self.opening.clone())
+    }
+
+    /// Returns once no request that may open a session is under way, or after `patience`.
+    pub(crate) async fn settled(&self, patience: std::time::Duration) {
+        let mut rx = self.opening.subscribe();
+        let _ = tokio::time::timeout(patience, rx.wait_for(|n| *n == 0)).await;
+    }
+
+    /// Records the session at `location` of `repository`; returns its key.
+    pub(crate) fn open(&self, repository: &str, location: &Url) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.open
+            .lock()
+            .expect("uploads lock")
+            .insert(id, (repository.to_string(), location.clone()));
+        id
+    }
+
+    /// The session `id` moved to `location` (a registry answers each chunk with the next URL).
+    pub(crate) fn moved(&self, id: u64, location: &Url) {
+        if let Some(entry) = self.open.lock().expect("uploads lock").get_mut(&id) {
+            entry.1 = location.clone();
+        }
+    }
+
+    /// The session `id` was committed or cancelled.
+    pub(crate) fn closed(&self, id: u64) {
+        self.open.lock().expect("uploads lock").remove(&id);
+    }
+
+    /// Every session still open, forgotten here.
+    pub(crate) fn take(&self) -> Vec<(String, Url)> {
+        self.open
+            .lock()
+            .expect("uploads lock")
+            .drain()
+            .map(|(_, v)| v)
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -90,7 +167,88 @@ impl Registry {
             auth,
             transport,
             settings,
+            uploads: OpenUploads::default(),
         }
+    }
+
+    /// Cancels (`DELETE`) every upload session opened through this registry that is neither
+    /// committed nor cancelled yet; returns how many are gone.
+    ///
+    /// A session whose upload was cut mid-body may still be written to by the registry's own
+    /// handler of that upload for a moment after the cut, and distribution 2.8 answers such a
+    /// session (its size no longer the one its URL states) with `404 BLOB_UPLOAD_INVALID`,
+    /// removing it as it does. So each session is asked again, with growing pauses, until the
+    /// registry says it does not know it (`BLOB_UPLOAD_UNKNOWN`), a few times at most.
+    pub(crate) async fn cancel_open_uploads(&self) -> usize {
+        // A session whose opening answer is still on its way is recorded when it comes.
+        self.uploads.settled(SETTLE_PATIENCE).await;
+        let mut gone = 0;
+        for (repository, location) in self.uploads.take() {
+            let shown = crate::transport::message_url(&location);
+            let mut pause = std::time::Duration::from_millis(50);
+            for attempt in 1..=CANCEL_CONFIRMATIONS {
+                let req = Req::new(Method::DELETE, location.clone());
+                let resp = match self.send(req, &Scopes::push(&repository), Retry::No).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::debug!(registry = %self.name, upload = %shown, error = %e, "cancelling an open upload session failed");
+                        break;
+                    }
+                };
+                let status = resp.status();
+                let body = crate::transport::read_error_body(resp).await;
+                let unknown = status == StatusCode::NOT_FOUND
+                    && crate::error::has_error_code(&body, ErrorCode::BlobUploadUnknown);
+                tracing::debug!(registry = %self.name, upload = %shown, status = status.as_u16(), attempt, "cancelling an open upload session");
+                if unknown {
+                    gone += 1;
+                    break;
+                }
+                if !(status.is_success() || status == StatusCode::NOT_FOUND) {
+                    break;
+                }
+                if attempt == CANCEL_CONFIRMATIONS {
+                    gone += 1;
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+        gone
+    }
+
+    /// Sends the `POST` to `url` that may open an upload session of `repository` (a plain
+    /// start, or a mount the registry may answer with a session), in a task of its own: a
+    /// session it opens is recorded among the open uploads as soon as its answer comes, even
+    /// when the copy that asked was stopped meanwhile, so that
+    /// [`Registry::cancel_open_uploads`] finds it. Returns the answer and, for a session, its
+    /// key and location.
+    pub(crate) async fn post_opening(
+        self: &Arc<Self>,
+        url: Url,
+        repository: &str,
+        scopes: Scopes,
+    ) -> Result<(Response<ResponseBody>, Option<(u64, Url)>)> {
+        let registry = self.clone();
+        let repository = repository.to_string();
+        let opening = self.uploads.opening();
+        let task = tokio::spawn(async move {
+            let _opening = opening;
+            let resp = registry
+                .send(Req::new(Method::POST, url.clone()), &scopes, Retry::Yes)
+                .await?;
+            let location = (resp.status() == StatusCode::ACCEPTED)
+                .then(|| resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()))
+                .flatten()
+                .map(|l| registry.upload_location(&url, l))
+                .transpose()?;
+            let opened = location.map(|l| (registry.uploads.open(&repository, &l), l));
+            Ok::<_, Error>((resp, opened))
+        });
+        task.await.map_err(|e| {
+            Error::store(&self.name, format!("the upload request's task ended: {e}"))
+        })?
     }
 
     /// The registry as named (`localhost:5000`, `docker.io`).

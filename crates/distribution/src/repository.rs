@@ -380,14 +380,14 @@ impl Repository {
     /// Starts an upload session (`POST /v2/<name>/blobs/uploads/`).
     pub(crate) async fn start_upload(&self) -> Result<UploadSession> {
         let url = self.url("blobs/uploads/");
-        let req = Req::new(Method::POST, url.clone());
-        let resp = self
-            .send(req, &Scopes::push(&self.name), Retry::Yes)
+        let (resp, opened) = self
+            .registry
+            .post_opening(url, &self.name, Scopes::push(&self.name))
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.fail("start blob upload", resp).await);
         }
-        UploadSession::from_response(self, &url, resp.headers())
+        UploadSession::opened(self, resp.headers(), opened)
     }
 
     async fn blob_exists(&self, desc: &Descriptor) -> Result<bool> {

@@ -11,7 +11,6 @@ use futures::{Future as _, StreamExt};
 use http::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use rand::Rng;
 use url::Url;
 
 use crate::error::error_chain;
@@ -38,48 +37,42 @@ impl Default for Timeouts {
     }
 }
 
-/// When and how often requests that can be repeated are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Tries in all, the first included.
-    pub max_tries: u32,
-    /// The first backoff; doubled on each retry, with jitter.
-    pub base_delay: Duration,
-    /// The most time spent waiting between tries of one request.
-    pub max_total_delay: Duration,
+pub use ferry_core::RetryPolicy;
+
+/// Whether an answer `status` is worth another try: `408`, `429`, `500`, `502`, `503`, `504`.
+pub fn retry_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_tries: 5,
-            base_delay: Duration::from_millis(200),
-            max_total_delay: Duration::from_secs(25),
+/// A try of a request that did not succeed: an answer worth another try (with the server's
+/// `Retry-After`), or a failure.
+enum Unanswered {
+    Answer(Response<ResponseBody>, Option<Duration>),
+    Failed(Error),
+}
+
+impl ferry_core::Retryable for Unanswered {
+    fn is_transient(&self) -> bool {
+        match self {
+            Unanswered::Answer(..) => true,
+            Unanswered::Failed(e) => e.is_temporary(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Unanswered::Answer(_, after) => *after,
+            Unanswered::Failed(_) => None,
         }
     }
 }
 
-impl RetryPolicy {
-    /// Whether an answer `status` is worth another try.
-    pub fn retry_status(status: StatusCode) -> bool {
-        status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
-    }
-
-    /// The wait before try number `try_index + 1` (`try_index` starts at 1), honouring a
-    /// `Retry-After` of seconds, capped by what is left of the budget.
-    pub fn delay(
-        &self,
-        try_index: u32,
-        retry_after: Option<Duration>,
-        spent: Duration,
-    ) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << try_index.saturating_sub(1).min(16));
-        let jitter = rand::rng().random_range(0.5..1.5);
-        let backoff = exp.mul_f64(jitter);
-        let wanted = retry_after.map_or(backoff, |r| r.max(backoff));
-        wanted.min(self.max_total_delay.saturating_sub(spent))
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Answer(resp, _) => write!(f, "answered {}", resp.status()),
+            Unanswered::Failed(e) => e.fmt(f),
+        }
     }
 }
 
@@ -333,6 +326,7 @@ impl Transport {
         let streamed = matches!(req.body, Payload::Stream(..));
         let method = req.method.clone();
         let shown = redact_url(&req.url);
+        let req_url = req.url.clone();
         let limit = self.limits.of(&req.url);
         let permit = limit.acquire().await;
         let host = host_of(&req.url);
@@ -354,7 +348,8 @@ impl Transport {
                 if streamed && let Some(body_error) = failure.take() {
                     return Err(body_error);
                 }
-                let path = shown.split_once(&host).map_or(shown.as_str(), |(_, p)| p);
+                let path = message_url(&req_url);
+                let path = path.split_once(&host).map_or(path.as_str(), |(_, p)| p);
                 Err(transport_error(
                     &host,
                     &format!("sending {method} {path}"),
@@ -404,43 +399,42 @@ impl Transport {
         }
     }
 
-    /// Sends `req`, retrying 429, 5xx and connection failures with backoff when its body can
-    /// be sent again. A streamed body is sent once.
+    /// Sends `req`, retrying `408`, `429`, `5xx` and connection failures by the client's
+    /// [`RetryPolicy`] when its body can be sent again (honouring `Retry-After`). A streamed
+    /// body is sent once. When the policy gives up on an answer, that answer is returned.
     pub async fn send(&self, req: Req) -> Result<Response<ResponseBody>> {
         if matches!(req.body, Payload::Stream(..)) {
             return self.send_once(req).await;
         }
-        let started = Instant::now();
-        let mut try_index = 1;
-        loop {
-            let copy = req.try_clone().expect("body is repeatable");
-            let result = self.send_once(copy).await;
-            let retry_after = match &result {
-                Ok(resp) if RetryPolicy::retry_status(resp.status()) => {
-                    Some(retry_after(resp.headers()))
+        let what = format!("{} {}", req.method, message_url(&req.url));
+        // In a mutex so the future is `Send` whatever the request's body type.
+        let req = std::sync::Mutex::new(req);
+        let tried = ferry_core::retry::retry(
+            &self.retry,
+            &what,
+            |_| {
+                let copy = req
+                    .lock()
+                    .expect("request lock")
+                    .try_clone()
+                    .expect("body is repeatable");
+                async move {
+                    match self.send_once(copy).await {
+                        Ok(resp) if retry_status(resp.status()) => {
+                            let after = retry_after(resp.headers());
+                            Err(Unanswered::Answer(resp, after))
+                        }
+                        Ok(resp) => Ok(resp),
+                        Err(e) => Err(Unanswered::Failed(e)),
+                    }
                 }
-                Ok(_) => None,
-                Err(e) if e.is_temporary() => Some(None),
-                Err(_) => None,
-            };
-            let Some(retry_after) = retry_after else {
-                return result;
-            };
-            let spent = started.elapsed();
-            if try_index >= self.retry.max_tries || spent >= self.retry.max_total_delay {
-                return result;
-            }
-            let delay = self.retry.delay(try_index, retry_after, spent);
-            tracing::debug!(
-                method = %req.method,
-                url = %redact_url(&req.url),
-                try_index,
-                delay_ms = delay.as_millis() as u64,
-                "retrying"
-            );
-            drop(result);
-            tokio::time::sleep(delay).await;
-            try_index += 1;
+            },
+            |_| {},
+        )
+        .await;
+        match tried {
+            Ok(resp) | Err(Unanswered::Answer(resp, _)) => Ok(resp),
+            Err(Unanswered::Failed(e)) => Err(e),
         }
     }
 }
@@ -464,6 +458,23 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// [`ferry_core::redact::url`] shows every URL.
 pub fn redact_url(url: &Url) -> String {
     ferry_core::redact::url(url.as_str())
+}
+
+/// A URL as a message shows it: without userinfo, and without its query, which on upload
+/// URLs is a registry's opaque state (`_state=…`) and on pre-signed URLs a signature: noise
+/// at best, a secret at worst (`…/blobs/uploads/4f1c…?…`).
+pub fn message_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let had_query = shown.query().is_some_and(|q| !q.is_empty());
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let mut text = shown.to_string();
+    if had_query {
+        text.push_str("?…");
+    }
+    text
 }
 
 /// The host a response came from, kept in its extensions for the errors of reading its body.
@@ -562,18 +573,19 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_bounded() {
-        let p = RetryPolicy::default();
-        let d = p.delay(1, None, Duration::ZERO);
-        assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(300));
-        let d = p.delay(3, Some(Duration::from_secs(7)), Duration::ZERO);
-        assert_eq!(d, Duration::from_secs(7));
-        let d = p.delay(3, Some(Duration::from_secs(7)), Duration::from_secs(24));
-        assert_eq!(d, Duration::from_secs(1));
-        assert!(RetryPolicy::retry_status(StatusCode::TOO_MANY_REQUESTS));
-        assert!(RetryPolicy::retry_status(StatusCode::SERVICE_UNAVAILABLE));
-        assert!(!RetryPolicy::retry_status(StatusCode::NOT_IMPLEMENTED));
-        assert!(!RetryPolicy::retry_status(StatusCode::NOT_FOUND));
+    fn statuses_worth_another_try() {
+        for retried in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                retry_status(StatusCode::from_u16(retried).unwrap()),
+                "{retried}"
+            );
+        }
+        for refused in [400, 401, 403, 404, 409, 416, 501] {
+            assert!(
+                !retry_status(StatusCode::from_u16(refused).unwrap()),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

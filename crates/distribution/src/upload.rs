@@ -37,6 +37,8 @@ pub(crate) struct UploadSession {
     store: String,
     location: Url,
     min_chunk: u64,
+    /// Its key among the registry's open uploads.
+    open: u64,
 }
 
 impl std::fmt::Debug for UploadSession {
@@ -49,35 +51,32 @@ impl std::fmt::Debug for UploadSession {
 }
 
 impl UploadSession {
-    /// The session a `202 Accepted` to `request_url` opened.
-    pub(crate) fn from_response(
+    /// The session a `202 Accepted` of [`Registry::post_opening`] opened: `opened` is its
+    /// key among the registry's open uploads and its location.
+    pub(crate) fn opened(
         repo: &Repository,
-        request_url: &Url,
         headers: &HeaderMap,
+        opened: Option<(u64, Url)>,
     ) -> Result<Self> {
-        let registry = repo.registry().clone();
-        let location = headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::store(
-                    repo.store_name(),
-                    "the registry opened an upload session without a `Location`",
-                )
-            })?;
-        let location = registry.upload_location(request_url, location)?;
+        let Some((open, location)) = opened else {
+            return Err(Error::store(
+                repo.store_name(),
+                "the registry opened an upload session without a `Location`",
+            ));
+        };
         let min_chunk = headers
             .get("oci-chunk-min-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         Ok(Self {
-            registry,
+            registry: repo.registry().clone(),
             written: repo.written(),
             repository: repo.name().to_string(),
             store: repo.store_name().to_string(),
             location,
             min_chunk,
+            open,
         })
     }
 
@@ -97,6 +96,7 @@ impl UploadSession {
             Ok(v) => v,
             Err(e) => {
                 self.cancel_quietly().await;
+                self.registry.uploads.closed(self.open);
                 return Err(e);
             }
         };
@@ -110,6 +110,7 @@ impl UploadSession {
         if result.is_err() {
             self.cancel_quietly().await;
         }
+        self.registry.uploads.closed(self.open);
         result
     }
 
@@ -273,12 +274,14 @@ impl UploadSession {
     fn follow_location(&mut self, headers: &HeaderMap) -> Result<()> {
         if let Some(l) = headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
             self.location = self.registry.upload_location(&self.location, l)?;
+            self.registry.uploads.moved(self.open, &self.location);
         }
         Ok(())
     }
 
     /// Cancels the session (`DELETE`).
     pub(crate) async fn cancel(self) -> Result<()> {
+        self.registry.uploads.closed(self.open);
         let req = Req::new(Method::DELETE, self.location.clone());
         let resp = self.registry.send(req, &self.scopes(), Retry::Yes).await?;
         tracing::debug!(store = %self.store, status = resp.status().as_u16(), "upload session cancelled");

@@ -43,18 +43,17 @@ pub mod filter;
 pub mod report;
 mod runner;
 pub mod shard;
-pub mod stop;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ferry_core::stop::{Stop, StopLevel};
 pub use filter::{
     FilteredBy, Selection, TagFilter, TagPatterns, parse_semver, referrers_tag_subject,
 };
 pub use report::{FailureKind, ImageReport, Outcome, SyncEvent, SyncReport, Totals};
 pub use runner::sync;
 pub use shard::{Shard, fnv1a64, shard_of};
-pub use stop::{Stop, StopLevel};
 
 use ferry_core::catalog::Catalog;
 use ferry_core::engine::CopyOptions;

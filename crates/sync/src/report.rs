@@ -136,6 +136,9 @@ pub struct ImageReport {
     pub existed: usize,
     /// Bytes streamed through ferry.
     pub bytes: u64,
+    /// Steps of its copies tried again (transfers cut on the way, `503`s).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
     /// Why a tag was filtered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered_by: Option<FilteredBy>,
@@ -178,6 +181,7 @@ impl ImageReport {
             copied: 0,
             existed: 0,
             bytes: 0,
+            retries: 0,
             filtered_by: None,
             reason: None,
             failure: None,
@@ -236,6 +240,8 @@ pub struct Totals {
     pub mounted: usize,
     /// Blobs and manifests the destination held already.
     pub existed: usize,
+    /// Steps of copies tried again.
+    pub retries: u32,
     /// How the run shared its blob transfers.
     pub transfers: TransferStats,
 }
@@ -288,4 +294,8 @@ pub enum SyncEvent {
     Image(Arc<ImageReport>),
     /// Progress inside one copy (bytes streamed).
     Copy(Box<CopyEvent>),
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

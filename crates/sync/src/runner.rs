@@ -17,8 +17,8 @@ use oci_spec::image::{Descriptor, Digest};
 
 use super::filter::{FilteredBy, referrers_tag_subject};
 use super::report::{FailureKind, ImageReport, Outcome, SyncEvent, SyncReport, Totals};
-use super::stop::StopLevel;
 use super::{SyncEntry, SyncOptions, SyncSource};
+use ferry_core::StopLevel;
 
 mod image;
 mod plan;
@@ -191,6 +191,7 @@ impl Run {
         t.copied += report.copied;
         t.mounted += report.mounted;
         t.existed += report.existed;
+        t.retries += report.retries;
         if report.outcome == Outcome::Failed {
             // The report names the failure (the CLI prints it once); the log says it at info.
             tracing::info!(

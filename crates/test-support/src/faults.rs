@@ -55,6 +55,10 @@ pub enum Fault {
     },
     /// Forward; send the headers and part of the body, then reset the connection (RST).
     ResetMidBody,
+    /// Do not forward; read half the request's body (an upload's `PUT` or `PATCH`), then reset
+    /// the connection (RST), as a load balancer that drops a connection mid-upload does. On a
+    /// request without a body it is not applied.
+    ResetMidUpload,
     /// Forward; send the headers (with the full `Content-Length`) and part of the body, then
     /// close the connection (FIN).
     TruncatedBody,
@@ -103,7 +107,10 @@ impl Fault {
     fn before_forwarding(&self) -> bool {
         matches!(
             self,
-            Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::HugeBody { .. }
+            Fault::Status(_)
+                | Fault::TooManyRequests { .. }
+                | Fault::HugeBody { .. }
+                | Fault::ResetMidUpload
         )
     }
 }
@@ -114,6 +121,7 @@ impl std::fmt::Display for Fault {
             Fault::Status(s) => write!(f, "{s}"),
             Fault::TooManyRequests { retry_after } => write!(f, "429 Retry-After: {retry_after}"),
             Fault::ResetMidBody => f.write_str("reset mid-body"),
+            Fault::ResetMidUpload => f.write_str("reset mid-upload"),
             Fault::TruncatedBody => f.write_str("truncated body"),
             Fault::SlowBody { chunk, pause } => {
                 write!(f, "slow body ({chunk} B every {} ms)", pause.as_millis())
@@ -125,7 +133,8 @@ impl std::fmt::Display for Fault {
     }
 }
 
-/// A permanent fault: every request with this method whose path contains `path_contains`.
+/// A fault for requests with this method whose path contains `path_contains`: every one
+/// (a permanent fault), or a share of them drawn with the plan's seed.
 #[derive(Debug, Clone)]
 pub struct Rule {
     /// The method, or any method when `None`.
@@ -134,6 +143,8 @@ pub struct Rule {
     pub path_contains: String,
     /// The fault.
     pub fault: Fault,
+    /// The share of matching requests that get it (1: all).
+    pub probability: f64,
 }
 
 /// Which requests the proxy spoils, and how.
@@ -174,13 +185,27 @@ impl FaultPlan {
 
     /// Spoils every request with `method` (`GET`, ...; any method for `*`) whose path
     /// contains `path_contains` with `fault`, before any random draw.
-    pub fn always(mut self, method: &str, path_contains: &str, fault: Fault) -> Self {
+    pub fn always(self, method: &str, path_contains: &str, fault: Fault) -> Self {
+        self.sometimes(method, path_contains, 1.0, fault)
+    }
+
+    /// Spoils a share `probability` of the requests with `method` (any method for `*`) whose
+    /// path contains `path_contains` with `fault`, drawn with the plan's seed before the
+    /// random draw (a request the rule spares may still get a random fault).
+    pub fn sometimes(
+        mut self,
+        method: &str,
+        path_contains: &str,
+        probability: f64,
+        fault: Fault,
+    ) -> Self {
         self.rules.push(Rule {
             method: (method != "*").then(|| {
                 Method::from_bytes(method.as_bytes()).expect("an HTTP method such as `GET`")
             }),
             path_contains: path_contains.to_string(),
             fault,
+            probability: probability.clamp(0.0, 1.0),
         });
         self
     }
@@ -412,7 +437,7 @@ async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream) {
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let reset = reset.clone();
-        async move { Ok::<_, std::convert::Infallible>(state.handle(req, reset).await) }
+        async move { state.handle(req, reset).await }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)
@@ -464,16 +489,6 @@ fn status(code: u16, text: &str) -> Response<ProxyBody> {
 
 impl State {
     fn choose(&self, method: &Method, path: &str) -> Option<Fault> {
-        for rule in &self.plan.rules {
-            if rule.method.as_ref().is_none_or(|m| m == method)
-                && path.contains(&rule.path_contains)
-            {
-                return Some(rule.fault);
-            }
-        }
-        if self.plan.probability <= 0.0 || self.plan.faults.is_empty() {
-            return None;
-        }
         let kind = request_kind(method, path);
         let nth = {
             let mut seen = self.seen.lock().expect("seen lock");
@@ -482,6 +497,17 @@ impl State {
             *n
         };
         let mut rng = StdRng::seed_from_u64(seed_for(self.plan.seed, &kind, nth));
+        for rule in &self.plan.rules {
+            if rule.method.as_ref().is_none_or(|m| m == method)
+                && path.contains(&rule.path_contains)
+                && (rule.probability >= 1.0 || rng.random_bool(rule.probability))
+            {
+                return Some(rule.fault);
+            }
+        }
+        if self.plan.probability <= 0.0 || self.plan.faults.is_empty() {
+            return None;
+        }
         if !rng.random_bool(self.plan.probability) {
             return None;
         }
@@ -499,14 +525,56 @@ impl State {
         });
     }
 
-    async fn handle(&self, req: Request<Incoming>, reset: Arc<AtomicBool>) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        reset: Arc<AtomicBool>,
+    ) -> std::result::Result<Response<ProxyBody>, std::io::Error> {
         let method = req.method().clone();
         let path = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        let fault = self.choose(&method, &path);
+        let mut fault = self.choose(&method, &path);
+        if fault == Some(Fault::ResetMidUpload) {
+            let length: u64 = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if length > 0 {
+                self.record(&method, &path, fault);
+                let mut body = req.into_body();
+                let mut read = 0u64;
+                while read < length / 2 {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        }
+                        _ => break,
+                    }
+                }
+                reset.store(true, Ordering::SeqCst);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset mid-upload (fault)",
+                ));
+            }
+            fault = None;
+        }
+        Ok(self.answer(req, method, path, fault, reset).await)
+    }
+
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        method: Method,
+        path: String,
+        fault: Option<Fault>,
+        reset: Arc<AtomicBool>,
+    ) -> Response<ProxyBody> {
         match fault {
             Some(f @ Fault::Status(code)) => {
                 drain(req).await;
@@ -593,7 +661,10 @@ impl State {
                 FaultBody::spawn(body, chunk.max(1), pause, Ending::Complete).boxed(),
                 len,
             ),
-            Fault::Status(_) | Fault::TooManyRequests { .. } | Fault::HugeBody { .. } => {
+            Fault::Status(_)
+            | Fault::TooManyRequests { .. }
+            | Fault::HugeBody { .. }
+            | Fault::ResetMidUpload => {
                 unreachable!("answered above")
             }
         };

@@ -5,14 +5,14 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ferry_core::{CopyOptions, PlatformFilter};
+use ferry_core::{CopyOptions, Error, PlatformFilter, Stop, StopLevel};
 
 use crate::app::App;
 use crate::endpoint::Endpoint;
-use crate::options::{CopyArgs, Format};
+use crate::options::{CopyArgs, Format, parse_duration};
 use crate::output::{Printer, summary};
 use crate::setup::cache::LocationCache;
-use crate::setup::clients::{Clients, Purpose};
+use crate::setup::clients::{Clients, Purpose, retry_policy};
 use crate::setup::stores::{open_destination, open_source};
 
 /// The examples and exit codes of `ferry cp --help`.
@@ -68,10 +68,20 @@ pub struct CpArgs {
     pub src: String,
     /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
     pub dst: String,
+    /// After SIGINT or SIGTERM, how long transfers in flight may take to finish before the
+    /// copy stops and cancels its open upload sessions (`10s`, `500ms`, `0`) [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<std::time::Duration>,
     /// How to copy.
     #[command(flatten)]
     pub copy: CopyArgs,
 }
+
+/// How long transfers in flight may go on after a signal, by default.
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long cancelling the upload sessions a stopped copy left open may take.
+const CANCEL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn registry_host(ep: &Endpoint) -> Option<String> {
     match ep {
@@ -85,8 +95,12 @@ pub async fn run(app: &App, args: CpArgs) -> Result<u8> {
     let CpArgs {
         src: src_text,
         dst: dst_text,
+        grace,
         copy: mut args,
     } = args;
+    let stop = Stop::new();
+    let received = crate::signals::watch_copy(stop.clone(), grace.unwrap_or(DEFAULT_GRACE))
+        .context("watching for SIGINT and SIGTERM")?;
     let src_ep = Endpoint::parse(&src_text).context("invalid source")?;
     let dst_ep = Endpoint::parse(&dst_text).context("invalid destination")?;
     let platform = args
@@ -127,17 +141,40 @@ pub async fn run(app: &App, args: CpArgs) -> Result<u8> {
         .with_platform(platform)
         .with_dry_run(args.dry_run)
         .with_referrers(args.recursive)
+        .with_retry(retry_policy(&args.registry, &config, None)?)
+        .with_stop(stop.clone())
         .on_event(move |e| sink.event(e));
-    let result = ferry_core::copy(
+    let copy = ferry_core::copy(
         src.store,
         &src.reference,
         dst.store,
         dst.tag.as_deref(),
         &options,
-    )
-    .await;
+    );
+    let result = tokio::select! {
+        result = copy => result,
+        () = stop.reached(StopLevel::Abort) => Err(Error::Cancelled("stopped".into())),
+    };
     printer.finish();
     cache.flush();
+    if let (Some(code), Err(_)) = (received.exit_code(), &result) {
+        // Stopped by a signal before it was done: what the copy left open at the registries
+        // goes. (A copy that finished within the grace is reported as usual.)
+        let cancelled = tokio::time::timeout(CANCEL_PATIENCE, async {
+            let mut n = 0;
+            for client in clients.all() {
+                n += client.cancel_open_uploads().await;
+            }
+            n
+        })
+        .await
+        .unwrap_or(0);
+        eprintln!(
+            "ferry: stopped: {cancelled} open upload session{} cancelled, no tag written",
+            if cancelled == 1 { "" } else { "s" }
+        );
+        return Ok(code);
+    }
     let report = result?;
     let shown = match args.format {
         Format::Text => summary(&report, &src_ep.display(), &dst.display),

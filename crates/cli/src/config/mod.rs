@@ -85,6 +85,10 @@ pub struct Defaults {
     pub grace: Option<String>,
     /// `ferry sync --prune-max`.
     pub prune_max: Option<usize>,
+    /// `--retries` for every registry and transfer.
+    pub retries: Option<u32>,
+    /// `--retry-max-wait` (`60s`, `5m`) for every registry and transfer.
+    pub retry_max_wait: Option<String>,
 }
 
 /// One registry's table.
@@ -100,6 +104,10 @@ pub struct RegistryConfig {
     pub ca_cert: Option<PathBuf>,
     /// Hash blobs pushed to it in ferry too (for a registry that does not check digests).
     pub verify_uploads: Option<bool>,
+    /// Retries of its requests (`--retries` for this registry).
+    pub retries: Option<u32>,
+    /// The most time one of its requests may take, retries included (`60s`).
+    pub retry_max_wait: Option<String>,
     /// Everything else: keys of mount strategies (a storage root's `storage`, `trusted`, S3
     /// `endpoint`, …), given to the strategies that declare them and checked by them.
     #[serde(flatten)]
@@ -190,7 +198,9 @@ impl Config {
             images,
             fail_fast,
             grace,
-            prune_max
+            prune_max,
+            retries,
+            retry_max_wait
         );
         self.registries.extend(other.registries);
         for (name, table) in other.mount {

@@ -34,6 +34,7 @@ struct Mode {
     /// The CA certificate files trusted besides the system's.
     ca_cert: Vec<PathBuf>,
     verify_uploads: bool,
+    retry: RetryPolicy,
 }
 
 /// A client's identity: its mode, and the credential given on the command line for the
@@ -129,6 +130,7 @@ impl Clients {
             .map(|h| (Side::From, h))
             .chain(destinations.iter().map(|h| (Side::To, h)));
         for (side, host) in sides {
+            retry_policy(args, config, Some(host))?;
             let mode = mode(args, config, side, host);
             let credential = given_for.get(&(side, host.clone())).copied();
             let key: Key = (mode.clone(), credential);
@@ -150,7 +152,7 @@ impl Clients {
                 verify_uploads: mode.verify_uploads,
                 timeouts: timeouts(args),
                 credentials,
-                retry: retry_policy(args),
+                retry: mode.retry,
                 resolve_with_head: purpose.resolve_with_head,
                 ..Default::default()
             })?;
@@ -199,6 +201,7 @@ fn mode(args: &RegistryArgs, config: &Config, side: Side, host: &str) -> Mode {
             .collect(),
         verify_uploads: args.verify_uploads
             || (to && table.and_then(|t| t.verify_uploads).unwrap_or(false)),
+        retry: retry_policy(args, config, Some(host)).unwrap_or_default(),
     }
 }
 
@@ -232,19 +235,55 @@ pub fn passwords(args: &RegistryArgs) -> Result<(Option<String>, Option<String>)
     Ok((from_pw, to_pw))
 }
 
-/// The retry policy, with the hidden `--retry-*` flags (`FERRY_RETRY_*`) applied.
-pub fn retry_policy(args: &RegistryArgs) -> RetryPolicy {
+/// The retry policy of `host`'s requests (or, without a host, of the copy engine's steps):
+/// the default, the file's `[defaults]`, the registry's table, then `--retries` and
+/// `--retry-max-wait` (and the hidden `--retry-*` flags the tests use).
+pub fn retry_policy(
+    args: &RegistryArgs,
+    config: &Config,
+    host: Option<&str>,
+) -> Result<RetryPolicy> {
     let mut policy = RetryPolicy::default();
+    let table = host.and_then(|h| config.registry(h));
+    let layers = [
+        (
+            "defaults",
+            config.defaults.retries,
+            config.defaults.retry_max_wait.as_ref(),
+        ),
+        (
+            "the registry's table",
+            table.and_then(|t| t.retries),
+            table.and_then(|t| t.retry_max_wait.as_ref()),
+        ),
+    ];
+    for (place, retries, max_wait) in layers {
+        if let Some(n) = retries {
+            policy = policy.with_max_retries(n);
+        }
+        if let Some(text) = max_wait {
+            let wait = crate::options::parse_duration(text).map_err(|reason| {
+                Error::invalid("config key", format!("retry_max_wait in {place}"), reason)
+            })?;
+            policy = policy.with_max_wait(wait);
+        }
+    }
     if let Some(n) = args.retry_tries {
-        policy.max_tries = n;
+        policy = policy.with_max_retries(n.saturating_sub(1));
+    }
+    if let Some(n) = args.retries {
+        policy = policy.with_max_retries(n);
     }
     if let Some(ms) = args.retry_base_delay_ms {
-        policy.base_delay = Duration::from_millis(ms);
+        policy = policy.with_base_delay(Duration::from_millis(ms));
     }
     if let Some(ms) = args.retry_max_delay_ms {
-        policy.max_total_delay = Duration::from_millis(ms);
+        policy = policy.with_max_wait(Duration::from_millis(ms));
     }
-    policy
+    if let Some(wait) = args.retry_max_wait {
+        policy = policy.with_max_wait(wait);
+    }
+    Ok(policy)
 }
 
 /// The network timeouts, with the hidden `--*-timeout-ms` flags (`FERRY_*_TIMEOUT_MS`) applied.

@@ -8,6 +8,7 @@ mod layouts;
 mod load;
 mod plans;
 mod registries;
+mod retries;
 mod security;
 mod support;
 mod sync;

@@ -18,7 +18,7 @@ pub use options::CopyOptions;
 pub use platform::{MAX_INDEX_DEPTH, fetch_manifest, select_platform};
 
 use crate::error::{Error, Result};
-use crate::report::{CopyReport, NodeReport, PlanTotals};
+use crate::report::{CopyEvent, CopyReport, NodeReport, PlanTotals};
 use crate::store::{ReadStore, WriteStore};
 use retry::with_retries;
 
@@ -37,8 +37,17 @@ pub async fn copy(
     dst_tag: Option<&str>,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
-    let root = with_retries("resolve", || src.resolve(src_reference)).await?;
-    copy_root(src, root, dst, dst_tag, options).await
+    let retried = std::sync::atomic::AtomicU32::new(0);
+    let root = with_retries(
+        &options.retry,
+        "resolve",
+        || src.resolve(src_reference),
+        announce(options, None, &retried),
+    )
+    .await?;
+    let mut report = copy_root(src, root, dst, dst_tag, options).await?;
+    report.retries += retried.into_inner();
+    Ok(report)
 }
 
 /// Copies what `root`, a descriptor already resolved in `src` (by a tag listing and a `HEAD`,
@@ -53,21 +62,55 @@ pub async fn copy_root(
     dst_tag: Option<&str>,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
+    let retried = std::sync::atomic::AtomicU32::new(0);
     if let Some(filter) = &options.platform {
-        root = with_retries("select platform", || {
-            select_platform(src.as_ref(), &root, filter, options.manifest_limit)
-        })
+        root = with_retries(
+            &options.retry,
+            "select platform",
+            || select_platform(src.as_ref(), &root, filter, options.manifest_limit),
+            announce(options, None, &retried),
+        )
         .await?;
     }
     let tag = dst_tag.filter(|_| !options.dry_run);
     let (mut report, tagged) = run_graph(src, dst.clone(), root.clone(), options, tag).await?;
     if let Some(tag) = dst_tag {
         if !options.dry_run && !tagged {
-            with_retries("tag", || dst.tag(&root, tag)).await?;
+            if options.stop.level() != crate::StopLevel::Run {
+                return Err(Error::Cancelled(
+                    "stopped before the tag was written".into(),
+                ));
+            }
+            with_retries(
+                &options.retry,
+                "tag",
+                || dst.tag(&root, tag),
+                announce(options, None, &retried),
+            )
+            .await?;
         }
         report.tags.push(tag.to_string());
     }
+    report.retries += retried.into_inner();
     Ok(report)
+}
+
+/// What a step's retries tell: a [`CopyEvent::Retrying`] for each, counted in `count`.
+fn announce<'a>(
+    options: &'a CopyOptions,
+    descriptor: Option<&'a Descriptor>,
+    count: &'a std::sync::atomic::AtomicU32,
+) -> impl FnMut(u32, &Error) + 'a {
+    move |retry, error| {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(sink) = &options.on_event {
+            sink(&CopyEvent::Retrying {
+                descriptor: descriptor.cloned(),
+                retry,
+                error: error.to_string(),
+            });
+        }
+    }
 }
 
 /// Copies the graph below `root` from `src` to `dst`, children before parents, the root last.
@@ -102,6 +145,8 @@ async fn run_graph(
         failure: Mutex::new(None),
         root_tag: root_tag.map(|t| (root.digest().clone(), t.to_string())),
         root_tagged: std::sync::atomic::AtomicBool::new(false),
+        step_retries: std::sync::atomic::AtomicU32::new(0),
+        retries: Mutex::new(HashMap::new()),
     });
     tracing::info!(
         source = %engine.src,
@@ -136,6 +181,10 @@ async fn run_graph(
         dry_run: options.dry_run,
         plan: options.dry_run.then(|| PlanTotals::of(&nodes)),
         bytes: nodes.iter().map(|n| n.bytes).sum(),
+        retries: nodes.iter().map(|n| n.retries).sum::<u32>()
+            + engine
+                .step_retries
+                .load(std::sync::atomic::Ordering::Relaxed),
         nodes,
         duration: started.elapsed(),
     };
@@ -172,4 +221,8 @@ struct Engine {
     root_tag: Option<(Digest, String)>,
     /// Whether the root was pushed tagged.
     root_tagged: std::sync::atomic::AtomicBool,
+    /// Retries of steps that are not one node's (referrers listings).
+    step_retries: std::sync::atomic::AtomicU32,
+    /// Retries of each node's steps.
+    retries: Mutex<HashMap<Digest, u32>>,
 }

@@ -47,7 +47,37 @@ impl Engine {
         }
     }
 
-    fn finish(&self, node: NodeReport) {
+    /// Runs `step` of the node `descriptor` by the copy's retry policy, counting and
+    /// announcing its retries.
+    async fn step<T, F, Fut>(&self, what: &str, descriptor: &Descriptor, step: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let retried = |retry: u32, error: &Error| {
+            *self
+                .retries
+                .lock()
+                .expect("retries lock")
+                .entry(descriptor.digest().clone())
+                .or_default() += 1;
+            self.emit(CopyEvent::Retrying {
+                descriptor: Some(descriptor.clone()),
+                retry,
+                error: error.to_string(),
+            });
+        };
+        with_retries(&self.options.retry, what, step, retried).await
+    }
+
+    fn finish(&self, mut node: NodeReport) {
+        node.retries = self
+            .retries
+            .lock()
+            .expect("retries lock")
+            .get(node.descriptor.digest())
+            .copied()
+            .unwrap_or(0);
         tracing::debug!(
             digest = %node.descriptor.digest(),
             action = node.action.verb(),
@@ -68,6 +98,7 @@ impl Engine {
             method: None,
             reason: None,
             bytes: 0,
+            retries: 0,
             duration: started.elapsed(),
             attempts: Vec::new(),
             warnings: Vec::new(),
@@ -102,11 +133,15 @@ impl Engine {
                     .root_tag
                     .as_ref()
                     .is_some_and(|(root, _)| root == descriptor.digest());
-            if !known_absent && with_retries("exists", || self.dst_holds(descriptor)).await? {
+            if !known_absent
+                && self
+                    .step("exists", descriptor, || self.dst_holds(descriptor))
+                    .await?
+            {
                 self.finish(Self::simple(descriptor, Action::Exists, started));
                 return Ok(());
             }
-            with_retries("fetch manifest", || {
+            self.step("fetch manifest", descriptor, || {
                 fetch_manifest(self.src.as_ref(), descriptor, self.options.manifest_limit)
             })
             .await?
@@ -152,12 +187,13 @@ impl Engine {
         }
         {
             let _permit = self.permits.acquire().await.expect("semaphore open");
+            self.check_running(&format!("manifest `{}` was pushed", descriptor.digest()))?;
             self.emit(CopyEvent::Copying(descriptor.clone()));
             let size = manifest.bytes.len() as u64;
             let bytes = || crate::store::bytes_stream(manifest.bytes.clone());
             match &self.root_tag {
                 Some((root, tag)) if root == descriptor.digest() => {
-                    with_retries("push root", || {
+                    self.step("push root", descriptor, || {
                         self.dst.push_tagged(descriptor, bytes(), tag)
                     })
                     .await?;
@@ -165,7 +201,10 @@ impl Engine {
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 _ => {
-                    with_retries("push manifest", || self.dst.push(descriptor, bytes())).await?;
+                    self.step("push manifest", descriptor, || {
+                        self.dst.push(descriptor, bytes())
+                    })
+                    .await?;
                 }
             }
             self.emit(CopyEvent::Bytes {
@@ -184,7 +223,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Fails when the copy is stopping: nothing new starts then.
+    fn check_running(&self, what: &str) -> Result<()> {
+        match self.options.stop.level() {
+            crate::StopLevel::Run => Ok(()),
+            _ => Err(Error::Cancelled(format!("stopped before {what}"))),
+        }
+    }
+
     async fn copy_blob(self: &Arc<Self>, descriptor: &Descriptor) -> Result<()> {
+        self.check_running(&format!("blob `{}` started", descriptor.digest()))?;
         let lead = match &self.options.transfers {
             Some(transfers) if !self.options.dry_run => {
                 match self.claim_transfer(transfers, descriptor).await {
@@ -194,7 +242,8 @@ impl Engine {
             }
             _ => None,
         };
-        with_retries("copy blob", || self.copy_blob_once(descriptor)).await?;
+        self.step("copy blob", descriptor, || self.copy_blob_once(descriptor))
+            .await?;
         if let Some(lead) = lead {
             lead.landed(self.dst.info());
         }
@@ -331,6 +380,12 @@ impl Engine {
             ChainOutcome::Fallback { upload } => {
                 drop(request_permit);
                 let _permit = self.permits.acquire().await.expect("semaphore open");
+                if let Err(e) = self.check_running(&format!("blob `{digest}` started")) {
+                    if let Some(prepared) = upload {
+                        let _ = prepared.cancel().await;
+                    }
+                    return Err(e);
+                }
                 let stream = request.count_bytes(self.src.fetch(descriptor).await?);
                 match upload {
                     Some(prepared) => prepared.upload(descriptor, stream).await?,
@@ -361,14 +416,28 @@ impl Engine {
                 return Ok(());
             }
             for subject in pending {
-                let referrers =
-                    match with_retries("referrers", || self.src.referrers(&subject)).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            *self.failure.lock().expect("failure lock") = Some(e);
-                            return Err(Failed);
-                        }
-                    };
+                let retried = |retry: u32, error: &Error| {
+                    self.step_retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.emit(CopyEvent::Retrying {
+                        descriptor: Some(subject.clone()),
+                        retry,
+                        error: error.to_string(),
+                    });
+                };
+                let listed = with_retries(
+                    &self.options.retry,
+                    "referrers",
+                    || self.src.referrers(&subject),
+                    retried,
+                );
+                let referrers = match listed.await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        *self.failure.lock().expect("failure lock") = Some(e);
+                        return Err(Failed);
+                    }
+                };
                 tracing::debug!(subject = %subject.digest(), count = referrers.len(), "referrers");
                 let waits: Vec<_> = referrers
                     .into_iter()

@@ -6,6 +6,8 @@ use crate::locations::{BlobLocations, InMemoryLocations};
 use crate::model::{self, PlatformFilter};
 use crate::mount::MountChain;
 use crate::report::{CopyEvent, EventSink};
+use crate::retry::RetryPolicy;
+use crate::stop::Stop;
 use crate::transfers::BlobTransfers;
 
 /// How a copy runs.
@@ -49,6 +51,13 @@ pub struct CopyOptions {
     /// another copy is bringing to the same destination authority is waited for and then
     /// mounted, not streamed again. `None`: this copy alone.
     pub transfers: Option<Arc<BlobTransfers>>,
+    /// When a step that failed in a way that may pass (a blob transfer cut on the way, a
+    /// registry's `503`) is tried again.
+    pub retry: RetryPolicy,
+    /// Pulled to stop the copy: at [`StopLevel::Drain`](crate::StopLevel::Drain) no new blob
+    /// starts and no manifest is pushed (so no tag is written); the caller drops the copy's
+    /// future when it will wait no longer.
+    pub stop: Stop,
 }
 
 impl Default for CopyOptions {
@@ -64,6 +73,8 @@ impl Default for CopyOptions {
             on_event: None,
             root_absent: false,
             transfers: None,
+            retry: RetryPolicy::default(),
+            stop: Stop::new(),
         }
     }
 }
@@ -130,6 +141,18 @@ impl CopyOptions {
         self.transfers = Some(transfers);
         self
     }
+
+    /// Sets when failed steps are tried again ([`RetryPolicy::default`] by default).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the handle that stops the copy (see [`CopyOptions::stop`]).
+    pub fn with_stop(mut self, stop: Stop) -> Self {
+        self.stop = stop;
+        self
+    }
 }
 
 impl std::fmt::Debug for CopyOptions {
@@ -142,6 +165,7 @@ impl std::fmt::Debug for CopyOptions {
             .field("dry_run", &self.dry_run)
             .field("referrers", &self.referrers)
             .field("transfers", &self.transfers.is_some())
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }

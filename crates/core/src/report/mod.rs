@@ -83,6 +83,11 @@ pub struct NodeReport {
     /// Bytes that passed through the client for this node: streamed from the source, or
     /// moved by a strategy (a blob fetched from an IPFS gateway), failed attempts included.
     pub bytes: u64,
+    /// How many times a step of this node was tried again (a transfer cut on the way, a
+    /// `503`), by the copy's retry policy; requests a registry client retried on its own are
+    /// not counted here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: u32,
     /// How long the node took, from its first request to its commit.
     #[serde(serialize_with = "serialize_duration")]
     pub duration: Duration,
@@ -249,6 +254,8 @@ pub struct CopyReport {
     pub nodes: Vec<NodeReport>,
     /// Bytes that passed through the client in all.
     pub bytes: u64,
+    /// Steps tried again, in all (the nodes' and the copy's own: resolve, tag, referrers).
+    pub retries: u32,
     /// Wall time of the whole copy.
     #[serde(serialize_with = "serialize_duration")]
     pub duration: Duration,
@@ -290,6 +297,16 @@ pub enum CopyEvent {
     },
     /// A node is finished: copied, mounted, present, skipped or planned.
     Done(Box<NodeReport>),
+    /// A step failed in a way that may pass and is about to be tried again.
+    Retrying {
+        /// The node the step belongs to; `None` for a step of the copy as a whole (resolving
+        /// the source, the tag, a referrers listing).
+        descriptor: Option<Descriptor>,
+        /// The retry about to be made (from 1).
+        retry: u32,
+        /// Why: the failure, as its message reads.
+        error: String,
+    },
 }
 
 /// Serializes a duration as fractional seconds (to the microsecond), as every report of ferry
@@ -311,4 +328,8 @@ fn serialize_optional_place<S: Serializer>(
         Some(place) => place.store.serialize(s),
         None => s.serialize_none(),
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -1,10 +1,12 @@
 //! Integration tests of ferry-core.
 
 mod engine;
+mod engine_retry;
 mod fixtures;
 mod forward;
 mod layer;
 mod manifest;
 mod memory;
 mod redact;
+mod retry;
 mod verify;

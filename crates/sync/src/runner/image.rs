@@ -163,6 +163,7 @@ pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageRe
                 report.copied += c.count(Action::Copied);
                 report.existed += c.count(Action::Exists);
                 report.bytes += c.bytes;
+                report.retries += c.retries;
                 report.warnings.extend(c.warnings().cloned());
             }
             report

@@ -9,7 +9,7 @@ use oci_spec::image::{Descriptor, Digest};
 use super::{PruneSet, Run, entry_stores};
 use crate::filter::referrers_tag_subject;
 use crate::report::{FailureKind, ImageReport, Outcome};
-use crate::stop::StopLevel;
+use ferry_core::StopLevel;
 use ferry_core::error::Error;
 use ferry_core::model::OCI_MANIFEST;
 use ferry_core::store::ReadStore;

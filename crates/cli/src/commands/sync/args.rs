@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use ferry_sync::Shard;
 
-use crate::options::CopyArgs;
+use crate::options::{CopyArgs, parse_duration};
 
 pub const SYNC_EXAMPLES: &str = "\
 Examples:
@@ -109,31 +109,4 @@ pub struct SyncArgs {
     /// How to copy (shared with `ferry cp`).
     #[command(flatten)]
     pub copy: CopyArgs,
-}
-
-/// Parses `25s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write `25s`, `500ms`, `2m` or `1h`"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`; use ms, s, m or h"
-            ));
-        }
-    };
-    if !seconds.is_finite() || !(0.0..=7.0 * 24.0 * 3600.0).contains(&seconds) {
-        return Err(format!("`{text}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }

@@ -78,7 +78,7 @@ pub async fn run(app: &App, mut args: SyncArgs) -> Result<u8> {
     let fail_fast = args.fail_fast || d.fail_fast.unwrap_or(false);
     let grace = match (args.grace, &d.grace) {
         (Some(g), _) => g,
-        (None, Some(text)) => args::parse_duration(text)
+        (None, Some(text)) => crate::options::parse_duration(text)
             .map_err(|reason| Error::invalid("config key", "defaults.grace", reason))?,
         (None, None) => DEFAULT_GRACE,
     };
@@ -314,7 +314,12 @@ fn prepare_entry(
                 .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
         )
         .with_platform(platform)
-        .with_referrers(copy.recursive);
+        .with_referrers(copy.recursive)
+        .with_retry(crate::setup::clients::retry_policy(
+            &copy.registry,
+            config,
+            None,
+        )?);
     Ok(Prepared {
         filter,
         immutable,

@@ -1,27 +1,29 @@
-//! Stopping a sync from outside (a signal handler): first gently, then at once.
+//! Stopping a copy or a sync from outside (a signal handler): first gently, then at once.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-/// How far a sync has been asked to stop.
+/// How far a copy or a sync has been asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopLevel {
     /// Keep going.
     Run,
-    /// Start no new image; let the images in flight finish within the grace period.
+    /// Start nothing new (no image of a sync, no blob or manifest of a copy); let what is in
+    /// flight finish within the grace period.
     Drain,
-    /// Stop the images in flight at once.
+    /// Stop what is in flight at once.
     Abort,
 }
 
-/// A handle to ask a running sync to stop; clones share one state.
+/// A handle to ask a running copy or sync to stop; clones share one state.
 ///
-/// [`Stop::drain`] (the first SIGINT or SIGTERM): no new image starts, the images in
-/// flight get the sync's grace period to finish, then they are stopped. [`Stop::abort`]
-/// (a second signal): they are stopped at once. A stopped image never leaves a tag naming
-/// content that is not there: the copy engine tags last.
+/// [`Stop::drain`] (the first SIGINT or SIGTERM): nothing new starts (a sync starts no new
+/// image; a copy no new blob transfer and no manifest push), what is in flight gets a grace
+/// period to finish, then it is stopped. [`Stop::abort`] (a second signal): it is stopped at
+/// once. A stopped copy never leaves a tag naming content that is not there: the copy engine
+/// tags last, and pushes no manifest once draining.
 #[derive(Debug, Clone)]
 pub struct Stop {
     level: Arc<watch::Sender<StopLevel>>,
