@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cid::Cid;
+use ferry_core::RetryPolicy;
 use ferry_core::{ByteStream, Error, Result};
 use ferry_http::{Body, HttpClient, HttpClientBuilder, ResponseBody, TlsPolicy};
 use futures::{Stream, StreamExt};
@@ -45,6 +46,31 @@ pub struct GatewayClient {
     timeout: Duration,
     idle_timeout: Duration,
     buffer_limit: usize,
+    retry: RetryPolicy,
+}
+
+/// A try of a gateway request that did not succeed.
+enum Unanswered {
+    Answer(http::Response<ResponseBody>),
+    Failed(IpfsError, bool),
+}
+
+impl ferry_core::Retryable for Unanswered {
+    fn is_transient(&self) -> bool {
+        match self {
+            Unanswered::Answer(_) => true,
+            Unanswered::Failed(_, transient) => *transient,
+        }
+    }
+}
+
+impl fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unanswered::Answer(r) => write!(f, "answered {}", r.status()),
+            Unanswered::Failed(e, _) => e.fmt(f),
+        }
+    }
 }
 
 impl fmt::Debug for GatewayClient {
@@ -54,6 +80,7 @@ impl fmt::Debug for GatewayClient {
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("buffer_limit", &self.buffer_limit)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -65,6 +92,15 @@ impl fmt::Display for GatewayClient {
 }
 
 impl GatewayClient {
+    /// How the gateway's requests are retried by default: three retries within 10 s of
+    /// waiting (a gateway that stays down is given up on quickly, and the blob comes from the
+    /// source).
+    pub fn default_retry() -> RetryPolicy {
+        RetryPolicy::default()
+            .with_max_retries(3)
+            .with_max_wait(Duration::from_secs(10))
+    }
+
     /// A client of the gateway at `url` (`http://127.0.0.1:8080`, `https://ipfs.example`),
     /// under which `/ipfs/{cid}` is served.
     pub fn new(url: &str) -> Result<Self> {
@@ -115,6 +151,7 @@ impl GatewayClient {
             timeout: DEFAULT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             buffer_limit: DEFAULT_BUFFER_LIMIT,
+            retry: Self::default_retry(),
         })
     }
 
@@ -127,6 +164,13 @@ impl GatewayClient {
     /// Sets how long a response body may pause between two chunks.
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets how failed requests are retried ([`GatewayClient::default_retry`] by default): a `408`, `429` or
+    /// `5xx`, a timeout, a broken or refused connection.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
         self
     }
 
@@ -248,20 +292,42 @@ impl GatewayClient {
             cid: cid_text.clone(),
             source,
         };
-        let request = http::Request::get(&url)
-            .header(http::header::ACCEPT, accept)
-            .header(http::header::USER_AGENT, USER_AGENT)
-            .body(Body::empty())
-            .map_err(|e| http_err(Box::new(e)))?;
         let started = Instant::now();
-        let response = tokio::time::timeout(self.timeout, self.client.send(request))
-            .await
-            .map_err(|_| IpfsError::Timeout {
-                gateway: gateway.clone(),
-                cid: cid_text.clone(),
-                seconds: self.timeout.as_secs_f64(),
-            })?
-            .map_err(http_err)?;
+        let tried = ferry_core::retry::retry(
+            &self.retry,
+            &format!("GET {}", ferry_core::redact::url(&url)),
+            |_| async {
+                let request = http::Request::get(&url)
+                    .header(http::header::ACCEPT, accept)
+                    .header(http::header::USER_AGENT, USER_AGENT)
+                    .body(Body::empty())
+                    .map_err(|e| Unanswered::Failed(http_err(Box::new(e)), false))?;
+                let response = tokio::time::timeout(self.timeout, self.client.send(request))
+                    .await
+                    .map_err(|_| {
+                        let timeout = IpfsError::Timeout {
+                            gateway: gateway.clone(),
+                            cid: cid_text.clone(),
+                            seconds: self.timeout.as_secs_f64(),
+                        };
+                        Unanswered::Failed(timeout, true)
+                    })?
+                    .map_err(|e| {
+                        let transient = ferry_http::classify(e.as_ref()).is_temporary();
+                        Unanswered::Failed(http_err(e), transient)
+                    })?;
+                match response.status().as_u16() {
+                    408 | 429 | 500 | 502 | 503 | 504 => Err(Unanswered::Answer(response)),
+                    _ => Ok(response),
+                }
+            },
+            |_| {},
+        )
+        .await;
+        let response = match tried {
+            Ok(r) | Err(Unanswered::Answer(r)) => r,
+            Err(Unanswered::Failed(e, _)) => return Err(e),
+        };
         let status = response.status();
         tracing::debug!(
             method = "GET",

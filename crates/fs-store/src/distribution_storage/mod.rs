@@ -114,5 +114,5 @@ pub use root::{Backend, StorageRoot, TRUSTED_KEY};
 #[cfg(feature = "s3")]
 pub use root::{
     DEFAULT_S3_CONNECT_TIMEOUT, DEFAULT_S3_MAX_RETRIES, DEFAULT_S3_RETRY_TIMEOUT,
-    DEFAULT_S3_TIMEOUT, S3_OPTION_KEYS,
+    DEFAULT_S3_TIMEOUT, S3_OPTION_KEYS, default_s3_retry, s3_retry,
 };

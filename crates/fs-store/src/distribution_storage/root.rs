@@ -50,6 +50,32 @@ pub const DEFAULT_S3_MAX_RETRIES: usize = 2;
 #[cfg(feature = "s3")]
 pub const DEFAULT_S3_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How the S3 client retries by default, as ferry's one retry policy: two retries within
+/// [`DEFAULT_S3_RETRY_TIMEOUT`] (a storage that stays down is given up on quickly: the strategy
+/// rests, and blobs are streamed).
+#[cfg(feature = "s3")]
+pub fn default_s3_retry() -> ferry_core::RetryPolicy {
+    ferry_core::RetryPolicy::default()
+        .with_max_retries(DEFAULT_S3_MAX_RETRIES as u32)
+        .with_max_wait(DEFAULT_S3_RETRY_TIMEOUT)
+}
+
+/// object_store's retry settings for `policy`: its back-off starts at the policy's base delay
+/// and doubles up to its largest wait (object_store draws each wait at random below that,
+/// as ferry's policy does), within its retries and its waiting budget.
+#[cfg(feature = "s3")]
+pub fn s3_retry(policy: &ferry_core::RetryPolicy) -> RetryConfig {
+    RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: policy.base_delay,
+            max_backoff: policy.max_delay,
+            base: 2.0,
+        },
+        max_retries: policy.max_retries as usize,
+        retry_timeout: policy.max_wait,
+    }
+}
+
 /// The storage backend a root lives on, which decides how a blob gets from one root to
 /// another without passing through the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,11 +385,7 @@ impl StorageRoot {
                 builder = builder.with_config(key, format!("{}s", default.as_secs()));
             }
         }
-        let mut retry = RetryConfig {
-            max_retries: DEFAULT_S3_MAX_RETRIES,
-            retry_timeout: DEFAULT_S3_RETRY_TIMEOUT,
-            ..RetryConfig::default()
-        };
+        let mut retry = s3_retry(&default_s3_retry());
         for (key, value) in options {
             let (key, value) = (key.as_ref(), value.as_ref());
             match key {

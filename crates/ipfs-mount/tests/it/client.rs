@@ -187,3 +187,28 @@ async fn a_body_that_stops_arriving_fails_after_the_idle_timeout() {
     assert!(err.is_temporary(), "{err}");
     assert!(err.to_string().contains("did not answer"), "{err}");
 }
+
+#[tokio::test]
+async fn a_gateway_shedding_load_is_asked_again_by_the_retry_policy() {
+    use std::sync::atomic::Ordering;
+    let data = random(1000);
+    let cid = cid_for_sha256(&ferry_core::sha256(&data)).unwrap();
+    let flaky = crate::support::FlakyGateway::start(2, Bytes::from(data.clone())).await;
+    let client = GatewayClient::new(&flaky.url).unwrap();
+    assert_same(&collect(client.fetch_raw(&cid).await).await.unwrap(), &data);
+    assert_eq!(
+        flaky.requests.load(Ordering::SeqCst),
+        3,
+        "two 503s, then the block"
+    );
+
+    let down = crate::support::FlakyGateway::start(usize::MAX, Bytes::new()).await;
+    let client = GatewayClient::new(&down.url).unwrap();
+    let err = collect(client.fetch_raw(&cid).await).await.unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(
+        down.requests.load(Ordering::SeqCst) as u32,
+        GatewayClient::default_retry().max_retries + 1,
+        "the first try and the policy's retries"
+    );
+}

@@ -227,3 +227,66 @@ impl Drop for LyingGateway {
         self.task.abort();
     }
 }
+
+/// A gateway that answers `503` to its first `failures` requests, then serves `body` as a raw
+/// block, counting every request.
+///
+/// A fake on purpose: no real IPFS node can be made to shed load on cue.
+pub struct FlakyGateway {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FlakyGateway {
+    pub async fn start(failures: usize, body: Bytes) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let body = body.clone();
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if n < failures {
+                        let head = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                        conn.write_all(head.as_bytes()).await.ok();
+                    } else {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            ferry_ipfs_mount::RAW_MEDIA_TYPE,
+                            body.len()
+                        );
+                        conn.write_all(head.as_bytes()).await.ok();
+                        conn.write_all(&body).await.ok();
+                    }
+                    conn.shutdown().await.ok();
+                });
+            }
+        });
+        Self {
+            url,
+            requests,
+            task,
+        }
+    }
+}
+
+impl Drop for FlakyGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
