@@ -193,7 +193,7 @@ async fn a_gateway_shedding_load_is_asked_again_by_the_retry_policy() {
     use std::sync::atomic::Ordering;
     let data = random(1000);
     let cid = cid_for_sha256(&ferry_core::sha256(&data)).unwrap();
-    let flaky = crate::support::FlakyGateway::start(2, Bytes::from(data.clone())).await;
+    let flaky = crate::support::FlakyGateway::start(2, data.clone()).await;
     let client = GatewayClient::new(&flaky.url).unwrap();
     assert_same(&collect(client.fetch_raw(&cid).await).await.unwrap(), &data);
     assert_eq!(
