@@ -31,10 +31,46 @@ pub(crate) struct Page {
     pub next: Option<Url>,
 }
 
-/// `GET`s one page at `url`. When the registry refuses the page size (distribution answers
-/// `400 PAGINATION_NUMBER_INVALID` for an `n` above its configured maximum), asks again
-/// without `n`, so the registry's own page size applies.
+/// `GET`s one page at `url`, the whole page asked again by the client's retry policy when its
+/// body breaks on the way (a listing cut short must not cut a sync short). When the registry
+/// refuses the page size (distribution answers `400 PAGINATION_NUMBER_INVALID` for an `n`
+/// above its configured maximum), asks again without `n`, so the registry's own page size
+/// applies.
 pub(crate) async fn page(
+    registry: &Registry,
+    url: Url,
+    scopes: &Scopes,
+    store: &str,
+    what: &str,
+) -> Result<Page> {
+    /// A page that failed: its body broke on the way (worth another try), or anything else
+    /// (the transport already retried what a request can be retried for).
+    struct PageFailure(Error);
+    impl ferry_core::Retryable for PageFailure {
+        fn is_transient(&self) -> bool {
+            matches!(&self.0, Error::Transport { kind, .. } if kind.is_temporary())
+        }
+    }
+    impl std::fmt::Display for PageFailure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    let policy = registry.transport.retry;
+    ferry_core::retry::retry(
+        &policy,
+        what,
+        |_| {
+            let once = page_once(registry, url.clone(), scopes, store, what);
+            async { once.await.map_err(PageFailure) }
+        },
+        |_| {},
+    )
+    .await
+    .map_err(|f| f.0)
+}
+
+async fn page_once(
     registry: &Registry,
     url: Url,
     scopes: &Scopes,

@@ -278,7 +278,7 @@ pub(crate) struct Transport {
     client: HttpClient,
     user_agent: HeaderValue,
     timeouts: Timeouts,
-    retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     /// One adaptive rate limit per host, asked before every try of every request.
     pub(crate) limits: crate::ratelimit::Limits,
 }

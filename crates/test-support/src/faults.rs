@@ -234,6 +234,8 @@ struct State {
     client: Client<HttpConnector, Full<Bytes>>,
     seen: Mutex<HashMap<String, u64>>,
     log: Mutex<Vec<ProxiedRequest>>,
+    /// Request body bytes received from clients, by method.
+    received: Mutex<HashMap<String, u64>>,
 }
 
 /// A fault-injecting proxy in front of a registry; see the [module documentation](self).
@@ -279,6 +281,7 @@ impl FaultProxy {
             client: Client::builder(TokioExecutor::new()).build_http(),
             seen: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            received: Mutex::new(HashMap::new()),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let serving = state.clone();
@@ -327,6 +330,18 @@ impl FaultProxy {
     /// Every request so far, in arrival order, with its fault.
     pub fn requests(&self) -> Vec<ProxiedRequest> {
         self.state.log.lock().expect("log lock").clone()
+    }
+
+    /// Request body bytes clients sent with `method` (`PUT`, `PATCH`), forwarded or not:
+    /// what an upload cost, retries and cut uploads included.
+    pub fn bytes_received(&self, method: &str) -> u64 {
+        self.state
+            .received
+            .lock()
+            .expect("received lock")
+            .get(method)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The requests that got a fault.
@@ -422,9 +437,14 @@ impl Drop for Resettable {
 /// Reads a request to its end before it is refused, as a registry behind a proxy does:
 /// answering in the middle of an upload and closing the connection would leave the client
 /// seeing either a broken connection or the answer, whichever came first.
-async fn drain(req: Request<Incoming>) {
+async fn drain(state: &State, req: Request<Incoming>) {
+    let method = req.method().clone();
     let mut body = req.into_body();
-    while let Some(Ok(_)) = body.frame().await {}
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |d| d.len() as u64);
+    }
+    state.note_received(&method, read);
 }
 
 async fn serve_connection(state: Arc<State>, stream: tokio::net::TcpStream) {
@@ -514,6 +534,15 @@ impl State {
         Some(self.plan.faults[rng.random_range(0..self.plan.faults.len())])
     }
 
+    fn note_received(&self, method: &Method, bytes: u64) {
+        *self
+            .received
+            .lock()
+            .expect("received lock")
+            .entry(method.to_string())
+            .or_default() += bytes;
+    }
+
     fn record(&self, method: &Method, path: &str, fault: Option<Fault>) {
         if let Some(f) = fault {
             tracing::debug!(%method, path, fault = %f, "fault injected");
@@ -556,6 +585,7 @@ impl State {
                         _ => break,
                     }
                 }
+                self.note_received(&method, read);
                 reset.store(true, Ordering::SeqCst);
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionReset,
@@ -577,12 +607,12 @@ impl State {
     ) -> Response<ProxyBody> {
         match fault {
             Some(f @ Fault::Status(code)) => {
-                drain(req).await;
+                drain(self, req).await;
                 self.record(&method, &path, Some(f));
                 return status(code, "injected");
             }
             Some(f @ Fault::TooManyRequests { retry_after }) => {
-                drain(req).await;
+                drain(self, req).await;
                 self.record(&method, &path, Some(f));
                 let mut resp = status(429, "too many requests");
                 resp.headers_mut()
@@ -590,7 +620,7 @@ impl State {
                 return resp;
             }
             Some(f @ Fault::HugeBody { status, bytes }) => {
-                drain(req).await;
+                drain(self, req).await;
                 self.record(&method, &path, Some(f));
                 let mut body = Vec::with_capacity(bytes);
                 body.extend_from_slice(br#"{"errors":[{"code":"HUGE","message":""#);
@@ -686,6 +716,7 @@ impl State {
             .await
             .map_err(|e| format!("reading the request body: {e}"))?
             .to_bytes();
+        self.note_received(&parts.method, body.len() as u64);
         parts.uri = format!("http://{}{path}", self.upstream)
             .parse()
             .map_err(|e| format!("upstream URI: {e}"))?;

@@ -10,6 +10,7 @@ mod plans;
 mod registries;
 mod retries;
 mod security;
+mod soak;
 mod support;
 mod sync;
 mod sync_faults;
