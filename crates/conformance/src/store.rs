@@ -85,7 +85,10 @@ fn chunked(data: Bytes, chunk: usize) -> ByteStream {
 
 /// Pushes `value` as a manifest (after a random config it names, unless it names one) and
 /// returns its descriptor and bytes.
-async fn push_manifest(store: &dyn WriteStore, mut value: serde_json::Value) -> Descriptor {
+pub(crate) async fn push_manifest(
+    store: &dyn WriteStore,
+    mut value: serde_json::Value,
+) -> Descriptor {
     if value.get("config").is_none() {
         let (config, data) = random_blob(64);
         let config = Descriptor::new(
@@ -111,7 +114,7 @@ fn manifest(value: &serde_json::Value) -> (Descriptor, Bytes) {
     (desc, bytes)
 }
 
-fn image() -> serde_json::Value {
+pub(crate) fn image() -> serde_json::Value {
     serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []})
 }
 
