@@ -1,5 +1,6 @@
 //! Integration tests of ferry-core.
 
+mod catalog;
 mod engine;
 mod fixtures;
 mod forward;
