@@ -1,6 +1,7 @@
-//! Conformance suites: the contracts every store and every mount strategy must keep, one
-//! named rule each, so that a failure names the broken rule and an operator sees which rules
-//! their store or strategy passes. Enable the `conformance` feature in `dev-dependencies`.
+//! Conformance suites: the contracts every store, every mount strategy and every catalog
+//! must keep, one named rule each, so that a failure names the broken rule and an operator
+//! sees which rules their store, strategy or catalog passes. Add this crate (and `tokio` with
+//! the `macros` and `rt-multi-thread` features) to `dev-dependencies`.
 //!
 //! [`store_suite!`](crate::store_suite) generates one `#[tokio::test]` per store rule, for a
 //! subject built by an async setup function; the rules a store's optional abilities need run
@@ -26,8 +27,36 @@
 //!
 //! [`strategy_suite!`](crate::strategy_suite) does the same for a mount strategy between a
 //! source and a destination, with the outcome the setup should give and the behaviours the
-//! strategy declares (`probes_destination`, `prepares_uploads`). The rules are plain async
-//! functions in [`store`] and [`strategy`], for a harness of one's own.
+//! strategy declares (`probes_destination`, `prepares_uploads`).
+//!
+//! [`catalog_suite!`](crate::catalog_suite) does the same for a [`ferry_core::Catalog`] (the
+//! repositories of a registry, a directory of layouts), on a catalog that holds no store yet:
+//! listing under a prefix names each store written once, a written store opens with its
+//! content, opening a missing store without creating it creates nothing, and `store_info`
+//! names the store the catalog opens; with what the catalog declares (`implicit_stores`,
+//! `confined_names`, `pages`):
+//!
+//! ```text
+//! mod my_catalog {
+//!     async fn subject() -> ferry_conformance::CatalogSubject {
+//!         let registry = start_a_registry_listing_two_repositories_a_page();
+//!         CatalogSubject::new(Arc::new(MyCatalog::new(&registry)))
+//!             .with_page_size(2)
+//!             .keeping(registry)
+//!     }
+//!     ferry_conformance::catalog_suite!(
+//!         setup: subject,
+//!         declares: [implicit_stores, confined_names, pages]
+//!     );
+//! }
+//! ```
+//!
+//! A rule that cannot fail for a kind of subject (a prepared upload where no registry opens
+//! one, a refused `..` where there is nothing to escape) says so in its documentation and is
+//! run only for the subjects that declare what it checks. Every rule can fail: this crate's
+//! own tests run each on a store, strategy or catalog broken on purpose and see it fail with
+//! its own message. The rules are plain async functions in [`store`], [`strategy`] and
+//! [`catalog`], for a harness of one's own.
 //!
 //! Declarations a store suite accepts: `list_tags`, `delete_tag`, `peek`, `fetch_from_address` (the
 //! subject needs a [`Publish`] to publish test content at an address),
@@ -44,11 +73,13 @@ use oci_spec::image::Descriptor;
 use ferry_core::store::ReadStore;
 use ferry_core::verify::sha256;
 
+pub mod catalog;
 mod counting;
 pub mod fixtures;
 pub mod store;
 pub mod strategy;
 
+pub use catalog::CatalogSubject;
 pub use counting::Counting;
 pub use store::{Publish, StoreSubject};
 pub use strategy::{Case, Seen};
@@ -198,7 +229,57 @@ macro_rules! strategy_suite {
     };
 }
 
-/// One test running one rule of `store` or `strategy` on a fresh subject.
+/// Generates one `#[tokio::test]` per rule of the catalog contract ([`catalog`]), each on a
+/// fresh [`CatalogSubject`] from `setup` (an async function returning one whose catalog holds
+/// no store yet), and the rules of what the catalog declares:
+///
+/// - `implicit_stores`: its stores exist without being created (a registry's repositories),
+///   so `open_write(name, false)` of a missing one gives a store rather than `None`;
+/// - `confined_names`: its names map onto something a name could escape (a directory, a
+///   registry's URL paths), and it refuses names that would
+///   ([`catalog::names_that_escape_the_catalog_are_refused`]);
+/// - `pages`: it lists page by page, at most [`CatalogSubject::page_size`] names a page
+///   ([`catalog::every_page_is_listed_each_name_once`]).
+///
+/// ```text
+/// ferry_conformance::catalog_suite!(setup: subject, declares: [implicit_stores, pages]);
+/// ```
+#[macro_export]
+macro_rules! catalog_suite {
+    (setup: $setup:path $(, declares: [$($declared:ident),* $(,)?])? $(,)?) => {
+        $crate::__conformance_rule!(catalog, $setup, listing_names_each_written_store_once);
+        $crate::__conformance_rule!(catalog, $setup, a_written_store_opens_with_its_content);
+        $crate::__conformance_rule!(catalog, $setup, store_info_names_the_store_opened);
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn opening_a_missing_store_creates_nothing() {
+            let subject = $setup().await;
+            let declared: &[&str] = &[$($(stringify!($declared)),*)?];
+            $crate::catalog::opening_a_missing_store_creates_nothing(
+                &subject,
+                declared.contains(&"implicit_stores"),
+            )
+            .await;
+        }
+
+        $($($crate::__catalog_declared_rules!($setup, $declared);)*)?
+    };
+}
+
+/// The rules of one thing a catalog declares.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __catalog_declared_rules {
+    ($setup:path, implicit_stores) => {};
+    ($setup:path, confined_names) => {
+        $crate::__conformance_rule!(catalog, $setup, names_that_escape_the_catalog_are_refused);
+    };
+    ($setup:path, pages) => {
+        $crate::__conformance_rule!(catalog, $setup, every_page_is_listed_each_name_once);
+    };
+}
+
+/// One test running one rule of `store`, `strategy` or `catalog` on a fresh subject.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_rule {

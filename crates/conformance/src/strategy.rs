@@ -358,6 +358,9 @@ async fn prepared_upload(case: &Case, desc: &Descriptor) -> Box<dyn PreparedUplo
 
 /// A prepared upload commits only content that matches the descriptor: wrong bytes fail and
 /// leave nothing; the right bytes, in another upload, are committed exactly.
+///
+/// Run for strategies that declare `prepares_uploads`; a strategy that never leaves an upload
+/// open (a link between layouts, an IPFS fetch) cannot fail it.
 pub async fn a_prepared_upload_commits_only_matching_content(case: &Case) {
     let dst = case.destination.as_ref();
     let (desc, data) = random_blob(30_000);
@@ -388,7 +391,8 @@ pub async fn a_prepared_upload_commits_only_matching_content(case: &Case) {
     assert_eq!(read_all(dst, &desc).await, data);
 }
 
-/// Cancelling a prepared upload succeeds and leaves nothing behind.
+/// Cancelling a prepared upload succeeds and leaves nothing behind. Run, as the rule above,
+/// for strategies that declare `prepares_uploads`.
 pub async fn cancelling_a_prepared_upload_leaves_nothing(case: &Case) {
     let (desc, _) = random_blob(1000);
     let upload = prepared_upload(case, &desc).await;

@@ -124,6 +124,13 @@ impl Catalog for MemoryCatalog {
         Box::pin(futures::stream::iter(names))
     }
 
+    /// The [`MemoryStore`] `name` is or would be: of the catalog's authority, named `name`.
+    fn store_info(&self, name: &str) -> StoreInfo {
+        MemoryStore::with_authority(&self.info.authority, name)
+            .info()
+            .clone()
+    }
+
     async fn open_read(&self, name: &str) -> Result<Arc<dyn ReadStore>> {
         match self.get(name) {
             Some(s) => Ok(s),

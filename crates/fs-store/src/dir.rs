@@ -11,14 +11,15 @@ use ferry_core::{Catalog, Error, ReadStore, Result, StoreInfo, WriteStore};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::layout::{LAYOUT_FILE, OciLayout, WORK_DIR, blocking};
+use crate::layout::{BLOBS_DIR, LAYOUT_FILE, OciLayout, WORK_DIR, blocking};
 
 /// The scheme of [`OciDir`] in [`StoreInfo`].
 pub const OCI_DIR: &str = "oci-dir";
 
 /// A directory whose layouts are named by their path below it: `PATH/team/app` is the layout
-/// of repository `team/app`. Listing walks the directory for `oci-layout` files (not below a
-/// layout, not into hidden directories, not through symbolic links); writing creates the
+/// of repository `team/app`, and `PATH/team/app/sub` that of `team/app/sub`, as a registry
+/// may hold both. Listing walks the directory for `oci-layout` files (not into a layout's
+/// `blobs`, not into hidden directories, not through symbolic links); writing creates the
 /// layout of a repository when it is first written.
 ///
 /// The layouts of one directory are on one filesystem (as [`StoreInfo::authority`] says), so
@@ -102,11 +103,13 @@ impl OciDir {
         Ok(self.root.join(name))
     }
 
-    /// The relative names of every layout below the directory, sorted.
+    /// The relative names of every layout below the directory, sorted, layouts below other
+    /// layouts included.
     pub fn layouts(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut pending = vec![PathBuf::new()];
-        while let Some(rel) = pending.pop() {
+        // Each directory to walk, and whether it is a layout (whose `blobs` holds no layout).
+        let mut pending = vec![(PathBuf::new(), false)];
+        while let Some((rel, in_layout)) = pending.pop() {
             let dir = self.root.join(&rel);
             let entries = fs_err::read_dir(&dir)
                 .map_err(|e| Error::io(format!("listing `{}`", dir.display()), e))?;
@@ -118,7 +121,7 @@ impl OciDir {
                     tracing::warn!(path = %entry.path().display(), "skipping a directory whose name is not UTF-8");
                     continue;
                 };
-                if name.starts_with('.') || name == WORK_DIR {
+                if name.starts_with('.') || name == WORK_DIR || (in_layout && name == BLOBS_DIR) {
                     continue;
                 }
                 let kind = entry
@@ -128,11 +131,11 @@ impl OciDir {
                     continue;
                 }
                 let child = rel.join(name);
-                if entry.path().join(LAYOUT_FILE).is_file() {
+                let is_layout = entry.path().join(LAYOUT_FILE).is_file();
+                if is_layout {
                     out.push(child.to_string_lossy().into_owned());
-                } else {
-                    pending.push(child);
                 }
+                pending.push((child, is_layout));
             }
         }
         out.sort();

@@ -13,7 +13,7 @@ use ferry_core::{
 
 /// A store that commits whatever it is given, unverified.
 #[derive(Debug)]
-struct Careless(MemoryStore);
+pub(crate) struct Careless(pub(crate) MemoryStore);
 
 impl std::fmt::Display for Careless {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

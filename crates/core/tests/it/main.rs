@@ -1,5 +1,6 @@
 //! Integration tests of ferry-core.
 
+mod catalog;
 mod engine;
 mod engine_retry;
 mod fixtures;

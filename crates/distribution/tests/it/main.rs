@@ -3,6 +3,7 @@
 //! loopback, and the cases a real registry cannot be made to show against an in-process fake.
 
 mod auth;
+mod catalog;
 mod copy;
 mod fake;
 mod listing;
