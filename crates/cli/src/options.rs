@@ -174,6 +174,15 @@ pub struct RegistryArgs {
     /// The most time one request or transfer may take, retries included, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_RETRY_MAX_DELAY_MS", value_name = "MS")]
     pub retry_max_delay_ms: Option<u64>,
+    /// Blobs at least this large are downloaded in parallel ranges [default: 64 MiB].
+    #[arg(long, hide = true, env = "FERRY_RANGE_THRESHOLD", value_name = "BYTES")]
+    pub range_threshold: Option<u64>,
+    /// The size of each range of a parallel download [default: 8 MiB].
+    #[arg(long, hide = true, env = "FERRY_RANGE_SIZE", value_name = "BYTES")]
+    pub range_size: Option<u64>,
+    /// Ranges of one blob in flight at once [default: 4].
+    #[arg(long, hide = true, env = "FERRY_RANGES", value_name = "N")]
+    pub ranges: Option<usize>,
     /// The longest wait for the next chunk of a streamed body, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_IDLE_TIMEOUT_MS", value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,

@@ -49,6 +49,15 @@ pub struct ClientOptions {
     pub resolve_with_head: bool,
     /// The clock token lifetimes are measured by (the system's; tests move their own).
     pub clock: Arc<dyn Clock>,
+    /// Blobs at least this large are downloaded in ranges, several at once (each connection
+    /// of a capped link then adds its share); [`DEFAULT_RANGE_THRESHOLD`] by default,
+    /// `u64::MAX` for never.
+    pub range_threshold: u64,
+    /// The size of each range of a parallel download ([`DEFAULT_RANGE_SIZE`]).
+    pub range_size: u64,
+    /// Ranges of one blob in flight at once ([`DEFAULT_RANGES`]); memory holds at most this
+    /// many ranges of a blob.
+    pub ranges: usize,
     /// Hash every blob pushed, in ferry, as well as in the registry. A registry must refuse a
     /// blob whose content does not match the digest of its `PUT ?digest=` (`DIGEST_INVALID`),
     /// which ferry reports as [`ferry_core::Error::DigestMismatch`] like its own check; so by
@@ -70,10 +79,20 @@ impl Default for ClientOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             resolve_with_head: false,
             verify_uploads: false,
+            range_threshold: DEFAULT_RANGE_THRESHOLD,
+            range_size: DEFAULT_RANGE_SIZE,
+            ranges: DEFAULT_RANGES,
             clock: Arc::new(SystemClock),
         }
     }
 }
+
+/// Blobs at least this large are downloaded in parallel ranges by default.
+pub const DEFAULT_RANGE_THRESHOLD: u64 = 64 * 1024 * 1024;
+/// The size of each range of a parallel download by default.
+pub const DEFAULT_RANGE_SIZE: u64 = 8 * 1024 * 1024;
+/// Ranges of one blob in flight at once by default.
+pub const DEFAULT_RANGES: usize = 4;
 
 /// Settings every registry of a client shares.
 #[derive(Debug)]
@@ -82,6 +101,9 @@ pub(crate) struct Settings {
     pub chunk_size: u64,
     pub resolve_with_head: bool,
     pub verify_uploads: bool,
+    pub range_threshold: u64,
+    pub range_size: u64,
+    pub ranges: usize,
 }
 
 /// A client for OCI distribution registries. Cheap to clone; clones share one connection
@@ -137,6 +159,9 @@ impl RegistryClient {
                     chunk_size: options.chunk_size.max(1),
                     resolve_with_head: options.resolve_with_head,
                     verify_uploads: options.verify_uploads,
+                    range_threshold: options.range_threshold,
+                    range_size: options.range_size.max(1),
+                    ranges: options.ranges.max(1),
                 }),
                 registries: Mutex::new(HashMap::new()),
             }),

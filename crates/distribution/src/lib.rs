@@ -33,6 +33,7 @@ pub mod auth;
 mod catalog;
 mod client;
 mod delete;
+mod download;
 mod error;
 mod listing;
 pub mod mount;
@@ -46,7 +47,10 @@ mod upload;
 
 pub use auth::{Clock, Credential, Credentials, SystemClock};
 pub use catalog::RegistryCatalog;
-pub use client::{ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, RegistryClient};
+pub use client::{
+    ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, DEFAULT_RANGE_SIZE,
+    DEFAULT_RANGE_THRESHOLD, DEFAULT_RANGES, RegistryClient,
+};
 pub use mount::{CrossRepoFactory, CrossRepoMount};
 pub use reference::Reference;
 pub use registry::Registry;

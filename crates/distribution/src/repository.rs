@@ -21,7 +21,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use crate::auth::{ScopeSet, Scopes};
 use crate::error::{has_error_code, status_error};
 use crate::registry::{Registry, Retry};
-use crate::transport::{Payload, Req, body_stream, read_body, read_error_body};
+use crate::transport::{Payload, Req, read_body, read_error_body};
 use crate::upload::UploadSession;
 use oci_spec::distribution::ErrorCode;
 
@@ -535,19 +535,16 @@ impl ReadStore for Repository {
             let (_, bytes) = self.get_manifest(digest.as_ref()).await?;
             return Ok(bytes_stream(bytes));
         }
-        let req = Req::new(Method::GET, self.url(&format!("blobs/{digest}"))).bulk();
-        let resp = self
-            .registry
-            .send_following(req, &Scopes::pull(&self.name))
-            .await?;
-        if resp.status() != StatusCode::OK {
-            return Err(self.fail(&format!("GET blob `{digest}`"), resp).await);
+        crate::download::Download {
+            registry: self.registry.clone(),
+            url: self.url(&format!("blobs/{digest}")),
+            scopes: Scopes::pull(&self.name),
+            store: self.store_name().to_string(),
+            what: format!("blob `{digest}`"),
+            size: descriptor.size(),
         }
-        Ok(body_stream(
-            resp,
-            format!("blob `{digest}`"),
-            self.registry.transport.idle_timeout(),
-        ))
+        .stream()
+        .await
     }
 
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {

@@ -145,6 +145,8 @@ pub struct Rule {
     pub fault: Fault,
     /// The share of matching requests that get it (1: all).
     pub probability: f64,
+    /// Only the first this many matching requests get it (`None`: no limit).
+    pub first: Option<usize>,
 }
 
 /// Which requests the proxy spoils, and how.
@@ -154,6 +156,7 @@ pub struct FaultPlan {
     probability: f64,
     faults: Vec<Fault>,
     rules: Vec<Rule>,
+    ignore_ranges: bool,
 }
 
 impl FaultPlan {
@@ -164,6 +167,7 @@ impl FaultPlan {
             probability: 0.0,
             faults: Fault::all(),
             rules: Vec::new(),
+            ignore_ranges: false,
         }
     }
 
@@ -206,7 +210,25 @@ impl FaultPlan {
             path_contains: path_contains.to_string(),
             fault,
             probability: probability.clamp(0.0, 1.0),
+            first: None,
         });
+        self
+    }
+
+    /// Spoils the first `count` requests with `method` (any for `*`) whose path contains
+    /// `path_contains` with `fault`, and no later one.
+    pub fn first(mut self, method: &str, path_contains: &str, count: usize, fault: Fault) -> Self {
+        self = self.always(method, path_contains, fault);
+        if let Some(rule) = self.rules.last_mut() {
+            rule.first = Some(count);
+        }
+        self
+    }
+
+    /// Forwards requests without their `Range` header, as a registry or proxy that does not
+    /// serve ranges answers: the whole body, `200`.
+    pub fn ignore_ranges(mut self) -> Self {
+        self.ignore_ranges = true;
         self
     }
 
@@ -236,6 +258,10 @@ struct State {
     log: Mutex<Vec<ProxiedRequest>>,
     /// Request body bytes received from clients, by method.
     received: Mutex<HashMap<String, u64>>,
+    /// Response body bytes sent to clients, by method.
+    sent: Arc<Mutex<HashMap<String, u64>>>,
+    /// How many requests each rule of the plan (by index) matched.
+    rule_hits: Mutex<HashMap<usize, usize>>,
 }
 
 /// A fault-injecting proxy in front of a registry; see the [module documentation](self).
@@ -282,6 +308,8 @@ impl FaultProxy {
             seen: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             received: Mutex::new(HashMap::new()),
+            sent: Arc::default(),
+            rule_hits: Mutex::new(HashMap::new()),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let serving = state.clone();
@@ -339,6 +367,18 @@ impl FaultProxy {
             .received
             .lock()
             .expect("received lock")
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Response body bytes sent to clients for requests with `method` (`GET`): what a download
+    /// cost, bodies cut short counted by what was sent of them.
+    pub fn bytes_sent(&self, method: &str) -> u64 {
+        self.state
+            .sent
+            .lock()
+            .expect("sent lock")
             .get(method)
             .copied()
             .unwrap_or(0)
@@ -517,12 +557,21 @@ impl State {
             *n
         };
         let mut rng = StdRng::seed_from_u64(seed_for(self.plan.seed, &kind, nth));
-        for rule in &self.plan.rules {
+        for (i, rule) in self.plan.rules.iter().enumerate() {
             if rule.method.as_ref().is_none_or(|m| m == method)
                 && path.contains(&rule.path_contains)
-                && (rule.probability >= 1.0 || rng.random_bool(rule.probability))
             {
-                return Some(rule.fault);
+                if let Some(first) = rule.first {
+                    let mut hits = self.rule_hits.lock().expect("hits lock");
+                    let n = hits.entry(i).or_insert(0);
+                    *n += 1;
+                    if *n > first {
+                        continue;
+                    }
+                }
+                if rule.probability >= 1.0 || rng.random_bool(rule.probability) {
+                    return Some(rule.fault);
+                }
             }
         }
         if self.plan.probability <= 0.0 || self.plan.faults.is_empty() {
@@ -532,6 +581,15 @@ impl State {
             return None;
         }
         Some(self.plan.faults[rng.random_range(0..self.plan.faults.len())])
+    }
+
+    fn note_sent(&self, method: &Method, bytes: u64) {
+        *self
+            .sent
+            .lock()
+            .expect("sent lock")
+            .entry(method.to_string())
+            .or_default() += bytes;
     }
 
     fn note_received(&self, method: &Method, bytes: u64) {
@@ -643,6 +701,7 @@ impl State {
         let (mut parts, body) = upstream;
         let Some(fault) = fault else {
             self.record(&method, &path, None);
+            self.note_sent(&method, body.len() as u64);
             return Response::from_parts(parts, full(body));
         };
         debug_assert!(!fault.before_forwarding());
@@ -656,6 +715,13 @@ impl State {
             return status(502, "the answer was lost after the upstream did the work");
         }
         self.record(&method, &path, Some(fault));
+        let delivered = match fault {
+            Fault::TruncatedBody | Fault::ResetMidBody | Fault::WrongContentLength => {
+                body.len() / 2
+            }
+            _ => body.len(),
+        };
+        self.note_sent(&method, delivered as u64);
         parts.headers.remove(CONTENT_LENGTH);
         parts.headers.remove(http::header::TRANSFER_ENCODING);
         let len = body.len();
@@ -717,6 +783,9 @@ impl State {
             .map_err(|e| format!("reading the request body: {e}"))?
             .to_bytes();
         self.note_received(&parts.method, body.len() as u64);
+        if self.plan.ignore_ranges {
+            parts.headers.remove(http::header::RANGE);
+        }
         parts.uri = format!("http://{}{path}", self.upstream)
             .parse()
             .map_err(|e| format!("upstream URI: {e}"))?;

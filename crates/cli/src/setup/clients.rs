@@ -154,6 +154,13 @@ impl Clients {
                 credentials,
                 retry: mode.retry,
                 resolve_with_head: purpose.resolve_with_head,
+                range_threshold: args
+                    .range_threshold
+                    .unwrap_or(ferry_distribution::DEFAULT_RANGE_THRESHOLD),
+                range_size: args
+                    .range_size
+                    .unwrap_or(ferry_distribution::DEFAULT_RANGE_SIZE),
+                ranges: args.ranges.unwrap_or(ferry_distribution::DEFAULT_RANGES),
                 ..Default::default()
             })?;
             clients.insert(key, client);

@@ -7,6 +7,7 @@ mod ipfs;
 mod layouts;
 mod load;
 mod plans;
+mod ranges;
 mod registries;
 mod retries;
 mod security;

@@ -1,0 +1,207 @@
+//! Downloads that survive broken connections and capped links, through the fault proxy in
+//! front of the real registry: a blob's body cut midway is asked again from the byte reached,
+//! a big blob comes in parallel ranges, a registry that ignores `Range` is read whole, and no
+//! blob is ever committed corrupt.
+
+use std::path::Path;
+
+use ferry_test_support::fixtures::push;
+use ferry_test_support::{Fault, FaultPlan, FaultProxy, Image, ImageBuilder, Registry};
+
+use crate::support::*;
+
+/// How many steps of the copy were tried again (a download resumed within counts none).
+fn retries(run: &Run) -> u64 {
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    report["retries"].as_u64().unwrap()
+}
+
+/// One big layer (and a small config).
+fn image(size: usize, seed: u64) -> Image {
+    ImageBuilder::new().layers(&[size]).seed(seed).build()
+}
+
+fn source(content: &Image) -> Registry {
+    let reg = Registry::start().unwrap();
+    rt().block_on(push(&reg.url(), "src/app", content, Some("v1"), None))
+        .unwrap();
+    reg
+}
+
+/// Copies `{proxy}/src/app:v1` into a fresh layout under `dir`, with `env`; checks every blob
+/// file hashes to its name.
+fn pull(proxy: &FaultProxy, dir: &Path, env: &[(&str, &str)]) -> Run {
+    let layout = dir.join("out");
+    let run = ferry_with(
+        &[
+            "cp",
+            "--plain-http",
+            "--no-cache",
+            "--format",
+            "json",
+            &format!("{}/src/app:v1", proxy.addr()),
+            &format!("oci:{}:v1", layout.display()),
+        ],
+        env,
+        None,
+    );
+    if run.code == 0 {
+        // Every blob file hashes to its name (the helper panics on one that does not).
+        assert_eq!(blobs_match_their_names(&layout).len(), 3, "config, layer, manifest");
+    }
+    run
+}
+
+fn blob_gets(proxy: &FaultProxy, content: &Image) -> usize {
+    let layer = content.layers[0].descriptor.digest().to_string();
+    proxy.count("GET", &format!("/blobs/{layer}"))
+}
+
+/// Ranges off (a threshold above any blob), so the body is one stream.
+const ONE_STREAM: &[(&str, &str)] = &[("FERRY_RANGE_THRESHOLD", "18446744073709551615")];
+
+#[test]
+fn a_body_cut_midway_is_resumed_from_the_byte_reached() {
+    let size = 6 * 1024 * 1024;
+    let content = image(size, 51);
+    let reg = source(&content);
+    let layer = content.layers[0].descriptor.digest().to_string();
+    for fault in [Fault::ResetMidBody, Fault::TruncatedBody] {
+        let plan = FaultPlan::none().first("GET", &format!("/blobs/{layer}"), 1, fault);
+        let proxy = FaultProxy::start(reg.addr(), plan).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let run = pull(&proxy, dir.path(), ONE_STREAM);
+        assert_eq!(run.code, 0, "{fault}: {}", run.stderr);
+        assert_eq!(
+            blob_gets(&proxy, &content),
+            2,
+            "{fault}: one cut, one resumed"
+        );
+        // The cut half, then the other half: the blob's bytes once, and at most 1 MiB again.
+        let sent = proxy.bytes_sent("GET");
+        assert!(
+            sent <= size as u64 + 1024 * 1024 + 64 * 1024,
+            "{fault}: {sent} bytes sent for a {size}-byte blob"
+        );
+    }
+}
+
+#[test]
+fn a_registry_that_ignores_range_is_read_whole_and_the_delivered_bytes_skipped() {
+    let size = 3 * 1024 * 1024;
+    let content = image(size, 52);
+    let reg = source(&content);
+    let layer = content.layers[0].descriptor.digest().to_string();
+    let plan = FaultPlan::none()
+        .first("GET", &format!("/blobs/{layer}"), 1, Fault::ResetMidBody)
+        .ignore_ranges();
+    let proxy = FaultProxy::start(reg.addr(), plan).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = pull(&proxy, dir.path(), ONE_STREAM);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(blob_gets(&proxy, &content), 2);
+    assert_eq!(retries(&run), 0, "the whole body read again, what came skipped");
+}
+
+#[test]
+fn a_big_blob_comes_in_parallel_ranges_each_asked_again_where_it_breaks() {
+    let size = 10 * 1024 * 1024 + 12_345;
+    let content = image(size, 53);
+    let reg = source(&content);
+    let layer = content.layers[0].descriptor.digest().to_string();
+    let proxy = FaultProxy::start(reg.addr(), FaultPlan::none()).unwrap();
+    let ranged = [
+        ("FERRY_RANGE_THRESHOLD", "1048576"),
+        ("FERRY_RANGE_SIZE", "1048576"),
+        ("FERRY_RANGES", "4"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let run = pull(&proxy, dir.path(), &ranged);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // 11 ranges of 1 MiB (the last short), each asked once.
+    assert_eq!(blob_gets(&proxy, &content), 11);
+    assert!(proxy.bytes_sent("GET") < size as u64 + 64 * 1024);
+
+    // The same with ranges cut: each cut range is asked again from where it broke.
+    let plan = FaultPlan::random(7, 0.3).faults([Fault::ResetMidBody, Fault::TruncatedBody]);
+    let proxy = FaultProxy::start(reg.addr(), plan).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = pull(&proxy, dir.path(), &ranged);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, proxy.report());
+    let cut = proxy
+        .injected()
+        .iter()
+        .filter(|r| r.path.contains(&layer))
+        .count();
+    assert!(cut > 0, "some ranges were cut: {}", proxy.report());
+    // Each cut costs the rest of its range asked again, not the blob.
+    assert_eq!(blob_gets(&proxy, &content), 11 + cut);
+    assert!(
+        proxy.bytes_sent("GET") < size as u64 + 64 * 1024,
+        "{} bytes for {size}",
+        proxy.bytes_sent("GET")
+    );
+}
+
+#[test]
+fn a_big_blob_from_a_registry_that_ignores_range_is_read_as_one_stream() {
+    let size = 5 * 1024 * 1024;
+    let content = image(size, 54);
+    let reg = source(&content);
+    let proxy = FaultProxy::start(reg.addr(), FaultPlan::none().ignore_ranges()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = pull(
+        &proxy,
+        dir.path(),
+        &[
+            ("FERRY_RANGE_THRESHOLD", "1048576"),
+            ("FERRY_RANGE_SIZE", "1048576"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        blob_gets(&proxy, &content),
+        1,
+        "the first answer, whole, was used"
+    );
+    assert!(proxy.bytes_sent("GET") < size as u64 + 64 * 1024);
+}
+
+#[test]
+fn a_big_blob_in_ranges_goes_registry_to_registry_in_order() {
+    let size = 9 * 1024 * 1024 + 7;
+    let content = image(size, 55);
+    let reg = source(&content);
+    let proxy = FaultProxy::start(reg.addr(), FaultPlan::none()).unwrap();
+    let dst = Registry::start().unwrap();
+    let run = ferry_with(
+        &[
+            "cp",
+            "--plain-http",
+            "--no-cache",
+            &format!("{}/src/app:v1", proxy.addr()),
+            &format!("{}/dst/app:v1", dst.addr()),
+        ],
+        &[
+            ("FERRY_RANGE_THRESHOLD", "1048576"),
+            ("FERRY_RANGE_SIZE", "1048576"),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(blob_gets(&proxy, &content), 10);
+    // The registry hashed what it was sent, in order, and committed it under the digest.
+    let layer = &content.layers[0].descriptor;
+    let got = rt()
+        .block_on(ferry_test_support::http(
+            "GET",
+            &format!("{}/v2/dst/app/blobs/{}", dst.url(), layer.digest()),
+            &[],
+            Vec::new(),
+        ))
+        .unwrap();
+    assert_eq!(
+        ferry_core::sha256(&got.body).to_string(),
+        layer.digest().to_string()
+    );
+}
