@@ -489,6 +489,9 @@ mod tests {
                 chunk_size: 1,
                 resolve_with_head: false,
                 verify_uploads: true,
+                range_threshold: u64::MAX,
+                range_size: 1,
+                ranges: 1,
             }),
         )
     }
