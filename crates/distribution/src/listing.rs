@@ -43,31 +43,11 @@ pub(crate) async fn page(
     store: &str,
     what: &str,
 ) -> Result<Page> {
-    /// A page that failed: its body broke on the way (worth another try), or anything else
-    /// (the transport already retried what a request can be retried for).
-    struct PageFailure(Error);
-    impl ferry_core::Retryable for PageFailure {
-        fn is_transient(&self) -> bool {
-            matches!(&self.0, Error::Transport { kind, .. } if kind.is_temporary())
-        }
-    }
-    impl std::fmt::Display for PageFailure {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            self.0.fmt(f)
-        }
-    }
     let policy = registry.transport.retry;
-    ferry_core::retry::retry(
-        &policy,
-        what,
-        |_| {
-            let once = page_once(registry, url.clone(), scopes, store, what);
-            async { once.await.map_err(PageFailure) }
-        },
-        |_| {},
-    )
+    crate::transport::retrying_broken(&policy, what, || {
+        page_once(registry, url.clone(), scopes, store, what)
+    })
     .await
-    .map_err(|f| f.0)
 }
 
 async fn page_once(

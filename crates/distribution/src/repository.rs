@@ -238,6 +238,14 @@ impl Repository {
     /// tag to the registry's `Docker-Content-Digest` when given. Returns its descriptor and
     /// bytes.
     pub(crate) async fn get_manifest(&self, reference: &str) -> Result<(Descriptor, Bytes)> {
+        let policy = self.registry.transport.retry;
+        let what = format!("GET manifest `{reference}`");
+        crate::transport::retrying_broken(&policy, &what, || self.get_manifest_once(reference))
+            .await
+    }
+
+    /// One try of [`Repository::get_manifest`].
+    async fn get_manifest_once(&self, reference: &str) -> Result<(Descriptor, Bytes)> {
         let what = format!("manifest `{reference}`");
         let req = Req::new(Method::GET, self.url(&format!("manifests/{reference}")))
             .header(ACCEPT, &manifest_accept());

@@ -439,6 +439,43 @@ impl Transport {
     }
 }
 
+/// Runs `exchange` (a request whose answer is read whole: a manifest, a listing page) by
+/// `policy`, asking again only when the connection broke on the way (a body cut short, a
+/// reset): what a request can be retried for otherwise, the transport already retried.
+pub(crate) async fn retrying_broken<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    mut exchange: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    /// A failed exchange, judged: worth another try when the connection broke.
+    struct Broken(Error);
+    impl ferry_core::Retryable for Broken {
+        fn is_transient(&self) -> bool {
+            matches!(&self.0, Error::Transport { kind, .. } if kind.is_temporary())
+        }
+    }
+    impl std::fmt::Display for Broken {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    ferry_core::retry::retry(
+        policy,
+        what,
+        |_| {
+            let once = exchange();
+            async { once.await.map_err(Broken) }
+        },
+        |_| {},
+    )
+    .await
+    .map_err(|b| b.0)
+}
+
 /// A `Retry-After` of seconds or an HTTP date, at most a minute away.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();

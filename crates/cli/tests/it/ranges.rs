@@ -47,7 +47,11 @@ fn pull(proxy: &FaultProxy, dir: &Path, env: &[(&str, &str)]) -> Run {
     );
     if run.code == 0 {
         // Every blob file hashes to its name (the helper panics on one that does not).
-        assert_eq!(blobs_match_their_names(&layout).len(), 3, "config, layer, manifest");
+        assert_eq!(
+            blobs_match_their_names(&layout).len(),
+            3,
+            "config, layer, manifest"
+        );
     }
     run
 }
@@ -100,7 +104,11 @@ fn a_registry_that_ignores_range_is_read_whole_and_the_delivered_bytes_skipped()
     let run = pull(&proxy, dir.path(), ONE_STREAM);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(blob_gets(&proxy, &content), 2);
-    assert_eq!(retries(&run), 0, "the whole body read again, what came skipped");
+    assert_eq!(
+        retries(&run),
+        0,
+        "the whole body read again, what came skipped"
+    );
 }
 
 #[test]

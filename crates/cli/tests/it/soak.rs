@@ -236,8 +236,13 @@ fn a_sync_killed_twenty_times_under_faults_converges_and_never_tags_missing_cont
     assert_eq!(
         last.code,
         0,
-        "seed {SEED}: {}\n{}\n{}\n{}",
+        "seed {SEED}: {}\n{}\n{}\n{}\n{}",
         last.stderr,
+        last.stdout
+            .lines()
+            .filter(|l| !l.starts_with("Unchanged") && !l.starts_with("Synced"))
+            .collect::<Vec<_>>()
+            .join("\n"),
         runs.join("\n"),
         src_proxy.report(),
         dst_proxy.report()

@@ -34,8 +34,17 @@ pub(super) fn interrupted_report(job: &Job, started: Instant) -> ImageReport {
 
 /// Compares a tag: the source's digest (resolved, by `HEAD` on a registry) with the
 /// destination's, which is resolved only when its listing has the tag.
-pub(super) async fn check(shared: Arc<Shared>, job: Job, started: Instant) -> Step {
+pub(super) async fn check(shared: Arc<Shared>, mut job: Job, started: Instant) -> Step {
     let e = &shared.entries[job.entry];
+    if job.immutable && matches!(job.dst_tag, DstTag::Unknown) {
+        // An immutable tag of a destination that was not listed: whether the destination has
+        // it is all that needs asking.
+        job.dst_tag = match peek_or_resolve(job.destination.as_ref(), &job.tag, true).await {
+            Ok(d) => DstTag::Present(Some(Box::new(d))),
+            Err(error) if error.is_not_found() => DstTag::Absent,
+            Err(error) => return Step::Done(Box::new(failed_report(&job, &error, started))),
+        };
+    }
     if job.immutable && matches!(job.dst_tag, DstTag::Present(_)) {
         let mut report = image_report(&job, Outcome::Unchanged, started);
         report.reason = Some("immutable tag, present at the destination".into());

@@ -196,16 +196,9 @@ pub(super) async fn plan_repository(
 ) -> Result<Plan> {
     let e = &shared.entries[entry];
     let started = Instant::now();
-    let (src_tags, dst_tags) =
-        futures::join!(list_tags(source.as_ref()), list_tags(destination.as_ref()));
-    let src_tags = src_tags.map_err(|e| listing_error("the source's tags", e))?;
-    let dst_tags: Option<HashMap<String, Option<Descriptor>>> = match dst_tags {
-        Ok(tags) => Some(tags.into_iter().collect()),
-        // A repository or layout not created yet.
-        Err(e) if e.is_not_found() => Some(HashMap::new()),
-        Err(Error::NotSupported { .. }) => None,
-        Err(e) => return Err(listing_error("the destination's tags", e)),
-    };
+    let src_tags = list_tags(source.as_ref())
+        .await
+        .map_err(|e| listing_error("the source's tags", e))?;
     let mut plan = Plan {
         listed: true,
         ..Plan::default()
@@ -240,6 +233,10 @@ pub(super) async fn plan_repository(
         plan.reports.push(filtered(tag, *why));
     }
     let kept: HashSet<&String> = selection.kept.iter().collect();
+    // Immutable tags are decided from a listing without a request each.
+    let list = e.prune || selection.kept.iter().any(|t| e.immutable.matches(t));
+    let (dst_tags, first) =
+        destination_tags(destination.as_ref(), list, selection.kept.first()).await?;
     if e.prune {
         match &dst_tags {
             Some(tags) => {
@@ -276,12 +273,13 @@ pub(super) async fn plan_repository(
         }
     }
     for tag in selection.kept {
-        let dst_tag = match &dst_tags {
-            Some(tags) => match tags.get(&tag) {
+        let dst_tag = match (&dst_tags, &first) {
+            (Some(tags), _) => match tags.get(&tag) {
                 Some(d) => DstTag::Present(d.clone().map(Box::new)),
                 None => DstTag::Absent,
             },
-            None => DstTag::Unknown,
+            (None, Some((t, d))) if *t == tag => DstTag::Present(Some(Box::new(d.clone()))),
+            (None, _) => DstTag::Unknown,
         };
         plan.jobs.push(Job {
             entry,
@@ -304,6 +302,51 @@ pub(super) async fn plan_repository(
         "repository planned"
     );
     Ok(plan)
+}
+
+/// The tags of the destination repository, and how: listed (`Some`, with descriptors where the
+/// listing gives them) when the listing is free (a layout's index), when `list` (pruning needs
+/// the listing, or immutable tags are decided by it), or when the destination lacks `first`, the first selected tag (a new or partly mirrored
+/// repository: one listing instead of a request per tag). A destination that holds `first`
+/// is a mirror kept up to date: nothing is listed (`None`), `first`'s descriptor is returned,
+/// and every other tag is compared by a `HEAD` on both sides, as it would be after a listing.
+#[allow(clippy::type_complexity)]
+async fn destination_tags(
+    destination: &dyn WriteStore,
+    list: bool,
+    first: Option<&String>,
+) -> Result<(
+    Option<HashMap<String, Option<Descriptor>>>,
+    Option<(String, Descriptor)>,
+)> {
+    let listed = |tags: Result<Vec<(String, Option<Descriptor>)>>| match tags {
+        Ok(tags) => Ok(Some(tags.into_iter().collect())),
+        // A repository or layout not created yet.
+        Err(e) if e.is_not_found() => Ok(Some(HashMap::new())),
+        Err(Error::NotSupported { .. }) => Ok(None),
+        Err(e) => Err(listing_error("the destination's tags", e)),
+    };
+    let Some(lister) = destination.capabilities().list_tags else {
+        return Ok((None, None));
+    };
+    match lister.list_tags_resolved().await {
+        Ok(Some(resolved)) => {
+            let tags = resolved.into_iter().map(|(t, d)| (t, Some(d))).collect();
+            return Ok((Some(tags), None));
+        }
+        Ok(None) => {}
+        Err(e) if e.is_not_found() => return Ok((Some(HashMap::new()), None)),
+        Err(e) => return Err(listing_error("the destination's tags", e)),
+    }
+    let first = match first {
+        Some(tag) if !list => tag,
+        _ => return Ok((listed(list_tags(destination).await)?, None)),
+    };
+    match super::image::peek_or_resolve(destination, first, true).await {
+        Ok(d) => Ok((None, Some((first.clone(), d)))),
+        Err(e) if e.is_not_found() => Ok((listed(list_tags(destination).await)?, None)),
+        Err(e) => Err(listing_error("the destination's tags", e)),
+    }
 }
 
 pub(super) fn listing_error(what: &str, error: Error) -> Error {
