@@ -170,29 +170,15 @@ impl UploadSession {
         self.check_committed(descriptor, resp).await
     }
 
-    async fn put_chunked(&mut self, descriptor: &Descriptor, mut data: ByteStream) -> Result<()> {
+    /// Sends the blob in chunks (`PATCH`), the next chunk read from the source while the one
+    /// before is sent, so the upload is never paced by read-then-send turns; at most two
+    /// chunks are held (one being sent, one read ahead), whatever the blob's size.
+    async fn put_chunked(&mut self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
         let chunk_size = self.registry.settings.chunk_size.max(self.min_chunk).max(1) as usize;
+        let mut chunks = read_ahead(data, chunk_size);
         let mut offset = 0u64;
-        let mut buf = BytesMut::with_capacity(chunk_size.min(64 << 20));
-        let mut ended = false;
-        while !ended {
-            while buf.len() < chunk_size {
-                match data.next().await {
-                    Some(Ok(b)) => buf.extend_from_slice(&b),
-                    Some(Err(e)) => return Err(e),
-                    None => {
-                        ended = true;
-                        break;
-                    }
-                }
-            }
-            // Send whole chunks; the rest waits for more data or the end.
-            let take = if ended { buf.len() } else { chunk_size };
-            if take == 0 {
-                break;
-            }
-            let chunk = buf.split_to(take).freeze();
-            self.patch(&chunk, &mut offset).await?;
+        while let Some(chunk) = chunks.recv().await {
+            self.patch(&chunk?, &mut offset).await?;
         }
         let req = Req::new(Method::PUT, self.commit_url(descriptor));
         let resp = self.registry.send(req, &self.scopes(), Retry::No).await?;
@@ -294,6 +280,45 @@ impl UploadSession {
             tracing::debug!(store = %self.store, error = %e, "cancelling the upload session failed");
         }
     }
+}
+
+/// The chunks of `data`, each `chunk_size` bytes (the last one shorter), read by a task of
+/// their own one chunk ahead of the receiver. Dropping the receiver stops the reading.
+fn read_ahead(
+    mut data: ByteStream,
+    chunk_size: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(chunk_size.min(64 << 20));
+        loop {
+            let next = data.next().await;
+            let ended = match next {
+                Some(Ok(b)) => {
+                    buf.extend_from_slice(&b);
+                    false
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                None => true,
+            };
+            while buf.len() >= chunk_size || (ended && !buf.is_empty()) {
+                let take = buf.len().min(chunk_size);
+                if tx.send(Ok(buf.split_to(take).freeze())).await.is_err() {
+                    return;
+                }
+                if buf.capacity() < chunk_size {
+                    buf.reserve(chunk_size.min(64 << 20));
+                }
+            }
+            if ended {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// The byte count a `Range: 0-<last>` header says the registry holds.
