@@ -572,45 +572,39 @@ impl Floor {
                 None => break,
             }
         }
-        // Both tag lists of every repository at once (one page each: n=1000).
-        let tags = |host: String, repo: String| {
-            let json = &json;
-            async move {
-                let url = format!("{}://{host}/v2/{repo}/tags/list?n=1000", self.scheme);
-                let (status, _, body) = json(url).await?;
-                if status == StatusCode::NOT_FOUND {
-                    return Ok::<_, anyhow::Error>(BTreeSet::new());
-                }
-                let v: Value = serde_json::from_slice(&body)?;
-                Ok(v["tags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str().map(str::to_string))
-                    .collect())
-            }
-        };
-        let listed: Vec<(String, BTreeSet<String>, BTreeSet<String>)> =
-            futures::stream::iter(repos.iter().cloned())
-                .map(|r| {
-                    let tags = &tags;
-                    async move {
-                        let (s, d) = futures::try_join!(
-                            tags(src_host.to_string(), format!("{src_prefix}{r}")),
-                            tags(dst_host.to_string(), format!("{dst_prefix}{r}")),
-                        )?;
-                        Ok::<_, anyhow::Error>((r, s, d))
+        // The source's tag list of every repository (one page each: n=1000); the
+        // destination's is not listed: a HEAD of each tag there answers whether it is
+        // present and the same.
+        let listed: Vec<(String, BTreeSet<String>)> = futures::stream::iter(repos.iter().cloned())
+            .map(|r| {
+                let json = &json;
+                async move {
+                    let url = format!(
+                        "{}://{src_host}/v2/{src_prefix}{r}/tags/list?n=1000",
+                        self.scheme
+                    );
+                    let (status, _, body) = json(url).await?;
+                    if status == StatusCode::NOT_FOUND {
+                        return Ok::<_, anyhow::Error>((r, BTreeSet::new()));
                     }
-                })
-                .buffer_unordered(self.concurrency.max(1))
-                .try_collect()
-                .await?;
-        // A HEAD of every source tag and, where the destination lists it, of the
-        // destination's.
+                    let v: Value = serde_json::from_slice(&body)?;
+                    let tags = v["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect();
+                    Ok((r, tags))
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
+        // A HEAD of every source tag on both sides.
         let mut heads = Vec::new();
-        for (repo, src_tags, dst_tags) in &listed {
+        for (repo, src_tags) in &listed {
             for tag in src_tags {
-                heads.push((repo.clone(), tag.clone(), dst_tags.contains(tag)));
+                heads.push((repo.clone(), tag.clone(), true));
             }
         }
         let compared: Vec<(String, bool)> = futures::stream::iter(heads)

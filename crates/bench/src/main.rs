@@ -1,6 +1,6 @@
-//! `ferry-bench`: runs ferry, skopeo, the `oci-client` crate and a minimal streaming client on
-//! the same copies between real registries on loopback and OCI layouts, and writes
-//! `BENCHMARKS.md`.
+//! `ferry-bench`: runs ferry, its peers (crane, regctl, oras, skopeo), the `oci-client` crate
+//! and a minimal streaming client on the same copies between real registries on loopback and
+//! OCI layouts, and writes `BENCHMARKS.md`.
 
 mod floor;
 mod generate;
@@ -19,9 +19,10 @@ use clap::{Parser, Subcommand};
 
 use crate::floor::{Endpoint, Floor, FloorTls};
 use crate::runner::{Programs, Runner};
-use crate::scenario::Sizes;
+use crate::scenario::{Sizes, Tool};
 
-/// Benchmarks ferry against skopeo, oci-client and a minimal streaming client.
+/// Benchmarks ferry against crane, regctl, oras, skopeo, oci-client and a minimal streaming
+/// client.
 #[derive(Debug, Parser)]
 #[command(name = "ferry-bench", max_term_width = 100)]
 struct Cli {
@@ -50,6 +51,12 @@ struct Cli {
     /// Bytes of the big blob [default: 1 GiB, --quick: 32 MiB].
     #[arg(long, value_name = "BYTES")]
     big_size: Option<u64>,
+    /// Bytes of the huge blob [default: 4 GiB, --quick: 96 MiB].
+    #[arg(long, value_name = "BYTES")]
+    huge_size: Option<u64>,
+    /// Bytes of the blob pulled over capped connections [default: 256 MiB, --quick: 80 MiB].
+    #[arg(long, value_name = "BYTES")]
+    capped_size: Option<u64>,
     /// Blob pools of the scale scenarios [default: 250,500,1000].
     #[arg(long, value_name = "N", value_delimiter = ',')]
     scale_blobs: Vec<usize>,
@@ -59,6 +66,10 @@ struct Cli {
     /// The ferry binary [default: next to this one, else built with cargo].
     #[arg(long, env = "FERRY_BIN")]
     ferry: Option<PathBuf>,
+    /// The directory of the peers' binaries (crane, regctl, oras); a missing one is skipped
+    /// with a note [default: ../shared/peers/bin beside the workspace].
+    #[arg(long, value_name = "DIR")]
+    peers: Option<PathBuf>,
     /// Working directory for images, destinations and logs [default: a temporary directory].
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -174,6 +185,12 @@ fn main() -> Result<()> {
     if let Some(n) = cli.big_size {
         sizes.big_size = n;
     }
+    if let Some(n) = cli.huge_size {
+        sizes.huge_size = n;
+    }
+    if let Some(n) = cli.capped_size {
+        sizes.capped_size = n;
+    }
     if !cli.scale_blobs.is_empty() {
         sizes.scale_pools = cli.scale_blobs.clone();
     }
@@ -205,7 +222,7 @@ fn main() -> Result<()> {
         }
         chosen
     };
-    let programs = programs(cli.ferry.clone())?;
+    let programs = programs(cli.ferry.clone(), cli.peers.clone())?;
     let _temp;
     let work = match &cli.work_dir {
         Some(dir) => dir.clone(),
@@ -252,8 +269,14 @@ fn command_line() -> String {
     args.join(" ")
 }
 
-/// Finds the programs; builds ferry or oci-client-copy with cargo when they are missing.
-fn programs(ferry: Option<PathBuf>) -> Result<Programs> {
+/// The peers' directory beside the workspace.
+pub(crate) fn default_peers() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/bin")
+}
+
+/// Finds the programs; builds ferry or oci-client-copy with cargo when they are missing. A
+/// peer missing from `peers` is noted and left out.
+fn programs(ferry: Option<PathBuf>, peers: Option<PathBuf>) -> Result<Programs> {
     let bench = std::env::current_exe()?;
     let dir = bench.parent().map(Path::to_path_buf).unwrap_or_default();
     let ferry = match ferry {
@@ -270,11 +293,29 @@ fn programs(ferry: Option<PathBuf>) -> Result<Programs> {
     if !Path::new(ferry_test_support::registry::REGISTRY_BINARY).exists() {
         bail!("`docker-registry` is missing; install it with `apt-get install -y docker-registry`");
     }
+    let peers_dir = peers.unwrap_or_else(default_peers);
+    let mut peers = std::collections::BTreeMap::new();
+    for tool in Tool::PEERS {
+        let Some(name) = tool.peer_binary() else {
+            continue;
+        };
+        let path = peers_dir.join(name);
+        if path.is_file() {
+            peers.insert(tool, path);
+        } else {
+            eprintln!(
+                "note: `{name}` is not in `{}`; its columns are skipped (`--peers DIR`)",
+                peers_dir.display()
+            );
+        }
+    }
     Ok(Programs {
         ferry,
         skopeo,
         oci_client,
         bench,
+        peers,
+        peers_dir,
     })
 }
 
@@ -345,12 +386,19 @@ fn versions(p: &Programs) -> Vec<String> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
+    let peer = |tool: Tool, args: &[&str]| match p.peers.get(&tool) {
+        Some(path) => format!("{tool}: `{}`", first_line(path, args)),
+        None => format!("{tool}: not found in `{}`", p.peers_dir.display()),
+    };
     vec![
         format!(
             "ferry: `{}` (`{}`), workspace at `{commit}`",
             first_line(&p.ferry, &["--version"]),
             p.ferry.display()
         ),
+        peer(Tool::Crane, &["version"]),
+        peer(Tool::Regctl, &["version"]),
+        peer(Tool::Oras, &["version"]),
         format!("skopeo: `{}`", first_line(&p.skopeo, &["--version"])),
         format!(
             "docker-registry: `{}`",

@@ -4,7 +4,9 @@
 //! encrypted bytes through untouched (the registry's own server terminates TLS and negotiates
 //! HTTP/2), counts connections and bytes, and delays every byte towards the registry, so that
 //! requests, handshakes, new connections and flow-control windows cost round trips as they do
-//! against a far registry; the registry's access log counts the requests.
+//! against a far registry; the registry's access log counts the requests. Either proxy can cap
+//! the bytes each connection carries towards the client per second, as a CDN or a long path
+//! caps one stream.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -177,6 +179,17 @@ impl ProxiedRegistry {
     /// Starts a registry behind a new proxy: plain HTTP, or (with `ca`) HTTPS with a certificate
     /// `ca` issued; `delay` per request (plain) or per round trip (TLS).
     pub fn start(rt: &Handle, delay: Duration, ca: Option<&TestCa>) -> Result<Self> {
+        Self::start_capped(rt, delay, None, ca)
+    }
+
+    /// [`ProxiedRegistry::start`], each connection carrying at most `cap` bytes per second
+    /// towards the client.
+    pub fn start_capped(
+        rt: &Handle,
+        delay: Duration,
+        cap: Option<u64>,
+        ca: Option<&TestCa>,
+    ) -> Result<Self> {
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let scheme = if ca.is_some() { "https" } else { "http" };
@@ -190,11 +203,11 @@ impl ProxiedRegistry {
         let upstream = registry.addr().to_string();
         let proxy = if ca.is_some() {
             let stats = Arc::new(TcpStats::default());
-            let task = rt.spawn(serve_tcp(listener, upstream, delay, stats.clone()));
+            let task = rt.spawn(serve_tcp(listener, upstream, delay, cap, stats.clone()));
             Front::Tcp(TcpProxy { addr, stats, task })
         } else {
             let log = Arc::new(Log::default());
-            let task = rt.spawn(serve(listener, upstream, delay, log.clone()));
+            let task = rt.spawn(serve(listener, upstream, delay, cap, log.clone()));
             Front::Http(Proxy { addr, log, task })
         };
         Ok(Self { proxy, registry })
@@ -207,8 +220,15 @@ impl ProxiedRegistry {
 }
 
 /// Passes connections to `upstream` through, each byte towards it `delay` late; the first
-/// bytes of a connection one more `delay` late, as its TCP handshake would have cost.
-async fn serve_tcp(listener: TcpListener, upstream: String, delay: Duration, stats: Arc<TcpStats>) {
+/// bytes of a connection one more `delay` late, as its TCP handshake would have cost; each
+/// connection's bytes towards the client at most `cap` per second.
+async fn serve_tcp(
+    listener: TcpListener,
+    upstream: String,
+    delay: Duration,
+    cap: Option<u64>,
+    stats: Arc<TcpStats>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             continue;
@@ -229,21 +249,23 @@ async fn serve_tcp(listener: TcpListener, upstream: String, delay: Duration, sta
                 server_write,
                 delay,
                 opened + delay,
+                None,
                 Some(stats),
             );
-            let down = relay(server_read, client_write, Duration::ZERO, opened, None);
+            let down = relay(server_read, client_write, Duration::ZERO, opened, cap, None);
             let _ = tokio::join!(up, down);
         });
     }
 }
 
 /// Copies `from` to `to`, each chunk `delay` after it was read and none before `not_before`,
-/// counting the bytes in `stats.sent`.
+/// at most `cap` bytes per second, counting the bytes in `stats.sent`.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     delay: Duration,
     not_before: tokio::time::Instant,
+    cap: Option<u64>,
     stats: Option<Arc<TcpStats>>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -267,12 +289,19 @@ async fn relay(
         }
     };
     let writer = async move {
+        let mut pace = Pace::new(cap);
         while let Some((due, chunk)) = rx.recv().await {
             if due > tokio::time::Instant::now() {
                 tokio::time::sleep_until(due).await;
             }
-            if to.write_all(&chunk).await.is_err() {
-                return;
+            for piece in chunk.chunks(PACE_STEP) {
+                if let Some(at) = pace.due() {
+                    tokio::time::sleep_until(at).await;
+                }
+                if to.write_all(piece).await.is_err() {
+                    return;
+                }
+                pace.sent(piece.len());
             }
         }
         let _ = to.shutdown().await;
@@ -280,7 +309,13 @@ async fn relay(
     tokio::join!(reader, writer);
 }
 
-async fn serve(listener: TcpListener, upstream: String, delay: Duration, log: Arc<Log>) {
+async fn serve(
+    listener: TcpListener,
+    upstream: String,
+    delay: Duration,
+    cap: Option<u64>,
+    log: Arc<Log>,
+) {
     let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build_http();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -294,7 +329,7 @@ async fn serve(listener: TcpListener, upstream: String, delay: Duration, log: Ar
                 forward(req, client.clone(), upstream.clone(), delay, log.clone())
             });
             let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(Capped::new(stream, cap)), service)
                 .await;
         });
     }
@@ -374,4 +409,110 @@ fn status_only(status: StatusCode) -> Response<Body> {
     );
     *response.status_mut() = status;
     response
+}
+
+/// The most bytes written at once to a capped connection.
+const PACE_STEP: usize = 16 << 10;
+
+/// When the next bytes may be written to keep a connection under its cap.
+#[derive(Debug)]
+struct Pace {
+    /// Bytes per second, `None` for no cap.
+    cap: Option<u64>,
+    /// When what was written so far is paid for.
+    next: tokio::time::Instant,
+}
+
+impl Pace {
+    fn new(cap: Option<u64>) -> Self {
+        Self {
+            cap,
+            next: tokio::time::Instant::now(),
+        }
+    }
+
+    /// When the next write may start, if that is later than now.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.cap?;
+        (self.next > tokio::time::Instant::now()).then_some(self.next)
+    }
+
+    /// Counts `n` bytes written.
+    fn sent(&mut self, n: usize) {
+        if let Some(cap) = self.cap {
+            let now = tokio::time::Instant::now();
+            self.next = self.next.max(now) + Duration::from_secs_f64(n as f64 / cap as f64);
+        }
+    }
+}
+
+/// A client connection whose writes (the answers towards the client) carry at most `cap`
+/// bytes per second.
+struct Capped {
+    inner: tokio::net::TcpStream,
+    pace: Pace,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Capped {
+    fn new(inner: tokio::net::TcpStream, cap: Option<u64>) -> Self {
+        Self {
+            inner,
+            pace: Pace::new(cap),
+            sleep: None,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Capped {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::future::Future as _;
+        loop {
+            if let Some(sleep) = self.sleep.as_mut() {
+                std::task::ready!(sleep.as_mut().poll(cx));
+                self.sleep = None;
+            }
+            match self.pace.due() {
+                Some(at) => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                None => break,
+            }
+        }
+        let step = buf.len().min(if self.pace.cap.is_some() {
+            PACE_STEP
+        } else {
+            buf.len()
+        });
+        let written =
+            std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..step]))?;
+        self.pace.sent(written);
+        std::task::Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -65,6 +65,38 @@ fn summary_of(sr: &ScenarioRuns, tool: Tool) -> Option<Summary> {
     sr.runs.iter().find(|r| r.tool == tool).and_then(summarize)
 }
 
+/// The peer with the least median wall time in `sr`, and its summary.
+pub fn fastest_peer(sr: &ScenarioRuns) -> Option<(Tool, Summary)> {
+    sr.runs
+        .iter()
+        .filter(|r| r.tool.is_peer())
+        .filter_map(|r| summarize(r).map(|s| (r.tool, s)))
+        .min_by_key(|(_, s)| s.wall)
+}
+
+/// Per repetition, the fastest peer's wall ÷ ferry's in that repetition (the repetitions in
+/// which ferry and at least one peer ran).
+fn ratios_per_run(sr: &ScenarioRuns) -> Vec<(usize, f64)> {
+    let Some(ferry) = sr.runs.iter().find(|r| r.tool == Tool::Ferry) else {
+        return Vec::new();
+    };
+    ferry
+        .samples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let best = sr
+                .runs
+                .iter()
+                .filter(|r| r.tool.is_peer())
+                .filter_map(|r| r.samples.get(i))
+                .map(|s| s.usage.wall)
+                .min()?;
+            Some((i + 1, ratio(best, f.usage.wall)))
+        })
+        .collect()
+}
+
 /// One target of one scenario, checked.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -87,12 +119,36 @@ pub fn checks(sr: &ScenarioRuns) -> Vec<Check> {
     let ferry = summary_of(sr, Tool::Ferry);
     let skopeo = summary_of(sr, Tool::Skopeo);
     let floor = summary_of(sr, Tool::Floor);
+    let peer = fastest_peer(sr);
     sr.scenario
         .targets
         .iter()
         .map(|target| {
             let (measured, met) = match (*target, ferry.clone(), skopeo.clone(), floor.clone()) {
-                (Target::WallRatio(min), Some(f), Some(s), _) => {
+                (Target::PeerWallRatio(min), Some(f), _, _) if peer.is_some() => {
+                    let (tool, p) = peer.clone().expect("a peer");
+                    let r = ratio(p.wall, f.wall);
+                    (format!("{r:.2}× ({tool})"), Some(r >= min))
+                }
+                (Target::PeerWallRatioEveryRun(min), Some(_), _, _) if peer.is_some() => {
+                    let per_run = ratios_per_run(sr);
+                    let worst = per_run.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+                    match worst {
+                        Some((rep, r)) => {
+                            let all: Vec<String> =
+                                per_run.iter().map(|(_, r)| format!("{r:.2}")).collect();
+                            (
+                                format!(
+                                    "lowest {r:.2}× (repetition {rep}; all: {})",
+                                    all.join(", ")
+                                ),
+                                Some(r >= min),
+                            )
+                        }
+                        None => ("not measured (no repetition with a peer)".into(), None),
+                    }
+                }
+                (Target::SkopeoWallRatio(min), Some(f), Some(s), _) => {
                     let r = ratio(s.wall, f.wall);
                     (format!("{r:.2}×"), Some(r >= min))
                 }
@@ -203,16 +259,16 @@ pub fn rows(sr: &ScenarioRuns) -> String {
                 );
             }
             None => {
-                let why = runs
-                    .error
-                    .as_deref()
-                    .unwrap_or("no run")
-                    .replace('|', "/")
-                    .replace('\n', " ");
+                let (what, why) = match (&runs.skipped, &runs.error) {
+                    (Some(why), _) => ("skipped", why.as_str()),
+                    (None, Some(why)) => ("failed", why.as_str()),
+                    (None, None) => ("failed", "no run"),
+                };
+                let why = why.replace('|', "/").replace('\n', " ");
                 let why: String = why.chars().take(240).collect();
                 let _ = writeln!(
                     out,
-                    "| {name} | {} | {} | failed: {why} | | | | | | | | |",
+                    "| {name} | {} | {} | {what}: {why} | | | | | | | | |",
                     sr.scenario.network, runs.tool
                 );
             }
@@ -257,16 +313,57 @@ pub fn write(path: &std::path::Path, report: &str) -> std::io::Result<()> {
     std::fs::write(path, new)
 }
 
+/// The headline table: per scenario, ferry's median wall beside the fastest peer's and the
+/// floor's.
+pub fn headline(results: &[ScenarioRuns]) -> String {
+    let mut o = String::from(
+        "| scenario | transport | ferry | fastest peer | **fastest peer ÷ ferry** | floor | ferry ÷ floor |\n|---|---|---:|---|---:|---:|---:|\n",
+    );
+    for sr in results {
+        let Some(f) = summary_of(sr, Tool::Ferry) else {
+            continue;
+        };
+        let (peer, ratio_text) = match fastest_peer(sr) {
+            Some((tool, p)) => (
+                format!("{tool} {}", secs(p.wall)),
+                format!("**{:.2}×**", ratio(p.wall, f.wall)),
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        let (floor, over) = match summary_of(sr, Tool::Floor) {
+            Some(fl) => (secs(fl.wall), format!("{:.2}", ratio(f.wall, fl.wall))),
+            None => ("–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {peer} | {ratio_text} | {floor} | {over} |",
+            sr.scenario.name,
+            transport(sr, &f),
+            secs(f.wall)
+        );
+    }
+    o
+}
+
 /// The whole Markdown report.
 pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Benchmarks\n");
     let _ = writeln!(
         o,
-        "ferry against skopeo (and, where they stream, the `oci-client` crate and a minimal \
-         client, the floor) on the same work. Generated by `ferry-bench`; run it again with:\n"
+        "ferry against its peers, crane, regctl, oras and skopeo (and, where they stream, the \
+         `oci-client` crate and a minimal client, the floor) on the same work. Generated by \
+         `ferry-bench`; run it again with:\n"
     );
     let _ = writeln!(o, "```console\n$ {}\n```\n", meta.command);
+    let _ = writeln!(o, "## Headline: the fastest peer ÷ ferry\n");
+    let _ = writeln!(
+        o,
+        "Median wall times; above 1× ferry is faster than every peer. The floor is the least a \
+         copy over HTTP costs here (below).\n"
+    );
+    o.push_str(&headline(results));
+    let _ = writeln!(o);
     let _ = writeln!(o, "## Targets\n");
     let _ = writeln!(
         o,
@@ -289,10 +386,10 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
     let _ = writeln!(o, "\n## Results\n");
     let _ = writeln!(
         o,
-        "Median of {} runs per tool ({} for the 1 GiB blob and the scale indexes, which take \
-         seconds per run), tools alternating, each run into a fresh destination. `wall ÷ \
-         ferry` and `CPU ÷ ferry` in skopeo's row are the ratios skopeo/ferry of the \
-         targets.\n",
+        "Median of {} runs per tool ({} for the big blobs and the scale indexes, which take \
+         seconds per run; at most 3 for the 4 GiB blob), tools alternating, each run into a \
+         fresh destination. `wall ÷ ferry` and `CPU ÷ ferry` are each tool's ratios to \
+         ferry.\n",
         meta.reps * 2 + 1,
         meta.reps
     );
@@ -415,6 +512,24 @@ const METHOD: &str = r#"
   `ferry --trust-source-storage` links a source layout's blobs without hashing them: shown
   beside layout → layout, where hashing the source files is most of ferry's time, to measure
   that share in the same run; the target is ferry's, which verifies.
+- The peers, run as their documentation runs them, with their defaults (concurrency
+  included), each with a fresh `HOME` so no configuration of the machine's is read; over TLS
+  they trust the harness's CA through `SSL_CERT_FILE` (Go's way on Linux), none skips
+  verification:
+  - crane: `crane copy SRC DST` between registries, `crane pull --format oci SRC DIR` into a
+    layout, `crane push DIR DST` from one, `--insecure` over plain HTTP; it copies no layout →
+    layout, so its row there says skipped.
+  - regctl: `regctl image copy SRC DST` (layouts as `ocidir://DIR:TAG`), with `--host
+    reg=HOST,tls=disabled` over plain HTTP (`tls=enabled` over TLS).
+  - oras: `oras cp SRC DST` with `--from-plain-http`/`--to-plain-http` over plain HTTP and
+    `--from-oci-layout`/`--to-oci-layout DIR:TAG` for layouts.
+  A peer whose binary is missing from the peers' directory (`--peers DIR`) is skipped with a
+  note.
+- Capped links (`capped-*`): the source registry is 20 ms per request away and its proxy
+  writes at most 16 MB/s into each connection towards the tool (a token bucket in 16 KiB
+  steps), as a CDN or a long path caps one stream; the destination (a registry, or a layout)
+  is on loopback, uncapped. A tool that pulls a blob through one connection cannot go faster
+  than its size ÷ 16 MB/s, printed in the scenario's description.
 - skopeo: `skopeo --insecure-policy copy -q --all --preserve-digests
   --dest-oci-accept-uncompressed-layers` with `--src-tls-verify=false --dest-tls-verify=false`
   over plain HTTP, so it neither compresses layers nor rewrites manifests.

@@ -29,6 +29,10 @@ pub struct Programs {
     pub oci_client: PathBuf,
     /// This harness (for `ferry-bench floor`).
     pub bench: PathBuf,
+    /// The peers found (crane, regctl, oras), by tool.
+    pub peers: BTreeMap<Tool, PathBuf>,
+    /// Where the peers were looked for.
+    pub peers_dir: PathBuf,
 }
 
 /// What one run cost and what the registries saw.
@@ -61,6 +65,8 @@ pub struct ToolRuns {
     pub samples: Vec<Sample>,
     /// Why a run failed, when one did (the tool's later runs are skipped).
     pub error: Option<String>,
+    /// Why the tool did not run at all (its binary is missing, or it cannot do the work).
+    pub skipped: Option<String>,
 }
 
 /// Everything measured in one scenario.
@@ -136,11 +142,26 @@ impl Runner {
     /// 0.6 s) would otherwise drown in this machine's run-to-run spread of ±15%; the 1 GiB
     /// blob and the scale indexes, which take seconds per run, keep `reps`.
     pub fn reps_of(&self, scenario: &Scenario) -> usize {
-        if matches!(scenario.kind, Kind::BigBlob | Kind::Scale { .. }) {
-            self.reps
-        } else {
-            self.reps * 2 + 1
+        match scenario.kind {
+            // A 4 GiB copy takes half a minute per run and tool.
+            Kind::BigBlob { size } if size >= 2 << 30 => self.reps.min(3),
+            kind if kind.is_long() => self.reps,
+            _ => self.reps * 2 + 1,
         }
+    }
+
+    /// Why `tool` does not run in `scenario`, when it does not.
+    fn skip_reason(&self, scenario: &Scenario, tool: Tool) -> Option<String> {
+        if let Some(why) = tool.cannot(scenario.kind) {
+            return Some(why.to_string());
+        }
+        let binary = tool.peer_binary()?;
+        (!self.programs.peers.contains_key(&tool)).then(|| {
+            format!(
+                "`{binary}` is not in `{}` (`--peers DIR`)",
+                self.programs.peers_dir.display()
+            )
+        })
     }
 
     /// A runner working in `work` (created), `reps` repetitions per tool.
@@ -197,7 +218,7 @@ impl Runner {
     fn seed(&mut self, kind: Kind) -> Result<(PathBuf, Generated)> {
         let s = &self.sizes;
         let key = match kind {
-            Kind::BigBlob => format!("big-{}", s.big_size),
+            Kind::BigBlob { size } | Kind::BigBlobToLayout { size } => format!("big-{size}"),
             Kind::Scale { pool } => {
                 format!("scale-{}-{pool}-{}", s.scale_manifests, s.scale_blob_size)
             }
@@ -209,7 +230,9 @@ impl Runner {
         let dir = self.work.join("seeds").join(&key);
         eprintln!("generating {key} in {}", dir.display());
         let generated = match kind {
-            Kind::BigBlob => generate::image(&dir, TAG, 1, s.big_size, 7)?,
+            Kind::BigBlob { size } | Kind::BigBlobToLayout { size } => {
+                generate::image(&dir, TAG, 1, size, 7)?
+            }
             Kind::Scale { pool } => generate::shared_index(
                 &dir,
                 TAG,
@@ -225,9 +248,10 @@ impl Runner {
     }
 
     fn start_registry(&self, network: Network) -> Result<ProxiedRegistry> {
-        ProxiedRegistry::start(
+        ProxiedRegistry::start_capped(
             self.rt.handle(),
             Duration::from_millis(network.delay_ms),
+            network.cap,
             network.tls.then_some(&self.trust.ca),
         )
     }
@@ -242,7 +266,7 @@ impl Runner {
             tag: TAG.into(),
         };
         let source = match scenario.kind {
-            Kind::LayoutToRegistry | Kind::LayoutToLayout => Source::Layout(layout_source),
+            kind if kind.reads_layout() => Source::Layout(layout_source),
             _ => {
                 let registry = self.start_registry(scenario.network)?;
                 let endpoint = Endpoint::Registry {
@@ -263,18 +287,26 @@ impl Runner {
             .tools
             .iter()
             .map(|&tool| {
+                let skipped = self.skip_reason(scenario, tool);
+                if let Some(why) = &skipped {
+                    println!("  {tool}: skipped: {why}");
+                }
                 (
                     tool,
                     ToolRuns {
                         tool,
                         samples: Vec::new(),
                         error: None,
+                        skipped,
                     },
                 )
             })
             .collect();
         if let Kind::Promotion { warm: true } = scenario.kind {
             for &tool in &scenario.tools {
+                if runs[&tool].skipped.is_some() {
+                    continue;
+                }
                 let dst = self.destination(scenario, &source, tool, "warm")?;
                 let cache = caches.join(tool.to_string());
                 let label = format!("{}-{tool}-prime", scenario.name);
@@ -295,7 +327,7 @@ impl Runner {
             let n = scenario.tools.len();
             for i in 0..n {
                 let tool = scenario.tools[(i + rep) % n];
-                if runs[&tool].error.is_some() {
+                if runs[&tool].error.is_some() || runs[&tool].skipped.is_some() {
                     continue;
                 }
                 let warm = matches!(scenario.kind, Kind::Promotion { warm: true });
@@ -491,17 +523,15 @@ impl Runner {
                     tag: TAG.into(),
                 })
             }
-            Kind::RegistryToLayout | Kind::LayoutToLayout => {
-                Destination::Layout(Endpoint::Layout {
-                    dir: self
-                        .work
-                        .join("destinations")
-                        .join(format!("{}-{tool}-{run}-{n}", scenario.name)),
-                    tag: TAG.into(),
-                })
-            }
+            kind if kind.writes_layout() => Destination::Layout(Endpoint::Layout {
+                dir: self
+                    .work
+                    .join("destinations")
+                    .join(format!("{}-{tool}-{run}-{n}", scenario.name)),
+                tag: TAG.into(),
+            }),
             _ => {
-                let registry = self.start_registry(scenario.network)?;
+                let registry = self.start_registry(scenario.network.destination())?;
                 let endpoint = Endpoint::Registry {
                     host: registry.addr(),
                     repo: "dst/app".into(),
@@ -576,6 +606,9 @@ impl Runner {
                 args.push(skopeo_ref(dst));
                 skopeo_with_cache(&p.skopeo, cache, &args)
             }
+            Tool::Crane | Tool::Regctl | Tool::Oras => {
+                self.peer_command(tool, network, src, dst, cache)?
+            }
             Tool::OciClient => {
                 let mut c = Command::new(&p.oci_client);
                 if network.tls {
@@ -595,6 +628,86 @@ impl Runner {
         })
     }
 
+    /// The command line of a Go peer (crane, regctl, oras) copying `src` to `dst`, as its
+    /// documentation runs it: over plain HTTP with its plain-HTTP flags, over TLS trusting the
+    /// harness's CA through `SSL_CERT_FILE` (Go reads it on Linux), its `HOME` in `cache` so no
+    /// configuration or credentials of the machine's are read.
+    fn peer_command(
+        &self,
+        tool: Tool,
+        network: Network,
+        src: &Endpoint,
+        dst: &Endpoint,
+        cache: &Path,
+    ) -> Result<Command> {
+        let binary = self
+            .programs
+            .peers
+            .get(&tool)
+            .with_context(|| format!("`{tool}` is missing"))?;
+        let mut c = Command::new(binary);
+        c.env("HOME", cache);
+        for key in ["DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR"] {
+            c.env_remove(key);
+        }
+        if network.tls {
+            c.env("SSL_CERT_FILE", &self.trust.ca_file);
+        }
+        let plain = !network.tls;
+        let registry = |e: &Endpoint| matches!(e, Endpoint::Registry { .. });
+        match tool {
+            Tool::Crane => {
+                let (registry_src, registry_dst) = (registry(src), registry(dst));
+                match (src, dst) {
+                    (Endpoint::Registry { .. }, Endpoint::Layout { dir, .. }) => {
+                        c.args(["pull", "--format", "oci", &src.to_string()])
+                            .arg(dir);
+                    }
+                    (Endpoint::Layout { dir, .. }, Endpoint::Registry { .. }) => {
+                        c.arg("push").arg(dir).arg(dst.to_string());
+                    }
+                    _ if registry_src && registry_dst => {
+                        c.args(["copy", &src.to_string(), &dst.to_string()]);
+                    }
+                    _ => bail!("crane copies no layout → layout"),
+                }
+                if plain {
+                    c.arg("--insecure");
+                }
+            }
+            Tool::Regctl => {
+                let name = |e: &Endpoint| match e {
+                    Endpoint::Registry { .. } => e.to_string(),
+                    Endpoint::Layout { dir, tag } => format!("ocidir://{}:{tag}", dir.display()),
+                };
+                for e in [src, dst] {
+                    if let Endpoint::Registry { host, .. } = e {
+                        let tls = if plain { "disabled" } else { "enabled" };
+                        c.arg("--host").arg(format!("reg={host},tls={tls}"));
+                    }
+                }
+                c.args(["image", "copy", &name(src), &name(dst)]);
+            }
+            Tool::Oras => {
+                let name = |e: &Endpoint| match e {
+                    Endpoint::Registry { .. } => e.to_string(),
+                    Endpoint::Layout { dir, tag } => format!("{}:{tag}", dir.display()),
+                };
+                c.arg("cp");
+                for (side, e) in [("from", src), ("to", dst)] {
+                    if !registry(e) {
+                        c.arg(format!("--{side}-oci-layout"));
+                    } else if plain {
+                        c.arg(format!("--{side}-plain-http"));
+                    }
+                }
+                c.args([name(src), name(dst)]);
+            }
+            _ => bail!("`{tool}` is not a Go peer"),
+        }
+        Ok(c)
+    }
+
     /// Checks that the destination holds the source's root under the tag.
     fn check_destination(
         &self,
@@ -612,11 +725,20 @@ impl Runner {
             Destination::Layout(Endpoint::Layout { dir, tag }) => {
                 let index: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(dir.join("index.json"))?)?;
-                index["manifests"]
+                let entries: Vec<&serde_json::Value> = index["manifests"]
                     .as_array()
                     .into_iter()
                     .flatten()
+                    .collect();
+                // The entry the tag names; crane's `pull --format oci` names none, so its one
+                // entry.
+                entries
+                    .iter()
                     .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str())
+                    .or(match entries.as_slice() {
+                        [only] => Some(only),
+                        _ => None,
+                    })
                     .and_then(|m| m["digest"].as_str())
                     .unwrap_or_default()
                     .to_string()

@@ -12,6 +12,12 @@ pub enum Tool {
     /// `ferry cp --trust-source-storage`: ferry links a source layout's blobs without hashing
     /// them, to show what the verification of a layout → layout copy costs.
     FerryTrusting,
+    /// `crane copy`, `crane pull --format oci`, `crane push` (go-containerregistry).
+    Crane,
+    /// `regctl image copy` (regclient).
+    Regctl,
+    /// `oras cp`.
+    Oras,
     /// `skopeo copy`.
     Skopeo,
     /// The `oci-client` crate through `oci-client-copy`.
@@ -20,12 +26,45 @@ pub enum Tool {
     Floor,
 }
 
+impl Tool {
+    /// The tools users choose between: the headline compares ferry with the fastest of them.
+    pub const PEERS: [Tool; 4] = [Tool::Crane, Tool::Regctl, Tool::Oras, Tool::Skopeo];
+
+    /// Whether this is one of [`Tool::PEERS`].
+    pub fn is_peer(self) -> bool {
+        Self::PEERS.contains(&self)
+    }
+
+    /// The binary's name in the peers' directory, for the tools found there.
+    pub fn peer_binary(self) -> Option<&'static str> {
+        match self {
+            Self::Crane => Some("crane"),
+            Self::Regctl => Some("regctl"),
+            Self::Oras => Some("oras"),
+            _ => None,
+        }
+    }
+
+    /// Why this tool cannot do `kind`'s work, when it cannot.
+    pub fn cannot(self, kind: Kind) -> Option<&'static str> {
+        match (self, kind) {
+            (Self::Crane, Kind::LayoutToLayout) => {
+                Some("crane copies between registries and from or to a layout, not layout → layout")
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Tool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Ferry => "ferry",
             Self::FerryVerifying => "ferry --verify-uploads",
             Self::FerryTrusting => "ferry --trust-source-storage",
+            Self::Crane => "crane",
+            Self::Regctl => "regctl",
+            Self::Oras => "oras",
             Self::Skopeo => "skopeo",
             Self::OciClient => "oci-client",
             Self::Floor => "floor",
@@ -49,8 +88,16 @@ pub enum Kind {
     RegistryToLayout,
     /// Layout → a fresh layout on the same filesystem.
     LayoutToLayout,
-    /// Registry → a fresh registry, one big layer.
-    BigBlob,
+    /// Registry → a fresh registry, one big layer of this many bytes.
+    BigBlob {
+        /// The layer's bytes.
+        size: u64,
+    },
+    /// Registry → a fresh layout, one big layer of this many bytes.
+    BigBlobToLayout {
+        /// The layer's bytes.
+        size: u64,
+    },
     /// Registry → a fresh registry, an index of many images sharing a pool of blobs.
     Scale {
         /// Blobs in the shared pool.
@@ -62,6 +109,27 @@ impl Kind {
     /// Whether a registry is involved (and so a proxy, and distant mode applies).
     pub fn uses_registry(self) -> bool {
         !matches!(self, Self::LayoutToLayout)
+    }
+
+    /// Whether one run takes seconds (a big blob, a scale index), so fewer runs are made.
+    pub fn is_long(self) -> bool {
+        matches!(
+            self,
+            Self::BigBlob { .. } | Self::BigBlobToLayout { .. } | Self::Scale { .. }
+        )
+    }
+
+    /// Whether the destination is a layout.
+    pub fn writes_layout(self) -> bool {
+        matches!(
+            self,
+            Self::RegistryToLayout | Self::LayoutToLayout | Self::BigBlobToLayout { .. }
+        )
+    }
+
+    /// Whether the source is a layout.
+    pub fn reads_layout(self) -> bool {
+        matches!(self, Self::LayoutToRegistry | Self::LayoutToLayout)
     }
 }
 
@@ -77,6 +145,10 @@ pub struct Network {
     /// (so each request, each TLS handshake and each new connection costs a round trip, and
     /// flow-control windows count as they do far away).
     pub delay_ms: u64,
+    /// Bytes per second each connection may carry from the source registry to the tool, as a
+    /// CDN or a long path caps one stream; `None`: as fast as loopback goes. Only the source
+    /// is capped: the destination is a registry on loopback.
+    pub cap: Option<u64>,
 }
 
 impl Network {
@@ -84,22 +156,47 @@ impl Network {
     pub const PLAIN: Self = Self {
         tls: false,
         delay_ms: 0,
+        cap: None,
     };
     /// Plain HTTP, 10 ms per request.
     pub const DISTANT: Self = Self {
         tls: false,
         delay_ms: 10,
+        cap: None,
+    };
+    /// Plain HTTP from a source 20 ms per request away whose every connection carries at most
+    /// 16 MB/s.
+    pub const CAPPED: Self = Self {
+        tls: false,
+        delay_ms: 20,
+        cap: Some(16_000_000),
     };
     /// HTTPS on loopback.
     pub const TLS: Self = Self {
         tls: true,
         delay_ms: 0,
+        cap: None,
     };
     /// HTTPS, 50 ms per round trip.
     pub const TLS_FAR: Self = Self {
         tls: true,
         delay_ms: 50,
+        cap: None,
     };
+
+    /// How a run's destination registry is reached: the same, except that a capped source's
+    /// destination is on loopback.
+    pub fn destination(self) -> Self {
+        if self.cap.is_some() {
+            Self {
+                delay_ms: 0,
+                cap: None,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
 }
 
 impl fmt::Display for Network {
@@ -108,6 +205,9 @@ impl fmt::Display for Network {
         if self.delay_ms > 0 {
             write!(f, ", {} ms", self.delay_ms)?;
         }
+        if let Some(cap) = self.cap {
+            write!(f, ", {} MB/s per connection", cap / 1_000_000)?;
+        }
         Ok(())
     }
 }
@@ -115,8 +215,13 @@ impl fmt::Display for Network {
 /// A goal for ferry in one scenario.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
+    /// The fastest peer's median wall time ÷ ferry's ≥ this (the peers: crane, regctl, oras,
+    /// skopeo).
+    PeerWallRatio(f64),
+    /// In every repetition, the fastest peer's wall time in that repetition ÷ ferry's ≥ this.
+    PeerWallRatioEveryRun(f64),
     /// skopeo's median wall time / ferry's ≥ this.
-    WallRatio(f64),
+    SkopeoWallRatio(f64),
     /// skopeo's median CPU time / ferry's ≥ this.
     CpuRatio(f64),
     /// ferry's requests ≤ N + this, N the image's blobs (config and layers), as the
@@ -135,7 +240,11 @@ pub enum Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::WallRatio(r) => write!(f, "wall skopeo/ferry ≥ {r}×"),
+            Self::PeerWallRatio(r) => write!(f, "wall fastest peer/ferry ≥ {r}×"),
+            Self::PeerWallRatioEveryRun(r) => {
+                write!(f, "wall fastest peer/ferry ≥ {r}× in every repetition")
+            }
+            Self::SkopeoWallRatio(r) => write!(f, "wall skopeo/ferry ≥ {r}×"),
             Self::CpuRatio(r) => write!(f, "CPU skopeo/ferry ≥ {r}×"),
             Self::RequestsAtMostBlobsPlus(n) => {
                 write!(f, "ferry requests ≤ N + {n} (N blobs: config and layers)")
@@ -159,6 +268,10 @@ pub struct Sizes {
     pub layer_size: u64,
     /// Bytes of the big blob.
     pub big_size: u64,
+    /// Bytes of the huge blob (peak memory at any size).
+    pub huge_size: u64,
+    /// Bytes of the blob pulled over capped connections.
+    pub capped_size: u64,
     /// Images in the scale index.
     pub scale_manifests: usize,
     /// Pool sizes of the scale runs.
@@ -168,12 +281,15 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The issue's sizes: 8 × 16 MiB, 1 GiB, 200 images over 250/500/1,000 blobs.
+    /// The full sizes: 8 × 16 MiB, 1 GiB, 4 GiB, 256 MiB over capped connections, 200 images
+    /// over 250/500/1,000 blobs.
     pub fn full() -> Self {
         Self {
             layers: 8,
             layer_size: 16 << 20,
             big_size: 1 << 30,
+            huge_size: 4 << 30,
+            capped_size: 256 << 20,
             scale_manifests: 200,
             scale_pools: vec![250, 500, 1000],
             scale_blob_size: 16 << 10,
@@ -195,6 +311,8 @@ impl Sizes {
             layers: 4,
             layer_size: 256 << 10,
             big_size: 32 << 20,
+            huge_size: 96 << 20,
+            capped_size: 80 << 20,
             scale_manifests: 10,
             scale_pools: vec![20, 40],
             scale_blob_size: 1 << 10,
@@ -242,22 +360,39 @@ impl Scenario {
             Kind::LayoutToRegistry => format!("layout → fresh registry, {image}"),
             Kind::RegistryToLayout => format!("registry → fresh layout, {image}"),
             Kind::LayoutToLayout => format!("layout → fresh layout, one filesystem, {image}"),
-            Kind::BigBlob => format!(
-                "registry → fresh registry, one {} layer",
-                human(sizes.big_size)
-            ),
+            Kind::BigBlob { size } => {
+                format!("registry → fresh registry, one {} layer", human(size))
+            }
+            Kind::BigBlobToLayout { size } => {
+                format!("registry → fresh layout, one {} layer", human(size))
+            }
             Kind::Scale { pool } => format!(
                 "index of {} images sharing {pool} blobs of {}, registry → fresh registry",
                 sizes.scale_manifests,
                 human(sizes.scale_blob_size)
             ),
         };
-        match (self.network.tls, self.network.delay_ms) {
-            (false, 0) => what,
-            (false, ms) => format!("{what}, {ms} ms per request"),
-            (true, 0) => format!("{what}, over TLS"),
-            (true, ms) => format!("{what}, over TLS, {ms} ms per round trip"),
+        let n = self.network;
+        match (n.tls, n.delay_ms, n.cap) {
+            (false, 0, _) => what,
+            (false, ms, Some(cap)) => format!(
+                "{what}, the source {ms} ms per request away and each of its connections capped \
+                 at {} MB/s (one stream: {:.1} s at least)",
+                cap / 1_000_000,
+                blob_bytes(self.kind, sizes) as f64 / cap as f64
+            ),
+            (false, ms, None) => format!("{what}, {ms} ms per request"),
+            (true, 0, _) => format!("{what}, over TLS"),
+            (true, ms, _) => format!("{what}, over TLS, {ms} ms per round trip"),
         }
+    }
+}
+
+/// The bytes of the one big layer of `kind`, or of its standard image.
+fn blob_bytes(kind: Kind, sizes: &Sizes) -> u64 {
+    match kind {
+        Kind::BigBlob { size } | Kind::BigBlobToLayout { size } => size,
+        _ => sizes.layers as u64 * sizes.layer_size,
     }
 }
 
@@ -274,130 +409,197 @@ pub fn human(bytes: u64) -> String {
     }
 }
 
-/// Every scenario: plain HTTP, 10 ms away, over TLS, over TLS 50 ms away, and at scale; with
-/// `all_distant`, a distant twin of each plain registry scenario that has none.
+/// Every scenario: plain HTTP, 10 ms away, over TLS, over TLS 50 ms away, over capped
+/// connections, and at scale; with `all_distant`, a distant twin of each plain registry
+/// scenario that has none. Every scenario runs ferry beside crane, regctl, oras and skopeo
+/// (the peers) and, where it streams, the floor.
 pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
     use Target::*;
     use Tool::*;
-    let streaming = [Ferry, FerryVerifying, Skopeo, OciClient, Floor];
-    let (plain, distant, tls, far) = (
+    let peers = [Crane, Regctl, Oras, Skopeo];
+    let with = |mine: &[Tool], extra: &[Tool]| -> Vec<Tool> {
+        mine.iter().chain(&peers).chain(extra).copied().collect()
+    };
+    let promotion = with(&[Ferry], &[]);
+    let streaming = with(&[Ferry, FerryVerifying], &[OciClient, Floor]);
+    let to_registry = with(&[Ferry, FerryVerifying], &[Floor]);
+    let to_layout = with(&[Ferry], &[Floor]);
+    let layouts = with(&[Ferry, FerryTrusting], &[Floor]);
+    let big = with(&[Ferry], &[Floor]);
+    let (plain, distant, tls, far, capped) = (
         Network::PLAIN,
         Network::DISTANT,
         Network::TLS,
         Network::TLS_FAR,
+        Network::CAPPED,
     );
+    let (big_size, huge_size, capped_size) = (sizes.big_size, sizes.huge_size, sizes.capped_size);
+    let s = Scenario::new;
     let mut out = vec![
-        Scenario::new(
+        s(
             "promotion-warm",
             Kind::Promotion { warm: true },
             plain,
-            &[Ferry, Skopeo],
-            &[WallRatio(2.0), RequestsAtMostBlobsPlus(4)],
+            &promotion,
+            &[
+                PeerWallRatio(1.0),
+                SkopeoWallRatio(2.0),
+                RequestsAtMostBlobsPlus(4),
+            ],
         ),
-        Scenario::new(
+        s(
             "promotion-cold",
             Kind::Promotion { warm: false },
             plain,
-            &[Ferry, Skopeo],
-            &[],
+            &promotion,
+            &[PeerWallRatio(1.0)],
         ),
-        Scenario::new(
+        s(
             "promotion-distant",
             Kind::Promotion { warm: true },
             distant,
-            &[Ferry, Skopeo],
-            &[WallRatio(2.5), RequestsAtMostBlobsPlus(4)],
+            &promotion,
+            &[
+                PeerWallRatio(1.0),
+                SkopeoWallRatio(2.5),
+                RequestsAtMostBlobsPlus(4),
+            ],
         ),
-        Scenario::new(
+        s(
             "registry-copy",
             Kind::RegistryCopy,
             plain,
             &streaming,
-            &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
+            &[PeerWallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
         ),
-        Scenario::new(
+        s(
             "registry-copy-distant",
             Kind::RegistryCopy,
             distant,
             &streaming,
-            &[WallRatio(1.3)],
+            &[PeerWallRatio(1.0), SkopeoWallRatio(1.3)],
         ),
-        Scenario::new(
+        s(
             "layout-to-registry",
             Kind::LayoutToRegistry,
             plain,
-            &[Ferry, FerryVerifying, Skopeo, Floor],
-            &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
+            &to_registry,
+            &[PeerWallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
         ),
-        Scenario::new(
+        s(
             "registry-to-layout",
             Kind::RegistryToLayout,
             plain,
-            &[Ferry, Skopeo, Floor],
-            &[WallRatio(2.0), CpuRatio(4.0)],
+            &to_layout,
+            &[PeerWallRatio(1.0), SkopeoWallRatio(2.0), CpuRatio(4.0)],
         ),
-        Scenario::new(
+        s(
             "layout-to-layout",
             Kind::LayoutToLayout,
             plain,
-            &[Ferry, FerryTrusting, Skopeo, Floor],
-            &[WallRatio(20.0)],
+            &layouts,
+            &[PeerWallRatio(1.0), SkopeoWallRatio(20.0)],
         ),
-        Scenario::new(
+        s(
             "big-blob",
-            Kind::BigBlob,
+            Kind::BigBlob { size: big_size },
             plain,
-            &streaming,
-            &[WallRatio(1.0), CpuRatio(2.0), MaxRss(64 << 20)],
+            &big,
+            &[
+                PeerWallRatioEveryRun(1.0),
+                WithinFloor(0.05),
+                CpuRatio(2.0),
+                MaxRss(64 << 20),
+            ],
         ),
-        Scenario::new(
+        s(
+            "huge-blob",
+            Kind::BigBlob { size: huge_size },
+            plain,
+            &big,
+            &[
+                PeerWallRatioEveryRun(1.0),
+                WithinFloor(0.05),
+                MaxRss(64 << 20),
+            ],
+        ),
+        s(
+            "capped-to-layout",
+            Kind::BigBlobToLayout { size: capped_size },
+            capped,
+            &big,
+            &[PeerWallRatio(2.5), MaxRss(64 << 20)],
+        ),
+        s(
+            "capped-copy",
+            Kind::BigBlob { size: capped_size },
+            capped,
+            &big,
+            &[PeerWallRatio(2.5), MaxRss(64 << 20)],
+        ),
+        s(
             "promotion-tls",
             Kind::Promotion { warm: true },
             tls,
-            &[Ferry, Skopeo],
-            &[WallRatio(2.0), RequestsAtMostBlobsPlus(4)],
+            &promotion,
+            &[
+                PeerWallRatio(1.0),
+                SkopeoWallRatio(2.0),
+                RequestsAtMostBlobsPlus(4),
+            ],
         ),
-        Scenario::new(
+        s(
             "registry-copy-tls",
             Kind::RegistryCopy,
             tls,
             &streaming,
-            &[WallRatio(1.3), WithinFloor(0.10), CpuRatio(3.0)],
+            &[PeerWallRatio(1.0), WithinFloor(0.10), CpuRatio(3.0)],
         ),
-        Scenario::new(
+        s(
             "layout-to-registry-tls",
             Kind::LayoutToRegistry,
             tls,
-            &[Ferry, FerryVerifying, Skopeo, Floor],
-            &[WallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
+            &to_registry,
+            &[PeerWallRatio(1.0), WithinFloor(0.10), CpuRatio(2.0)],
         ),
-        Scenario::new(
+        s(
             "registry-to-layout-tls",
             Kind::RegistryToLayout,
             tls,
-            &[Ferry, Skopeo, Floor],
-            &[WallRatio(1.5), CpuRatio(2.5)],
+            &to_layout,
+            &[PeerWallRatio(1.0), CpuRatio(2.5)],
         ),
-        Scenario::new(
+        s(
             "big-blob-tls",
-            Kind::BigBlob,
+            Kind::BigBlob { size: big_size },
             tls,
-            &streaming,
-            &[WallRatio(1.0), CpuRatio(2.0), MaxRss(64 << 20)],
+            &big,
+            &[PeerWallRatio(1.3), CpuRatio(2.0), MaxRss(64 << 20)],
         ),
-        Scenario::new(
+        s(
+            "huge-blob-tls",
+            Kind::BigBlob { size: huge_size },
+            tls,
+            &big,
+            &[PeerWallRatio(1.3), MaxRss(64 << 20)],
+        ),
+        s(
             "promotion-tls-far",
             Kind::Promotion { warm: true },
             far,
-            &[Ferry, Skopeo],
-            &[WallRatio(4.0), RequestsAtMostBlobsPlus(4)],
+            &promotion,
+            &[
+                PeerWallRatio(1.0),
+                SkopeoWallRatio(4.0),
+                RequestsAtMostBlobsPlus(4),
+            ],
         ),
-        Scenario::new(
+        s(
             "registry-copy-tls-far",
             Kind::RegistryCopy,
             far,
             &streaming,
-            &[WallRatio(2.0)],
+            &[PeerWallRatio(1.0), SkopeoWallRatio(2.0)],
         ),
     ];
     let largest = sizes.scale_pools.iter().copied().max();
@@ -406,17 +608,18 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
         let targets: &[Target] = if Some(pool) == largest {
             &[
                 FetchedOnce,
-                WallRatio(4.0),
+                PeerWallRatio(1.0),
+                SkopeoWallRatio(4.0),
                 DestinationRequestsAtMost(sizes.scale_destination_budget()),
             ]
         } else {
-            &[FetchedOnce]
+            &[FetchedOnce, PeerWallRatio(1.0)]
         };
-        out.push(Scenario::new(
+        out.push(s(
             &format!("scale-{pool}"),
             Kind::Scale { pool },
             plain,
-            &[Ferry, Skopeo, Floor],
+            &big,
             targets,
         ));
     }

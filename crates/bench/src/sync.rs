@@ -354,7 +354,7 @@ pub fn main(args: SyncArgs) -> Result<()> {
         }
         out
     };
-    let programs = crate::programs(args.ferry.clone())?;
+    let programs = crate::programs(args.ferry.clone(), None)?;
     let _temp;
     let work = match &args.work_dir {
         Some(dir) => dir.clone(),
