@@ -39,6 +39,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backup;
 pub mod filter;
 pub mod report;
 mod runner;
@@ -48,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ferry_core::stop::{Stop, StopLevel};
+pub use backup::BackupTemplate;
 pub use filter::{
     FilteredBy, Selection, TagFilter, TagPatterns, parse_semver, referrers_tag_subject,
 };
@@ -143,6 +145,10 @@ pub struct SyncEntry {
     /// How each image is copied: mount chain, concurrency, platform, referrers, manifest
     /// limit. Its locations, transfers, events and dry run are the run's.
     pub copy: CopyOptions,
+    /// Before a destination tag is overwritten (its source tag moved) or pruned, its manifest
+    /// is tagged with a name made from this template ([`BackupTemplate`]); tags it can make
+    /// are never pruned.
+    pub backup: Option<BackupTemplate>,
 }
 
 impl SyncEntry {
@@ -155,6 +161,7 @@ impl SyncEntry {
             prune: false,
             prune_max: DEFAULT_PRUNE_MAX,
             copy: CopyOptions::default(),
+            backup: None,
         }
     }
 
@@ -173,6 +180,13 @@ impl SyncEntry {
     /// Sets the immutable tags.
     pub fn with_immutable(mut self, immutable: TagPatterns) -> Self {
         self.immutable = immutable;
+        self
+    }
+
+    /// Backs up destination tags before they are overwritten or pruned, as `template` names
+    /// the backups.
+    pub fn with_backup(mut self, template: BackupTemplate) -> Self {
+        self.backup = Some(template);
         self
     }
 

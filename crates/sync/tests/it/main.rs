@@ -1,4 +1,5 @@
 //! Integration tests of ferry-sync.
 
+mod backup;
 mod fixtures;
 mod sync;
