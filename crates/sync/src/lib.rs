@@ -48,8 +48,8 @@ pub mod shard;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use ferry_core::stop::{Stop, StopLevel};
 pub use backup::BackupTemplate;
+pub use ferry_core::stop::{Stop, StopLevel};
 pub use filter::{
     FilteredBy, Selection, TagFilter, TagPatterns, parse_semver, referrers_tag_subject,
 };

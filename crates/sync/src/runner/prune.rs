@@ -7,10 +7,10 @@ use std::time::Instant;
 use oci_spec::image::{Descriptor, Digest};
 
 use super::{PruneSet, Run, entry_stores};
+use crate::BackupTemplate;
 use crate::filter::referrers_tag_subject;
 use crate::report::{FailureKind, ImageReport, Outcome};
 use ferry_core::StopLevel;
-use crate::BackupTemplate;
 use ferry_core::error::{Error, Result};
 use ferry_core::model::OCI_MANIFEST;
 use ferry_core::store::ReadStore;
@@ -119,7 +119,9 @@ impl Run {
             if dry_run {
                 report.reason = Some("dry run: not deleted".into());
             } else if let Some(template) = &backup
-                && let Err(e) = self.back_up_before_pruning(entry, set, &tag, template).await
+                && let Err(e) = self
+                    .back_up_before_pruning(entry, set, &tag, template)
+                    .await
             {
                 report.outcome = Outcome::Failed;
                 report.failure = Some(FailureKind::of(&e));

@@ -11,7 +11,9 @@ use ferry_sync::{BackupTemplate, Outcome, SyncEntry, SyncOptions, SyncSource, sy
 use crate::sync::tagged_image;
 
 fn digest(hex: char) -> ferry_core::Digest {
-    format!("sha256:{}", hex.to_string().repeat(64)).parse().unwrap()
+    format!("sha256:{}", hex.to_string().repeat(64))
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -104,9 +106,8 @@ async fn a_failed_backup_leaves_the_tag_as_it_was() {
     let dst = Arc::new(MemoryStore::new("dst"));
     let tag = "t".repeat(120);
     let old = tagged_image(&src, &tag, &[layer(3)]).await;
-    let entry = || {
-        store_entry(&src, &dst).with_backup(BackupTemplate::parse("{tag}-bak-{date}").unwrap())
-    };
+    let entry =
+        || store_entry(&src, &dst).with_backup(BackupTemplate::parse("{tag}-bak-{date}").unwrap());
     assert!(sync(vec![entry()], SyncOptions::default()).await.complete());
     tagged_image(&src, &tag, &[layer(4)]).await;
     // The backup name would be longer than a tag may be: the image fails, the tag stays.
@@ -115,7 +116,10 @@ async fn a_failed_backup_leaves_the_tag_as_it_was() {
     let failed: Vec<_> = report.failures().collect();
     assert_eq!(failed.len(), 1);
     let reason = failed[0].reason.as_deref().unwrap();
-    assert!(reason.contains("backing up") && reason.contains("left as it was"), "{reason}");
+    assert!(
+        reason.contains("backing up") && reason.contains("left as it was"),
+        "{reason}"
+    );
     assert_eq!(dst.resolve(&tag).await.unwrap().digest(), old.digest());
 }
 
