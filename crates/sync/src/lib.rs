@@ -43,6 +43,7 @@ pub mod backup;
 pub mod filter;
 pub mod report;
 mod runner;
+pub mod schedule;
 pub mod shard;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub use filter::{
 };
 pub use report::{FailureKind, ImageReport, Outcome, SyncEvent, SyncReport, Totals};
 pub use runner::sync;
+pub use schedule::Schedule;
 pub use shard::{Shard, fnv1a64, shard_of};
 
 use ferry_core::catalog::Catalog;

@@ -2,4 +2,5 @@
 
 mod backup;
 mod fixtures;
+mod schedule;
 mod sync;
