@@ -180,14 +180,21 @@ impl NodeExporter {
     /// What it serves now, in the text format 0.0.4 (it answers a plain `GET` so), parsed.
     pub async fn scrape(&self) -> Result<Exported> {
         let answer = crate::http("GET", &self.url(), &[], Vec::new()).await?;
-        let text = answer.text();
-        let parsed = openmetrics_parser::prometheus::parse_prometheus(&text)
-            .map_err(|e| Error::Setup(format!("node_exporter's answer does not parse: {e:?}")))?;
-        Ok(Exported { text, parsed })
+        parse_text_format(&answer.text())
     }
 }
 
-/// What node_exporter exports, parsed.
+/// Parses `text` as the Prometheus text format 0.0.4.
+pub fn parse_text_format(text: &str) -> Result<Exported> {
+    let parsed = openmetrics_parser::prometheus::parse_prometheus(text)
+        .map_err(|e| Error::Setup(format!("not the text format 0.0.4: {e:?}\n{text}")))?;
+    Ok(Exported {
+        text: text.to_string(),
+        parsed,
+    })
+}
+
+/// What node_exporter exports (or a textfile holds), parsed.
 pub struct Exported {
     /// The text as served.
     pub text: String,

@@ -11,6 +11,7 @@ mod ranges;
 mod registries;
 mod retries;
 mod security;
+mod service;
 mod soak;
 mod support;
 mod sync;

@@ -14,10 +14,16 @@ const EVERY: Duration = Duration::from_secs(60);
 fn the_next_start_is_an_interval_after_the_last_or_its_end_plus_the_jitter() {
     let s = Schedule::new(EVERY);
     assert_eq!(s.max_jitter, Duration::from_secs(6));
-    assert_eq!(Schedule::new(Duration::from_secs(3600)).max_jitter, Duration::from_secs(30));
+    assert_eq!(
+        Schedule::new(Duration::from_secs(3600)).max_jitter,
+        Duration::from_secs(30)
+    );
     let t0 = Instant::now();
     // A short run: an interval after its start.
-    assert_eq!(s.next_start(t0, t0 + Duration::from_secs(5), 0.0), t0 + EVERY);
+    assert_eq!(
+        s.next_start(t0, t0 + Duration::from_secs(5), 0.0),
+        t0 + EVERY
+    );
     assert_eq!(
         s.next_start(t0, t0 + Duration::from_secs(5), 0.5),
         t0 + EVERY + Duration::from_secs(3)
@@ -28,7 +34,10 @@ fn the_next_start_is_an_interval_after_the_last_or_its_end_plus_the_jitter() {
         t0 + Duration::from_secs(150)
     );
     // The jitter never exceeds its bound.
-    assert_eq!(s.next_start(t0, t0, 7.0), t0 + EVERY + Duration::from_secs(6));
+    assert_eq!(
+        s.next_start(t0, t0, 7.0),
+        t0 + EVERY + Duration::from_secs(6)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -41,9 +50,17 @@ async fn runs_start_on_the_schedule_and_a_long_run_is_never_overlapped() {
     for run in 0..4 {
         let started = Instant::now();
         starts.push(started - origin);
-        assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "two runs at once");
+        assert_eq!(
+            running.fetch_add(1, Ordering::SeqCst),
+            0,
+            "two runs at once"
+        );
         // The third run takes two and a half intervals.
-        let takes = if run == 2 { EVERY * 5 / 2 } else { Duration::from_secs(10) };
+        let takes = if run == 2 {
+            EVERY * 5 / 2
+        } else {
+            Duration::from_secs(10)
+        };
         tokio::time::sleep(takes).await;
         running.fetch_sub(1, Ordering::SeqCst);
         assert!(schedule.wait_next(started, &stop).await);
