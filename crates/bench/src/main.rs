@@ -9,6 +9,7 @@ mod proxy;
 mod report;
 mod runner;
 mod scenario;
+mod service;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,8 @@ enum Sub {
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
+    /// `ferry sync --every` over many idle runs: memory, descriptors, CPU and requests per run.
+    Service(service::ServiceArgs),
 }
 
 fn main() -> Result<()> {
@@ -113,6 +116,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::Service(args)) = cli.command {
+        return service::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

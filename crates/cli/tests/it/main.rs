@@ -3,6 +3,7 @@
 mod config;
 mod crash;
 mod faults;
+mod image;
 mod ipfs;
 mod layouts;
 mod load;
