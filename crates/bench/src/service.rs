@@ -46,7 +46,11 @@ struct Sample {
 /// Runs `ferry-bench service`.
 pub fn main(args: ServiceArgs) -> Result<()> {
     let programs = crate::programs(args.ferry.clone())?;
-    let sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    let sizes = if args.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
     let corpus = Corpus::shared(&sizes);
     let repos = corpus.repos().len();
     let tags = corpus.images.len();
@@ -59,9 +63,15 @@ pub fn main(args: ServiceArgs) -> Result<()> {
     eprintln!("pushing {tags} images to the source");
     rt.block_on(async {
         for (repo, tag, image) in &corpus.images {
-            push(&src.registry.url(), &format!("team/{repo}"), image, Some(tag), None)
-                .await
-                .with_context(|| format!("push team/{repo}:{tag}"))?;
+            push(
+                &src.registry.url(),
+                &format!("team/{repo}"),
+                image,
+                Some(tag),
+                None,
+            )
+            .await
+            .with_context(|| format!("push team/{repo}:{tag}"))?;
         }
         Ok::<_, anyhow::Error>(())
     })?;
@@ -131,7 +141,9 @@ pub fn main(args: ServiceArgs) -> Result<()> {
         samples.push(sample);
     }
     let wall = started.elapsed();
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let status = child.wait()?;
 
     let first = samples[0];
@@ -164,13 +176,21 @@ pub fn main(args: ServiceArgs) -> Result<()> {
         mib(first.rss),
         mib(last.rss),
         mib(last.rss) - mib(first.rss),
-        if last.rss <= first.rss + (5 << 20) { "met" } else { "MISSED" }
+        if last.rss <= first.rss + (5 << 20) {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     println!(
         "| open file descriptors | {} | {} | the same → {} |",
         first.fds,
         last.fds,
-        if last.fds == first.fds { "met" } else { "MISSED" }
+        if last.fds == first.fds {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     println!(
         "| CPU per idle run | | median {:.1} ms, mean {:.1} ms | shown |",
@@ -183,7 +203,11 @@ pub fn main(args: ServiceArgs) -> Result<()> {
         requests[0],
         requests[requests.len() / 2],
         requests[requests.len() - 1],
-        if requests[requests.len() - 1] <= bound { "met" } else { "MISSED" }
+        if requests[requests.len() - 1] <= bound {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     println!("service exit after SIGTERM: {status}");
     Ok(())

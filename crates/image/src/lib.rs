@@ -125,7 +125,12 @@ pub async fn build(spec: &ImageSpec, out: &Path) -> Result<Built> {
         "layers": [layer],
         "annotations": labels,
     });
-    let manifest = put(&store, MANIFEST, Bytes::from(serde_json::to_vec(&manifest)?)).await?;
+    let manifest = put(
+        &store,
+        MANIFEST,
+        Bytes::from(serde_json::to_vec(&manifest)?),
+    )
+    .await?;
     store
         .tag(&manifest, &spec.version)
         .await

@@ -24,7 +24,11 @@ fn the_image_of_ferry_is_read_by_skopeo_unpacked_by_umoci_runs_and_is_published_
         std::path::PathBuf::from(HOST_CA)
     } else {
         let p = dir.path().join("ca.pem");
-        std::fs::write(&p, "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &p,
+            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         p
     };
     let spec = ImageSpec {
@@ -46,9 +50,15 @@ fn the_image_of_ferry_is_read_by_skopeo_unpacked_by_umoci_runs_and_is_published_
     assert_eq!(inspect["Created"], "2023-11-14T22:13:20Z");
     let raw = json(skopeo(&["inspect", "--raw", &reference]).unwrap());
     let annotations = &raw["annotations"];
-    assert_eq!(annotations["org.opencontainers.image.version"], "9.8.7-test");
+    assert_eq!(
+        annotations["org.opencontainers.image.version"],
+        "9.8.7-test"
+    );
     assert_eq!(annotations["org.opencontainers.image.source"], spec.source);
-    assert_eq!(annotations["org.opencontainers.image.revision"], spec.revision);
+    assert_eq!(
+        annotations["org.opencontainers.image.revision"],
+        spec.revision
+    );
     let config = json(skopeo(&["inspect", "--config", &reference]).unwrap());
     assert_eq!(config["config"]["User"], format!("{UID}:{UID}"));
     assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["ferry"]));
