@@ -9,6 +9,7 @@ mod proxy;
 mod report;
 mod runner;
 mod scenario;
+mod service;
 mod sync;
 
 use std::path::{Path, PathBuf};
@@ -113,6 +114,8 @@ enum Sub {
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
+    /// `ferry sync --every` over many idle runs: memory, descriptors, CPU and requests per run.
+    Service(service::ServiceArgs),
 }
 
 fn main() -> Result<()> {
@@ -124,6 +127,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::Service(args)) = cli.command {
+        return service::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

@@ -174,7 +174,7 @@ fn scenarios() -> Vec<Scenario> {
 
 /// Sizes of the corpus.
 #[derive(Debug, Clone, Copy)]
-struct Sizes {
+pub(crate) struct Sizes {
     repos: usize,
     tags: usize,
     base_layer: usize,
@@ -184,7 +184,7 @@ struct Sizes {
 }
 
 impl Sizes {
-    fn full() -> Self {
+    pub(crate) fn full() -> Self {
         Self {
             repos: 12,
             tags: 6,
@@ -195,7 +195,7 @@ impl Sizes {
         }
     }
 
-    fn quick() -> Self {
+    pub(crate) fn quick() -> Self {
         Self {
             repos: 4,
             tags: 3,
@@ -208,14 +208,14 @@ impl Sizes {
 }
 
 /// Images to sync.
-struct Corpus {
+pub(crate) struct Corpus {
     /// (repository, tag, image).
-    images: Vec<(String, String, Image)>,
+    pub(crate) images: Vec<(String, String, Image)>,
 }
 
 impl Corpus {
     /// Every image has the two base layers, its repository's two layers, one of its own.
-    fn shared(sizes: &Sizes) -> Self {
+    pub(crate) fn shared(sizes: &Sizes) -> Self {
         let base = [
             layer_blob(1, sizes.base_layer),
             layer_blob(2, sizes.base_layer),
@@ -257,7 +257,7 @@ impl Corpus {
         Self { images }
     }
 
-    fn repos(&self) -> BTreeSet<&str> {
+    pub(crate) fn repos(&self) -> BTreeSet<&str> {
         self.images.iter().map(|(r, _, _)| r.as_str()).collect()
     }
 

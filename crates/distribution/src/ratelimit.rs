@@ -35,6 +35,52 @@ pub struct RequestStats {
     pub throttled: u64,
     /// The requests allowed in flight now; `None` when unlimited.
     pub limit: Option<usize>,
+    /// The tries by what they got: answers by status class, or none.
+    pub answers: Answers,
+    /// How long requests waited for the limit, in all: for a place in its window, or for a
+    /// `Retry-After` to pass (JSON: seconds).
+    #[serde(rename = "waited_seconds", serialize_with = "seconds")]
+    pub waited: Duration,
+}
+
+/// Tries by what they got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Answers {
+    /// `1xx`.
+    #[serde(rename = "1xx")]
+    pub informational: u64,
+    /// `2xx`.
+    #[serde(rename = "2xx")]
+    pub success: u64,
+    /// `3xx`.
+    #[serde(rename = "3xx")]
+    pub redirection: u64,
+    /// `4xx`.
+    #[serde(rename = "4xx")]
+    pub client_error: u64,
+    /// `5xx`.
+    #[serde(rename = "5xx")]
+    pub server_error: u64,
+    /// No answer: the connection failed, broke or timed out.
+    pub none: u64,
+}
+
+impl Answers {
+    /// Each class with its name (`2xx`, …, `none`), in that order.
+    pub fn by_class(&self) -> [(&'static str, u64); 6] {
+        [
+            ("1xx", self.informational),
+            ("2xx", self.success),
+            ("3xx", self.redirection),
+            ("4xx", self.client_error),
+            ("5xx", self.server_error),
+            ("none", self.none),
+        ]
+    }
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
 }
 
 #[derive(Debug)]
@@ -54,6 +100,10 @@ pub struct AdaptiveLimit {
     freed: Notify,
     requests: AtomicU64,
     throttled: AtomicU64,
+    /// Answers by class (`1xx` … `5xx`), then tries without an answer.
+    answers: [AtomicU64; 6],
+    /// Nanoseconds requests waited in [`AdaptiveLimit::acquire`].
+    waited: AtomicU64,
 }
 
 /// A request's place in the window; dropping it frees the place.
@@ -85,6 +135,8 @@ impl Default for AdaptiveLimit {
             freed: Notify::new(),
             requests: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            answers: Default::default(),
+            waited: AtomicU64::new(0),
         }
     }
 }
@@ -104,6 +156,7 @@ impl AdaptiveLimit {
 
     /// Waits for a place in the window (and for any `Retry-After` pause to pass).
     pub async fn acquire(self: &Arc<Self>) -> Permit {
+        let mut held_since: Option<Instant> = None;
         loop {
             // Registered before the check, so a place freed in between is not missed.
             let freed = self.freed.notified();
@@ -117,6 +170,13 @@ impl AdaptiveLimit {
                         if !s.limited || (s.in_flight as f64) < s.window.floor().max(1.0) {
                             s.in_flight += 1;
                             self.requests.fetch_add(1, Ordering::Relaxed);
+                            if let Some(since) = held_since {
+                                let waited = now.duration_since(since).as_nanos();
+                                self.waited.fetch_add(
+                                    u64::try_from(waited).unwrap_or(u64::MAX),
+                                    Ordering::Relaxed,
+                                );
+                            }
                             return Permit {
                                 limit: self.clone(),
                             };
@@ -125,6 +185,7 @@ impl AdaptiveLimit {
                     }
                 }
             };
+            held_since.get_or_insert_with(Instant::now);
             match pause {
                 Some(until) => tokio::time::sleep_until(until).await,
                 None => freed.await,
@@ -135,6 +196,8 @@ impl AdaptiveLimit {
     /// Learns from an answer: a `429` or `503` narrows the window (and, with `retry_after`,
     /// pauses every request); anything else widens it.
     pub fn observe(&self, status: StatusCode, retry_after: Option<Duration>) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.answers[class].fetch_add(1, Ordering::Relaxed);
         let mut s = self.state.lock().expect("limit lock");
         let now = Instant::now();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
@@ -176,13 +239,28 @@ impl AdaptiveLimit {
         }
     }
 
+    /// Learns that a try got no answer (the connection failed, broke or timed out).
+    pub fn observe_no_answer(&self) {
+        self.answers[5].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// What went through so far.
     pub fn stats(&self) -> RequestStats {
         let s = self.state.lock().expect("limit lock");
+        let n = |i: usize| self.answers[i].load(Ordering::Relaxed);
         RequestStats {
             requests: self.requests.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             limit: s.limited.then(|| s.window.floor().max(1.0) as usize),
+            answers: Answers {
+                informational: n(0),
+                success: n(1),
+                redirection: n(2),
+                client_error: n(3),
+                server_error: n(4),
+                none: n(5),
+            },
+            waited: Duration::from_nanos(self.waited.load(Ordering::Relaxed)),
         }
     }
 }

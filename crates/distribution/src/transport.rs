@@ -332,8 +332,9 @@ impl Transport {
         let host = host_of(&req.url);
         let started = Instant::now();
         let result = self.send_raw(req, &failure).await;
-        if let Ok(resp) = &result {
-            limit.observe(resp.status(), retry_after(resp.headers()));
+        match &result {
+            Ok(resp) => limit.observe(resp.status(), retry_after(resp.headers())),
+            Err(_) => limit.observe_no_answer(),
         }
         drop(permit);
         let ms = started.elapsed().as_millis() as u64;

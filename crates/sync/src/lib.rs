@@ -39,20 +39,24 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backup;
 pub mod filter;
 pub mod report;
 mod runner;
+pub mod schedule;
 pub mod shard;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use backup::BackupTemplate;
 pub use ferry_core::stop::{Stop, StopLevel};
 pub use filter::{
     FilteredBy, Selection, TagFilter, TagPatterns, parse_semver, referrers_tag_subject,
 };
 pub use report::{FailureKind, ImageReport, Outcome, SyncEvent, SyncReport, Totals};
 pub use runner::sync;
+pub use schedule::Schedule;
 pub use shard::{Shard, fnv1a64, shard_of};
 
 use ferry_core::catalog::Catalog;
@@ -143,6 +147,10 @@ pub struct SyncEntry {
     /// How each image is copied: mount chain, concurrency, platform, referrers, manifest
     /// limit. Its locations, transfers, events and dry run are the run's.
     pub copy: CopyOptions,
+    /// Before a destination tag is overwritten (its source tag moved) or pruned, its manifest
+    /// is tagged with a name made from this template ([`BackupTemplate`]); tags it can make
+    /// are never pruned.
+    pub backup: Option<BackupTemplate>,
 }
 
 impl SyncEntry {
@@ -155,6 +163,7 @@ impl SyncEntry {
             prune: false,
             prune_max: DEFAULT_PRUNE_MAX,
             copy: CopyOptions::default(),
+            backup: None,
         }
     }
 
@@ -173,6 +182,13 @@ impl SyncEntry {
     /// Sets the immutable tags.
     pub fn with_immutable(mut self, immutable: TagPatterns) -> Self {
         self.immutable = immutable;
+        self
+    }
+
+    /// Backs up destination tags before they are overwritten or pruned, as `template` names
+    /// the backups.
+    pub fn with_backup(mut self, template: BackupTemplate) -> Self {
+        self.backup = Some(template);
         self
     }
 

@@ -16,6 +16,7 @@
 //!     match outcome {
 //!         Outcome::Synced | Outcome::Unchanged | Outcome::Pruned => true,
 //!         Outcome::Filtered | Outcome::Failed | Outcome::Interrupted | Outcome::Planned => false,
+//!         Outcome::BackedUp => true,
 //!     }
 //! }
 //! ```
@@ -53,6 +54,10 @@ pub enum Outcome {
     Pruned,
     /// Dry run: the image would be copied (or, for a destination tag, deleted).
     Planned,
+    /// The destination tag's manifest was tagged with a backup name (`backup`) before the tag
+    /// was overwritten or pruned; `digest` is the manifest kept.
+    #[serde(rename = "backed-up")]
+    BackedUp,
 }
 
 impl Outcome {
@@ -66,6 +71,7 @@ impl Outcome {
             Outcome::Interrupted => "Interrupted",
             Outcome::Pruned => "Pruned",
             Outcome::Planned => "Planned",
+            Outcome::BackedUp => "Backed up",
         }
     }
 }
@@ -136,6 +142,11 @@ pub struct ImageReport {
     pub existed: usize,
     /// Bytes streamed through ferry.
     pub bytes: u64,
+    /// Bytes of the blobs a mount strategy brought over (none of them through ferry).
+    pub mounted_bytes: u64,
+    /// The backup tag made (`Backed up`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
     /// Steps of its copies tried again (transfers cut on the way, `503`s).
     #[serde(skip_serializing_if = "is_zero")]
     pub retries: u32,
@@ -181,6 +192,8 @@ impl ImageReport {
             copied: 0,
             existed: 0,
             bytes: 0,
+            mounted_bytes: 0,
+            backup: None,
             retries: 0,
             filtered_by: None,
             reason: None,
@@ -232,8 +245,12 @@ pub struct Totals {
     pub pruned: usize,
     /// Images a dry run would copy.
     pub planned: usize,
+    /// Destination tags backed up before they were overwritten or pruned.
+    pub backed_up: usize,
     /// Bytes streamed through ferry.
     pub bytes: u64,
+    /// Bytes of blobs brought over by a mount strategy.
+    pub mounted_bytes: u64,
     /// Blobs and manifests streamed.
     pub copied: usize,
     /// Blobs brought over by a mount strategy.
@@ -292,6 +309,15 @@ pub enum SyncEvent {
     },
     /// An image (or a pruned tag) is finished, whatever its outcome.
     Image(Arc<ImageReport>),
+    /// An image's copy starts (it changed): it is in flight until its [`SyncEvent::Image`].
+    Copying {
+        /// The entry.
+        entry: usize,
+        /// The repository, as the source names it.
+        repository: String,
+        /// The tag.
+        tag: String,
+    },
     /// Progress inside one copy (bytes streamed).
     Copy(Box<CopyEvent>),
 }

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -37,7 +37,11 @@ use plan::{plan, repositories};
 /// in the report ([`SyncReport::complete`] says whether everything is at the destination).
 pub async fn sync(entries: Vec<SyncEntry>, options: SyncOptions) -> SyncReport {
     let started = Instant::now();
-    let shared = Arc::new(Shared { entries, options });
+    let shared = Arc::new(Shared {
+        entries,
+        options,
+        started_at: SystemTime::now(),
+    });
     let mut run = Run::new(shared.clone());
     run.run().await;
     run.prune().await;
@@ -58,6 +62,8 @@ pub async fn sync(entries: Vec<SyncEntry>, options: SyncOptions) -> SyncReport {
 struct Shared {
     entries: Vec<SyncEntry>,
     options: SyncOptions,
+    /// When the run started: the `{date}` and `{time}` of its backups.
+    started_at: SystemTime,
 }
 
 /// A repository to plan, or a catalog that could not be listed to the end.
@@ -131,7 +137,8 @@ enum Step {
 struct Pending {
     job: Job,
     root: Descriptor,
-    previous: Option<Digest>,
+    /// What the destination tag named before.
+    previous: Option<Descriptor>,
     /// Unchanged, but its referrers are to be brought over.
     referrers_only: bool,
     started: Instant,
@@ -186,8 +193,10 @@ impl Run {
             Outcome::Interrupted => t.interrupted += 1,
             Outcome::Pruned => t.pruned += 1,
             Outcome::Planned => t.planned += 1,
+            Outcome::BackedUp => t.backed_up += 1,
         }
         t.bytes += report.bytes;
+        t.mounted_bytes += report.mounted_bytes;
         t.copied += report.copied;
         t.mounted += report.mounted;
         t.existed += report.existed;
@@ -247,7 +256,8 @@ impl Run {
         let mut queue: VecDeque<Job> = VecDeque::new();
         let mut copy_queue: VecDeque<Pending> = VecDeque::new();
         let mut checks: FuturesUnordered<BoxFuture<'static, Step>> = FuturesUnordered::new();
-        let mut copies: FuturesUnordered<BoxFuture<'static, ImageReport>> = FuturesUnordered::new();
+        let mut copies: FuturesUnordered<BoxFuture<'static, Vec<ImageReport>>> =
+            FuturesUnordered::new();
         let mut grace_end: Option<tokio::time::Instant> = None;
         loop {
             let level = options.stop.level();
@@ -280,7 +290,11 @@ impl Run {
             let want_plans = running && !plans_done && queue.len() < backlog;
             tokio::select! {
                 biased;
-                Some(report) = copies.next(), if !copies.is_empty() => self.record(report),
+                Some(reports) = copies.next(), if !copies.is_empty() => {
+                    for report in reports {
+                        self.record(report);
+                    }
+                }
                 Some(step) = checks.next(), if !checks.is_empty() => match step {
                     Step::Done(report) => self.record(*report),
                     Step::Copy(pending) => copy_queue.push_back(*pending),
@@ -321,14 +335,19 @@ impl Run {
         .boxed()
     }
 
-    fn start_copy(&self, pending: Pending) -> BoxFuture<'static, ImageReport> {
+    fn start_copy(&self, pending: Pending) -> BoxFuture<'static, Vec<ImageReport>> {
+        self.emit(SyncEvent::Copying {
+            entry: pending.job.entry,
+            repository: pending.job.repository.clone(),
+            tag: pending.job.tag.clone(),
+        });
         let shared = self.shared.clone();
         let stop = shared.options.stop.clone();
         let interrupted = pending.job.clone();
         let started = pending.started;
         async move {
             abortable(stop, copy_image(shared, pending), move || {
-                interrupted_report(&interrupted, started)
+                vec![interrupted_report(&interrupted, started)]
             })
             .await
         }

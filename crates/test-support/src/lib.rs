@@ -10,6 +10,7 @@
 //! - [`SeaweedFs`]: S3-compatible storage that several registries can share.
 //! - [`TestCa`]: a certificate authority whose certificates TLS registries serve.
 //! - [`fixtures`]: OCI images, indexes and referrers built in memory.
+//! - [`prometheus`]: a `/metrics` scrape read by an OpenMetrics parser; node_exporter.
 //! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
 //!
 //! Every server binds 127.0.0.1 on a free port, keeps its files in its own temporary
@@ -20,6 +21,7 @@ pub mod fake;
 pub mod faults;
 pub mod fixtures;
 pub mod helia;
+pub mod prometheus;
 pub mod registry;
 pub mod s3;
 pub mod tls;

@@ -3,6 +3,7 @@
 //! ```toml
 //! [defaults]
 //! images = 8                      # run-wide: images at once, fail_fast, grace, prune_max
+//! every = "15m"                   # run as a service (`--every`)
 //!
 //! [registries."mirror.example:5000"]
 //! plain_http = true
@@ -21,6 +22,7 @@
 //! recursive = true
 //! mount = ["cross-repo"]          # or "auto", "none", "cross-repo,shared-storage"
 //! mount_from = ["base/images"]
+//! backup = "{tag}-bak-{date}"     # tag the old image before a moved tag is overwritten
 //! ```
 
 use serde::Deserialize;
@@ -82,6 +84,8 @@ pub struct EntryConfig {
     pub concurrency: Option<u16>,
     /// `--manifest-limit`.
     pub manifest_limit: Option<u64>,
+    /// `--backup`: the template of backup tags.
+    pub backup: Option<String>,
 }
 
 impl EntryConfig {
@@ -104,6 +108,7 @@ impl EntryConfig {
             anonymous_mount: None,
             concurrency: None,
             manifest_limit: None,
+            backup: None,
         }
     }
 }

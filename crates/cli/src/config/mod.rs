@@ -85,6 +85,8 @@ pub struct Defaults {
     pub grace: Option<String>,
     /// `ferry sync --prune-max`.
     pub prune_max: Option<usize>,
+    /// `ferry sync --every` (`15m`, `1h`): run as a service.
+    pub every: Option<String>,
     /// `--retries` for every registry and transfer.
     pub retries: Option<u32>,
     /// `--retry-max-wait` (`60s`, `5m`) for every registry and transfer.
@@ -200,7 +202,8 @@ impl Config {
             grace,
             prune_max,
             retries,
-            retry_max_wait
+            retry_max_wait,
+            every
         );
         self.registries.extend(other.registries);
         for (name, table) in other.mount {

@@ -3,6 +3,7 @@
 mod config;
 mod crash;
 mod faults;
+mod image;
 mod ipfs;
 mod layouts;
 mod load;
@@ -11,6 +12,7 @@ mod ranges;
 mod registries;
 mod retries;
 mod security;
+mod service;
 mod soak;
 mod support;
 mod sync;

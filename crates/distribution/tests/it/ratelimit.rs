@@ -48,6 +48,13 @@ async fn a_retry_after_holds_every_request_to_the_host_until_it_has_passed() {
     // The window halved to one: one request in flight at a time now.
     assert_eq!(limit.stats().limit, Some(1));
     assert_eq!(limit.stats().requests, 2);
+    // The one that passed waited out the pause, and that wait is counted; the 429 too.
+    let waited = limit.stats().waited;
+    assert!(
+        waited >= Duration::from_secs(5) && waited <= Duration::from_millis(5_100),
+        "{waited:?}"
+    );
+    assert_eq!(limit.stats().answers.client_error, 1);
     for o in others {
         o.abort();
     }
@@ -152,4 +159,8 @@ async fn every_refusal_through_a_shedding_proxy_reaches_the_hosts_limit_and_requ
     assert_eq!(host, &proxy.addr());
     assert_eq!(counts.throttled, injected);
     assert_eq!(counts.requests, proxy.requests().len() as u64);
+    // Every try got an answer: the refusals are its 4xx, the rest 2xx.
+    assert_eq!(counts.answers.client_error, injected);
+    assert_eq!(counts.answers.success + injected, counts.requests);
+    assert_eq!(counts.answers.none, 0);
 }

@@ -86,10 +86,10 @@ pub(super) async fn check(shared: Arc<Shared>, mut job: Job, started: Instant) -
         };
     }
     let previous = match dst {
-        Ok(d) => d.map(|d| d.digest().clone()),
+        Ok(d) => d,
         Err(error) => return Step::Done(Box::new(failed_report(&job, &error, started))),
     };
-    let unchanged = previous.as_ref() == Some(root.digest());
+    let unchanged = previous.as_ref().map(|d| d.digest()) == Some(root.digest());
     if shared.options.dry_run || (unchanged && !e.copy.referrers) {
         let outcome = if unchanged {
             Outcome::Unchanged
@@ -98,7 +98,7 @@ pub(super) async fn check(shared: Arc<Shared>, mut job: Job, started: Instant) -
         };
         let mut report = image_report(&job, outcome, started);
         report.digest = Some(root.digest().clone());
-        report.previous = previous;
+        report.previous = previous.map(|d| d.digest().clone());
         return Step::Done(Box::new(report));
     }
     Step::Copy(Box::new(Pending {
@@ -124,8 +124,10 @@ pub(super) async fn peek_or_resolve(
 }
 
 /// Copies one image (or, for an unchanged one with referrers on, the referrers the
-/// destination lacks).
-pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageReport {
+/// destination lacks). With a backup template, a destination tag about to be overwritten is
+/// backed up first (a `BackedUp` report before the image's); when the backup fails, the tag
+/// is left as it was.
+pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> Vec<ImageReport> {
     let Pending {
         job,
         root,
@@ -134,6 +136,24 @@ pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageRe
         started,
     } = pending;
     let e = &shared.entries[job.entry];
+    let mut reports = Vec::new();
+    if let (Some(template), Some(old), false) = (&e.backup, &previous, referrers_only) {
+        match back_up(&shared, &job, template, old).await {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                let mut report = failed_report(&job, &error, started);
+                report.reason = Some(format!(
+                    "backing up the destination tag before overwriting it: {error}; the tag \
+                     was left as it was"
+                ));
+                report.digest = Some(root.digest().clone());
+                report.previous = Some(old.digest().clone());
+                reports.push(report);
+                return reports;
+            }
+        }
+    }
+    let previous = previous.map(|d| d.digest().clone());
     let mut options = e.copy.clone();
     options.locations = shared.options.locations.clone();
     options.transfers = Some(shared.options.transfers.clone());
@@ -168,6 +188,12 @@ pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageRe
             };
             let mut report = image_report(&job, outcome, started);
             for c in &copies {
+                report.mounted_bytes += c
+                    .nodes
+                    .iter()
+                    .filter(|n| n.action == Action::Mounted)
+                    .map(|n| n.descriptor.size())
+                    .sum::<u64>();
                 report.mounted += c.count(Action::Mounted);
                 report.copied += c.count(Action::Copied);
                 report.existed += c.count(Action::Exists);
@@ -182,7 +208,32 @@ pub(super) async fn copy_image(shared: Arc<Shared>, pending: Pending) -> ImageRe
     report.digest = Some(root.digest().clone());
     report.previous = previous;
     report.duration = started.elapsed();
-    report
+    reports.push(report);
+    reports
+}
+
+/// Tags `old` (what `job`'s destination tag names now) with the backup name `template` gives
+/// it, and reports that.
+pub(super) async fn back_up(
+    shared: &Shared,
+    job: &Job,
+    template: &crate::BackupTemplate,
+    old: &Descriptor,
+) -> Result<ImageReport> {
+    let started = Instant::now();
+    let name = template.render(&job.tag, old.digest(), shared.started_at)?;
+    job.destination.tag(old, &name).await?;
+    tracing::info!(
+        destination = %job.destination_info,
+        tag = %job.tag,
+        backup = %name,
+        digest = %old.digest(),
+        "backed up"
+    );
+    let mut report = image_report(job, Outcome::BackedUp, started);
+    report.digest = Some(old.digest().clone());
+    report.backup = Some(name);
+    Ok(report)
 }
 
 /// For an unchanged image: copies the source's referrers of `root` that the destination

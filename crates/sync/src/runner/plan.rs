@@ -243,6 +243,8 @@ pub(super) async fn plan_repository(
                 let mut doomed: Vec<(String, Option<Digest>)> = tags
                     .iter()
                     .filter(|(t, _)| e.filter.manages(t) && !kept.contains(t))
+                    // A backup is not a tag that left the source.
+                    .filter(|(t, _)| !e.backup.as_ref().is_some_and(|b| b.matches(t)))
                     .map(|(t, d)| (t.clone(), d.as_ref().map(|d| d.digest().clone())))
                     .collect();
                 doomed.sort_by(|a, b| a.0.cmp(&b.0));

@@ -7,10 +7,11 @@ use std::time::Instant;
 use oci_spec::image::{Descriptor, Digest};
 
 use super::{PruneSet, Run, entry_stores};
+use crate::BackupTemplate;
 use crate::filter::referrers_tag_subject;
 use crate::report::{FailureKind, ImageReport, Outcome};
 use ferry_core::StopLevel;
-use ferry_core::error::Error;
+use ferry_core::error::{Error, Result};
 use ferry_core::model::OCI_MANIFEST;
 use ferry_core::store::ReadStore;
 
@@ -114,8 +115,19 @@ impl Run {
                 Outcome::Pruned,
             );
             report.digest = digest;
+            let backup = self.shared.entries[entry].backup.clone();
             if dry_run {
                 report.reason = Some("dry run: not deleted".into());
+            } else if let Some(template) = &backup
+                && let Err(e) = self
+                    .back_up_before_pruning(entry, set, &tag, template)
+                    .await
+            {
+                report.outcome = Outcome::Failed;
+                report.failure = Some(FailureKind::of(&e));
+                report.reason = Some(format!(
+                    "prune: backing up the tag before deleting it: {e}; the tag was not deleted"
+                ));
             } else {
                 let result = match set.destination.capabilities().delete_tag {
                     Some(deleter) => deleter.delete_tag(&tag).await,
@@ -138,5 +150,33 @@ impl Run {
             report.duration = started.elapsed();
             self.record(report);
         }
+    }
+
+    /// Tags what `tag` names with its backup name, and records that.
+    async fn back_up_before_pruning(
+        &mut self,
+        entry: usize,
+        set: &PruneSet,
+        tag: &str,
+        template: &BackupTemplate,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let old = super::image::peek_or_resolve(set.destination.as_ref(), tag, true).await?;
+        let name = template.render(tag, old.digest(), self.shared.started_at)?;
+        set.destination.tag(&old, &name).await?;
+        tracing::info!(destination = %set.destination_info, tag, backup = %name, "backed up before pruning");
+        let mut report = ImageReport::new(
+            entry,
+            set.repository.clone(),
+            Some(tag.to_string()),
+            set.source_info.clone(),
+            set.destination_info.clone(),
+            Outcome::BackedUp,
+        );
+        report.digest = Some(old.digest().clone());
+        report.backup = Some(name);
+        report.duration = started.elapsed();
+        self.record(report);
+        Ok(())
     }
 }

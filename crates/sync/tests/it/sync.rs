@@ -25,7 +25,7 @@ use serde_json::json;
 use crate::fixtures::{CONFIG, LAYER, put_json};
 
 /// An image in `store` whose layers are `layers` (bytes), tagged `tag`.
-async fn tagged_image(store: &MemoryStore, tag: &str, layers: &[Bytes]) -> Descriptor {
+pub(crate) async fn tagged_image(store: &MemoryStore, tag: &str, layers: &[Bytes]) -> Descriptor {
     let layers: Vec<Descriptor> = layers
         .iter()
         .map(|b| store.insert(LAYER, b.clone()))

@@ -28,6 +28,10 @@ Examples:
   # What would change, as JSON:
   ferry sync --dry-run --format json registry.example/team/ oci-dir:./mirror/
 
+  # Keep a mirror as a service: every 15 minutes, metrics for Prometheus on port 9090, the
+  # image a tag named before it moved kept as TAG-bak-DATE:
+  ferry sync --file mirror.toml --every 15m --metrics-addr 0.0.0.0:9090 --backup '{tag}-bak-{date}'
+
 Sources and destinations:
   HOST[:PORT]/REPO       every tag of one repository
   HOST[:PORT]/PREFIX/    every repository under PREFIX (the registry's catalog), each into the
@@ -43,7 +47,9 @@ repository gets it by a mount or a link.
 
 Signals: SIGINT or SIGTERM starts no new image and gives the images in flight --grace to
 finish, then writes the partial report (exit 1); a second signal stops at once. No tag ever
-names content that is not there.
+names content that is not there. With --every, a signal ends the service the same way, and
+its exit code is 0: a stopped service is not a failure (each run's outcome is in its summary
+line and in the metrics).
 
 Exit codes:
   0  every selected image is at the destination (and every prune was done)
@@ -52,7 +58,7 @@ Exit codes:
   4  a registry refused the credentials (the destination's, usually)";
 
 /// `ferry sync`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct SyncArgs {
     /// Source: `HOST[:PORT]/REPO`, `HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`, `oci:PATH`, or
     /// `oci-dir:PATH/`. Without SRC and DST, the `[[sync]]` entries of `--file` (or of the
@@ -106,6 +112,22 @@ pub struct SyncArgs {
     /// `500ms`, `0`) [default: 25s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub grace: Option<Duration>,
+    /// Before a destination tag whose source tag moved is overwritten (or pruned), tag its
+    /// manifest with this name: `{tag}`, `{digest12}`, `{date}` (UTC `YYYYMMDD`), `{time}`
+    /// (`HHMMSS`), such as `{tag}-bak-{date}`. Backup tags are never pruned.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub backup: Option<String>,
+    /// Run as a service: sync now, then again every DURATION (`5m`, `1h`), reading the mirror
+    /// file again before each run; SIGTERM ends it (exit 0) after the images in flight.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub every: Option<Duration>,
+    /// Serve metrics at `http://HOST:PORT/metrics` (Prometheus), and `/healthz`, `/readyz`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Write the metrics to FILE at the end of each run, in node_exporter's textfile format
+    /// (name it `*.prom` in the collector's directory), replacing it whole.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// How to copy (shared with `ferry cp`).
     #[command(flatten)]
     pub copy: CopyArgs,

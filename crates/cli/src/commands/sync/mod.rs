@@ -3,6 +3,7 @@
 mod args;
 mod endpoint;
 mod output;
+mod service;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -14,9 +15,10 @@ use ferry_core::{
     BlobTransfers, Catalog, CopyOptions, Error, MemoryStore, PlatformFilter, ReadStore, WriteStore,
 };
 use ferry_fs_store::{OciDir, OciLayout};
+use ferry_metrics::{EntryLabels, Metrics};
 use ferry_sync::{
-    DEFAULT_GRACE, DEFAULT_PRUNE_MAX, FailureKind, Stop, SyncEntry, SyncOptions, SyncSource,
-    TagFilter, TagPatterns,
+    BackupTemplate, DEFAULT_GRACE, DEFAULT_PRUNE_MAX, FailureKind, Stop, SyncEntry, SyncOptions,
+    SyncSource, TagFilter, TagPatterns,
 };
 
 pub use args::{SYNC_EXAMPLES, SyncArgs};
@@ -32,174 +34,329 @@ use endpoint::SyncEndpoint;
 use output::Printer;
 
 /// Runs `ferry sync`; returns the exit code.
-pub async fn run(app: &App, mut args: SyncArgs) -> Result<u8> {
+pub async fn run(app: &App, args: SyncArgs) -> Result<u8> {
     let stop = Stop::new();
     if let Err(e) = crate::signals::watch(stop.clone()) {
         eprintln!("error: cannot watch for SIGINT and SIGTERM: {e}");
         return Ok(exit::FAILED);
     }
-    let verbose = app.verbose;
-    let cli_mount = args.copy.mount.clone();
-    let mut config = crate::setup::config(&app.factories, args.copy.config.as_deref())?;
-    let file_name = match &args.file {
-        Some(path) => {
-            if !path.is_file() {
-                bail!(Error::invalid(
-                    "mirror file",
-                    path.display().to_string(),
-                    "there is no such file; check the path given with --file"
-                ));
-            }
-            config = config.merge(crate::setup::config(&app.factories, Some(path))?);
-            Some(path.display().to_string())
-        }
-        None => None,
-    };
-    let entries: Vec<EntryConfig> = match (args.src.take(), args.dst.take()) {
-        (Some(src), Some(dst)) => vec![EntryConfig::from_command_line(src, dst)],
-        _ => {
-            if config.sync.is_empty() {
-                bail!(Error::invalid(
-                    "sync",
-                    file_name.as_deref().unwrap_or("(no SRC DST)"),
-                    match &file_name {
-                        Some(_) =>
-                            "the file has no `[[sync]]` entry; add one with `source` and `destination`",
-                        None => "give SRC and DST, or `--file mirror.toml` with `[[sync]]` entries",
-                    }
-                ));
-            }
-            config.sync.clone()
-        }
-    };
-    config.apply(&mut args.copy, None);
-    let d = &config.defaults;
-    let images = args.images.or(d.images).unwrap_or(4);
-    let fail_fast = args.fail_fast || d.fail_fast.unwrap_or(false);
-    let grace = match (args.grace, &d.grace) {
-        (Some(g), _) => g,
-        (None, Some(text)) => crate::options::parse_duration(text)
-            .map_err(|reason| Error::invalid("config key", "defaults.grace", reason))?,
-        (None, None) => DEFAULT_GRACE,
-    };
-    let prune_max = args.prune_max.or(d.prune_max).unwrap_or(DEFAULT_PRUNE_MAX);
-    let dry_run = args.copy.dry_run;
-
-    // Where each entry reads and writes, for the clients.
-    let name_entry = |i: usize, e: &EntryConfig| match &file_name {
-        Some(f) => format!(
-            "{f}: [[sync]] entry {} (`{}` => `{}`)",
-            i + 1,
-            e.source,
-            e.destination
-        ),
-        None => "ferry sync".into(),
-    };
-    let mut endpoints = Vec::with_capacity(entries.len());
-    let (mut sources, mut destinations) = (BTreeSet::new(), BTreeSet::new());
-    for (i, e) in entries.iter().enumerate() {
-        let context = || format!("{}: key `source`", name_entry(i, e));
-        let src = SyncEndpoint::parse(&e.source).with_context(context)?;
-        let context = || format!("{}: key `destination`", name_entry(i, e));
-        let dst = SyncEndpoint::parse(&e.destination).with_context(context)?;
-        if src.is_many() && !dst.is_many() {
-            return Err(anyhow::Error::new(Error::invalid(
-                "destination",
-                e.destination.clone(),
-                "the source names many repositories, so the destination must too: end it with \
-                 `/` (`HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`) or write `oci-dir:PATH/`",
-            )))
-            .with_context(|| name_entry(i, e));
-        }
-        sources.extend(src.registry().map(str::to_string));
-        destinations.extend(dst.registry().map(str::to_string));
-        endpoints.push((src, dst));
+    let plan = Plan::read(app, &args)?;
+    if let Some(every) = args.every.or(plan.every) {
+        return service::serve(app, args, plan, every, stop).await;
     }
-    // A tag is compared by HEAD (`Peek`), never by GET; a tag the destination lacks is
-    // resolved by the GET whose manifest the copy then reuses.
-    let clients = Clients::new(
-        &args.copy.registry,
-        &config,
-        &sources,
-        &destinations,
-        Purpose {
-            resolve_with_head: false,
-        },
-    )?;
-
-    // Every entry is checked before any store is opened (or created).
-    let mut prepared = Vec::with_capacity(entries.len());
-    for (i, e) in entries.iter().enumerate() {
-        let dst_host = endpoints[i].1.registry().map(str::to_string);
-        let entry = prepare_entry(
-            app,
-            e,
-            dst_host.as_deref(),
-            &args,
-            cli_mount.as_deref(),
-            &config,
-            prune_max,
-        )
-        .with_context(|| name_entry(i, e))?;
-        prepared.push(entry);
+    let metrics = service::start_metrics(&args, None).await?;
+    let mut session = Session::new(&plan, metrics.clone(), false);
+    let run = session.run(app, &plan, &stop).await?;
+    if let (Some(metrics), Some(path)) = (&metrics, &args.metrics_file) {
+        metrics
+            .write_textfile(path)
+            .map_err(|e| Error::io(format!("writing the metrics file `{}`", path.display()), e))?;
     }
-    let mut sync_entries = Vec::with_capacity(entries.len());
-    for (i, ((e, (src, dst)), prepared)) in entries.iter().zip(endpoints).zip(prepared).enumerate()
-    {
-        let source = open_endpoints(src, dst, &clients, dry_run)
-            .await
+    Ok(run.code)
+}
+
+/// A run checked and ready: the files read, the entries checked, the run-wide settings.
+/// Nothing is opened yet.
+pub(crate) struct Plan {
+    /// The command line's arguments with the files' defaults laid in.
+    args: SyncArgs,
+    config: Config,
+    entries: Vec<EntryConfig>,
+    endpoints: Vec<(SyncEndpoint, SyncEndpoint)>,
+    prepared: Vec<Prepared>,
+    sources: BTreeSet<String>,
+    destinations: BTreeSet<String>,
+    images: u16,
+    fail_fast: bool,
+    grace: std::time::Duration,
+    /// `every` of the files' `[defaults]`.
+    every: Option<std::time::Duration>,
+    /// What the registry clients are made from (the files' bytes): clients are kept while it
+    /// stays the same.
+    fingerprint: Vec<u8>,
+}
+
+impl Plan {
+    /// Reads the configuration and the mirror file, and checks every entry.
+    fn read(app: &App, cli: &SyncArgs) -> Result<Self> {
+        let mut args = cli.clone();
+        let cli_mount = args.copy.mount.clone();
+        let mut config = crate::setup::config(&app.factories, args.copy.config.as_deref())?;
+        let mut fingerprint = Vec::new();
+        for path in config.path.iter().chain(&args.file) {
+            fingerprint.extend(std::fs::read(path).unwrap_or_default());
+            fingerprint.push(0);
+        }
+        fingerprint.extend(service::docker_config_bytes());
+        let file_name = match &args.file {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!(Error::invalid(
+                        "mirror file",
+                        path.display().to_string(),
+                        "there is no such file; check the path given with --file"
+                    ));
+                }
+                config = config.merge(crate::setup::config(&app.factories, Some(path))?);
+                Some(path.display().to_string())
+            }
+            None => None,
+        };
+        let entries: Vec<EntryConfig> = match (args.src.take(), args.dst.take()) {
+            (Some(src), Some(dst)) => vec![EntryConfig::from_command_line(src, dst)],
+            _ => {
+                if config.sync.is_empty() {
+                    bail!(Error::invalid(
+                        "sync",
+                        file_name.as_deref().unwrap_or("(no SRC DST)"),
+                        match &file_name {
+                            Some(_) =>
+                                "the file has no `[[sync]]` entry; add one with `source` and `destination`",
+                            None =>
+                                "give SRC and DST, or `--file mirror.toml` with `[[sync]]` entries",
+                        }
+                    ));
+                }
+                config.sync.clone()
+            }
+        };
+        config.apply(&mut args.copy, None);
+        let d = &config.defaults;
+        let images = args.images.or(d.images).unwrap_or(4);
+        let fail_fast = args.fail_fast || d.fail_fast.unwrap_or(false);
+        let grace = match (args.grace, &d.grace) {
+            (Some(g), _) => g,
+            (None, Some(text)) => crate::options::parse_duration(text)
+                .map_err(|reason| Error::invalid("config key", "defaults.grace", reason))?,
+            (None, None) => DEFAULT_GRACE,
+        };
+        let every = d
+            .every
+            .as_deref()
+            .map(service::parse_every)
+            .transpose()
+            .map_err(|reason| Error::invalid("config key", "defaults.every", reason))?;
+        let prune_max = args.prune_max.or(d.prune_max).unwrap_or(DEFAULT_PRUNE_MAX);
+
+        // Where each entry reads and writes, for the clients.
+        let name_entry = |i: usize, e: &EntryConfig| match &file_name {
+            Some(f) => format!(
+                "{f}: [[sync]] entry {} (`{}` => `{}`)",
+                i + 1,
+                e.source,
+                e.destination
+            ),
+            None => "ferry sync".into(),
+        };
+        let mut endpoints = Vec::with_capacity(entries.len());
+        let (mut sources, mut destinations) = (BTreeSet::new(), BTreeSet::new());
+        for (i, e) in entries.iter().enumerate() {
+            let context = || format!("{}: key `source`", name_entry(i, e));
+            let src = SyncEndpoint::parse(&e.source).with_context(context)?;
+            let context = || format!("{}: key `destination`", name_entry(i, e));
+            let dst = SyncEndpoint::parse(&e.destination).with_context(context)?;
+            if src.is_many() && !dst.is_many() {
+                return Err(anyhow::Error::new(Error::invalid(
+                    "destination",
+                    e.destination.clone(),
+                    "the source names many repositories, so the destination must too: end it with \
+                     `/` (`HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`) or write `oci-dir:PATH/`",
+                )))
+                .with_context(|| name_entry(i, e));
+            }
+            sources.extend(src.registry().map(str::to_string));
+            destinations.extend(dst.registry().map(str::to_string));
+            endpoints.push((src, dst));
+        }
+
+        // Every entry is checked before any store is opened (or created).
+        let mut prepared = Vec::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            let dst_host = endpoints[i].1.registry().map(str::to_string);
+            let entry = prepare_entry(
+                app,
+                e,
+                dst_host.as_deref(),
+                &args,
+                cli_mount.as_deref(),
+                &config,
+                prune_max,
+            )
             .with_context(|| name_entry(i, e))?;
-        let entry = prepared.into_entry(source);
-        tracing::info!(
-            entry = i + 1,
-            source = %e.source,
-            destination = %e.destination,
-            filter = %entry.filter.describe(),
-            chain = %entry.copy.chain,
-            "sync entry"
-        );
-        sync_entries.push(entry);
+            prepared.push(entry);
+        }
+        Ok(Self {
+            args,
+            config,
+            entries,
+            endpoints,
+            prepared,
+            sources,
+            destinations,
+            images,
+            fail_fast,
+            grace,
+            every,
+            fingerprint,
+        })
+    }
+}
+
+/// What runs share: the registry clients (kept while the files are unchanged), the
+/// blob-location cache, the metrics.
+pub(crate) struct Session {
+    clients: Option<(Vec<u8>, Arc<Clients>)>,
+    cache: LocationCache,
+    metrics: Option<Arc<Metrics>>,
+    /// A service: signals stop it between runs too.
+    service: bool,
+}
+
+/// What a run ended with.
+pub(crate) struct RunOutcome {
+    pub report: ferry_sync::SyncReport,
+    /// The exit code of a one-shot `ferry sync` that ended so.
+    pub code: u8,
+}
+
+impl Session {
+    pub(crate) fn new(plan: &Plan, metrics: Option<Arc<Metrics>>, service: bool) -> Self {
+        Self {
+            clients: None,
+            cache: LocationCache::open(&plan.args.copy),
+            metrics,
+            service,
+        }
     }
 
-    let cache = LocationCache::open(&args.copy);
+    /// The clients for `plan`: those of the runs before while the files are unchanged.
+    fn clients(&mut self, plan: &Plan) -> Result<Arc<Clients>> {
+        if let Some((fingerprint, clients)) = &self.clients
+            && *fingerprint == plan.fingerprint
+        {
+            return Ok(clients.clone());
+        }
+        // A tag is compared by HEAD (`Peek`), never by GET; a tag the destination lacks is
+        // resolved by the GET whose manifest the copy then reuses.
+        let clients = Arc::new(Clients::new(
+            &plan.args.copy.registry,
+            &plan.config,
+            &plan.sources,
+            &plan.destinations,
+            Purpose {
+                resolve_with_head: false,
+            },
+        )?);
+        if let Some(metrics) = &self.metrics {
+            metrics.set_registries(service::registry_source(clients.clone()));
+        }
+        self.clients = Some((plan.fingerprint.clone(), clients.clone()));
+        Ok(clients)
+    }
 
-    let text = args.copy.format == Format::Text;
-    let progress = text && !args.copy.quiet && std::io::stderr().is_terminal();
-    let printer = Arc::new(Printer::new(text, verbose, progress));
-    let sink = printer.clone();
-    let options = SyncOptions::default()
-        .with_images(usize::from(images))
-        .with_checks((usize::from(images) * 4).max(16))
-        .with_listings(usize::from(images).clamp(2, 8))
-        .with_fail_fast(fail_fast)
-        .with_dry_run(dry_run)
-        .with_shard(args.shard)
-        .with_grace(grace)
-        .with_stop(stop)
-        .with_locations(cache.locations())
-        .with_transfers(Arc::new(BlobTransfers::new()))
-        .on_event(move |e| sink.event(e));
-    RUNNING.store(true, std::sync::atomic::Ordering::SeqCst);
-    let report = ferry_sync::sync(sync_entries, options).await;
-    RUNNING.store(false, std::sync::atomic::Ordering::SeqCst);
-    printer.finish();
-    cache.flush();
-    match args.copy.format {
-        Format::Text => println!("{}", output::summary(&report)),
-        Format::Json => {
-            let mut registries = BTreeMap::new();
-            for client in clients.all() {
-                for (host, stats) in client.request_stats() {
-                    registries.insert(
-                        host,
-                        serde_json::to_value(stats).context("serializing request counts")?,
-                    );
+    /// Opens the stores of `plan`, syncs, prints the lines and the summary.
+    pub(crate) async fn run(&mut self, app: &App, plan: &Plan, stop: &Stop) -> Result<RunOutcome> {
+        let args = &plan.args;
+        let dry_run = args.copy.dry_run;
+        let clients = self.clients(plan)?;
+        let mut sync_entries = Vec::with_capacity(plan.entries.len());
+        for (i, ((e, (src, dst)), prepared)) in plan
+            .entries
+            .iter()
+            .zip(plan.endpoints.iter().cloned())
+            .zip(plan.prepared.iter().cloned())
+            .enumerate()
+        {
+            let source = open_endpoints(src, dst, &clients, dry_run)
+                .await
+                .with_context(|| match &args.file {
+                    Some(f) => format!(
+                        "{}: [[sync]] entry {} (`{}` => `{}`)",
+                        f.display(),
+                        i + 1,
+                        e.source,
+                        e.destination
+                    ),
+                    None => "ferry sync".into(),
+                })?;
+            let entry = prepared.into_entry(source);
+            tracing::info!(
+                entry = i + 1,
+                source = %e.source,
+                destination = %e.destination,
+                filter = %entry.filter.describe(),
+                chain = %entry.copy.chain,
+                "sync entry"
+            );
+            sync_entries.push(entry);
+        }
+
+        let text = args.copy.format == Format::Text;
+        let progress = text && !args.copy.quiet && !self.service && std::io::stderr().is_terminal();
+        let printer = Arc::new(Printer::new(text, app.verbose, progress));
+        let sink = printer.clone();
+        let metrics = self.metrics.clone();
+        let labels: Vec<EntryLabels> = plan
+            .entries
+            .iter()
+            .map(|e| EntryLabels {
+                source: e.source.clone(),
+                destination: e.destination.clone(),
+            })
+            .collect();
+        let images = usize::from(plan.images);
+        let options = SyncOptions::default()
+            .with_images(images)
+            .with_checks((images * 4).max(16))
+            .with_listings(images.clamp(2, 8))
+            .with_fail_fast(plan.fail_fast)
+            .with_dry_run(dry_run)
+            .with_shard(args.shard)
+            .with_grace(plan.grace)
+            .with_stop(stop.clone())
+            .with_locations(self.cache.locations())
+            .with_transfers(Arc::new(BlobTransfers::new()))
+            .on_event(move |e| {
+                sink.event(e);
+                if let Some(m) = &metrics {
+                    m.observe(&labels, e);
+                }
+            });
+        if !self.service {
+            RUNNING.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let report = ferry_sync::sync(sync_entries, options).await;
+        if !self.service {
+            RUNNING.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        printer.finish();
+        self.cache.flush();
+        match args.copy.format {
+            Format::Text => println!("{}", output::summary(&report)),
+            Format::Json => {
+                let mut registries = BTreeMap::new();
+                for client in clients.all() {
+                    for (host, stats) in client.request_stats() {
+                        registries.insert(
+                            host,
+                            serde_json::to_value(stats).context("serializing request counts")?,
+                        );
+                    }
+                }
+                let document = output::json(&report, &registries);
+                if self.service {
+                    // One line per run.
+                    let value: serde_json::Value =
+                        serde_json::from_str(&document).context("the JSON report")?;
+                    println!("{value}");
+                } else {
+                    println!("{document}");
                 }
             }
-            println!("{}", output::json(&report, &registries));
         }
+        let code = exit_code(&report);
+        Ok(RunOutcome { report, code })
     }
-    Ok(exit_code(&report))
 }
 
 /// 0 when everything is at the destination; 4 when a registry refused the credentials; 1
@@ -234,12 +391,14 @@ fn strings(entry: &Option<OneOrMany>, cli: &[String]) -> Vec<String> {
 }
 
 /// An entry checked, its stores not opened yet.
+#[derive(Clone)]
 struct Prepared {
     filter: TagFilter,
     immutable: TagPatterns,
     copy: CopyOptions,
     prune: bool,
     prune_max: usize,
+    backup: Option<BackupTemplate>,
 }
 
 impl Prepared {
@@ -250,6 +409,7 @@ impl Prepared {
             .with_copy(self.copy);
         entry.prune = self.prune;
         entry.prune_max = self.prune_max;
+        entry.backup = self.backup;
         entry
     }
 }
@@ -320,12 +480,20 @@ fn prepare_entry(
             config,
             None,
         )?);
+    let backup = e
+        .backup
+        .as_ref()
+        .or(args.backup.as_ref())
+        .map(|t| BackupTemplate::parse(t))
+        .transpose()
+        .context("key `backup`")?;
     Ok(Prepared {
         filter,
         immutable,
         copy: options,
         prune: e.prune.unwrap_or(args.prune),
         prune_max: e.prune_max.unwrap_or(prune_max),
+        backup,
     })
 }
 

@@ -26,6 +26,19 @@ pub fn image_line(image: &ImageReport) -> String {
             let by = image.filtered_by.map(option).unwrap_or("a filter");
             format!("{verb} {} ({by})", image.source_ref())
         }
+        Outcome::BackedUp => {
+            let digest = image
+                .digest
+                .as_ref()
+                .map(|d| format!(" ({})", d.digest().get(..12).unwrap_or(d.digest())))
+                .unwrap_or_default();
+            format!(
+                "{verb} {}{digest} as {}:{}",
+                image.destination_ref(),
+                image.destination,
+                image.backup.as_deref().unwrap_or("?")
+            )
+        }
         Outcome::Pruned => {
             let mut line = format!("{verb} {}", image.destination_ref());
             if let Some(reason) = &image.reason {
@@ -96,6 +109,9 @@ pub fn summary(report: &SyncReport) -> String {
     }
     if t.pruned > 0 {
         counts.push(format!("{} pruned", t.pruned));
+    }
+    if t.backed_up > 0 {
+        counts.push(format!("{} backed up", t.backed_up));
     }
     if t.filtered > 0 {
         counts.push(format!("{} filtered", t.filtered));
@@ -203,7 +219,9 @@ impl Printer {
                 }
             }
             SyncEvent::Image(image) => {
-                if image.outcome != Outcome::Filtered && image.tag.is_some() {
+                if !matches!(image.outcome, Outcome::Filtered | Outcome::BackedUp)
+                    && image.tag.is_some()
+                {
                     let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(bar) = &self.bar {
                         bar.set_position(done as u64);

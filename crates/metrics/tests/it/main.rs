@@ -1,0 +1,4 @@
+//! Integration tests of ferry-metrics.
+
+mod exposition;
+mod serve;
