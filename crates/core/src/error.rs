@@ -196,6 +196,18 @@ pub enum TransportErrorKind {
     Timeout,
     /// The connection was reset or closed before the exchange was complete.
     Reset,
+    /// The HTTP proxy chosen for the host could not be reached (refused, unknown name, no
+    /// answer in time).
+    ProxyUnreachable,
+    /// The HTTP proxy asked for credentials (`407 Proxy Authentication Required`), or refused
+    /// the ones given.
+    ProxyAuth,
+    /// The HTTP proxy refused to connect to the host (`CONNECT` answered `403`, `502`, …).
+    ProxyRefused,
+    /// The server asked for a TLS client certificate and none was given for it.
+    ClientCertRequired,
+    /// The server refused the TLS client certificate given for it.
+    ClientCertRejected,
     /// Any other failure of the connection.
     Other,
 }
