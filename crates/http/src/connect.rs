@@ -260,12 +260,14 @@ impl Connector {
             }
             head.extend_from_slice(&buf[..n]);
             if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                if end + 4 != head.len() {
+                // A refusal has a body; an open tunnel carries nothing before the handshake.
+                if end + 4 != head.len() && head.starts_with(b"HTTP/1.1 2") {
                     return Err(broken(
                         "it sent data before the tunnel was open".into(),
                         None,
                     ));
                 }
+                head.truncate(end);
                 break;
             }
             if head.len() > 16 * 1024 {

@@ -67,12 +67,12 @@ impl ConnectFailure {
     pub(crate) fn proxy_auth(proxy: &Proxy, target: &str) -> Self {
         let message = if proxy.has_credentials() {
             format!(
-                "the proxy {} refused the credentials of its URL for {target} (407 Proxy                  Authentication Required)",
+                "the proxy {} refused the credentials of its URL for {target} (407 Proxy Authentication Required)",
                 named(proxy)
             )
         } else {
             format!(
-                "the proxy {} asks for credentials to connect to {target} (407 Proxy                  Authentication Required)",
+                "the proxy {} asks for credentials to connect to {target} (407 Proxy Authentication Required)",
                 named(proxy)
             )
         };

@@ -98,6 +98,8 @@ pub struct RegistryBuilder {
     tls: bool,
     /// The certificate served with TLS; self-signed when `None`.
     certificate: Option<crate::tls::Issued>,
+    /// PEM files of the CAs whose client certificates are required (`http.tls.clientcas`).
+    client_cas: Vec<PathBuf>,
 }
 
 impl Default for RegistryBuilder {
@@ -127,6 +129,7 @@ impl RegistryBuilder {
             env: Vec::new(),
             tls: false,
             certificate: None,
+            client_cas: Vec::new(),
         }
     }
 
@@ -145,6 +148,21 @@ impl RegistryBuilder {
         self.certificate = Some(ca.issue(&["127.0.0.1", "localhost"])?);
         self.tls = true;
         Ok(self)
+    }
+
+    /// Serves HTTPS with a certificate for `names` (host names or addresses, such as
+    /// `registry.test` reached through a proxy) issued by `ca`.
+    pub fn tls_issued_for(mut self, ca: &crate::tls::TestCa, names: &[&str]) -> Result<Self> {
+        self.certificate = Some(ca.issue(names)?);
+        self.tls = true;
+        Ok(self)
+    }
+
+    /// Requires a client certificate issued by a CA of the PEM file `ca_file`
+    /// (`http.tls.clientcas`; repeatable). Only with TLS.
+    pub fn client_ca(mut self, ca_file: impl Into<PathBuf>) -> Self {
+        self.client_cas.push(ca_file.into());
+        self
     }
 
     /// Serves HTTPS with `certificate` as it is: for example one made with `openssl req -x509`,
@@ -338,6 +356,12 @@ impl RegistryBuilder {
                 q(&dir.join("tls.crt").to_string_lossy())
             );
             let _ = writeln!(c, "    key: {}", q(&dir.join("tls.key").to_string_lossy()));
+            if !self.client_cas.is_empty() {
+                let _ = writeln!(c, "    clientcas:");
+                for ca in &self.client_cas {
+                    let _ = writeln!(c, "      - {}", q(&ca.to_string_lossy()));
+                }
+            }
         }
         if let Some(token) = &self.token {
             let _ = writeln!(c, "auth:\n  token:");
@@ -551,6 +575,20 @@ impl Registry {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("the address ends with its port")
+    }
+
+    /// `NAME:PORT`: the registry under another name, such as `registry.test` through a
+    /// [`crate::Squid`] proxy that resolves it to 127.0.0.1.
+    pub fn addr_as(&self, name: &str) -> String {
+        format!("{name}:{}", self.port())
     }
 
     /// `http://127.0.0.1:PORT` (`https://` when it serves TLS).

@@ -1,3 +1,4 @@
 //! Integration tests of ferry-http.
 
 mod errors;
+mod proxy;
