@@ -121,10 +121,23 @@ impl Conn {
         }
     }
 
-    /// Records a TLS alert the host sent about the client certificate.
-    fn seen<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// Records a TLS alert the host sent about the client certificate. A write that fails
+    /// because the host closed the connection may have an alert waiting to be read before it:
+    /// it is read then, or the failure would hide why the host closed.
+    fn seen<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if let (Poll::Ready(Err(e)), Some(client)) = (&result, &self.client) {
             client.note_error(e);
+            if client.asked() && client.alert().is_none() {
+                let mut scratch = [0u8; 512];
+                let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+                if let Poll::Ready(Err(e)) = Pin::new(self.io.inner_mut()).poll_read(cx, &mut buf) {
+                    client.note_error(&e);
+                }
+            }
         }
         result
     }
@@ -138,7 +151,7 @@ impl Read for Conn {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_read(cx, buf);
-        this.seen(result)
+        this.seen(cx, result)
     }
 }
 
@@ -150,7 +163,7 @@ impl Write for Conn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.seen(result)
+        this.seen(cx, result)
     }
 
     fn poll_write_vectored(
@@ -160,7 +173,7 @@ impl Write for Conn {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.seen(result)
+        this.seen(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -170,7 +183,7 @@ impl Write for Conn {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_flush(cx);
-        this.seen(result)
+        this.seen(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
