@@ -6,6 +6,7 @@ mod auth;
 mod copy;
 mod fake;
 mod listing;
+mod quota;
 mod ratelimit;
 mod reference;
 mod store;
