@@ -12,6 +12,13 @@
 //! endpoint = "http://minio.internal:9000"   # else AWS_ENDPOINT_URL
 //! mount = ["distribution-storage", "cross-repo"]
 //!
+//! [registries."harbor.corp.example"]
+//! proxy = "http://user:pass@proxy.corp.example:3128"   # over HTTPS_PROXY / HTTP_PROXY
+//! no_proxy = ".internal.example"                       # over NO_PROXY
+//! client_cert = "/etc/ferry/harbor/client.cert"        # over its certs.d directory
+//! client_key = "/etc/ferry/harbor/client.key"
+//! requests_per_second = 5
+//!
 //! [mount.ipfs]                              # a mount strategy's settings (`--mount-opt`)
 //! gateway = "http://127.0.0.1:8080"
 //!
@@ -85,6 +92,8 @@ pub struct Defaults {
     pub grace: Option<String>,
     /// `ferry sync --prune-max`.
     pub prune_max: Option<usize>,
+    /// `--max-wait` (`10m`, `1h`).
+    pub max_wait: Option<String>,
 }
 
 /// One registry's table.
@@ -100,6 +109,19 @@ pub struct RegistryConfig {
     pub ca_cert: Option<PathBuf>,
     /// Hash blobs pushed to it in ferry too (for a registry that does not check digests).
     pub verify_uploads: Option<bool>,
+    /// The proxy it is reached through (`http://[USER:PASSWORD@]HOST:PORT`), over
+    /// `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY`.
+    pub proxy: Option<String>,
+    /// Hosts reached directly by its client (`NO_PROXY`'s syntax; `*` for all), over
+    /// `NO_PROXY`.
+    pub no_proxy: Option<String>,
+    /// The client certificate (PEM) presented to it, over its `certs.d` directory and
+    /// `--cert-dir`.
+    pub client_cert: Option<PathBuf>,
+    /// The key (PEM: PKCS#8, PKCS#1 or SEC1) of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// At most this many requests per second to it.
+    pub requests_per_second: Option<f64>,
     /// Everything else: keys of mount strategies (a storage root's `storage`, `trusted`, S3
     /// `endpoint`, …), given to the strategies that declare them and checked by them.
     #[serde(flatten)]
@@ -190,7 +212,8 @@ impl Config {
             images,
             fail_fast,
             grace,
-            prune_max
+            prune_max,
+            max_wait
         );
         self.registries.extend(other.registries);
         for (name, table) in other.mount {

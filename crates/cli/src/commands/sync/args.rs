@@ -45,11 +45,16 @@ Signals: SIGINT or SIGTERM starts no new image and gives the images in flight --
 finish, then writes the partial report (exit 1); a second signal stops at once. No tag ever
 names content that is not there.
 
+Proxies, certificates (certs.d, --cert-dir) and registries' quotas (--max-wait) work as for
+`ferry cp` (see `ferry cp --help`).
+
 Exit codes:
   0  every selected image is at the destination (and every prune was done)
   1  some images failed, or the sync was stopped; each failure is named with its reason
+     (a registry's quota gone for longer than --max-wait fails the images not done)
   2  bad usage, or a bad mirror file (the error names the entry and the key)
-  4  a registry refused the credentials (the destination's, usually)";
+  4  a registry refused the credentials (the destination's, usually), a proxy asked for them,
+     or a registry asked for a client certificate or refused it";
 
 /// `ferry sync`.
 #[derive(Debug, Args)]

@@ -19,7 +19,7 @@ use ferry_sync::{
     TagFilter, TagPatterns,
 };
 
-pub use args::{SYNC_EXAMPLES, SyncArgs};
+pub use args::{SYNC_EXAMPLES, SyncArgs, parse_duration};
 
 use crate::app::App;
 use crate::config::{Config, EntryConfig, OneOrMany};
