@@ -95,8 +95,8 @@ pub fn advise(e: &Error) -> Option<String> {
                     .into(),
             ),
             TransportErrorKind::ProxyAuth => Some(
-                "give the proxy's credentials in its URL, `http://USER:PASSWORD@HOST:PORT`, in \
-                 that variable or in `proxy` of the registry's table in ferry.toml"
+                "give the proxy's user and password in its URL, `USER:PASSWORD@` before its \
+                 host, in that variable or in `proxy` of the registry's table in ferry.toml"
                     .into(),
             ),
             TransportErrorKind::ProxyUnreachable => Some(
@@ -117,7 +117,7 @@ pub fn advise(e: &Error) -> Option<String> {
             TransportErrorKind::ClientCertRejected => Some(
                 "give a certificate issued by a CA the registry trusts, not expired, with its own \
                  key"
-                    .into(),
+                .into(),
             ),
             _ => None,
         },

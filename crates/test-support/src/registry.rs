@@ -100,6 +100,8 @@ pub struct RegistryBuilder {
     certificate: Option<crate::tls::Issued>,
     /// PEM files of the CAs whose client certificates are required (`http.tls.clientcas`).
     client_cas: Vec<PathBuf>,
+    /// Listen on `[::1]` instead of 127.0.0.1.
+    ipv6: bool,
 }
 
 impl Default for RegistryBuilder {
@@ -130,7 +132,19 @@ impl RegistryBuilder {
             tls: false,
             certificate: None,
             client_cas: Vec::new(),
+            ipv6: false,
         }
+    }
+
+    /// Listens on the IPv6 loopback `[::1]` instead of 127.0.0.1 (its address is then
+    /// `[::1]:PORT`). See [`Registry::ipv6_available`].
+    pub fn ipv6(mut self, enabled: bool) -> Self {
+        self.ipv6 = enabled;
+        self
+    }
+
+    fn host(&self) -> &'static str {
+        if self.ipv6 { "[::1]" } else { "127.0.0.1" }
     }
 
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a self-signed certificate for
@@ -294,7 +308,7 @@ impl RegistryBuilder {
                 Ok(child) => {
                     return Ok(Registry {
                         child,
-                        addr: format!("127.0.0.1:{port}"),
+                        addr: format!("{}:{port}", self.host()),
                         root,
                         access_log: dir.path().join("access.log"),
                         error_log: dir.path().join("registry.log"),
@@ -346,7 +360,7 @@ impl RegistryBuilder {
             "  maintenance:\n    uploadpurging:\n      enabled: false"
         );
         let _ = writeln!(c, "http:");
-        let _ = writeln!(c, "  addr: {}", q(&format!("127.0.0.1:{port}")));
+        let _ = writeln!(c, "  addr: {}", q(&format!("{}:{port}", self.host())));
         let _ = writeln!(c, "  secret: {}", q(&self.http_secret));
         if self.tls {
             let _ = writeln!(c, "  tls:");
@@ -421,7 +435,7 @@ impl RegistryBuilder {
         let mut child = command
             .spawn()
             .map_err(|e| (Error::io(format!("start `{REGISTRY_BINARY}`"), e), false))?;
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{}:{port}", self.host());
         let deadline = Instant::now() + STARTUP_DEADLINE;
         let probe = format!("/v2/?{OWN_MARKER}=ready");
         loop {
@@ -577,7 +591,12 @@ impl Registry {
         &self.addr
     }
 
-    /// The port on 127.0.0.1.
+    /// Whether this machine has the IPv6 loopback (`::1`) to listen on.
+    pub fn ipv6_available() -> bool {
+        std::net::TcpListener::bind("[::1]:0").is_ok()
+    }
+
+    /// The port.
     pub fn port(&self) -> u16 {
         self.addr
             .rsplit_once(':')

@@ -7,6 +7,7 @@ mod ipfs;
 mod layouts;
 mod load;
 mod plans;
+mod proxies;
 mod registries;
 mod security;
 mod support;
