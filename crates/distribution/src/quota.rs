@@ -170,8 +170,8 @@ struct State {
     /// first answer tells the quota before a burst can exceed it.
     known: bool,
     quota: Option<Seen>,
-    /// Pulls sent and not yet answered.
-    in_flight: u64,
+    /// The numbers of the pulls sent and not yet answered.
+    flying: std::collections::BTreeSet<u64>,
     /// Pulls waiting for their turn.
     waiting: u64,
     /// The next pull's turn, while they are spread.
@@ -180,6 +180,23 @@ struct State {
     next_request: Option<Instant>,
     /// When the pulls waiting for an empty quota go again.
     resume_at: Option<Instant>,
+    /// The number of the next request sent, and of the newest whose answer was learned from.
+    next_ticket: u64,
+    learned_ticket: u64,
+}
+
+impl State {
+    fn take_ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
+    }
+
+    /// A pull goes: its number, counted in flight.
+    fn fly(&mut self) -> u64 {
+        let ticket = self.take_ticket();
+        self.flying.insert(ticket);
+        ticket
+    }
 }
 
 /// One host's pacing.
@@ -194,7 +211,26 @@ pub struct HostPace {
 /// A request's place in its host's pacing; dropping it ends the request.
 #[derive(Debug)]
 pub struct PacePermit {
+    /// Set for a pull, which is counted in flight until dropped.
     pace: Option<Arc<HostPace>>,
+    /// The request's number, in the order requests were let go.
+    ticket: u64,
+}
+
+impl PacePermit {
+    /// The request's number, in the order requests were let go: an answer to an older
+    /// request than the one last learned from tells of an older state of the quota.
+    pub fn ticket(&self) -> u64 {
+        self.ticket
+    }
+
+    /// Learns the quota the request's answer announced (`headers`) and ends the request, in
+    /// one step: a pull's place in flight is freed as the pulls left are updated, so no other
+    /// pull counts it twice or not at all.
+    pub fn answered(mut self, pace: &HostPace, headers: &HeaderMap, clock: &dyn Clock) {
+        let pull = self.pace.take().is_some();
+        pace.learn(headers, self.ticket, pull, clock);
+    }
 }
 
 impl Drop for PacePermit {
@@ -202,7 +238,7 @@ impl Drop for PacePermit {
         if let Some(pace) = &self.pace {
             {
                 let mut s = pace.state.lock().expect("pace lock");
-                s.in_flight = s.in_flight.saturating_sub(1);
+                s.flying.remove(&self.ticket);
             }
             pace.changed.notify_waiters();
         }
@@ -211,7 +247,8 @@ impl Drop for PacePermit {
 
 /// What a request does next.
 enum Step {
-    Go,
+    /// Go, with this number.
+    Go(u64),
     Sleep(Duration, bool),
     /// Wait for the first answer.
     Learn,
@@ -249,7 +286,10 @@ impl HostPace {
             }
         }
         if !pull {
-            return Ok(PacePermit { pace: None });
+            return Ok(PacePermit {
+                pace: None,
+                ticket: self.ticket(),
+            });
         }
         let mut turn_taken = false;
         loop {
@@ -257,9 +297,10 @@ impl HostPace {
             let changed = self.changed.notified();
             match self.step(pacing, turn_taken)? {
                 Step::Learn => changed.await,
-                Step::Go => {
+                Step::Go(ticket) => {
                     return Ok(PacePermit {
                         pace: Some(self.clone()),
+                        ticket,
                     });
                 }
                 Step::Sleep(d, spread) => {
@@ -271,6 +312,10 @@ impl HostPace {
                 }
             }
         }
+    }
+
+    fn ticket(&self) -> u64 {
+        self.state.lock().expect("pace lock").take_ticket()
     }
 
     /// The next step of a pull; `turn_taken`: it waited for its turn among spread pulls.
@@ -288,11 +333,10 @@ impl HostPace {
             }
         }
         let Some(q) = s.quota else {
-            if !s.known && s.in_flight > 0 {
+            if !s.known && !s.flying.is_empty() {
                 return Ok(Step::Learn);
             }
-            s.in_flight += 1;
-            return Ok(Step::Go);
+            return Ok(Step::Go(s.fly()));
         };
         let window_left = |q: &Seen| {
             q.reset_at
@@ -300,12 +344,22 @@ impl HostPace {
                 .or(q.window)
                 .unwrap_or(Duration::from_secs(60))
         };
-        let available = q.remaining.saturating_sub(s.in_flight);
+        // The pulls sent after the request whose answer told the pulls left are not counted
+        // in them yet; those sent before it may be, or not. None left even so: the quota is
+        // used up. None left if they are not: wait for their answers to tell.
+        let uncounted = s.flying.range(s.learned_ticket + 1..).count() as u64;
+        let in_flight = s.flying.len() as u64;
+        let available = q.remaining.saturating_sub(in_flight);
+        if available == 0 && q.remaining > uncounted && s.resume_at.is_none() {
+            return Ok(Step::Learn);
+        }
         if available == 0 {
             let until = match s.resume_at {
                 Some(at) => at,
                 None => {
-                    let wait = window_left(&q);
+                    // To the whole second: the window is over then, and the wait reads as
+                    // the registry said it (`ratelimit-reset` is in seconds).
+                    let wait = Duration::from_secs(window_left(&q).as_secs_f64().ceil() as u64);
                     if wait > pacing.max_wait {
                         return Err(Error::QuotaExhausted {
                             host: self.host.clone(),
@@ -331,7 +385,7 @@ impl HostPace {
             s.waiting += 1;
             return Ok(Step::Sleep(until.saturating_duration_since(now), false));
         }
-        if !turn_taken && available <= s.in_flight + s.waiting + 1 {
+        if !turn_taken && available <= in_flight + s.waiting + 1 {
             let gap = window_left(&q) / u32::try_from(available).unwrap_or(u32::MAX);
             if gap <= pacing.max_wait {
                 let slot = s.next_pull.filter(|t| *t > now).unwrap_or(now);
@@ -342,17 +396,30 @@ impl HostPace {
                 }
             }
         }
-        s.in_flight += 1;
-        Ok(Step::Go)
+        Ok(Step::Go(s.fly()))
     }
 
-    /// Learns the quota an answer announced, `headers`.
-    pub fn observe(&self, headers: &HeaderMap, clock: &dyn Clock) {
+    /// Learns the quota an answer announced, `headers`, to the request numbered `ticket`
+    /// ([`PacePermit::ticket`]). An answer to a request older than the one last learned from
+    /// can only lower the pulls left (answers overtake each other).
+    pub fn observe(&self, headers: &HeaderMap, ticket: u64, clock: &dyn Clock) {
+        self.learn(headers, ticket, false, clock);
+    }
+
+    /// [`HostPace::observe`], also freeing a pull's place in flight when `pull`.
+    fn learn(&self, headers: &HeaderMap, ticket: u64, pull: bool, clock: &dyn Clock) {
         let quota = Quota::from_headers(headers);
         {
             let mut s = self.state.lock().expect("pace lock");
+            if pull {
+                s.flying.remove(&ticket);
+            }
             s.known = true;
-            if let Some(q) = quota {
+            let stale = ticket < s.learned_ticket;
+            s.learned_ticket = s.learned_ticket.max(ticket);
+            if let Some(q) = quota
+                && !(stale && s.quota.is_some_and(|known| known.remaining <= q.remaining))
+            {
                 if q.remaining > 0 {
                     s.resume_at = None;
                 }

@@ -353,12 +353,14 @@ impl Transport {
         let host = host_of(&req.url);
         let started = Instant::now();
         let result = self.send_raw(req, &failure).await;
-        if let Ok(resp) = &result {
-            pace.observe(resp.headers(), self.pacing.clock.as_ref());
-            limit.observe(resp.status(), retry_after(resp.headers()));
+        match &result {
+            Ok(resp) => {
+                paced.answered(&pace, resp.headers(), self.pacing.clock.as_ref());
+                limit.observe(resp.status(), retry_after(resp.headers()));
+            }
+            Err(_) => drop(paced),
         }
         drop(permit);
-        drop(paced);
         let ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(mut resp) => {

@@ -10,7 +10,7 @@
 //! 2. `/etc/containers/certs.d`,
 //! 3. `/etc/docker/certs.d`;
 //!
-//! or, when [`CERTS_D_ENV`] is set, the `:`-separated roots it lists instead.
+//! or, when [`CERTS_D_ENV`] is set (not empty), the `:`-separated roots it lists instead.
 //!
 //! In the directory, in name order: every `*.crt` is a CA certificate trusted besides the
 //! system's roots; every `NAME.cert` is a client certificate whose key is `NAME.key` (PEM:
@@ -51,7 +51,7 @@ impl CertLookup {
     /// The roots [`CertLookup::Default`] searches now: [`CERTS_D_ENV`] if set, else
     /// containers/image's and docker's.
     pub fn default_roots() -> Vec<PathBuf> {
-        if let Some(list) = std::env::var_os(CERTS_D_ENV) {
+        if let Some(list) = std::env::var_os(CERTS_D_ENV).filter(|v| !v.is_empty()) {
             return std::env::split_paths(&list)
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect();

@@ -1,5 +1,6 @@
 //! `ferry` as a user runs it.
 
+mod client_certs;
 mod config;
 mod crash;
 mod faults;
@@ -8,6 +9,7 @@ mod layouts;
 mod load;
 mod plans;
 mod proxies;
+mod quota;
 mod registries;
 mod security;
 mod support;
