@@ -420,3 +420,103 @@ fn no_proxy_and_the_loopback_go_direct_and_a_registry_table_overrides_the_enviro
         run.stderr
     );
 }
+
+/// The S3 client of a registry's storage root follows the same proxy rules: its endpoint,
+/// named `other.test`, is reached through the proxy, and the mount is a server-side copy.
+#[test]
+fn the_s3_client_of_a_storage_root_goes_through_the_proxy_too() {
+    let Some(proxy) = squid(Squid::builder()) else {
+        return;
+    };
+    let seaweed = ferry_test_support::SeaweedFs::start().unwrap();
+    seaweed.create_bucket("shared").unwrap();
+    let registry = |prefix: &str| {
+        Registry::builder()
+            .s3(seaweed.storage("shared", prefix).unwrap())
+            .start()
+            .unwrap()
+    };
+    let (a, b) = (registry("/tenant-a"), registry("/tenant-b"));
+    let work = tempfile::tempdir().unwrap();
+    let (src, digest) = layout(&work.path().join("src"), 16);
+    let run = ferry(&["cp", "--plain-http", &src, &format!("{}/x:v1", a.addr())]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let port = seaweed.s3_url().rsplit(':').next().unwrap().to_string();
+    let endpoint = format!("other.test:{port}");
+    let s3 = |prefix: &str| {
+        format!(
+            "storage = \"s3://shared/{prefix}\"\nendpoint = \"http://{endpoint}\"\n\
+             region = \"us-east-1\"\naccess_key_id = \"any\"\nsecret_access_key = \"any\"\n\
+             allow_http = true\n"
+        )
+    };
+    let config = work.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nplain_http = true\n[registries.\"{}\"]\n{}[registries.\"{}\"]\n{}",
+            a.addr(),
+            s3("tenant-a"),
+            b.addr(),
+            s3("tenant-b")
+        ),
+    )
+    .unwrap();
+    let run = ferry_with(
+        &[
+            "cp",
+            "--config",
+            &config.display().to_string(),
+            &format!("{}/x:v1", a.addr()),
+            &format!("{}/y:v1", b.addr()),
+        ],
+        &[("HTTP_PROXY", &proxy.url())],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.matches("(distribution-storage)").count(),
+        3,
+        "{}",
+        run.stdout
+    );
+    let lines = proxy.await_log_for(&endpoint, 3);
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.method == "PUT"),
+        "the server-side copies went through the proxy: {lines:?}"
+    );
+    assert_all_passed(&lines);
+    // The registries themselves are on the loopback: never proxied.
+    assert!(proxy.log_for(a.addr()).is_empty() && proxy.log_for(b.addr()).is_empty());
+    assert_eq!(
+        digest_at(&format!("{}/y:v1", b.addr()), &["--plain-http"]),
+        digest
+    );
+
+    // An endpoint on the loopback is reached directly, as every client of ferry reaches it
+    // (reqwest's own reading of HTTP_PROXY would send it to the proxy).
+    let loopback = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace(&endpoint, &loopback)).unwrap();
+    let run = ferry_with(
+        &[
+            "cp",
+            "--config",
+            &config.display().to_string(),
+            &format!("{}/x:v1", a.addr()),
+            &format!("{}/z:v1", b.addr()),
+        ],
+        &[("HTTP_PROXY", &proxy.url())],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout.matches("(distribution-storage)").count(),
+        3,
+        "{}",
+        run.stdout
+    );
+    assert!(proxy.log_for(&loopback).is_empty(), "{:?}", proxy.log());
+}
