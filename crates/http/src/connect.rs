@@ -295,7 +295,7 @@ impl Connector {
             _ => Err(Box::new(ConnectFailure::proxy_refused(
                 proxy,
                 target,
-                &format!("{code} {reason}").trim().to_string(),
+                format!("{code} {reason}").trim(),
             ))),
         }
     }

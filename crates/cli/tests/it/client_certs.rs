@@ -210,7 +210,7 @@ fn a_certificate_of_another_ca_and_a_key_of_another_certificate_are_refused_clea
     let before = s.registry.requests().len();
     let root = s.work.path().join("certs.d");
     std::fs::create_dir_all(&root).unwrap();
-    std::fs::rename(&a, root.join(&r)).unwrap();
+    std::fs::rename(&a, root.join(r)).unwrap();
     let run = s.run(
         &["cp", &s.src, &format!("{r}/app:v1")],
         &[("FERRY_CERTS_D", &root.display().to_string())],
@@ -219,7 +219,7 @@ fn a_certificate_of_another_ca_and_a_key_of_another_certificate_are_refused_clea
     assert!(
         error_line(&run).contains(&format!(
             "is not the key of the certificate `{}`",
-            root.join(&r).join("client.cert").display()
+            root.join(r).join("client.cert").display()
         )),
         "{}",
         run.stderr
