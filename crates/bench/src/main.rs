@@ -5,6 +5,7 @@
 mod floor;
 mod generate;
 mod measure;
+mod proxied;
 mod proxy;
 mod report;
 mod runner;
@@ -102,6 +103,9 @@ enum Sub {
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
+    /// Registry → registry through a forward proxy (squid), ferry beside skopeo, crane,
+    /// regctl and oras: see `ferry-bench proxied --help`.
+    Proxied(proxied::ProxiedArgs),
 }
 
 fn main() -> Result<()> {
@@ -113,6 +117,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::Proxied(args)) = cli.command {
+        return proxied::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,
