@@ -331,16 +331,7 @@ impl Bench {
             .env("XDG_CACHE_HOME", home.join("cache"))
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("DOCKER_CONFIG", home.join("docker"));
-        for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
+        for var in ferry_test_support::squid::PROXY_VARS {
             command.env_remove(var);
         }
         if tool != Tool::FerryDirect {

@@ -33,6 +33,19 @@ pub const TEST_HOSTS: &[&str] = &["registry.test", "other.test", "denied.test"];
 /// How long [`SquidBuilder::start`] waits for squid to accept connections.
 pub const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The proxy variables clients read; a test or benchmark clears them for the programs it runs,
+/// then sets those it means.
+pub const PROXY_VARS: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// One line of the access log.

@@ -62,16 +62,6 @@ impl Setup {
     }
 }
 
-fn error_line(run: &Run) -> String {
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
-    lines[0].to_string()
-}
-
 /// cp to the registry and sync within it, with `args` and `env`; checks what arrived.
 fn cp_and_sync(s: &Setup, args: &[&str], env: &[(&str, &str)]) {
     let r = s.registry.addr();

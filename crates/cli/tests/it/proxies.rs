@@ -48,17 +48,6 @@ fn digest_at(reference: &str, extra: &[&str]) -> String {
         .to_string()
 }
 
-/// The one `error:` line of a failed run.
-fn error_line(run: &Run) -> String {
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
-    lines[0].to_string()
-}
-
 fn assert_all_passed(lines: &[ProxyLogEntry]) {
     assert!(!lines.is_empty());
     for l in lines {
@@ -463,24 +452,28 @@ fn the_s3_client_of_a_storage_root_goes_through_the_proxy_too() {
         ),
     )
     .unwrap();
-    let run = ferry_with(
-        &[
-            "cp",
-            "--config",
-            &config.display().to_string(),
-            &format!("{}/x:v1", a.addr()),
-            &format!("{}/y:v1", b.addr()),
-        ],
-        &[("HTTP_PROXY", &proxy.url())],
-        None,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        run.stdout.matches("(distribution-storage)").count(),
-        3,
-        "{}",
-        run.stdout
-    );
+    // A copy from A to B's repository `to`, every blob mounted by the storage roots.
+    let mount_copy = |to: &str| {
+        let run = ferry_with(
+            &[
+                "cp",
+                "--config",
+                &config.display().to_string(),
+                &format!("{}/x:v1", a.addr()),
+                &format!("{}/{to}:v1", b.addr()),
+            ],
+            &[("HTTP_PROXY", &proxy.url())],
+            None,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(
+            run.stdout.matches("(distribution-storage)").count(),
+            3,
+            "{}",
+            run.stdout
+        );
+    };
+    mount_copy("y");
     let lines = proxy.await_log_for(&endpoint, 3);
     assert!(lines.len() >= 3, "{lines:?}");
     assert!(
@@ -500,23 +493,6 @@ fn the_s3_client_of_a_storage_root_goes_through_the_proxy_too() {
     let loopback = format!("127.0.0.1:{port}");
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace(&endpoint, &loopback)).unwrap();
-    let run = ferry_with(
-        &[
-            "cp",
-            "--config",
-            &config.display().to_string(),
-            &format!("{}/x:v1", a.addr()),
-            &format!("{}/z:v1", b.addr()),
-        ],
-        &[("HTTP_PROXY", &proxy.url())],
-        None,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        run.stdout.matches("(distribution-storage)").count(),
-        3,
-        "{}",
-        run.stdout
-    );
+    mount_copy("z");
     assert!(proxy.log_for(&loopback).is_empty(), "{:?}", proxy.log());
 }

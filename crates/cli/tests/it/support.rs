@@ -21,17 +21,16 @@ pub fn ferry(args: &[&str]) -> Run {
     ferry_with(args, &[], None)
 }
 
-/// The proxy variables, cleared for every run unless a test sets them.
-pub const PROXY_VARS: &[&str] = &[
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// The one `error:` line of a failed run.
+pub fn error_line(run: &Run) -> &str {
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    lines[0]
+}
 
 /// Runs ferry with extra environment variables and optional stdin, with its own empty
 /// blob-location cache, docker configuration and `certs.d` roots, and no proxy, unless `env`
@@ -46,7 +45,7 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
         .env("DOCKER_CONFIG", cache.path().join("no-docker-config"))
         .env("FERRY_CERTS_D", cache.path().join("no-certs.d"))
         .env_remove("RUST_LOG");
-    for var in PROXY_VARS {
+    for var in ferry_test_support::squid::PROXY_VARS {
         cmd.env_remove(var);
     }
     cmd.stdin(std::process::Stdio::piped())
