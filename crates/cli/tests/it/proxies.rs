@@ -48,6 +48,14 @@ fn digest_at(reference: &str, extra: &[&str]) -> String {
         .to_string()
 }
 
+/// Runs ferry with `args` and `env`, which must fail with exit `code`: its one error line,
+/// and the run.
+fn fails(args: &[&str], env: &[(&str, &str)], code: i32) -> (String, Run) {
+    let run = ferry_with(args, env, None);
+    assert_eq!(run.code, code, "{}", run.stderr);
+    (error_line(&run).to_string(), run)
+}
+
 fn assert_all_passed(lines: &[ProxyLogEntry]) {
     assert!(!lines.is_empty());
     for l in lines {
@@ -204,7 +212,7 @@ fn proxy_credentials_from_the_url_are_sent_and_never_shown() {
 
     // Without credentials: the proxy's 407, for HTTPS and plain HTTP alike.
     let secure = r.secure.addr_as("registry.test");
-    let run = ferry_with(
+    let (line, _) = fails(
         &[
             "cp",
             "--ca-cert",
@@ -213,11 +221,10 @@ fn proxy_credentials_from_the_url_are_sent_and_never_shown() {
             &format!("{secure}/x:v1"),
         ],
         &[("HTTPS_PROXY", &proxy.url())],
-        None,
+        4,
     );
-    assert_eq!(run.code, 4, "{}", run.stderr);
     assert_eq!(
-        error_line(&run),
+        line,
         format!(
             "error: the proxy {} (from HTTPS_PROXY) asks for credentials to connect to {secure} \
              (407 Proxy Authentication Required); give the proxy's user and password in its URL, \
@@ -227,13 +234,11 @@ fn proxy_credentials_from_the_url_are_sent_and_never_shown() {
         )
     );
     let plain = r.plain.addr_as("registry.test");
-    let run = ferry_with(
+    let (line, run) = fails(
         &["cp", "--plain-http", &src, &format!("{plain}/x:v1")],
         &[("http_proxy", &proxy.url_with("alice", "wrong"))],
-        None,
+        4,
     );
-    assert_eq!(run.code, 4, "{}", run.stderr);
-    let line = error_line(&run);
     assert!(
         line.starts_with(&format!(
             "error: the proxy {} (from http_proxy) refused the credentials of its URL for {plain}",
@@ -253,7 +258,7 @@ fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
     let work = tempfile::tempdir().unwrap();
     let (src, _) = layout(&work.path().join("src"), 14);
     let denied = r.secure.addr_as("denied.test");
-    let run = ferry_with(
+    let (line, run) = fails(
         &[
             "cp",
             "--ca-cert",
@@ -262,11 +267,10 @@ fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
             &format!("{denied}/x:v1"),
         ],
         &[("HTTPS_PROXY", &proxy.url())],
-        None,
+        1,
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        error_line(&run).starts_with(&format!(
+        line.starts_with(&format!(
             "error: the proxy {} (from HTTPS_PROXY) refused to connect to {denied} (403 Forbidden); ",
             proxy.url()
         )),
@@ -276,7 +280,7 @@ fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
 
     let closed = free_port();
     let secure = r.secure.addr_as("registry.test");
-    let run = ferry_with(
+    let (line, run) = fails(
         &[
             "cp",
             "--ca-cert",
@@ -288,11 +292,10 @@ fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
             "ALL_PROXY",
             &format!("http://bob:hunter2@127.0.0.1:{closed}"),
         )],
-        None,
+        1,
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        error_line(&run).starts_with(&format!(
+        line.starts_with(&format!(
             "error: cannot reach the proxy http://127.0.0.1:{closed} (from ALL_PROXY) to connect \
              to {secure}: connection refused; "
         )),
@@ -302,13 +305,11 @@ fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
 
     // A proxy URL ferry cannot use is refused before anything is sent.
-    let run = ferry_with(
+    let (line, _) = fails(
         &["cp", &src, &format!("{secure}/x:v1")],
         &[("HTTPS_PROXY", "socks5://bob:hunter2@127.0.0.1:1080")],
-        None,
+        2,
     );
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    let line = error_line(&run);
     assert!(
         line.contains("socks5") && line.contains("HTTPS_PROXY") && !line.contains("hunter2"),
         "{line}"
@@ -326,20 +327,15 @@ fn no_proxy_and_the_loopback_go_direct_and_a_registry_table_overrides_the_enviro
     let plain = r.plain.addr_as("registry.test");
 
     // NO_PROXY names the registry's domain: ferry resolves `registry.test` itself, and cannot.
-    let run = ferry_with(
+    let (line, run) = fails(
         &["cp", "--plain-http", &src, &format!("{plain}/app:v1")],
         &[
             ("HTTP_PROXY", &proxy.url()),
             ("NO_PROXY", "example.com,.test"),
         ],
-        None,
+        1,
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        error_line(&run).contains("the name does not resolve"),
-        "{}",
-        run.stderr
-    );
+    assert!(line.contains("the name does not resolve"), "{}", run.stderr);
     // The loopback is never proxied.
     let run = ferry_with(
         &[
@@ -389,7 +385,7 @@ fn no_proxy_and_the_loopback_go_direct_and_a_registry_table_overrides_the_enviro
         format!("[registries.\"{plain}\"]\nplain_http = true\nproxy = \"{down}\"\n"),
     )
     .unwrap();
-    let run = ferry_with(
+    let (line, run) = fails(
         &[
             "cp",
             "--config",
@@ -398,11 +394,10 @@ fn no_proxy_and_the_loopback_go_direct_and_a_registry_table_overrides_the_enviro
             &format!("{plain}/app:v3"),
         ],
         &[],
-        None,
+        1,
     );
-    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
-        error_line(&run).starts_with(&format!(
+        line.starts_with(&format!(
             "error: cannot reach the proxy {down} (from `proxy` in [registries.\"{plain}\"])"
         )),
         "{}",

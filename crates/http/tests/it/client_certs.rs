@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::assert_kind;
 use ferry_core::{Error, TransportErrorKind};
 use ferry_http::{Body, CertLookup, HttpClientBuilder, ProxyPolicy, TlsPolicy, transport_error};
 use ferry_test_support::{KeyKind, OpensslCa, Registry, TestCa};
@@ -60,16 +61,7 @@ impl Setup {
 async fn without_a_certificate_the_registry_is_said_to_ask_for_one() {
     let s = setup();
     let e = s.get(s.tls()).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportErrorKind::ClientCertRequired,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_kind(&e, TransportErrorKind::ClientCertRequired);
     assert_eq!(
         e.to_string(),
         format!(
@@ -107,16 +99,7 @@ async fn a_certs_d_tree_gives_each_host_its_certificate_of_any_key_kind() {
         .get(s.tls().with_cert_lookup(CertLookup::Roots(vec![elsewhere])))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportErrorKind::ClientCertRequired,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_kind(&e, TransportErrorKind::ClientCertRequired);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,16 +127,7 @@ async fn a_certificate_of_another_ca_is_refused_clearly() {
         .get(s.tls().with_client_cert(&cert, &key).unwrap())
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::Transport {
-                kind: TransportErrorKind::ClientCertRejected,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_kind(&e, TransportErrorKind::ClientCertRejected);
     let text = e.to_string();
     assert!(
         text.starts_with(&format!(

@@ -3,6 +3,7 @@
 //! Basic authentication; its access log proves each request went through it, or did not.
 //! And the failures of a proxy, as one sentence naming the proxy and its variable.
 
+use crate::assert_kind;
 use ferry_core::TransportErrorKind;
 use ferry_http::{
     Body, HttpClient, HttpClientBuilder, NoProxy, Proxy, ProxyPolicy, TlsPolicy, transport_error,
@@ -132,16 +133,7 @@ async fn proxy_credentials_come_from_the_url_and_their_absence_reads_as_one_sent
     let without = client(via(&proxy.url(), "HTTPS_PROXY"), tls.clone());
     for url in [format!("https://{s}/v2/")] {
         let e = get(&without, &url).await.unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ferry_core::Error::Transport {
-                    kind: TransportErrorKind::ProxyAuth,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_kind(&e, TransportErrorKind::ProxyAuth);
         assert_eq!(
             e.to_string(),
             format!(
@@ -190,16 +182,7 @@ async fn an_unreachable_proxy_and_a_refused_connect_name_the_proxy_and_the_targe
     )
     .await
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ferry_core::Error::Transport {
-                kind: TransportErrorKind::ProxyRefused,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_kind(&e, TransportErrorKind::ProxyRefused);
     assert_eq!(
         e.to_string(),
         format!(
@@ -219,16 +202,7 @@ async fn an_unreachable_proxy_and_a_refused_connect_name_the_proxy_and_the_targe
     )
     .await
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ferry_core::Error::Transport {
-                kind: TransportErrorKind::ProxyUnreachable,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_kind(&e, TransportErrorKind::ProxyUnreachable);
     assert_eq!(
         e.to_string(),
         format!(
@@ -266,16 +240,7 @@ async fn no_proxy_and_the_loopback_go_direct() {
     // `registry.test` is under `.test`: ferry resolves it itself, and cannot.
     let target = plain.addr_as("registry.test");
     let e = get(&c, &format!("http://{target}/v2/")).await.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ferry_core::Error::Transport {
-                kind: TransportErrorKind::Dns,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert_kind(&e, TransportErrorKind::Dns);
     assert!(
         proxy.log().is_empty(),
         "nothing went through the proxy: {:?}",
