@@ -19,6 +19,20 @@ fn squid(builder: ferry_test_support::SquidBuilder) -> Option<Squid> {
     Some(builder.start().unwrap())
 }
 
+/// A TLS registry with a certificate for `name`, and the policy that trusts it.
+fn secure_registry(name: &str) -> (Registry, TlsPolicy) {
+    let ca = TestCa::new().unwrap();
+    let registry = Registry::builder()
+        .tls_issued_for(&ca, &[name])
+        .unwrap()
+        .start()
+        .unwrap();
+    let tls = TlsPolicy::new()
+        .with_ca_pem(ca.cert_pem().as_bytes(), "ca")
+        .unwrap();
+    (registry, tls)
+}
+
 fn client(policy: ProxyPolicy, tls: TlsPolicy) -> HttpClient {
     HttpClientBuilder::new()
         .proxy(policy)
@@ -47,15 +61,7 @@ async fn plain_http_goes_in_absolute_form_and_https_through_connect() {
         return;
     };
     let plain = Registry::builder().start().unwrap();
-    let ca = TestCa::new().unwrap();
-    let secure = Registry::builder()
-        .tls_issued_for(&ca, &["registry.test"])
-        .unwrap()
-        .start()
-        .unwrap();
-    let tls = TlsPolicy::new()
-        .with_ca_pem(ca.cert_pem().as_bytes(), "ca")
-        .unwrap();
+    let (secure, tls) = secure_registry("registry.test");
 
     let http = client(via(&proxy.url(), "HTTP_PROXY"), tls.clone());
     let target = plain.addr_as("registry.test");
@@ -98,15 +104,7 @@ async fn proxy_credentials_come_from_the_url_and_their_absence_reads_as_one_sent
         return;
     };
     let plain = Registry::builder().start().unwrap();
-    let ca = TestCa::new().unwrap();
-    let secure = Registry::builder()
-        .tls_issued_for(&ca, &["registry.test"])
-        .unwrap()
-        .start()
-        .unwrap();
-    let tls = TlsPolicy::new()
-        .with_ca_pem(ca.cert_pem().as_bytes(), "ca")
-        .unwrap();
+    let (secure, tls) = secure_registry("registry.test");
     let (p, s) = (
         plain.addr_as("registry.test"),
         secure.addr_as("registry.test"),
@@ -165,15 +163,7 @@ async fn an_unreachable_proxy_and_a_refused_connect_name_the_proxy_and_the_targe
     let Some(proxy) = squid(Squid::builder().deny("denied.test")) else {
         return;
     };
-    let ca = TestCa::new().unwrap();
-    let secure = Registry::builder()
-        .tls_issued_for(&ca, &["denied.test"])
-        .unwrap()
-        .start()
-        .unwrap();
-    let tls = TlsPolicy::new()
-        .with_ca_pem(ca.cert_pem().as_bytes(), "ca")
-        .unwrap();
+    let (secure, tls) = secure_registry("denied.test");
     let target = secure.addr_as("denied.test");
 
     let e = get(
