@@ -273,3 +273,52 @@ pub(crate) fn read_dir(dir: &Path) -> Result<HostMaterial> {
     }
     Ok(material)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_directory_is_named_as_the_host_is_written_and_the_first_root_wins() {
+        let roots = tempfile::tempdir().unwrap();
+        let (a, b) = (roots.path().join("a"), roots.path().join("b"));
+        for dir in [
+            a.join("registry.example:5000"),
+            b.join("registry.example:5000"),
+            b.join("registry.example"),
+            b.join("secure.example:443"),
+            b.join("[fd00::1]:5000"),
+            b.join("docker.io"),
+        ] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let lookup = CertLookup::Roots(vec![a.clone(), b.clone()]);
+        assert_eq!(
+            lookup.dir_for("registry.example", 5000, false),
+            Some(a.join("registry.example:5000"))
+        );
+        assert_eq!(
+            lookup.dir_for("registry.example", 443, true),
+            Some(b.join("registry.example"))
+        );
+        // On the default port, `HOST:443` is found too.
+        assert_eq!(
+            lookup.dir_for("secure.example", 443, true),
+            Some(b.join("secure.example:443"))
+        );
+        assert_eq!(lookup.dir_for("registry.example", 5001, false), None);
+        assert_eq!(
+            lookup.dir_for("[fd00::1]", 5000, false),
+            Some(b.join("[fd00::1]:5000"))
+        );
+        assert_eq!(
+            lookup.dir_for("registry-1.docker.io", 443, true),
+            Some(b.join("docker.io"))
+        );
+        assert_eq!(CertLookup::Off.dir_for("registry.example", 443, true), None);
+        assert_eq!(
+            CertLookup::Dir(a.clone()).dir_for("anything.example", 1, false),
+            Some(a)
+        );
+    }
+}

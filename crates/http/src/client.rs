@@ -259,10 +259,16 @@ impl HttpClient {
             Err(e) => {
                 // A TLS 1.3 server refuses a client certificate (or its absence) after the
                 // client's side of the handshake is over: its alert breaks the first read.
+                // When the host closes the connection before its alert is read (a write into
+                // a closed connection resets it, and the alert is lost with the reset), a host
+                // that asked for a certificate when none was given is taken to refuse for that.
                 if https
                     && let Some(client) = self.tls.client_cert(&host, port)
                     && client.asked()
-                    && let Some(alert) = client.alert()
+                    && let Some(alert) = client.alert().or_else(|| {
+                        (client.presented().is_none() && !e.is_connect())
+                            .then_some(rustls::AlertDescription::CertificateRequired)
+                    })
                 {
                     return Err(Box::new(ConnectFailure::client_cert(
                         &target,

@@ -9,6 +9,7 @@
 //! - [`SquidBuilder::user`] turns on Basic authentication (`basic_ncsa_auth` over an htpasswd
 //!   file made with `htpasswd`): requests without the credentials get `407`.
 //! - `CONNECT` is allowed to any port; nothing is cached.
+//! - [`SquidBuilder::tls`] makes it an `https://` proxy (TLS between the client and squid).
 //! - Its access log is read back as [`ProxyLogEntry`]s: one per request it forwarded, one per
 //!   `CONNECT` tunnel (written when the tunnel closes), so a test proves what went through it.
 //!
@@ -75,6 +76,7 @@ impl ProxyLogEntry {
 pub struct SquidBuilder {
     users: Vec<(String, String)>,
     denied: Vec<String>,
+    tls: Option<crate::tls::Issued>,
 }
 
 impl SquidBuilder {
@@ -88,6 +90,13 @@ impl SquidBuilder {
     /// [`TEST_HOSTS`]).
     pub fn deny(mut self, host: impl Into<String>) -> Self {
         self.denied.push(host.into());
+        self
+    }
+
+    /// Speaks TLS to its clients (an `https://` proxy), with `certificate` (issued for
+    /// `127.0.0.1`).
+    pub fn tls(mut self, certificate: crate::tls::Issued) -> Self {
+        self.tls = Some(certificate);
         self
     }
 
@@ -117,6 +126,10 @@ impl SquidBuilder {
         if !self.users.is_empty() {
             set_mode(&htpasswd, 0o644)?;
         }
+        if let Some(issued) = &self.tls {
+            write_readable(&dir.path().join("proxy.crt"), &issued.cert_pem)?;
+            write_readable(&dir.path().join("proxy.key"), &issued.key_pem)?;
+        }
         let mut last = None;
         for _ in 0..5 {
             let port = free_port();
@@ -130,6 +143,7 @@ impl SquidBuilder {
                     return Ok(Squid {
                         child,
                         port,
+                        tls: self.tls.is_some(),
                         name,
                         access_log: dir.path().join("access.log"),
                         _dir: dir,
@@ -149,7 +163,14 @@ impl SquidBuilder {
     fn config(&self, dir: &Path, port: u16) -> String {
         let d = dir.display();
         let mut c = String::new();
-        let _ = writeln!(c, "http_port 127.0.0.1:{port}");
+        if self.tls.is_some() {
+            let _ = writeln!(
+                c,
+                "https_port 127.0.0.1:{port} tls-cert={d}/proxy.crt tls-key={d}/proxy.key"
+            );
+        } else {
+            let _ = writeln!(c, "http_port 127.0.0.1:{port}");
+        }
         let _ = writeln!(c, "pid_filename {d}/squid.pid");
         let _ = writeln!(c, "cache_log {d}/cache.log");
         let _ = writeln!(
@@ -213,7 +234,8 @@ impl SquidBuilder {
         let deadline = Instant::now() + STARTUP_DEADLINE;
         loop {
             let log = std::fs::read_to_string(&cache_log).unwrap_or_default();
-            if log.contains("Accepting HTTP Socket connections") {
+            // `Accepting HTTP Socket connections`, or `HTTPS` with TLS.
+            if log.contains("Accepting HTTP") {
                 return Ok(child);
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -253,6 +275,7 @@ impl SquidBuilder {
 pub struct Squid {
     child: Child,
     port: u16,
+    tls: bool,
     name: String,
     access_log: PathBuf,
     _dir: tempfile::TempDir,
@@ -274,14 +297,22 @@ impl Squid {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.port)
     }
 
-    /// `http://USER:PASSWORD@127.0.0.1:PORT`.
+    /// `http://USER:PASSWORD@127.0.0.1:PORT` (`https://` with TLS).
     pub fn url_with(&self, user: &str, password: &str) -> String {
-        format!("http://{user}:{password}@127.0.0.1:{}", self.port)
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}",
+            self.scheme(),
+            self.port
+        )
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 
     /// Every line of the access log so far (a `CONNECT` is logged when its tunnel closes).

@@ -255,3 +255,47 @@ async fn no_proxy_and_the_loopback_go_direct() {
     );
     assert_eq!(proxy.await_log_for(&target, 1).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_proxy_is_spoken_to_in_tls_and_tunnels_https_inside_it() {
+    let ca = TestCa::new().unwrap();
+    let Some(proxy) = squid(Squid::builder().tls(ca.issue(&["127.0.0.1"]).unwrap())) else {
+        return;
+    };
+    assert!(proxy.url().starts_with("https://"));
+    let secure = Registry::builder()
+        .tls_issued_for(&ca, &["registry.test"])
+        .unwrap()
+        .start()
+        .unwrap();
+    let plain = Registry::builder().start().unwrap();
+    // One CA trusted for both the proxy's certificate and the registry's.
+    let tls = TlsPolicy::new()
+        .with_ca_pem(ca.cert_pem().as_bytes(), "ca")
+        .unwrap();
+    let c = client(via(&proxy.url(), "ALL_PROXY"), tls);
+    let target = secure.addr_as("registry.test");
+    assert_eq!(
+        get(&c, &format!("https://{target}/v2/")).await.unwrap(),
+        200
+    );
+    let p = plain.addr_as("registry.test");
+    assert_eq!(get(&c, &format!("http://{p}/v2/")).await.unwrap(), 200);
+    drop(c);
+    assert!(proxy.await_log_for(&target, 1)[0].is_tunnel());
+    assert_eq!(proxy.await_log_for(&p, 1)[0].status, 200);
+
+    // A proxy whose certificate is not trusted cannot be reached, and says so.
+    let untrusted = client(via(&proxy.url(), "HTTPS_PROXY"), TlsPolicy::new());
+    let e = get(&untrusted, &format!("https://{target}/v2/"))
+        .await
+        .unwrap_err();
+    assert_kind(&e, TransportErrorKind::ProxyUnreachable);
+    assert!(
+        e.to_string().starts_with(&format!(
+            "cannot reach the proxy {} (from HTTPS_PROXY) to connect to {target}: ",
+            proxy.url()
+        )),
+        "{e}"
+    );
+}
