@@ -1,5 +1,6 @@
 //! `Reference::parse` on arbitrary strings: it never panics, it accepts and refuses what
-//! `oci_spec`'s regex-based parser (`Reference::parse_with_oci_spec`) does, with the same parts
+//! `oci_spec`'s regex-based parser (`Reference::parse_with_oci_spec`) does (but for IPv6 hosts
+//! in brackets, which that parser predates), with the same parts
 //! and, for ASCII input, the same message, what it accepts obeys the repository and tag rules,
 //! and a parsed reference prints as a string that parses back to the same reference (the CLI and
 //! logs print references that users paste back in).
@@ -15,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let parsed = Reference::parse(input);
     let oracle = Reference::parse_with_oci_spec(input);
+    // A host that is an IPv6 address in brackets is docker/distribution's grammar since
+    // 2.8.2, which `oci_spec`'s regex predates: only the invariants below are checked for it.
+    let ipv6 = input.starts_with('[');
     match (&parsed, &oracle) {
+        _ if ipv6 => {}
         (Ok(a), Ok(b)) => assert_eq!(a, b, "`{input}` parses to different references"),
         // Outside ASCII the hand-written parser approximates the regex's Unicode `\w`, which can
         // only turn a "bad format" refusal into a "bad tag" one.

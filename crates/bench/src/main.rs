@@ -5,6 +5,7 @@
 mod floor;
 mod generate;
 mod measure;
+mod proxied;
 mod proxy;
 mod report;
 mod runner;
@@ -116,6 +117,9 @@ enum Sub {
     Sync(sync::SyncArgs),
     /// `ferry sync --every` over many idle runs: memory, descriptors, CPU and requests per run.
     Service(service::ServiceArgs),
+    /// Registry → registry through a forward proxy (squid), ferry beside skopeo, crane,
+    /// regctl and oras: see `ferry-bench proxied --help`.
+    Proxied(proxied::ProxiedArgs),
 }
 
 fn main() -> Result<()> {
@@ -130,6 +134,9 @@ fn main() -> Result<()> {
     }
     if let Some(Sub::Service(args)) = cli.command {
         return service::main(args);
+    }
+    if let Some(Sub::Proxied(args)) = cli.command {
+        return proxied::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

@@ -45,7 +45,7 @@ struct Sample {
 
 /// Runs `ferry-bench service`.
 pub fn main(args: ServiceArgs) -> Result<()> {
-    let programs = crate::programs(args.ferry.clone())?;
+    let programs = crate::programs(args.ferry.clone(), None)?;
     let sizes = if args.quick {
         Sizes::quick()
     } else {

@@ -8,7 +8,8 @@ pub const FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Something named does not exist.
 pub const NOT_FOUND: u8 = 3;
-/// Authentication or permission refused.
+/// Authentication or permission refused (by the registry, its proxy, or its check of the
+/// client certificate).
 pub const AUTH: u8 = 4;
 /// Content failed verification; nothing corrupt was committed.
 pub const INTEGRITY: u8 = 5;
@@ -25,6 +26,14 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | Error::NotSupported { .. }
                 | Error::TooLarge { .. } => USAGE,
                 Error::Unauthenticated { .. } | Error::PermissionDenied { .. } => AUTH,
+                // The proxy's credentials and the client certificate authenticate too.
+                Error::Transport {
+                    kind:
+                        TransportErrorKind::ProxyAuth
+                        | TransportErrorKind::ClientCertRequired
+                        | TransportErrorKind::ClientCertRejected,
+                    ..
+                } => AUTH,
                 Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => INTEGRITY,
                 _ => FAILED,
             };
@@ -74,7 +83,7 @@ pub fn message(err: &anyhow::Error, verbose: bool) -> String {
 /// What to do on the command line about a condition the libraries describe.
 pub fn advise(e: &Error) -> Option<String> {
     match e {
-        Error::Transport { kind, .. } => match kind {
+        Error::Transport { kind, host, .. } => match kind {
             TransportErrorKind::Certificate => Some(
                 "trust its CA with `--ca-cert FILE` (or `ca_cert` in its registry table), or \
                  pass `--insecure` if it is a test registry"
@@ -85,8 +94,36 @@ pub fn advise(e: &Error) -> Option<String> {
                  intended"
                     .into(),
             ),
+            TransportErrorKind::ProxyAuth => Some(
+                "give the proxy's user and password in its URL, `USER:PASSWORD@` before its \
+                 host, in that variable or in `proxy` of the registry's table in ferry.toml"
+                    .into(),
+            ),
+            TransportErrorKind::ProxyUnreachable => Some(
+                "check the proxy's address, or reach the registry directly by naming it in \
+                 NO_PROXY (or `no_proxy` of its table in ferry.toml)"
+                    .into(),
+            ),
+            TransportErrorKind::ProxyRefused => Some(
+                "the proxy's policy does not let ferry through to that host; ask its operator, \
+                 or reach the registry directly by naming it in NO_PROXY"
+                    .into(),
+            ),
+            TransportErrorKind::ClientCertRequired => Some(format!(
+                "give one with `--cert-dir DIR` (`client.cert` and `client.key`), in \
+                 /etc/containers/certs.d/{host}/, or with `client_cert` and `client_key` in its \
+                 table in ferry.toml"
+            )),
+            TransportErrorKind::ClientCertRejected => Some(
+                "give a certificate issued by a CA the registry trusts, not expired, with its own \
+                 key"
+                .into(),
+            ),
             _ => None,
         },
+        Error::QuotaExhausted { .. } => Some(
+            "run again once the quota is back, or let ferry wait longer with `--max-wait`".into(),
+        ),
         Error::MissingSetting { strategy, key, .. } => {
             let flag = match (strategy.as_str(), key.as_str()) {
                 (ferry_ipfs_mount::NAME, "gateway") => "`--ipfs-gateway URL`, ".to_string(),

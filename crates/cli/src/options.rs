@@ -120,6 +120,25 @@ pub struct RegistryArgs {
     /// Trust the CA certificates in this PEM file for the destination registry (repeatable).
     #[arg(long, value_name = "FILE")]
     pub to_ca_cert: Vec<PathBuf>,
+    /// A directory of TLS material for both registries, in containers/image's layout:
+    /// `*.crt` CA certificates trusted besides the system's, `client.cert` with `client.key`
+    /// the client certificate presented. It replaces the `certs.d` lookup (see the README's
+    /// "Registries").
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// A directory of TLS material (`*.crt`, `client.cert`, `client.key`) for the source
+    /// registry.
+    #[arg(long, value_name = "DIR")]
+    pub from_cert_dir: Option<PathBuf>,
+    /// A directory of TLS material (`*.crt`, `client.cert`, `client.key`) for the destination
+    /// registry.
+    #[arg(long, value_name = "DIR")]
+    pub to_cert_dir: Option<PathBuf>,
+    /// The longest a pull waits for a registry's quota (`ratelimit-remaining: 0`) to come back
+    /// (`30s`, `10m`, `2h`); beyond it ferry stops with an error, and a sync marks the images
+    /// not done as failed [default: 10m].
+    #[arg(long, value_name = "DURATION", env = "FERRY_MAX_WAIT", value_parser = parse_duration)]
+    pub max_wait: Option<std::time::Duration>,
     /// Hash blobs pushed to a registry in ferry too. Registries must refuse content that does
     /// not match its digest (`DIGEST_INVALID`, exit 5), so by default ferry only counts the
     /// bytes and leaves the hashing to the registry; use this for one that does not check.

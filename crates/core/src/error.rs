@@ -173,9 +173,54 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// A registry's quota of requests (`ratelimit-remaining`) is used up, and comes back
+    /// later than the caller allows itself to wait.
+    #[error(
+        "{host}: 0 of {limit} pulls left, and the quota comes back in {}, beyond the longest wait allowed ({})",
+        crate::error::human(*wait),
+        crate::error::human(*max_wait)
+    )]
+    QuotaExhausted {
+        /// The registry host.
+        host: String,
+        /// The quota announced (`ratelimit-limit`).
+        limit: u64,
+        /// How long until the quota comes back.
+        wait: std::time::Duration,
+        /// The longest wait allowed.
+        max_wait: std::time::Duration,
+    },
     /// The operation was cancelled.
     #[error("cancelled: {0}")]
     Cancelled(String),
+}
+
+/// A duration as messages say it: `5 h 12 min`, `10 min`, `45 s`, `1.5 s`, `300 ms`.
+pub fn human(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 {
+        let (h, m) = (secs / 3600, (secs % 3600) / 60);
+        if m == 0 {
+            format!("{h} h")
+        } else {
+            format!("{h} h {m} min")
+        }
+    } else if secs >= 60 {
+        let (m, s) = (secs / 60, secs % 60);
+        if s == 0 {
+            format!("{m} min")
+        } else {
+            format!("{m} min {s} s")
+        }
+    } else if d.as_millis() >= 1000 {
+        if d.subsec_millis() == 0 {
+            format!("{secs} s")
+        } else {
+            format!("{:.1} s", d.as_secs_f64())
+        }
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 /// What failed in an [`Error::Transport`].
@@ -196,6 +241,18 @@ pub enum TransportErrorKind {
     Timeout,
     /// The connection was reset or closed before the exchange was complete.
     Reset,
+    /// The HTTP proxy chosen for the host could not be reached (refused, unknown name, no
+    /// answer in time).
+    ProxyUnreachable,
+    /// The HTTP proxy asked for credentials (`407 Proxy Authentication Required`), or refused
+    /// the ones given.
+    ProxyAuth,
+    /// The HTTP proxy refused to connect to the host (`CONNECT` answered `403`, `502`, …).
+    ProxyRefused,
+    /// The server asked for a TLS client certificate and none was given for it.
+    ClientCertRequired,
+    /// The server refused the TLS client certificate given for it.
+    ClientCertRejected,
     /// Any other failure of the connection.
     Other,
 }

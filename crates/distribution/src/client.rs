@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_core::{Error, Result};
-use ferry_http::TlsPolicy;
+use ferry_http::{ProxyPolicy, TlsPolicy};
 use url::Url;
 
 use crate::auth::{Clock, Credentials, HostAuth, SystemClock};
@@ -29,8 +29,19 @@ pub struct ClientOptions {
     pub plain_http: bool,
     /// Which TLS certificates are trusted: the system's roots by default, plus CA certificates
     /// given ([`TlsPolicy::with_ca_file`]), or any ([`TlsPolicy::insecure`], for self-signed
-    /// test registries; never in production).
+    /// test registries; never in production); and the client certificate presented, from each
+    /// host's `certs.d` directory by default ([`ferry_http::certs`]).
     pub tls: TlsPolicy,
+    /// Which requests go through a proxy: `None` reads `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` ([`ferry_http::proxy`]).
+    pub proxy: Option<ProxyPolicy>,
+    /// The longest a pull waits for a registry's quota to come back (see [`crate::quota`]);
+    /// beyond it the pull fails with [`ferry_core::Error::QuotaExhausted`].
+    pub max_wait: std::time::Duration,
+    /// At most this many requests per second to each host (`None`: no cap).
+    pub requests_per_second: Option<f64>,
+    /// Told once of each wait for a registry's quota.
+    pub on_quota_wait: Option<crate::quota::QuotaHook>,
     /// Where credentials come from; docker's configuration by default.
     pub credentials: Credentials,
     /// The `User-Agent` of every request.
@@ -71,6 +82,10 @@ impl Default for ClientOptions {
         Self {
             plain_http: false,
             tls: TlsPolicy::new(),
+            proxy: None,
+            max_wait: crate::quota::DEFAULT_MAX_WAIT,
+            requests_per_second: None,
+            on_quota_wait: None,
             credentials: Credentials::default(),
             user_agent: format!("ferry/{}", env!("CARGO_PKG_VERSION")),
             timeouts: Timeouts::default(),
@@ -144,9 +159,16 @@ impl RegistryClient {
     pub fn new(options: ClientOptions) -> Result<Self> {
         let transport = Transport::new(
             options.tls,
+            options.proxy,
             &options.user_agent,
             options.timeouts,
             options.retry,
+            crate::quota::Pacing {
+                max_wait: options.max_wait,
+                requests_per_second: options.requests_per_second,
+                on_wait: options.on_quota_wait,
+                clock: options.clock.clone(),
+            },
         )?;
         Ok(Self {
             inner: Arc::new(ClientInner {

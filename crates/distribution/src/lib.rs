@@ -3,7 +3,8 @@
 //! - [`Reference`]: `HOST[:PORT]/REPO[:TAG][@DIGEST]` with docker's rules for short names.
 //! - [`RegistryClient`]: HTTP on hyper (HTTP/1.1 and HTTP/2, TLS by rustls, connection reuse,
 //!   retries with backoff, an adaptive rate limit per registry that every request passes,
-//!   see [`ratelimit`]), authentication (anonymous, Basic, bearer tokens from the
+//!   see [`ratelimit`], pacing by the registry's announced quota and a request-rate cap, see
+//!   [`quota`], proxies and client certificates by [`ferry_http`]), authentication (anonymous, Basic, bearer tokens from the
 //!   `WWW-Authenticate` challenge, OAuth2 refresh tokens, docker's `config.json` and credential
 //!   helpers) and one [`Registry`] per host sharing a token cache.
 //! - [`Repository`]: one repository as a ferry store ([`ferry_core::ReadStore`] and
@@ -37,6 +38,7 @@ mod download;
 mod error;
 mod listing;
 pub mod mount;
+pub mod quota;
 pub mod ratelimit;
 pub mod reference;
 pub mod referrers;

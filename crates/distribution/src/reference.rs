@@ -22,6 +22,7 @@ pub const MAX_REPOSITORY_LENGTH: usize = 255;
 /// Short names follow docker's rules: `alpine` is `docker.io/library/alpine:latest`, a first
 /// path component is a host only when it holds a `.` or a `:` or is `localhost`
 /// (`localhost:5000/x`, `ghcr.io/o/r`), and a reference without tag or digest means `latest`.
+/// The host may be an IPv6 address in brackets (`[::1]:5000/team/app:v1`, `[fd00::1]/x`).
 ///
 /// ```
 /// use ferry_distribution::Reference;
@@ -238,7 +239,7 @@ impl From<ParseError> for Refusal {
 /// ```text
 /// reference  := name [ ":" tag ] [ "@" digest ]
 /// name       := [ domain "/" ] component ( "/" component )*
-/// domain     := label ( "." label )* [ ":" [0-9]+ ]
+/// domain     := ( label ( "." label )* | "[" IPv6address "]" ) [ ":" [0-9]+ ]
 /// label      := [a-zA-Z0-9] | [a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]
 /// component  := [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
 /// tag        := [\w][\w.-]{0,127}
@@ -323,8 +324,19 @@ fn name_grammar(name: &str) -> bool {
             .is_some_and(|(domain, path)| domain_grammar(domain) && components(path))
 }
 
-/// `label ( "." label )* [ ":" [0-9]+ ]`, labels of ASCII letters, digits and inner `-`.
+/// `label ( "." label )* [ ":" [0-9]+ ]`, labels of ASCII letters, digits and inner `-`; or
+/// `"[" IPv6address "]" [ ":" [0-9]+ ]`, as docker/distribution's grammar has it since 2.8.2
+/// (`oci_spec`'s regex predates it).
 fn domain_grammar(domain: &str) -> bool {
+    let port_grammar = |p: &str| !p.is_empty() && p.bytes().all(|x| x.is_ascii_digit());
+    if let Some(rest) = domain.strip_prefix('[') {
+        let Some((address, after)) = rest.split_once(']') else {
+            return false;
+        };
+        return address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+            && address.parse::<std::net::Ipv6Addr>().is_ok()
+            && (after.is_empty() || after.strip_prefix(':').is_some_and(port_grammar));
+    }
     let (host, port) = match domain.split_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (domain, None),
@@ -510,6 +522,32 @@ mod tests {
 
         let r = Reference::parse("127.0.0.1:5000/a/b").unwrap();
         assert_eq!(r.registry(), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn ipv6_hosts_in_brackets() {
+        let r = Reference::parse("[::1]:5000/team/app:v1").unwrap();
+        assert_eq!(r.registry(), "[::1]:5000");
+        assert_eq!(r.repository(), "team/app");
+        assert_eq!(r.tag(), Some("v1"));
+        assert_eq!(r.to_string(), "[::1]:5000/team/app:v1");
+        let r = Reference::parse(&format!("[fd00::1]/x@sha256:{HEX}")).unwrap();
+        assert_eq!(r.registry(), "[fd00::1]");
+        assert_eq!(r.target(), format!("sha256:{HEX}"));
+        assert_eq!(Reference::parse("[::1]/x").unwrap().tag(), Some("latest"));
+        for bad in [
+            "[::1/x",
+            "[]:5000/x",
+            "[::g]/x",
+            "[fe80::1%eth0]:5000/x",
+            "[::1]x/y",
+            "[::1]:/x",
+            "[::1]:50a/x",
+            "[127.0.0.1]/x",
+            "[::1]:tag",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -468,9 +468,11 @@ mod tests {
         let transport = Arc::new(
             Transport::new(
                 ferry_http::TlsPolicy::new(),
+                Some(ferry_http::ProxyPolicy::none()),
                 "t",
                 Default::default(),
                 RetryPolicy::default(),
+                Default::default(),
             )
             .unwrap(),
         );

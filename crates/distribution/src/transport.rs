@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_core::{BoxError, ByteStream, Error, Result};
-use ferry_http::{Body, HttpClient, HttpClientBuilder, ResponseBody, TlsPolicy};
+use ferry_http::{Body, HttpClient, HttpClientBuilder, ProxyPolicy, ResponseBody, TlsPolicy};
 use futures::{Future as _, StreamExt};
 use http::header::{CONTENT_LENGTH, HeaderValue, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -281,6 +281,9 @@ pub(crate) struct Transport {
     pub(crate) retry: RetryPolicy,
     /// One adaptive rate limit per host, asked before every try of every request.
     pub(crate) limits: crate::ratelimit::Limits,
+    /// One pacing per host, by its quota and the request-rate cap.
+    pub(crate) paces: crate::quota::Paces,
+    pacing: crate::quota::Pacing,
 }
 
 impl std::fmt::Debug for Transport {
@@ -293,16 +296,22 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A transport trusting the servers `tls` names.
+    /// A transport trusting the servers `tls` names, through the proxies `proxy` names (the
+    /// environment's when `None`), paced by `pacing`.
     pub fn new(
         tls: TlsPolicy,
+        proxy: Option<ProxyPolicy>,
         user_agent: &str,
         timeouts: Timeouts,
         retry: RetryPolicy,
+        pacing: crate::quota::Pacing,
     ) -> Result<Self> {
-        let builder = HttpClientBuilder::new()
+        let mut builder = HttpClientBuilder::new()
             .tls(tls)
             .connect_timeout(Some(timeouts.connect));
+        if let Some(proxy) = proxy {
+            builder = builder.proxy(proxy);
+        }
         let user_agent = HeaderValue::from_str(user_agent)
             .map_err(|_| Error::invalid("user agent", user_agent, "use visible ASCII only"))?;
         Ok(Self {
@@ -311,6 +320,8 @@ impl Transport {
             timeouts,
             retry,
             limits: Default::default(),
+            paces: Default::default(),
+            pacing,
         })
     }
 
@@ -327,14 +338,24 @@ impl Transport {
         let method = req.method.clone();
         let shown = redact_url(&req.url);
         let req_url = req.url.clone();
+        let pace = self.paces.of(&req.url);
+        let paced = pace
+            .acquire(crate::quota::is_pull(&method, &req.url), &self.pacing)
+            .await?;
         let limit = self.limits.of(&req.url);
         let permit = limit.acquire().await;
         let host = host_of(&req.url);
         let started = Instant::now();
         let result = self.send_raw(req, &failure).await;
         match &result {
-            Ok(resp) => limit.observe(resp.status(), retry_after(resp.headers())),
-            Err(_) => limit.observe_no_answer(),
+            Ok(resp) => {
+                paced.answered(&pace, resp.headers(), self.pacing.clock.as_ref());
+                limit.observe(resp.status(), retry_after(resp.headers()));
+            }
+            Err(_) => {
+                drop(paced);
+                limit.observe_no_answer();
+            }
         }
         drop(permit);
         let ms = started.elapsed().as_millis() as u64;

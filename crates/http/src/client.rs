@@ -2,15 +2,19 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use ferry_core::{BoxError, Result};
 use http::Request;
-use hyper_rustls::HttpsConnector;
+use http::header::PROXY_AUTHORIZATION;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{Body, ResponseBody};
-use crate::io::Connector;
+use crate::connect::{Connector, HostTls};
+use crate::error::ConnectFailure;
+use crate::proxy::ProxyPolicy;
 use crate::tls::TlsPolicy;
 
 /// A response of an [`HttpClient`].
@@ -26,6 +30,8 @@ pub const DEFAULT_IO_BUFFER: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct HttpClientBuilder {
     tls: TlsPolicy,
+    /// `None`: the environment's, read when the client is built.
+    proxy: Option<ProxyPolicy>,
     connect_timeout: Option<Duration>,
     pool_idle_timeout: Duration,
     http2: bool,
@@ -40,11 +46,13 @@ impl Default for HttpClientBuilder {
 }
 
 impl HttpClientBuilder {
-    /// HTTP/1.1 and HTTP/2 (by ALPN), the system's roots, a 30 s connect timeout, idle
-    /// connections kept for 60 s.
+    /// HTTP/1.1 and HTTP/2 (by ALPN), the system's roots and each host's `certs.d`
+    /// material, the environment's proxies, a 30 s connect timeout, idle connections kept for
+    /// 60 s.
     pub fn new() -> Self {
         Self {
             tls: TlsPolicy::new(),
+            proxy: None,
             connect_timeout: Some(Duration::from_secs(30)),
             pool_idle_timeout: Duration::from_secs(60),
             http2: true,
@@ -56,6 +64,13 @@ impl HttpClientBuilder {
     /// Which servers to trust.
     pub fn tls(mut self, policy: TlsPolicy) -> Self {
         self.tls = policy;
+        self
+    }
+
+    /// Which requests go through which proxy (by default the environment's:
+    /// [`ProxyPolicy::from_env`], read by [`HttpClientBuilder::build`]).
+    pub fn proxy(mut self, policy: ProxyPolicy) -> Self {
+        self.proxy = Some(policy);
         self
     }
 
@@ -115,37 +130,33 @@ impl HttpClientBuilder {
         http
     }
 
-    /// The client. Plain-HTTP requests go through a connector without TLS; the root
-    /// certificates of the policy are loaded on the first TLS handshake, so a client that
-    /// never speaks TLS never pays for them.
+    /// The client. The root certificates of the policy are loaded on the first TLS
+    /// handshake, and each host's `certs.d` material when it is first connected to, so a
+    /// client that never speaks TLS never pays for them. Fails when the environment names a
+    /// proxy that cannot be used.
     pub fn build(&self) -> Result<HttpClient> {
-        let config = self.tls.client_config()?;
-        Ok(HttpClient {
-            plain: self.client_builder().build(self.http_connector()),
-            tls: self.build_on(config.clone(), self.http2),
-            bulk: self.build_on(config, false),
-        })
-    }
-
-    fn build_on(
-        &self,
-        config: rustls::ClientConfig,
-        http2: bool,
-    ) -> Client<HttpsConnector<Connector>, Body> {
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_http1();
-        let connector = Connector {
+        let proxy = Arc::new(match &self.proxy {
+            Some(p) => p.clone(),
+            None => ProxyPolicy::from_env()?,
+        });
+        if !proxy.is_direct() {
+            tracing::debug!(policy = ?proxy, "proxies");
+        }
+        let tls = Arc::new(HostTls::new(self.tls.clone()));
+        let connector = |h2: bool| Connector {
             http: self.http_connector(),
+            proxy: proxy.clone(),
+            tls: tls.clone(),
+            h2,
             buffer: self.io_buffer,
+            timeout: self.connect_timeout,
         };
-        let https = if http2 {
-            builder.enable_http2().wrap_connector(connector)
-        } else {
-            builder.wrap_connector(connector)
-        };
-        self.client_builder().build(https)
+        Ok(HttpClient {
+            main: self.client_builder().build(connector(self.http2)),
+            bulk: self.client_builder().build(connector(false)),
+            proxy,
+            tls,
+        })
     }
 }
 
@@ -161,11 +172,15 @@ impl HttpClientBuilder {
 /// of its own, bounded by TCP only; HTTP/2 keeps the many small requests (existence checks,
 /// mounts, manifests) on one connection and one handshake. Both share one TLS configuration,
 /// and so one cache of TLS sessions to resume.
+///
+/// Requests go through the proxy the [`ProxyPolicy`] names for them: `https://` ones through
+/// a `CONNECT` tunnel, plain `http://` ones in absolute form, with the proxy's credentials.
 #[derive(Clone)]
 pub struct HttpClient {
-    plain: Client<HttpConnector, Body>,
-    tls: Client<HttpsConnector<Connector>, Body>,
-    bulk: Client<HttpsConnector<Connector>, Body>,
+    main: Client<Connector, Body>,
+    bulk: Client<Connector, Body>,
+    proxy: Arc<ProxyPolicy>,
+    tls: Arc<HostTls>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -191,20 +206,79 @@ impl HttpClient {
         self.send_on(request, true).await
     }
 
+    /// The proxy policy requests follow.
+    pub fn proxy_policy(&self) -> &ProxyPolicy {
+        &self.proxy
+    }
+
     async fn send_on(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
         bulk: bool,
     ) -> std::result::Result<Response, BoxError> {
-        let response = if request.uri().scheme_str() == Some("https") {
-            if bulk {
-                self.bulk.request(request).await?
-            } else {
-                self.tls.request(request).await?
-            }
+        let https = request.uri().scheme_str() == Some("https");
+        let host = request.uri().host().unwrap_or_default().to_string();
+        let port = request
+            .uri()
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        // Plain HTTP through a proxy: the request itself goes to the proxy, with its
+        // credentials (a tunnel carries them in its `CONNECT`).
+        let forwarded = if https {
+            None
         } else {
-            self.plain.request(request).await?
+            self.proxy.proxy_for_uri(request.uri()).cloned()
         };
-        Ok(response.map(ResponseBody::new))
+        if let Some(auth) = forwarded.as_ref().and_then(|p| p.authorization()) {
+            request
+                .headers_mut()
+                .insert(PROXY_AUTHORIZATION, auth.clone());
+        }
+        let target = if port == if https { 443 } else { 80 } {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        let client = if https && bulk {
+            &self.bulk
+        } else {
+            &self.main
+        };
+        match client.request(request).await {
+            Ok(response) => {
+                if let Some(proxy) = &forwarded
+                    && response.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                {
+                    return Err(Box::new(ConnectFailure::proxy_auth(proxy, &target)));
+                }
+                if https && let Some(client) = self.tls.client_cert(&host, port) {
+                    client.clear();
+                }
+                Ok(response.map(ResponseBody::new))
+            }
+            Err(e) => {
+                // A TLS 1.3 server refuses a client certificate (or its absence) after the
+                // client's side of the handshake is over: its alert breaks the first read.
+                // When the host closes the connection before its alert is read (a write into
+                // a closed connection resets it, and the alert is lost with the reset), a host
+                // that asked for a certificate when none was given is taken to refuse for that.
+                if https
+                    && let Some(client) = self.tls.client_cert(&host, port)
+                    && client.asked()
+                    && let Some(alert) = client.alert().or_else(|| {
+                        (client.presented().is_none() && !e.is_connect())
+                            .then_some(rustls::AlertDescription::CertificateRequired)
+                    })
+                {
+                    return Err(Box::new(ConnectFailure::client_cert(
+                        &target,
+                        alert,
+                        client.presented(),
+                        Some(e.into()),
+                    )));
+                }
+                Err(e.into())
+            }
+        }
     }
 }

@@ -1,92 +1,77 @@
-//! The TCP connection under TLS, with socket buffers of its own.
+//! The connections under the client: TCP, with socket buffers of its own under TLS, TLS over
+//! it, and TLS over TLS (a tunnel through an `https://` proxy).
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ferry_core::BoxError;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, BufStream};
 use tokio::net::TcpStream;
 
-/// The TCP connector under TLS: [`HttpConnector`] with buffered socket I/O.
-#[derive(Debug, Clone)]
-pub(crate) struct Connector {
-    pub(crate) http: HttpConnector,
-    pub(crate) buffer: usize,
-}
+use crate::tls::ClientCert;
 
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = BufferedIo;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = std::result::Result<BufferedIo, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let connecting = self.http.call(uri);
-        let buffer = self.buffer;
-        Box::pin(async move {
-            let tcp = connecting.await?.into_inner();
-            Ok(BufferedIo::new(tcp, buffer))
-        })
-    }
-}
-
-/// A TCP connection with read and write buffers of its own: TLS reads and writes one record
-/// (at most 16 KiB) at a time, which unbuffered is one system call per record.
+/// A byte stream to a server or a proxy.
 #[derive(Debug)]
-pub(crate) struct BufferedIo {
-    inner: TokioIo<Inner>,
-}
-
-#[derive(Debug)]
-enum Inner {
-    Direct(TcpStream),
+pub(crate) enum Stream {
+    /// TCP as it is (plain HTTP: hyper buffers itself).
+    Tcp(TcpStream),
+    /// TCP with read and write buffers of its own: TLS reads and writes one record (at most
+    /// 16 KiB) at a time, which unbuffered is one system call per record.
     Buffered(BufStream<TcpStream>),
+    /// TLS over a stream.
+    Tls(Box<tokio_rustls::client::TlsStream<Stream>>),
 }
 
-impl BufferedIo {
-    fn new(tcp: TcpStream, buffer: usize) -> Self {
-        let inner = if buffer == 0 {
-            Inner::Direct(tcp)
+impl Stream {
+    /// `tcp`, with buffers of `buffer` bytes (0: none).
+    pub(crate) fn tcp(tcp: TcpStream, buffer: usize) -> Self {
+        if buffer == 0 {
+            Stream::Tcp(tcp)
         } else {
-            Inner::Buffered(BufStream::with_capacity(buffer, buffer, tcp))
-        };
-        Self {
-            inner: TokioIo::new(inner),
+            Stream::Buffered(BufStream::with_capacity(buffer, buffer, tcp))
+        }
+    }
+
+    /// The ALPN protocol the TLS layer on top chose, if any.
+    pub(crate) fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
+            _ => None,
         }
     }
 }
 
-impl AsyncRead for Inner {
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => $e,
+            Stream::Buffered($s) => $e,
+            Stream::Tls($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Inner::Direct(s) => Pin::new(s).poll_read(cx, buf),
-            Inner::Buffered(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        each!(self, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
-impl AsyncWrite for Inner {
+impl AsyncWrite for Stream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Inner::Direct(s) => Pin::new(s).poll_write(cx, buf),
-            Inner::Buffered(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        each!(self, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -94,51 +79,91 @@ impl AsyncWrite for Inner {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Inner::Direct(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Inner::Buffered(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        each!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
-            Inner::Direct(s) => s.is_write_vectored(),
-            Inner::Buffered(s) => s.is_write_vectored(),
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Buffered(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Inner::Direct(s) => Pin::new(s).poll_flush(cx),
-            Inner::Buffered(s) => Pin::new(s).poll_flush(cx),
-        }
+        each!(self, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Inner::Direct(s) => Pin::new(s).poll_shutdown(cx),
-            Inner::Buffered(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        each!(self, s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
-impl Read for BufferedIo {
+/// A connection the client sends requests on: a [`Stream`], whether it goes to a proxy that
+/// forwards absolute-form requests, and the client certificate of its host, whose TLS alerts
+/// it reads as the host's answer to that certificate.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    io: TokioIo<Stream>,
+    proxied: bool,
+    h2: bool,
+    client: Option<Arc<ClientCert>>,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: Stream, proxied: bool, client: Option<Arc<ClientCert>>) -> Self {
+        let h2 = stream.alpn() == Some(b"h2");
+        Self {
+            io: TokioIo::new(stream),
+            proxied,
+            h2,
+            client,
+        }
+    }
+
+    /// Records a TLS alert the host sent about the client certificate. A write that fails
+    /// because the host closed the connection may have an alert waiting to be read before it:
+    /// it is read then, or the failure would hide why the host closed.
+    fn seen<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let (Poll::Ready(Err(e)), Some(client)) = (&result, &self.client) {
+            client.note_error(e);
+            if client.asked() && client.alert().is_none() {
+                let mut scratch = [0u8; 512];
+                let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+                if let Poll::Ready(Err(e)) = Pin::new(self.io.inner_mut()).poll_read(cx, &mut buf) {
+                    client.note_error(&e);
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Read for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.seen(cx, result)
     }
 }
 
-impl Write for BufferedIo {
+impl Write for Conn {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.seen(cx, result)
     }
 
     fn poll_write_vectored(
@@ -146,27 +171,33 @@ impl Write for BufferedIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.seen(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.seen(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
-impl Connection for BufferedIo {
+impl Connection for Conn {
     fn connected(&self) -> Connected {
-        match self.inner.inner() {
-            Inner::Direct(s) => s.connected(),
-            Inner::Buffered(s) => s.get_ref().connected(),
+        let connected = Connected::new().proxy(self.proxied);
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
         }
     }
 }

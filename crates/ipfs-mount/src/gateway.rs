@@ -133,8 +133,8 @@ impl GatewayClient {
                 "give the gateway's base URL without query or fragment",
             ));
         }
-        // ferry's HTTP client and TLS root policy (the system's roots, loaded on the first
-        // handshake).
+        // ferry's HTTP client, TLS root policy (the system's roots, loaded on the first
+        // handshake) and proxy policy (the environment's).
         let client = HttpClientBuilder::new()
             .tls(TlsPolicy::new())
             .connect_timeout(Some(DEFAULT_TIMEOUT))
@@ -142,7 +142,10 @@ impl GatewayClient {
             .map_err(|e| {
                 Error::store(
                     "ipfs",
-                    format!("setting up TLS for `{}`: {e}", ferry_core::redact::url(url)),
+                    format!(
+                        "setting up the HTTP client for `{}`: {e}",
+                        ferry_core::redact::url(url)
+                    ),
                 )
             })?;
         Ok(Self {

@@ -93,6 +93,8 @@ pub enum FailureKind {
     NotSupported,
     /// `--prune` would delete more tags than `--prune-max`, so it deleted none.
     PruneGuard,
+    /// A registry's quota of pulls was used up for longer than the sync may wait.
+    RateLimited,
     /// Anything else: I/O, network, a registry's error.
     Other,
 }
@@ -106,6 +108,7 @@ impl FailureKind {
             Error::NotFound { .. } => FailureKind::NotFound,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => FailureKind::Integrity,
             Error::NotSupported { .. } => FailureKind::NotSupported,
+            Error::QuotaExhausted { .. } => FailureKind::RateLimited,
             _ => FailureKind::Other,
         }
     }

@@ -14,7 +14,11 @@
 //! - announcing `OCI-Chunk-Min-Length`, and the OCI 1.1 referrers API that distribution 2.8
 //!   lacks ([`FakeRegistry::referrers_api`]);
 //! - recording every request with all its headers, so a test can check where `Authorization`
-//!   was sent ([`FakeRegistry::requests`]).
+//!   was sent ([`FakeRegistry::requests`]);
+//! - announcing a quota of pulls in `ratelimit-limit`, `ratelimit-remaining` and
+//!   `ratelimit-reset`, and refusing pulls beyond it with 429, as Docker Hub does
+//!   ([`FakeRegistryBuilder::pull_quota`]): no Docker Hub can be reached from the tests, and
+//!   distribution sends no such headers.
 //!
 //! It implements `GET /v2/`; manifests GET/HEAD/PUT/DELETE by tag or digest; blobs GET (with
 //! `Range`)/HEAD/DELETE; uploads `POST` (plain, `?mount=&from=`, monolithic `?digest=`),
@@ -60,6 +64,9 @@ pub struct RecordedRequest {
     pub query: String,
     /// Every request header.
     pub headers: HeaderMap,
+    /// When it came, by the fake's clock ([`FakeRegistryBuilder::pull_quota`]'s, else the
+    /// system's).
+    pub at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -81,12 +88,78 @@ impl RecordedRequest {
     }
 }
 
-fn record(req: &Request<Incoming>) -> RecordedRequest {
+fn record(req: &Request<Incoming>, at: std::time::Instant) -> RecordedRequest {
     RecordedRequest {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         query: req.uri().query().unwrap_or("").to_string(),
         headers: req.headers().clone(),
+        at,
+    }
+}
+
+/// The clock a fake reads: the system's, or one a test moves.
+pub type FakeClock = Arc<dyn Fn() -> std::time::Instant + Send + Sync>;
+
+/// A quota of pulls (manifest `GET`s) per fixed window, which starts at the first pull.
+#[derive(Clone)]
+struct PullQuota {
+    limit: u64,
+    window: std::time::Duration,
+    started: Option<std::time::Instant>,
+    used: u64,
+    /// Pulls answered, and those refused with 429.
+    pulls: Vec<std::time::Instant>,
+    refused: Vec<std::time::Instant>,
+}
+
+impl std::fmt::Debug for PullQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullQuota")
+            .field("limit", &self.limit)
+            .field("window", &self.window)
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PullQuota {
+    /// Counts a request at `now`: whether it is a pull refused, and the headers to answer
+    /// with either way.
+    fn count(&mut self, pull: bool, now: std::time::Instant) -> (bool, Vec<(String, String)>) {
+        if self.started.is_some_and(|s| now >= s + self.window) {
+            self.started = None;
+            self.used = 0;
+        }
+        let mut refused = false;
+        if pull {
+            self.started.get_or_insert(now);
+            if self.used >= self.limit {
+                refused = true;
+                self.refused.push(now);
+            } else {
+                self.used += 1;
+                self.pulls.push(now);
+            }
+        }
+        let w = self.window.as_secs();
+        let reset = match self.started {
+            Some(s) => (s + self.window).saturating_duration_since(now),
+            None => self.window,
+        };
+        let headers = vec![
+            ("ratelimit-limit".into(), format!("{};w={w}", self.limit)),
+            (
+                "ratelimit-remaining".into(),
+                format!("{};w={w}", self.limit - self.used),
+            ),
+            // Rounded up: the window is not over before.
+            (
+                "ratelimit-reset".into(),
+                reset.as_secs_f64().ceil().to_string(),
+            ),
+        ];
+        (refused, headers)
     }
 }
 
@@ -106,6 +179,17 @@ struct Knobs {
     chunk_min_length: Option<u64>,
     referrers_api: bool,
     tags_page_limit: Option<usize>,
+    quota: Option<PullQuota>,
+    clock: Option<FakeClockHolder>,
+}
+
+#[derive(Clone)]
+struct FakeClockHolder(FakeClock);
+
+impl std::fmt::Debug for FakeClockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeClock")
+    }
 }
 
 /// Builds a [`FakeRegistry`] with its knobs set from the start.
@@ -166,6 +250,28 @@ impl FakeRegistryBuilder {
     /// `Link: <…>; rel="next"` to the rest, as Docker Hub, GHCR and distribution 3 page.
     pub fn tags_page_limit(mut self, n: usize) -> Self {
         self.knobs.tags_page_limit = Some(n.max(1));
+        self
+    }
+
+    /// Announces a quota of `limit` pulls (manifest `GET`s) per `window` on every answer
+    /// (`ratelimit-limit: L;w=W`, `ratelimit-remaining`, `ratelimit-reset` in seconds, as
+    /// Docker Hub and the IETF draft name them), and answers pulls beyond it with 429 until
+    /// the window is over. The window starts at the first pull.
+    pub fn pull_quota(mut self, limit: u64, window: std::time::Duration) -> Self {
+        self.knobs.quota = Some(PullQuota {
+            limit,
+            window,
+            started: None,
+            used: 0,
+            pulls: Vec::new(),
+            refused: Vec::new(),
+        });
+        self
+    }
+
+    /// Reads the time from `now` (a clock the test moves) instead of the system's.
+    pub fn clock(mut self, now: FakeClock) -> Self {
+        self.knobs.clock = Some(FakeClockHolder(now));
         self
     }
 
@@ -267,6 +373,35 @@ impl FakeRegistry {
     /// How many requests had `method` and a path containing `path_contains`.
     pub fn count(&self, method: &str, path_contains: &str) -> usize {
         self.with(|i| count_in(&i.requests, method, path_contains))
+    }
+
+    /// The times of the pulls answered under the quota, and of those refused with 429
+    /// ([`FakeRegistryBuilder::pull_quota`]).
+    pub fn pulls(&self) -> (Vec<std::time::Instant>, Vec<std::time::Instant>) {
+        self.with(|i| {
+            i.knobs
+                .quota
+                .as_ref()
+                .map(|q| (q.pulls.clone(), q.refused.clone()))
+                .unwrap_or_default()
+        })
+    }
+
+    /// Counts `n` pulls of another client against the quota now (by the fake's clock), as if
+    /// others on the same address had pulled.
+    pub fn spend_pulls(&self, n: u64) {
+        self.with(|i| {
+            let now = i
+                .knobs
+                .clock
+                .clone()
+                .map_or_else(std::time::Instant::now, |c| (c.0)());
+            if let Some(q) = i.knobs.quota.as_mut() {
+                q.count(false, now);
+                q.started.get_or_insert(now);
+                q.used = (q.used + n).min(q.limit);
+            }
+        })
     }
 
     /// Forgets the requests received so far.
@@ -546,7 +681,12 @@ fn blob_created(host: &str, name: &str, digest: &str) -> Answer {
 
 impl FakeState {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> ServerResponse {
-        let recorded = record(&req);
+        let now = {
+            let inner = self.inner.lock().expect("lock");
+            inner.knobs.clock.clone()
+        }
+        .map_or_else(std::time::Instant::now, |c| (c.0)());
+        let recorded = record(&req, now);
         let method = req.method().clone();
         let head = method == Method::HEAD;
         let host = recorded
@@ -583,9 +723,20 @@ impl FakeState {
             Err(e) => return Err(DropConnection(format!("request body: {e}"))),
         };
         let mut inner = self.inner.lock().expect("lock");
-        inner
-            .answer(&method, route, &recorded, &host, body)
-            .into_response(head)
+        let pull = method == Method::GET && matches!(route, Route::Manifest(..));
+        let counted = inner.knobs.quota.as_mut().map(|q| q.count(pull, now));
+        let mut answer = match counted {
+            Some((true, _)) => Answer::error(
+                429,
+                "TOOMANYREQUESTS",
+                "You have reached your pull rate limit.",
+            ),
+            _ => inner.answer(&method, route, &recorded, &host, body),
+        };
+        if let Some((_, headers)) = counted {
+            answer.headers.extend(headers);
+        }
+        answer.into_response(head)
     }
 
     async fn broken_patch(
@@ -996,7 +1147,7 @@ impl BlobHost {
         let server = BackgroundServer::start("blob-host", move |req| {
             let state = handler_state.clone();
             async move {
-                let recorded = record(&req);
+                let recorded = record(&req, std::time::Instant::now());
                 tracing::debug!(path = %recorded.path, "blob host request");
                 state.requests.lock().expect("lock").push(recorded.clone());
                 let digest = recorded.path.strip_prefix("/blobs/").unwrap_or("");

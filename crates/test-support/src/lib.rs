@@ -8,7 +8,10 @@
 //! - [`FaultProxy`]: a proxy in front of a registry that injects seeded or permanent faults
 //!   (resets, 5xx, 429, truncated, slow or mislabelled answers).
 //! - [`SeaweedFs`]: S3-compatible storage that several registries can share.
-//! - [`TestCa`]: a certificate authority whose certificates TLS registries serve.
+//! - [`Squid`]: a real forward proxy on loopback that resolves the test names
+//!   (`registry.test`) itself, with optional Basic authentication and a parsed access log.
+//! - [`TestCa`]: a certificate authority whose certificates TLS registries serve;
+//!   [`OpensslCa`]: one made with `openssl`, issuing client certificates of every key kind.
 //! - [`fixtures`]: OCI images, indexes and referrers built in memory.
 //! - [`prometheus`]: a `/metrics` scrape read by an OpenMetrics parser; node_exporter.
 //! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
@@ -24,6 +27,7 @@ pub mod helia;
 pub mod prometheus;
 pub mod registry;
 pub mod s3;
+pub mod squid;
 pub mod tls;
 pub mod token;
 pub mod util;
@@ -36,7 +40,8 @@ pub use fixtures::{
 };
 pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
 pub use s3::SeaweedFs;
+pub use squid::{ProxyLogEntry, Squid, SquidBuilder};
 pub use tempfile::TempDir;
-pub use tls::{Issued, TestCa};
+pub use tls::{Issued, KeyKind, OpensslCa, TestCa};
 pub use token::{Grant, TokenIssuer, TokenIssuerBuilder, TokenRequest};
 pub use util::{HttpResponse, free_port, http, skopeo, tempdir, umoci, wait_for, wait_for_async};

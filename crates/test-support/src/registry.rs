@@ -98,6 +98,10 @@ pub struct RegistryBuilder {
     tls: bool,
     /// The certificate served with TLS; self-signed when `None`.
     certificate: Option<crate::tls::Issued>,
+    /// PEM files of the CAs whose client certificates are required (`http.tls.clientcas`).
+    client_cas: Vec<PathBuf>,
+    /// Listen on `[::1]` instead of 127.0.0.1.
+    ipv6: bool,
 }
 
 impl Default for RegistryBuilder {
@@ -127,7 +131,20 @@ impl RegistryBuilder {
             env: Vec::new(),
             tls: false,
             certificate: None,
+            client_cas: Vec::new(),
+            ipv6: false,
         }
+    }
+
+    /// Listens on the IPv6 loopback `[::1]` instead of 127.0.0.1 (its address is then
+    /// `[::1]:PORT`). See [`Registry::ipv6_available`].
+    pub fn ipv6(mut self, enabled: bool) -> Self {
+        self.ipv6 = enabled;
+        self
+    }
+
+    fn host(&self) -> &'static str {
+        if self.ipv6 { "[::1]" } else { "127.0.0.1" }
     }
 
     /// Serves HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with a self-signed certificate for
@@ -145,6 +162,21 @@ impl RegistryBuilder {
         self.certificate = Some(ca.issue(&["127.0.0.1", "localhost"])?);
         self.tls = true;
         Ok(self)
+    }
+
+    /// Serves HTTPS with a certificate for `names` (host names or addresses, such as
+    /// `registry.test` reached through a proxy) issued by `ca`.
+    pub fn tls_issued_for(mut self, ca: &crate::tls::TestCa, names: &[&str]) -> Result<Self> {
+        self.certificate = Some(ca.issue(names)?);
+        self.tls = true;
+        Ok(self)
+    }
+
+    /// Requires a client certificate issued by a CA of the PEM file `ca_file`
+    /// (`http.tls.clientcas`; repeatable). Only with TLS.
+    pub fn client_ca(mut self, ca_file: impl Into<PathBuf>) -> Self {
+        self.client_cas.push(ca_file.into());
+        self
     }
 
     /// Serves HTTPS with `certificate` as it is: for example one made with `openssl req -x509`,
@@ -276,7 +308,7 @@ impl RegistryBuilder {
                 Ok(child) => {
                     return Ok(Registry {
                         child,
-                        addr: format!("127.0.0.1:{port}"),
+                        addr: format!("{}:{port}", self.host()),
                         root,
                         access_log: dir.path().join("access.log"),
                         error_log: dir.path().join("registry.log"),
@@ -328,7 +360,7 @@ impl RegistryBuilder {
             "  maintenance:\n    uploadpurging:\n      enabled: false"
         );
         let _ = writeln!(c, "http:");
-        let _ = writeln!(c, "  addr: {}", q(&format!("127.0.0.1:{port}")));
+        let _ = writeln!(c, "  addr: {}", q(&format!("{}:{port}", self.host())));
         let _ = writeln!(c, "  secret: {}", q(&self.http_secret));
         if self.tls {
             let _ = writeln!(c, "  tls:");
@@ -338,6 +370,12 @@ impl RegistryBuilder {
                 q(&dir.join("tls.crt").to_string_lossy())
             );
             let _ = writeln!(c, "    key: {}", q(&dir.join("tls.key").to_string_lossy()));
+            if !self.client_cas.is_empty() {
+                let _ = writeln!(c, "    clientcas:");
+                for ca in &self.client_cas {
+                    let _ = writeln!(c, "      - {}", q(&ca.to_string_lossy()));
+                }
+            }
         }
         if let Some(token) = &self.token {
             let _ = writeln!(c, "auth:\n  token:");
@@ -397,7 +435,7 @@ impl RegistryBuilder {
         let mut child = command
             .spawn()
             .map_err(|e| (Error::io(format!("start `{REGISTRY_BINARY}`"), e), false))?;
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{}:{port}", self.host());
         let deadline = Instant::now() + STARTUP_DEADLINE;
         let probe = format!("/v2/?{OWN_MARKER}=ready");
         loop {
@@ -551,6 +589,25 @@ impl Registry {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Whether this machine has the IPv6 loopback (`::1`) to listen on.
+    pub fn ipv6_available() -> bool {
+        std::net::TcpListener::bind("[::1]:0").is_ok()
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("the address ends with its port")
+    }
+
+    /// `NAME:PORT`: the registry under another name, such as `registry.test` through a
+    /// [`crate::Squid`] proxy that resolves it to 127.0.0.1.
+    pub fn addr_as(&self, name: &str) -> String {
+        format!("{name}:{}", self.port())
     }
 
     /// `http://127.0.0.1:PORT` (`https://` when it serves TLS).

@@ -80,3 +80,175 @@ impl TestCa {
         })
     }
 }
+
+/// The kinds of private key [`OpensslCa::issue_client`] makes, in the PEM forms users have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// RSA 2048 as PKCS#1 (`RSA PRIVATE KEY`).
+    RsaPkcs1,
+    /// RSA 2048 as PKCS#8 (`PRIVATE KEY`).
+    RsaPkcs8,
+    /// ECDSA P-256 as SEC1 (`EC PRIVATE KEY`).
+    EcdsaSec1,
+    /// ECDSA P-256 as PKCS#8.
+    EcdsaPkcs8,
+    /// Ed25519 as PKCS#8.
+    Ed25519,
+}
+
+/// A CA made with the `openssl` command in a directory of its own, as an operator makes one:
+/// it issues client certificates (for registries with `http.tls.clientcas`).
+#[derive(Debug)]
+pub struct OpensslCa {
+    dir: std::path::PathBuf,
+    name: String,
+    serial: std::sync::atomic::AtomicU64,
+}
+
+impl OpensslCa {
+    /// A new self-signed CA (`CN=NAME`, ECDSA P-256) whose files are kept in `dir`
+    /// (`NAME.crt`, `NAME.key`).
+    pub fn new(dir: &Path, name: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create `{}`", dir.display()), e))?;
+        let ca = Self {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            serial: std::sync::atomic::AtomicU64::new(1),
+        };
+        let key = ca.path("key");
+        let cert = ca.path("crt");
+        crate::util::run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &cert,
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        )?;
+        Ok(ca)
+    }
+
+    fn path(&self, ext: &str) -> String {
+        self.dir
+            .join(format!("{}.{ext}", self.name))
+            .display()
+            .to_string()
+    }
+
+    /// The CA certificate file (PEM).
+    pub fn cert_path(&self) -> std::path::PathBuf {
+        self.path("crt").into()
+    }
+
+    /// A client certificate for `CN=client` with a key of `kind`, signed by this CA, written as
+    /// `DIR/client.cert` and `DIR/client.key` (`dir` is created); returns their paths.
+    pub fn issue_client(
+        &self,
+        dir: &Path,
+        kind: KeyKind,
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create `{}`", dir.display()), e))?;
+        let key = dir.join("client.key");
+        let cert = dir.join("client.cert");
+        let csr = dir.join("client.csr");
+        let ext = dir.join("client.ext");
+        let (k, c, r, x) = (
+            key.display().to_string(),
+            cert.display().to_string(),
+            csr.display().to_string(),
+            ext.display().to_string(),
+        );
+        let run = crate::util::run;
+        match kind {
+            KeyKind::RsaPkcs1 => run("openssl", &["genrsa", "-traditional", "-out", &k, "2048"])?,
+            KeyKind::RsaPkcs8 => run(
+                "openssl",
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "rsa",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    &k,
+                ],
+            )?,
+            KeyKind::EcdsaSec1 => run(
+                "openssl",
+                &[
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    &k,
+                ],
+            )?,
+            KeyKind::EcdsaPkcs8 => run(
+                "openssl",
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    &k,
+                ],
+            )?,
+            KeyKind::Ed25519 => run("openssl", &["genpkey", "-algorithm", "ed25519", "-out", &k])?,
+        };
+        run(
+            "openssl",
+            &["req", "-new", "-key", &k, "-subj", "/CN=client", "-out", &r],
+        )?;
+        std::fs::write(&ext, "extendedKeyUsage=clientAuth\n")
+            .map_err(|e| Error::io(format!("write `{x}`"), e))?;
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        run(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &r,
+                "-CA",
+                &self.path("crt"),
+                "-CAkey",
+                &self.path("key"),
+                "-set_serial",
+                &serial.to_string(),
+                "-days",
+                "2",
+                "-extfile",
+                &x,
+                "-out",
+                &c,
+            ],
+        )?;
+        let _ = std::fs::remove_file(&csr);
+        let _ = std::fs::remove_file(&ext);
+        Ok((cert, key))
+    }
+}

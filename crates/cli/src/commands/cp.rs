@@ -31,6 +31,12 @@ Examples:
   # Trust a private CA's certificate for a registry it issued one to:
   ferry cp --ca-cert ./corp-ca.pem registry.corp.example/app:1.0 oci:./app:1.0
 
+  # Through the company proxy, to a registry that asks for a client certificate (a directory
+  # with client.cert, client.key and the registry's CA as ca.crt; /etc/containers/certs.d/HOST/
+  # is read without the flag):
+  HTTPS_PROXY=http://proxy.corp.example:3128 ferry cp --cert-dir ./harbor-certs \\
+    harbor.corp.example/app:1.0 oci:./app:1.0
+
   # Plan a copy with reads only: per node Exists, Would mount ... from ... (strategy),
   # Would try or Would copy, then the blobs and bytes to stream, to mount and present:
   ferry cp --dry-run localhost:5000/team/app:rc1 localhost:5000/prod/app:1.0 --plain-http
@@ -47,6 +53,16 @@ References:
   oci:dir/l:../../x) is refused. A directory whose name holds `:`: oci:./dir:with:colons:TAG,
   or end the path with `/` for no tag: oci:./dir:with:colons/
 
+Networks:
+  HTTPS_PROXY, HTTP_PROXY and ALL_PROXY name a proxy (upper case before lower case, as Go
+  programs read them), NO_PROXY the hosts reached directly; the loopback is never proxied.
+  A registry's CA certificates and client certificate are read from its directory HOST[:PORT]
+  under $XDG_CONFIG_HOME/containers/certs.d, /etc/containers/certs.d or /etc/docker/certs.d
+  (FERRY_CERTS_D replaces these roots), unless --cert-dir names one directory for all. A
+  registry announcing a quota (ratelimit-remaining) is paced to stay under it, and waited for
+  at 0 up to --max-wait. ferry.toml sets proxy, no_proxy, client_cert, client_key, ca_cert and
+  requests_per_second per registry.
+
 Warnings:
   A blob whose source copy fails verification but that a strategy takes from another verified
   place (a layout or repository the blob-location cache knows) is copied, and a line
@@ -55,10 +71,12 @@ Warnings:
 
 Exit codes:
   0  the whole graph is at the destination and tagged
-  1  the copy failed (I/O, registry or network error)
+  1  the copy failed (I/O, registry or network error; a registry's quota gone for longer
+     than --max-wait)
   2  bad usage or invalid input (reference, tag, digest, platform, config)
   3  something named does not exist (layout, tag, digest, platform)
-  4  authentication or permission refused
+  4  authentication or permission refused (by the registry, its proxy, or its check of the
+     client certificate)
   5  content failed verification (size or digest mismatch); nothing corrupt was committed";
 
 /// `ferry cp`.

@@ -12,6 +12,13 @@
 //! endpoint = "http://minio.internal:9000"   # else AWS_ENDPOINT_URL
 //! mount = ["distribution-storage", "cross-repo"]
 //!
+//! [registries."harbor.corp.example"]
+//! proxy = "http://user:pass@proxy.corp.example:3128"   # over HTTPS_PROXY / HTTP_PROXY
+//! no_proxy = ".internal.example"                       # over NO_PROXY
+//! client_cert = "/etc/ferry/harbor/client.cert"        # over its certs.d directory
+//! client_key = "/etc/ferry/harbor/client.key"
+//! requests_per_second = 5
+//!
 //! [mount.ipfs]                              # a mount strategy's settings (`--mount-opt`)
 //! gateway = "http://127.0.0.1:8080"
 //!
@@ -91,6 +98,8 @@ pub struct Defaults {
     pub retries: Option<u32>,
     /// `--retry-max-wait` (`60s`, `5m`) for every registry and transfer.
     pub retry_max_wait: Option<String>,
+    /// `--max-wait` (`10m`, `1h`).
+    pub max_wait: Option<String>,
 }
 
 /// One registry's table.
@@ -110,6 +119,19 @@ pub struct RegistryConfig {
     pub retries: Option<u32>,
     /// The most time one of its requests may take, retries included (`60s`).
     pub retry_max_wait: Option<String>,
+    /// The proxy it is reached through (`http://[USER:PASSWORD@]HOST:PORT`), over
+    /// `HTTPS_PROXY`, `HTTP_PROXY` and `ALL_PROXY`.
+    pub proxy: Option<String>,
+    /// Hosts reached directly by its client (`NO_PROXY`'s syntax; `*` for all), over
+    /// `NO_PROXY`.
+    pub no_proxy: Option<String>,
+    /// The client certificate (PEM) presented to it, over its `certs.d` directory and
+    /// `--cert-dir`.
+    pub client_cert: Option<PathBuf>,
+    /// The key (PEM: PKCS#8, PKCS#1 or SEC1) of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// At most this many requests per second to it.
+    pub requests_per_second: Option<f64>,
     /// Everything else: keys of mount strategies (a storage root's `storage`, `trusted`, S3
     /// `endpoint`, …), given to the strategies that declare them and checked by them.
     #[serde(flatten)]
@@ -203,7 +225,8 @@ impl Config {
             prune_max,
             retries,
             retry_max_wait,
-            every
+            every,
+            max_wait
         );
         self.registries.extend(other.registries);
         for (name, table) in other.mount {

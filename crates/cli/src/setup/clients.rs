@@ -1,6 +1,7 @@
-//! Registry clients: one per way of speaking (plain HTTP, TLS trust, upload hashing) and
-//! identity, each registry of each side always served by the same one, so a registry read and
-//! written alike has one connection pool, one token cache and one rate limit.
+//! Registry clients: one per way of speaking (plain HTTP, TLS trust and client certificate,
+//! proxy, request rate, upload hashing) and identity, each registry of each side always served
+//! by the same one, so a registry read and written alike has one connection pool, one token
+//! cache and one rate limit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ferry_core::Error;
+use ferry_distribution::quota::{DEFAULT_MAX_WAIT, QuotaHook};
 use ferry_distribution::{
     ClientOptions, Credential, Credentials, RegistryClient, RetryPolicy, Timeouts,
 };
-use ferry_http::TlsPolicy;
+use ferry_http::{NoProxy, Proxy, ProxyPolicy, TlsPolicy};
 
 use crate::config::Config;
 use crate::options::RegistryArgs;
@@ -35,6 +37,14 @@ struct Mode {
     ca_cert: Vec<PathBuf>,
     verify_uploads: bool,
     retry: RetryPolicy,
+    /// A directory of TLS material in place of the `certs.d` lookup.
+    cert_dir: Option<PathBuf>,
+    /// The registry's own client certificate and key, and the table naming them.
+    client_cert: Option<(PathBuf, PathBuf, String)>,
+    /// The registry's own proxy and `no_proxy`, and the table naming them.
+    proxy: Option<(Option<String>, Option<String>, String)>,
+    /// The registry's cap on requests per second (the `f64`'s bits).
+    requests_per_second: Option<u64>,
 }
 
 /// A client's identity: its mode, and the credential given on the command line for the
@@ -130,18 +140,35 @@ impl Clients {
             .map(|h| (Side::From, h))
             .chain(destinations.iter().map(|h| (Side::To, h)));
         for (side, host) in sides {
-            retry_policy(args, config, Some(host))?;
-            let mode = mode(args, config, side, host);
+            let mode = mode(args, config, side, host)?;
             let credential = given_for.get(&(side, host.clone())).copied();
             let key: Key = (mode.clone(), credential);
             hosts.insert((side, host.clone()), key.clone());
             if clients.contains_key(&key) {
+                check_host_tls(&mode, host)?;
                 continue;
             }
             let mut tls = TlsPolicy::new().insecure(mode.insecure);
             for f in &mode.ca_cert {
                 tls = tls.with_ca_file(f)?;
             }
+            if let Some(dir) = &mode.cert_dir {
+                if !dir.is_dir() {
+                    bail!(Error::invalid(
+                        "certificate directory",
+                        dir.display().to_string(),
+                        "there is no such directory; give one holding `*.crt`, `client.cert` and \
+                         `client.key`"
+                    ));
+                }
+                tls = tls.with_cert_dir(dir);
+            }
+            if let Some((cert, key, table)) = &mode.client_cert {
+                tls = tls
+                    .with_client_cert(cert, key)
+                    .with_context(|| format!("in {table}"))?;
+            }
+            let proxy = proxy_policy(&mode)?;
             let mut credentials = docker.clone();
             if let Some(i) = credential {
                 credentials = credentials.with(host.clone(), given[i].clone());
@@ -161,9 +188,14 @@ impl Clients {
                     .range_size
                     .unwrap_or(ferry_distribution::DEFAULT_RANGE_SIZE),
                 ranges: args.ranges.unwrap_or(ferry_distribution::DEFAULT_RANGES),
+                proxy: Some(proxy),
+                max_wait: max_wait(args, config)?,
+                requests_per_second: mode.requests_per_second.map(f64::from_bits),
+                on_quota_wait: Some(QuotaHook::new(|wait| eprintln!("{wait}"))),
                 ..Default::default()
             })?;
             clients.insert(key, client);
+            check_host_tls(&mode, host)?;
         }
         Ok(Self { clients, hosts })
     }
@@ -185,10 +217,36 @@ impl Clients {
 
 /// How `host` is spoken to on `side`: the flags for both sides and for that side, and the
 /// registry's table.
-fn mode(args: &RegistryArgs, config: &Config, side: Side, host: &str) -> Mode {
+fn mode(args: &RegistryArgs, config: &Config, side: Side, host: &str) -> Result<Mode> {
     let table = config.registry(host);
     let (from, to) = (side == Side::From, side == Side::To);
-    Mode {
+    let name = format!("[registries.\"{host}\"]");
+    let client_cert = match table.map(|t| (&t.client_cert, &t.client_key)) {
+        Some((Some(cert), Some(key))) => Some((cert.clone(), key.clone(), name.clone())),
+        Some((Some(_), None)) => bail!(Error::invalid(
+            "config key",
+            format!("registries.\"{host}\".client_cert"),
+            "needs `client_key`, the certificate's private key"
+        )),
+        Some((None, Some(_))) => bail!(Error::invalid(
+            "config key",
+            format!("registries.\"{host}\".client_key"),
+            "needs `client_cert`, the certificate of the key"
+        )),
+        _ => None,
+    };
+    let proxy = table
+        .filter(|t| t.proxy.is_some() || t.no_proxy.is_some())
+        .map(|t| (t.proxy.clone(), t.no_proxy.clone(), name));
+    let requests_per_second = match table.and_then(|t| t.requests_per_second) {
+        Some(r) if !(r.is_finite() && r > 0.0) => bail!(Error::invalid(
+            "config key",
+            format!("registries.\"{host}\".requests_per_second"),
+            "give a number of requests per second above 0, such as `5` or `0.5`"
+        )),
+        r => r.map(f64::to_bits),
+    };
+    Ok(Mode {
         plain_http: args.plain_http
             || table.and_then(|t| t.plain_http).unwrap_or(false)
             || (from && args.from_plain_http)
@@ -208,7 +266,60 @@ fn mode(args: &RegistryArgs, config: &Config, side: Side, host: &str) -> Mode {
             .collect(),
         verify_uploads: args.verify_uploads
             || (to && table.and_then(|t| t.verify_uploads).unwrap_or(false)),
-        retry: retry_policy(args, config, Some(host)).unwrap_or_default(),
+        retry: retry_policy(args, config, Some(host))?,
+        cert_dir: args
+            .from_cert_dir
+            .as_ref()
+            .filter(|_| from)
+            .or(args.to_cert_dir.as_ref().filter(|_| to))
+            .or(args.cert_dir.as_ref())
+            .cloned(),
+        client_cert,
+        proxy,
+        requests_per_second,
+    })
+}
+
+/// The environment's proxies, with the registry table's own `proxy` and `no_proxy` over them.
+fn proxy_policy(mode: &Mode) -> Result<ProxyPolicy> {
+    let mut policy = ProxyPolicy::from_env()?;
+    if let Some((proxy, no_proxy, table)) = &mode.proxy {
+        if let Some(url) = proxy {
+            policy = policy.with_proxy(Proxy::parse(url, &format!("`proxy` in {table}"))?);
+        }
+        if let Some(list) = no_proxy {
+            policy = policy.with_no_proxy(NoProxy::parse(list));
+        }
+    }
+    Ok(policy)
+}
+
+/// Reads the `certs.d` material of registry `host` now (unless a directory or a certificate
+/// given replaces it), so a bad certificate or key there is refused before anything
+/// connects.
+fn check_host_tls(mode: &Mode, host: &str) -> Result<()> {
+    if mode.plain_http || mode.cert_dir.is_some() {
+        return Ok(());
+    }
+    let api = ferry_distribution::reference::api_host(host).to_ascii_lowercase();
+    let (name, port) = match api.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => match port.parse::<u16>() {
+            Ok(p) => (name.to_string(), p),
+            Err(_) => (api.clone(), 443),
+        },
+        _ => (api.clone(), 443),
+    };
+    TlsPolicy::new().check_host(&name, port, port == 443)?;
+    Ok(())
+}
+
+/// `--max-wait`, else `max_wait` of the configuration's defaults, else 10 minutes.
+fn max_wait(args: &RegistryArgs, config: &Config) -> Result<Duration> {
+    match (args.max_wait, &config.defaults.max_wait) {
+        (Some(d), _) => Ok(d),
+        (None, Some(text)) => Ok(crate::options::parse_duration(text)
+            .map_err(|reason| Error::invalid("config key", "defaults.max_wait", reason))?),
+        (None, None) => Ok(DEFAULT_MAX_WAIT),
     }
 }
 

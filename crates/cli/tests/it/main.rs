@@ -1,5 +1,6 @@
 //! `ferry` as a user runs it.
 
+mod client_certs;
 mod config;
 mod crash;
 mod faults;
@@ -8,6 +9,8 @@ mod ipfs;
 mod layouts;
 mod load;
 mod plans;
+mod proxies;
+mod quota;
 mod ranges;
 mod registries;
 mod retries;

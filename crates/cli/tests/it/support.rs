@@ -21,8 +21,20 @@ pub fn ferry(args: &[&str]) -> Run {
     ferry_with(args, &[], None)
 }
 
+/// The one `error:` line of a failed run.
+pub fn error_line(run: &Run) -> &str {
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    lines[0]
+}
+
 /// Runs ferry with extra environment variables and optional stdin, with its own empty
-/// blob-location cache and docker configuration unless `env` sets them.
+/// blob-location cache, docker configuration and `certs.d` roots, and no proxy, unless `env`
+/// sets them.
 pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
     use std::io::Write;
     let cache = tempfile::tempdir().unwrap();
@@ -31,8 +43,12 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
         .env("XDG_CACHE_HOME", cache.path())
         .env("XDG_CONFIG_HOME", cache.path().join("no-config"))
         .env("DOCKER_CONFIG", cache.path().join("no-docker-config"))
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::piped())
+        .env("FERRY_CERTS_D", cache.path().join("no-certs.d"))
+        .env_remove("RUST_LOG");
+    for var in ferry_test_support::squid::PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     for (k, v) in env {

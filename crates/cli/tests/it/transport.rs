@@ -20,17 +20,6 @@ fn layout_of(dir: &std::path::Path, tag: &str, layers: &[usize], seed: u64) -> (
     )
 }
 
-/// The one `error:` line of a failed run.
-fn error_line(run: &Run) -> &str {
-    let lines: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("error: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
-    lines[0]
-}
-
 /// Fast retries: the failures below are permanent, so the runs give up in about a second.
 const FAST_RETRIES: &[(&str, &str)] = &[
     ("FERRY_RETRY_BASE_DELAY_MS", "10"),

@@ -27,11 +27,19 @@ pub use challenge::{Challenge, parse_challenges};
 pub use credentials::{Credential, Credentials};
 pub use scope::{ScopeSet, Scopes};
 
-/// Where the token cache reads the time: the system's monotonic clock ([`SystemClock`]), or a
-/// clock a test moves.
+/// Where the token cache and the pacing of a registry's quota ([`crate::quota`]) read the
+/// time and wait: the system's monotonic clock ([`SystemClock`]), or a clock a test moves.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current instant.
     fn now(&self) -> Instant;
+
+    /// Waits for `duration` of this clock's time (tokio's timer by default).
+    fn sleep(
+        &self,
+        duration: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
 }
 
 /// The system's monotonic clock.

@@ -7,6 +7,7 @@ mod catalog;
 mod copy;
 mod fake;
 mod listing;
+mod quota;
 mod ratelimit;
 mod reference;
 mod store;

@@ -8,8 +8,48 @@ use ferry_distribution::Reference;
 
 const HEX64: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+/// An IPv6 host in brackets at the start of `input`: the address and what follows `]`.
+fn ipv6_host(input: &str) -> Option<(&str, &str)> {
+    input.strip_prefix('[')?.split_once(']')
+}
+
 /// What the two parsers must agree on for `input`; returns whether it was accepted.
+///
+/// A host that is an IPv6 address in brackets is docker/distribution's grammar since 2.8.2,
+/// which `oci_spec`'s regex predates: such an input must parse as the same input with a name
+/// in place of the address does, when the address is valid and a port or the path follows.
 fn agree(input: &str) -> bool {
+    if let Some((address, after)) = ipv6_host(input) {
+        let ours = Reference::parse(input);
+        let port_then_path = match after.strip_prefix(':') {
+            Some(rest) => rest
+                .split_once('/')
+                .is_some_and(|(p, _)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            None => after.starts_with('/'),
+        };
+        let stand_in = format!("v6.example{after}");
+        let valid = address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+            && address.parse::<std::net::Ipv6Addr>().is_ok()
+            && port_then_path;
+        if valid && agree(&stand_in) {
+            let r = ours.unwrap_or_else(|e| panic!("`{input}` refused: {e}"));
+            let s = Reference::parse(&stand_in).unwrap();
+            let port = after.split('/').next().unwrap_or_default();
+            assert_eq!(
+                r.registry(),
+                format!("[{address}]{port}"),
+                "`{input}` registry"
+            );
+            assert_eq!(
+                (r.repository(), r.tag(), r.digest()),
+                (s.repository(), s.tag(), s.digest()),
+                "`{input}`"
+            );
+            return true;
+        }
+        assert!(ours.is_err(), "`{input}` accepted: {ours:?}");
+        return false;
+    }
     let ours = Reference::parse(input);
     let theirs = Reference::parse_with_oci_spec(input);
     match (&ours, &theirs) {

@@ -427,8 +427,13 @@ impl StorageRoot {
                     .unwrap_or_else(|| "us-east-1".into());
                 format!("https://s3.{region}.amazonaws.com")
             });
+        let connector = super::s3::RustlsConnector::for_endpoint(
+            builder
+                .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                .as_deref(),
+        );
         let store = builder
-            .with_http_connector(super::s3::RustlsConnector)
+            .with_http_connector(connector)
             .with_retry(retry)
             .build()
             .map_err(|e| {

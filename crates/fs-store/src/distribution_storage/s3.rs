@@ -1,30 +1,52 @@
 //! The HTTP client of S3 roots: reqwest with the TLS configuration of ferry's one TLS policy
 //! ([`ferry_http::TlsPolicy`]: rustls on `ring`, handed to it explicitly, the system's
-//! roots or `SSL_CERT_FILE`). A library must not install a process-wide rustls provider (the
-//! application decides that), and the S3 client needs none.
+//! roots or `SSL_CERT_FILE`, and the endpoint's `certs.d` CAs and client certificate), and
+//! ferry's one proxy policy ([`ferry_http::ProxyPolicy`]: `HTTPS_PROXY`, `HTTP_PROXY`,
+//! `ALL_PROXY` and `NO_PROXY` as every client of ferry reads them, the loopback never proxied)
+//! through reqwest's own proxy API. A library must not install a process-wide rustls provider
+//! (the application decides that), and the S3 client needs none.
 
 use std::time::Duration;
 
-use ferry_http::TlsPolicy;
+use ferry_http::{ProxyPolicy, TlsPolicy};
 use object_store::client::{ClientConfigKey, ClientOptions, HttpClient, HttpConnector};
 
 /// Builds the reqwest client of an S3 root from its [`ClientOptions`]: timeouts, HTTP
-/// versions, plain HTTP, proxies and certificate checks as object_store's own connector reads
-/// them, with TLS by ferry's TLS policy (rustls on `ring`, the system's roots).
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct RustlsConnector;
+/// versions, plain HTTP, an explicit proxy and certificate checks as object_store's own
+/// connector reads them, with TLS by ferry's TLS policy (rustls on `ring`, the system's roots,
+/// the endpoint's `certs.d` material) and, without an explicit proxy, ferry's proxy policy.
+#[derive(Debug, Default, Clone)]
+pub(super) struct RustlsConnector {
+    /// The endpoint's host (an IPv6 address in brackets) and port, when known.
+    pub(super) endpoint: Option<(String, Option<u16>)>,
+}
+
+impl RustlsConnector {
+    /// The connector of an S3 root at `endpoint` (a URL), if given.
+    pub(super) fn for_endpoint(endpoint: Option<&str>) -> Self {
+        let endpoint = endpoint
+            .and_then(|e| url::Url::parse(e.trim()).ok())
+            .and_then(|u| Some((u.host_str()?.to_ascii_lowercase(), u.port())));
+        Self { endpoint }
+    }
+}
 
 impl HttpConnector for RustlsConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
-        let client = client(options).map_err(|message| object_store::Error::Generic {
-            store: "S3",
-            source: message.into(),
+        let client = client(options, self.endpoint.as_ref()).map_err(|message| {
+            object_store::Error::Generic {
+                store: "S3",
+                source: message.into(),
+            }
         })?;
         Ok(HttpClient::new(client))
     }
 }
 
-fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
+fn client(
+    options: &ClientOptions,
+    endpoint: Option<&(String, Option<u16>)>,
+) -> Result<reqwest::Client, String> {
     let get = |key: ClientConfigKey| options.get_config_value(&key);
     let flag = |key: ClientConfigKey| -> Result<bool, String> {
         match get(key).as_deref().map(str::trim) {
@@ -52,10 +74,12 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
         );
     }
 
-    let mut tls = TlsPolicy::new()
-        .insecure(flag(ClientConfigKey::AllowInvalidCertificates)?)
-        .client_config()
-        .map_err(|e| e.to_string())?;
+    let policy = TlsPolicy::new().insecure(flag(ClientConfigKey::AllowInvalidCertificates)?);
+    let mut tls = match endpoint {
+        Some((host, port)) => policy.client_config_for(host, *port),
+        None => policy.client_config(),
+    }
+    .map_err(|e| e.to_string())?;
     let (http1_only, http2_only) = (
         flag(ClientConfigKey::Http1Only)?,
         flag(ClientConfigKey::Http2Only)?,
@@ -104,6 +128,18 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
             proxy = proxy.no_proxy(reqwest::NoProxy::from_string(&excludes));
         }
         builder = builder.proxy(proxy);
+    } else {
+        // ferry's rules, not reqwest's own reading of the same variables (which proxies the
+        // loopback and ignores `host:port` entries of NO_PROXY).
+        let policy = ProxyPolicy::from_env().map_err(|e| e.to_string())?;
+        builder = if policy.is_direct() {
+            builder.no_proxy()
+        } else {
+            builder.proxy(reqwest::Proxy::custom(move |url| {
+                let port = url.port_or_known_default()?;
+                policy.proxy_url_for(url.scheme(), url.host_str()?, port)
+            }))
+        };
     }
     builder.build().map_err(|e| e.to_string())
 }

@@ -51,11 +51,16 @@ names content that is not there. With --every, a signal ends the service the sam
 its exit code is 0: a stopped service is not a failure (each run's outcome is in its summary
 line and in the metrics).
 
+Proxies, certificates (certs.d, --cert-dir) and registries' quotas (--max-wait) work as for
+`ferry cp` (see `ferry cp --help`).
+
 Exit codes:
   0  every selected image is at the destination (and every prune was done)
   1  some images failed, or the sync was stopped; each failure is named with its reason
+     (a registry's quota gone for longer than --max-wait fails the images not done)
   2  bad usage, or a bad mirror file (the error names the entry and the key)
-  4  a registry refused the credentials (the destination's, usually)";
+  4  a registry refused the credentials (the destination's, usually), a proxy asked for them,
+     or a registry asked for a client certificate or refused it";
 
 /// `ferry sync`.
 #[derive(Debug, Args, Clone)]
