@@ -87,6 +87,13 @@ pub fn advise(e: &Error) -> Option<String> {
             ),
             _ => None,
         },
+        Error::NotSupported { operation, .. }
+            if operation.starts_with("deleting tag `") && operation.contains("by digest") =>
+        {
+            Some(
+                "to delete the manifest with every tag naming it, use `ferry rm --manifest`".into(),
+            )
+        }
         Error::MissingSetting { strategy, key, .. } => {
             let flag = match (strategy.as_str(), key.as_str()) {
                 (ferry_ipfs_mount::NAME, "gateway") => "`--ipfs-gateway URL`, ".to_string(),

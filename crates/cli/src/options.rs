@@ -87,6 +87,29 @@ pub struct CopyArgs {
     pub registry: RegistryArgs,
 }
 
+/// What `ls`, `inspect`, `digest`, `tag`, `rm`, `login` and `logout` share: the output
+/// format, the configuration file, and how registries are reached.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommonArgs {
+    /// Output format on stdout: `text` (lines) or `json` (one document).
+    #[arg(long, value_enum, default_value_t = Format::Text, hide_possible_values = true)]
+    pub format: Format,
+    /// Operator configuration: per-registry settings (plain HTTP, CA certificates), defaults
+    /// [default: $XDG_CONFIG_HOME/ferry/ferry.toml when it exists]. `--config-file` for
+    /// `ferry inspect`, whose `--config` prints an image's config.
+    #[arg(
+        long = "config",
+        id = "config_file",
+        value_name = "FILE",
+        env = "FERRY_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+    /// Registry transport and credentials (`--from-*` or `--to-*`: the command speaks to one
+    /// registry, and either side's flags apply to it).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
 /// How ferry talks to registries, for both sides or one (`--from-*`, `--to-*`).
 #[derive(Debug, Args, Default, Clone)]
 #[command(next_help_heading = "Registry options")]

@@ -2,6 +2,7 @@
 
 mod config;
 mod crash;
+mod everyday;
 mod faults;
 mod ipfs;
 mod layouts;

@@ -31,6 +31,8 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
         .env("XDG_CACHE_HOME", cache.path())
         .env("XDG_CONFIG_HOME", cache.path().join("no-config"))
         .env("DOCKER_CONFIG", cache.path().join("no-docker-config"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -1,7 +1,7 @@
 //! `ferry sync`: many repositories and tags, each blob moved once.
 
 mod args;
-mod endpoint;
+pub(crate) mod endpoint;
 mod output;
 
 use std::collections::{BTreeMap, BTreeSet};
