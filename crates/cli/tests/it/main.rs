@@ -7,6 +7,7 @@ mod faults;
 mod ipfs;
 mod layouts;
 mod load;
+mod login;
 mod plans;
 mod ranges;
 mod registries;

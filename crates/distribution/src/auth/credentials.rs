@@ -217,13 +217,8 @@ impl Credentials {
                 let (u, p) = (username.to_string(), password.to_string());
                 let new_key = helper::server_url(&key);
                 let path2 = path.clone();
-                blocking(move || {
-                    edit_auths(&path2, |auths| {
-                        auths.set(&key, &new_key, &u, &p);
-                        true
-                    })
-                })
-                .await?;
+                blocking(move || edit_auths(&path2, |auths| auths.set(&key, &new_key, &u, &p)))
+                    .await?;
                 Ok(CredentialLocation::File(path))
             }
         }

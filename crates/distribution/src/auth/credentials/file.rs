@@ -197,33 +197,49 @@ impl Serialize for Entries {
 }
 
 /// The `auths` members of an auth file, as [`edit_auths`] hands them to be changed.
-pub(crate) struct Auths<'a>(&'a mut Vec<(String, Item)>);
+pub(crate) struct Auths<'a> {
+    entries: &'a mut Vec<(String, Item)>,
+    changed: bool,
+}
+
+/// Whether an entry holds a secret.
+fn holds_secret(item: &Item) -> bool {
+    item_value(item)
+        .as_object()
+        .is_some_and(|o| SECRET_KEYS.iter().any(|k| o.contains_key(*k)))
+}
 
 impl Auths<'_> {
-    /// Removes every entry for `key`; returns whether there was one.
+    /// Removes every entry for `key`; returns whether one of them held a secret.
     pub(crate) fn remove(&mut self, key: &str) -> bool {
-        let before = self.0.len();
-        self.0.retain(|(k, _)| normalize_key(k) != key);
-        self.0.len() != before
+        let mut secret = false;
+        self.entries.retain(|(k, item)| {
+            let mine = normalize_key(k) == key;
+            secret |= mine && holds_secret(item);
+            self.changed |= mine;
+            !mine
+        });
+        secret
     }
 
     /// Removes the secrets of every entry for `key` (a credential helper holds them now),
     /// keeping its other keys; returns whether there were any.
     pub(crate) fn strip_secrets(&mut self, key: &str) -> bool {
-        let mut changed = false;
-        for (k, item) in self.0.iter_mut() {
-            if normalize_key(k) != key {
+        let mut stripped = false;
+        for (k, item) in self.entries.iter_mut() {
+            if normalize_key(k) != key || !holds_secret(item) {
                 continue;
             }
             let mut value = item_value(item);
             if let Some(obj) = value.as_object_mut() {
                 for s in SECRET_KEYS {
-                    changed |= obj.remove(*s).is_some();
+                    stripped |= obj.remove(*s).is_some();
                 }
             }
             *item = Item::Value(value);
         }
-        changed
+        self.changed |= stripped;
+        stripped
     }
 
     /// Sets `username` and `password` for `key` as docker does (`auth`: base64 of
@@ -232,9 +248,13 @@ impl Auths<'_> {
     pub(crate) fn set(&mut self, key: &str, new_key: &str, username: &str, password: &str) {
         let encoded =
             base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        let position = self.0.iter().position(|(k, _)| normalize_key(k) == key);
+        self.changed = true;
+        let position = self
+            .entries
+            .iter()
+            .position(|(k, _)| normalize_key(k) == key);
         let mut value = match position {
-            Some(i) => item_value(&self.0[i].1),
+            Some(i) => item_value(&self.entries[i].1),
             None => Value::Object(Default::default()),
         };
         if !value.is_object() {
@@ -247,12 +267,12 @@ impl Auths<'_> {
         obj.insert("auth".into(), Value::String(encoded));
         match position {
             Some(i) => {
-                let kept = self.0[i].0.clone();
-                self.0.retain(|(k, _)| normalize_key(k) != key);
-                self.0
-                    .insert(i.min(self.0.len()), (kept, Item::Value(value)));
+                let kept = self.entries[i].0.clone();
+                self.entries.retain(|(k, _)| normalize_key(k) != key);
+                self.entries
+                    .insert(i.min(self.entries.len()), (kept, Item::Value(value)));
             }
-            None => self.0.push((new_key.to_string(), Item::Value(value))),
+            None => self.entries.push((new_key.to_string(), Item::Value(value))),
         }
     }
 }
@@ -266,11 +286,11 @@ fn item_value(item: &Item) -> Value {
 }
 
 /// Applies `edit` to the `auths` of the file at `path` (created, with its directory, when
-/// missing) and, when it changed something, writes the file anew: to a temporary file beside
+/// missing), returning what it returns, and, when it changed something, writes the file anew: to a temporary file beside
 /// it, mode 0600, then renamed over it, so a reader sees the old file or the new one and never
 /// a part. Every other key, and every other `auths` entry, is written as it was read. A
 /// symbolic link is followed, so the file it names is replaced and the link kept.
-pub(crate) fn edit_auths(path: &Path, edit: impl FnOnce(&mut Auths<'_>) -> bool) -> Result<bool> {
+pub(crate) fn edit_auths<R>(path: &Path, edit: impl FnOnce(&mut Auths<'_>) -> R) -> Result<R> {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let invalid = |reason: String| Error::invalid("auth file", path.display().to_string(), reason);
     let mut doc = match std::fs::read(&path) {
@@ -287,8 +307,13 @@ pub(crate) fn edit_auths(path: &Path, edit: impl FnOnce(&mut Auths<'_>) -> bool)
             .map_err(|e| invalid(format!("`auths` is not a JSON object ({e})")))?,
         _ => Entries::default(),
     };
-    if !edit(&mut Auths(&mut auths.0)) {
-        return Ok(false);
+    let mut edited = Auths {
+        entries: &mut auths.0,
+        changed: false,
+    };
+    let result = edit(&mut edited);
+    if !edited.changed {
+        return Ok(result);
     }
     match position {
         Some(i) => doc.0[i].1 = Item::Object(auths),
@@ -301,7 +326,7 @@ pub(crate) fn edit_auths(path: &Path, edit: impl FnOnce(&mut Auths<'_>) -> bool)
         .map_err(|e| invalid(format!("cannot be written: {e}")))?;
     bytes.push(b'\n');
     write_atomic(&path, &bytes)?;
-    Ok(true)
+    Ok(result)
 }
 
 /// Writes `bytes` to `path` through a temporary file in its directory (mode 0600) renamed

@@ -144,9 +144,23 @@ pub(crate) async fn store(
     secret: &str,
     helper_dir: Option<&Path>,
 ) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct StoreRequest<'a> {
+        #[serde(rename = "ServerURL")]
+        server_url: &'a str,
+        #[serde(rename = "Username")]
+        username: &'a str,
+        #[serde(rename = "Secret")]
+        secret: &'a str,
+    }
     let server = server_url(key);
-    let input = serde_json::json!({"ServerURL": server, "Username": username, "Secret": secret});
-    let mut input = serde_json::to_vec(&input).expect("JSON");
+    let request = StoreRequest {
+        server_url: &server,
+        username,
+        secret,
+    };
+    // Docker's order of keys, a line as its json.Encoder writes it.
+    let mut input = serde_json::to_vec(&request).expect("JSON");
     input.push(b'\n');
     let out = run(helper, "store", &input, helper_dir).await?;
     if out.status.success() {
