@@ -496,31 +496,21 @@ mod tests {
         for _ in 0..MAX_INDEX_DEPTH {
             deep = index(&store, &[(deep, None)]);
         }
-        let got = inspect(
-            &store,
-            &deep,
-            &InspectOptions::default().with_referrers(false),
-        )
-        .await
-        .unwrap();
-        let mut node = &got.root;
-        for _ in 1..MAX_INDEX_DEPTH {
-            node = &node.manifests.as_ref().unwrap()[0];
-        }
-        let last = &node.manifests.as_ref().unwrap()[0];
-        assert!(!last.too_deep, "the image at level 9 is a manifest");
+        // The entry below the index at level 8.
+        let ninth = |root: Descriptor| {
+            let store = &store;
+            async move {
+                let options = InspectOptions::default().with_referrers(false);
+                let got = inspect(store, &root, &options).await.unwrap();
+                let mut node = got.root;
+                for _ in 0..MAX_INDEX_DEPTH {
+                    node = node.manifests.unwrap().remove(0);
+                }
+                node
+            }
+        };
+        assert!(!ninth(deep.clone()).await.too_deep, "an image at level 9");
         let deeper = index(&store, &[(deep, None)]);
-        let got = inspect(
-            &store,
-            &deeper,
-            &InspectOptions::default().with_referrers(false),
-        )
-        .await
-        .unwrap();
-        let mut node = &got.root;
-        for _ in 1..MAX_INDEX_DEPTH {
-            node = &node.manifests.as_ref().unwrap()[0];
-        }
-        assert!(node.manifests.as_ref().unwrap()[0].too_deep);
+        assert!(ninth(deeper).await.too_deep, "an index at level 9");
     }
 }

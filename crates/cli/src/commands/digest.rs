@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use ferry_core::{Descriptor, PlatformFilter, ReadStore};
+use ferry_core::{Descriptor, ReadStore};
 use serde_json::json;
 
 use crate::app::App;
@@ -10,7 +10,6 @@ use crate::endpoint::Endpoint;
 use crate::options::{CommonArgs, Format};
 use crate::output::{print_json, print_lines};
 use crate::setup::clients::Purpose;
-use crate::setup::stores::open_target;
 
 /// The examples and exit codes of `ferry digest --help`.
 pub const DIGEST_EXAMPLES: &str = "\
@@ -60,17 +59,11 @@ pub async fn peek_or_resolve(store: &dyn ReadStore, reference: &str) -> Result<D
 /// Runs `ferry digest`; returns the exit code.
 pub async fn run(app: &App, args: DigestArgs) -> Result<u8> {
     let ep = Endpoint::parse(&args.reference)?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(str::parse::<PlatformFilter>)
-        .transpose()?;
+    let platform = crate::options::platform(args.platform.as_deref())?;
     let purpose = Purpose {
         resolve_with_head: true,
     };
-    let (clients, side) =
-        crate::setup::clients_for_one(&app.factories, &args.common, ep.registry(), false, purpose)?;
-    let target = open_target(&ep, &clients, side).await?;
+    let target = crate::setup::open_one(&app.factories, &args.common, &ep, false, purpose).await?;
     let mut descriptor = peek_or_resolve(target.store.as_ref(), &target.reference).await?;
     if let Some(filter) = &platform {
         descriptor = ferry_core::select_platform(

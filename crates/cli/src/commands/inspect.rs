@@ -8,7 +8,7 @@ use clap::Args;
 use ferry_core::inspect::{InspectOptions, Inspection, ManifestNode};
 use ferry_core::model::{DEFAULT_MANIFEST_LIMIT, is_index, media_type_str};
 use ferry_core::verify::{read_to_bytes, verify_bytes};
-use ferry_core::{Descriptor, Error, PlatformFilter, ReadStore, fetch_manifest, select_platform};
+use ferry_core::{Descriptor, Error, ReadStore, fetch_manifest, select_platform};
 use serde_json::json;
 
 use crate::app::App;
@@ -16,7 +16,6 @@ use crate::endpoint::Endpoint;
 use crate::options::{CommonArgs, Format};
 use crate::output::{bytes, print_json, print_lines};
 use crate::setup::clients::Purpose;
-use crate::setup::stores::open_target;
 
 /// The examples and exit codes of `ferry inspect --help`.
 pub const INSPECT_EXAMPLES: &str = "\
@@ -82,19 +81,10 @@ pub struct InspectArgs {
 /// Runs `ferry inspect`; returns the exit code.
 pub async fn run(app: &App, args: InspectArgs) -> Result<u8> {
     let ep = Endpoint::parse(&args.reference)?;
-    let platform = args
-        .platform
-        .as_deref()
-        .map(str::parse::<PlatformFilter>)
-        .transpose()?;
-    let (clients, side) = crate::setup::clients_for_one(
-        &app.factories,
-        &args.common,
-        ep.registry(),
-        false,
-        Purpose::default(),
-    )?;
-    let target = open_target(&ep, &clients, side).await?;
+    let platform = crate::options::platform(args.platform.as_deref())?;
+    let target =
+        crate::setup::open_one(&app.factories, &args.common, &ep, false, Purpose::default())
+            .await?;
     let store = target.store.as_ref();
     let root = store.resolve(&target.reference).await?;
     if args.raw || args.config {

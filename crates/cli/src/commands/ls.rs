@@ -3,18 +3,17 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use ferry_core::{Catalog, Error};
 use ferry_fs_store::OciDir;
-use ferry_sync::TagFilter;
 use futures::TryStreamExt;
 use serde_json::json;
 
 use crate::app::App;
 use crate::commands::sync::endpoint::SyncEndpoint;
 use crate::endpoint::Endpoint;
-use crate::options::{CommonArgs, Format};
+use crate::options::{CommonArgs, Format, TagFilterArgs};
 use crate::output::{print_json, print_lines};
 use crate::setup::clients::Purpose;
 use crate::setup::stores::{names_tag_or_digest, open_store};
@@ -62,49 +61,12 @@ pub struct LsArgs {
     /// What to list: `HOST[:PORT]/REPO` or `oci:PATH` (tags), `HOST[:PORT]/` or
     /// `HOST[:PORT]/PREFIX/` (repositories), `oci-dir:PATH/` (layouts).
     pub target: String,
-    /// Keep only tags matching this regular expression, anchored (repeatable: any matches).
-    #[arg(long, value_name = "REGEX")]
-    pub tags: Vec<String>,
-    /// Leave out tags matching this regular expression, anchored (repeatable).
-    #[arg(long, value_name = "REGEX")]
-    pub exclude_tags: Vec<String>,
-    /// Keep only tags that are semantic versions (a `v` prefix allowed) in this range, such
-    /// as `>=1.2, <2` or `^3.18`.
-    #[arg(long, value_name = "RANGE")]
-    pub semver: Option<String>,
-    /// Keep only the newest N semantic versions of what the other filters kept.
-    #[arg(long, value_name = "N")]
-    pub latest: Option<usize>,
+    /// Which tags (as `ferry sync` chooses them).
+    #[command(flatten)]
+    pub filter: TagFilterArgs,
     /// Output, configuration and registry options.
     #[command(flatten)]
     pub common: CommonArgs,
-}
-
-impl LsArgs {
-    /// The tag filter the options make, as `ferry sync` makes it.
-    fn filter(&self) -> Result<Option<TagFilter>> {
-        let given = !self.tags.is_empty()
-            || !self.exclude_tags.is_empty()
-            || self.semver.is_some()
-            || self.latest.is_some();
-        if !given {
-            return Ok(None);
-        }
-        let mut filter = TagFilter::new();
-        for t in &self.tags {
-            filter = filter.tags(t).context("--tags")?;
-        }
-        for t in &self.exclude_tags {
-            filter = filter.exclude(t).context("--exclude-tags")?;
-        }
-        if let Some(range) = &self.semver {
-            filter = filter.semver(range).context("--semver")?;
-        }
-        if let Some(n) = self.latest {
-            filter = filter.latest(n);
-        }
-        Ok(Some(filter))
-    }
 }
 
 /// What `ferry ls` was asked to list.
@@ -151,7 +113,14 @@ fn parse(text: &str) -> Result<Listing> {
 /// Runs `ferry ls`; returns the exit code.
 pub async fn run(app: &App, args: LsArgs) -> Result<u8> {
     let listing = parse(&args.target)?;
-    let filter = args.filter()?;
+    let filter = if args.filter.is_given() {
+        Some(
+            args.filter
+                .to_filter(|key| format!("--{}", key.replace('_', "-")))?,
+        )
+    } else {
+        None
+    };
     let host = match &listing {
         Listing::Tags(ep) => ep.registry().map(str::to_string),
         Listing::Repositories { registry, .. } => Some(registry.clone()),

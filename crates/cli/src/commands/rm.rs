@@ -13,7 +13,6 @@ use crate::exit;
 use crate::options::{CommonArgs, Format};
 use crate::output::{print_json, print_lines};
 use crate::setup::clients::Purpose;
-use crate::setup::stores::open_target;
 
 /// The examples and exit codes of `ferry rm --help`.
 pub const RM_EXAMPLES: &str = "\
@@ -56,14 +55,8 @@ pub struct RmArgs {
 /// Runs `ferry rm`; returns the exit code.
 pub async fn run(app: &App, args: RmArgs) -> Result<u8> {
     let ep = Endpoint::parse(&args.reference)?;
-    let (clients, side) = crate::setup::clients_for_one(
-        &app.factories,
-        &args.common,
-        ep.registry(),
-        true,
-        Purpose::default(),
-    )?;
-    let target = open_target(&ep, &clients, side).await?;
+    let target =
+        crate::setup::open_one(&app.factories, &args.common, &ep, true, Purpose::default()).await?;
     if !target.named {
         bail!(Error::invalid(
             "reference",

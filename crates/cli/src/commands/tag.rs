@@ -10,7 +10,6 @@ use crate::endpoint::Endpoint;
 use crate::options::{CommonArgs, Format};
 use crate::output::{print_json, print_lines};
 use crate::setup::clients::Purpose;
-use crate::setup::stores::open_target;
 
 /// The examples and exit codes of `ferry tag --help`.
 pub const TAG_EXAMPLES: &str = "\
@@ -52,14 +51,8 @@ pub async fn run(app: &App, args: TagArgs) -> Result<u8> {
     for tag in &args.tags {
         validate_tag(tag)?;
     }
-    let (clients, side) = crate::setup::clients_for_one(
-        &app.factories,
-        &args.common,
-        ep.registry(),
-        true,
-        Purpose::default(),
-    )?;
-    let target = open_target(&ep, &clients, side).await?;
+    let target =
+        crate::setup::open_one(&app.factories, &args.common, &ep, true, Purpose::default()).await?;
     // A registry keeps the manifest's bytes from this GET for the PUTs that follow.
     let descriptor = target.store.resolve(&target.reference).await?;
     let mut tagged = Vec::with_capacity(args.tags.len());

@@ -40,3 +40,16 @@ pub fn clients_for_one(
     config.apply_registry(&mut registry);
     Clients::for_one(&registry, &config, host, writes, purpose)
 }
+
+/// Opens what `ep` names for a command that speaks to its one registry, if any (see
+/// [`clients_for_one`] and [`stores::open_target`]).
+pub async fn open_one(
+    factories: &StrategyFactories,
+    common: &CommonArgs,
+    ep: &crate::endpoint::Endpoint,
+    writes: bool,
+    purpose: Purpose,
+) -> Result<stores::Target> {
+    let (clients, side) = clients_for_one(factories, common, ep.registry(), writes, purpose)?;
+    stores::open_target(ep, &clients, side).await
+}

@@ -29,6 +29,31 @@ fn ferry_in(docker: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&s
     ferry_with(args, &all, stdin)
 }
 
+/// `ferry login --plain-http R -u alice --password-stdin` (and `extra`), `password` on stdin.
+fn login_alice(
+    docker: &Path,
+    r: &str,
+    password: &str,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Run {
+    let mut args = vec![
+        "login",
+        "--plain-http",
+        r,
+        "-u",
+        "alice",
+        "--password-stdin",
+    ];
+    args.extend_from_slice(extra);
+    ferry_in(docker, &args, env, Some(password))
+}
+
+/// `ferry ls --plain-http R/`: the catalog, which needs the credentials; returns the exit code.
+fn catalog(docker: &Path, r: &str, env: &[(&str, &str)]) -> i32 {
+    ferry_in(docker, &["ls", "--plain-http", &format!("{r}/")], env, None).code
+}
+
 #[test]
 fn login_checks_basic_credentials_stores_them_keeping_the_file_and_logout_removes_them() {
     let reg = Registry::builder().user("alice", "s3cret").start().unwrap();
@@ -44,19 +69,7 @@ fn login_checks_basic_credentials_stores_them_keeping_the_file_and_logout_remove
     .unwrap();
 
     // A wrong password: refused, nothing stored.
-    let run = ferry_in(
-        &docker,
-        &[
-            "login",
-            "--plain-http",
-            r,
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &[],
-        Some("wrong\n"),
-    );
+    let run = login_alice(&docker, r, "wrong\n", &[], &[]);
     assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(
         run.stderr.trim_end(),
@@ -70,19 +83,7 @@ fn login_checks_basic_credentials_stores_them_keeping_the_file_and_logout_remove
 
     // The right one: `GET /v2/` twice (the challenge, then Basic), then stored.
     reg.clear_log();
-    let run = ferry_in(
-        &docker,
-        &[
-            "login",
-            "--plain-http",
-            r,
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &[],
-        Some("s3cret\n"),
-    );
+    let run = login_alice(&docker, r, "s3cret\n", &[], &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         run.stdout.trim_end(),
@@ -115,13 +116,7 @@ fn login_checks_basic_credentials_stores_them_keeping_the_file_and_logout_remove
     assert_eq!(mode(&config), 0o600);
 
     // Every command now finds them: the catalog needs them.
-    let run = ferry_in(
-        &docker,
-        &["ls", "--plain-http", &format!("{r}/")],
-        &[],
-        None,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(catalog(&docker, r, &[]), 0);
 
     // Logout removes them, and only them.
     let run = ferry_in(&docker, &["logout", r], &[], None);
@@ -136,13 +131,7 @@ fn login_checks_basic_credentials_stores_them_keeping_the_file_and_logout_remove
     let left = read_json(&config);
     assert!(left["auths"].get(r).is_none(), "{left}");
     assert_eq!(left["auths"]["other.example"]["auth"], "b3RoZXI6cHc=");
-    let run = ferry_in(
-        &docker,
-        &["ls", "--plain-http", &format!("{r}/")],
-        &[],
-        None,
-    );
-    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(catalog(&docker, r, &[]), 4);
     let run = ferry_in(&docker, &["logout", r], &[], None);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(
@@ -165,19 +154,7 @@ fn login_fetches_a_token_to_check_credentials_and_the_token_service_refusal_is_s
     let home = tempfile::tempdir().unwrap();
     let docker = home.path().join("docker");
 
-    let run = ferry_in(
-        &docker,
-        &[
-            "login",
-            "--plain-http",
-            r,
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &[],
-        Some("nope"),
-    );
+    let run = login_alice(&docker, r, "nope", &[], &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(
         run.stderr.contains("refused the credentials") && run.stderr.contains("token server"),
@@ -186,21 +163,7 @@ fn login_fetches_a_token_to_check_credentials_and_the_token_service_refusal_is_s
     );
     assert!(!docker.join("config.json").exists());
 
-    let run = ferry_in(
-        &docker,
-        &[
-            "login",
-            "--plain-http",
-            "--format",
-            "json",
-            r,
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &[],
-        Some("pw"),
-    );
+    let run = login_alice(&docker, r, "pw", &[], &["--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["registry"], r);
@@ -271,19 +234,7 @@ fn login_and_logout_go_through_the_credential_helper_the_config_names() {
         std::fs::write(docker.join("config.json"), config_json.to_string()).unwrap();
         let _ = std::fs::remove_file(&log);
 
-        let run = ferry_in(
-            &docker,
-            &[
-                "login",
-                "--plain-http",
-                r,
-                "-u",
-                "alice",
-                "--password-stdin",
-            ],
-            &env,
-            Some("s3cret\n"),
-        );
+        let run = login_alice(&docker, r, "s3cret\n", &env, &[]);
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
         assert_eq!(
             run.stdout.trim_end(),
@@ -312,13 +263,7 @@ fn login_and_logout_go_through_the_credential_helper_the_config_names() {
         );
 
         // Read back through the helper's `get`.
-        let run = ferry_in(
-            &docker,
-            &["ls", "--plain-http", &format!("{r}/")],
-            &env,
-            None,
-        );
-        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        assert_eq!(catalog(&docker, r, &env), 0);
         assert!(
             std::fs::read_to_string(&log)
                 .unwrap()
@@ -338,13 +283,7 @@ fn login_and_logout_go_through_the_credential_helper_the_config_names() {
             "{name}"
         );
         assert!(!bin.join("helper.stored").exists(), "{name}");
-        let run = ferry_in(
-            &docker,
-            &["ls", "--plain-http", &format!("{r}/")],
-            &env,
-            None,
-        );
-        assert_eq!(run.code, 4, "{name}: {}", run.stderr);
+        assert_eq!(catalog(&docker, r, &env), 4);
     }
 }
 
@@ -363,27 +302,9 @@ fn login_writes_the_file_registry_auth_file_names_which_every_command_reads_firs
     .unwrap();
     let auth_file = home.path().join("containers").join("auth.json");
     let env = [("REGISTRY_AUTH_FILE", auth_file.to_str().unwrap())];
-    let run = ferry_in(
-        &docker,
-        &["ls", "--plain-http", &format!("{r}/")],
-        &env,
-        None,
-    );
-    assert_eq!(run.code, 4, "the stale password: {}", run.stderr);
+    assert_eq!(catalog(&docker, r, &env), 4);
 
-    let run = ferry_in(
-        &docker,
-        &[
-            "login",
-            "--plain-http",
-            r,
-            "-u",
-            "alice",
-            "--password-stdin",
-        ],
-        &env,
-        Some("s3cret"),
-    );
+    let run = login_alice(&docker, r, "s3cret", &env, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout
@@ -401,13 +322,7 @@ fn login_writes_the_file_registry_auth_file_names_which_every_command_reads_firs
         0o700,
         "the directory made for it"
     );
-    let run = ferry_in(
-        &docker,
-        &["ls", "--plain-http", &format!("{r}/")],
-        &env,
-        None,
-    );
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(catalog(&docker, r, &env), 0);
 
     // Logout clears both files, so nothing stale is found afterwards.
     let run = ferry_in(&docker, &["logout", r], &env, None);
