@@ -818,3 +818,50 @@ fn rm_in_a_layout_removes_the_tag_or_every_entry_of_the_manifest() {
     // The blobs stay: the manifest is only no longer listed.
     assert!(blob_file(dir.path(), &a.manifest.descriptor).exists());
 }
+
+#[test]
+fn every_everyday_command_has_examples_exit_codes_and_completions() {
+    let commands = ["ls", "inspect", "digest", "tag", "rm", "login", "logout"];
+    for command in commands {
+        let run = ok(ferry(&[command, "--help"]));
+        for part in [
+            "Examples:",
+            "Exit codes:",
+            "--format <FORMAT>",
+            "--plain-http",
+            "--ca-cert <FILE>",
+        ] {
+            assert!(run.stdout.contains(part), "{command} --help lacks {part}");
+        }
+        let short = ok(ferry(&[command, "-h"]));
+        assert!(
+            short
+                .stdout
+                .contains(&format!("See `ferry {command} --help` for examples")),
+            "{command} -h"
+        );
+    }
+    // `inspect --config` prints an image's config, so its configuration file is
+    // `--config-file`; the others keep `--config`.
+    assert!(
+        ok(ferry(&["inspect", "--help"]))
+            .stdout
+            .contains("--config-file <FILE>")
+    );
+    assert!(
+        ok(ferry(&["ls", "--help"]))
+            .stdout
+            .contains("--config <FILE>")
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let run = ok(ferry(&["completions", shell]));
+        for command in commands {
+            assert!(
+                run.stdout.contains(command),
+                "{shell} completions lack {command}"
+            );
+        }
+        assert!(run.stdout.contains("exclude-tags"), "{shell}");
+        assert!(run.stdout.contains("password-stdin"), "{shell}");
+    }
+}

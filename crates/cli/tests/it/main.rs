@@ -12,6 +12,7 @@ mod plans;
 mod ranges;
 mod registries;
 mod retries;
+mod schemas;
 mod security;
 mod soak;
 mod support;
