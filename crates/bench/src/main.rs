@@ -2,6 +2,7 @@
 //! the same copies between real registries on loopback and OCI layouts, and writes
 //! `BENCHMARKS.md`.
 
+mod everyday;
 mod floor;
 mod generate;
 mod measure;
@@ -102,6 +103,9 @@ enum Sub {
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
+    /// `ferry ls` and `ferry inspect` side by side with crane, regctl, oras and skopeo: see
+    /// `ferry-bench everyday --help`.
+    Everyday(everyday::EverydayArgs),
 }
 
 fn main() -> Result<()> {
@@ -113,6 +117,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::Everyday(args)) = cli.command {
+        return everyday::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

@@ -1094,14 +1094,20 @@ fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Dura
 
 /// Replaces the sync section of `path` (between the markers), or appends it.
 fn write_section(path: &Path, section: &str) -> Result<()> {
+    write_marked(path, BEGIN, END, section)
+}
+
+/// Replaces what lies between the markers `begin` and `end` in the report file at `path` with
+/// `section`, or appends it with its markers.
+pub(crate) fn write_marked(path: &Path, begin: &str, end: &str, section: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n{section}{END}\n");
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let block = format!("{begin}\n{section}{end}\n");
+    let new = match (old.find(begin), old.find(end)) {
         (Some(b), Some(e)) if e > b => {
             format!(
                 "{}{block}{}",
                 &old[..b],
-                old[e + END.len()..].trim_start_matches('\n')
+                old[e + end.len()..].trim_start_matches('\n')
             )
         }
         _ if old.is_empty() => block,

@@ -222,7 +222,11 @@ pub async fn inspect(
         // Fails with the platforms found when none matches.
         select_platform(store, root, filter, options.manifest_limit).await?;
     }
-    let walk = Walk { store, options };
+    let walk = Walk {
+        store,
+        options,
+        first_referrers: tokio::sync::RwLock::new(()),
+    };
     let root = walk.node(root.clone(), 1).await?;
     let totals = totals(&root);
     Ok(Inspection { root, totals })
@@ -231,6 +235,11 @@ pub async fn inspect(
 struct Walk<'a> {
     store: &'a dyn ReadStore,
     options: &'a InspectOptions,
+    /// Held for writing while the root's referrers are asked; every other node asks after it,
+    /// so a store learns from the first answer how it serves referrers (a registry without
+    /// the referrers API is asked for it once, not once per manifest), while the manifests
+    /// below are fetched meanwhile.
+    first_referrers: tokio::sync::RwLock<()>,
 }
 
 #[derive(Deserialize)]
@@ -275,12 +284,19 @@ impl Walk<'_> {
                 node.descriptor.set_artifact_type(Some(t.as_str().into()));
             }
             node.subject = manifest.subject.clone();
+            let first = match depth {
+                1 => Some(self.first_referrers.write().await),
+                _ => None,
+            };
             let referrers = async {
-                if self.options.referrers {
-                    self.store.referrers(&node.descriptor).await.map(Some)
-                } else {
-                    Ok(None)
-                }
+                let _order = match first {
+                    Some(held) => held,
+                    None => {
+                        drop(self.first_referrers.read().await);
+                        return self.referrers(&node.descriptor).await;
+                    }
+                };
+                self.referrers(&node.descriptor).await
             };
             if index {
                 let children = self.children(&manifest.manifests, depth);
@@ -311,6 +327,14 @@ impl Walk<'_> {
             Ok(node)
         }
         .boxed()
+    }
+
+    /// The referrers of `descriptor`, when they are asked for.
+    async fn referrers(&self, descriptor: &Descriptor) -> Result<Option<Vec<Descriptor>>> {
+        if !self.options.referrers {
+            return Ok(None);
+        }
+        self.store.referrers(descriptor).await.map(Some)
     }
 
     /// The entries of an index at `depth`, narrowed to the platform asked for, fetched

@@ -385,18 +385,18 @@ fn inspect_shows_an_index_its_platforms_configs_layers_referrers_and_totals() {
         compressed - shared
     ));
     assert_eq!(out_lines(&run), expected, "{}", run.stdout);
-    // Configs are read, layers never.
-    let blob_gets: Vec<String> = reg
-        .requests()
-        .into_iter()
-        .filter(|q| q.method == "GET" && q.path.contains("/blobs/"))
-        .map(|q| q.path)
-        .collect();
-    assert_eq!(
-        blob_gets.len(),
-        2,
-        "the two configs and nothing else: {blob_gets:#?}"
-    );
+    // The index, its 2 manifests and their 2 configs (layers never), the referrers API asked
+    // once (distribution 2.8 has none), then each manifest's tag-schema index.
+    let seen = reg.requests();
+    let count = |method: &str, part: &str| {
+        seen.iter()
+            .filter(|q| q.method == method && q.path.contains(part))
+            .count()
+    };
+    assert_eq!(count("GET", "/blobs/"), 2, "{seen:#?}");
+    assert_eq!(count("GET", "/referrers/"), 1, "{seen:#?}");
+    assert_eq!(count("GET", "/manifests/sha256-"), 3, "{seen:#?}");
+    assert_eq!(seen.len(), 1 + 2 + 2 + 1 + 3, "{seen:#?}");
 
     // One platform's branch.
     let run = ok(ferry(&[
