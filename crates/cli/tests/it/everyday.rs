@@ -865,3 +865,59 @@ fn every_everyday_command_has_examples_exit_codes_and_completions() {
         assert!(run.stdout.contains("password-stdin"), "{shell}");
     }
 }
+
+#[test]
+fn the_everyday_commands_take_the_registry_tables_of_ferry_toml() {
+    let ca = ferry_test_support::TestCa::new().unwrap();
+    let reg = Registry::builder()
+        .tls_issued_by(&ca)
+        .unwrap()
+        .start()
+        .unwrap();
+    let r = reg.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write_cert(&ca_file).unwrap();
+    write_oci_layout(&dir.path().join("src"), &[(Some("v1"), &image(15))]).unwrap();
+    let src = format!("oci:{}:v1", dir.path().join("src").display());
+    let ca_flag = ca_file.display().to_string();
+    ok(ferry(&[
+        "cp",
+        "--ca-cert",
+        &ca_flag,
+        &src,
+        &format!("{r}/app:v1"),
+    ]));
+
+    // Untrusted: the error names the flag.
+    let run = ferry(&["ls", &format!("{r}/app")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("--ca-cert"), "{}", run.stderr);
+    // The registry's table trusts its CA, for every command.
+    let config = dir.path().join("ferry.toml");
+    std::fs::write(
+        &config,
+        format!("[registries.\"{r}\"]\nca_cert = \"{ca_flag}\"\n"),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let run = ok(ferry(&["ls", "--config", &cfg, &format!("{r}/app")]));
+    assert_eq!(out_lines(&run), ["v1"]);
+    let run = ok(ferry(&["digest", "--config", &cfg, &format!("{r}/app:v1")]));
+    assert_eq!(out_lines(&run), [digest_of(&image(15).manifest)]);
+    // `inspect --config` prints the image's config; its configuration file is --config-file.
+    let run = ok(ferry(&[
+        "inspect",
+        "--config-file",
+        &cfg,
+        "--config",
+        &format!("{r}/app:v1"),
+    ]));
+    assert_eq!(run.stdout.as_bytes(), &image(15).config.bytes[..]);
+    let run = ok(ferry_with(
+        &["tag", &format!("{r}/app:v1"), "v2"],
+        &[("FERRY_CONFIG", &cfg)],
+        None,
+    ));
+    assert_eq!(run.stdout.lines().count(), 1);
+}
