@@ -683,22 +683,11 @@ fn rm_on_a_terminal_deletes_a_manifest_only_when_the_answer_is_yes() {
             "{} rm --plain-http --manifest {r}/app:v1",
             env!("CARGO_BIN_EXE_ferry")
         );
-        let mut child = std::process::Command::new("script")
+        let mut script = std::process::Command::new("script");
+        script
             .args(["-qec", &command, "/dev/null"])
-            .env("DOCKER_CONFIG", "/nonexistent/ferry-test-docker-config")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(answer.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            .env("DOCKER_CONFIG", "/nonexistent/ferry-test-docker-config");
+        let out = output_with_stdin(script, answer.as_bytes());
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

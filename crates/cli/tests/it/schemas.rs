@@ -38,21 +38,9 @@ fn validator_available() -> bool {
 
 /// The errors of `json` against `schema`; empty when it is valid.
 fn errors(schema: &str, json: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .args(["-c", VALIDATE, SCHEMAS, schema])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut python = Command::new("python3");
+    python.args(["-c", VALIDATE, SCHEMAS, schema]);
+    let out = output_with_stdin(python, json.as_bytes());
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.success(), text.is_empty(), "{text}");

@@ -58,6 +58,19 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
     }
 }
 
+/// Runs `command` to its end with `input` on its stdin, its stdout and stderr captured.
+pub fn output_with_stdin(mut command: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
