@@ -2,6 +2,7 @@
 //! and a minimal streaming client on the same copies between real registries on loopback and
 //! OCI layouts, and writes `BENCHMARKS.md`.
 
+mod everyday;
 mod floor;
 mod generate;
 mod measure;
@@ -120,6 +121,9 @@ enum Sub {
     /// Registry → registry through a forward proxy (squid), ferry beside skopeo, crane,
     /// regctl and oras: see `ferry-bench proxied --help`.
     Proxied(proxied::ProxiedArgs),
+    /// `ferry ls` and `ferry inspect` side by side with crane, regctl, oras and skopeo: see
+    /// `ferry-bench everyday --help`.
+    Everyday(everyday::EverydayArgs),
 }
 
 fn main() -> Result<()> {
@@ -137,6 +141,9 @@ fn main() -> Result<()> {
     }
     if let Some(Sub::Proxied(args)) = cli.command {
         return proxied::main(args);
+    }
+    if let Some(Sub::Everyday(args)) = cli.command {
+        return everyday::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

@@ -89,6 +89,14 @@ impl Endpoint {
         })
     }
 
+    /// The registry it is on, if any.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            Endpoint::Registry { reference, .. } => Some(reference.registry()),
+            Endpoint::Layout { .. } => None,
+        }
+    }
+
     /// How the summary line names the endpoint: `[oci-layout] PATH:TAG`.
     pub fn display(&self) -> String {
         match self {

@@ -124,6 +124,13 @@ pub fn advise(e: &Error) -> Option<String> {
         Error::QuotaExhausted { .. } => Some(
             "run again once the quota is back, or let ferry wait longer with `--max-wait`".into(),
         ),
+        Error::NotSupported { operation, .. }
+            if operation.starts_with("deleting tag `") && operation.contains("by digest") =>
+        {
+            Some(
+                "to delete the manifest with every tag naming it, use `ferry rm --manifest`".into(),
+            )
+        }
         Error::MissingSetting { strategy, key, .. } => {
             let flag = match (strategy.as_str(), key.as_str()) {
                 (ferry_ipfs_mount::NAME, "gateway") => "`--ipfs-gateway URL`, ".to_string(),

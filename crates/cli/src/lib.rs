@@ -103,6 +103,9 @@ impl Ferry {
         Cli::command()
             .mut_subcommand("cp", copy_args)
             .mut_subcommand("sync", copy_args)
+            .mut_subcommand("inspect", |c| {
+                c.mut_arg("config_file", |a| a.long("config-file"))
+            })
     }
 
     /// Runs `ferry` with the process's arguments; returns its exit code.
@@ -140,6 +143,13 @@ impl Ferry {
             }
             Command::Cp(args) => run_async(&app, |app| commands::cp::run(app, *args)),
             Command::Sync(args) => run_async(&app, |app| commands::sync::run(app, *args)),
+            Command::Ls(args) => run_async(&app, |app| commands::ls::run(app, *args)),
+            Command::Inspect(args) => run_async(&app, |app| commands::inspect::run(app, *args)),
+            Command::Digest(args) => run_async(&app, |app| commands::digest::run(app, *args)),
+            Command::Tag(args) => run_async(&app, |app| commands::tag::run(app, *args)),
+            Command::Rm(args) => run_async(&app, |app| commands::rm::run(app, *args)),
+            Command::Login(args) => run_async(&app, |app| commands::login::run(app, *args)),
+            Command::Logout(args) => run_async(&app, |app| commands::logout::run(app, *args)),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use ferry_sync::TagFilter;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -83,6 +84,82 @@ pub struct CopyArgs {
     #[arg(long, value_name = "FILE", env = "FERRY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Registry transport and credentials.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Parses a `--platform` value, `os/arch[/variant]`.
+pub fn platform(text: Option<&str>) -> ferry_core::Result<Option<ferry_core::PlatformFilter>> {
+    text.map(str::parse).transpose()
+}
+
+/// Which tags `ferry sync` mirrors and `ferry ls` lists.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TagFilterArgs {
+    /// Keep only tags matching this regular expression, anchored (repeatable: any matches).
+    #[arg(long, value_name = "REGEX")]
+    pub tags: Vec<String>,
+    /// Leave out tags matching this regular expression, anchored (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_tags: Vec<String>,
+    /// Keep only tags that are semantic versions (a `v` prefix allowed) in this range, such
+    /// as `>=1.2, <2` or `^3.18`.
+    #[arg(long, value_name = "RANGE")]
+    pub semver: Option<String>,
+    /// Keep only the newest N semantic versions of what the other filters kept.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+}
+
+impl TagFilterArgs {
+    /// Whether any filter is given.
+    pub fn is_given(&self) -> bool {
+        !self.tags.is_empty()
+            || !self.exclude_tags.is_empty()
+            || self.semver.is_some()
+            || self.latest.is_some()
+    }
+
+    /// The filter; an invalid pattern or range is named by `name(key)` (`key \`tags\``,
+    /// `--tags`).
+    pub fn to_filter(&self, name: impl Fn(&str) -> String) -> anyhow::Result<TagFilter> {
+        use anyhow::Context as _;
+        let mut filter = TagFilter::new();
+        for t in &self.tags {
+            filter = filter.tags(t).with_context(|| name("tags"))?;
+        }
+        for t in &self.exclude_tags {
+            filter = filter.exclude(t).with_context(|| name("exclude_tags"))?;
+        }
+        if let Some(range) = &self.semver {
+            filter = filter.semver(range).with_context(|| name("semver"))?;
+        }
+        if let Some(n) = self.latest {
+            filter = filter.latest(n);
+        }
+        Ok(filter)
+    }
+}
+
+/// What `ls`, `inspect`, `digest`, `tag`, `rm`, `login` and `logout` share: the output
+/// format, the configuration file, and how registries are reached.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommonArgs {
+    /// Output format on stdout: `text` (lines) or `json` (one document).
+    #[arg(long, value_enum, default_value_t = Format::Text, hide_possible_values = true)]
+    pub format: Format,
+    /// Operator configuration: per-registry settings (plain HTTP, CA certificates), defaults
+    /// [default: $XDG_CONFIG_HOME/ferry/ferry.toml when it exists]. `--config-file` for
+    /// `ferry inspect`, whose `--config` prints an image's config.
+    #[arg(
+        long = "config",
+        id = "config_file",
+        value_name = "FILE",
+        env = "FERRY_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+    /// Registry transport and credentials (`--from-*` or `--to-*`: the command speaks to one
+    /// registry, and either side's flags apply to it).
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -99,8 +99,24 @@ fn manifests(n: usize) -> String {
     format!("{n} manifest{}", if n == 1 { "" } else { "s" })
 }
 
-fn bytes(n: u64) -> String {
+/// `1 byte`, `612 bytes`.
+pub(crate) fn bytes(n: u64) -> String {
     format!("{n} byte{}", if n == 1 { "" } else { "s" })
+}
+
+/// Prints `value` on stdout as one JSON document, redacted as every result is.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    println!("{}", ferry_core::redact::text(&text));
+    Ok(())
+}
+
+/// Prints `lines` on stdout, redacted as every result is.
+pub fn print_lines(lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("{}", ferry_core::redact::text(&lines.join("\n")));
 }
 
 /// Prints node lines as nodes finish, with progress bars on a terminal.

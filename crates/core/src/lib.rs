@@ -46,6 +46,7 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod forward;
+pub mod inspect;
 pub mod layer;
 pub mod locations;
 pub mod memory;
@@ -78,9 +79,9 @@ pub use report::{
 pub use retry::{RetryPolicy, Retryable};
 pub use stop::{Stop, StopLevel};
 pub use store::{
-    BlobMount, ByteStream, Capabilities, DeleteTag, FetchFromAddress, KnownAbsent, ListTags,
-    LocalBlobs, Peek, PreparedUpload, ReadStore, RegistryRepository, StoreInfo, WriteStore,
-    bytes_stream,
+    BlobMount, ByteStream, Capabilities, DeleteManifest, DeleteTag, FetchFromAddress, KnownAbsent,
+    ListTags, LocalBlobs, Peek, PreparedUpload, ReadStore, RegistryRepository, StoreInfo,
+    WriteStore, bytes_stream,
 };
 pub use transfers::{BlobTransfers, TransferStats};
 pub use verify::{Hasher, check_size_stream, sha256, verify_bytes, verify_stream};

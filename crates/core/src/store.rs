@@ -166,6 +166,8 @@ pub struct Capabilities<'a> {
     pub list_tags: Option<&'a dyn ListTags>,
     /// The store can remove a tag.
     pub delete_tag: Option<&'a dyn DeleteTag>,
+    /// The store can remove a manifest by digest, with every tag naming it.
+    pub delete_manifest: Option<&'a dyn DeleteManifest>,
     /// The store can tell what a tag names more cheaply than [`ReadStore::resolve`].
     pub peek: Option<&'a dyn Peek>,
     /// The store is a repository of an OCI distribution registry that a strategy can ask to
@@ -208,6 +210,12 @@ impl<'a> Capabilities<'a> {
         self
     }
 
+    /// Offers [`DeleteManifest`].
+    pub fn with_delete_manifest(mut self, deleter: &'a dyn DeleteManifest) -> Self {
+        self.delete_manifest = Some(deleter);
+        self
+    }
+
     /// Offers [`Peek`].
     pub fn with_peek(mut self, peek: &'a dyn Peek) -> Self {
         self.peek = Some(peek);
@@ -239,6 +247,7 @@ impl Debug for Capabilities<'_> {
             .field("fetch_from_address", &self.fetch_from_address.is_some())
             .field("list_tags", &self.list_tags.is_some())
             .field("delete_tag", &self.delete_tag.is_some())
+            .field("delete_manifest", &self.delete_manifest.is_some())
             .field("peek", &self.peek.is_some())
             .field("registry_repository", &self.registry_repository.is_some())
             .field("local_blobs", &self.local_blobs.is_some())
@@ -268,6 +277,16 @@ pub trait ListTags: Send + Sync {
 pub trait DeleteTag: Send + Sync {
     /// Removes `tag`. Removing a tag the store does not have is [`crate::Error::NotFound`].
     async fn delete_tag(&self, tag: &str) -> Result<()>;
+}
+
+/// A store that can remove a manifest by digest: the manifest goes, and with it every tag
+/// naming it (a registry's `DELETE /v2/<name>/manifests/<digest>`, the entries of a layout's
+/// `index.json`). Blobs are left to the store's garbage collection.
+#[async_trait]
+pub trait DeleteManifest: Send + Sync {
+    /// Removes manifest `digest`. Removing one the store does not have is
+    /// [`crate::Error::NotFound`].
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()>;
 }
 
 /// A store that can tell, without asking for each blob, that it lacks content: a registry

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use ferry_core::model::is_index;
-use ferry_core::{DeleteTag, Error, Manifest, Peek, Result};
+use ferry_core::{DeleteManifest, DeleteTag, Digest, Error, Manifest, Peek, Result};
 use http::{Method, StatusCode};
 
 use crate::auth::Scopes;
@@ -18,6 +18,14 @@ use crate::registry::Retry;
 use crate::repository::Repository;
 use crate::transport::{Req, read_error_body};
 use oci_spec::distribution::ErrorCode;
+
+#[async_trait]
+impl DeleteManifest for Repository {
+    /// `DELETE` by digest: the registry removes the manifest and every tag naming it.
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        self.delete_digest(digest, "manifest").await
+    }
+}
 
 #[async_trait]
 impl DeleteTag for Repository {
@@ -37,29 +45,8 @@ impl DeleteTag for Repository {
         match status {
             // With credentials, a refusal after asking for the delete action means they lack
             // it (a token server grants only what the policy allows): say so, not "log in".
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                if self.registry().auth.has_credential().await =>
-            {
-                let said = registry_errors(&body);
-                let said = if said.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({said})")
-                };
-                return Err(Error::PermissionDenied {
-                    store: self.store_name().to_string(),
-                    message: format!(
-                        "{what}: the registry answered {}{said} to the credentials given, which \
-                         may not delete in `{}`; deleting a tag (pruning) needs the registry's \
-                         delete right for them (token scope `repository:{}:delete`)",
-                        status.as_u16(),
-                        self.name(),
-                        self.name()
-                    ),
-                });
-            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(status_error(self.store_name(), &what, status, &body));
+                return Err(self.refused_delete(&what, status, &body).await);
             }
             StatusCode::NOT_FOUND if has_error_code(&body, ErrorCode::ManifestUnknown) => {
                 return Err(Error::not_found(format!(
@@ -124,14 +111,20 @@ impl Repository {
                 }
             }
         }
-        let what = format!("DELETE manifest `{digest}` (tag `{tag}`)");
+        self.delete_digest(digest, &format!("tag `{tag}`")).await
+    }
+
+    /// `DELETE /v2/<name>/manifests/<digest>`, for `purpose` (`tag `v1``, `manifest`): the
+    /// registry removes the manifest and every tag naming it.
+    async fn delete_digest(&self, digest: &Digest, purpose: &str) -> Result<()> {
+        let what = format!("DELETE manifest `{digest}` ({purpose})");
         let req = Req::new(Method::DELETE, self.url(&format!("manifests/{digest}")));
         let resp = self
             .send(req, &Scopes::delete(self.name()), Retry::Yes)
             .await?;
         let status = resp.status();
         if status.is_success() {
-            tracing::debug!(repository = %self, tag, %digest, "tag deleted by digest");
+            tracing::debug!(repository = %self, %digest, purpose, "manifest deleted");
             return Ok(());
         }
         let body = read_error_body(resp).await;
@@ -140,11 +133,45 @@ impl Repository {
             return Err(Error::NotSupported {
                 store: self.store_name().to_string(),
                 operation: format!(
-                    "deleting tag `{tag}`: the registry refuses deletes (CNCF distribution: \
+                    "deleting {purpose}: the registry refuses deletes (CNCF distribution: \
                      set `storage.delete.enabled: true`)"
                 ),
             });
         }
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::not_found(format!(
+                "manifest `{digest}` in `{}`",
+                self.store_name()
+            )));
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(self.refused_delete(&what, status, &body).await);
+        }
         Err(status_error(self.store_name(), &what, status, &body))
+    }
+
+    /// The error for a delete the registry refused with 401 or 403: with credentials, they
+    /// lack the delete right, which is named.
+    async fn refused_delete(&self, what: &str, status: StatusCode, body: &[u8]) -> Error {
+        if !self.registry().auth.has_credential().await {
+            return status_error(self.store_name(), what, status, body);
+        }
+        let said = registry_errors(body);
+        let said = if said.is_empty() {
+            String::new()
+        } else {
+            format!(" ({said})")
+        };
+        Error::PermissionDenied {
+            store: self.store_name().to_string(),
+            message: format!(
+                "{what}: the registry answered {}{said} to the credentials given, which may not \
+                 delete in `{}`; deleting needs the registry's delete right for them (token \
+                 scope `repository:{}:delete`)",
+                status.as_u16(),
+                self.name(),
+                self.name()
+            ),
+        }
     }
 }

@@ -37,6 +37,7 @@ mod delete;
 mod download;
 mod error;
 mod listing;
+mod login;
 pub mod mount;
 pub mod quota;
 pub mod ratelimit;
@@ -47,12 +48,13 @@ mod repository;
 pub mod transport;
 mod upload;
 
-pub use auth::{Clock, Credential, Credentials, SystemClock};
+pub use auth::{Clock, Credential, CredentialLocation, Credentials, SystemClock};
 pub use catalog::RegistryCatalog;
 pub use client::{
     ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, DEFAULT_RANGE_SIZE,
     DEFAULT_RANGE_THRESHOLD, DEFAULT_RANGES, RegistryClient,
 };
+pub use login::LoginCheck;
 pub use mount::{CrossRepoFactory, CrossRepoMount};
 pub use reference::Reference;
 pub use registry::Registry;

@@ -8,9 +8,10 @@ use http::header::ACCEPT;
 use http::{Method, StatusCode};
 
 use crate::auth::Scopes;
+use crate::error::registry_errors;
 use crate::registry::Retry;
 use crate::repository::{Repository, next_link};
-use crate::transport::{Req, read_body};
+use crate::transport::{Req, read_body, read_error_body};
 
 const PAGE_LIMIT: usize = 4 * 1024 * 1024;
 const MAX_PAGES: usize = 100;
@@ -29,8 +30,14 @@ pub fn fallback_tag(subject: &Descriptor) -> String {
     tag
 }
 
-/// The referrers of `subject` in `repo`.
+/// The referrers of `subject` in `repo`: through the referrers API, else (and from then on,
+/// once the registry showed it has no such API) the tag-schema index.
 pub(crate) async fn list(repo: &Repository, subject: &Descriptor) -> Result<Vec<Descriptor>> {
+    use std::sync::atomic::Ordering;
+    let no_api = &repo.registry().no_referrers_api;
+    if no_api.load(Ordering::Relaxed) {
+        return fallback(repo, subject).await;
+    }
     let mut url = repo.url(&format!("referrers/{}", subject.digest()));
     let mut out = Vec::new();
     for page in 0..MAX_PAGES {
@@ -46,6 +53,19 @@ pub(crate) async fn list(repo: &Repository, subject: &Descriptor) -> Result<Vec<
             | StatusCode::NOT_IMPLEMENTED
                 if page == 0 =>
             {
+                let status = resp.status();
+                // A route the registry does not have, as opposed to an answer of the API
+                // (`NAME_UNKNOWN` for a repository it does not know).
+                let route_unknown = match status {
+                    StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => true,
+                    StatusCode::NOT_FOUND => {
+                        registry_errors(&read_error_body(resp).await).is_empty()
+                    }
+                    _ => false,
+                };
+                if route_unknown && !no_api.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(registry = %repo.registry().name(), status = status.as_u16(), "no referrers API; reading the tag schema from now on");
+                }
                 return fallback(repo, subject).await;
             }
             _ => {

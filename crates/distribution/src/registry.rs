@@ -37,6 +37,9 @@ pub struct Registry {
     pub(crate) settings: Arc<Settings>,
     /// The upload sessions opened through this registry and not yet committed or cancelled.
     pub(crate) uploads: OpenUploads,
+    /// Set once the registry showed that it serves no referrers API (a `404` that is not one
+    /// of its own errors, a `405` or `501`): its referrers are read from the tag schema only.
+    pub(crate) no_referrers_api: std::sync::atomic::AtomicBool,
 }
 
 /// Upload sessions a registry opened for ferry that are neither committed nor cancelled: a
@@ -168,6 +171,7 @@ impl Registry {
             transport,
             settings,
             uploads: OpenUploads::default(),
+            no_referrers_api: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -591,6 +591,7 @@ impl ReadStore for Repository {
         ferry_core::Capabilities::default()
             .with_list_tags(self)
             .with_delete_tag(self)
+            .with_delete_manifest(self)
             .with_peek(self)
             .with_registry_repository(self)
             .with_known_absent(self)

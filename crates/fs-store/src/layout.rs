@@ -499,6 +499,7 @@ impl ReadStore for OciLayout {
         ferry_core::Capabilities::default()
             .with_list_tags(self)
             .with_delete_tag(self)
+            .with_delete_manifest(self)
             .with_local_blobs(self)
     }
 }
@@ -546,6 +547,31 @@ impl ferry_core::DeleteTag for OciLayout {
                 return Err(Error::not_found(format!("tag `{tag}` in {this}")));
             }
             tracing::debug!(layout = %this, tag, "untag");
+            let result = this.write_index(&index);
+            drop(lock);
+            result
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ferry_core::DeleteManifest for OciLayout {
+    /// Removes every entry of `index.json` that lists `digest`, tagged or not, atomically under
+    /// the layout's lock. The blobs stay in `blobs/` (other entries or layouts may share them).
+    async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
+        let this = self.clone();
+        let digest = digest.clone();
+        blocking(move || {
+            let lock = lock_layout(&this.work_dir())?;
+            let mut index = this.read_index()?;
+            if !index.remove_digest(&digest) {
+                return Err(Error::NotFound {
+                    what: format!("manifest `{digest}` in {this}"),
+                    hint: Some("`index.json` lists no entry with that digest".into()),
+                });
+            }
+            tracing::debug!(layout = %this, %digest, "manifest entries removed");
             let result = this.write_index(&index);
             drop(lock);
             result
@@ -965,6 +991,14 @@ impl IndexJson {
 }
 
 impl IndexJson {
+    /// Removes every entry listing `digest`, tagged or not. Returns whether there was one.
+    pub fn remove_digest(&mut self, digest: &Digest) -> bool {
+        let entries = self.entries_mut();
+        let before = entries.len();
+        entries.retain(|e| entry_digest(e) != Some(digest.as_ref()));
+        entries.len() != before
+    }
+
     /// Removes every entry `tag` names. Returns whether there was one.
     pub fn remove_tag(&mut self, tag: &str) -> bool {
         let entries = self.entries_mut();

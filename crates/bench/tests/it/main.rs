@@ -223,3 +223,66 @@ fn quick_sync_run_reports_both_tools_in_its_own_section() {
     );
     assert!(again.starts_with("# Benchmarks\n\nthe copy scenarios\n"));
 }
+
+#[test]
+fn quick_everyday_run_reports_ferry_and_the_peers_found_in_its_own_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("BENCHMARKS.md");
+    std::fs::write(&out, "# Benchmarks\n\nthe copy scenarios\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+        .args(["everyday", "--quick", "--reps", "1", "--out"])
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "ferry-bench everyday failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report = std::fs::read_to_string(&out).unwrap();
+    assert!(report.starts_with("# Benchmarks\n\nthe copy scenarios\n"));
+    let cells = |tool: &str| -> Vec<String> {
+        report
+            .lines()
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .find(|cells| cells.len() == 7 && cells[1] == tool)
+            .unwrap_or_else(|| panic!("no row for {tool}:\n{report}"))
+    };
+    // Columns: work, tool, wall, CPU, requests, by method, vs ferry. Each run's output was
+    // checked by the harness (1,000 tags listed, the index's bytes printed).
+    for (tool, requests) in [
+        ("ferry ls", 1),
+        ("ferry inspect --raw", 1),
+        ("ferry inspect --config --platform", 3),
+        ("ferry inspect --no-referrers", 1 + 4 + 4),
+        ("skopeo list-tags", 2),
+    ] {
+        let row = cells(tool);
+        assert!(seconds(&row[2]) > 0.0, "{row:?}");
+        assert_eq!(row[4], requests.to_string(), "{row:?}");
+    }
+    // The peers not installed are named as left out (CI has none of crane, regctl, oras).
+    for (program, tool) in [
+        ("crane", "crane ls"),
+        ("regctl", "regctl tag ls"),
+        ("oras", "oras manifest fetch"),
+    ] {
+        assert!(
+            report.contains(&format!("| {tool} |"))
+                || stderr.contains(&format!("`{program}` is not found")),
+            "{program}: {stderr}"
+        );
+    }
+    assert!(
+        report.contains("<!-- ferry-bench everyday: begin -->") && report.contains("Targets:"),
+        "{report}"
+    );
+}

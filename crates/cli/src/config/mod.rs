@@ -310,7 +310,12 @@ impl Config {
         });
         args.manifest_limit = args.manifest_limit.or(d.manifest_limit);
         args.no_cache |= d.no_cache.unwrap_or(false);
-        let r = &mut args.registry;
+        self.apply_registry(&mut args.registry);
+    }
+
+    /// Lays the file's `[defaults]` for reaching registries under the flags.
+    pub fn apply_registry(&self, r: &mut crate::options::RegistryArgs) {
+        let d = &self.defaults;
         r.plain_http |= d.plain_http.unwrap_or(false);
         r.insecure |= d.insecure.unwrap_or(false);
         r.verify_uploads |= d.verify_uploads.unwrap_or(false);

@@ -200,6 +200,37 @@ impl Clients {
         Ok(Self { clients, hosts })
     }
 
+    /// The clients of a command that speaks to one registry, `host` (none when it works on a
+    /// layout), reading it or, with `writes`, changing it. The credentials of either side's
+    /// flags apply to it: the side whose `--from-*` or `--to-*` credentials are given, else
+    /// the side of what the command does. Returns the clients and the side `host` is on.
+    pub fn for_one(
+        args: &RegistryArgs,
+        config: &Config,
+        host: Option<&str>,
+        writes: bool,
+        purpose: Purpose,
+    ) -> Result<(Self, Side)> {
+        let from = args.from_username.is_some() || args.from_password.is_some();
+        let to = args.to_username.is_some() || args.to_password.is_some();
+        let side = match (from, to) {
+            (true, false) => Side::From,
+            (false, true) => Side::To,
+            _ if writes => Side::To,
+            _ => Side::From,
+        };
+        let hosts: BTreeSet<String> = host.map(str::to_string).into_iter().collect();
+        let none = BTreeSet::new();
+        let (sources, destinations) = match side {
+            Side::From => (&hosts, &none),
+            Side::To => (&none, &hosts),
+        };
+        Ok((
+            Self::new(args, config, sources, destinations, purpose)?,
+            side,
+        ))
+    }
+
     /// The client that speaks to `host` on `side`.
     pub fn client(&self, side: Side, host: &str) -> &RegistryClient {
         let key = self

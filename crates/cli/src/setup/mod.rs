@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use ferry_core::StrategyFactories;
 
 use crate::config::Config;
+use crate::options::CommonArgs;
+use clients::{Clients, Purpose, Side};
 
 /// The configuration file (`explicit`, else the default one if it exists), checked by every
 /// strategy `factories` offers.
@@ -22,4 +24,32 @@ pub fn config(factories: &StrategyFactories, explicit: Option<&Path>) -> Result<
         None => "in the configuration".to_string(),
     })?;
     Ok(config)
+}
+
+/// The clients of a command that speaks to at most one registry, `host` (see
+/// [`Clients::for_one`]), with the configuration file's registry settings under the flags.
+pub fn clients_for_one(
+    factories: &StrategyFactories,
+    common: &CommonArgs,
+    host: Option<&str>,
+    writes: bool,
+    purpose: Purpose,
+) -> Result<(Clients, Side)> {
+    let config = config(factories, common.config.as_deref())?;
+    let mut registry = common.registry.clone();
+    config.apply_registry(&mut registry);
+    Clients::for_one(&registry, &config, host, writes, purpose)
+}
+
+/// Opens what `ep` names for a command that speaks to its one registry, if any (see
+/// [`clients_for_one`] and [`stores::open_target`]).
+pub async fn open_one(
+    factories: &StrategyFactories,
+    common: &CommonArgs,
+    ep: &crate::endpoint::Endpoint,
+    writes: bool,
+    purpose: Purpose,
+) -> Result<stores::Target> {
+    let (clients, side) = clients_for_one(factories, common, ep.registry(), writes, purpose)?;
+    stores::open_target(ep, &clients, side).await
 }

@@ -25,39 +25,71 @@ pub struct Destination {
     pub display: String,
 }
 
+/// A store an endpoint names, opened to be changed (tagged, deleted from), and the tag or
+/// digest the endpoint names in it.
+pub struct Target {
+    pub store: Arc<dyn WriteStore>,
+    /// The tag or digest: as written, a registry's `latest` when none is, a layout's only tag.
+    pub reference: String,
+    /// Whether the endpoint names a tag or digest itself.
+    pub named: bool,
+    /// The repository or layout, as output names it (`HOST/REPO`, `oci:PATH`).
+    pub name: String,
+}
+
+/// The store `ep` names, through the client of `side` for a registry; a layout must exist.
+/// Returns it and its name as output shows it (`HOST/REPO`, `oci:PATH`).
+pub fn open_store(
+    ep: &Endpoint,
+    clients: &Clients,
+    side: Side,
+) -> Result<(Arc<dyn WriteStore>, String)> {
+    Ok(match ep {
+        Endpoint::Layout { path, .. } => (
+            Arc::new(OciLayout::open(path)?),
+            format!("oci:{}", path.display()),
+        ),
+        Endpoint::Registry { reference, .. } => (
+            clients
+                .client(side, reference.registry())
+                .repository(reference)?,
+            format!("{}/{}", reference.registry(), reference.repository()),
+        ),
+    })
+}
+
+/// Opens the store `ep` names (see [`open_store`]) and finds the tag or digest it names in it.
+pub async fn open_target(ep: &Endpoint, clients: &Clients, side: Side) -> Result<Target> {
+    let (store, name) = open_store(ep, clients, side)?;
+    let (reference, named) = match ep {
+        Endpoint::Layout { reference, .. } => match reference {
+            Some(r) => (r.clone(), true),
+            None => (only_tag(store.as_ref(), &name).await?, false),
+        },
+        Endpoint::Registry { text, reference } => (reference.target(), names_tag_or_digest(text)),
+    };
+    Ok(Target {
+        store,
+        reference,
+        named,
+        name,
+    })
+}
+
 /// Whether the user wrote a tag or digest in a registry reference (the parser fills in
 /// `latest` otherwise).
-fn names_tag_or_digest(reference: &str) -> bool {
+pub(crate) fn names_tag_or_digest(reference: &str) -> bool {
     let last = reference.rsplit('/').next().unwrap_or(reference);
     last.contains(':') || last.contains('@')
 }
 
 pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
-    match ep {
-        Endpoint::Layout { path, reference } => {
-            let layout = OciLayout::open(path)?;
-            let reference = match reference {
-                Some(r) => r.clone(),
-                None => only_tag(&layout).await?,
-            };
-            let is_tag = !reference.contains(':');
-            Ok(Source {
-                store: Arc::new(layout),
-                reference,
-                is_tag,
-            })
-        }
-        Endpoint::Registry { reference, .. } => {
-            let repo = clients
-                .client(Side::From, reference.registry())
-                .repository(reference)?;
-            Ok(Source {
-                store: repo,
-                reference: reference.target(),
-                is_tag: reference.digest().is_none(),
-            })
-        }
-    }
+    let target = open_target(ep, clients, Side::From).await?;
+    Ok(Source {
+        is_tag: !target.reference.contains(':'),
+        store: target.store,
+        reference: target.reference,
+    })
 }
 
 pub fn open_destination(
@@ -129,27 +161,27 @@ pub fn open_destination(
     }
 }
 
-/// The single tag of a layout, for a source named without one.
-async fn only_tag(layout: &OciLayout) -> Result<String> {
-    let tags = layout.tags().await?;
+/// The single tag of a layout (`name`), for a source named without one.
+async fn only_tag(store: &dyn WriteStore, name: &str) -> Result<String> {
+    let tags = match store.capabilities().list_tags {
+        Some(lister) => lister.list_tags().await?,
+        None => Vec::new(),
+    };
     match tags.as_slice() {
-        [(tag, _)] => Ok(tag.clone()),
+        [tag] => Ok(tag.clone()),
         [] => Err(Error::NotFound {
-            what: format!("a tagged image in `{}`", layout.path().display()),
+            what: format!("a tagged image in `{}`", name.trim_start_matches("oci:")),
             hint: Some("the layout holds no tag; name a digest with `oci:PATH@DIGEST`".into()),
         }
         .into()),
-        many => {
-            let names: Vec<&str> = many.iter().map(|(t, _)| t.as_str()).collect();
-            Err(Error::invalid(
-                "source",
-                format!("oci:{}", layout.path().display()),
-                format!(
-                    "the layout has several tags ({}); name one with `oci:PATH:TAG`",
-                    names.join(", ")
-                ),
-            )
-            .into())
-        }
+        many => Err(Error::invalid(
+            "source",
+            name.to_string(),
+            format!(
+                "the layout has several tags ({}); name one with `oci:PATH:TAG`",
+                many.join(", ")
+            ),
+        )
+        .into()),
     }
 }

@@ -44,6 +44,8 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
         .env("XDG_CONFIG_HOME", cache.path().join("no-config"))
         .env("DOCKER_CONFIG", cache.path().join("no-docker-config"))
         .env("FERRY_CERTS_D", cache.path().join("no-certs.d"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
         .env_remove("RUST_LOG");
     for var in ferry_test_support::squid::PROXY_VARS {
         cmd.env_remove(var);
@@ -70,6 +72,19 @@ pub fn ferry_with(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> R
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Runs `command` to its end with `input` on its stdin, its stdout and stderr captured.
+pub fn output_with_stdin(mut command: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 pub fn rt() -> tokio::runtime::Runtime {

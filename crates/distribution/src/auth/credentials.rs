@@ -1,12 +1,15 @@
-//! Credentials: given explicitly, or read from docker's `config.json` (`auths`, `credsStore`,
-//! `credHelpers`).
+//! Credentials: given explicitly, or read from the auth files (docker's `config.json`, the
+//! containers `auth.json`: `auths`, `credsStore`, `credHelpers`), and stored there by a login.
+
+mod file;
+mod helper;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use ferry_core::{Error, Result};
-use serde::Deserialize;
+
+use file::{AuthFile, edit_auths};
 
 /// A secret for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,20 +43,32 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// Where a client finds credentials. Explicit credentials win over docker's configuration.
+/// Where a client finds credentials. Explicit credentials win over the auth files.
+///
+/// The auth files, in the order they are read (the first that knows the registry wins):
+///
+/// 1. `$REGISTRY_AUTH_FILE` (podman's, skopeo's and buildah's override);
+/// 2. docker's `config.json` in `$DOCKER_CONFIG`, else `~/.docker/config.json`;
+/// 3. the containers `auth.json`: `$XDG_RUNTIME_DIR/containers/auth.json`, then
+///    `$XDG_CONFIG_HOME/containers/auth.json` (default `~/.config/containers/auth.json`).
+///
+/// In each, a `credHelpers` entry for the registry wins, then its `auths` entry, then
+/// `credsStore`; a helper is run as `docker-credential-<name> get`. [`Credentials::store`]
+/// writes to the first file ([`Credentials::login_file`]), so what it stores is what is read
+/// next.
 #[derive(Debug, Clone)]
 pub struct Credentials {
     explicit: HashMap<String, Credential>,
-    docker_config: DockerConfigSource,
+    files: AuthFiles,
     helper_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
-enum DockerConfigSource {
+enum AuthFiles {
     Off,
-    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, read when first needed.
+    /// The files the environment names, looked up when first needed.
     Default,
-    Dir(PathBuf),
+    Files(Vec<PathBuf>),
 }
 
 impl Default for Credentials {
@@ -62,12 +77,33 @@ impl Default for Credentials {
     }
 }
 
+/// Where a credential was stored, or erased from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CredentialLocation {
+    /// A credential helper, `docker-credential-<name>`.
+    Helper(String),
+    /// The `auths` of an auth file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for CredentialLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialLocation::Helper(name) => {
+                write!(f, "credential helper `docker-credential-{name}`")
+            }
+            CredentialLocation::File(path) => write!(f, "`{}`", path.display()),
+        }
+    }
+}
+
 impl Credentials {
-    /// Docker's configuration: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    /// The auth files the environment names (see [`Credentials`]).
     pub fn from_docker_config() -> Self {
         Self {
             explicit: HashMap::new(),
-            docker_config: DockerConfigSource::Default,
+            files: AuthFiles::Default,
             helper_dir: None,
         }
     }
@@ -76,16 +112,21 @@ impl Credentials {
     pub fn anonymous() -> Self {
         Self {
             explicit: HashMap::new(),
-            docker_config: DockerConfigSource::Off,
+            files: AuthFiles::Off,
             helper_dir: None,
         }
     }
 
-    /// Docker's configuration from `dir/config.json`.
+    /// Docker's configuration from `dir/config.json` alone.
     pub fn from_docker_config_dir(dir: impl Into<PathBuf>) -> Self {
+        Self::from_auth_files(vec![dir.into().join("config.json")])
+    }
+
+    /// These auth files, read in order; the first is where [`Credentials::store`] writes.
+    pub fn from_auth_files(files: Vec<PathBuf>) -> Self {
         Self {
             explicit: HashMap::new(),
-            docker_config: DockerConfigSource::Dir(dir.into()),
+            files: AuthFiles::Files(files),
             helper_dir: None,
         }
     }
@@ -104,6 +145,20 @@ impl Credentials {
         self
     }
 
+    /// The auth files read, in order.
+    pub fn auth_files(&self) -> Vec<PathBuf> {
+        match &self.files {
+            AuthFiles::Off => Vec::new(),
+            AuthFiles::Default => auth_files_in(&|name| std::env::var_os(name)),
+            AuthFiles::Files(files) => files.clone(),
+        }
+    }
+
+    /// The file [`Credentials::store`] writes `auths` to: the first auth file.
+    pub fn login_file(&self) -> Option<PathBuf> {
+        self.auth_files().into_iter().next()
+    }
+
     /// The credential for `registry`, if any. Runs a docker credential helper when the
     /// configuration names one.
     pub async fn lookup(&self, registry: &str) -> Result<Option<Credential>> {
@@ -111,44 +166,125 @@ impl Credentials {
         if let Some(c) = self.explicit.get(&key) {
             return Ok(Some(c.clone()));
         }
-        let path = match &self.docker_config {
-            DockerConfigSource::Off => return Ok(None),
-            DockerConfigSource::Dir(d) => d.join("config.json"),
-            DockerConfigSource::Default => match default_config_path() {
-                Some(p) => p,
-                None => return Ok(None),
-            },
-        };
-        let text = match tokio::fs::read(&path).await {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("reading `{}`", path.display()), e)),
-        };
-        let config: DockerConfig = serde_json::from_slice(&text).map_err(|e| {
-            Error::invalid(
-                "docker config",
-                path.display().to_string(),
-                format!("not valid JSON ({e}); fix or remove the file"),
-            )
+        for path in self.auth_files() {
+            let Some(file) = AuthFile::read(&path).await? else {
+                continue;
+            };
+            if let Some(helper) = file.cred_helper(&key) {
+                return helper::get(helper, &key, self.helper_dir.as_deref()).await;
+            }
+            if let Some(c) = file.auths_credential(&key, &path)? {
+                return Ok(Some(c));
+            }
+            if let Some(store) = file.creds_store()
+                && let Some(c) = helper::get(store, &key, self.helper_dir.as_deref()).await?
+            {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores `username` and `password` for `registry` where the login file sends them: the
+    /// credential helper it names for the registry (`credHelpers`, else `credsStore`), through
+    /// the helper protocol; otherwise its `auths`, in a file written anew beside the old one and renamed
+    /// over it (mode 0600, every other key kept as it was). Check them against the registry first ([`crate::Registry::check_login`]).
+    pub async fn store(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<CredentialLocation> {
+        let key = normalize_key(registry);
+        let path = self.login_file().ok_or_else(|| Error::MissingSetting {
+            strategy: "credentials".into(),
+            key: "auth file".into(),
+            help: "set DOCKER_CONFIG, REGISTRY_AUTH_FILE or HOME so ferry knows where to keep \
+                   credentials"
+                .into(),
         })?;
-        config.lookup(&key, &path, self.helper_dir.as_deref()).await
+        let file = AuthFile::read(&path).await?.unwrap_or_default();
+        match file.destination(&key) {
+            file::Source::Helper(helper) => {
+                helper::store(helper, &key, username, password, self.helper_dir.as_deref()).await?;
+                // A password left in `auths` would be read before `credsStore`.
+                let path2 = path.clone();
+                let key2 = key.clone();
+                blocking(move || edit_auths(&path2, |auths| auths.strip_secrets(&key2))).await?;
+                Ok(CredentialLocation::Helper(helper.to_string()))
+            }
+            file::Source::Auths => {
+                let (u, p) = (username.to_string(), password.to_string());
+                let new_key = helper::server_url(&key);
+                let path2 = path.clone();
+                blocking(move || edit_auths(&path2, |auths| auths.set(&key, &new_key, &u, &p)))
+                    .await?;
+                Ok(CredentialLocation::File(path))
+            }
+        }
+    }
+
+    /// Removes every credential for `registry` that [`Credentials::lookup`] could find: from
+    /// the credential helpers the auth files name for it, and from the `auths` of each auth
+    /// file. Returns where something was removed; empty when nothing was stored.
+    pub async fn erase(&self, registry: &str) -> Result<Vec<CredentialLocation>> {
+        let key = normalize_key(registry);
+        let mut erased = Vec::new();
+        for path in self.auth_files() {
+            let Some(file) = AuthFile::read(&path).await? else {
+                continue;
+            };
+            for helper in [file.cred_helper(&key), file.creds_store()]
+                .into_iter()
+                .flatten()
+            {
+                let location = CredentialLocation::Helper(helper.to_string());
+                if !erased.contains(&location)
+                    && helper::erase(helper, &key, self.helper_dir.as_deref()).await?
+                {
+                    erased.push(location);
+                }
+            }
+            let (path2, key2) = (path.clone(), key.clone());
+            if blocking(move || edit_auths(&path2, |auths| auths.remove(&key2))).await? {
+                erased.push(CredentialLocation::File(path));
+            }
+        }
+        Ok(erased)
     }
 }
 
-fn default_config_path() -> Option<PathBuf> {
-    config_path(std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME"))
+/// Runs a file edit on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::store("credentials", format!("the file task failed: {e}")))?
 }
 
-/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
-fn config_path(
-    docker_config: Option<std::ffi::OsString>,
-    home: Option<std::ffi::OsString>,
-) -> Option<PathBuf> {
-    if let Some(dir) = docker_config.filter(|d| !d.is_empty()) {
-        return Some(Path::new(&dir).join("config.json"));
+/// The auth files `env` names, in the order they are read (see [`Credentials`]).
+fn auth_files_in(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Vec<PathBuf> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let home = var("HOME").map(PathBuf::from);
+    let mut out = Vec::new();
+    if let Some(file) = var("REGISTRY_AUTH_FILE") {
+        out.push(PathBuf::from(file));
     }
-    let home = home.filter(|h| !h.is_empty())?;
-    Some(Path::new(&home).join(".docker").join("config.json"))
+    match (var("DOCKER_CONFIG"), &home) {
+        (Some(dir), _) => out.push(Path::new(&dir).join("config.json")),
+        (None, Some(home)) => out.push(home.join(".docker").join("config.json")),
+        (None, None) => {}
+    }
+    if let Some(dir) = var("XDG_RUNTIME_DIR") {
+        out.push(Path::new(&dir).join("containers").join("auth.json"));
+    }
+    match (var("XDG_CONFIG_HOME"), &home) {
+        (Some(dir), _) => out.push(Path::new(&dir).join("containers").join("auth.json")),
+        (None, Some(home)) => out.push(home.join(".config").join("containers").join("auth.json")),
+        (None, None) => {}
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    out
 }
 
 /// The key docker's configuration uses for a registry: the host and port, Docker Hub under
@@ -166,183 +302,6 @@ pub(crate) fn normalize_key(s: &str) -> String {
         }
         _ => host,
     }
-}
-
-#[derive(Deserialize, Default)]
-struct DockerConfig {
-    #[serde(default)]
-    auths: HashMap<String, AuthEntry>,
-    #[serde(default, rename = "credsStore")]
-    creds_store: Option<String>,
-    #[serde(default, rename = "credHelpers")]
-    cred_helpers: HashMap<String, String>,
-}
-
-#[derive(Deserialize, Default)]
-struct AuthEntry {
-    #[serde(default)]
-    auth: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    identitytoken: Option<String>,
-    #[serde(default)]
-    registrytoken: Option<String>,
-}
-
-impl DockerConfig {
-    async fn lookup(
-        &self,
-        key: &str,
-        path: &Path,
-        helper_dir: Option<&Path>,
-    ) -> Result<Option<Credential>> {
-        if let Some((_, helper)) = self
-            .cred_helpers
-            .iter()
-            .find(|(k, _)| normalize_key(k) == key)
-        {
-            return run_helper(helper, key, helper_dir).await;
-        }
-        let entry = self
-            .auths
-            .iter()
-            .find(|(k, _)| normalize_key(k) == key)
-            .map(|(_, v)| v);
-        if let Some(entry) = entry
-            && let Some(c) = entry.credential(key, path)?
-        {
-            return Ok(Some(c));
-        }
-        if let Some(store) = self.creds_store.as_deref().filter(|s| !s.is_empty()) {
-            return run_helper(store, key, helper_dir).await;
-        }
-        Ok(None)
-    }
-}
-
-impl AuthEntry {
-    fn credential(&self, key: &str, path: &Path) -> Result<Option<Credential>> {
-        if let Some(t) = self.identitytoken.as_deref().filter(|t| !t.is_empty()) {
-            return Ok(Some(Credential::IdentityToken(t.to_string())));
-        }
-        if let Some(t) = self.registrytoken.as_deref().filter(|t| !t.is_empty()) {
-            return Ok(Some(Credential::BearerToken(t.to_string())));
-        }
-        if let Some(auth) = self.auth.as_deref().filter(|a| !a.is_empty()) {
-            let bad = |why: &str| {
-                Error::invalid(
-                    "docker config",
-                    path.display().to_string(),
-                    format!("the `auth` of `{key}` {why}; log in again with `docker login {key}`"),
-                )
-            };
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .map_err(|_| bad("is not base64"))?;
-            let text = String::from_utf8(decoded).map_err(|_| bad("is not UTF-8"))?;
-            let (u, p) = text
-                .split_once(':')
-                .ok_or_else(|| bad("is not `user:password`"))?;
-            return Ok(Some(Credential::Basic {
-                username: u.to_string(),
-                password: p.to_string(),
-            }));
-        }
-        if let (Some(u), Some(p)) = (&self.username, &self.password) {
-            return Ok(Some(Credential::Basic {
-                username: u.clone(),
-                password: p.clone(),
-            }));
-        }
-        Ok(None)
-    }
-}
-
-#[derive(Deserialize)]
-struct HelperAnswer {
-    #[serde(rename = "Username", default)]
-    username: String,
-    #[serde(rename = "Secret", default)]
-    secret: String,
-}
-
-/// Runs `docker-credential-<helper> get` with the server on stdin.
-async fn run_helper(
-    helper: &str,
-    key: &str,
-    helper_dir: Option<&Path>,
-) -> Result<Option<Credential>> {
-    use tokio::io::AsyncWriteExt;
-    let program = format!("docker-credential-{helper}");
-    let executable = helper_dir
-        .map(|d| d.join(&program))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(&program));
-    // Docker Hub's credentials are stored under its legacy URL.
-    let server = if key == "docker.io" {
-        "https://index.docker.io/v1/".to_string()
-    } else {
-        key.to_string()
-    };
-    tracing::debug!(%program, %server, "running credential helper");
-    let mut child = tokio::process::Command::new(&executable)
-        .arg("get")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            Error::io(
-                format!("running credential helper `{program}` (named in docker's config.json); install it or remove it from the configuration"),
-                e,
-            )
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(server.as_bytes())
-            .await
-            .map_err(|e| Error::io(format!("writing to `{program}`"), e))?;
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| Error::io(format!("running `{program}`"), e))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        if text.to_ascii_lowercase().contains("credentials not found") {
-            return Ok(None);
-        }
-        return Err(Error::store(
-            program,
-            format!(
-                "`get` for `{server}` failed ({}): {}",
-                out.status,
-                text.trim().chars().take(300).collect::<String>()
-            ),
-        ));
-    }
-    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|e| {
-        Error::store(
-            &program,
-            format!("`get` for `{server}` gave no valid JSON: {e}"),
-        )
-    })?;
-    if answer.secret.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(if answer.username == "<token>" {
-        Credential::IdentityToken(answer.secret)
-    } else {
-        Credential::Basic {
-            username: answer.username,
-            password: answer.secret,
-        }
-    }))
 }
 
 #[cfg(test)]
@@ -415,16 +374,109 @@ mod tests {
     }
 
     #[test]
-    fn docker_config_env_wins_over_home() {
+    fn auth_files_in_their_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = env(&[
+            ("REGISTRY_AUTH_FILE", "/r/auth.json"),
+            ("DOCKER_CONFIG", "/cfg"),
+            ("HOME", "/home/u"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
+            ("XDG_CONFIG_HOME", "/xdg"),
+        ]);
         assert_eq!(
-            config_path(Some("/cfg".into()), Some("/home/u".into())),
-            Some(PathBuf::from("/cfg/config.json"))
+            auth_files_in(&all),
+            [
+                "/r/auth.json",
+                "/cfg/config.json",
+                "/run/user/1/containers/auth.json",
+                "/xdg/containers/auth.json"
+            ]
+            .map(PathBuf::from)
+        );
+        let home_only = env(&[("HOME", "/home/u"), ("DOCKER_CONFIG", "")]);
+        assert_eq!(
+            auth_files_in(&home_only),
+            [
+                "/home/u/.docker/config.json",
+                "/home/u/.config/containers/auth.json"
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(auth_files_in(&env(&[])).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_first_file_that_knows_a_registry_wins_and_logins_go_to_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        std::fs::write(&second, r#"{"auths":{"r.example":{"auth":"b2xkOnB3"}}}"#).unwrap();
+        let creds = Credentials::from_auth_files(vec![first.clone(), second.clone()]);
+        let old = Some(Credential::Basic {
+            username: "old".into(),
+            password: "pw".into(),
+        });
+        assert_eq!(creds.lookup("r.example").await.unwrap(), old);
+        assert_eq!(
+            creds.store("r.example", "new", "s3cret").await.unwrap(),
+            CredentialLocation::File(first.clone())
         );
         assert_eq!(
-            config_path(Some("".into()), Some("/home/u".into())),
-            Some(PathBuf::from("/home/u/.docker/config.json"))
+            creds.lookup("r.example").await.unwrap(),
+            Some(Credential::Basic {
+                username: "new".into(),
+                password: "s3cret".into()
+            })
         );
-        assert_eq!(config_path(None, None), None);
+        assert_eq!(
+            creds.erase("r.example").await.unwrap(),
+            [
+                CredentialLocation::File(first),
+                CredentialLocation::File(second)
+            ]
+        );
+        assert_eq!(creds.lookup("r.example").await.unwrap(), None);
+        assert!(creds.erase("r.example").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_login_keeps_every_other_key_and_writes_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            "{\n  \"psFormat\": \"table {{.ID}}\",\n  \"auths\": {\"z.example\": {\"auth\": \"eDp5\"}, \"https://index.docker.io/v1/\": {\"email\": \"a@b\", \"auth\": \"b2xkOm9sZA==\"}},\n  \"proxies\": {\"default\": {\"httpProxy\": \"http://p:3128\"}}\n}",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let creds = Credentials::from_auth_files(vec![path.clone()]);
+        creds.store("docker.io", "hub", "pw").await.unwrap();
+        creds.store("localhost:5000", "me", "pw2").await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["psFormat"], "table {{.ID}}");
+        assert_eq!(v["proxies"]["default"]["httpProxy"], "http://p:3128");
+        assert_eq!(v["auths"]["z.example"]["auth"], "eDp5");
+        let hub = &v["auths"]["https://index.docker.io/v1/"];
+        assert_eq!(hub["email"], "a@b");
+        assert_eq!(hub["auth"], "aHViOnB3");
+        assert_eq!(v["auths"]["localhost:5000"]["auth"], "bWU6cHcy");
+        // The keys stay in their order.
+        let order: Vec<usize> = ["psFormat", "auths", "proxies"]
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left");
     }
 
     #[test]

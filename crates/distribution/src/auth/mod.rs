@@ -24,7 +24,7 @@ use url::Url;
 use crate::error::status_error;
 use crate::transport::{Payload, Req, Transport, read_body, read_error_body};
 pub use challenge::{Challenge, parse_challenges};
-pub use credentials::{Credential, Credentials};
+pub use credentials::{Credential, CredentialLocation, Credentials};
 pub use scope::{ScopeSet, Scopes};
 
 /// Where the token cache and the pacing of a registry's quota ([`crate::quota`]) read the
@@ -126,6 +126,16 @@ impl HostAuth {
     /// credential helper), as opposed to anonymous access.
     pub(crate) async fn has_credential(&self) -> bool {
         matches!(self.credential().await, Ok(Some(_)))
+    }
+
+    /// How the registry asked for credentials: `None` while it has not, `Some(true)` for
+    /// bearer tokens, `Some(false)` for HTTP Basic.
+    pub(crate) fn uses_token(&self) -> Option<bool> {
+        match &*self.scheme.lock().expect("scheme lock") {
+            Scheme::Unknown => None,
+            Scheme::Basic => Some(false),
+            Scheme::Bearer { .. } => Some(true),
+        }
     }
 
     /// The `Authorization` for a request needing `scopes`, from what is known of the

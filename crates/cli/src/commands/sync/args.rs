@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use ferry_sync::Shard;
 
-use crate::options::{CopyArgs, parse_duration};
+use crate::options::{CopyArgs, TagFilterArgs, parse_duration};
 
 pub const SYNC_EXAMPLES: &str = "\
 Examples:
@@ -78,19 +78,9 @@ pub struct SyncArgs {
     #[arg(long, short = 'f', value_name = "FILE", conflicts_with_all = ["src", "dst"])]
     pub file: Option<PathBuf>,
 
-    /// Keep only tags matching this regular expression, anchored (repeatable: any matches).
-    #[arg(long, value_name = "REGEX")]
-    pub tags: Vec<String>,
-    /// Leave out tags matching this regular expression, anchored (repeatable).
-    #[arg(long, value_name = "REGEX")]
-    pub exclude_tags: Vec<String>,
-    /// Keep only tags that are semantic versions (a `v` prefix allowed) in this range, such
-    /// as `>=1.2, <2` or `^3.18`.
-    #[arg(long, value_name = "RANGE")]
-    pub semver: Option<String>,
-    /// Keep only the newest N semantic versions of what the other filters kept.
-    #[arg(long, value_name = "N")]
-    pub latest: Option<usize>,
+    /// Which tags (shared with `ferry ls`).
+    #[command(flatten)]
+    pub filter: TagFilterArgs,
     /// Tags matching this regular expression (anchored, repeatable) that the destination has
     /// are taken as unchanged without asking the source.
     #[arg(long, value_name = "REGEX")]

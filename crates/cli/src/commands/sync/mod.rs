@@ -1,7 +1,7 @@
 //! `ferry sync`: many repositories and tags, each blob moved once.
 
 mod args;
-mod endpoint;
+pub(crate) mod endpoint;
 mod output;
 mod service;
 
@@ -26,7 +26,7 @@ pub use args::{SYNC_EXAMPLES, SyncArgs};
 use crate::app::App;
 use crate::config::{Config, EntryConfig, OneOrMany};
 use crate::exit;
-use crate::options::{CopyArgs, Format};
+use crate::options::{CopyArgs, Format, TagFilterArgs};
 use crate::setup::cache::LocationCache;
 use crate::setup::clients::{Clients, Purpose, Side};
 use crate::signals::RUNNING;
@@ -424,19 +424,14 @@ fn prepare_entry(
     config: &Config,
     prune_max: usize,
 ) -> Result<Prepared> {
-    let mut filter = TagFilter::new();
-    for t in strings(&e.tags, &args.tags) {
-        filter = filter.tags(&t).context("key `tags`")?;
+    let cli = &args.filter;
+    let filter = TagFilterArgs {
+        tags: strings(&e.tags, &cli.tags),
+        exclude_tags: strings(&e.exclude_tags, &cli.exclude_tags),
+        semver: e.semver.clone().or(cli.semver.clone()),
+        latest: e.latest.or(cli.latest),
     }
-    for t in strings(&e.exclude_tags, &args.exclude_tags) {
-        filter = filter.exclude(&t).context("key `exclude_tags`")?;
-    }
-    if let Some(range) = e.semver.as_ref().or(args.semver.as_ref()) {
-        filter = filter.semver(range).context("key `semver`")?;
-    }
-    if let Some(n) = e.latest.or(args.latest) {
-        filter = filter.latest(n);
-    }
+    .to_filter(|key| format!("key `{key}`"))?;
     let immutable = patterns("immutable", &strings(&e.immutable, &args.immutable))?;
 
     // The copy options: the command line's, with the entry's keys laid over them.
