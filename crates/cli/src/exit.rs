@@ -25,7 +25,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                 | Error::NotSupported { .. }
                 | Error::TooLarge { .. } => USAGE,
                 Error::Unauthenticated { .. } | Error::PermissionDenied { .. } => AUTH,
-                Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => INTEGRITY,
+                Error::DigestMismatch { .. }
+                | Error::SizeMismatch { .. }
+                | Error::Damaged { .. } => INTEGRITY,
                 _ => FAILED,
             };
         }

@@ -98,7 +98,9 @@ impl FailureKind {
             Error::Unauthenticated { .. } => FailureKind::Unauthenticated,
             Error::PermissionDenied { .. } => FailureKind::PermissionDenied,
             Error::NotFound { .. } => FailureKind::NotFound,
-            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => FailureKind::Integrity,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Damaged { .. } => {
+                FailureKind::Integrity
+            }
             Error::NotSupported { .. } => FailureKind::NotSupported,
             _ => FailureKind::Other,
         }
