@@ -10,6 +10,8 @@
 //! - [`SeaweedFs`]: S3-compatible storage that several registries can share.
 //! - [`TestCa`]: a certificate authority whose certificates TLS registries serve.
 //! - [`fixtures`]: OCI images, indexes and referrers built in memory.
+//! - [`peers`]: the peer tools (crane, regctl) when present, and a Docker daemon of the
+//!   test's own when `dockerd` can run.
 //! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
 //!
 //! Every server binds 127.0.0.1 on a free port, keeps its files in its own temporary
@@ -20,6 +22,7 @@ pub mod fake;
 pub mod faults;
 pub mod fixtures;
 pub mod helia;
+pub mod peers;
 pub mod registry;
 pub mod s3;
 pub mod tls;
@@ -32,6 +35,7 @@ pub use faults::{Fault, FaultPlan, FaultProxy, ProxiedRequest, Rule};
 pub use fixtures::{
     Artifact, ArtifactBuilder, Blob, Content, Image, ImageBuilder, Index, IndexBuilder,
 };
+pub use peers::{DockerDaemon, peer, run_peer};
 pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
 pub use s3::SeaweedFs;
 pub use tempfile::TempDir;

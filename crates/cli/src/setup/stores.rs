@@ -5,9 +5,12 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use ferry_core::{Error, ReadStore, WriteStore};
 use ferry_fs_store::OciLayout;
+use ferry_fs_store::archive::{ArchiveBundle, ArchiveWriter, DeltaBase};
 
 use super::clients::{Clients, Side};
+use crate::archive::{ArchiveFormat, ArchiveRef};
 use crate::endpoint::Endpoint;
+use crate::options::ArchiveArgs;
 
 /// The source store and what to resolve in it.
 pub struct Source {
@@ -15,6 +18,8 @@ pub struct Source {
     pub reference: String,
     /// Whether `reference` is a tag (so a destination without one takes it).
     pub is_tag: bool,
+    /// The archive the source is in, and the repository of it, for a receipt.
+    pub archive: Option<(ArchiveBundle, String)>,
 }
 
 /// The destination store and the tag to set.
@@ -23,6 +28,37 @@ pub struct Destination {
     pub tag: Option<String>,
     /// How the summary line names it.
     pub display: String,
+    /// The archive being written, finished once the copy is done.
+    pub archive: Option<ArchiveWriter>,
+}
+
+/// What an `oci-archive:` destination is written with.
+pub struct ArchiveSetup<'a> {
+    pub args: &'a ArchiveArgs,
+    pub manifest_limit: u64,
+    pub base: Option<DeltaBase>,
+    /// An archive opened already (to land a stream's blobs in), to go on writing.
+    pub writer: Option<ArchiveWriter>,
+}
+
+/// The image `reference` names in `bundle`, as a copy's source.
+pub fn archive_source(bundle: ArchiveBundle, reference: &ArchiveRef) -> Result<Source> {
+    let digest = reference
+        .digest
+        .as_deref()
+        .map(ferry_fs_store::parse_digest)
+        .transpose()?;
+    let (repository, r) = bundle.find(
+        reference.repository.as_deref(),
+        reference.tag.as_deref(),
+        digest.as_ref(),
+    )?;
+    Ok(Source {
+        store: bundle.repository(&repository),
+        is_tag: !r.contains(':'),
+        reference: r,
+        archive: Some((bundle, repository)),
+    })
 }
 
 /// Whether the user wrote a tag or digest in a registry reference (the parser fills in
@@ -45,6 +81,7 @@ pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
                 store: Arc::new(layout),
                 reference,
                 is_tag,
+                archive: None,
             })
         }
         Endpoint::Registry { reference, .. } => {
@@ -55,7 +92,11 @@ pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
                 store: repo,
                 reference: reference.target(),
                 is_tag: reference.digest().is_none(),
+                archive: None,
             })
+        }
+        Endpoint::Archive { .. } => {
+            unreachable!("an archive source is opened with `archive_source`")
         }
     }
 }
@@ -66,6 +107,7 @@ pub fn open_destination(
     src: &Source,
     dry_run: bool,
     clients: &Clients,
+    archive: ArchiveSetup<'_>,
 ) -> Result<Destination> {
     let inherited = src.is_tag.then(|| src.reference.clone());
     match ep {
@@ -97,6 +139,62 @@ pub fn open_destination(
                 store,
                 display: format!("[oci-layout] {}:{tag}", path.display()),
                 tag: Some(tag),
+                archive: None,
+            })
+        }
+        Endpoint::Archive {
+            format,
+            path,
+            reference,
+        } => {
+            if *format == ArchiveFormat::Docker {
+                bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "ferry writes OCI archives, which `docker load` reads too: write \
+                     `oci-archive:PATH`"
+                ));
+            }
+            if reference.digest.is_some() {
+                bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "an archive destination needs a tag, not a digest: write \
+                     `oci-archive:PATH:TAG` or `oci-archive:PATH:REPO:TAG`"
+                ));
+            }
+            let tag = match (&reference.tag, inherited) {
+                (Some(t), _) => t.clone(),
+                (None, Some(t)) => t,
+                (None, None) => bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "the source is named by digest, so name a tag for the archive: \
+                     `oci-archive:PATH:TAG`"
+                )),
+            };
+            let info = src.store.info();
+            let repository = match (&reference.repository, &src.archive) {
+                (Some(r), _) => r.clone(),
+                (None, Some((_, r))) => r.clone(),
+                (None, None) => crate::archive::repository_of(info),
+            };
+            let writer = match archive.writer {
+                Some(w) => w,
+                None => crate::archive::writer(
+                    path,
+                    archive.args,
+                    crate::archive::name_base(info),
+                    archive.base,
+                    dry_run,
+                    archive.manifest_limit,
+                )?,
+            };
+            Ok(Destination {
+                store: writer.repository(&repository)?,
+                display: format!("[oci-archive] {}:{repository}:{tag}", path.shown()),
+                tag: Some(tag),
+                archive: Some(writer),
             })
         }
         Endpoint::Registry { text, reference } => {
@@ -124,6 +222,7 @@ pub fn open_destination(
                 store: repo,
                 tag,
                 display,
+                archive: None,
             })
         }
     }

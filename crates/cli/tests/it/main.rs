@@ -1,5 +1,8 @@
 //! `ferry` as a user runs it.
 
+mod archive_interop;
+mod archive_safety;
+mod archives;
 mod config;
 mod crash;
 mod faults;

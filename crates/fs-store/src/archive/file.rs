@@ -205,20 +205,32 @@ pub fn open_oci(path: &Path, options: &ReadOptions) -> Result<ArchiveBundle> {
             format!("it is {compression}-compressed: read it as a stream"),
         ));
     }
-    let members = scan_members(&file, &what, &|raw, kind| match classify(raw, kind)? {
-        None | Some(Member::Directory) => Ok(None),
-        Some(_) => super::names::normalize(raw).map(Some),
+    // Paths and types first; a Docker archive (no OCI index) is told apart before the names
+    // an OCI archive may hold are checked, so its error says how to read it.
+    let members = scan_members(&file, &what, &|raw, kind| match kind {
+        Kind::Directory => classify(raw, kind).map(|_| None),
+        _ => super::names::docker_name(raw, kind),
     })?;
+    let has = |name: &str| members.iter().any(|m| m.name == name);
+    if !has(crate::layout::INDEX_FILE) && has(super::names::DOCKER_MANIFEST_FILE) {
+        return Err(Error::invalid(
+            "archive",
+            what,
+            "it has Docker's `manifest.json` but no OCI `oci-layout` and `index.json`: read it \
+             as `docker-archive:PATH`",
+        ));
+    }
+    for m in &members {
+        classify(&m.name, m.kind)?;
+    }
     let members = dedup_members(&file, members)?;
     let mut layout = None;
     let mut index = None;
-    let mut docker = false;
     let mut blobs: HashMap<Digest, Source> = HashMap::new();
     for m in &members {
         match classify(&m.name, m.kind)? {
             Some(Member::Layout) => layout = Some(m),
             Some(Member::Index) => index = Some(m),
-            Some(Member::DockerManifest) => docker = true,
             Some(Member::Blob(d)) => {
                 blobs.insert(
                     d,
@@ -242,14 +254,6 @@ pub fn open_oci(path: &Path, options: &ReadOptions) -> Result<ArchiveBundle> {
         read_at(&file, m.offset, m.size)
     };
     let (Some(layout), Some(index)) = (layout, index) else {
-        if docker {
-            return Err(Error::invalid(
-                "archive",
-                what,
-                "it has Docker's `manifest.json` but no OCI `oci-layout` and `index.json`: \
-                 read it as `docker-archive:PATH`",
-            ));
-        }
         return Err(damaged(
             &what,
             "it has no `oci-layout` and `index.json` (an OCI archive has both)",

@@ -126,6 +126,13 @@ impl Sink {
         size: u64,
         mut data: mpsc::Receiver<Bytes>,
     ) -> std::result::Result<(), EntryFailure> {
+        // What came before is on disk, so undoing this entry drops none of it.
+        if let Err(e) = self.writer.flush() {
+            return Err(EntryFailure {
+                error: Error::io("writing the archive", e),
+                broken: true,
+            });
+        }
         let mark = self.writer.count;
         let result = (|| -> Result<()> {
             let io = |e| Error::io("writing the archive", e);

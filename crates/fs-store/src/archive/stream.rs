@@ -4,8 +4,8 @@
 //! A thread reads the tar (decompressed when its first bytes say so) entry by entry and
 //! checks each name and type. Blobs are verified against their names while they stream and
 //! pushed, as they arrive, to the store the caller's [`Landing`] names for them: ferry's
-//! writer records with each blob the repository of the bundle it belongs to (a PAX record,
-//! `FERRY.repository`), so a bundle of many repositories lands each blob in one of them.
+//! writer records with each blob the repository of the bundle it belongs to (a PAX
+//! `comment`, which other readers ignore), so a bundle of many repositories lands each blob in one of them.
 //! Entries small enough to be manifests that read as manifests (JSON with `mediaType`,
 //! `config` or `manifests`) are held in memory, each bounded by the manifest limit, until the
 //! stream ends; then the result is an [`ArchiveBundle`] whose manifests are those held and
@@ -33,8 +33,10 @@ use super::index::ArchiveIndex;
 use super::names::{Kind, Member, classify, unsafe_entry};
 use super::receipt::DeltaRecord;
 
-/// The PAX record naming the repository of the bundle a blob belongs to.
-pub const REPOSITORY_RECORD: &str = "FERRY.repository";
+/// What starts the PAX `comment` record naming the repository of the bundle a blob belongs
+/// to (`comment=dev.ferry.archive.repository=team/app`). POSIX has readers ignore a comment,
+/// and they do (GNU tar, Go, Python), where an unknown keyword makes GNU tar warn.
+pub const REPOSITORY_RECORD: &str = "dev.ferry.archive.repository=";
 
 /// Blob data moves from the reading thread in chunks this large.
 const CHUNK: usize = 256 * 1024;
@@ -449,8 +451,13 @@ fn repository_hint<R: Read>(entry: &mut tar::Entry<'_, R>) -> std::io::Result<Op
     };
     for extension in extensions {
         let extension = extension?;
-        if extension.key() == Ok(REPOSITORY_RECORD) {
-            return Ok(extension.value().ok().map(str::to_string));
+        if extension.key() == Ok("comment")
+            && let Some(repository) = extension
+                .value()
+                .ok()
+                .and_then(|v| v.strip_prefix(REPOSITORY_RECORD))
+        {
+            return Ok(Some(repository.to_string()));
         }
     }
     Ok(None)

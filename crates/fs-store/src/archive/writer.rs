@@ -362,11 +362,8 @@ impl Inner {
             && (is_manifest(&media_type)
                 || media_type == OCI_CONFIG
                 || media_type == DOCKER_CONFIG);
-        let head = headers(
-            &blob_name(d.digest()),
-            d.size(),
-            &[(REPOSITORY_RECORD, repository)],
-        );
+        let comment = format!("{REPOSITORY_RECORD}{repository}");
+        let head = headers(&blob_name(d.digest()), d.size(), &[("comment", &comment)]);
         let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
         let size = d.size();
         let task = tokio::task::spawn_blocking(move || {
