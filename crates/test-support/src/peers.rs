@@ -120,9 +120,14 @@ impl DockerDaemon {
         Some(daemon)
     }
 
+    /// The daemon's address, for `docker -H`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
     /// Runs `docker <args>` against this daemon.
     pub fn docker(&self, args: &[&str]) -> Result<Output> {
-        let host = format!("unix://{}", self.dir.path().join("docker.sock").display());
+        let host = self.host();
         let mut all = vec!["-H", host.as_str()];
         all.extend_from_slice(args);
         crate::util::run("docker", &all)

@@ -228,6 +228,55 @@ fn regctl_imports_ferrys_archive_and_ferry_reads_regctls_export() {
 }
 
 #[test]
+fn oras_restores_ferrys_archive_and_ferry_reads_oras_backup() {
+    let Some(oras) = peer("oras") else { return };
+    let reg = Registry::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(225);
+    let archive = ferry_archive(dir.path(), &img, "app", "v1");
+    run_peer(
+        &oras,
+        &[
+            "restore",
+            "--plain-http",
+            "--input",
+            &s(&archive),
+            &format!("{}/restored:v1", reg.addr()),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        remote_digest(reg.addr(), "restored:v1"),
+        img.manifest.digest().to_string()
+    );
+    let backup = dir.path().join("oras-made.tar");
+    run_peer(
+        &oras,
+        &[
+            "backup",
+            "--plain-http",
+            "--output",
+            &s(&backup),
+            &format!("{}/restored:v1", reg.addr()),
+        ],
+        &[],
+    )
+    .unwrap();
+    let back = dir.path().join("from-oras");
+    let run = ferry(&[
+        "cp",
+        &format!("oci-archive:{}", s(&backup)),
+        &format!("oci:{}:v1", s(&back)),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        layout_digest(&back, "v1"),
+        img.manifest.digest().to_string()
+    );
+}
+
+#[test]
 fn crane_pushes_ferrys_archive_and_ferry_reads_cranes_tarball() {
     let Some(crane) = peer("crane") else { return };
     let reg = Registry::start().unwrap();
@@ -349,4 +398,28 @@ fn docker_loads_a_bundle_ferry_wrote() {
     let items: serde_json::Value =
         serde_json::from_slice(&member(&dir.path().join("bundle.tar"), "manifest.json")).unwrap();
     assert_eq!(items.as_array().unwrap().len(), 2);
+
+    // And ferry reads what `docker save` writes (Docker 20: layers in legacy directories,
+    // hashed once to name them), configs and layers unchanged.
+    let saved = dir.path().join("saved.tar");
+    docker
+        .docker(&["save", "-o", &s(&saved), "team/db:2.0"])
+        .unwrap();
+    let back = dir.path().join("from-docker");
+    let run = ferry(&[
+        "cp",
+        &format!("docker-archive:{}:team/db:2.0", s(&saved)),
+        &format!("oci:{}:v1", s(&back)),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", s(&back))]).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(manifest["config"]["digest"], b.config.digest().to_string());
+    let layers: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, expected);
 }

@@ -11,6 +11,7 @@ mod layouts;
 mod load;
 mod plans;
 mod ranges;
+mod readme_air_gaps;
 mod registries;
 mod retries;
 mod security;
