@@ -2,6 +2,7 @@
 //! the same copies between real registries on loopback and OCI layouts, and writes
 //! `BENCHMARKS.md`.
 
+mod archive;
 mod floor;
 mod generate;
 mod measure;
@@ -102,6 +103,9 @@ enum Sub {
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
+    /// The sync corpus through OCI archives, ferry beside skopeo and regctl: see
+    /// `ferry-bench archive --help`.
+    Archive(archive::ArchiveArgs),
 }
 
 fn main() -> Result<()> {
@@ -113,6 +117,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::Archive(args)) = cli.command {
+        return archive::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

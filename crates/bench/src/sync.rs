@@ -174,17 +174,17 @@ fn scenarios() -> Vec<Scenario> {
 
 /// Sizes of the corpus.
 #[derive(Debug, Clone, Copy)]
-struct Sizes {
+pub(crate) struct Sizes {
     repos: usize,
     tags: usize,
     base_layer: usize,
     repo_layer: usize,
-    own_layer: usize,
+    pub(crate) own_layer: usize,
     many_tags: usize,
 }
 
 impl Sizes {
-    fn full() -> Self {
+    pub(crate) fn full() -> Self {
         Self {
             repos: 12,
             tags: 6,
@@ -195,7 +195,7 @@ impl Sizes {
         }
     }
 
-    fn quick() -> Self {
+    pub(crate) fn quick() -> Self {
         Self {
             repos: 4,
             tags: 3,
@@ -208,14 +208,14 @@ impl Sizes {
 }
 
 /// Images to sync.
-struct Corpus {
+pub(crate) struct Corpus {
     /// (repository, tag, image).
-    images: Vec<(String, String, Image)>,
+    pub(crate) images: Vec<(String, String, Image)>,
 }
 
 impl Corpus {
     /// Every image has the two base layers, its repository's two layers, one of its own.
-    fn shared(sizes: &Sizes) -> Self {
+    pub(crate) fn shared(sizes: &Sizes) -> Self {
         let base = [
             layer_blob(1, sizes.base_layer),
             layer_blob(2, sizes.base_layer),
@@ -257,7 +257,7 @@ impl Corpus {
         Self { images }
     }
 
-    fn repos(&self) -> BTreeSet<&str> {
+    pub(crate) fn repos(&self) -> BTreeSet<&str> {
         self.images.iter().map(|(r, _, _)| r.as_str()).collect()
     }
 
@@ -280,7 +280,7 @@ impl Corpus {
     }
 
     /// Distinct content bytes, manifests included.
-    fn unique_bytes(&self) -> u64 {
+    pub(crate) fn unique_bytes(&self) -> u64 {
         let mut seen = BTreeMap::new();
         for (_, _, image) in &self.images {
             for b in image.all() {
@@ -863,7 +863,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `du -s -B1`: the bytes the directory takes on disk, hardlinked files counted once.
-fn disk_usage(dir: &Path) -> Result<u64> {
+pub(crate) fn disk_usage(dir: &Path) -> Result<u64> {
     let out = Command::new("du")
         .args(["-s", "-B1"])
         .arg(dir)
@@ -1094,14 +1094,19 @@ fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Dura
 
 /// Replaces the sync section of `path` (between the markers), or appends it.
 fn write_section(path: &Path, section: &str) -> Result<()> {
+    write_marked(path, BEGIN, END, section)
+}
+
+/// Replaces the section of `path` between `begin` and `end`, or appends it.
+pub(crate) fn write_marked(path: &Path, begin: &str, end: &str, section: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{BEGIN}\n{section}{END}\n");
-    let new = match (old.find(BEGIN), old.find(END)) {
+    let block = format!("{begin}\n{section}{end}\n");
+    let new = match (old.find(begin), old.find(end)) {
         (Some(b), Some(e)) if e > b => {
             format!(
                 "{}{block}{}",
                 &old[..b],
-                old[e + END.len()..].trim_start_matches('\n')
+                old[e + end.len()..].trim_start_matches('\n')
             )
         }
         _ if old.is_empty() => block,
