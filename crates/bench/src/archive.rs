@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use clap::Args;
-use ferry_test_support::fixtures::push;
 use ferry_test_support::ImageBuilder;
+use ferry_test_support::fixtures::push;
 
 use crate::measure::{self, Usage};
 use crate::proxy::ProxiedRegistry;
@@ -105,23 +105,9 @@ struct Bench {
 pub fn main(args: ArchiveArgs) -> Result<()> {
     let programs = crate::programs(args.ferry.clone())?;
     let regctl = peer(args.peers.as_deref(), "regctl");
-    let _temp;
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            _temp = tempfile::Builder::new()
-                .prefix("ferry-bench-archive-")
-                .tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let meta: Vec<String> = crate::machine(&work)
-        .into_iter()
-        .chain(crate::versions(&programs))
-        .chain(regctl.iter().map(|r| format!("regctl: {}", version(r))))
-        .collect();
+    let (_temp, work, logs, mut meta) =
+        crate::workspace(args.work_dir.as_deref(), "ferry-bench-archive-", &programs)?;
+    meta.extend(regctl.iter().map(|r| format!("regctl: {}", version(r))));
     for line in &meta {
         println!("{line}");
     }

@@ -252,6 +252,30 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The working directory `explicit` names, else a new temporary one (kept alive by the
+/// returned guard), with its `logs/`; and the lines describing the machine and the programs.
+fn workspace(
+    explicit: Option<&Path>,
+    prefix: &str,
+    programs: &Programs,
+) -> Result<(Option<tempfile::TempDir>, PathBuf, PathBuf, Vec<String>)> {
+    let (guard, work) = match explicit {
+        Some(dir) => (None, dir.to_path_buf()),
+        None => {
+            let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
+        }
+    };
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let meta: Vec<String> = machine(&work)
+        .into_iter()
+        .chain(versions(programs))
+        .collect();
+    Ok((guard, work, logs, meta))
+}
+
 /// The command line, as the report quotes it.
 fn command_line() -> String {
     let mut args: Vec<String> = std::env::args().skip(1).collect();

@@ -355,22 +355,8 @@ pub fn main(args: SyncArgs) -> Result<()> {
         out
     };
     let programs = crate::programs(args.ferry.clone())?;
-    let _temp;
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            _temp = tempfile::Builder::new()
-                .prefix("ferry-bench-sync-")
-                .tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let meta: Vec<String> = crate::machine(&work)
-        .into_iter()
-        .chain(crate::versions(&programs))
-        .collect();
+    let (_temp, work, logs, meta) =
+        crate::workspace(args.work_dir.as_deref(), "ferry-bench-sync-", &programs)?;
     for line in &meta {
         println!("{line}");
     }

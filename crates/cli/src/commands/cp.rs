@@ -41,9 +41,17 @@ Examples:
   # The same plan as JSON (per node: action, strategy, from, size; totals under `plan`):
   ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
 
+  # One image into an archive `docker load` reads, and one image out of a bundle:
+  ferry cp registry.example/team/app:1.4 oci-archive:app.tar
+  ferry cp oci-archive:bundle.tar:team/app:1.4 mirror.example:5000/team/app:1.4
+
 References:
   oci:PATH[:TAG|@DIGEST]             an OCI image-layout directory
   HOST[:PORT]/REPO[:TAG][@DIGEST]    a registry repository (docker's rules for short names)
+  oci-archive:PATH[:REF][@DIGEST]    an OCI archive (a tar; .tar.gz/.tar.zst compressed; PATH
+                                     `-` for stdin or stdout); REF is TAG, REPO:TAG, or REPO
+                                     with @DIGEST; the first `:` after PATH starts REF
+  docker-archive:PATH[:REF]          a `docker save` tar, as a source
 
   In oci:PATH:TAG the text after the last `:` of the last path component is the tag and must
   be a valid tag; a `:` whose text is neither a tag nor clearly part of a file name (such as
@@ -67,9 +75,11 @@ Exit codes:
 /// `ferry cp`.
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Source: `oci:PATH[:TAG|@DIGEST]` or `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
+    /// Source: `oci:PATH[:TAG|@DIGEST]`, `HOST[:PORT]/REPO[:TAG][@DIGEST]`,
+    /// `oci-archive:PATH[:REF][@DIGEST]` or `docker-archive:PATH[:REF]`.
     pub src: String,
-    /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
+    /// Destination: `oci:PATH[:TAG]`, `HOST[:PORT]/REPO[:TAG]` or `oci-archive:PATH[:REF]`;
+    /// the source's tag when none is given.
     pub dst: String,
     /// After SIGINT or SIGTERM, how long transfers in flight may take to finish before the
     /// copy stops and cancels its open upload sessions (`10s`, `500ms`, `0`) [default: 10s].

@@ -48,11 +48,19 @@ pub fn archive_source(bundle: ArchiveBundle, reference: &ArchiveRef) -> Result<S
         .as_deref()
         .map(ferry_fs_store::parse_digest)
         .transpose()?;
-    let (repository, r) = bundle.find(
-        reference.repository.as_deref(),
-        reference.tag.as_deref(),
-        digest.as_ref(),
-    )?;
+    let find = |repository: Option<&str>| {
+        bundle.find(repository, reference.tag.as_deref(), digest.as_ref())
+    };
+    // `registry.example/team/app` names the bundle's `team/app` too, as skopeo's
+    // `docker-archive:PATH:NAME:TAG` does.
+    let without_host = reference.repository.as_deref().and_then(|r| {
+        let (host, rest) = r.split_once('/')?;
+        (host.contains('.') || host == "localhost").then_some(rest)
+    });
+    let (repository, r) = match (find(reference.repository.as_deref()), without_host) {
+        (Err(e), Some(rest)) if e.is_not_found() => find(Some(rest)).map_err(|_| e)?,
+        (found, _) => found?,
+    };
     Ok(Source {
         store: bundle.repository(&repository),
         is_tag: !r.contains(':'),

@@ -96,6 +96,23 @@ fn skopeo_reads_ferrys_archives_and_ferry_reads_skopeos() {
         img.manifest.digest().to_string()
     );
     assert!(run.stdout.contains("[oci-archive]"), "{}", run.stdout);
+    // As a stream (it names no repository for its blobs: they land in the one destination).
+    let streamed = dir.path().join("from-skopeo-stream");
+    stdin_copy(&theirs, &format!("oci:{}:v1", s(&streamed)));
+    assert_eq!(
+        layout_digest(&streamed, "v1"),
+        img.manifest.digest().to_string()
+    );
+    // Into many repositories a stream that names none cannot land: the error says what to do.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["sync", "--no-cache", "oci-archive:-"])
+        .arg(format!("oci-dir:{}", s(&dir.path().join("many"))))
+        .stdin(std::fs::File::open(&theirs).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("sync it into one repository"), "{stderr}");
 
     // skopeo's docker-archive (layers under their digests, links in legacy directories): a
     // bundle whose repository comes from the image's name.
@@ -121,6 +138,19 @@ fn skopeo_reads_ferrys_archives_and_ferry_reads_skopeos() {
         img.config.digest().to_string()
     );
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+    // One image by the name skopeo gave it.
+    let one = dir.path().join("one");
+    let run = ferry(&[
+        "cp",
+        &format!("docker-archive:{}:example.com/team/app:v1", s(&docker)),
+        &format!("oci:{}:v1", s(&one)),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        layout_digest(&one, "v1"),
+        layout_digest(&copied, "v1"),
+        "the same manifest, made the same way"
+    );
 }
 
 #[test]
@@ -224,6 +254,27 @@ fn regctl_imports_ferrys_archive_and_ferry_reads_regctls_export() {
     assert_eq!(
         layout_digest(&back, "v1"),
         img.manifest.digest().to_string()
+    );
+    // regctl writes the index files first, the blobs after: read as a stream too.
+    let streamed = dir.path().join("from-regctl-stream");
+    stdin_copy(&exported, &format!("oci:{}:v1", s(&streamed)));
+    assert_eq!(
+        layout_digest(&streamed, "v1"),
+        img.manifest.digest().to_string()
+    );
+}
+
+/// `ferry cp oci-archive:- DST` with `archive` on stdin.
+fn stdin_copy(archive: &Path, dst: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["cp", "--no-cache", "oci-archive:-", dst])
+        .stdin(std::fs::File::open(archive).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -286,6 +286,96 @@ fn one_image_comes_out_of_a_bundle_by_repository_and_tag() {
 }
 
 #[test]
+fn referrers_and_indexes_travel_in_a_bundle_with_their_subjects() {
+    use ferry_test_support::fixtures::write_oci_layout;
+    use ferry_test_support::{ArtifactBuilder, IndexBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("app");
+    let image = ImageBuilder::new().layer(1000).seed(95).build();
+    let signature = ArtifactBuilder::signature(image.descriptor(), b"signed").build();
+    let index = IndexBuilder::new()
+        .platforms(&["linux/amd64", "linux/arm64"], &[700], 96)
+        .build();
+    write_oci_layout(
+        &src,
+        &[
+            (Some("v1"), &image),
+            (None, &signature),
+            (Some("multi"), &index),
+        ],
+    )
+    .unwrap();
+    let bundle = dir.path().join("b.tar");
+    let run = sync(&[
+        "-r",
+        &format!("oci:{}", s(&src)),
+        &format!("oci-archive:{}", s(&bundle)),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let carried = blob_counts(&bundle);
+    assert!(carried.contains_key(&signature.manifest.digest().to_string()));
+    assert!(carried.contains_key(&index.index.digest().to_string()));
+
+    // From the file, and from a stream: the index whole, the signature with its subject.
+    for (n, stdin) in [(1, false), (2, true)] {
+        let dst = Registry::start().unwrap();
+        let to = format!("{}/mirror/app", dst.addr());
+        let run = if stdin {
+            let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args([
+                    "sync",
+                    "-r",
+                    "--plain-http",
+                    "--no-cache",
+                    "oci-archive:-",
+                    &to,
+                ])
+                .stdin(std::fs::File::open(&bundle).unwrap())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            let run = sync(&[
+                "-r",
+                "--plain-http",
+                &format!("oci-archive:{}", s(&bundle)),
+                &to,
+            ]);
+            assert_eq!(run.code, 0, "{}", run.stderr);
+            run.stdout
+        };
+        assert!(run.contains("Synced "), "{n}: {run}");
+        assert_eq!(
+            remote_digest(dst.addr(), "mirror/app:multi"),
+            index.index.digest().to_string()
+        );
+        let referrers = format!(
+            "{}/v2/mirror/app/manifests/sha256-{}",
+            dst.url(),
+            image.descriptor().digest().digest()
+        );
+        let answer = rt()
+            .block_on(ferry_test_support::http(
+                "GET",
+                &referrers,
+                &[("accept", ferry_core::model::OCI_INDEX)],
+                Vec::new(),
+            ))
+            .unwrap();
+        assert_eq!(answer.status, 200, "{n}: {}", answer.text());
+        assert_eq!(
+            answer.json().unwrap()["manifests"][0]["digest"],
+            signature.manifest.digest().to_string()
+        );
+    }
+}
+
+#[test]
 fn compressed_archives_are_chosen_by_extension_or_flag_and_read_by_their_magic_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
@@ -476,6 +566,101 @@ fn a_delta_after_one_moved_tag_carries_only_that_images_new_blobs() {
 }
 
 #[test]
+fn a_delta_of_a_moved_index_expects_its_unchanged_platform_manifest_at_the_destination() {
+    use ferry_test_support::IndexBuilder;
+    let src = Registry::start().unwrap();
+    let dst = Registry::start().unwrap();
+    let amd64 = ImageBuilder::new()
+        .platform("linux/amd64")
+        .layer(3000)
+        .seed(61);
+    let arm64 = |seed| {
+        ImageBuilder::new()
+            .platform("linux/arm64")
+            .layer(3000)
+            .seed(seed)
+    };
+    let first = IndexBuilder::new()
+        .image(amd64.clone())
+        .image(arm64(62))
+        .build();
+    rt().block_on(push(&src.url(), "team/multi", &first, Some("1"), None))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (full, delta, receipt) = (
+        dir.path().join("full.tar"),
+        dir.path().join("delta.tar"),
+        dir.path().join("r.json"),
+    );
+    let from = format!("{}/team/", src.addr());
+    let to = format!("{}/team/", dst.addr());
+    let run = sync(&["--plain-http", &from, &format!("oci-archive:{}", s(&full))]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = sync(&[
+        "--plain-http",
+        &format!("oci-archive:{}", s(&full)),
+        &to,
+        "--receipt",
+        &s(&receipt),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // The tag moves to an index whose arm64 image is new and whose amd64 image is not.
+    let second = IndexBuilder::new().image(amd64).image(arm64(63)).build();
+    rt().block_on(push(&src.url(), "team/multi", &second, Some("1"), None))
+        .unwrap();
+    let run = sync(&[
+        "--plain-http",
+        &from,
+        &format!("oci-archive:{}", s(&delta)),
+        "--delta-from",
+        &s(&receipt),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let index: serde_json::Value = serde_json::from_slice(&member(&delta, "index.json")).unwrap();
+    let record = index["annotations"]["dev.ferry.archive.delta"]
+        .as_str()
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&member(&delta, &format!("blobs/sha256/{}", &record[7..]))).unwrap();
+    let unchanged = second.images[0].manifest.digest().to_string();
+    let expected = record["expected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["digest"] == unchanged.as_str())
+        .unwrap_or_else(|| panic!("{record}"));
+    assert_eq!(expected["repository"], "multi");
+    assert_eq!(expected["mediaType"], ferry_core::model::OCI_MANIFEST);
+    assert!(!blob_counts(&delta).contains_key(&unchanged));
+
+    let run = sync(&["--plain-http", &format!("oci-archive:{}", s(&delta)), &to]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        remote_digest(dst.addr(), "team/multi:1"),
+        second.index.digest().to_string()
+    );
+}
+
+/// `ferry sync` of the proxied registry's `team/` into the archive `path`, each request tried
+/// up to `tries` times.
+fn export_through(proxy: &FaultProxy, path: &Path, tries: u32) -> Run {
+    ferry_with(
+        &[
+            "sync",
+            "--plain-http",
+            &format!("{}/team/", proxy.addr()),
+            &format!("oci-archive:{}", s(path)),
+        ],
+        &[
+            ("FERRY_RETRY_TRIES", &tries.to_string()),
+            ("FERRY_RETRY_BASE_DELAY_MS", "1"),
+        ],
+        None,
+    )
+}
+
+#[test]
 fn a_source_that_fails_once_is_retried_and_one_that_keeps_failing_leaves_no_archive() {
     let src = Registry::start().unwrap();
     let corpus = Corpus::new(&["app", "db"], &["1.0", "1.1"], 74, 256 * 1024);
@@ -500,19 +685,7 @@ fn a_source_that_fails_once_is_retried_and_one_that_keeps_failing_leaves_no_arch
     }
     let flaky = FaultProxy::start(src.addr(), plan).unwrap();
     let bundle = dir.path().join("flaky.tar");
-    let run = ferry_with(
-        &[
-            "sync",
-            "--plain-http",
-            &format!("{}/team/", flaky.addr()),
-            &format!("oci-archive:{}", s(&bundle)),
-        ],
-        &[
-            ("FERRY_RETRY_TRIES", "10"),
-            ("FERRY_RETRY_BASE_DELAY_MS", "1"),
-        ],
-        None,
-    );
+    let run = export_through(&flaky, &bundle, 10);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let faulted = flaky
         .requests()
@@ -550,19 +723,7 @@ fn a_source_that_fails_once_is_retried_and_one_that_keeps_failing_leaves_no_arch
     )
     .unwrap();
     let failed = dir.path().join("failed.tar");
-    let run = ferry_with(
-        &[
-            "sync",
-            "--plain-http",
-            &format!("{}/team/", broken.addr()),
-            &format!("oci-archive:{}", s(&failed)),
-        ],
-        &[
-            ("FERRY_RETRY_TRIES", "3"),
-            ("FERRY_RETRY_BASE_DELAY_MS", "1"),
-        ],
-        None,
-    );
+    let run = export_through(&broken, &failed, 3);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("No archive written"), "{}", run.stderr);
     assert!(!failed.exists());

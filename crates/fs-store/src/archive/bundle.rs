@@ -251,8 +251,11 @@ impl ArchiveBundle {
             return Ok(Vec::new());
         };
         let checks = delta.expected.iter().map(|e| async move {
-            let descriptor =
-                Descriptor::new("application/octet-stream".into(), e.size, e.digest.clone());
+            let media_type = e
+                .media_type
+                .as_deref()
+                .unwrap_or("application/octet-stream");
+            let descriptor = Descriptor::new(media_type.into(), e.size, e.digest.clone());
             let store = at(&e.repository);
             let present = match &store {
                 Some(s) => s.exists(&descriptor).await?,
@@ -547,19 +550,7 @@ struct BundleRepository {
     repository: String,
 }
 
-impl std::fmt::Debug for BundleRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BundleRepository")
-            .field("store", &self.info.namespace)
-            .finish()
-    }
-}
-
-impl std::fmt::Display for BundleRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.info.namespace)
-    }
-}
+repository_store_names!(BundleRepository);
 
 impl BundleRepository {
     fn tags(&self) -> Vec<(String, Descriptor)> {

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use super::bundle::{ArchiveBundle, Source, archive_info, read_at};
 use super::compression::Compression;
-use super::file::{RawMember, ReadOptions, damaged, dedup_members, open_file, probe, scan_members};
+use super::file::{
+    RawMember, ReadOptions, damaged, dedup_members, open_uncompressed, scan_members,
+};
 use super::index::{BundleEntry, DockerItem, parse_docker_manifest, split_reference};
 use super::names::{DOCKER_MANIFEST_FILE, Kind, docker_name, link_target};
 
@@ -29,17 +31,11 @@ const MAX_LINKS: usize = 8;
 /// Opens the Docker archive at `path` (an uncompressed tar). Blocking.
 pub fn open_docker(path: &Path, options: &ReadOptions) -> Result<ArchiveBundle> {
     let what = format!("docker-archive:{}", path.display());
-    let file = open_file(path)?;
-    let compression = probe(path)?;
-    if compression != Compression::None {
-        return Err(Error::invalid(
-            "archive",
-            what,
-            format!(
-                "it is {compression}-compressed; decompress it first (`docker-archive:` is read by offset)"
-            ),
-        ));
-    }
+    let file = open_uncompressed(
+        path,
+        &what,
+        "decompress it first (`docker-archive:` is read by offset)",
+    )?;
     let members = scan_members(&file, &what, &|raw, kind| docker_name(raw, kind))?;
     let members = dedup_members(&file, members)?;
     let table: HashMap<&str, &RawMember> = members.iter().map(|m| (m.name.as_str(), m)).collect();

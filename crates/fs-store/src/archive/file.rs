@@ -80,6 +80,21 @@ pub(crate) fn open_file(path: &Path) -> Result<std::fs::File> {
     })
 }
 
+/// The archive file at `path`, which must be an uncompressed tar (a compressed one is refused
+/// with `advice`): it is read by offset.
+pub(crate) fn open_uncompressed(path: &Path, what: &str, advice: &str) -> Result<std::fs::File> {
+    let file = open_file(path)?;
+    let compression = probe(path)?;
+    if compression != Compression::None {
+        return Err(Error::invalid(
+            "archive",
+            what,
+            format!("it is {compression}-compressed: {advice}"),
+        ));
+    }
+    Ok(file)
+}
+
 pub(crate) fn damaged(what: &str, reason: impl Into<String>) -> Error {
     Error::Damaged {
         what: what.to_string(),
@@ -196,15 +211,7 @@ fn same_bytes(file: &std::fs::File, a: u64, b: u64, len: u64) -> Result<bool> {
 /// Blocking: run it on the blocking pool.
 pub fn open_oci(path: &Path, options: &ReadOptions) -> Result<ArchiveBundle> {
     let what = format!("oci-archive:{}", path.display());
-    let file = open_file(path)?;
-    let compression = probe(path)?;
-    if compression != Compression::None {
-        return Err(Error::invalid(
-            "archive",
-            what,
-            format!("it is {compression}-compressed: read it as a stream"),
-        ));
-    }
+    let file = open_uncompressed(path, &what, "read it as a stream")?;
     // Paths and types first; a Docker archive (no OCI index) is told apart before the names
     // an OCI archive may hold are checked, so its error says how to read it.
     let members = scan_members(&file, &what, &|raw, kind| match kind {

@@ -66,6 +66,26 @@
 //! Docker archive's links (skopeo writes `<id>/layer.tar` links) are followed inside the
 //! member table only, never out of it.
 
+/// `Debug` and `Display` of a repository store of an archive, by its identity's namespace
+/// (`oci-archive:PATH:REPOSITORY`).
+macro_rules! repository_store_names {
+    ($store:ident) => {
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("store", &self.info.namespace)
+                    .finish()
+            }
+        }
+
+        impl std::fmt::Display for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.info.namespace)
+            }
+        }
+    };
+}
+
 mod bundle;
 mod compression;
 mod docker;

@@ -207,6 +207,10 @@ pub struct Expected {
     pub digest: Digest,
     /// Its size.
     pub size: u64,
+    /// Its media type, when it is a manifest (a registry is asked for manifests and blobs
+    /// apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
 }
 
 impl DeltaRecord {

@@ -398,44 +398,38 @@ fn stream_blob(
     what: &str,
     tx: &mpsc::Sender<Result<Bytes>>,
 ) -> Result<()> {
-    let mut hasher = Hasher::for_digest(digest)?;
+    let mut hasher = Some(Hasher::for_digest(digest)?);
     let mut done = 0u64;
     while done < size {
         let want = (size - done).min(CHUNK as u64) as usize;
         let mut chunk = Vec::with_capacity(want);
         let read = entry.take(want as u64).read_to_end(&mut chunk);
         let n = chunk.len();
-        if let Err(e) = read {
-            let error = damaged(what, format!("reading `{raw}` failed: {e}"));
-            let _ = tx.blocking_send(Err(damaged(what, format!("reading `{raw}` failed"))));
-            return Err(error);
-        }
-        if n == 0 {
-            let error = damaged(
+        // A failure goes to the push reading the blob, which ends the reading with it.
+        let failure = if let Err(e) = read {
+            Some(damaged(what, format!("reading `{raw}` failed: {e}")))
+        } else if n == 0 {
+            Some(damaged(
                 what,
                 format!("the stream ends inside `{raw}` ({done} of {size} bytes)"),
-            );
-            let _ = tx.blocking_send(Err(damaged(
-                what,
-                format!("the stream ends inside `{raw}`"),
-            )));
-            return Err(error);
-        }
-        hasher.update(&chunk);
-        done += n as u64;
-        if done == size {
-            let actual = std::mem::replace(&mut hasher, Hasher::for_digest(digest)?).finish();
-            if &actual != digest {
-                let error = Error::DigestMismatch {
+            ))
+        } else {
+            done += n as u64;
+            let h = hasher.as_mut().expect("hashing until the end");
+            h.update(&chunk);
+            match hasher.take_if(|_| done == size).map(Hasher::finish) {
+                Some(actual) if &actual != digest => Some(Error::DigestMismatch {
                     expected: digest.clone(),
                     actual: Some(actual),
-                };
-                let _ = tx.blocking_send(Err(Error::DigestMismatch {
-                    expected: digest.clone(),
-                    actual: None,
-                }));
-                return Err(error);
+                }),
+                _ => None,
             }
+        };
+        if let Some(error) = failure {
+            let _ = tx.blocking_send(Err(error));
+            return Err(Error::Cancelled(format!(
+                "the reading of {what} stopped at `{raw}`"
+            )));
         }
         if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
             return Ok(());

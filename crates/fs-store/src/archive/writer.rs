@@ -326,6 +326,7 @@ impl Inner {
                         repository: repository.clone(),
                         digest: d.digest().clone(),
                         size: *size,
+                        media_type: is_manifest(&media_type_str(d)).then(|| media_type_str(d)),
                     });
                 true
             }
@@ -625,19 +626,7 @@ struct WriterRepository {
     repository: String,
 }
 
-impl std::fmt::Debug for WriterRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterRepository")
-            .field("store", &self.info.namespace)
-            .finish()
-    }
-}
-
-impl std::fmt::Display for WriterRepository {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.info.namespace)
-    }
-}
+repository_store_names!(WriterRepository);
 
 #[async_trait]
 impl ReadStore for WriterRepository {
