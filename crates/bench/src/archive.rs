@@ -285,15 +285,17 @@ impl Bench {
                     let file = dir.join(format!("{repo}-{tag}.tar"));
                     let _ = write!(
                         out,
-                        "{s} --insecure-policy copy -q --preserve-digests --src-tls-verify=false \
-                         docker://{}/team/{repo}:{tag} oci-archive:{}:{tag}; ",
+                        "{s} --insecure-policy --tmpdir \"$TMPDIR\" copy -q --preserve-digests \
+                         --src-tls-verify=false docker://{}/team/{repo}:{tag} \
+                         oci-archive:{}:{tag}; ",
                         src.addr(),
                         file.display()
                     );
                     let _ = write!(
                         back,
-                        "{s} --insecure-policy copy -q --preserve-digests --dest-tls-verify=false \
-                         oci-archive:{}:{tag} docker://{}/team/{repo}:{tag}; ",
+                        "{s} --insecure-policy --tmpdir \"$TMPDIR\" copy -q --preserve-digests \
+                         --dest-tls-verify=false oci-archive:{}:{tag} \
+                         docker://{}/team/{repo}:{tag}; ",
                         file.display(),
                         dst.addr()
                     );
@@ -537,7 +539,7 @@ fn markdown(
          skopeo with one `oci-archive:` per image (`copy --preserve-digests`); regctl with \
          `image export`/`import` per image. Wall and CPU are the export's and the import's \
          together (one process tree for a pipe); extra disk is the most the import's `TMPDIR` \
-         held at once (skopeo extracts each archive there first).\n",
+         held at once (skopeo, given `--tmpdir`, extracts each archive there first).\n",
         crate::command_line(),
         took.as_secs_f64(),
         corpus.repos().len(),

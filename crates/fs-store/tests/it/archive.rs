@@ -157,11 +157,13 @@ async fn a_stream_lands_blobs_holds_manifests_and_reads_back_like_the_file() {
     )
     .await
     .unwrap();
-    // The layers landed (the config and manifest, JSON, were held).
-    let entries = std::fs::read_dir(landed.path().join("blobs/sha256"))
+    // The layers and the config landed; the manifest was held.
+    let landed_blobs: Vec<String> = std::fs::read_dir(landed.path().join("blobs/sha256"))
         .unwrap()
-        .count();
-    assert_eq!(entries, 2);
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(landed_blobs.len(), 3);
+    assert!(!landed_blobs.contains(&manifest.digest().digest().to_string()));
     assert!(landed.tags().await.unwrap().is_empty(), "nothing is tagged");
     let store = bundle.repository("app");
     copy(
