@@ -676,12 +676,7 @@ fn a_source_that_fails_once_is_retried_and_one_that_keeps_failing_leaves_no_arch
         } else {
             Fault::TruncatedBody
         };
-        plan = plan.first(
-            1 + (n % 2) as u64,
-            "GET",
-            &format!("/blobs/{digest}"),
-            fault,
-        );
+        plan = plan.first("GET", &format!("/blobs/{digest}"), 1 + n % 2, fault);
     }
     let flaky = FaultProxy::start(src.addr(), plan).unwrap();
     let bundle = dir.path().join("flaky.tar");
