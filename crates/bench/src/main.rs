@@ -2,6 +2,7 @@
 //! and a minimal streaming client on the same copies between real registries on loopback and
 //! OCI layouts, and writes `BENCHMARKS.md`.
 
+mod archive;
 mod everyday;
 mod floor;
 mod generate;
@@ -124,6 +125,9 @@ enum Sub {
     /// `ferry ls` and `ferry inspect` side by side with crane, regctl, oras and skopeo: see
     /// `ferry-bench everyday --help`.
     Everyday(everyday::EverydayArgs),
+    /// The sync corpus through OCI archives, ferry beside skopeo and regctl: see
+    /// `ferry-bench archive --help`.
+    Archive(archive::ArchiveArgs),
 }
 
 fn main() -> Result<()> {
@@ -144,6 +148,9 @@ fn main() -> Result<()> {
     }
     if let Some(Sub::Everyday(args)) = cli.command {
         return everyday::main(args);
+    }
+    if let Some(Sub::Archive(args)) = cli.command {
+        return archive::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,
@@ -280,6 +287,30 @@ fn main() -> Result<()> {
     }
     println!("\nwrote {}", cli.out.display());
     Ok(())
+}
+
+/// The working directory `explicit` names, else a new temporary one (kept alive by the
+/// returned guard), with its `logs/`; and the lines describing the machine and the programs.
+fn workspace(
+    explicit: Option<&Path>,
+    prefix: &str,
+    programs: &Programs,
+) -> Result<(Option<tempfile::TempDir>, PathBuf, PathBuf, Vec<String>)> {
+    let (guard, work) = match explicit {
+        Some(dir) => (None, dir.to_path_buf()),
+        None => {
+            let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            let path = temp.path().to_path_buf();
+            (Some(temp), path)
+        }
+    };
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let meta: Vec<String> = machine(&work)
+        .into_iter()
+        .chain(versions(programs))
+        .collect();
+    Ok((guard, work, logs, meta))
 }
 
 /// The command line, as the report quotes it.

@@ -179,7 +179,7 @@ pub(crate) struct Sizes {
     tags: usize,
     base_layer: usize,
     repo_layer: usize,
-    own_layer: usize,
+    pub(crate) own_layer: usize,
     many_tags: usize,
 }
 
@@ -280,7 +280,7 @@ impl Corpus {
     }
 
     /// Distinct content bytes, manifests included.
-    fn unique_bytes(&self) -> u64 {
+    pub(crate) fn unique_bytes(&self) -> u64 {
         let mut seen = BTreeMap::new();
         for (_, _, image) in &self.images {
             for b in image.all() {
@@ -355,22 +355,8 @@ pub fn main(args: SyncArgs) -> Result<()> {
         out
     };
     let programs = crate::programs(args.ferry.clone(), None)?;
-    let _temp;
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            _temp = tempfile::Builder::new()
-                .prefix("ferry-bench-sync-")
-                .tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let meta: Vec<String> = crate::machine(&work)
-        .into_iter()
-        .chain(crate::versions(&programs))
-        .collect();
+    let (_temp, work, logs, meta) =
+        crate::workspace(args.work_dir.as_deref(), "ferry-bench-sync-", &programs)?;
     for line in &meta {
         println!("{line}");
     }
@@ -863,7 +849,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `du -s -B1`: the bytes the directory takes on disk, hardlinked files counted once.
-fn disk_usage(dir: &Path) -> Result<u64> {
+pub(crate) fn disk_usage(dir: &Path) -> Result<u64> {
     let out = Command::new("du")
         .args(["-s", "-B1"])
         .arg(dir)

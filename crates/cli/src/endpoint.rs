@@ -1,4 +1,5 @@
-//! The two kinds of endpoint `ferry cp` accepts: OCI layouts and registry references.
+//! The kinds of endpoint `ferry cp` accepts: OCI layouts, OCI and Docker archives, and
+//! registry references.
 
 use std::path::PathBuf;
 
@@ -25,6 +26,15 @@ pub enum Endpoint {
         /// A tag or digest inside it.
         reference: Option<String>,
     },
+    /// `oci-archive:PATH[:REF][@DIGEST]` or `docker-archive:PATH[:REF]`.
+    Archive {
+        /// Which format.
+        format: crate::archive::ArchiveFormat,
+        /// The file, or `-`.
+        path: crate::archive::ArchivePath,
+        /// The image inside it.
+        reference: crate::archive::ArchiveRef,
+    },
     /// `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
     Registry {
         /// As written: whether it names a tag matters, an unnamed one is the source's.
@@ -49,6 +59,14 @@ impl Endpoint {
         if let Some(rest) = s.strip_prefix("oci:") {
             return parse_layout(s, rest);
         }
+        if let Some(parsed) = crate::archive::parse(s) {
+            let (format, path, reference) = parsed?;
+            return Ok(Endpoint::Archive {
+                format,
+                path,
+                reference,
+            });
+        }
         if let Some((scheme, _)) = s.split_once("://") {
             bail!(
                 s,
@@ -69,12 +87,7 @@ impl Endpoint {
         if let Some((prefix, _)) = s.split_once(':')
             && matches!(
                 prefix,
-                "docker"
-                    | "oci-archive"
-                    | "docker-archive"
-                    | "dir"
-                    | "containers-storage"
-                    | "docker-daemon"
+                "docker" | "dir" | "containers-storage" | "docker-daemon"
             )
         {
             bail!(
@@ -93,7 +106,7 @@ impl Endpoint {
     pub fn registry(&self) -> Option<&str> {
         match self {
             Endpoint::Registry { reference, .. } => Some(reference.registry()),
-            Endpoint::Layout { .. } => None,
+            Endpoint::Layout { .. } | Endpoint::Archive { .. } => None,
         }
     }
 
@@ -106,6 +119,23 @@ impl Endpoint {
                     Some(r) if r.contains(':') => s.push_str(&format!("@{r}")),
                     Some(r) => s.push_str(&format!(":{r}")),
                     None => {}
+                }
+                s
+            }
+            Endpoint::Archive {
+                format,
+                path,
+                reference,
+            } => {
+                let mut s = format!("[{}] {}", format.prefix(), path.shown());
+                if let Some(r) = &reference.repository {
+                    s.push_str(&format!(":{r}"));
+                }
+                if let Some(t) = &reference.tag {
+                    s.push_str(&format!(":{t}"));
+                }
+                if let Some(d) = &reference.digest {
+                    s.push_str(&format!("@{d}"));
                 }
                 s
             }

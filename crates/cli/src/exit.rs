@@ -34,7 +34,9 @@ pub fn code(err: &anyhow::Error) -> u8 {
                         | TransportErrorKind::ClientCertRejected,
                     ..
                 } => AUTH,
-                Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => INTEGRITY,
+                Error::DigestMismatch { .. }
+                | Error::SizeMismatch { .. }
+                | Error::Damaged { .. } => INTEGRITY,
                 _ => FAILED,
             };
         }

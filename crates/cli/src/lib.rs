@@ -19,6 +19,7 @@
 //! dry runs and reports.
 
 mod app;
+mod archive;
 mod cli;
 mod commands;
 mod config;

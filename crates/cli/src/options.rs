@@ -86,6 +86,30 @@ pub struct CopyArgs {
     /// Registry transport and credentials.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// OCI archives: compression, receipts, deltas.
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+/// How `oci-archive:` endpoints are written and read.
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Archive options")]
+pub struct ArchiveArgs {
+    /// Compress an archive written as a whole: `gzip`, `zstd` or `none` [default: by the
+    /// file's extension, `.tar.gz`/`.tgz` gzip, `.tar.zst` zstd, else none]. Reading finds
+    /// the compression by the archive's first bytes.
+    #[arg(long, value_name = "gzip|zstd|none")]
+    pub archive_compression: Option<String>,
+    /// After importing an archive, write a receipt to FILE: every manifest and blob the
+    /// destination now holds from it, per repository, and the images. Give it to the next
+    /// export's `--delta-from`.
+    #[arg(long, value_name = "FILE")]
+    pub receipt: Option<PathBuf>,
+    /// Write a delta archive: leave out every blob and manifest FILE (a receipt, or the
+    /// previous archive) says the destination holds, and unchanged tags. The import checks
+    /// they are there before it writes anything.
+    #[arg(long, value_name = "FILE")]
+    pub delta_from: Option<PathBuf>,
 }
 
 /// Parses a `--platform` value, `os/arch[/variant]`.

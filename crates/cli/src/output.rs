@@ -233,7 +233,27 @@ pub(crate) fn eprintln_flush(line: &str) {
 }
 
 fn println_flush(line: &str) {
+    result_line(&ferry_core::redact::text(line));
+}
+
+/// Set once standard output carries an archive: results go to stderr instead.
+static STDOUT_IS_DATA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Standard output carries data (an archive written to `-`) from now on: every result line
+/// goes to stderr.
+pub(crate) fn stdout_carries_data() {
+    STDOUT_IS_DATA.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Writes a result line to stdout (stderr while stdout carries an archive) and flushes.
+pub(crate) fn result_line(line: &str) {
+    if STDOUT_IS_DATA.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+        let _ = err.flush();
+        return;
+    }
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", ferry_core::redact::text(line));
+    let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }

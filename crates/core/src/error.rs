@@ -193,6 +193,15 @@ pub enum Error {
     /// The operation was cancelled.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A container of content (an archive) is truncated or inconsistent: it ends early, or
+    /// lacks what its own index names. Nothing from it was tagged.
+    #[error("{what} is damaged: {reason}; nothing from it was tagged")]
+    Damaged {
+        /// What is damaged, as the user named it (`oci-archive:bundle.tar`).
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// A duration as messages say it: `5 h 12 min`, `10 min`, `45 s`, `1.5 s`, `300 ms`.

@@ -1071,7 +1071,7 @@ fn entry_descriptor(entry: &Value) -> Option<Descriptor> {
 }
 
 /// The media type of a manifest document: its `mediaType`, else guessed from its shape.
-fn sniff_manifest_type(bytes: &[u8]) -> Option<String> {
+pub(crate) fn sniff_manifest_type(bytes: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Shape {
@@ -1089,7 +1089,7 @@ fn sniff_manifest_type(bytes: &[u8]) -> Option<String> {
 }
 
 /// The referrer descriptor of the manifest `bytes` when its `subject` is `subject`.
-fn referrer_of(bytes: &[u8], digest: Digest, subject: &Digest) -> Option<Descriptor> {
+pub(crate) fn referrer_of(bytes: &[u8], digest: Digest, subject: &Digest) -> Option<Descriptor> {
     #[derive(serde::Deserialize)]
     struct Subject {
         subject: Option<Descriptor>,

@@ -10,6 +10,11 @@
 //! - [`OciDir`] is a directory of layouts, one per repository (`PATH/team/app`), as a
 //!   [`ferry_core::Catalog`] a sync lists and writes: the form many repositories take across
 //!   an air gap. Layouts delete tags ([`ferry_core::DeleteTag`]) atomically under the lock.
+//! - [`archive`]: an OCI layout in one tar (`oci-archive:`, `.tar.gz`, `.tar.zst`), many
+//!   repositories at once, written as a [`ferry_core::Catalog`] ([`ArchiveWriter`]) that
+//!   streams each blob into the tar as it arrives, and read as one ([`ArchiveBundle`]) by
+//!   offset from a file or in one pass from a stream; `docker save` output as a source;
+//!   deltas against a receipt of the previous import.
 //! - [`SharedStorageMount`] is a [`ferry_core::MountStrategy`] for two layouts on one
 //!   filesystem: it clones the source blob file (reflink) where the filesystem can, else
 //!   hardlinks it, so no byte is copied. It verifies the source file's digest first unless
@@ -50,6 +55,7 @@
 //!
 //! [OCI image layout]: https://github.com/opencontainers/image-spec/blob/main/image-layout.md
 
+pub mod archive;
 pub mod dir;
 #[cfg(feature = "distribution-storage")]
 pub mod distribution_storage;
@@ -58,6 +64,7 @@ pub mod layout;
 pub mod planned;
 pub mod shared;
 
+pub use archive::{ArchiveBundle, ArchiveWriter};
 pub use dir::OciDir;
 #[cfg(feature = "distribution-storage")]
 pub use distribution_storage::{DistributionStorageFactory, DistributionStorageMount, StorageRoot};

@@ -106,7 +106,9 @@ impl FailureKind {
             Error::Unauthenticated { .. } => FailureKind::Unauthenticated,
             Error::PermissionDenied { .. } => FailureKind::PermissionDenied,
             Error::NotFound { .. } => FailureKind::NotFound,
-            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => FailureKind::Integrity,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } | Error::Damaged { .. } => {
+                FailureKind::Integrity
+            }
             Error::NotSupported { .. } => FailureKind::NotSupported,
             Error::QuotaExhausted { .. } => FailureKind::RateLimited,
             _ => FailureKind::Other,

@@ -14,6 +14,8 @@
 //!   [`OpensslCa`]: one made with `openssl`, issuing client certificates of every key kind.
 //! - [`fixtures`]: OCI images, indexes and referrers built in memory.
 //! - [`prometheus`]: a `/metrics` scrape read by an OpenMetrics parser; node_exporter.
+//! - [`peers`]: the peer tools (crane, regctl) when present, and a Docker daemon of the
+//!   test's own when `dockerd` can run.
 //! - [`util`]: free ports, readiness polling, `skopeo`/`umoci` wrappers, a tiny HTTP client.
 //!
 //! Every server binds 127.0.0.1 on a free port, keeps its files in its own temporary
@@ -24,6 +26,7 @@ pub mod fake;
 pub mod faults;
 pub mod fixtures;
 pub mod helia;
+pub mod peers;
 pub mod prometheus;
 pub mod registry;
 pub mod s3;
@@ -38,6 +41,7 @@ pub use faults::{Fault, FaultPlan, FaultProxy, ProxiedRequest, Rule};
 pub use fixtures::{
     Artifact, ArtifactBuilder, Blob, Content, Image, ImageBuilder, Index, IndexBuilder,
 };
+pub use peers::{DockerDaemon, peer, run_peer};
 pub use registry::{LoggedRequest, Registry, RegistryBuilder, S3Storage, TokenAuth};
 pub use s3::SeaweedFs;
 pub use squid::{ProxyLogEntry, Squid, SquidBuilder};

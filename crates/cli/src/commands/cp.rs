@@ -7,13 +7,16 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ferry_core::{CopyOptions, Error, PlatformFilter, Stop, StopLevel};
 
+use std::sync::Arc;
+
 use crate::app::App;
+use crate::archive::{self, ArchivePath};
 use crate::endpoint::Endpoint;
 use crate::options::{CopyArgs, Format, parse_duration};
 use crate::output::{Printer, summary};
 use crate::setup::cache::LocationCache;
 use crate::setup::clients::{Clients, Purpose, retry_policy};
-use crate::setup::stores::{open_destination, open_source};
+use crate::setup::stores::{ArchiveSetup, Source, archive_source, open_destination, open_source};
 
 /// The examples and exit codes of `ferry cp --help`.
 pub const CP_EXAMPLES: &str = "\
@@ -44,9 +47,17 @@ Examples:
   # The same plan as JSON (per node: action, strategy, from, size; totals under `plan`):
   ferry cp --dry-run --format json oci:./image:v1 oci:./mirror:v1
 
+  # One image into an archive `docker load` reads, and one image out of a bundle:
+  ferry cp registry.example/team/app:1.4 oci-archive:app.tar
+  ferry cp oci-archive:bundle.tar:team/app:1.4 mirror.example:5000/team/app:1.4
+
 References:
   oci:PATH[:TAG|@DIGEST]             an OCI image-layout directory
   HOST[:PORT]/REPO[:TAG][@DIGEST]    a registry repository (docker's rules for short names)
+  oci-archive:PATH[:REF][@DIGEST]    an OCI archive (a tar; .tar.gz/.tar.zst compressed; PATH
+                                     `-` for stdin or stdout); REF is TAG, REPO:TAG, or REPO
+                                     with @DIGEST; the first `:` after PATH starts REF
+  docker-archive:PATH[:REF]          a `docker save` tar, as a source
 
   In oci:PATH:TAG the text after the last `:` of the last path component is the tag and must
   be a valid tag; a `:` whose text is neither a tag nor clearly part of a file name (such as
@@ -82,9 +93,11 @@ Exit codes:
 /// `ferry cp`.
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Source: `oci:PATH[:TAG|@DIGEST]` or `HOST[:PORT]/REPO[:TAG][@DIGEST]`.
+    /// Source: `oci:PATH[:TAG|@DIGEST]`, `HOST[:PORT]/REPO[:TAG][@DIGEST]`,
+    /// `oci-archive:PATH[:REF][@DIGEST]` or `docker-archive:PATH[:REF]`.
     pub src: String,
-    /// Destination: `oci:PATH[:TAG]` or `HOST[:PORT]/REPO[:TAG]`; the source's tag when none is given.
+    /// Destination: `oci:PATH[:TAG]`, `HOST[:PORT]/REPO[:TAG]` or `oci-archive:PATH[:REF]`;
+    /// the source's tag when none is given.
     pub dst: String,
     /// After SIGINT or SIGTERM, how long transfers in flight may take to finish before the
     /// copy stops and cancels its open upload sessions (`10s`, `500ms`, `0`) [default: 10s].
@@ -104,7 +117,7 @@ const CANCEL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 fn registry_host(ep: &Endpoint) -> Option<String> {
     match ep {
         Endpoint::Registry { reference, .. } => Some(reference.registry().to_string()),
-        Endpoint::Layout { .. } => None,
+        Endpoint::Layout { .. } | Endpoint::Archive { .. } => None,
     }
 }
 
@@ -137,12 +150,112 @@ pub async fn run(app: &App, args: CpArgs) -> Result<u8> {
         &to_host.into_iter().collect::<BTreeSet<_>>(),
         Purpose::default(),
     )?;
-    let src = open_source(&src_ep, &clients).await?;
-    let dst = open_destination(&dst_ep, &dst_text, &src, args.dry_run, &clients)?;
+    let manifest_limit = args
+        .manifest_limit
+        .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT);
+    let dst_archive = matches!(dst_ep, Endpoint::Archive { .. });
+    archive::check_flags(
+        &args.archive,
+        matches!(src_ep, Endpoint::Archive { .. }),
+        dst_archive,
+    )?;
+    if matches!(
+        &src_ep,
+        Endpoint::Archive {
+            path: ArchivePath::Stdio,
+            ..
+        }
+    ) && args.registry.password_stdin
+    {
+        anyhow::bail!(ferry_core::Error::invalid(
+            "source",
+            src_text.clone(),
+            "the archive comes on stdin, so `--password-stdin` cannot read a password from it; \
+             give the password with `--to-password` or its environment variable"
+        ));
+    }
+    let cache = LocationCache::open(&args);
+    let base = if dst_archive {
+        archive::delta_base(&args.archive, manifest_limit).await?
+    } else {
+        None
+    };
+    let mut writer = None;
+    let src = match &src_ep {
+        Endpoint::Archive {
+            format,
+            path,
+            reference,
+        } => {
+            let opened = archive::open_read(*format, path, manifest_limit).await?;
+            // A stream's blobs land at the destination as they arrive: it is opened first.
+            let landing = match (&opened, args.dry_run) {
+                (archive::Opened::Stream { .. }, false) => {
+                    let provisional = Source {
+                        store: Arc::new(ferry_core::MemoryStore::new(path.stem())),
+                        reference: reference.tag.clone().unwrap_or_else(|| "latest".into()),
+                        is_tag: true,
+                        archive: None,
+                    };
+                    let d = open_destination(
+                        &dst_ep,
+                        &dst_text,
+                        &provisional,
+                        args.dry_run,
+                        &clients,
+                        ArchiveSetup {
+                            args: &args.archive,
+                            manifest_limit,
+                            base: base.clone(),
+                            writer: None,
+                        },
+                    )?;
+                    writer = d.archive;
+                    Some(ferry_fs_store::archive::OneStore(d.store))
+                }
+                _ => None,
+            };
+            let bundle = archive::bundle(
+                opened,
+                landing
+                    .as_ref()
+                    .map(|l| l as &dyn ferry_fs_store::archive::Landing),
+                cache.locations(),
+                manifest_limit,
+            )
+            .await?;
+            archive_source(bundle, reference)?
+        }
+        _ => open_source(&src_ep, &clients).await?,
+    };
+    let dst = open_destination(
+        &dst_ep,
+        &dst_text,
+        &src,
+        args.dry_run,
+        &clients,
+        ArchiveSetup {
+            args: &args.archive,
+            manifest_limit,
+            base,
+            writer,
+        },
+    )?;
+    if let Some((bundle, _)) = &src.archive {
+        let store: Arc<dyn ferry_core::ReadStore> = dst.store.clone();
+        archive::check_expected(
+            bundle,
+            |_| {
+                let store = store.clone();
+                async move { Ok(Some(store)) }
+            },
+            cache.locations().as_ref(),
+        )
+        .await?;
+    }
 
     let chain = crate::setup::chain::build(&app.factories, &args, &config, false)?;
     tracing::info!(chain = %chain, "mount chain");
-    let cache = LocationCache::open(&args);
 
     let text = args.format == Format::Text;
     let progress = text && !args.quiet && std::io::stderr().is_terminal();
@@ -152,10 +265,7 @@ pub async fn run(app: &App, args: CpArgs) -> Result<u8> {
         .with_chain(chain)
         .with_locations(cache.locations())
         .with_concurrency(args.concurrency.unwrap_or(8) as usize)
-        .with_manifest_limit(
-            args.manifest_limit
-                .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT),
-        )
+        .with_manifest_limit(manifest_limit)
         .with_platform(platform)
         .with_dry_run(args.dry_run)
         .with_referrers(args.recursive)
@@ -194,11 +304,31 @@ pub async fn run(app: &App, args: CpArgs) -> Result<u8> {
         return Ok(code);
     }
     let report = result?;
+    if let Some(writer) = &dst.archive {
+        archive::finish(writer).await?;
+    }
+    if let Some((bundle, repository)) = &src.archive
+        && !args.dry_run
+    {
+        let tag = if src.is_tag {
+            src.reference.clone()
+        } else {
+            dst.tag.clone().unwrap_or_else(|| src.reference.clone())
+        };
+        archive::write_receipt(
+            &args.archive,
+            bundle,
+            &[(repository.clone(), tag, report.root.digest().clone())],
+            &dst.display,
+            args.recursive,
+        )
+        .await?;
+    }
     let shown = match args.format {
         Format::Text => summary(&report, &src_ep.display(), &dst.display),
         Format::Json => serde_json::to_string_pretty(&report).context("serializing the report")?,
     };
     // Strategies keep credentials out of what they report; this is the last line of defence.
-    println!("{}", ferry_core::redact::text(&shown));
+    crate::output::result_line(&ferry_core::redact::text(&shown));
     Ok(0)
 }

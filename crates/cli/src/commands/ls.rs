@@ -98,6 +98,9 @@ fn parse(text: &str) -> Result<Listing> {
     let named = match &ep {
         Endpoint::Layout { reference, .. } => reference.is_some(),
         Endpoint::Registry { text, .. } => names_tag_or_digest(text),
+        Endpoint::Archive { reference, .. } => {
+            reference.tag.is_some() || reference.digest.is_some()
+        }
     };
     if named {
         bail!(Error::invalid(

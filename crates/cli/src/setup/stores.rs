@@ -5,9 +5,12 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use ferry_core::{Error, ReadStore, WriteStore};
 use ferry_fs_store::OciLayout;
+use ferry_fs_store::archive::{ArchiveBundle, ArchiveWriter, DeltaBase};
 
 use super::clients::{Clients, Side};
+use crate::archive::{ArchiveFormat, ArchiveRef};
 use crate::endpoint::Endpoint;
+use crate::options::ArchiveArgs;
 
 /// The source store and what to resolve in it.
 pub struct Source {
@@ -15,6 +18,8 @@ pub struct Source {
     pub reference: String,
     /// Whether `reference` is a tag (so a destination without one takes it).
     pub is_tag: bool,
+    /// The archive the source is in, and the repository of it, for a receipt.
+    pub archive: Option<(ArchiveBundle, String)>,
 }
 
 /// The destination store and the tag to set.
@@ -23,6 +28,45 @@ pub struct Destination {
     pub tag: Option<String>,
     /// How the summary line names it.
     pub display: String,
+    /// The archive being written, finished once the copy is done.
+    pub archive: Option<ArchiveWriter>,
+}
+
+/// What an `oci-archive:` destination is written with.
+pub struct ArchiveSetup<'a> {
+    pub args: &'a ArchiveArgs,
+    pub manifest_limit: u64,
+    pub base: Option<DeltaBase>,
+    /// An archive opened already (to land a stream's blobs in), to go on writing.
+    pub writer: Option<ArchiveWriter>,
+}
+
+/// The image `reference` names in `bundle`, as a copy's source.
+pub fn archive_source(bundle: ArchiveBundle, reference: &ArchiveRef) -> Result<Source> {
+    let digest = reference
+        .digest
+        .as_deref()
+        .map(ferry_fs_store::parse_digest)
+        .transpose()?;
+    let find = |repository: Option<&str>| {
+        bundle.find(repository, reference.tag.as_deref(), digest.as_ref())
+    };
+    // `registry.example/team/app` names the bundle's `team/app` too, as skopeo's
+    // `docker-archive:PATH:NAME:TAG` does.
+    let without_host = reference.repository.as_deref().and_then(|r| {
+        let (host, rest) = r.split_once('/')?;
+        (host.contains('.') || host == "localhost").then_some(rest)
+    });
+    let (repository, r) = match (find(reference.repository.as_deref()), without_host) {
+        (Err(e), Some(rest)) if e.is_not_found() => find(Some(rest)).map_err(|_| e)?,
+        (found, _) => found?,
+    };
+    Ok(Source {
+        store: bundle.repository(&repository),
+        is_tag: !r.contains(':'),
+        reference: r,
+        archive: Some((bundle, repository)),
+    })
 }
 
 /// A store an endpoint names, opened to be changed (tagged, deleted from), and the tag or
@@ -55,6 +99,12 @@ pub fn open_store(
                 .repository(reference)?,
             format!("{}/{}", reference.registry(), reference.repository()),
         ),
+        Endpoint::Archive { path, format, .. } => bail!(Error::invalid(
+            "reference",
+            format!("{}:{}", format.prefix(), path.shown()),
+            "this command works on registries and layouts; copy the image out of the archive \
+             first (`ferry cp oci-archive:PATH:REF oci:DIR:TAG`)"
+        )),
     })
 }
 
@@ -67,6 +117,7 @@ pub async fn open_target(ep: &Endpoint, clients: &Clients, side: Side) -> Result
             None => (only_tag(store.as_ref(), &name).await?, false),
         },
         Endpoint::Registry { text, reference } => (reference.target(), names_tag_or_digest(text)),
+        Endpoint::Archive { .. } => unreachable!("`open_store` refuses an archive"),
     };
     Ok(Target {
         store,
@@ -84,11 +135,15 @@ pub(crate) fn names_tag_or_digest(reference: &str) -> bool {
 }
 
 pub async fn open_source(ep: &Endpoint, clients: &Clients) -> Result<Source> {
+    if let Endpoint::Archive { .. } = ep {
+        unreachable!("an archive source is opened with `archive_source`")
+    }
     let target = open_target(ep, clients, Side::From).await?;
     Ok(Source {
         is_tag: !target.reference.contains(':'),
         store: target.store,
         reference: target.reference,
+        archive: None,
     })
 }
 
@@ -98,6 +153,7 @@ pub fn open_destination(
     src: &Source,
     dry_run: bool,
     clients: &Clients,
+    archive: ArchiveSetup<'_>,
 ) -> Result<Destination> {
     let inherited = src.is_tag.then(|| src.reference.clone());
     match ep {
@@ -129,6 +185,62 @@ pub fn open_destination(
                 store,
                 display: format!("[oci-layout] {}:{tag}", path.display()),
                 tag: Some(tag),
+                archive: None,
+            })
+        }
+        Endpoint::Archive {
+            format,
+            path,
+            reference,
+        } => {
+            if *format == ArchiveFormat::Docker {
+                bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "ferry writes OCI archives, which `docker load` reads too: write \
+                     `oci-archive:PATH`"
+                ));
+            }
+            if reference.digest.is_some() {
+                bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "an archive destination needs a tag, not a digest: write \
+                     `oci-archive:PATH:TAG` or `oci-archive:PATH:REPO:TAG`"
+                ));
+            }
+            let tag = match (&reference.tag, inherited) {
+                (Some(t), _) => t.clone(),
+                (None, Some(t)) => t,
+                (None, None) => bail!(Error::invalid(
+                    "destination",
+                    dst_text.to_string(),
+                    "the source is named by digest, so name a tag for the archive: \
+                     `oci-archive:PATH:TAG`"
+                )),
+            };
+            let info = src.store.info();
+            let repository = match (&reference.repository, &src.archive) {
+                (Some(r), _) => r.clone(),
+                (None, Some((_, r))) => r.clone(),
+                (None, None) => crate::archive::repository_of(info),
+            };
+            let writer = match archive.writer {
+                Some(w) => w,
+                None => crate::archive::writer(
+                    path,
+                    archive.args,
+                    crate::archive::name_base(info),
+                    archive.base,
+                    dry_run,
+                    archive.manifest_limit,
+                )?,
+            };
+            Ok(Destination {
+                store: writer.repository(&repository)?,
+                display: format!("[oci-archive] {}:{repository}:{tag}", path.shown()),
+                tag: Some(tag),
+                archive: Some(writer),
             })
         }
         Endpoint::Registry { text, reference } => {
@@ -156,6 +268,7 @@ pub fn open_destination(
                 store: repo,
                 tag,
                 display,
+                archive: None,
             })
         }
     }

@@ -259,7 +259,7 @@ fn platform_is_found_through_an_index_of_indexes_in_a_layout() {
 
 #[test]
 fn unknown_reference_syntax_is_refused_with_a_hint() {
-    for bad in ["docker://alpine", "docker-archive:x.tar", "oci:"] {
+    for bad in ["docker://alpine", "containers-storage:x", "oci:"] {
         let run = ferry(&["cp", bad, "oci:/nonexistent/x:v1"]);
         assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
         assert!(run.stderr.contains("oci:PATH"), "{bad}: {}", run.stderr);

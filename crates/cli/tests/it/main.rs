@@ -1,5 +1,8 @@
 //! `ferry` as a user runs it.
 
+mod archive_interop;
+mod archive_safety;
+mod archives;
 mod client_certs;
 mod config;
 mod crash;
@@ -14,6 +17,7 @@ mod plans;
 mod proxies;
 mod quota;
 mod ranges;
+mod readme_air_gaps;
 mod registries;
 mod retries;
 mod schemas;

@@ -2,6 +2,7 @@
 //! concurrent tagging from several processes, reflink on a real XFS loop mount, copies through
 //! the engine, and interoperability with skopeo and umoci.
 
+mod archive;
 mod catalog;
 mod concurrency;
 mod conformance;

@@ -22,6 +22,13 @@ Examples:
   ferry sync registry.example/ oci-dir:/media/usb/export/
   ferry sync oci-dir:/media/usb/export/ airgapped.example:5000/
 
+  # The same through one archive, or through a pipe over ssh with no file at all; the import
+  # writes a receipt, and the next export leaves out what it lists:
+  ferry sync registry.example/team/ oci-archive:team.tar
+  ferry sync oci-archive:team.tar airgapped.example:5000/team/ --receipt team.json
+  ferry sync registry.example/team/ oci-archive:delta.tar --delta-from team.json
+  ferry sync registry.example/team/ oci-archive:- | ssh airgap 'ferry sync oci-archive:- airgapped.example:5000/team/'
+
   # Run the entries of a mirror file, one shard of four (a Kubernetes Indexed Job):
   ferry sync --file mirror.toml --shard \"$JOB_COMPLETION_INDEX/4\"
 
@@ -39,6 +46,10 @@ Sources and destinations:
   HOST[:PORT]/           every repository of the registry
   oci:PATH               every tag of one OCI layout
   oci-dir:PATH/          a directory of OCI layouts, one per repository (PATH/REPO)
+  oci-archive:PATH       an OCI archive of many repositories (PATH `-`: stdin or stdout;
+                         .tar.gz/.tar.zst compressed); an archive of one repository also
+                         syncs into one repository
+  docker-archive:PATH    a `docker save` tar, as a source
 
 A tag is compared by digest (HEAD of the source tag, and of the destination tag when the
 destination lists it); an unchanged tag costs nothing more. Every blob is read from the source
@@ -58,20 +69,24 @@ Exit codes:
   0  every selected image is at the destination (and every prune was done)
   1  some images failed, or the sync was stopped; each failure is named with its reason
      (a registry's quota gone for longer than --max-wait fails the images not done)
-  2  bad usage, or a bad mirror file (the error names the entry and the key)
+  2  bad usage, or a bad mirror file (the error names the entry and the key); an archive
+     entry that is unsafe (named)
+  3  a delta archive's base is not at the destination (the blobs and the receipt named)
   4  a registry refused the credentials (the destination's, usually), a proxy asked for them,
-     or a registry asked for a client certificate or refused it";
+     or a registry asked for a client certificate or refused it
+  5  content failed verification (a truncated archive, a blob that fails its digest);
+     nothing corrupt was tagged";
 
 /// `ferry sync`.
 #[derive(Debug, Args, Clone)]
 pub struct SyncArgs {
-    /// Source: `HOST[:PORT]/REPO`, `HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`, `oci:PATH`, or
-    /// `oci-dir:PATH/`. Without SRC and DST, the `[[sync]]` entries of `--file` (or of the
+    /// Source: `HOST[:PORT]/REPO`, `HOST[:PORT]/PREFIX/`, `HOST[:PORT]/`, `oci:PATH`,
+    /// `oci-dir:PATH/`, `oci-archive:PATH` or `docker-archive:PATH`. Without SRC and DST, the `[[sync]]` entries of `--file` (or of the
     /// configuration file) run.
     #[arg(requires = "dst")]
     pub src: Option<String>,
     /// Destination: a repository or layout for one source repository, or
-    /// `HOST[:PORT]/PREFIX/` or `oci-dir:PATH/` for many.
+    /// `HOST[:PORT]/PREFIX/`, `oci-dir:PATH/` or `oci-archive:PATH` for many.
     pub dst: Option<String>,
     /// Run the `[[sync]]` entries of this file (the format of ferry.toml, which may hold the
     /// entries itself); its other tables are laid over the configuration file's.

@@ -34,6 +34,14 @@ pub enum SyncEndpoint {
         /// The directory.
         path: PathBuf,
     },
+    /// `oci-archive:PATH` (or `-`), or `docker-archive:PATH` as a source: a bundle of
+    /// repositories in one tar.
+    Archive {
+        /// Which format.
+        format: crate::archive::ArchiveFormat,
+        /// The file, or `-` for stdin or stdout.
+        path: crate::archive::ArchivePath,
+    },
 }
 
 fn invalid(value: &str, reason: impl Into<String>) -> Error {
@@ -51,7 +59,8 @@ impl SyncEndpoint {
         if text.is_empty() {
             return Err(invalid(
                 text,
-                "empty; write `HOST/REPO`, `HOST/PREFIX/`, `oci:PATH` or `oci-dir:PATH/`",
+                "empty; write `HOST/REPO`, `HOST/PREFIX/`, `oci:PATH`, `oci-dir:PATH/` or \
+                 `oci-archive:PATH`",
             ));
         }
         if let Some(path) = text.strip_prefix("oci-dir:") {
@@ -61,6 +70,17 @@ impl SyncEndpoint {
             return Ok(SyncEndpoint::Dir {
                 path: PathBuf::from(path),
             });
+        }
+        if let Some(parsed) = crate::archive::parse(text) {
+            let (format, path, reference) = parsed?;
+            if reference != crate::archive::ArchiveRef::default() {
+                return Err(invalid(
+                    text,
+                    "`ferry sync` takes every image of an archive; write the archive alone \
+                     and choose tags with `--tags` (or use `ferry cp` for one image)",
+                ));
+            }
+            return Ok(SyncEndpoint::Archive { format, path });
         }
         if text.starts_with("oci:") {
             return match crate::endpoint::Endpoint::parse(text)? {
@@ -73,7 +93,8 @@ impl SyncEndpoint {
                     "`ferry sync` takes every tag of a layout; write `oci:PATH` and choose tags \
                      with `--tags`",
                 )),
-                crate::endpoint::Endpoint::Registry { .. } => {
+                crate::endpoint::Endpoint::Registry { .. }
+                | crate::endpoint::Endpoint::Archive { .. } => {
                     Err(invalid(text, "write `oci:PATH` for a layout"))
                 }
             };
@@ -132,7 +153,7 @@ impl SyncEndpoint {
     pub fn is_many(&self) -> bool {
         matches!(
             self,
-            SyncEndpoint::Registry { .. } | SyncEndpoint::Dir { .. }
+            SyncEndpoint::Registry { .. } | SyncEndpoint::Dir { .. } | SyncEndpoint::Archive { .. }
         )
     }
 

@@ -12,21 +12,24 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ferry_core::{
-    BlobTransfers, Catalog, CopyOptions, Error, MemoryStore, PlatformFilter, ReadStore, WriteStore,
+    BlobLocations, BlobTransfers, Catalog, CopyOptions, Error, MemoryStore, PlatformFilter,
+    ReadStore, WriteStore,
 };
+use ferry_fs_store::archive::{ArchiveBundle, ArchiveWriter, DeltaBase, Landing, OneStore};
 use ferry_fs_store::{OciDir, OciLayout};
 use ferry_metrics::{EntryLabels, Metrics};
 use ferry_sync::{
-    BackupTemplate, DEFAULT_GRACE, DEFAULT_PRUNE_MAX, FailureKind, Stop, SyncEntry, SyncOptions,
-    SyncSource, TagFilter, TagPatterns,
+    BackupTemplate, DEFAULT_GRACE, DEFAULT_PRUNE_MAX, FailureKind, Outcome, Stop, SyncEntry,
+    SyncOptions, SyncSource, TagFilter, TagPatterns,
 };
 
 pub use args::{SYNC_EXAMPLES, SyncArgs};
 
 use crate::app::App;
+use crate::archive::{ArchiveFormat, ArchivePath, CatalogLanding, Opened};
 use crate::config::{Config, EntryConfig, OneOrMany};
 use crate::exit;
-use crate::options::{CopyArgs, Format, TagFilterArgs};
+use crate::options::{ArchiveArgs, CopyArgs, Format, TagFilterArgs};
 use crate::setup::cache::LocationCache;
 use crate::setup::clients::{Clients, Purpose, Side};
 use crate::signals::RUNNING;
@@ -155,7 +158,7 @@ impl Plan {
             let src = SyncEndpoint::parse(&e.source).with_context(context)?;
             let context = || format!("{}: key `destination`", name_entry(i, e));
             let dst = SyncEndpoint::parse(&e.destination).with_context(context)?;
-            if src.is_many() && !dst.is_many() {
+            if src.is_many() && !dst.is_many() && !matches!(src, SyncEndpoint::Archive { .. }) {
                 return Err(anyhow::Error::new(Error::invalid(
                     "destination",
                     e.destination.clone(),
@@ -167,6 +170,34 @@ impl Plan {
             sources.extend(src.registry().map(str::to_string));
             destinations.extend(dst.registry().map(str::to_string));
             endpoints.push((src, dst));
+        }
+
+        let src_archive = endpoints
+            .iter()
+            .any(|(s, _)| matches!(s, SyncEndpoint::Archive { .. }));
+        let dst_archive = endpoints
+            .iter()
+            .any(|(_, d)| matches!(d, SyncEndpoint::Archive { .. }));
+        crate::archive::check_flags(&args.copy.archive, src_archive, dst_archive)?;
+        let stdin_archives = endpoints
+            .iter()
+            .filter(|(s, _)| {
+                matches!(
+                    s,
+                    SyncEndpoint::Archive {
+                        path: ArchivePath::Stdio,
+                        ..
+                    }
+                )
+            })
+            .count();
+        if stdin_archives > 1 || (stdin_archives == 1 && args.copy.registry.password_stdin) {
+            bail!(Error::invalid(
+                "source",
+                "oci-archive:-",
+                "standard input can be read once: by one archive source, and not by \
+                 `--password-stdin` too"
+            ));
         }
 
         // Every entry is checked before any store is opened (or created).
@@ -259,6 +290,27 @@ impl Session {
         let args = &plan.args;
         let dry_run = args.copy.dry_run;
         let clients = self.clients(plan)?;
+        let dst_archive = plan
+            .endpoints
+            .iter()
+            .any(|(_, d)| matches!(d, SyncEndpoint::Archive { .. }));
+        let manifest_limit = args
+            .copy
+            .manifest_limit
+            .unwrap_or(ferry_core::model::DEFAULT_MANIFEST_LIMIT);
+        let mut archives = Archives {
+            args: &args.copy.archive,
+            manifest_limit,
+            base: if dst_archive {
+                crate::archive::delta_base(&args.copy.archive, manifest_limit).await?
+            } else {
+                None
+            },
+            writers: Vec::new(),
+            read: Vec::new(),
+            locations: self.cache.locations(),
+            dry_run,
+        };
         let mut sync_entries = Vec::with_capacity(plan.entries.len());
         for (i, ((e, (src, dst)), prepared)) in plan
             .entries
@@ -267,7 +319,7 @@ impl Session {
             .zip(plan.prepared.iter().cloned())
             .enumerate()
         {
-            let source = open_endpoints(src, dst, &clients, dry_run)
+            let source = open_endpoints(i, src, dst, &clients, dry_run, &mut archives)
                 .await
                 .with_context(|| match &args.file {
                     Some(f) => format!(
@@ -331,8 +383,9 @@ impl Session {
         }
         printer.finish();
         self.cache.flush();
+        archives.finish(&report, args.copy.recursive).await?;
         match args.copy.format {
-            Format::Text => println!("{}", output::summary(&report)),
+            Format::Text => crate::output::result_line(&output::summary(&report)),
             Format::Json => {
                 let mut registries = BTreeMap::new();
                 for client in clients.all() {
@@ -350,7 +403,7 @@ impl Session {
                         serde_json::from_str(&document).context("the JSON report")?;
                     println!("{value}");
                 } else {
-                    println!("{document}");
+                    crate::output::result_line(&document);
                 }
             }
         }
@@ -359,8 +412,9 @@ impl Session {
     }
 }
 
-/// 0 when everything is at the destination; 4 when a registry refused the credentials; 1
-/// for any other failure or a stopped sync.
+/// 0 when everything is at the destination; 4 when a registry refused the credentials; 5
+/// when content failed verification (and nothing else failed); 1 for any other failure or a
+/// stopped sync.
 fn exit_code(report: &ferry_sync::SyncReport) -> u8 {
     if report.complete() {
         return 0;
@@ -371,7 +425,18 @@ fn exit_code(report: &ferry_sync::SyncReport) -> u8 {
             Some(FailureKind::Unauthenticated | FailureKind::PermissionDenied)
         )
     });
-    if refused { exit::AUTH } else { exit::FAILED }
+    let integrity = !report.interrupted
+        && report.failures().next().is_some()
+        && report
+            .failures()
+            .all(|f| f.failure == Some(FailureKind::Integrity));
+    if refused {
+        exit::AUTH
+    } else if integrity {
+        exit::INTEGRITY
+    } else {
+        exit::FAILED
+    }
 }
 
 /// The patterns of `key`, each checked.
@@ -520,23 +585,150 @@ async fn open_dir_for_writing(path: &Path, dry_run: bool) -> Result<Option<OciDi
     Ok(Some(OciDir::open_or_create(path)?))
 }
 
+/// The archives of a run: the writers (one per archive, shared by the entries that write
+/// into it), finished once the sync is complete; the archives read, for the receipt.
+struct Archives<'a> {
+    args: &'a ArchiveArgs,
+    manifest_limit: u64,
+    base: Option<DeltaBase>,
+    writers: Vec<(ArchivePath, ArchiveWriter)>,
+    /// Per entry that reads an archive: the entry, the bundle, where it went.
+    read: Vec<(usize, ArchiveBundle, String)>,
+    locations: Arc<dyn BlobLocations>,
+    dry_run: bool,
+}
+
+impl Archives<'_> {
+    /// The archive written at `path` (opened on first use) for images from `src`.
+    fn writer(&mut self, path: &ArchivePath, src: &SyncEndpoint) -> Result<ArchiveWriter> {
+        if let Some((_, w)) = self.writers.iter().find(|(p, _)| p == path) {
+            return Ok(w.clone());
+        }
+        let name_base = match src {
+            SyncEndpoint::Registry { registry, prefix } => format!("{registry}/{prefix}"),
+            SyncEndpoint::Repository { registry, .. } => format!("{registry}/"),
+            _ => String::new(),
+        };
+        let writer = crate::archive::writer(
+            path,
+            self.args,
+            name_base,
+            self.base.clone(),
+            self.dry_run,
+            self.manifest_limit,
+        )?;
+        self.writers.push((path.clone(), writer.clone()));
+        Ok(writer)
+    }
+
+    /// Reads the archive `src` names: a file now; a stream's blobs landing where `landing`
+    /// says. Checks what a delta expects at the destination, with `expected_at` opening the
+    /// destination store of a repository of the bundle.
+    async fn read<F, Fut>(
+        &mut self,
+        entry: usize,
+        src: &SyncEndpoint,
+        landing: impl FnOnce(String) -> Option<Box<dyn Landing>>,
+        expected_at: F,
+        destination: String,
+    ) -> Result<ArchiveBundle>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Arc<dyn ReadStore>>>>,
+    {
+        let SyncEndpoint::Archive { format, path } = src else {
+            unreachable!("an archive source")
+        };
+        let opened = crate::archive::open_read(*format, path, self.manifest_limit).await?;
+        let landing = match &opened {
+            Opened::Stream { what, .. } if !self.dry_run => landing(what.clone()),
+            _ => None,
+        };
+        let bundle = crate::archive::bundle(
+            opened,
+            landing.as_deref(),
+            self.locations.clone(),
+            self.manifest_limit,
+        )
+        .await?;
+        crate::archive::check_expected(&bundle, expected_at, self.locations.as_ref()).await?;
+        self.read.push((entry, bundle.clone(), destination));
+        Ok(bundle)
+    }
+
+    /// Finishes every archive written when the sync is complete (else each is dropped, and
+    /// nothing is left under its name), and writes the receipt of the archives read.
+    async fn finish(self, report: &ferry_sync::SyncReport, referrers: bool) -> Result<()> {
+        for (path, writer) in &self.writers {
+            if report.complete() {
+                crate::archive::finish(writer).await?;
+            } else if !self.dry_run {
+                crate::output::eprintln_flush(&format!(
+                    "No archive written to `{}`: not every image was copied",
+                    path.shown()
+                ));
+            }
+        }
+        if self.dry_run || self.args.receipt.is_none() {
+            return Ok(());
+        }
+        let mut receipt_of: Option<(ArchiveBundle, String, Vec<_>)> = None;
+        for (entry, bundle, destination) in &self.read {
+            let images: Vec<(String, String, ferry_core::Digest)> = report
+                .images
+                .iter()
+                .filter(|i| i.entry == *entry)
+                .filter(|i| matches!(i.outcome, Outcome::Synced | Outcome::Unchanged))
+                .filter_map(|i| Some((i.repository.clone(), i.tag.clone()?, i.digest.clone()?)))
+                .collect();
+            match &mut receipt_of {
+                None => receipt_of = Some((bundle.clone(), destination.clone(), images)),
+                Some((_, _, all)) => all.extend(images),
+            }
+        }
+        if let Some((bundle, destination, images)) = receipt_of {
+            crate::archive::write_receipt(self.args, &bundle, &images, &destination, referrers)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A destination catalog's store of `name`, to check what a delta expects there.
+async fn catalog_store(
+    catalog: Arc<dyn Catalog>,
+    name: String,
+) -> Result<Option<Arc<dyn ReadStore>>> {
+    Ok(catalog
+        .open_write(&name, false)
+        .await?
+        .map(|s| s as Arc<dyn ReadStore>))
+}
+
 /// Maps a source and destination onto stores and catalogs.
 async fn open_endpoints(
+    entry: usize,
     src: SyncEndpoint,
     dst: SyncEndpoint,
     clients: &Clients,
     dry_run: bool,
+    archives: &mut Archives<'_>,
 ) -> Result<SyncSource> {
+    if matches!(
+        dst,
+        SyncEndpoint::Archive {
+            format: ArchiveFormat::Docker,
+            ..
+        }
+    ) {
+        bail!(Error::invalid(
+            "destination",
+            "docker-archive:",
+            "ferry writes OCI archives, which `docker load` reads too: write `oci-archive:PATH`"
+        ));
+    }
     // Many repositories into many.
-    if src.is_many() {
-        let (source, source_prefix): (Arc<dyn Catalog>, String) = match &src {
-            SyncEndpoint::Registry { registry, prefix } => (
-                clients.client(Side::From, registry).catalog(registry)?,
-                prefix.clone(),
-            ),
-            SyncEndpoint::Dir { path } => (Arc::new(OciDir::open(path)?), String::new()),
-            _ => unreachable!("checked: many"),
-        };
+    if src.is_many() && dst.is_many() {
         let (destination, destination_prefix): (Arc<dyn Catalog>, String) = match &dst {
             SyncEndpoint::Registry { registry, prefix } => (
                 clients.client(Side::To, registry).catalog(registry)?,
@@ -549,7 +741,32 @@ async fn open_endpoints(
                     String::new(),
                 ),
             },
+            SyncEndpoint::Archive { path, .. } => {
+                (Arc::new(archives.writer(path, &src)?), String::new())
+            }
             _ => unreachable!("checked by the caller: many into many"),
+        };
+        let (source, source_prefix): (Arc<dyn Catalog>, String) = match &src {
+            SyncEndpoint::Registry { registry, prefix } => (
+                clients.client(Side::From, registry).catalog(registry)?,
+                prefix.clone(),
+            ),
+            SyncEndpoint::Dir { path } => (Arc::new(OciDir::open(path)?), String::new()),
+            SyncEndpoint::Archive { .. } => {
+                let (catalog, prefix) = (destination.clone(), destination_prefix.clone());
+                let landing = move |what: String| -> Option<Box<dyn Landing>> {
+                    Some(Box::new(CatalogLanding::new(catalog, prefix, what)))
+                };
+                let (catalog, prefix) = (destination.clone(), destination_prefix.clone());
+                let expected_at =
+                    move |repo: String| catalog_store(catalog.clone(), format!("{prefix}{repo}"));
+                let shown = destination.store_info(destination_prefix.trim_end_matches('/'));
+                let bundle = archives
+                    .read(entry, &src, landing, expected_at, shown.to_string())
+                    .await?;
+                (Arc::new(bundle), String::new())
+            }
+            _ => unreachable!("checked: many"),
         };
         return Ok(SyncSource::Catalog {
             source,
@@ -558,8 +775,46 @@ async fn open_endpoints(
             destination_prefix,
         });
     }
-    // One repository (or layout) into one.
-    let (name, source): (String, Arc<dyn ReadStore>) = match &src {
+    // One repository (or layout, or an archive of one) into one; a stream lands in the
+    // destination, which is opened first.
+    let destination_of = |name: &str, archives: &mut Archives<'_>| {
+        let name = name.to_string();
+        let dst = dst.clone();
+        let src = src.clone();
+        let writer = match &dst {
+            SyncEndpoint::Archive { path, .. } => Some(archives.writer(path, &src)),
+            _ => None,
+        };
+        async move {
+            let store: Arc<dyn WriteStore> = match &dst {
+                SyncEndpoint::Repository {
+                    registry,
+                    repository,
+                } => clients
+                    .client(Side::To, registry)
+                    .registry(registry)?
+                    .repository(repository)?,
+                SyncEndpoint::Registry { registry, prefix } => clients
+                    .client(Side::To, registry)
+                    .registry(registry)?
+                    .repository(&format!("{prefix}{name}"))?,
+                SyncEndpoint::Layout { path } => open_layout_for_writing(path, dry_run).await?,
+                SyncEndpoint::Dir { path } => match open_dir_for_writing(path, dry_run).await? {
+                    Some(dir) => match dir.open_write(&name, !dry_run).await? {
+                        Some(store) => store,
+                        None => Arc::new(MemoryStore::new(name.clone())),
+                    },
+                    None => Arc::new(MemoryStore::new(name.clone())),
+                },
+                SyncEndpoint::Archive { .. } => {
+                    writer.expect("an archive writer")?.repository(&name)?
+                }
+            };
+            Ok::<_, anyhow::Error>(store)
+        }
+    };
+    let (name, source, destination): (String, Arc<dyn ReadStore>, Arc<dyn WriteStore>) = match &src
+    {
         SyncEndpoint::Repository {
             registry,
             repository,
@@ -569,30 +824,46 @@ async fn open_endpoints(
                 .client(Side::From, registry)
                 .registry(registry)?
                 .repository(repository)?,
+            destination_of(repository, archives).await?,
         ),
-        SyncEndpoint::Layout { path } => (layout_name(path)?, Arc::new(OciLayout::open(path)?)),
+        SyncEndpoint::Layout { path } => {
+            let name = layout_name(path)?;
+            let destination = destination_of(&name, archives).await?;
+            (name, Arc::new(OciLayout::open(path)?), destination)
+        }
+        SyncEndpoint::Archive { path, .. } => {
+            // The archive's one repository, into one store.
+            let destination = destination_of(&path.stem(), archives).await?;
+            let landing_store = destination.clone();
+            let landing = move |_what: String| -> Option<Box<dyn Landing>> {
+                Some(Box::new(OneStore(landing_store)))
+            };
+            let checked = destination.clone();
+            let expected_at = move |_repo: String| {
+                let store: Arc<dyn ReadStore> = checked.clone();
+                async move { Ok(Some(store)) }
+            };
+            let shown = destination.to_string();
+            let bundle = archives
+                .read(entry, &src, landing, expected_at, shown)
+                .await?;
+            let repositories = bundle.repositories();
+            let [name] = repositories.as_slice() else {
+                bail!(Error::invalid(
+                    "destination",
+                    destination.to_string(),
+                    format!(
+                        "the archive holds {} repositories ({}), so the destination must \
+                             hold many too: end it with `/` (`HOST[:PORT]/PREFIX/`) or write \
+                             `oci-dir:PATH/`",
+                        repositories.len(),
+                        repositories.join(", ")
+                    )
+                ));
+            };
+            (name.clone(), bundle.repository(name), destination)
+        }
         _ => unreachable!("one"),
-    };
-    let destination: Arc<dyn WriteStore> = match &dst {
-        SyncEndpoint::Repository {
-            registry,
-            repository,
-        } => clients
-            .client(Side::To, registry)
-            .registry(registry)?
-            .repository(repository)?,
-        SyncEndpoint::Registry { registry, prefix } => clients
-            .client(Side::To, registry)
-            .registry(registry)?
-            .repository(&format!("{prefix}{name}"))?,
-        SyncEndpoint::Layout { path } => open_layout_for_writing(path, dry_run).await?,
-        SyncEndpoint::Dir { path } => match open_dir_for_writing(path, dry_run).await? {
-            Some(dir) => match dir.open_write(&name, !dry_run).await? {
-                Some(store) => store,
-                None => Arc::new(MemoryStore::new(name.clone())),
-            },
-            None => Arc::new(MemoryStore::new(name.clone())),
-        },
     };
     Ok(SyncSource::Store {
         name,

@@ -2,7 +2,6 @@
 //! terminal, or one JSON document.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -250,7 +249,5 @@ impl Printer {
 }
 
 fn println_flush(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    crate::output::result_line(line);
 }
