@@ -4,7 +4,9 @@
 
 mod floor;
 mod generate;
+mod faults;
 mod measure;
+mod peers;
 mod proxy;
 mod report;
 mod runner;
@@ -102,6 +104,9 @@ enum Sub {
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
+    /// Copies through a failing destination, by ferry, crane, regctl and oras: see
+    /// `ferry-bench faults --help`.
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> Result<()> {
@@ -113,6 +118,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Some(Sub::Sync(args)) = cli.command {
         return sync::main(args);
+    }
+    if let Some(Sub::Faults(args)) = cli.command {
+        return faults::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,
