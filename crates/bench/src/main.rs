@@ -4,9 +4,11 @@
 
 mod archive;
 mod everyday;
+mod faults;
 mod floor;
 mod generate;
 mod measure;
+mod peers;
 mod proxied;
 mod proxy;
 mod report;
@@ -128,6 +130,9 @@ enum Sub {
     /// The sync corpus through OCI archives, ferry beside skopeo and regctl: see
     /// `ferry-bench archive --help`.
     Archive(archive::ArchiveArgs),
+    /// Copies through a failing destination, by ferry, crane, regctl and oras: see
+    /// `ferry-bench faults --help`.
+    Faults(faults::FaultsArgs),
 }
 
 fn main() -> Result<()> {
@@ -151,6 +156,9 @@ fn main() -> Result<()> {
     }
     if let Some(Sub::Archive(args)) = cli.command {
         return archive::main(args);
+    }
+    if let Some(Sub::Faults(args)) = cli.command {
+        return faults::main(args);
     }
     if let Some(Sub::SyncFloor {
         src,

@@ -1,6 +1,8 @@
-//! `ferry-bench sync`: `ferry sync` side by side with `skopeo sync --all --preserve-digests`
-//! (its blob-info cache warm, as on a host that syncs hourly), on real registries behind the
-//! harness's counting proxies, on loopback and 10 ms per request.
+//! `ferry-bench sync`: `ferry sync` side by side with the sync tools among its peers,
+//! `ocync sync` and `regsync once`, and with `skopeo sync --all --preserve-digests` (its
+//! blob-info cache warm, as on a host that syncs hourly), on real registries behind the
+//! harness's counting proxies, on loopback and 10 ms per request. crane, regctl and oras copy
+//! one image at a time and have no sync; they are not in these tables.
 //!
 //! The corpus: 12 repositories × 6 tags; every image has 2 base layers (16 MiB) all images
 //! share, 2 layers (8 MiB) the tags of its repository share, and 1 layer (1 MiB) of its own.
@@ -8,30 +10,33 @@
 //! one tag moved, the cold sync at 10 ms per request, an export into a directory of layouts
 //! (`oci-dir:`, skopeo `--dest dir`), and one repository of 1,000 tags for peak memory.
 //!
-//! The results go into their own section of the report file, between markers, so the copy
-//! scenarios' section is left as it is.
+//! The headline of each scenario is the fastest peer's median wall time over ferry's (above 1:
+//! ferry is faster). The results go into their own section of the report file, between
+//! markers, so the copy scenarios' section is left as it is.
+
+mod report;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use bytes::Bytes;
 use clap::Args;
 use ferry_test_support::fixtures::{layer_blob, push};
 use ferry_test_support::{Content, Image, ImageBuilder};
 
 use crate::measure::{self, Usage};
+use crate::peers::Peers;
 use crate::proxy::{Exchange, ProxiedRegistry};
-use crate::runner::{Programs, skopeo_with_cache};
+use crate::runner::Programs;
 use crate::scenario::{Network, human};
-
-/// Markers around the sync section of the report file.
-const BEGIN: &str = "<!-- ferry-bench sync: begin -->";
-const END: &str = "<!-- ferry-bench sync: end -->";
+pub(crate) use report::write_section;
+use report::{BEGIN, END, checks, headline, markdown, rows};
+pub(crate) use report::{median, write_section as write_marked_section};
+use tools::Dest;
 
 /// `ferry-bench sync`.
 #[derive(Debug, Args)]
@@ -54,6 +59,10 @@ pub struct SyncArgs {
     /// Working directory [default: a temporary directory].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// The directory of the peer tools (`ocync`, `regsync`); one that is absent is skipped
+    /// with a note [default: `shared/peers/bin` beside the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub peers: Option<PathBuf>,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -63,6 +72,8 @@ pub struct SyncArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Tool {
     Ferry,
+    Ocync,
+    Regsync,
     Skopeo,
     /// The least an incremental sync can ask (`ferry-bench sync-floor`), for
     /// `sync-unchanged`: what the registries cost.
@@ -73,6 +84,8 @@ impl std::fmt::Display for Tool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Tool::Ferry => "ferry sync",
+            Tool::Ocync => "ocync sync",
+            Tool::Regsync => "regsync once",
             Tool::Skopeo => "skopeo sync",
             Tool::Floor => "floor",
         })
@@ -94,9 +107,20 @@ enum Kind {
     ManyTags,
 }
 
+impl Tool {
+    /// The peers whose fastest run is the headline's yardstick.
+    const PEERS: [Tool; 3] = [Tool::Ocync, Tool::Regsync, Tool::Skopeo];
+    /// The sync tools whose requests ferry's are held to.
+    const SYNC_PEERS: [Tool; 2] = [Tool::Ocync, Tool::Regsync];
+}
+
 /// A goal of ferry's.
 #[derive(Debug, Clone, Copy)]
 enum Target {
+    /// The fastest peer's median wall / ferry's ≥ this.
+    PeerWall(f64),
+    /// ferry's requests ≤ the fewest of ocync's and regsync's.
+    PeerRequests,
     /// skopeo's median wall / ferry's ≥ this.
     WallRatio(f64),
     /// ferry's requests ≤ this share of skopeo's.
@@ -116,6 +140,10 @@ enum Target {
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Target::PeerWall(r) => write!(f, "wall fastest peer/ferry ≥ {r}×"),
+            Target::PeerRequests => {
+                f.write_str("ferry requests ≤ the fewest of ocync's and regsync's")
+            }
             Target::WallRatio(r) => write!(f, "wall skopeo/ferry ≥ {r}×"),
             Target::RequestShare(s) => write!(f, "ferry requests ≤ {:.0}% of skopeo's", s * 100.0),
             Target::UploadsUnique => f.write_str("bytes uploaded = the corpus's unique bytes"),
@@ -152,23 +180,43 @@ fn scenarios() -> Vec<Scenario> {
             "sync-cold",
             Kind::Cold,
             false,
-            &[WallRatio(3.0), UploadsUnique, RequestShare(0.4)],
+            &[
+                PeerWall(1.0),
+                WallRatio(3.0),
+                UploadsUnique,
+                RequestShare(0.4),
+            ],
         ),
         s(
             "sync-unchanged",
             Kind::Unchanged,
             false,
-            &[WallRatio(10.0), UnchangedBound],
+            &[PeerWall(1.5), PeerRequests, WallRatio(10.0), UnchangedBound],
         ),
-        s("sync-one-tag", Kind::OneTag, false, &[OnlyNewBlobs]),
+        s(
+            "sync-one-tag",
+            Kind::OneTag,
+            false,
+            &[PeerWall(1.0), OnlyNewBlobs],
+        ),
         s(
             "sync-cold-distant",
             Kind::Cold,
             true,
-            &[WallRatio(4.0), UploadsUnique],
+            &[PeerWall(2.5), WallRatio(4.0), UploadsUnique],
         ),
-        s("sync-oci-dir", Kind::OciDir, false, &[DiskUnique]),
-        s("sync-1000-tags", Kind::ManyTags, false, &[MaxRss(64 << 20)]),
+        s(
+            "sync-oci-dir",
+            Kind::OciDir,
+            false,
+            &[PeerWall(1.0), DiskUnique],
+        ),
+        s(
+            "sync-1000-tags",
+            Kind::ManyTags,
+            false,
+            &[PeerWall(1.0), MaxRss(64 << 20)],
+        ),
     ]
 }
 
@@ -309,6 +357,8 @@ struct Sample {
 struct ToolRuns {
     samples: Vec<Sample>,
     error: Option<String>,
+    /// Why the tool did not run in this scenario (absent, or unable to do the work).
+    skipped: Option<String>,
 }
 
 struct ScenarioResult {
@@ -327,6 +377,12 @@ struct Bench {
     work: PathBuf,
     logs: PathBuf,
     programs: Programs,
+    /// `ocync`, when found.
+    ocync: Option<PathBuf>,
+    /// `regsync`, when found.
+    regsync: Option<PathBuf>,
+    /// Where the peers were looked for, for the notes.
+    peers_dir: String,
     reps: usize,
     sizes: Sizes,
     serial: u64,
@@ -354,9 +410,18 @@ pub fn main(args: SyncArgs) -> Result<()> {
         }
         out
     };
-    let programs = crate::programs(args.ferry.clone(), None)?;
-    let (_temp, work, logs, meta) =
+    let programs = crate::programs(args.ferry.clone(), args.peers.clone())?;
+    let (_temp, work, logs, mut meta) =
         crate::workspace(args.work_dir.as_deref(), "ferry-bench-sync-", &programs)?;
+    let peers = Peers::new(args.peers.clone());
+    let ocync = peers.find("ocync");
+    let regsync = peers.find("regsync");
+    meta.extend(ocync.as_deref().map(|p| Peers::version_line("ocync", p)));
+    meta.extend(
+        regsync
+            .as_deref()
+            .map(|p| Peers::version_line("regsync", p)),
+    );
     for line in &meta {
         println!("{line}");
     }
@@ -368,6 +433,9 @@ pub fn main(args: SyncArgs) -> Result<()> {
         work,
         logs,
         programs,
+        ocync,
+        regsync,
+        peers_dir: peers.dir().display().to_string(),
         reps: usize::from(args.reps),
         sizes: if args.quick {
             Sizes::quick()
@@ -381,6 +449,7 @@ pub fn main(args: SyncArgs) -> Result<()> {
     for scenario in &chosen {
         let result = bench.run(scenario)?;
         print!("{}", rows(&result));
+        println!("  {}", headline(&result));
         for (target, measured, met) in checks(&result) {
             let met = match met {
                 Some(true) => "met",
@@ -392,6 +461,8 @@ pub fn main(args: SyncArgs) -> Result<()> {
         results.push(result);
         write_section(
             &args.out,
+            BEGIN,
+            END,
             &markdown(&results, &meta, args.quick, started.elapsed()),
         )?;
     }
@@ -474,12 +545,37 @@ impl Bench {
         eprintln!("pushing {} images to the source", corpus.images.len());
         self.push_corpus(&src, &corpus)?;
         let caches = self.work.join("caches").join(scenario.name);
-        let mut tools = vec![Tool::Ferry, Tool::Skopeo];
+        let mut tools = vec![Tool::Ferry];
+        let mut runs: BTreeMap<Tool, ToolRuns> = BTreeMap::new();
+        for (tool, found) in [(Tool::Ocync, &self.ocync), (Tool::Regsync, &self.regsync)] {
+            let skipped = if found.is_none() {
+                Some(format!("not found in `{}`", self.peers_dir))
+            } else if tool == Tool::Ocync && scenario.kind == Kind::OciDir {
+                Some("ocync syncs between registries only".to_string())
+            } else {
+                None
+            };
+            match skipped {
+                Some(why) => {
+                    println!("  {tool}: skipped: {why}");
+                    runs.insert(
+                        tool,
+                        ToolRuns {
+                            skipped: Some(why),
+                            ..ToolRuns::default()
+                        },
+                    );
+                }
+                None => tools.push(tool),
+            }
+        }
+        tools.push(Tool::Skopeo);
         if scenario.kind == Kind::Unchanged {
             tools.push(Tool::Floor);
         }
-        let mut runs: BTreeMap<Tool, ToolRuns> =
-            tools.iter().map(|t| (*t, ToolRuns::default())).collect();
+        for &tool in &tools {
+            runs.insert(tool, ToolRuns::default());
+        }
         // Warm caches: one unmeasured sync per tool into a registry of its own, as the
         // previous hourly run left them; for the incremental scenarios that registry is
         // the one measured.
@@ -609,6 +705,11 @@ impl Bench {
                 (Dest::Registry(fresh.addr()), Some(&fresh))
             }
         };
+        if tool == Tool::Ocync && !matches!(scenario.kind, Kind::Unchanged | Kind::OneTag) {
+            // A cold run starts without ocync's transfer cache; an incremental one keeps it,
+            // as an hourly mirror does.
+            let _ = std::fs::remove_dir_all(tools::ocync_cache(caches));
+        }
         let command = self.command(tool, src, &target, caches, corpus)?;
         src.proxy.take();
         if let Some(d) = dst {
@@ -663,158 +764,6 @@ impl Bench {
             registries_cpu,
         })
     }
-
-    fn command(
-        &self,
-        tool: Tool,
-        src: &ProxiedRegistry,
-        target: &Dest,
-        caches: &Path,
-        corpus: &Corpus,
-    ) -> Result<Command> {
-        let cache = caches.join(tool.to_string().replace(' ', "-"));
-        std::fs::create_dir_all(&cache)?;
-        let p = &self.programs;
-        Ok(match tool {
-            Tool::Ferry => {
-                let to = match target {
-                    Dest::Registry(addr) => format!("{addr}/mirror/"),
-                    Dest::Dir(dir) => format!("oci-dir:{}/", dir.display()),
-                };
-                let mut c = Command::new(&p.ferry);
-                c.args([
-                    "sync",
-                    "--plain-http",
-                    "-q",
-                    &format!("{}/team/", src.addr()),
-                    &to,
-                ]);
-                c.env("XDG_CACHE_HOME", &cache);
-                c
-            }
-            Tool::Skopeo => {
-                // skopeo syncs the repositories a YAML file lists, every tag of each.
-                let mut yaml = format!("{}:\n  tls-verify: false\n  images:\n", src.addr());
-                for repo in corpus.repos() {
-                    let _ = writeln!(yaml, "    team/{repo}: []");
-                }
-                let file = cache.join("sync.yaml");
-                std::fs::write(&file, yaml)?;
-                let mut args: Vec<String> = vec![
-                    "--insecure-policy".into(),
-                    "sync".into(),
-                    "--all".into(),
-                    "--preserve-digests".into(),
-                    "--src".into(),
-                    "yaml".into(),
-                ];
-                match target {
-                    Dest::Registry(addr) => {
-                        args.extend([
-                            "--dest".into(),
-                            "docker".into(),
-                            "--dest-tls-verify=false".into(),
-                            file.display().to_string(),
-                            format!("{addr}/mirror"),
-                        ]);
-                    }
-                    Dest::Dir(dir) => {
-                        args.extend([
-                            "--dest".into(),
-                            "dir".into(),
-                            file.display().to_string(),
-                            dir.display().to_string(),
-                        ]);
-                    }
-                }
-                skopeo_with_cache(&p.skopeo, &cache, &args)
-            }
-            Tool::Floor => {
-                let Dest::Registry(addr) = target else {
-                    bail!("the sync floor compares registries only");
-                };
-                let mut c = Command::new(&p.bench);
-                c.args([
-                    "sync-floor".to_string(),
-                    format!("{}/team/", src.addr()),
-                    format!("{addr}/mirror/"),
-                ]);
-                c
-            }
-        })
-    }
-
-    /// Checks that every image of the corpus is at the destination under its tag.
-    fn check(&self, tool: Tool, target: &Dest, corpus: &Corpus) -> Result<()> {
-        for (repo, tag, image) in &corpus.images {
-            let want = image.manifest.digest().to_string();
-            let found = match target {
-                Dest::Registry(addr) => {
-                    // skopeo places `team/rNN` under `mirror/` as its last component.
-                    let candidates = [format!("mirror/{repo}"), format!("mirror/team/{repo}")];
-                    let mut found = String::new();
-                    for name in candidates {
-                        let url = format!("http://{addr}/v2/{name}/manifests/{tag}");
-                        let answer = self.rt.block_on(ferry_test_support::http(
-                            "HEAD",
-                            &url,
-                            &[("accept", crate::floor::MANIFEST_ACCEPT)],
-                            Bytes::new(),
-                        ))?;
-                        if answer.status == 200 {
-                            found = answer
-                                .header("docker-content-digest")
-                                .unwrap_or_default()
-                                .to_string();
-                            break;
-                        }
-                    }
-                    found
-                }
-                Dest::Dir(dir) => match tool {
-                    Tool::Floor => bail!("the sync floor compares registries only"),
-                    Tool::Ferry => {
-                        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(
-                            dir.join(repo).join("index.json"),
-                        )?)?;
-                        index["manifests"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .find(|m| {
-                                m["annotations"]["org.opencontainers.image.ref.name"]
-                                    == tag.as_str()
-                            })
-                            .and_then(|m| m["digest"].as_str())
-                            .unwrap_or_default()
-                            .to_string()
-                    }
-                    Tool::Skopeo => {
-                        let candidates = [
-                            dir.join(format!("{repo}:{tag}")),
-                            dir.join("team").join(format!("{repo}:{tag}")),
-                        ];
-                        let path = candidates
-                            .iter()
-                            .find(|p| p.exists())
-                            .with_context(|| format!("no `{repo}:{tag}` in {}", dir.display()))?;
-                        let bytes = std::fs::read(path.join("manifest.json"))?;
-                        format!("sha256:{}", hex(&sha256(&bytes)))
-                    }
-                },
-            };
-            if found != want {
-                bail!("`{repo}:{tag}` is `{found}`, not `{want}`");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Where a run writes.
-enum Dest {
-    Registry(String),
-    Dir(PathBuf),
 }
 
 /// CPU time (user + system, every thread) process `pid` has used, from `/proc/PID/stat`, in
@@ -837,15 +786,6 @@ fn process_cpu(pid: u32) -> Duration {
     #[allow(unsafe_code)]
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_nanos(ticks * 1_000_000_000 / hz)
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `du -s -B1`: the bytes the directory takes on disk, hardlinked files counted once.
@@ -880,229 +820,4 @@ fn blob_file_bytes(dir: &Path) -> Result<u64> {
         }
     }
     Ok(inodes.values().sum())
-}
-
-/// Medians of one tool's runs.
-#[derive(Debug, Clone)]
-struct Summary {
-    wall: Duration,
-    cpu: Duration,
-    rss: u64,
-    requests: usize,
-    uploaded: u64,
-    disk: Option<u64>,
-    blob_files: Option<u64>,
-    by_method: BTreeMap<String, usize>,
-    registries_cpu: Duration,
-}
-
-/// The median of `v` (the upper one of an even count).
-pub(crate) fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn summarize(runs: &ToolRuns) -> Option<Summary> {
-    let s = &runs.samples;
-    if s.is_empty() {
-        return None;
-    }
-    let mid = {
-        let mut order: Vec<usize> = (0..s.len()).collect();
-        order.sort_by_key(|&i| s[i].usage.wall);
-        order[order.len() / 2]
-    };
-    Some(Summary {
-        wall: median(s.iter().map(|x| x.usage.wall).collect()),
-        cpu: median(s.iter().map(|x| x.usage.cpu).collect()),
-        rss: s.iter().map(|x| x.usage.max_rss).max().unwrap_or(0),
-        requests: median(s.iter().map(|x| x.requests).collect()),
-        uploaded: median(s.iter().map(|x| x.uploaded).collect()),
-        disk: s.iter().filter_map(|x| x.disk).max(),
-        blob_files: s.iter().filter_map(|x| x.blob_files).max(),
-        by_method: s[mid].by_method.clone(),
-        registries_cpu: median(s.iter().map(|x| x.registries_cpu).collect()),
-    })
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
-}
-
-/// Each target: (target, what was measured, met).
-fn checks(r: &ScenarioResult) -> Vec<(String, String, Option<bool>)> {
-    let ferry = r.runs.get(&Tool::Ferry).and_then(summarize);
-    let skopeo = r.runs.get(&Tool::Skopeo).and_then(summarize);
-    r.scenario
-        .targets
-        .iter()
-        .map(|t| {
-            let (measured, met) = match (t, &ferry, &skopeo) {
-                (Target::WallRatio(x), Some(f), Some(s)) => {
-                    let q = ratio(s.wall, f.wall);
-                    (format!("{q:.1}×"), Some(q >= *x))
-                }
-                (Target::RequestShare(x), Some(f), Some(s)) => {
-                    let q = f.requests as f64 / s.requests.max(1) as f64;
-                    (
-                        format!("{} vs {} ({:.0}%)", f.requests, s.requests, q * 100.0),
-                        Some(q <= *x),
-                    )
-                }
-                (Target::UploadsUnique | Target::OnlyNewBlobs, Some(f), _) => {
-                    let want = r.expected_uploads.unwrap_or(0);
-                    (
-                        format!("{} B uploaded, {} B expected", f.uploaded, want),
-                        Some(f.uploaded == want),
-                    )
-                }
-                (Target::UnchangedBound, Some(f), _) => {
-                    // One catalog page per 1,000 repositories.
-                    let bound = 2 * r.repos + 2 * r.tags + r.repos.div_ceil(1000);
-                    (
-                        format!("{} requests, bound {bound}", f.requests),
-                        Some(f.requests <= bound),
-                    )
-                }
-                (Target::DiskUnique, Some(f), _) => {
-                    let files = f.blob_files.unwrap_or(0);
-                    let disk = f.disk.unwrap_or(0);
-                    (
-                        format!(
-                            "blob files {files} B for {} B unique; `du` {} (filesystem blocks and \
-                             each layout's index files included){}",
-                            r.corpus_bytes,
-                            human(disk),
-                            skopeo
-                                .as_ref()
-                                .and_then(|s| s.disk)
-                                .map(|d| format!("; skopeo `--dest dir`: `du` {}", human(d)))
-                                .unwrap_or_default()
-                        ),
-                        Some(files == r.corpus_bytes),
-                    )
-                }
-                (Target::MaxRss(max), Some(f), _) => (
-                    format!("{:.1} MiB", f.rss as f64 / f64::from(1 << 20)),
-                    Some(f.rss <= *max),
-                ),
-                _ => ("a tool failed".into(), None),
-            };
-            (t.to_string(), measured, met)
-        })
-        .collect()
-}
-
-/// The table rows of one scenario.
-fn rows(r: &ScenarioResult) -> String {
-    let mut out = String::new();
-    for (tool, runs) in &r.runs {
-        let Some(s) = summarize(runs) else {
-            let _ = writeln!(
-                out,
-                "| {} | {tool} | failed: {} | | | | | | | |",
-                r.scenario.name,
-                runs.error.as_deref().unwrap_or("no run").replace('|', "/")
-            );
-            continue;
-        };
-        let methods: Vec<String> = s
-            .by_method
-            .iter()
-            .map(|(m, n)| format!("{m} {n}"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {tool} | {:.3} s | {:.3} s | {:.2} s | {:.1} MiB | {} | {} | {} | {} |",
-            r.scenario.name,
-            s.wall.as_secs_f64(),
-            s.cpu.as_secs_f64(),
-            s.registries_cpu.as_secs_f64(),
-            s.rss as f64 / f64::from(1 << 20),
-            s.requests,
-            methods.join(", "),
-            s.uploaded,
-            s.disk.map(human).unwrap_or_else(|| "—".into()),
-        );
-    }
-    out
-}
-
-const HEADER: &str = "| scenario | tool | wall (median) | CPU (median) | registries' CPU (median) | peak RSS | requests | by method | bytes uploaded | disk |\n|---|---|---|---|---|---|---|---|---|---|\n";
-
-fn markdown(results: &[ScenarioResult], meta: &[String], quick: bool, took: Duration) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "## Sync: `ferry sync` and `skopeo sync`\n");
-    let _ = writeln!(
-        md,
-        "Written by `{}` in {:.0} s. Each tool syncs \
-         the same corpus from a source registry (docker-registry 2.8 behind the harness's \
-         counting proxy) as `ferry sync --plain-http -q SRC/team/ DST/mirror/` and \
-         `skopeo sync --all --preserve-digests --src yaml --dest docker` with every repository \
-         listed (skopeo has no catalog mode); skopeo's blob-info cache and ferry's location \
-         cache are warm from an unmeasured sync of their own. Requests are every request \
-         through the proxies of both registries; bytes uploaded are request bodies to \
-         `/blobs/uploads/`.\n",
-        crate::command_line(),
-        took.as_secs_f64()
-    );
-    if quick {
-        let _ = writeln!(
-            md,
-            "A `--quick` run: 4 repositories × 3 tags of 1/16 the sizes and 100 tags instead \
-             of 1,000, to check the harness, not to compare tools.\n"
-        );
-    }
-    for line in meta {
-        let _ = writeln!(md, "- {line}");
-    }
-    let _ = writeln!(md);
-    for r in results {
-        let _ = writeln!(
-            md,
-            "### {}\n\n{}; unique blob bytes {} ({} with manifests).\n",
-            r.scenario.name, r.description, r.corpus_blobs, r.corpus_bytes
-        );
-        md.push_str(HEADER);
-        md.push_str(&rows(r));
-        let _ = writeln!(md);
-        for (target, measured, met) in checks(r) {
-            let met = match met {
-                Some(true) => "met",
-                Some(false) => "**missed**",
-                None => "not measured",
-            };
-            let _ = writeln!(md, "- {target}: {measured} — {met}");
-        }
-        let _ = writeln!(md);
-    }
-    md
-}
-
-/// Replaces the sync section of `path` (between the markers), or appends it.
-fn write_section(path: &Path, section: &str) -> Result<()> {
-    write_marked_section(path, BEGIN, END, section)
-}
-
-/// Replaces the section of `path` between the markers `begin` and `end`, or appends it.
-pub(crate) fn write_marked_section(
-    path: &Path,
-    begin: &str,
-    end: &str,
-    section: &str,
-) -> Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let block = format!("{begin}\n{section}{end}\n");
-    let new = match (old.find(begin), old.find(end)) {
-        (Some(b), Some(e)) if e > b => {
-            format!(
-                "{}{block}{}",
-                &old[..b],
-                old[e + end.len()..].trim_start_matches('\n')
-            )
-        }
-        _ if old.is_empty() => block,
-        _ => format!("{}\n{block}", old.trim_end_matches('\n').to_string() + "\n"),
-    };
-    std::fs::write(path, new).with_context(|| format!("write `{}`", path.display()))
 }
