@@ -440,8 +440,16 @@ impl Pace {
     /// Counts `n` bytes written.
     fn sent(&mut self, n: usize) {
         if let Some(cap) = self.cap {
+            // A timer that wakes late leaves `next` in the past: that lateness is caught up
+            // (a burst of at most 20 ms of the cap), or every late wake-up would lower the
+            // rate; a connection idle for longer starts afresh.
             let now = tokio::time::Instant::now();
-            self.next = self.next.max(now) + Duration::from_secs_f64(n as f64 / cap as f64);
+            let from = if now > self.next + Duration::from_millis(20) {
+                now
+            } else {
+                self.next
+            };
+            self.next = from + Duration::from_secs_f64(n as f64 / cap as f64);
         }
     }
 }

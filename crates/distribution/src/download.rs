@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_core::{ByteStream, Error, Result, TransportErrorKind};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use http::header::{CONTENT_RANGE, RANGE};
 use http::{Method, StatusCode};
 use url::Url;
@@ -143,25 +143,32 @@ impl Download {
         }
         check_content_range(&self, &first, 0, range.min(size) - 1)?;
         tracing::debug!(what = %self.what, size, range, ranges, "downloading in parallel ranges");
-        let head = self.clone().resuming(first, 0);
+        // Every range, the first one included, is read whole while the next ones are asked
+        // for, `ranges` at once from the start; each is handed on in order as the chunks it
+        // came in (never copied), so at most `ranges` ranges are held.
+        let head = self.clone().collect_range(first, 0, range.min(size) - 1);
         let starts: Vec<u64> = (1..size.div_ceil(range)).map(|i| i * range).collect();
         let this = self.clone();
-        let rest = futures::stream::iter(starts)
-            .map(move |start| {
-                let this = this.clone();
-                async move {
-                    let end = (start + range).min(size) - 1;
-                    this.fetch_range(start, end).await
-                }
-            })
-            .buffered(ranges - 1);
-        // The first range streams while the others are fetched.
-        Ok(Box::pin(head.chain(rest)))
+        let rest = futures::stream::iter(starts).map(move |start| {
+            let this = this.clone();
+            async move {
+                let end = (start + range).min(size) - 1;
+                this.fetch_range(start, end).await
+            }
+        });
+        let parts = futures::stream::iter([head.boxed()])
+            .chain(rest.map(FutureExt::boxed))
+            .buffered(ranges);
+        Ok(Box::pin(
+            parts
+                .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
+                .try_flatten(),
+        ))
     }
 
     /// The bytes `start..=end`, whole, asked for again (from the byte reached) when they
     /// break.
-    async fn fetch_range(&self, start: u64, end: u64) -> Result<Bytes> {
+    async fn fetch_range(&self, start: u64, end: u64) -> Result<Vec<Bytes>> {
         let resp = self.get(Some((start, Some(end)))).await?;
         if resp.status() != StatusCode::PARTIAL_CONTENT {
             // The registry served the first range but not this one: say so rather than read
@@ -178,24 +185,30 @@ impl Download {
             });
         }
         check_content_range(self, &resp, start, end)?;
-        let mut part = self.clone();
+        self.clone().collect_range(resp, start, end).await
+    }
+
+    /// The body of `resp`, the bytes `start..=end`, read whole (resumed where it breaks).
+    async fn collect_range(
+        self,
+        resp: http::Response<ferry_http::ResponseBody>,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Bytes>> {
+        let (store, what) = (self.store.clone(), self.what.clone());
+        let mut part = self;
         part.size = end + 1;
-        let stream = part.resuming(resp, start);
-        let bytes: Vec<Bytes> = stream.try_collect().await?;
-        let len: usize = bytes.iter().map(|b| b.len()).sum();
-        if len as u64 != end - start + 1 {
+        let chunks: Vec<Bytes> = part.resuming(resp, start).try_collect().await?;
+        let len: u64 = chunks.iter().map(|b| b.len() as u64).sum();
+        if len != end - start + 1 {
             return Err(Error::Store {
-                store: self.store.clone(),
-                message: format!("GET {} bytes {start}-{end}: {len} bytes came", self.what),
+                store,
+                message: format!("GET {what} bytes {start}-{end}: {len} bytes came"),
                 temporary: true,
                 source: None,
             });
         }
-        let mut out = bytes::BytesMut::with_capacity(len);
-        for b in bytes {
-            out.extend_from_slice(&b);
-        }
-        Ok(out.freeze())
+        Ok(chunks)
     }
 }
 

@@ -12,13 +12,13 @@ use ferry_test_support::{
 
 use crate::support::*;
 
-/// Squid, or `None` with a note when it is not installed.
-fn squid(builder: SquidBuilder) -> Option<Squid> {
-    if !Squid::available() {
-        eprintln!("note: squid is not installed (apt-get install squid); proxy test skipped");
-        return None;
-    }
-    Some(builder.start().unwrap())
+/// Squid, started (it must be installed).
+fn squid(builder: SquidBuilder) -> Squid {
+    assert!(
+        Squid::available(),
+        "squid is needed for the proxy tests: `apt-get install squid` (scripts/test does)"
+    );
+    builder.start().unwrap()
 }
 
 /// A layout at `dir` with one image tagged `v1`; returns its `oci:` reference and digest.
@@ -166,9 +166,7 @@ fn cp_and_sync_through(
 
 #[test]
 fn cp_and_sync_go_through_the_proxy_in_absolute_form_and_through_connect() {
-    let Some(proxy) = squid(Squid::builder()) else {
-        return;
-    };
+    let proxy = squid(Squid::builder());
     let r = registries();
     let (plain, secure) = cp_and_sync_through(&r, &proxy, &proxy.url(), 11);
     assert_all_passed(&plain);
@@ -178,9 +176,7 @@ fn cp_and_sync_go_through_the_proxy_in_absolute_form_and_through_connect() {
 
 #[test]
 fn proxy_credentials_from_the_url_are_sent_and_never_shown() {
-    let Some(proxy) = squid(Squid::builder().user("alice", "s3cr3t-pw")) else {
-        return;
-    };
+    let proxy = squid(Squid::builder().user("alice", "s3cr3t-pw"));
     let r = registries();
     let url = proxy.url_with("alice", "s3cr3t-pw");
     let (plain, secure) = cp_and_sync_through(&r, &proxy, &url, 12);
@@ -251,9 +247,7 @@ fn proxy_credentials_from_the_url_are_sent_and_never_shown() {
 
 #[test]
 fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
-    let Some(proxy) = squid(Squid::builder().deny("denied.test")) else {
-        return;
-    };
+    let proxy = squid(Squid::builder().deny("denied.test"));
     let r = registries();
     let work = tempfile::tempdir().unwrap();
     let (src, _) = layout(&work.path().join("src"), 14);
@@ -318,9 +312,7 @@ fn an_unreachable_proxy_and_a_refused_connect_read_as_one_sentence() {
 
 #[test]
 fn no_proxy_and_the_loopback_go_direct_and_a_registry_table_overrides_the_environment() {
-    let Some(proxy) = squid(Squid::builder()) else {
-        return;
-    };
+    let proxy = squid(Squid::builder());
     let r = registries();
     let work = tempfile::tempdir().unwrap();
     let (src, _) = layout(&work.path().join("src"), 15);
@@ -409,9 +401,7 @@ fn no_proxy_and_the_loopback_go_direct_and_a_registry_table_overrides_the_enviro
 /// named `other.test`, is reached through the proxy, and the mount is a server-side copy.
 #[test]
 fn the_s3_client_of_a_storage_root_goes_through_the_proxy_too() {
-    let Some(proxy) = squid(Squid::builder()) else {
-        return;
-    };
+    let proxy = squid(Squid::builder());
     let seaweed = ferry_test_support::SeaweedFs::start().unwrap();
     seaweed.create_bucket("shared").unwrap();
     let registry = |prefix: &str| {

@@ -10,13 +10,13 @@ use ferry_http::{
 };
 use ferry_test_support::{Registry, Squid, TestCa, free_port};
 
-/// Squid, or `None` with a note when it is not installed.
-fn squid(builder: ferry_test_support::SquidBuilder) -> Option<Squid> {
-    if !Squid::available() {
-        eprintln!("note: squid is not installed (apt-get install squid); proxy test skipped");
-        return None;
-    }
-    Some(builder.start().unwrap())
+/// Squid, started (it must be installed).
+fn squid(builder: ferry_test_support::SquidBuilder) -> Squid {
+    assert!(
+        Squid::available(),
+        "squid is needed for the proxy tests: `apt-get install squid` (scripts/test does)"
+    );
+    builder.start().unwrap()
 }
 
 /// A TLS registry with a certificate for `name`, and the policy that trusts it.
@@ -57,9 +57,7 @@ async fn get(client: &HttpClient, url: &str) -> Result<http::StatusCode, ferry_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_goes_in_absolute_form_and_https_through_connect() {
-    let Some(proxy) = squid(Squid::builder()) else {
-        return;
-    };
+    let proxy = squid(Squid::builder());
     let plain = Registry::builder().start().unwrap();
     let (secure, tls) = secure_registry("registry.test");
 
@@ -100,9 +98,7 @@ async fn plain_http_goes_in_absolute_form_and_https_through_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_credentials_come_from_the_url_and_their_absence_reads_as_one_sentence() {
-    let Some(proxy) = squid(Squid::builder().user("alice", "s3cret")) else {
-        return;
-    };
+    let proxy = squid(Squid::builder().user("alice", "s3cret"));
     let plain = Registry::builder().start().unwrap();
     let (secure, tls) = secure_registry("registry.test");
     let (p, s) = (
@@ -160,9 +156,7 @@ async fn proxy_credentials_come_from_the_url_and_their_absence_reads_as_one_sent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_proxy_and_a_refused_connect_name_the_proxy_and_the_target() {
-    let Some(proxy) = squid(Squid::builder().deny("denied.test")) else {
-        return;
-    };
+    let proxy = squid(Squid::builder().deny("denied.test"));
     let (secure, tls) = secure_registry("denied.test");
     let target = secure.addr_as("denied.test");
 
@@ -204,9 +198,7 @@ async fn an_unreachable_proxy_and_a_refused_connect_name_the_proxy_and_the_targe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_proxy_and_the_loopback_go_direct() {
-    let Some(proxy) = squid(Squid::builder()) else {
-        return;
-    };
+    let proxy = squid(Squid::builder());
     let plain = Registry::builder().start().unwrap();
     let env = |name: &str| match name {
         "HTTP_PROXY" => Some(proxy.url()),
@@ -259,9 +251,7 @@ async fn no_proxy_and_the_loopback_go_direct() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_proxy_is_spoken_to_in_tls_and_tunnels_https_inside_it() {
     let ca = TestCa::new().unwrap();
-    let Some(proxy) = squid(Squid::builder().tls(ca.issue(&["127.0.0.1"]).unwrap())) else {
-        return;
-    };
+    let proxy = squid(Squid::builder().tls(ca.issue(&["127.0.0.1"]).unwrap()));
     assert!(proxy.url().starts_with("https://"));
     let secure = Registry::builder()
         .tls_issued_for(&ca, &["registry.test"])

@@ -266,12 +266,9 @@ fn ready_only_while_a_run_finished_within_two_intervals_and_did_not_fail_wholly(
 
 #[tokio::test]
 async fn node_exporter_reads_the_textfile_with_counters_as_counters() {
-    let Some(program) = node_exporter_program() else {
-        eprintln!(
-            "note: node_exporter is not installed (Debian prometheus-node-exporter); skipped"
-        );
-        return;
-    };
+    let program = node_exporter_program().expect(
+        "node_exporter is needed: `apt-get install prometheus-node-exporter` (scripts/test does)",
+    );
     let metrics = Arc::new(Metrics::new("9.9.9", None));
     let src = Arc::new(MemoryStore::new("src"));
     let dst = Arc::new(MemoryStore::new("dst"));
