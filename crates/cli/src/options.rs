@@ -297,7 +297,7 @@ pub struct RegistryArgs {
     /// Blobs at least this large are downloaded in parallel ranges [default: 64 MiB].
     #[arg(long, hide = true, env = "FERRY_RANGE_THRESHOLD", value_name = "BYTES")]
     pub range_threshold: Option<u64>,
-    /// The size of each range of a parallel download [default: 8 MiB].
+    /// The size of each range of a parallel download [default: 4 MiB].
     #[arg(long, hide = true, env = "FERRY_RANGE_SIZE", value_name = "BYTES")]
     pub range_size: Option<u64>,
     /// Ranges of one blob in flight at once [default: 4].
