@@ -63,7 +63,7 @@ pub async fn run(app: &App, args: DigestArgs) -> Result<u8> {
     let purpose = Purpose {
         resolve_with_head: true,
     };
-    let target = crate::setup::open_one(&app.factories, &args.common, &ep, false, purpose).await?;
+    let target = crate::setup::open_one_reader(&app.factories, &args.common, &ep, purpose).await?;
     let mut descriptor = peek_or_resolve(target.store.as_ref(), &target.reference).await?;
     if let Some(filter) = &platform {
         descriptor = ferry_core::select_platform(

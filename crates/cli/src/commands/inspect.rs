@@ -35,6 +35,9 @@ Examples:
   # The whole tree as one JSON document, from a layout:
   ferry inspect --format json oci:./image:v1
 
+  # An image inside an archive file (a bundle's `REPO:TAG`):
+  ferry inspect oci-archive:team.tar:team/app:1.4.2
+
 The tree:
   Index sha256:… MEDIA TYPE, SIZE
   ├── Manifest sha256:… PLATFORM, MEDIA TYPE, SIZE
@@ -83,7 +86,7 @@ pub async fn run(app: &App, args: InspectArgs) -> Result<u8> {
     let ep = Endpoint::parse(&args.reference)?;
     let platform = crate::options::platform(args.platform.as_deref())?;
     let target =
-        crate::setup::open_one(&app.factories, &args.common, &ep, false, Purpose::default())
+        crate::setup::open_one_reader(&app.factories, &args.common, &ep, Purpose::default())
             .await?;
     let store = target.store.as_ref();
     let root = store.resolve(&target.reference).await?;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use ferry_core::{Catalog, Error};
+use ferry_core::{Catalog, Error, ReadStore};
 use ferry_fs_store::OciDir;
+use ferry_sync::TagFilter;
 use futures::TryStreamExt;
 use serde_json::json;
 
@@ -16,7 +17,7 @@ use crate::endpoint::Endpoint;
 use crate::options::{CommonArgs, Format, TagFilterArgs};
 use crate::output::{print_json, print_lines};
 use crate::setup::clients::Purpose;
-use crate::setup::stores::{names_tag_or_digest, open_store};
+use crate::setup::stores::{names_tag_or_digest, open_store, read_archive_file};
 
 /// The examples and exit codes of `ferry ls --help`.
 pub const LS_EXAMPLES: &str = "\
@@ -38,12 +39,18 @@ Examples:
   ferry ls oci:./image
   ferry ls oci-dir:./mirror/
 
+  # The tags of an archive of one repository, or the repositories of a bundle:
+  ferry ls oci-archive:app.tar
+  ferry ls oci-archive:team.tar
+
 What it lists:
   HOST[:PORT]/REPO      the tags of a repository
   oci:PATH              the tags of an OCI layout
   HOST[:PORT]/          the repositories of a registry (GET /v2/_catalog)
   HOST[:PORT]/PREFIX/   the repositories under PREFIX
   oci-dir:PATH/         the layouts of a directory, by their path below it
+  oci-archive:PATH      the tags of its one repository, else the repositories it holds
+                        (an uncompressed file: it is read by its member table)
 
 Output: one name per line in the order the store lists them; `--format json` gives
 {\"target\": ..., \"tags\": [...]} or {\"target\": ..., \"repositories\": [...]}.
@@ -59,7 +66,8 @@ Exit codes:
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// What to list: `HOST[:PORT]/REPO` or `oci:PATH` (tags), `HOST[:PORT]/` or
-    /// `HOST[:PORT]/PREFIX/` (repositories), `oci-dir:PATH/` (layouts).
+    /// `HOST[:PORT]/PREFIX/` (repositories), `oci-dir:PATH/` (layouts), `oci-archive:PATH`
+    /// (the tags of its one repository, or the repositories of a bundle of many).
     pub target: String,
     /// Which tags (as `ferry sync` chooses them).
     #[command(flatten)]
@@ -144,20 +152,21 @@ pub async fn run(app: &App, args: LsArgs) -> Result<u8> {
         Purpose::default(),
     )?;
     let (key, names) = match &listing {
+        Listing::Tags(Endpoint::Archive { format, path, .. }) => {
+            // One repository: its tags; a bundle of many: its repositories.
+            let bundle = read_archive_file(*format, path).await?;
+            match bundle.repositories().as_slice() {
+                [one] => {
+                    let name = format!("{}:{}", format.prefix(), path.shown());
+                    let tags = tags_of(bundle.repository(one).as_ref(), name, &filter).await?;
+                    ("tags", tags)
+                }
+                many => ("repositories", many.to_vec()),
+            }
+        }
         Listing::Tags(ep) => {
             let (store, name) = open_store(ep, &clients, side)?;
-            let Some(lister) = store.capabilities().list_tags else {
-                bail!(Error::NotSupported {
-                    store: name,
-                    operation: "listing tags".into(),
-                });
-            };
-            let tags = lister.list_tags().await?;
-            let tags = match &filter {
-                Some(f) => f.select(&tags).kept,
-                None => tags,
-            };
-            ("tags", tags)
+            ("tags", tags_of(store.as_ref(), name, &filter).await?)
         }
         Listing::Repositories { registry, prefix } => {
             let catalog = clients.client(side, registry).catalog(registry)?;
@@ -183,4 +192,23 @@ pub async fn run(app: &App, args: LsArgs) -> Result<u8> {
 /// Every name of `catalog` under `prefix`, every page.
 async fn list(catalog: Arc<dyn Catalog>, prefix: &str) -> Result<Vec<String>> {
     Ok(catalog.list(prefix).try_collect().await?)
+}
+
+/// Every tag of `store` (named `name` in errors), those `filter` keeps if there is one.
+async fn tags_of(
+    store: &dyn ReadStore,
+    name: String,
+    filter: &Option<TagFilter>,
+) -> Result<Vec<String>> {
+    let Some(lister) = store.capabilities().list_tags else {
+        bail!(Error::NotSupported {
+            store: name,
+            operation: "listing tags".into(),
+        });
+    };
+    let tags = lister.list_tags().await?;
+    Ok(match filter {
+        Some(f) => f.select(&tags).kept,
+        None => tags,
+    })
 }

@@ -53,3 +53,15 @@ pub async fn open_one(
     let (clients, side) = clients_for_one(factories, common, ep.registry(), writes, purpose)?;
     stores::open_target(ep, &clients, side).await
 }
+
+/// Opens what `ep` names to be read, for a command that speaks to its one registry, if any
+/// (see [`stores::open_reader`]): archives too.
+pub async fn open_one_reader(
+    factories: &StrategyFactories,
+    common: &CommonArgs,
+    ep: &crate::endpoint::Endpoint,
+    purpose: Purpose,
+) -> Result<stores::Reader> {
+    let (clients, side) = clients_for_one(factories, common, ep.registry(), false, purpose)?;
+    stores::open_reader(ep, &clients, side).await
+}

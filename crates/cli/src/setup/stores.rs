@@ -8,7 +8,7 @@ use ferry_fs_store::OciLayout;
 use ferry_fs_store::archive::{ArchiveBundle, ArchiveWriter, DeltaBase};
 
 use super::clients::{Clients, Side};
-use crate::archive::{ArchiveFormat, ArchiveRef};
+use crate::archive::{ArchiveFormat, ArchivePath, ArchiveRef, Opened};
 use crate::endpoint::Endpoint;
 use crate::options::ArchiveArgs;
 
@@ -125,6 +125,55 @@ pub async fn open_target(ep: &Endpoint, clients: &Clients, side: Side) -> Result
         named,
         name,
     })
+}
+
+/// A store an endpoint names, opened to be read (inspected, resolved, listed), and the tag or
+/// digest the endpoint names in it.
+pub struct Reader {
+    pub store: Arc<dyn ReadStore>,
+    /// The tag or digest, as in [`Target`]; an archive's only image when none is named.
+    pub reference: String,
+}
+
+/// Opens what `ep` names to be read: what [`open_target`] opens, and an archive file's image.
+pub async fn open_reader(ep: &Endpoint, clients: &Clients, side: Side) -> Result<Reader> {
+    match ep {
+        Endpoint::Archive {
+            format,
+            path,
+            reference,
+        } => {
+            let bundle = read_archive_file(*format, path).await?;
+            let source = archive_source(bundle, reference)?;
+            Ok(Reader {
+                store: source.store,
+                reference: source.reference,
+            })
+        }
+        _ => {
+            let target = open_target(ep, clients, side).await?;
+            Ok(Reader {
+                store: target.store,
+                reference: target.reference,
+            })
+        }
+    }
+}
+
+/// The bundle of an archive file, read by its member table. Standard input and compressed
+/// files are read as streams, whose blobs are not kept, so they are refused, saying so.
+pub async fn read_archive_file(format: ArchiveFormat, path: &ArchivePath) -> Result<ArchiveBundle> {
+    match crate::archive::open_read(format, path, ferry_core::model::DEFAULT_MANIFEST_LIMIT).await?
+    {
+        Opened::Bundle(bundle) => Ok(bundle),
+        Opened::Stream { what, .. } => bail!(Error::invalid(
+            "archive",
+            what,
+            "this command reads an uncompressed archive file by its member table, and standard \
+             input or a compressed file can only be streamed; decompress it first (`zstd -d`, \
+             `gunzip`) or copy the image out of it with `ferry cp`"
+        )),
+    }
 }
 
 /// Whether the user wrote a tag or digest in a registry reference (the parser fills in

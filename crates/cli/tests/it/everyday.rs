@@ -209,6 +209,71 @@ fn ls_lists_the_tags_of_a_layout_and_the_layouts_of_a_directory() {
 }
 
 #[test]
+fn ls_inspect_and_digest_read_archives_and_tag_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (image(7), image(8));
+    write_oci_layout(
+        &dir.path().join("team/app"),
+        &[(Some("v2.0.0"), &a), (Some("v1.0.0"), &b)],
+    )
+    .unwrap();
+    write_oci_layout(&dir.path().join("tool"), &[(Some("latest"), &a)]).unwrap();
+    let app = format!("oci:{}", dir.path().join("team/app").display());
+    // An archive of one repository: `ls` gives its tags.
+    let one = dir.path().join("app.tar");
+    let one_text = format!("oci-archive:{}", one.display());
+    ok(ferry(&[
+        "cp",
+        &format!("{app}:v2.0.0"),
+        &format!("{one_text}:v2.0.0"),
+    ]));
+    let run = ok(ferry(&["ls", &one_text]));
+    assert_eq!(out_lines(&run), ["v2.0.0"]);
+    // A bundle of many: `ls` gives its repositories, `digest` and `inspect` read one image.
+    let bundle = dir.path().join("bundle.tar");
+    let bundle_text = format!("oci-archive:{}", bundle.display());
+    ok(ferry(&[
+        "sync",
+        &format!("oci-dir:{}/", dir.path().display()),
+        &bundle_text,
+    ]));
+    let run = ok(ferry(&["ls", &bundle_text]));
+    assert_eq!(sorted(out_lines(&run)), ["team/app", "tool"]);
+    let run = ok(ferry(&["ls", "--format", "json", &bundle_text]));
+    assert_eq!(
+        json(&run)["repositories"],
+        serde_json::json!(["team/app", "tool"])
+    );
+    let expected = ok(ferry(&["digest", &format!("{app}:v1.0.0")]));
+    let run = ok(ferry(&[
+        "digest",
+        &format!("{bundle_text}:team/app:v1.0.0"),
+    ]));
+    assert_eq!(out_lines(&run), out_lines(&expected));
+    assert_eq!(out_lines(&run)[0], digest_of(&b.manifest));
+    let run = ok(ferry(&[
+        "inspect",
+        &format!("{bundle_text}:team/app:v1.0.0"),
+    ]));
+    let first = out_lines(&run)[0];
+    assert!(
+        first.starts_with(&format!("Manifest {}", digest_of(&b.manifest))),
+        "{}",
+        run.stdout
+    );
+    // Changing an archive is refused, naming it, and it is left as it was.
+    let before = std::fs::read(&bundle).unwrap();
+    let run = ferry(&["tag", &format!("{bundle_text}:tool:latest"), "again"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        error_line(&run).contains(&format!("oci-archive:{}", bundle.display())),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&bundle).unwrap(), before);
+}
+
+#[test]
 fn digest_is_one_head_and_a_platform_one_get_more() {
     let reg = Registry::start().unwrap();
     let r = reg.addr();
