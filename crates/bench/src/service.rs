@@ -38,7 +38,10 @@ pub struct ServiceArgs {
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     rss: u64,
-    fds: usize,
+    /// Open descriptors other than sockets: files, pipes, the event loop.
+    files: usize,
+    /// Sockets: the connections the client pools keep between runs.
+    sockets: usize,
     cpu: Duration,
     requests: usize,
 }
@@ -123,17 +126,20 @@ pub fn main(args: ServiceArgs) -> Result<()> {
             bail!("run {n} was not idle: {line}");
         }
         let requests = src.proxy.take().exchanges.len() + dst.proxy.take().exchanges.len();
+        let (files, sockets) = fds(pid)?;
         let sample = Sample {
             rss: rss(pid)?,
-            fds: fds(pid)?,
+            files,
+            sockets,
             cpu: cpu(pid)?,
             requests,
         };
         if n == 1 || n % 20 == 0 {
             eprintln!(
-                "run {n:>4}: rss {:>6.1} MiB, fds {:>3}, cpu {:>7.3} s, requests {}",
+                "run {n:>4}: rss {:>6.1} MiB, files {:>3}, sockets {:>3}, cpu {:>7.3} s, requests {}",
                 sample.rss as f64 / f64::from(1 << 20),
-                sample.fds,
+                sample.files,
+                sample.sockets,
                 sample.cpu.as_secs_f64(),
                 sample.requests
             );
@@ -183,14 +189,31 @@ pub fn main(args: ServiceArgs) -> Result<()> {
         }
     );
     println!(
-        "| open file descriptors | {} | {} | the same → {} |",
-        first.fds,
-        last.fds,
-        if last.fds == first.fds {
+        "| open descriptors other than sockets | {} | {} | the same → {} |",
+        first.files,
+        last.files,
+        if last.files == first.files {
             "met"
         } else {
             "MISSED"
         }
+    );
+    // Pooled connections stay open between runs (idle for up to 60 s, longer than the
+    // interval), so their count follows how many requests a run had in flight at once: a
+    // leak would grow past what the first runs reached.
+    let early = samples.iter().take(10).map(|s| s.sockets).max().unwrap_or(0);
+    let late = samples
+        .iter()
+        .rev()
+        .take(10)
+        .map(|s| s.sockets)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "| sockets (pooled connections) | {} (most in the first 10 runs: {early}) | {} (most in the last 10: {late}) | no more than the first runs held → {} |",
+        first.sockets,
+        last.sockets,
+        if late <= early { "met" } else { "MISSED" }
     );
     println!(
         "| CPU per idle run | | median {:.1} ms, mean {:.1} ms | shown |",
@@ -230,9 +253,18 @@ fn rss(pid: u32) -> Result<u64> {
     Ok(kb * 1024)
 }
 
-/// Open file descriptors.
-fn fds(pid: u32) -> Result<usize> {
-    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+/// Open descriptors: those that are not sockets, and sockets.
+fn fds(pid: u32) -> Result<(usize, usize)> {
+    let (mut files, mut sockets) = (0, 0);
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let target = std::fs::read_link(entry?.path()).unwrap_or_default();
+        if target.to_string_lossy().starts_with("socket:") {
+            sockets += 1;
+        } else {
+            files += 1;
+        }
+    }
+    Ok((files, sockets))
 }
 
 /// User and system CPU time so far.
