@@ -104,7 +104,7 @@ struct Bench {
 /// Runs `ferry-bench archive`.
 pub fn main(args: ArchiveArgs) -> Result<()> {
     let programs = crate::programs(args.ferry.clone(), None)?;
-    let regctl = peer(args.peers.as_deref(), "regctl");
+    let regctl = crate::peers::Peers::new(args.peers.clone()).find("regctl");
     let (_temp, work, logs, mut meta) =
         crate::workspace(args.work_dir.as_deref(), "ferry-bench-archive-", &programs)?;
     meta.extend(regctl.iter().map(|r| format!("regctl: {}", version(r))));
@@ -470,21 +470,6 @@ fn add(trip: &mut Trip, usage: Usage) {
     trip.wall += usage.wall;
     trip.cpu += usage.cpu;
     trip.rss = trip.rss.max(usage.max_rss);
-}
-
-/// A peer binary: in `dir`, else `../shared/peers/bin` beside the repository, else `PATH`.
-fn peer(dir: Option<&Path>, name: &str) -> Option<PathBuf> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/bin");
-    let found = dir
-        .map(|d| d.join(name))
-        .into_iter()
-        .chain([shared.join(name)])
-        .find(|p| p.is_file())
-        .or_else(|| crate::which(name));
-    if found.is_none() {
-        eprintln!("note: `{name}` not found; its row is left out");
-    }
-    found
 }
 
 fn version(program: &Path) -> String {

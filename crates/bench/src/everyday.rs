@@ -4,8 +4,8 @@
 //! work, on docker-registry 2.8 on loopback behind the harness's counting proxy: wall time
 //! (median) and requests.
 //!
-//! The peers (crane, regctl, oras) are looked up in `--peers DIR`, else on `PATH`; one that
-//! is missing is left out with a note. The results go into their own section of the report
+//! The peers (crane, regctl, oras) are looked up in `--peers DIR`, else in
+//! `../shared/peers/bin` beside the workspace; one that is missing is left out with a note. The results go into their own section of the report
 //! file, between markers.
 
 use std::collections::BTreeMap;
@@ -66,7 +66,8 @@ pub struct EverydayArgs {
     /// The ferry binary [default: next to this one, else built with cargo].
     #[arg(long, env = "FERRY_BIN")]
     pub ferry: Option<PathBuf>,
-    /// The directory holding crane, regctl and oras [default: PATH].
+    /// The directory holding crane, regctl and oras [default: `../shared/peers/bin` beside
+    /// the workspace].
     #[arg(long, value_name = "DIR", env = "FERRY_BENCH_PEERS")]
     pub peers: Option<PathBuf>,
     /// Working directory [default: a temporary directory].
@@ -141,13 +142,6 @@ struct Row {
 fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
     v.sort();
     v[v.len() / 2]
-}
-
-/// `program` in `dir`, else on `PATH`.
-fn find(dir: Option<&Path>, program: &str) -> Option<PathBuf> {
-    dir.map(|d| d.join(program))
-        .filter(|p| p.is_file())
-        .or_else(|| crate::which(program))
 }
 
 /// Runs the everyday comparison.
@@ -293,7 +287,7 @@ pub fn main(args: EverydayArgs) -> Result<()> {
         let path = if program == "skopeo" {
             Some(programs.skopeo.clone())
         } else {
-            find(peers, program)
+            crate::peers::Peers::new(peers.map(Path::to_path_buf)).find(program)
         };
         let Some(path) = path else {
             eprintln!("note: `{program}` is not found; `{tool}` is left out");

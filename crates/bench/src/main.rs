@@ -328,11 +328,6 @@ fn command_line() -> String {
     args.join(" ")
 }
 
-/// The peers' directory beside the workspace.
-pub(crate) fn default_peers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/bin")
-}
-
 /// Finds the programs; builds ferry or oci-client-copy with cargo when they are missing. A
 /// peer missing from `peers` is noted and left out.
 fn programs(ferry: Option<PathBuf>, peers: Option<PathBuf>) -> Result<Programs> {
@@ -352,22 +347,12 @@ fn programs(ferry: Option<PathBuf>, peers: Option<PathBuf>) -> Result<Programs> 
     if !Path::new(ferry_test_support::registry::REGISTRY_BINARY).exists() {
         bail!("`docker-registry` is missing; install it with `apt-get install -y docker-registry`");
     }
-    let peers_dir = peers.unwrap_or_else(default_peers);
-    let mut peers = std::collections::BTreeMap::new();
-    for tool in Tool::PEERS {
-        let Some(name) = tool.peer_binary() else {
-            continue;
-        };
-        let path = peers_dir.join(name);
-        if path.is_file() {
-            peers.insert(tool, path);
-        } else {
-            eprintln!(
-                "note: `{name}` is not in `{}`; its columns are skipped (`--peers DIR`)",
-                peers_dir.display()
-            );
-        }
-    }
+    let finder = crate::peers::Peers::new(peers);
+    let peers = Tool::PEERS
+        .into_iter()
+        .filter_map(|tool| Some((tool, finder.find(tool.peer_binary()?)?)))
+        .collect();
+    let peers_dir = finder.dir().to_path_buf();
     Ok(Programs {
         ferry,
         skopeo,

@@ -103,30 +103,20 @@ struct Bench {
     serial: u64,
 }
 
-/// The peers' directory beside the workspace.
-fn default_peers() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers/bin")
-}
-
 pub fn main(args: ProxiedArgs) -> Result<()> {
     if !Squid::available() {
         bail!("squid is missing; install it with `apt-get install -y squid`");
     }
     let programs = crate::programs(args.ferry.clone(), args.peers.clone())?;
-    let peers_dir = args.peers.clone().unwrap_or_else(default_peers);
-    let mut peers = Vec::new();
-    for (tool, name) in [
-        (Tool::Crane, "crane"),
-        (Tool::Regctl, "regctl"),
-        (Tool::Oras, "oras"),
-    ] {
-        let path = peers_dir.join(name);
-        if path.is_file() {
-            peers.push((tool, path));
-        } else {
-            eprintln!("note: `{}` is missing; {name} is left out", path.display());
-        }
-    }
+    // The peers `programs` found (each missing one noted there).
+    let peers: Vec<(Tool, PathBuf)> = [
+        (Tool::Crane, crate::scenario::Tool::Crane),
+        (Tool::Regctl, crate::scenario::Tool::Regctl),
+        (Tool::Oras, crate::scenario::Tool::Oras),
+    ]
+    .into_iter()
+    .filter_map(|(tool, peer)| Some((tool, programs.peers.get(&peer)?.clone())))
+    .collect();
     let _temp;
     let work = match &args.work_dir {
         Some(dir) => dir.clone(),

@@ -201,7 +201,12 @@ pub fn main(args: ServiceArgs) -> Result<()> {
     // Pooled connections stay open between runs (idle for up to 60 s, longer than the
     // interval), so their count follows how many requests a run had in flight at once: a
     // leak would grow past what the first runs reached.
-    let early = samples.iter().take(10).map(|s| s.sockets).max().unwrap_or(0);
+    let early = samples
+        .iter()
+        .take(10)
+        .map(|s| s.sockets)
+        .max()
+        .unwrap_or(0);
     let late = samples
         .iter()
         .rev()

@@ -303,6 +303,10 @@ pub struct RegistryArgs {
     /// Ranges of one blob in flight at once [default: 4].
     #[arg(long, hide = true, env = "FERRY_RANGES", value_name = "N")]
     pub ranges: Option<usize>,
+    /// A first range at least this fast (bytes per second) gets the rest of its blob as one
+    /// stream [default: 64 MiB/s].
+    #[arg(long, hide = true, env = "FERRY_ONE_STREAM_RATE", value_name = "BYTES")]
+    pub one_stream_rate: Option<u64>,
     /// The longest wait for the next chunk of a streamed body, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_IDLE_TIMEOUT_MS", value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,

@@ -69,6 +69,10 @@ pub struct ClientOptions {
     /// Ranges of one blob in flight at once ([`DEFAULT_RANGES`]); memory holds at most this
     /// many ranges of a blob.
     pub ranges: usize,
+    /// A first range that comes at least this fast (bytes per second) shows one connection is
+    /// not the limit, and the rest of the blob comes as one stream
+    /// ([`DEFAULT_ONE_STREAM_RATE`]; `u64::MAX` for ranges always).
+    pub one_stream_rate: u64,
     /// Hash every blob pushed, in ferry, as well as in the registry. A registry must refuse a
     /// blob whose content does not match the digest of its `PUT ?digest=` (`DIGEST_INVALID`),
     /// which ferry reports as [`ferry_core::Error::DigestMismatch`] like its own check; so by
@@ -97,6 +101,7 @@ impl Default for ClientOptions {
             range_threshold: DEFAULT_RANGE_THRESHOLD,
             range_size: DEFAULT_RANGE_SIZE,
             ranges: DEFAULT_RANGES,
+            one_stream_rate: DEFAULT_ONE_STREAM_RATE,
             clock: Arc::new(SystemClock),
         }
     }
@@ -110,6 +115,10 @@ pub const DEFAULT_RANGE_THRESHOLD: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_RANGE_SIZE: u64 = 4 * 1024 * 1024;
 /// Ranges of one blob in flight at once by default.
 pub const DEFAULT_RANGES: usize = 4;
+/// The rate of a first range (bytes per second) from which the rest of a blob comes as one
+/// stream, by default: 64 MiB/s. A registry on loopback or the same network sends a range
+/// far faster; a connection capped by a CDN or slowed by a long round trip, far slower.
+pub const DEFAULT_ONE_STREAM_RATE: u64 = 64 * 1024 * 1024;
 
 /// Settings every registry of a client shares.
 #[derive(Debug)]
@@ -121,6 +130,7 @@ pub(crate) struct Settings {
     pub range_threshold: u64,
     pub range_size: u64,
     pub ranges: usize,
+    pub one_stream_rate: u64,
 }
 
 /// A client for OCI distribution registries. Cheap to clone; clones share one connection
@@ -186,6 +196,7 @@ impl RegistryClient {
                     range_threshold: options.range_threshold,
                     range_size: options.range_size.max(1),
                     ranges: options.ranges.max(1),
+                    one_stream_rate: options.one_stream_rate,
                 }),
                 registries: Mutex::new(HashMap::new()),
             }),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_core::{ByteStream, Error, Result, TransportErrorKind};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use http::header::{CONTENT_RANGE, RANGE};
 use http::{Method, StatusCode};
 use url::Url;
@@ -127,12 +127,15 @@ impl Download {
         }))
     }
 
-    /// The blob in ranges, several at once, in order.
+    /// The blob in ranges, several at once, in order; or, when the first range shows that one
+    /// connection is not what limits the transfer, the rest as one stream.
     async fn ranged(self) -> Result<ByteStream> {
         let size = self.size;
         let range = self.settings().range_size.max(1);
         let ranges = self.settings().ranges.max(1);
-        let first = self.get(Some((0, Some(range.min(size) - 1)))).await?;
+        let first_end = range.min(size) - 1;
+        let started = std::time::Instant::now();
+        let first = self.get(Some((0, Some(first_end)))).await?;
         match first.status() {
             StatusCode::PARTIAL_CONTENT => {}
             StatusCode::OK => {
@@ -141,28 +144,42 @@ impl Download {
             }
             _ => return Err(self.answered("GET", first).await),
         }
-        check_content_range(&self, &first, 0, range.min(size) - 1)?;
-        tracing::debug!(what = %self.what, size, range, ranges, "downloading in parallel ranges");
-        // Every range, the first one included, is read whole while the next ones are asked
-        // for, `ranges` at once from the start; each is handed on in order as the chunks it
-        // came in (never copied), so at most `ranges` ranges are held.
-        let head = self.clone().collect_range(first, 0, range.min(size) - 1);
+        check_content_range(&self, &first, 0, first_end)?;
+        let head = self.clone().collect_range(first, 0, first_end).await?;
+        let rate = (first_end + 1) as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        if rate >= self.settings().one_stream_rate as f64 {
+            // A connection this fast is not the limit (a registry on the same host or
+            // network): more connections would only add requests.
+            tracing::debug!(what = %self.what, rate, "the first range came fast; the rest as one stream");
+            let rest = self.get(Some((first_end + 1, Some(size - 1)))).await?;
+            if rest.status() != StatusCode::PARTIAL_CONTENT {
+                return Err(self.answered("GET", rest).await);
+            }
+            check_content_range(&self, &rest, first_end + 1, size - 1)?;
+            let rest = self.resuming(rest, first_end + 1);
+            return Ok(Box::pin(
+                futures::stream::iter(head.into_iter().map(Ok)).chain(rest),
+            ));
+        }
+        tracing::debug!(what = %self.what, size, range, ranges, rate, "downloading in parallel ranges");
+        // The other ranges, `ranges` at once; each is read whole and handed on in order as the
+        // chunks it came in (never copied), so at most `ranges` ranges are held.
         let starts: Vec<u64> = (1..size.div_ceil(range)).map(|i| i * range).collect();
         let this = self.clone();
-        let rest = futures::stream::iter(starts).map(move |start| {
-            let this = this.clone();
-            async move {
-                let end = (start + range).min(size) - 1;
-                this.fetch_range(start, end).await
-            }
-        });
-        let parts = futures::stream::iter([head.boxed()])
-            .chain(rest.map(FutureExt::boxed))
+        let rest = futures::stream::iter(starts)
+            .map(move |start| {
+                let this = this.clone();
+                async move {
+                    let end = (start + range).min(size) - 1;
+                    this.fetch_range(start, end).await
+                }
+            })
             .buffered(ranges);
         Ok(Box::pin(
-            parts
-                .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
-                .try_flatten(),
+            futures::stream::iter(head.into_iter().map(Ok)).chain(
+                rest.map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
+                    .try_flatten(),
+            ),
         ))
     }
 

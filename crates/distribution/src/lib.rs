@@ -33,6 +33,7 @@
 pub mod auth;
 mod catalog;
 mod client;
+mod clock;
 mod delete;
 mod download;
 mod error;
@@ -51,8 +52,8 @@ mod upload;
 pub use auth::{Clock, Credential, CredentialLocation, Credentials, SystemClock};
 pub use catalog::RegistryCatalog;
 pub use client::{
-    ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, DEFAULT_RANGE_SIZE,
-    DEFAULT_RANGE_THRESHOLD, DEFAULT_RANGES, RegistryClient,
+    ClientOptions, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_THRESHOLD, DEFAULT_ONE_STREAM_RATE,
+    DEFAULT_RANGE_SIZE, DEFAULT_RANGE_THRESHOLD, DEFAULT_RANGES, RegistryClient,
 };
 pub use login::LoginCheck;
 pub use mount::{CrossRepoFactory, CrossRepoMount};

@@ -36,7 +36,7 @@ use ferry_core::{Error, Result};
 use http::{HeaderMap, Method};
 use url::Url;
 
-use crate::auth::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use crate::reference::{DOCKER_HUB, DOCKER_HUB_API_HOST};
 
 /// How long a pull may wait for a registry's quota by default.

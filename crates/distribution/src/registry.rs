@@ -498,6 +498,7 @@ mod tests {
                 range_threshold: u64::MAX,
                 range_size: 1,
                 ranges: 1,
+                one_stream_rate: u64::MAX,
             }),
         )
     }

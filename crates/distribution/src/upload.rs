@@ -283,37 +283,45 @@ impl UploadSession {
 }
 
 /// The chunks of `data`, each `chunk_size` bytes (the last one shorter), read by a task of
-/// their own one chunk ahead of the receiver. Dropping the receiver stops the reading.
+/// their own while the receiver sends the chunk before. The task starts reading a chunk only
+/// once the one before was taken, so at most two chunks are held: one being sent, one read
+/// ahead. Dropping the receiver stops the reading.
 fn read_ahead(
     mut data: ByteStream,
     chunk_size: usize,
 ) -> tokio::sync::mpsc::Receiver<Result<Bytes>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
-        let mut buf = BytesMut::with_capacity(chunk_size.min(64 << 20));
+        // What a stream item brought past the end of the chunk before.
+        let mut carry: Option<Bytes> = None;
+        let mut ended = false;
         loop {
-            let next = data.next().await;
-            let ended = match next {
-                Some(Ok(b)) => {
-                    buf.extend_from_slice(&b);
-                    false
-                }
-                Some(Err(e)) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-                None => true,
+            // Wait until the chunk before was taken (the channel's one place is free).
+            let Ok(permit) = tx.reserve().await else {
+                return;
             };
-            while buf.len() >= chunk_size || (ended && !buf.is_empty()) {
-                let take = buf.len().min(chunk_size);
-                if tx.send(Ok(buf.split_to(take).freeze())).await.is_err() {
-                    return;
-                }
-                if buf.capacity() < chunk_size {
-                    buf.reserve(chunk_size.min(64 << 20));
+            let mut buf = BytesMut::with_capacity(chunk_size.min(64 << 20));
+            if let Some(c) = carry.take() {
+                buf.extend_from_slice(&c);
+            }
+            while buf.len() < chunk_size && !ended {
+                match data.next().await {
+                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    Some(Err(e)) => {
+                        permit.send(Err(e));
+                        return;
+                    }
+                    None => ended = true,
                 }
             }
-            if ended {
+            if buf.len() > chunk_size {
+                carry = Some(buf.split_off(chunk_size).freeze());
+            }
+            if buf.is_empty() {
+                return;
+            }
+            permit.send(Ok(buf.freeze()));
+            if ended && carry.is_none() {
                 return;
             }
         }
@@ -340,5 +348,57 @@ impl PreparedUpload for UploadSession {
 
     async fn cancel(self: Box<Self>) -> Result<()> {
         UploadSession::cancel(*self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn read_ahead_holds_at_most_the_chunk_being_sent_and_the_next() {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let items = (0..10u8).map(move |i| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(Bytes::from(vec![i; 4]))
+        });
+        let data: ByteStream = Box::pin(futures::stream::iter(items));
+        let mut chunks = read_ahead(data, 4);
+        let first = chunks.recv().await.unwrap().unwrap();
+        // However long the first chunk takes to send, one more is read, no further.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pulled.load(Ordering::SeqCst), 2);
+        assert_eq!(first, Bytes::from(vec![0u8; 4]));
+        let mut all = vec![first];
+        while let Some(chunk) = chunks.recv().await {
+            all.push(chunk.unwrap());
+        }
+        assert_eq!(all.len(), 10);
+        assert!(all.iter().enumerate().all(|(i, c)| c[..] == [i as u8; 4]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn read_ahead_cuts_items_that_straddle_chunks() {
+        let items = vec![
+            Ok(Bytes::from_static(b"abcdefg")),
+            Ok(Bytes::from_static(b"hi")),
+            Ok(Bytes::from_static(b"jklmnopqrstu")),
+        ];
+        let data: ByteStream = Box::pin(futures::stream::iter(items));
+        let mut chunks = read_ahead(data, 5);
+        let mut got = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            got.push(chunk.unwrap());
+        }
+        assert_eq!(
+            got,
+            [b"abcde".as_slice(), b"fghij", b"klmno", b"pqrst", b"u"].map(Bytes::from_static)
+        );
     }
 }

@@ -26,6 +26,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
+/// The crypto provider of every TLS configuration made here.
+pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// The variable that replaces the `certs.d` roots searched: `:`-separated directories, in
 /// order (for tests, and for hosts whose certificates live elsewhere).
 pub const CERTS_D_ENV: &str = "FERRY_CERTS_D";
@@ -179,7 +184,7 @@ impl ClientIdentity {
                 ),
             )
         })?;
-        let certified = CertifiedKey::from_der(chain, key, &crate::tls::provider()).map_err(|e| match e {
+        let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => Error::invalid(
                 "client key",
                 key_name,

@@ -12,12 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::certs::{CertLookup, ClientIdentity};
-
-/// The crypto provider of every TLS configuration made here.
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::certs::{CertLookup, ClientIdentity, provider};
 
 /// Which TLS servers a client trusts, and which client certificate it presents to each.
 ///

@@ -188,6 +188,9 @@ impl Clients {
                     .range_size
                     .unwrap_or(ferry_distribution::DEFAULT_RANGE_SIZE),
                 ranges: args.ranges.unwrap_or(ferry_distribution::DEFAULT_RANGES),
+                one_stream_rate: args
+                    .one_stream_rate
+                    .unwrap_or(ferry_distribution::DEFAULT_ONE_STREAM_RATE),
                 proxy: Some(proxy),
                 max_wait: max_wait(args, config)?,
                 requests_per_second: mode.requests_per_second.map(f64::from_bits),

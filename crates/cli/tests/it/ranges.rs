@@ -62,6 +62,10 @@ fn blob_gets(proxy: &FaultProxy, content: &Image) -> usize {
 }
 
 /// Ranges off (a threshold above any blob), so the body is one stream.
+/// A first range is never fast enough for the rest to come as one stream: on loopback every
+/// range would be.
+const ALWAYS_RANGES: &str = "18446744073709551615";
+
 const ONE_STREAM: &[(&str, &str)] = &[("FERRY_RANGE_THRESHOLD", "18446744073709551615")];
 
 #[test]
@@ -122,6 +126,7 @@ fn a_big_blob_comes_in_parallel_ranges_each_asked_again_where_it_breaks() {
         ("FERRY_RANGE_THRESHOLD", "1048576"),
         ("FERRY_RANGE_SIZE", "1048576"),
         ("FERRY_RANGES", "4"),
+        ("FERRY_ONE_STREAM_RATE", ALWAYS_RANGES),
     ];
     let dir = tempfile::tempdir().unwrap();
     let run = pull(&proxy, dir.path(), &ranged);
@@ -164,6 +169,7 @@ fn a_big_blob_from_a_registry_that_ignores_range_is_read_as_one_stream() {
         &[
             ("FERRY_RANGE_THRESHOLD", "1048576"),
             ("FERRY_RANGE_SIZE", "1048576"),
+            ("FERRY_ONE_STREAM_RATE", ALWAYS_RANGES),
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -193,6 +199,7 @@ fn a_big_blob_in_ranges_goes_registry_to_registry_in_order() {
         &[
             ("FERRY_RANGE_THRESHOLD", "1048576"),
             ("FERRY_RANGE_SIZE", "1048576"),
+            ("FERRY_ONE_STREAM_RATE", ALWAYS_RANGES),
         ],
         None,
     );
@@ -212,4 +219,30 @@ fn a_big_blob_in_ranges_goes_registry_to_registry_in_order() {
         ferry_core::sha256(&got.body).to_string(),
         layer.digest().to_string()
     );
+}
+
+#[test]
+fn a_big_blob_whose_first_range_comes_fast_gets_the_rest_as_one_stream() {
+    let size = 6 * 1024 * 1024 + 99;
+    let content = image(size, 56);
+    let reg = source(&content);
+    let proxy = FaultProxy::start(reg.addr(), FaultPlan::none()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // On loopback the first range of 1 MiB comes far faster than 1 MiB/s.
+    let run = pull(
+        &proxy,
+        dir.path(),
+        &[
+            ("FERRY_RANGE_THRESHOLD", "1048576"),
+            ("FERRY_RANGE_SIZE", "1048576"),
+            ("FERRY_ONE_STREAM_RATE", "1048576"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        blob_gets(&proxy, &content),
+        2,
+        "the first range, then the rest in one answer"
+    );
+    assert!(proxy.bytes_sent("GET") < size as u64 + 64 * 1024);
 }

@@ -21,36 +21,12 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 use url::Url;
 
+pub use crate::clock::{Clock, SystemClock};
 use crate::error::status_error;
 use crate::transport::{Payload, Req, Transport, read_body, read_error_body};
 pub use challenge::{Challenge, parse_challenges};
 pub use credentials::{Credential, CredentialLocation, Credentials};
 pub use scope::{ScopeSet, Scopes};
-
-/// Where the token cache and the pacing of a registry's quota ([`crate::quota`]) read the
-/// time and wait: the system's monotonic clock ([`SystemClock`]), or a clock a test moves.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// The current instant.
-    fn now(&self) -> Instant;
-
-    /// Waits for `duration` of this clock's time (tokio's timer by default).
-    fn sleep(
-        &self,
-        duration: Duration,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
-        Box::pin(tokio::time::sleep(duration))
-    }
-}
-
-/// The system's monotonic clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
 
 /// The longest a token is kept when its server says nothing (the spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
