@@ -191,6 +191,9 @@ impl Clients {
                 one_stream_rate: args
                     .one_stream_rate
                     .unwrap_or(ferry_distribution::DEFAULT_ONE_STREAM_RATE),
+                chunk_threshold: args
+                    .chunk_threshold
+                    .unwrap_or(ferry_distribution::DEFAULT_CHUNK_THRESHOLD),
                 proxy: Some(proxy),
                 max_wait: max_wait(args, config)?,
                 requests_per_second: mode.requests_per_second.map(f64::from_bits),
