@@ -136,6 +136,8 @@ fn a_sync_killed_twenty_times_under_faults_converges_and_never_tags_missing_cont
         })
         .collect();
     let mut moved = 0u64;
+    // The window the kills are drawn in (ms after 50), narrowed to the runs' own length.
+    let mut span = 1400u64;
     while kills < KILLS {
         assert!(
             runs.len() < 3 * KILLS,
@@ -169,7 +171,9 @@ fn a_sync_killed_twenty_times_under_faults_converges_and_never_tags_missing_cont
                 );
             }
         }
-        let after = Duration::from_millis(100 + schedule.below(1400));
+        // The kill lands within how long a run that ended by itself last took, so that it
+        // falls on work in flight however fast the runs become.
+        let after = Duration::from_millis(50 + schedule.below(span));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
         cmd.args(args)
             .env("DOCKER_CONFIG", "/nonexistent/ferry-test-docker-config")
@@ -191,6 +195,11 @@ fn a_sync_killed_twenty_times_under_faults_converges_and_never_tags_missing_cont
             }
             std::thread::sleep(Duration::from_millis(10));
         };
+        if ended.is_some() {
+            span = (started.elapsed().as_millis() as u64)
+                .saturating_sub(50)
+                .max(100);
+        }
         let what = match ended {
             Some(status) if status.success() => "ended (exit 0)".to_string(),
             Some(status) => {
