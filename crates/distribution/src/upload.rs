@@ -163,9 +163,14 @@ impl UploadSession {
     }
 
     async fn put_whole(&self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
+        // The connection owns the body once sent: when this upload is dropped (a stopped
+        // copy), the body ends short, so the request is cut and the registry is done with the
+        // session before it is cancelled, rather than streaming on until the process exits.
+        let (data, handle) = futures::stream::abortable(data);
+        let _cut_on_drop = CutOnDrop(handle);
         let req = Req::new(Method::PUT, self.commit_url(descriptor))
             .header(CONTENT_TYPE, "application/octet-stream")
-            .body(Payload::Stream(data, descriptor.size()));
+            .body(Payload::Stream(Box::pin(data), descriptor.size()));
         let resp = self.registry.send(req, &self.scopes(), Retry::No).await?;
         self.check_committed(descriptor, resp).await
     }
@@ -279,6 +284,15 @@ impl UploadSession {
         if let Err(e) = self.registry.send(req, &self.scopes(), Retry::No).await {
             tracing::debug!(store = %self.store, error = %e, "cancelling the upload session failed");
         }
+    }
+}
+
+/// Ends a request body when dropped (see [`UploadSession::put_whole`]).
+struct CutOnDrop(futures::stream::AbortHandle);
+
+impl Drop for CutOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
