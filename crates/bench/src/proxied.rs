@@ -101,6 +101,8 @@ struct Bench {
     logs: PathBuf,
     work: PathBuf,
     serial: u64,
+    /// Peer runs that failed twice and were left out.
+    failures: Vec<String>,
 }
 
 pub fn main(args: ProxiedArgs) -> Result<()> {
@@ -174,6 +176,7 @@ pub fn main(args: ProxiedArgs) -> Result<()> {
         logs,
         work,
         serial: 0,
+        failures: Vec::new(),
     };
     let started = Instant::now();
     let what = format!("{layers} × {}", human(size as u64));
@@ -183,7 +186,14 @@ pub fn main(args: ProxiedArgs) -> Result<()> {
         let table = table(mode, &what, &results);
         print!("{table}");
         sections.push(table);
-        let md = markdown(&sections, &meta, args.quick, args.reps, started.elapsed());
+        let mut notes = meta.clone();
+        notes.extend(
+            bench
+                .failures
+                .iter()
+                .map(|f| format!("left out, failed twice: {f}")),
+        );
+        let md = markdown(&sections, &notes, args.quick, args.reps, started.elapsed());
         write_marked_section(&args.out, BEGIN, END, &md)?;
     }
     println!("\nwrote the proxied section of {}", args.out.display());
@@ -224,7 +234,25 @@ impl Bench {
         // One unmeasured round first, so every tool's first measured run meets warm caches.
         for rep in 0..=reps {
             for (i, tool) in tools.iter().enumerate() {
-                let sample = self.one(mode, *tool, &src)?;
+                // A peer that fails through the proxy is asked once more; a second failure
+                // leaves that run out, with a note (ferry's failures end the benchmark).
+                let sample = match self.one(mode, *tool, &src) {
+                    Err(e) if tool.is_peer() => {
+                        eprintln!("note: {} failed ({mode:?}), run again: {e:#}", tool.name());
+                        match self.one(mode, *tool, &src) {
+                            Ok(sample) => sample,
+                            Err(e) => {
+                                eprintln!(
+                                    "note: {} failed again ({mode:?}), its run left out: {e:#}",
+                                    tool.name()
+                                );
+                                self.failures.push(format!("{} ({mode:?}): {e:#}", tool.name()));
+                                continue;
+                            }
+                        }
+                    }
+                    other => other?,
+                };
                 if rep > 0 {
                     results[i].1.push(sample);
                 }
@@ -392,7 +420,7 @@ fn table(mode: Mode, what: &str, results: &[(Tool, Vec<Sample>)]) -> String {
             median(s.iter().map(|x| x.proxy_lines).collect()),
         )
     };
-    for (tool, samples) in results {
+    for (tool, samples) in results.iter().filter(|(_, s)| !s.is_empty()) {
         let (wall, cpu, lines) = summary(samples);
         let _ = writeln!(
             md,
@@ -405,12 +433,12 @@ fn table(mode: Mode, what: &str, results: &[(Tool, Vec<Sample>)]) -> String {
     let wall_of = |t: Tool| {
         results
             .iter()
-            .find(|(x, _)| *x == t)
+            .find(|(x, s)| *x == t && !s.is_empty())
             .map(|(_, s)| summary(s).0.as_secs_f64())
     };
     let best_peer = results
         .iter()
-        .filter(|(t, _)| t.is_peer())
+        .filter(|(t, s)| t.is_peer() && !s.is_empty())
         .map(|(t, s)| (t.name(), summary(s).0.as_secs_f64()))
         .min_by(|a, b| a.1.total_cmp(&b.1));
     if let (Some(ferry), Some(direct)) = (wall_of(Tool::Ferry), wall_of(Tool::FerryDirect)) {
