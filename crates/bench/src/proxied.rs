@@ -246,7 +246,8 @@ impl Bench {
                                     "note: {} failed again ({mode:?}), its run left out: {e:#}",
                                     tool.name()
                                 );
-                                self.failures.push(format!("{} ({mode:?}): {e:#}", tool.name()));
+                                self.failures
+                                    .push(format!("{} ({mode:?}): {e:#}", tool.name()));
                                 continue;
                             }
                         }
