@@ -17,7 +17,7 @@ use oci_spec::distribution::ErrorCode;
 
 /// How many times a stopped copy's upload session is asked to go (see
 /// [`Registry::cancel_open_uploads`]).
-const CANCEL_CONFIRMATIONS: u32 = 5;
+const CANCEL_CONFIRMATIONS: u32 = 7;
 
 /// How long cancelling waits for the answers to requests that may open sessions.
 const SETTLE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -186,8 +186,10 @@ impl Registry {
     pub(crate) async fn cancel_open_uploads(&self) -> usize {
         // A session whose opening answer is still on its way is recorded when it comes.
         self.uploads.settled(SETTLE_PATIENCE).await;
-        let mut gone = 0;
-        for (repository, location) in self.uploads.take() {
+        // Every session at once, each asked again over about 3 s: a request the stop cut may
+        // still be running at the registry, and what it writes when it ends goes with the
+        // next confirmation.
+        let cancels = self.uploads.take().into_iter().map(|(repository, location)| async move {
             let shown = crate::transport::message_url(&location);
             let mut pause = std::time::Duration::from_millis(50);
             for attempt in 1..=CANCEL_CONFIRMATIONS {
@@ -196,7 +198,7 @@ impl Registry {
                     Ok(resp) => resp,
                     Err(e) => {
                         tracing::debug!(registry = %self.name, upload = %shown, error = %e, "cancelling an open upload session failed");
-                        break;
+                        return 0;
                     }
                 };
                 let status = resp.status();
@@ -205,21 +207,20 @@ impl Registry {
                     && crate::error::has_error_code(&body, ErrorCode::BlobUploadUnknown);
                 tracing::debug!(registry = %self.name, upload = %shown, status = status.as_u16(), attempt, "cancelling an open upload session");
                 if unknown {
-                    gone += 1;
-                    break;
+                    return 1;
                 }
                 if !(status.is_success() || status == StatusCode::NOT_FOUND) {
-                    break;
+                    return 0;
                 }
                 if attempt == CANCEL_CONFIRMATIONS {
-                    gone += 1;
-                    break;
+                    return 1;
                 }
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
-        }
-        gone
+            1
+        });
+        futures::future::join_all(cancels).await.into_iter().sum()
     }
 
     /// Sends the `POST` to `url` that may open an upload session of `repository` (a plain
