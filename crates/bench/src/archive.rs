@@ -107,7 +107,11 @@ pub fn main(args: ArchiveArgs) -> Result<()> {
     let regctl = crate::peers::Peers::new(args.peers.clone()).find("regctl");
     let (_temp, work, logs, mut meta) =
         crate::workspace(args.work_dir.as_deref(), "ferry-bench-archive-", &programs)?;
-    meta.extend(regctl.iter().map(|r| format!("regctl: {}", version(r))));
+    meta.extend(
+        regctl
+            .iter()
+            .map(|r| crate::peers::Peers::version_line("regctl", r)),
+    );
     for line in &meta {
         println!("{line}");
     }
@@ -472,34 +476,15 @@ fn add(trip: &mut Trip, usage: Usage) {
     trip.rss = trip.rss.max(usage.max_rss);
 }
 
-fn version(program: &Path) -> String {
-    Command::new(program)
-        .arg("version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find(|l| l.contains("VCSTag") || l.contains("Version"))
-                .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// Medians of a way's trips (peak RSS and extra disk: the largest).
 fn summary(trips: &[Trip]) -> Trip {
     Trip {
-        wall: median(trips.iter().map(|t| t.wall).collect()),
-        cpu: median(trips.iter().map(|t| t.cpu).collect()),
+        wall: crate::sync::median(trips.iter().map(|t| t.wall).collect()),
+        cpu: crate::sync::median(trips.iter().map(|t| t.cpu).collect()),
         rss: trips.iter().map(|t| t.rss).max().unwrap_or(0),
-        archive: median(trips.iter().map(|t| t.archive).collect()),
+        archive: crate::sync::median(trips.iter().map(|t| t.archive).collect()),
         extra_disk: trips.iter().map(|t| t.extra_disk).max().unwrap_or(0),
-        uploaded: median(trips.iter().map(|t| t.uploaded).collect()),
+        uploaded: crate::sync::median(trips.iter().map(|t| t.uploaded).collect()),
     }
 }
 

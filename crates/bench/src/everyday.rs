@@ -139,26 +139,11 @@ struct Row {
     by_method: BTreeMap<String, usize>,
 }
 
-fn median<T: Copy + Ord>(mut v: Vec<T>) -> T {
-    v.sort();
-    v[v.len() / 2]
-}
-
 /// Runs the everyday comparison.
 pub fn main(args: EverydayArgs) -> Result<()> {
     let programs = crate::programs(args.ferry.clone(), args.peers.clone())?;
-    let _temp;
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            _temp = tempfile::Builder::new()
-                .prefix("ferry-bench-everyday-")
-                .tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
+    let (_temp, work, logs, mut meta) =
+        crate::workspace(args.work_dir.as_deref(), "ferry-bench-everyday-", &programs)?;
     let (tag_count, platform_count) = if args.quick { (1000, 4) } else { (10_000, 20) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -181,10 +166,6 @@ pub fn main(args: EverydayArgs) -> Result<()> {
         serde_json::json!({"hosts": {&host: {"tls": "disabled"}}}).to_string(),
     )?;
     let peers = args.peers.as_deref();
-    let mut meta: Vec<String> = crate::machine(&work)
-        .into_iter()
-        .chain(crate::versions(&programs))
-        .collect();
     let mut cases = Vec::new();
     let many = format!("{host}/many");
     let multi = format!("{host}/multi:v1");
@@ -348,9 +329,9 @@ pub fn main(args: EverydayArgs) -> Result<()> {
             Row {
                 work: case.work,
                 tool: case.tool.clone(),
-                wall: median(s.iter().map(|x| x.wall).collect()),
-                cpu: median(s.iter().map(|x| x.cpu).collect()),
-                requests: median(s.iter().map(|x| x.requests).collect()),
+                wall: crate::sync::median(s.iter().map(|x| x.wall).collect()),
+                cpu: crate::sync::median(s.iter().map(|x| x.cpu).collect()),
+                requests: crate::sync::median(s.iter().map(|x| x.requests).collect()),
                 by_method: s[0].by_method.clone(),
             }
         })

@@ -49,27 +49,12 @@ impl Peers {
 
     /// `name: version` for the report, from the binary's own `version` output.
     pub fn version_line(name: &str, path: &Path) -> String {
-        let version = std::process::Command::new(path)
-            .arg("version")
-            .output()
-            .ok()
-            .map(|o| {
-                let text = if o.stdout.is_empty() {
-                    o.stderr
-                } else {
-                    o.stdout
-                };
-                // The first line names the version for each of them (`VCSTag: v0.11.5`,
-                // `Version: 1.3.3`, `ocync 0.5.2`).
-                String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_else(|| "unknown".into());
+        // The first line names the version for each of them (`VCSTag: v0.11.5`,
+        // `Version: 1.3.3`, `ocync 0.5.2`).
+        let version = crate::first_line(path, &["version"])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         format!("{name}: `{version}` (`{}`)", path.display())
     }
 }

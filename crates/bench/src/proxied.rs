@@ -119,18 +119,8 @@ pub fn main(args: ProxiedArgs) -> Result<()> {
     .into_iter()
     .filter_map(|(tool, peer)| Some((tool, programs.peers.get(&peer)?.clone())))
     .collect();
-    let _temp;
-    let work = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            _temp = tempfile::Builder::new()
-                .prefix("ferry-bench-proxied-")
-                .tempdir()?;
-            _temp.path().to_path_buf()
-        }
-    };
-    let logs = work.join("logs");
-    std::fs::create_dir_all(&logs)?;
+    let (_temp, work, logs, mut meta) =
+        crate::workspace(args.work_dir.as_deref(), "ferry-bench-proxied-", &programs)?;
     let ca = TestCa::new()?;
     let ca_file = work.join("ca.pem");
     ca.write_cert(&ca_file)?;
@@ -148,10 +138,6 @@ pub fn main(args: ProxiedArgs) -> Result<()> {
         .build();
     let layout = work.join("image");
     write_oci_layout(&layout, &[(Some("v1"), &image)])?;
-    let mut meta: Vec<String> = crate::machine(&work)
-        .into_iter()
-        .chain(crate::versions(&programs))
-        .collect();
     for (tool, path) in &peers {
         meta.push(format!(
             "{}: `{}`",
