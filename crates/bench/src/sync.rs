@@ -726,7 +726,12 @@ impl Bench {
             .chain(dst)
             .map(|r| r.registry.pid())
             .collect();
-        let registries_cpu_now = || registries.iter().map(|&p| process_cpu(p)).sum::<Duration>();
+        let registries_cpu_now = || {
+            registries
+                .iter()
+                .map(|&p| crate::measure::process_cpu(p))
+                .sum::<Duration>()
+        };
         let before = registries_cpu_now();
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         let registries_cpu = registries_cpu_now().saturating_sub(before);
@@ -764,28 +769,6 @@ impl Bench {
             registries_cpu,
         })
     }
-}
-
-/// CPU time (user + system, every thread) process `pid` has used, from `/proc/PID/stat`, in
-/// clock ticks (10 ms); zero when it cannot be read.
-fn process_cpu(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // The fields after the command name (which may hold spaces) in parentheses.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return Duration::ZERO;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // SAFETY: sysconf reads a constant of the system and touches no memory of this process.
-    #[allow(unsafe_code)]
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
 /// `du -s -B1`: the bytes the directory takes on disk, hardlinked files counted once.

@@ -292,6 +292,11 @@ impl Squid {
         Path::new(SQUID_BINARY).exists()
     }
 
+    /// The process id of squid (it runs as one process, `-N`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
