@@ -180,10 +180,15 @@ impl UploadSession {
     /// chunks are held (one being sent, one read ahead), whatever the blob's size.
     async fn put_chunked(&mut self, descriptor: &Descriptor, data: ByteStream) -> Result<()> {
         let chunk_size = self.registry.settings.chunk_size.max(self.min_chunk).max(1) as usize;
-        let mut chunks = read_ahead(data, chunk_size);
+        let (mut chunks, give_back) = read_ahead(data, chunk_size);
         let mut offset = 0u64;
         while let Some(chunk) = chunks.recv().await {
-            self.patch(&chunk?, &mut offset).await?;
+            let chunk = chunk?;
+            self.patch(&chunk, &mut offset).await?;
+            // Sent: its buffer serves a later chunk (when nothing else holds it still).
+            if let Ok(buf) = chunk.try_into_mut() {
+                let _ = give_back.send(buf);
+            }
         }
         let req = Req::new(Method::PUT, self.commit_url(descriptor));
         let resp = self.registry.send(req, &self.scopes(), Retry::No).await?;
@@ -300,11 +305,20 @@ impl Drop for CutOnDrop {
 /// their own while the receiver sends the chunk before. The task starts reading a chunk only
 /// once the one before was taken, so at most two chunks are held: one being sent, one read
 /// ahead. Dropping the receiver stops the reading.
+///
+/// A chunk's buffer is given back through the returned sender once it is sent, and filled
+/// again: two buffers serve the whole blob, so the pages of a fresh 16 MiB allocation are not
+/// faulted in for every chunk. A stream item is split at the chunk's end rather than
+/// appended whole, so a buffer never grows past its chunk (a growth would copy it).
 fn read_ahead(
     mut data: ByteStream,
     chunk_size: usize,
-) -> tokio::sync::mpsc::Receiver<Result<Bytes>> {
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Bytes>>,
+    tokio::sync::mpsc::UnboundedSender<BytesMut>,
+) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let (give_back, mut returned) = tokio::sync::mpsc::unbounded_channel::<BytesMut>();
     tokio::spawn(async move {
         // What a stream item brought past the end of the chunk before.
         let mut carry: Option<Bytes> = None;
@@ -314,22 +328,35 @@ fn read_ahead(
             let Ok(permit) = tx.reserve().await else {
                 return;
             };
-            let mut buf = BytesMut::with_capacity(chunk_size.min(64 << 20));
+            let mut buf = match returned.try_recv() {
+                Ok(mut b) => {
+                    b.clear();
+                    b
+                }
+                Err(_) => BytesMut::with_capacity(chunk_size.min(64 << 20)),
+            };
+            let mut take = |b: Bytes, buf: &mut BytesMut| {
+                let room = chunk_size - buf.len();
+                if b.len() > room {
+                    buf.extend_from_slice(&b[..room]);
+                    Some(b.slice(room..))
+                } else {
+                    buf.extend_from_slice(&b);
+                    None
+                }
+            };
             if let Some(c) = carry.take() {
-                buf.extend_from_slice(&c);
+                carry = take(c, &mut buf);
             }
             while buf.len() < chunk_size && !ended {
                 match data.next().await {
-                    Some(Ok(b)) => buf.extend_from_slice(&b),
+                    Some(Ok(b)) => carry = take(b, &mut buf),
                     Some(Err(e)) => {
                         permit.send(Err(e));
                         return;
                     }
                     None => ended = true,
                 }
-            }
-            if buf.len() > chunk_size {
-                carry = Some(buf.split_off(chunk_size).freeze());
             }
             if buf.is_empty() {
                 return;
@@ -340,7 +367,7 @@ fn read_ahead(
             }
         }
     });
-    rx
+    (rx, give_back)
 }
 
 /// The byte count a `Range: 0-<last>` header says the registry holds.
@@ -381,7 +408,7 @@ mod tests {
             Ok(Bytes::from(vec![i; 4]))
         });
         let data: ByteStream = Box::pin(futures::stream::iter(items));
-        let mut chunks = read_ahead(data, 4);
+        let (mut chunks, _give_back) = read_ahead(data, 4);
         let first = chunks.recv().await.unwrap().unwrap();
         // However long the first chunk takes to send, one more is read, no further.
         for _ in 0..100 {
@@ -405,7 +432,7 @@ mod tests {
             Ok(Bytes::from_static(b"jklmnopqrstu")),
         ];
         let data: ByteStream = Box::pin(futures::stream::iter(items));
-        let mut chunks = read_ahead(data, 5);
+        let (mut chunks, _give_back) = read_ahead(data, 5);
         let mut got = Vec::new();
         while let Some(chunk) = chunks.recv().await {
             got.push(chunk.unwrap());
@@ -414,5 +441,31 @@ mod tests {
             got,
             [b"abcde".as_slice(), b"fghij", b"klmno", b"pqrst", b"u"].map(Bytes::from_static)
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn read_ahead_fills_the_buffers_given_back_and_never_grows_one() {
+        // Items of 3 bytes into chunks of 8: every chunk but the last ends inside an item.
+        let items = (0..12u8).map(|i| Ok(Bytes::from(vec![i; 3])));
+        let data: ByteStream = Box::pin(futures::stream::iter(items));
+        let (mut chunks, give_back) = read_ahead(data, 8);
+        let mut buffers = std::collections::BTreeSet::new();
+        let mut all = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            let chunk = chunk.unwrap();
+            all.extend_from_slice(&chunk);
+            let buf = chunk
+                .try_into_mut()
+                .expect("the only holder of a sent chunk");
+            // Filled to its chunk, never past the capacity it was made with.
+            assert!(buf.capacity() <= 8, "a buffer grew to {}", buf.capacity());
+            buffers.insert(buf.as_ptr() as usize);
+            // The reader has ended once the last chunk is out.
+            let _ = give_back.send(buf);
+        }
+        let want: Vec<u8> = (0..12u8).flat_map(|i| [i; 3]).collect();
+        assert_eq!(all, want);
+        // 5 chunks, and only the buffer being sent and the one read ahead were ever made.
+        assert!(buffers.len() <= 2, "{} buffers for 5 chunks", buffers.len());
     }
 }
