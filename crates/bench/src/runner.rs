@@ -555,7 +555,7 @@ impl Runner {
         std::fs::create_dir_all(cache)?;
         let p = &self.programs;
         Ok(match tool {
-            Tool::Ferry | Tool::FerryVerifying | Tool::FerryTrusting => {
+            Tool::Ferry | Tool::FerryVerifying | Tool::FerryTrusting | Tool::FerryChunked => {
                 let mut c = Command::new(&p.ferry);
                 c.args(["cp", &src.to_string(), &dst.to_string(), "-q"]);
                 if network.tls {
@@ -568,6 +568,9 @@ impl Runner {
                 }
                 if tool == Tool::FerryTrusting {
                     c.arg("--trust-source-storage");
+                }
+                if tool == Tool::FerryChunked {
+                    c.env("FERRY_CHUNK_THRESHOLD", "1");
                 }
                 if cold {
                     c.arg("--no-cache");

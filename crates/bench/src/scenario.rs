@@ -12,6 +12,9 @@ pub enum Tool {
     /// `ferry cp --trust-source-storage`: ferry links a source layout's blobs without hashing
     /// them, to show what the verification of a layout → layout copy costs.
     FerryTrusting,
+    /// `ferry cp` with every blob uploaded in chunks (`FERRY_CHUNK_THRESHOLD=1`), the path
+    /// of blobs above the chunk threshold: its wall time and memory at the huge blob's size.
+    FerryChunked,
     /// `crane copy`, `crane pull --format oci`, `crane push` (go-containerregistry).
     Crane,
     /// `regctl image copy` (regclient).
@@ -62,6 +65,7 @@ impl fmt::Display for Tool {
             Self::Ferry => "ferry",
             Self::FerryVerifying => "ferry --verify-uploads",
             Self::FerryTrusting => "ferry --trust-source-storage",
+            Self::FerryChunked => "ferry, chunked",
             Self::Crane => "crane",
             Self::Regctl => "regctl",
             Self::Oras => "oras",
@@ -426,6 +430,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
     let to_layout = with(&[Ferry], &[Floor]);
     let layouts = with(&[Ferry, FerryTrusting], &[Floor]);
     let big = with(&[Ferry], &[Floor]);
+    let huge = with(&[Ferry, FerryChunked], &[Floor]);
     let (plain, distant, tls, far, capped) = (
         Network::PLAIN,
         Network::DISTANT,
@@ -516,7 +521,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "huge-blob",
             Kind::BigBlob { size: huge_size },
             plain,
-            &big,
+            &huge,
             &[
                 PeerWallRatioEveryRun(1.0),
                 WithinFloor(0.05),
@@ -580,7 +585,7 @@ pub fn all(sizes: &Sizes, all_distant: bool) -> Vec<Scenario> {
             "huge-blob-tls",
             Kind::BigBlob { size: huge_size },
             tls,
-            &big,
+            &huge,
             &[PeerWallRatio(1.3), MaxRss(64 << 20)],
         ),
         s(

@@ -307,9 +307,12 @@ pub struct RegistryArgs {
     /// stream [default: 64 MiB/s].
     #[arg(long, hide = true, env = "FERRY_ONE_STREAM_RATE", value_name = "BYTES")]
     pub one_stream_rate: Option<u64>,
-    /// Blobs larger than this are uploaded in chunks, each resumable [default: 4 GiB].
+    /// Blobs larger than this are uploaded in chunks, each resumable [default: 8 GiB].
     #[arg(long, hide = true, env = "FERRY_CHUNK_THRESHOLD", value_name = "BYTES")]
     pub chunk_threshold: Option<u64>,
+    /// The size of each chunk of a chunked upload [default: 16 MiB].
+    #[arg(long, hide = true, env = "FERRY_CHUNK_SIZE", value_name = "BYTES")]
+    pub chunk_size: Option<u64>,
     /// The longest wait for the next chunk of a streamed body, in milliseconds.
     #[arg(long, hide = true, env = "FERRY_IDLE_TIMEOUT_MS", value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,

@@ -17,7 +17,12 @@ use crate::transport::{RetryPolicy, Timeouts, Transport};
 /// go in chunks (`PATCH`), which a broken connection resumes from the registry's offset. A
 /// streamed upload that breaks is started over by the copy engine, so chunking pays only for
 /// layers so large that starting over costs more than the round trip per chunk.
-pub const DEFAULT_CHUNK_THRESHOLD: u64 = 4 * 1024 * 1024 * 1024;
+///
+/// The round trip is not small: distribution 2.8 closes, syncs and records the hash state of
+/// the upload at the end of every `PATCH`, about 18 ms per chunk here, so a 4 GiB blob took
+/// 21.3 s in 16 MiB chunks and 17.5 s as one `PUT` (BENCHMARKS.md, `huge-blob`). Above 8 GiB
+/// a restart costs more than that.
+pub const DEFAULT_CHUNK_THRESHOLD: u64 = 8 * 1024 * 1024 * 1024;
 /// The size of each chunk of a chunked upload (raised to the registry's
 /// `OCI-Chunk-Min-Length`).
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;

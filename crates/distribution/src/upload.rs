@@ -335,7 +335,7 @@ fn read_ahead(
                 }
                 Err(_) => BytesMut::with_capacity(chunk_size.min(64 << 20)),
             };
-            let mut take = |b: Bytes, buf: &mut BytesMut| {
+            let take = |b: Bytes, buf: &mut BytesMut| {
                 let room = chunk_size - buf.len();
                 if b.len() > room {
                     buf.extend_from_slice(&b[..room]);

@@ -34,18 +34,33 @@ impl Bench {
         let p = &self.programs;
         Ok(match tool {
             Tool::Ferry => {
-                let to = match target {
-                    Dest::Registry(addr) => format!("{addr}/mirror/"),
-                    Dest::Dir(dir) => format!("oci-dir:{}/", dir.display()),
-                };
                 let mut c = Command::new(&p.ferry);
-                c.args([
-                    "sync",
-                    "--plain-http",
-                    "-q",
-                    &format!("{}/team/", src.addr()),
-                    &to,
-                ]);
+                c.args(["sync", "--plain-http", "-q"]);
+                match target {
+                    // The repositories listed, one `[[sync]]` entry each, as regsync and ocync
+                    // are given them (a prefix would list the catalog first: one request more).
+                    Dest::Registry(addr) => {
+                        let mut toml = String::new();
+                        for repo in corpus.repos() {
+                            let _ = writeln!(
+                                toml,
+                                "[[sync]]\nsource = \"{}/team/{repo}\"\n\
+                                 destination = \"{addr}/mirror/{repo}\"\n",
+                                src.addr()
+                            );
+                        }
+                        let file = cache.join("mirror.toml");
+                        std::fs::write(&file, toml)?;
+                        c.arg("--file").arg(&file);
+                    }
+                    // Every repository under the prefix, into a layout each.
+                    Dest::Dir(dir) => {
+                        c.args([
+                            format!("{}/team/", src.addr()),
+                            format!("oci-dir:{}/", dir.display()),
+                        ]);
+                    }
+                }
                 c.env("XDG_CACHE_HOME", &cache);
                 c
             }

@@ -194,6 +194,9 @@ impl Clients {
                 chunk_threshold: args
                     .chunk_threshold
                     .unwrap_or(ferry_distribution::DEFAULT_CHUNK_THRESHOLD),
+                chunk_size: args
+                    .chunk_size
+                    .unwrap_or(ferry_distribution::DEFAULT_CHUNK_SIZE),
                 proxy: Some(proxy),
                 max_wait: max_wait(args, config)?,
                 requests_per_second: mode.requests_per_second.map(f64::from_bits),
