@@ -351,6 +351,9 @@ struct Sample {
     blob_files: Option<u64>,
     /// CPU (user + system) the source and destination registries used during the run.
     registries_cpu: Duration,
+    /// CPU this harness used during the run: its counting (and, far away, delaying) proxies
+    /// in front of both registries.
+    harness_cpu: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -732,9 +735,11 @@ impl Bench {
                 .map(|&p| crate::measure::process_cpu(p))
                 .sum::<Duration>()
         };
-        let before = registries_cpu_now();
+        let harness_cpu_now = || crate::measure::process_cpu(std::process::id());
+        let (before, harness_before) = (registries_cpu_now(), harness_cpu_now());
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         let registries_cpu = registries_cpu_now().saturating_sub(before);
+        let harness_cpu = harness_cpu_now().saturating_sub(harness_before);
         let mut exchanges: Vec<Arc<Exchange>> = src.proxy.take().exchanges;
         if let Some(d) = dst {
             exchanges.extend(d.proxy.take().exchanges);
@@ -767,6 +772,7 @@ impl Bench {
             disk,
             blob_files,
             registries_cpu,
+            harness_cpu,
         })
     }
 }

@@ -147,6 +147,8 @@ pub struct Rule {
     pub probability: f64,
     /// Only the first this many matching requests get it (`None`: no limit).
     pub first: Option<usize>,
+    /// The first this many matching requests are spared.
+    pub skip: usize,
 }
 
 /// Which requests the proxy spoils, and how.
@@ -211,6 +213,7 @@ impl FaultPlan {
             fault,
             probability: probability.clamp(0.0, 1.0),
             first: None,
+            skip: 0,
         });
         self
     }
@@ -221,6 +224,16 @@ impl FaultPlan {
         self = self.always(method, path_contains, fault);
         if let Some(rule) = self.rules.last_mut() {
             rule.first = Some(count);
+        }
+        self
+    }
+
+    /// Spoils the `n`th request (from 1) with `method` (any for `*`) whose path contains
+    /// `path_contains` with `fault`, and no other: an upload cut partway, not at its start.
+    pub fn nth(mut self, method: &str, path_contains: &str, n: usize, fault: Fault) -> Self {
+        self = self.first(method, path_contains, n.max(1), fault);
+        if let Some(rule) = self.rules.last_mut() {
+            rule.skip = n.max(1) - 1;
         }
         self
     }
@@ -565,7 +578,7 @@ impl State {
                     let mut hits = self.rule_hits.lock().expect("hits lock");
                     let n = hits.entry(i).or_insert(0);
                     *n += 1;
-                    if *n > first {
+                    if *n > first || *n <= rule.skip {
                         continue;
                     }
                 }

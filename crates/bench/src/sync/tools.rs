@@ -122,7 +122,8 @@ impl Bench {
                 let file = cache.join("ocync.yaml");
                 std::fs::write(&file, yaml)?;
                 let mut c = Command::new(self.ocync.as_ref().context("ocync is not found")?);
-                c.args(["sync", "-q", "-c"]).arg(&file);
+                // Not `-q`: with it, a failed run prints nothing to say why.
+                c.args(["sync", "-c"]).arg(&file);
                 c
             }
             Tool::Regsync => {

@@ -1,7 +1,8 @@
 //! Downloads that survive broken connections and capped links, through the fault proxy in
 //! front of the real registry: a blob's body cut midway is asked again from the byte reached,
 //! a big blob comes in parallel ranges, a registry that ignores `Range` is read whole, and no
-//! blob is ever committed corrupt.
+//! blob is ever committed corrupt; an upload in chunks cut partway goes on from the
+//! registry's offset.
 
 use std::path::Path;
 
@@ -245,4 +246,78 @@ fn a_big_blob_whose_first_range_comes_fast_gets_the_rest_as_one_stream() {
         "the first range, then the rest in one answer"
     );
     assert!(proxy.bytes_sent("GET") < size as u64 + 64 * 1024);
+}
+
+#[test]
+fn a_chunked_upload_cut_partway_goes_on_from_the_registrys_offset_sending_one_chunk_again() {
+    // The source is read directly; the destination is the same registry through the proxy,
+    // which cuts the sixth `PATCH` halfway (its fifth chunk or later: 4 MiB or more into the
+    // 8 MiB layer; the config is one small chunk), as a load balancer dropping a connection.
+    let size = 8 * 1024 * 1024;
+    let chunk = 1024 * 1024;
+    let content = image(size, 57);
+    let reg = source(&content);
+    let plan = FaultPlan::none().nth("PATCH", "/blobs/uploads/", 6, Fault::ResetMidUpload);
+    let proxy = FaultProxy::start(reg.addr(), plan).unwrap();
+    let run = ferry_with(
+        &[
+            "cp",
+            "--plain-http",
+            "--no-cache",
+            "--mount",
+            "none",
+            "--format",
+            "json",
+            &format!("{}/src/app:v1", reg.addr()),
+            &format!("{}/resumed/app:v1", proxy.addr()),
+        ],
+        &[
+            ("FERRY_CHUNK_THRESHOLD", "1"),
+            ("FERRY_CHUNK_SIZE", "1048576"),
+            ("FERRY_RETRY_BASE_DELAY_MS", "5"),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, proxy.report());
+    assert_eq!(
+        proxy.injected().len(),
+        1,
+        "one PATCH cut: {}",
+        proxy.report()
+    );
+    // The registry was asked where the session stood, and the upload went on from there:
+    // what the cut PATCH carried and at most one chunk more than the blob's bytes.
+    assert!(
+        proxy.count("GET", "/blobs/uploads/") >= 1,
+        "{}",
+        proxy.report()
+    );
+    let config = content.config.descriptor.size();
+    let received = proxy.bytes_received("PATCH");
+    let cut_half = chunk as u64 / 2;
+    assert!(
+        received <= size as u64 + config + cut_half + chunk as u64,
+        "{received} bytes sent in PATCH bodies for {} bytes of blobs",
+        size as u64 + config
+    );
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        2,
+        "no session started over"
+    );
+    // The registry holds the layer whole, read back without the proxy.
+    let layer = &content.layers[0].descriptor;
+    let got = rt()
+        .block_on(ferry_test_support::http(
+            "GET",
+            &format!("{}/v2/resumed/app/blobs/{}", reg.url(), layer.digest()),
+            &[],
+            Vec::new(),
+        ))
+        .unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        ferry_core::sha256(&got.body).to_string(),
+        layer.digest().to_string()
+    );
 }
