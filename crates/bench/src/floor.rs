@@ -526,7 +526,8 @@ pub struct SyncCheck {
 
 impl Floor {
     /// The least an incremental sync of `src_host/src_prefix/*` into `dst_host/dst_prefix/*`
-    /// can ask: the source's catalog (every page), then the source's and the destination's tag
+    /// can ask: the source's catalog (every page; none when `given` names the repositories),
+    /// then the source's and the destination's tag
     /// list of each repository at once, then a `HEAD` of every tag at both ends at once, up to
     /// the concurrency; no retry, no auth, no cache, nothing written. The same requests as an
     /// unchanged `ferry sync`, with as many in flight as the registries take.
@@ -536,6 +537,7 @@ impl Floor {
         src_prefix: &str,
         dst_host: &str,
         dst_prefix: &str,
+        given: &[String],
     ) -> Result<SyncCheck> {
         let requests = std::sync::atomic::AtomicUsize::new(0);
         let json = |url: String| {
@@ -555,10 +557,10 @@ impl Floor {
                 Ok::<_, anyhow::Error>((status, next, body))
             }
         };
-        // The source's catalog, every page.
-        let mut repos = Vec::new();
+        // The source's catalog, every page, unless the repositories are given.
+        let mut repos = given.to_vec();
         let mut url = format!("{}://{src_host}/v2/_catalog?n=1000", self.scheme);
-        loop {
+        while given.is_empty() {
             let (status, next, body) = json(url.clone()).await?;
             expect(status, StatusCode::OK, "GET", &url)?;
             let v: Value = serde_json::from_slice(&body)?;

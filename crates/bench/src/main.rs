@@ -116,6 +116,9 @@ enum Sub {
         /// Requests at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// The repositories under PREFIX, as the tools are given them (default: the catalog's).
+        #[arg(long, value_delimiter = ',')]
+        repos: Vec<String>,
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
@@ -164,6 +167,7 @@ fn main() -> Result<()> {
         src,
         dst,
         concurrency,
+        repos,
     }) = &cli.command
     {
         let split = |s: &str| -> Result<(String, String)> {
@@ -175,7 +179,7 @@ fn main() -> Result<()> {
         let ((sh, sp), (dh, dp)) = (split(src)?, split(dst)?);
         let rt = tokio::runtime::Runtime::new()?;
         let floor = Floor::new(*concurrency, None)?;
-        let found = rt.block_on(floor.sync_check(&sh, &sp, &dh, &dp))?;
+        let found = rt.block_on(floor.sync_check(&sh, &sp, &dh, &dp, repos))?;
         println!(
             "{} unchanged, {} changed, {} requests",
             found.unchanged,

@@ -163,10 +163,13 @@ impl Bench {
                     bail!("the sync floor compares registries only");
                 };
                 let mut c = Command::new(&p.bench);
+                // Given the repositories, as ferry, regsync and ocync are.
+                let repos: Vec<&str> = corpus.repos().into_iter().collect();
                 c.args([
                     "sync-floor".to_string(),
                     format!("{}/team/", src.addr()),
                     format!("{addr}/mirror/"),
+                    format!("--repos={}", repos.join(",")),
                 ]);
                 c
             }
