@@ -140,7 +140,7 @@ struct Row {
 }
 
 /// The name of the reference row: the bare request by curl, its process start included.
-const FLOOR: &str = "curl, the one GET (reference)";
+const REFERENCE: &str = "curl, the one GET (reference)";
 
 /// Runs the everyday comparison.
 pub fn main(args: EverydayArgs) -> Result<()> {
@@ -236,7 +236,7 @@ pub fn main(args: EverydayArgs) -> Result<()> {
         ]);
         Case {
             work,
-            tool: FLOOR.to_string(),
+            tool: REFERENCE.to_string(),
             command,
             check: Check::Nothing,
         }
@@ -517,7 +517,7 @@ fn markdown(
         }
         let peers: Vec<&&Row> = of
             .iter()
-            .filter(|r| !r.tool.starts_with("ferry") && r.tool != FLOOR)
+            .filter(|r| !r.tool.starts_with("ferry") && r.tool != REFERENCE)
             .collect();
         if let Some(best) = peers.iter().min_by_key(|r| r.wall) {
             let ratio = best.wall.as_secs_f64() / ferry.wall.as_secs_f64().max(1e-9);

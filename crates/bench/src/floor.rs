@@ -527,8 +527,7 @@ pub struct SyncCheck {
 impl Floor {
     /// The least an incremental sync of `src_host/src_prefix/*` into `dst_host/dst_prefix/*`
     /// can ask: the source's catalog (every page; none when `given` names the repositories),
-    /// then the source's and the destination's tag
-    /// list of each repository at once, then a `HEAD` of every tag at both ends at once, up to
+    /// then the source's and the destination's tag list of each repository at once, then a `HEAD` of every tag at both ends at once, up to
     /// the concurrency; no retry, no auth, no cache, nothing written. The same requests as an
     /// unchanged `ferry sync`, with as many in flight as the registries take.
     pub async fn sync_check(

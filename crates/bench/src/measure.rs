@@ -150,9 +150,13 @@ pub fn run(bench: &Path, command: Command, logs: &Path, label: &str) -> Result<U
     })
 }
 
-/// CPU time (user + system, every thread) process `pid` has used, from `/proc/PID/stat`, in
-/// clock ticks (10 ms); zero when it cannot be read.
-pub fn process_cpu(pid: u32) -> Duration {
+/// CPU time (user + system, every thread) processes `pids` have used together, from
+/// `/proc/PID/stat`, in clock ticks (10 ms); a process that cannot be read counts zero.
+pub fn processes_cpu(pids: &[u32]) -> Duration {
+    pids.iter().map(|&pid| process_cpu(pid)).sum()
+}
+
+fn process_cpu(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };

@@ -371,14 +371,11 @@ impl Bench {
             tool.name().split(' ').next().unwrap_or("x"),
             mode
         );
-        let cpu_now = |pids: &[u32]| {
-            pids.iter()
-                .map(|&p| measure::process_cpu(p))
-                .sum::<Duration>()
-        };
-        let registries = [src.pid(), dst.pid()];
-        let (proxy_before, registries_before) =
-            (measure::process_cpu(self.squid.pid()), cpu_now(&registries));
+        let (squid, registries) = ([self.squid.pid()], [src.pid(), dst.pid()]);
+        let (proxy_before, registries_before) = (
+            measure::processes_cpu(&squid),
+            measure::processes_cpu(&registries),
+        );
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         // A tunnel is logged when it closes, a moment after the tool exits.
         let mut lines = self.squid.log().len();
@@ -413,8 +410,8 @@ impl Bench {
         Ok(Sample {
             usage,
             proxy_lines,
-            proxy_cpu: measure::process_cpu(self.squid.pid()).saturating_sub(proxy_before),
-            registries_cpu: cpu_now(&registries).saturating_sub(registries_before),
+            proxy_cpu: measure::processes_cpu(&squid).saturating_sub(proxy_before),
+            registries_cpu: measure::processes_cpu(&registries).saturating_sub(registries_before),
         })
     }
 }

@@ -729,13 +729,8 @@ impl Bench {
             .chain(dst)
             .map(|r| r.registry.pid())
             .collect();
-        let registries_cpu_now = || {
-            registries
-                .iter()
-                .map(|&p| crate::measure::process_cpu(p))
-                .sum::<Duration>()
-        };
-        let harness_cpu_now = || crate::measure::process_cpu(std::process::id());
+        let registries_cpu_now = || measure::processes_cpu(&registries);
+        let harness_cpu_now = || measure::processes_cpu(&[std::process::id()]);
         let (before, harness_before) = (registries_cpu_now(), harness_cpu_now());
         let usage = measure::run(&self.programs.bench, command, &self.logs, &label)?;
         let registries_cpu = registries_cpu_now().saturating_sub(before);

@@ -335,22 +335,12 @@ fn read_ahead(
                 }
                 Err(_) => BytesMut::with_capacity(chunk_size.min(64 << 20)),
             };
-            let take = |b: Bytes, buf: &mut BytesMut| {
-                let room = chunk_size - buf.len();
-                if b.len() > room {
-                    buf.extend_from_slice(&b[..room]);
-                    Some(b.slice(room..))
-                } else {
-                    buf.extend_from_slice(&b);
-                    None
-                }
-            };
             if let Some(c) = carry.take() {
-                carry = take(c, &mut buf);
+                carry = fill(&mut buf, c, chunk_size);
             }
             while buf.len() < chunk_size && !ended {
                 match data.next().await {
-                    Some(Ok(b)) => carry = take(b, &mut buf),
+                    Some(Ok(b)) => carry = fill(&mut buf, b, chunk_size),
                     Some(Err(e)) => {
                         permit.send(Err(e));
                         return;
@@ -368,6 +358,18 @@ fn read_ahead(
         }
     });
     (rx, give_back)
+}
+
+/// Appends to `buf` what of `item` fits in a chunk of `chunk_size`; returns the rest.
+fn fill(buf: &mut BytesMut, item: Bytes, chunk_size: usize) -> Option<Bytes> {
+    let room = chunk_size - buf.len();
+    if item.len() > room {
+        buf.extend_from_slice(&item[..room]);
+        Some(item.slice(room..))
+    } else {
+        buf.extend_from_slice(&item);
+        None
+    }
 }
 
 /// The byte count a `Range: 0-<last>` header says the registry holds.
