@@ -2,11 +2,14 @@
 //! layout: GET → file, synced) with no verification, no existence checks and no other
 //! request, then puts the manifests. What it costs is what the registries and the kernel cost;
 //! no real copier can do less work over HTTP. The harness also seeds its source registries with
-//! it. `sync_check` is the same for an incremental sync: the listings and `HEAD`s, nothing more.
+//! it. `sync_check` is the same for an incremental sync: the listings and `HEAD`s, nothing more;
+//! `sync_copy` for a cold one.
 
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
@@ -538,11 +541,67 @@ impl Floor {
         dst_prefix: &str,
         given: &[String],
     ) -> Result<SyncCheck> {
-        let requests = std::sync::atomic::AtomicUsize::new(0);
+        let requests = AtomicUsize::new(0);
+        let listed = self
+            .source_tags(src_host, src_prefix, given, &requests)
+            .await?;
+        // A HEAD of every source tag on both sides.
+        let mut heads = Vec::new();
+        for (repo, src_tags) in &listed {
+            for tag in src_tags {
+                heads.push((repo.clone(), tag.clone(), true));
+            }
+        }
+        let compared: Vec<(String, bool)> = futures::stream::iter(heads)
+            .map(|(repo, tag, at_dst)| {
+                let requests = &requests;
+                async move {
+                    let (src_repo, dst_repo) =
+                        (format!("{src_prefix}{repo}"), format!("{dst_prefix}{repo}"));
+                    let src = self.head_digest(src_host, &src_repo, &tag);
+                    let same = if at_dst {
+                        requests.fetch_add(2, Ordering::Relaxed);
+                        let dst = self.head_digest(dst_host, &dst_repo, &tag);
+                        let (s, d) = futures::try_join!(src, dst)?;
+                        !s.is_empty() && s == d
+                    } else {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        src.await?;
+                        false
+                    };
+                    Ok::<_, anyhow::Error>((format!("{repo}:{tag}"), same))
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut out = SyncCheck {
+            requests: requests.load(Ordering::Relaxed),
+            ..SyncCheck::default()
+        };
+        for (name, same) in compared {
+            if same {
+                out.unchanged += 1;
+            } else {
+                out.changed.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The repositories under `src_prefix` (the catalog's, every page, unless `given`) and
+    /// each one's tags (one page of 1,000), listed at once up to the concurrency.
+    async fn source_tags(
+        &self,
+        src_host: &str,
+        src_prefix: &str,
+        given: &[String],
+        requests: &AtomicUsize,
+    ) -> Result<Vec<(String, BTreeSet<String>)>> {
         let json = |url: String| {
             let requests = &requests;
             async move {
-                requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                requests.fetch_add(1, Ordering::Relaxed);
                 let resp = self.get(&url, None).await?;
                 let status = resp.status();
                 let next = resp
@@ -573,10 +632,8 @@ impl Floor {
                 None => break,
             }
         }
-        // The source's tag list of every repository (one page each: n=1000); the
-        // destination's is not listed: a HEAD of each tag there answers whether it is
-        // present and the same.
-        let listed: Vec<(String, BTreeSet<String>)> = futures::stream::iter(repos.iter().cloned())
+        // The source's tag list of every repository (one page each: n=1000).
+        futures::stream::iter(repos.iter().cloned())
             .map(|r| {
                 let json = &json;
                 async move {
@@ -600,48 +657,153 @@ impl Floor {
             })
             .buffer_unordered(self.concurrency.max(1))
             .try_collect()
+            .await
+    }
+}
+
+/// What [`Floor::sync_copy`] did.
+#[derive(Debug, Default)]
+pub struct SyncCopy {
+    /// Tags copied.
+    pub images: usize,
+    /// Blobs uploaded (each once per destination registry).
+    pub uploads: usize,
+    /// Blobs mounted from the destination repository that got them first.
+    pub mounts: usize,
+    /// Requests sent.
+    pub requests: usize,
+}
+
+impl Floor {
+    /// The least a cold sync of `src_host/src_prefix/*` into an empty `dst_host/dst_prefix/*`
+    /// can ask: the source's tag lists, every manifest, then each blob uploaded once (GET →
+    /// POST → PUT) into the first repository that needs it and mounted into the others, then
+    /// every manifest, children before roots. Nothing is listed or checked at the destination
+    /// (it is known to be empty) and nothing is hashed; up to the concurrency at once.
+    pub async fn sync_copy(
+        &self,
+        src_host: &str,
+        src_prefix: &str,
+        dst_host: &str,
+        dst_prefix: &str,
+        given: &[String],
+    ) -> Result<SyncCopy> {
+        let requests = AtomicUsize::new(0);
+        let listed = self
+            .source_tags(src_host, src_prefix, given, &requests)
             .await?;
-        // A HEAD of every source tag on both sides.
-        let mut heads = Vec::new();
-        for (repo, src_tags) in &listed {
-            for tag in src_tags {
-                heads.push((repo.clone(), tag.clone(), true));
-            }
-        }
-        let compared: Vec<(String, bool)> = futures::stream::iter(heads)
-            .map(|(repo, tag, at_dst)| {
+        let tags: Vec<(String, String)> = listed
+            .iter()
+            .flat_map(|(repo, tags)| tags.iter().map(move |t| (repo.clone(), t.clone())))
+            .collect();
+        let graphs: Vec<(String, String, Graph)> = futures::stream::iter(tags)
+            .map(|(repo, tag)| {
                 let requests = &requests;
                 async move {
-                    let (src_repo, dst_repo) =
-                        (format!("{src_prefix}{repo}"), format!("{dst_prefix}{repo}"));
-                    let src = self.head_digest(src_host, &src_repo, &tag);
-                    let same = if at_dst {
-                        requests.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-                        let dst = self.head_digest(dst_host, &dst_repo, &tag);
-                        let (s, d) = futures::try_join!(src, dst)?;
-                        !s.is_empty() && s == d
-                    } else {
-                        requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        src.await?;
-                        false
+                    let src = Endpoint::Registry {
+                        host: src_host.to_string(),
+                        repo: format!("{src_prefix}{repo}"),
+                        tag: tag.clone(),
                     };
-                    Ok::<_, anyhow::Error>((format!("{repo}:{tag}"), same))
+                    let graph = self.graph(&src).await?;
+                    requests.fetch_add(graph.manifests.len(), Ordering::Relaxed);
+                    Ok::<_, anyhow::Error>((repo, tag, graph))
                 }
             })
             .buffer_unordered(self.concurrency.max(1))
             .try_collect()
             .await?;
-        let mut out = SyncCheck {
-            requests: requests.load(std::sync::atomic::Ordering::Relaxed),
-            ..SyncCheck::default()
-        };
-        for (name, same) in compared {
-            if same {
-                out.unchanged += 1;
-            } else {
-                out.changed.push(name);
+        // Each blob uploaded into the first repository that needs it, mounted into the rest.
+        let mut first: HashMap<String, String> = HashMap::new();
+        let mut uploads: Vec<(String, u64, String)> = Vec::new();
+        let mut mounts: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (repo, _, graph) in &graphs {
+            for (digest, size) in &graph.blobs {
+                match first.get(digest) {
+                    None => {
+                        first.insert(digest.clone(), repo.clone());
+                        uploads.push((digest.clone(), *size, repo.clone()));
+                    }
+                    Some(owner) if owner != repo => {
+                        mounts
+                            .entry(digest.clone())
+                            .or_default()
+                            .insert(repo.clone());
+                    }
+                    Some(_) => {}
+                }
             }
         }
+        let mut out = SyncCopy {
+            images: graphs.len(),
+            uploads: uploads.len(),
+            mounts: mounts.values().map(BTreeSet::len).sum(),
+            ..SyncCopy::default()
+        };
+        futures::stream::iter(uploads)
+            .map(|(digest, size, repo)| {
+                let (requests, mounts) = (&requests, &mounts);
+                async move {
+                    let src = Endpoint::Registry {
+                        host: src_host.to_string(),
+                        repo: format!("{src_prefix}{repo}"),
+                        tag: String::new(),
+                    };
+                    let from = format!("{dst_prefix}{repo}");
+                    self.blob(&src, dst_host, &from, &digest, size).await?;
+                    requests.fetch_add(3, Ordering::Relaxed);
+                    let into = mounts.get(&digest).into_iter().flatten();
+                    futures::future::try_join_all(into.map(|to| {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        let (from, digest) = (&from, &digest);
+                        async move {
+                            let to = format!("{dst_prefix}{to}");
+                            self.mount(dst_host, &to, from, digest).await
+                        }
+                    }))
+                    .await?;
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        futures::stream::iter(&graphs)
+            .map(|(repo, tag, graph)| {
+                let requests = &requests;
+                async move {
+                    let dst_repo = format!("{dst_prefix}{repo}");
+                    let (root, children) = graph.manifests.split_last().context("no manifest")?;
+                    futures::future::try_join_all(
+                        children
+                            .iter()
+                            .map(|m| self.put_manifest(dst_host, &dst_repo, &m.digest, m)),
+                    )
+                    .await?;
+                    self.put_manifest(dst_host, &dst_repo, tag, root).await?;
+                    requests.fetch_add(graph.manifests.len(), Ordering::Relaxed);
+                    Ok::<_, anyhow::Error>(())
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        out.requests = requests.load(Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// Mounts `digest` from `from` into `repo` on `host` (`POST ?mount=&from=`, `201`).
+    async fn mount(&self, host: &str, repo: &str, from: &str, digest: &str) -> Result<()> {
+        let url = format!(
+            "{}://{host}/v2/{repo}/blobs/uploads/?mount={digest}&from={from}",
+            self.scheme
+        );
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&url)
+            .header("content-length", "0")
+            .body(empty())?;
+        let resp = self.client.request(req).await?;
+        expect(resp.status(), StatusCode::CREATED, "POST", &url)
     }
 }

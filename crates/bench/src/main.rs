@@ -105,8 +105,8 @@ enum Sub {
         #[arg(long)]
         http2: bool,
     },
-    /// The floor of an incremental sync: list and compare every tag, change nothing (used by
-    /// the harness).
+    /// The floor of an incremental sync: list and compare every tag, change nothing; with
+    /// `--cold`, of a sync into an empty destination (used by the harness).
     #[command(hide = true)]
     SyncFloor {
         /// `HOST:PORT/PREFIX/`: every repository under PREFIX.
@@ -119,6 +119,9 @@ enum Sub {
         /// The repositories under PREFIX, as the tools are given them (default: the catalog's).
         #[arg(long, value_delimiter = ',')]
         repos: Vec<String>,
+        /// Copy everything into the destination, known to be empty.
+        #[arg(long)]
+        cold: bool,
     },
     /// `ferry sync` side by side with `skopeo sync`: see `ferry-bench sync --help`.
     Sync(sync::SyncArgs),
@@ -168,6 +171,7 @@ fn main() -> Result<()> {
         dst,
         concurrency,
         repos,
+        cold,
     }) = &cli.command
     {
         let split = |s: &str| -> Result<(String, String)> {
@@ -179,6 +183,14 @@ fn main() -> Result<()> {
         let ((sh, sp), (dh, dp)) = (split(src)?, split(dst)?);
         let rt = tokio::runtime::Runtime::new()?;
         let floor = Floor::new(*concurrency, None)?;
+        if *cold {
+            let done = rt.block_on(floor.sync_copy(&sh, &sp, &dh, &dp, repos))?;
+            println!(
+                "{} images, {} blobs uploaded, {} mounted, {} requests",
+                done.images, done.uploads, done.mounts, done.requests
+            );
+            return Ok(());
+        }
         let found = rt.block_on(floor.sync_check(&sh, &sp, &dh, &dp, repos))?;
         println!(
             "{} unchanged, {} changed, {} requests",

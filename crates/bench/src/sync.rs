@@ -63,6 +63,10 @@ pub struct SyncArgs {
     /// with a note [default: `shared/peers/bin` beside the workspace].
     #[arg(long, value_name = "DIR")]
     pub peers: Option<PathBuf>,
+    /// Only these tools (`ferry`, `ocync`, `regsync`, `skopeo`, `floor`); the others are
+    /// left out with a note. Repeat or separate with commas [default: all].
+    #[arg(long = "tool", value_name = "NAME", value_delimiter = ',')]
+    pub tools: Vec<String>,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -75,8 +79,8 @@ enum Tool {
     Ocync,
     Regsync,
     Skopeo,
-    /// The least an incremental sync can ask (`ferry-bench sync-floor`), for
-    /// `sync-unchanged`: what the registries cost.
+    /// The least a sync can ask (`ferry-bench sync-floor`), for `sync-unchanged` and the
+    /// cold scenarios: what the registries cost.
     Floor,
 }
 
@@ -386,6 +390,8 @@ struct Bench {
     regsync: Option<PathBuf>,
     /// Where the peers were looked for, for the notes.
     peers_dir: String,
+    /// The tools asked for (`--tool`); empty: all.
+    only: Vec<String>,
     reps: usize,
     sizes: Sizes,
     serial: u64,
@@ -413,6 +419,13 @@ pub fn main(args: SyncArgs) -> Result<()> {
         }
         out
     };
+    if let Some(t) = args
+        .tools
+        .iter()
+        .find(|t| !["ferry", "ocync", "regsync", "skopeo", "floor"].contains(&t.as_str()))
+    {
+        bail!("no sync tool `{t}`; the tools are ferry, ocync, regsync, skopeo and floor");
+    }
     let programs = crate::programs(args.ferry.clone(), args.peers.clone())?;
     let (_temp, work, logs, mut meta) =
         crate::workspace(args.work_dir.as_deref(), "ferry-bench-sync-", &programs)?;
@@ -439,6 +452,7 @@ pub fn main(args: SyncArgs) -> Result<()> {
         ocync,
         regsync,
         peers_dir: peers.dir().display().to_string(),
+        only: args.tools.clone(),
         reps: usize::from(args.reps),
         sizes: if args.quick {
             Sizes::quick()
@@ -573,8 +587,25 @@ impl Bench {
             }
         }
         tools.push(Tool::Skopeo);
-        if scenario.kind == Kind::Unchanged {
+        if matches!(scenario.kind, Kind::Unchanged | Kind::Cold) {
             tools.push(Tool::Floor);
+        }
+        if !self.only.is_empty() {
+            for tool in std::mem::take(&mut tools) {
+                let name = tool.to_string();
+                let short = name.split(' ').next().unwrap_or_default();
+                if self.only.iter().any(|o| o == short) {
+                    tools.push(tool);
+                } else {
+                    runs.insert(
+                        tool,
+                        ToolRuns {
+                            skipped: Some("not asked for (`--tool`)".into()),
+                            ..ToolRuns::default()
+                        },
+                    );
+                }
+            }
         }
         for &tool in &tools {
             runs.insert(tool, ToolRuns::default());
@@ -713,7 +744,10 @@ impl Bench {
             // as an hourly mirror does.
             let _ = std::fs::remove_dir_all(tools::ocync_cache(caches));
         }
-        let command = self.command(tool, src, &target, caches, corpus)?;
+        let mut command = self.command(tool, src, &target, caches, corpus)?;
+        if tool == Tool::Floor && scenario.kind == Kind::Cold {
+            command.arg("--cold");
+        }
         src.proxy.take();
         if let Some(d) = dst {
             d.proxy.take();

@@ -122,6 +122,15 @@ pub(super) fn checks(r: &ScenarioResult) -> Vec<(String, String, Option<bool>)> 
                                 f.registries_cpu.as_secs_f64(),
                                 f.harness_cpu.as_secs_f64(),
                             );
+                            if let Some(m) = r.runs.get(&Tool::Floor).and_then(summarize) {
+                                let _ = write!(
+                                    measured,
+                                    "; the harness's minimal client took {:.2} s with {} \
+                                     requests",
+                                    m.wall.as_secs_f64(),
+                                    m.requests
+                                );
+                            }
                         }
                         (measured, Some(q >= *x))
                     }
@@ -263,7 +272,12 @@ pub(super) fn markdown(
          location cache are warm from an unmeasured sync of their own. The destination is \
          checked after every run: each tag's digest equals the source's. Requests are every \
          request through the proxies of both registries; bytes uploaded are request bodies to \
-         `/blobs/uploads/`. crane, regctl and oras have no sync and are not here.\n",
+         `/blobs/uploads/`. The `floor` rows are the harness's minimal client given the same \
+         repositories, 64 requests in flight, no retry, hash or check: with nothing changed, \
+         the tag lists and a `HEAD` of each tag on both sides; cold, the tag lists, every \
+         manifest, each blob uploaded once into the first repository that needs it and \
+         mounted into the others, then the manifests. crane, regctl and oras have no sync and \
+         are not here.\n",
         crate::command_line(),
         took.as_secs_f64(),
         super::tools::REGSYNC_PARALLEL,
