@@ -41,7 +41,7 @@ use ferry_fs_store::{DistributionStorageFactory, SharedStorageFactory};
 use ferry_ipfs_mount::IpfsFactory;
 
 use app::App;
-use cli::{Cli, Command};
+use cli::{Cli, Command, Global};
 
 /// The `ferry` command with the mount strategies it offers.
 #[derive(Debug, Clone)]
@@ -101,12 +101,11 @@ impl Ferry {
                 .mut_arg("mount_opt", |a| a.long_help(mount_opt.clone()))
                 .mut_arg("dry_run", |a| a.long_help(dry_run.clone()))
         };
-        Cli::command()
-            .mut_subcommand("cp", copy_args)
-            .mut_subcommand("sync", copy_args)
-            .mut_subcommand("inspect", |c| {
-                c.mut_arg("config_file", |a| a.long("config-file"))
-            })
+        cli::adjust(
+            Cli::command()
+                .mut_subcommand("cp", copy_args)
+                .mut_subcommand("sync", copy_args),
+        )
     }
 
     /// Runs `ferry` with the process's arguments; returns its exit code.
@@ -126,19 +125,29 @@ impl Ferry {
         // clients that take rustls' default (the object-storage client of the S3 storage
         // strategy) get.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut command = self.command();
-        let matches = command.clone().get_matches_from(args);
-        let cli = match Cli::from_arg_matches(&matches) {
-            Ok(cli) => cli,
-            Err(e) => e.format(&mut command).exit(),
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let cli = match cli::parse_one(&args) {
+            Some(cli) => cli,
+            None => {
+                let mut command = self.command();
+                let matches = command
+                    .try_get_matches_from_mut(args)
+                    .unwrap_or_else(|e| e.exit());
+                match Cli::from_arg_matches(&matches) {
+                    Ok(cli) => cli,
+                    Err(e) => e.format(&mut command).exit(),
+                }
+            }
         };
-        logging::init(cli.verbose, cli.debug, &self.log_targets);
+        let Global { verbose, debug } = cli.global;
+        logging::init(verbose, debug, &self.log_targets);
         let app = App {
-            factories: self.factories,
-            verbose: cli.verbose > 0 || cli.debug,
+            factories: self.factories.clone(),
+            verbose: verbose > 0 || debug,
         };
         match cli.command {
             Command::Completions { shell } => {
+                let mut command = self.command();
                 clap_complete::generate(shell, &mut command, "ferry", &mut std::io::stdout());
                 ExitCode::SUCCESS
             }

@@ -313,6 +313,17 @@ pub(super) fn markdown(
         md.push_str(HEADER);
         md.push_str(&rows(r));
         let _ = writeln!(md, "\n**{}**\n", headline(r));
+        for (tool, runs) in &r.runs {
+            if let (Some(first), false) = (runs.left_out.first(), runs.samples.is_empty()) {
+                let _ = writeln!(
+                    md,
+                    "- {tool}: {} of {} runs failed twice and are left out; the first: {}",
+                    runs.left_out.len(),
+                    runs.left_out.len() + runs.samples.len(),
+                    first.replace('|', "/")
+                );
+            }
+        }
         for (target, measured, met) in checks(r) {
             let met = match met {
                 Some(true) => "met",
