@@ -237,7 +237,7 @@ pub struct SyncOptions {
 impl Default for SyncOptions {
     fn default() -> Self {
         Self {
-            images: 4,
+            images: 8,
             checks: 16,
             listings: 4,
             fail_fast: false,

@@ -13,7 +13,7 @@ use crate::runner::skopeo_with_cache;
 
 /// Images regsync copies at once (its `defaults.parallel`, 1 unless set): ferry's default
 /// number of images in flight, so that the two run with the same width.
-pub(super) const REGSYNC_PARALLEL: usize = 4;
+pub(super) const REGSYNC_PARALLEL: usize = 8;
 
 /// ocync's transfer cache (`global.cache_dir`) under the scenario's caches.
 pub(super) fn ocync_cache(caches: &Path) -> PathBuf {

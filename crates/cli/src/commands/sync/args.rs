@@ -108,7 +108,7 @@ pub struct SyncArgs {
     /// Prune nothing when more than N tags would go [default: 10].
     #[arg(long, value_name = "N")]
     pub prune_max: Option<usize>,
-    /// Images copied at once [default: 4].
+    /// Images copied at once [default: 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub images: Option<u16>,
     /// Stop starting images after the first failure (default: keep going).
