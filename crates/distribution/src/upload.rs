@@ -223,14 +223,14 @@ impl UploadSession {
                         "chunk refused, asking the session's offset"
                     );
                     drop(resp);
-                    self.offset().await?
+                    self.offset_after_cut().await?
                 }
                 Ok(resp) => {
                     return Err(response_error(&self.store, "upload chunk", resp).await);
                 }
                 Err(e) if e.is_temporary() => {
                     tracing::debug!(error = %e, attempt, "chunk broke, asking the session's offset");
-                    self.offset().await?
+                    self.offset_after_cut().await?
                 }
                 Err(e) => return Err(e),
             };
@@ -254,6 +254,25 @@ impl UploadSession {
             temporary: true,
             source: None,
         })
+    }
+
+    /// The session's offset after a chunk failed. A session the registry no longer serves is
+    /// a temporary failure of the blob, which then starts over in a new session: distribution
+    /// 2.x ends a session whose last request brought part of its body ("upload resumed at
+    /// wrong offset"), so a cut chunk resumes only where nothing of it arrived.
+    async fn offset_after_cut(&mut self) -> Result<u64> {
+        match self.offset().await {
+            Err(e) if !e.is_temporary() => Err(Error::Store {
+                store: self.store.clone(),
+                message: format!(
+                    "the registry ended the upload session after a chunk was cut ({e}); the \
+                     blob starts over"
+                ),
+                temporary: true,
+                source: Some(Box::new(e)),
+            }),
+            other => other,
+        }
     }
 
     /// `GET` of the session: how many bytes the registry holds.

@@ -59,6 +59,11 @@ pub enum Fault {
     /// the connection (RST), as a load balancer that drops a connection mid-upload does. On a
     /// request without a body it is not applied.
     ResetMidUpload,
+    /// Forward half the request's body (an upload's `PUT` or `PATCH`) to the upstream, then end
+    /// that connection, so the upstream sees its client go after receiving half; once it has
+    /// answered, reset the client's connection (RST): a link that breaks mid-upload, past the
+    /// proxies. On a request without a body it is not applied.
+    ResetMidUploadForwarded,
     /// Forward; send the headers (with the full `Content-Length`) and part of the body, then
     /// close the connection (FIN).
     TruncatedBody,
@@ -111,6 +116,7 @@ impl Fault {
                 | Fault::TooManyRequests { .. }
                 | Fault::HugeBody { .. }
                 | Fault::ResetMidUpload
+                | Fault::ResetMidUploadForwarded
         )
     }
 }
@@ -122,6 +128,9 @@ impl std::fmt::Display for Fault {
             Fault::TooManyRequests { retry_after } => write!(f, "429 Retry-After: {retry_after}"),
             Fault::ResetMidBody => f.write_str("reset mid-body"),
             Fault::ResetMidUpload => f.write_str("reset mid-upload"),
+            Fault::ResetMidUploadForwarded => {
+                f.write_str("reset mid-upload, half forwarded to the upstream")
+            }
             Fault::TruncatedBody => f.write_str("truncated body"),
             Fault::SlowBody { chunk, pause } => {
                 write!(f, "slow body ({chunk} B every {} ms)", pause.as_millis())
@@ -637,6 +646,34 @@ impl State {
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
         let mut fault = self.choose(&method, &path);
+        if fault == Some(Fault::ResetMidUploadForwarded) {
+            if let Some(length) = content_length(req.headers()) {
+                self.record(&method, &path, fault);
+                let (parts, mut body) = req.into_parts();
+                let mut half = Vec::new();
+                while (half.len() as u64) < length / 2 {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            if let Some(d) = frame.data_ref() {
+                                half.extend_from_slice(d);
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                self.note_received(&method, half.len() as u64);
+                half.truncate((length / 2) as usize);
+                if let Err(e) = self.forward_cut(&parts, &path, &half).await {
+                    tracing::debug!(error = %e, "fault proxy: the cut upload did not reach the upstream");
+                }
+                reset.store(true, Ordering::SeqCst);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "connection reset mid-upload, half forwarded (fault)",
+                ));
+            }
+            fault = None;
+        }
         if fault == Some(Fault::ResetMidUpload) {
             let length: u64 = req
                 .headers()
@@ -773,7 +810,8 @@ impl State {
             Fault::Status(_)
             | Fault::TooManyRequests { .. }
             | Fault::HugeBody { .. }
-            | Fault::ResetMidUpload => {
+            | Fault::ResetMidUpload
+            | Fault::ResetMidUploadForwarded => {
                 unreachable!("answered above")
             }
         };
@@ -781,6 +819,36 @@ impl State {
             .headers
             .insert(CONTENT_LENGTH, HeaderValue::from(announced));
         Response::from_parts(parts, body)
+    }
+
+    /// Sends the head of a request and `part` of its body to the upstream over a connection of
+    /// its own, ends the connection there (the `Content-Length` promised more), and reads the
+    /// upstream's answer to its end, so the upstream is done with the request when it returns.
+    async fn forward_cut(
+        &self,
+        parts: &http::request::Parts,
+        path: &str,
+        part: &[u8],
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(&self.upstream).await?;
+        let mut head = format!("{} {path} HTTP/1.1\r\n", parts.method);
+        if !parts.headers.contains_key(HOST) {
+            head.push_str(&format!("host: {}\r\n", self.own));
+        }
+        for (name, value) in &parts.headers {
+            if let Ok(v) = value.to_str() {
+                head.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        head.push_str("connection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(part).await?;
+        stream.shutdown().await?;
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        Ok(())
     }
 
     /// Sends the request upstream; returns the answer's head and whole body.
@@ -829,6 +897,15 @@ impl State {
         }
         Ok((parts, body))
     }
+}
+
+/// A request's `Content-Length` when it announces a body.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
 }
 
 /// How a spoiled body ends.

@@ -252,32 +252,14 @@ fn a_big_blob_whose_first_range_comes_fast_gets_the_rest_as_one_stream() {
 fn a_chunked_upload_cut_partway_goes_on_from_the_registrys_offset_sending_one_chunk_again() {
     // The source is read directly; the destination is the same registry through the proxy,
     // which cuts the sixth `PATCH` halfway (its fifth chunk or later: 4 MiB or more into the
-    // 8 MiB layer; the config is one small chunk), as a load balancer dropping a connection.
+    // 8 MiB layer; the config is one small chunk) before any of it reaches the registry, as a
+    // load balancer that buffers request bodies and drops the connection.
     let size = 8 * 1024 * 1024;
     let chunk = 1024 * 1024;
     let content = image(size, 57);
     let reg = source(&content);
     let plan = FaultPlan::none().nth("PATCH", "/blobs/uploads/", 6, Fault::ResetMidUpload);
-    let proxy = FaultProxy::start(reg.addr(), plan).unwrap();
-    let run = ferry_with(
-        &[
-            "cp",
-            "--plain-http",
-            "--no-cache",
-            "--mount",
-            "none",
-            "--format",
-            "json",
-            &format!("{}/src/app:v1", reg.addr()),
-            &format!("{}/resumed/app:v1", proxy.addr()),
-        ],
-        &[
-            ("FERRY_CHUNK_THRESHOLD", "1"),
-            ("FERRY_CHUNK_SIZE", "1048576"),
-            ("FERRY_RETRY_BASE_DELAY_MS", "5"),
-        ],
-        None,
-    );
+    let (run, proxy) = upload_through(&reg, plan, true);
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, proxy.report());
     assert_eq!(
         proxy.injected().len(),
@@ -306,6 +288,39 @@ fn a_chunked_upload_cut_partway_goes_on_from_the_registrys_offset_sending_one_ch
         "no session started over"
     );
     // The registry holds the layer whole, read back without the proxy.
+    assert_layer_whole(&reg, &content);
+}
+
+/// Copies `content` from `reg` to `resumed/app:v1` through a fault proxy with `plan`, in chunks
+/// of 1 MiB when `chunked`, else in one `PUT` per blob; returns the run and the proxy.
+fn upload_through(reg: &Registry, plan: FaultPlan, chunked: bool) -> (Run, FaultProxy) {
+    let proxy = FaultProxy::start(reg.addr(), plan).unwrap();
+    let mut env = vec![("FERRY_RETRY_BASE_DELAY_MS", "5")];
+    if chunked {
+        env.extend([
+            ("FERRY_CHUNK_THRESHOLD", "1"),
+            ("FERRY_CHUNK_SIZE", "1048576"),
+        ]);
+    }
+    let run = ferry_with(
+        &[
+            "cp",
+            "--plain-http",
+            "--no-cache",
+            "--mount",
+            "none",
+            &format!("{}/src/app:v1", reg.addr()),
+            &format!("{}/resumed/app:v1", proxy.addr()),
+        ],
+        &env,
+        None,
+    );
+    (run, proxy)
+}
+
+/// The layer of `content` as `reg` holds it under `resumed/app`, read without the proxy, is
+/// whole.
+fn assert_layer_whole(reg: &Registry, content: &Image) {
     let layer = &content.layers[0].descriptor;
     let got = rt()
         .block_on(ferry_test_support::http(
@@ -320,4 +335,51 @@ fn a_chunked_upload_cut_partway_goes_on_from_the_registrys_offset_sending_one_ch
         ferry_core::sha256(&got.body).to_string(),
         layer.digest().to_string()
     );
+}
+
+#[test]
+fn a_chunk_cut_after_half_of_it_reached_the_registry_starts_the_blob_over_in_a_new_session() {
+    // distribution 2.8 ends a session whose request brought part of its body: asked where the
+    // session stands, it answers that the upload is unknown. The blob starts over in a new
+    // session rather than failing the copy.
+    let content = image(8 * 1024 * 1024, 58);
+    let reg = source(&content);
+    let plan = FaultPlan::none().nth(
+        "PATCH",
+        "/blobs/uploads/",
+        6,
+        Fault::ResetMidUploadForwarded,
+    );
+    let (run, proxy) = upload_through(&reg, plan, true);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, proxy.report());
+    assert_eq!(proxy.injected().len(), 1, "{}", proxy.report());
+    assert!(
+        proxy.count("GET", "/blobs/uploads/") >= 1,
+        "the session's offset was asked first: {}",
+        proxy.report()
+    );
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        3,
+        "the config's session, the layer's, and the layer's again: {}",
+        proxy.report()
+    );
+    assert_layer_whole(&reg, &content);
+}
+
+#[test]
+fn a_put_cut_after_half_of_it_reached_the_registry_starts_the_blob_over_in_a_new_session() {
+    let content = image(8 * 1024 * 1024, 59);
+    let reg = source(&content);
+    let plan = FaultPlan::none().nth("PUT", "/blobs/uploads/", 1, Fault::ResetMidUploadForwarded);
+    let (run, proxy) = upload_through(&reg, plan, false);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, proxy.report());
+    assert_eq!(proxy.injected().len(), 1, "{}", proxy.report());
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        3,
+        "one blob's session twice: {}",
+        proxy.report()
+    );
+    assert_layer_whole(&reg, &content);
 }
