@@ -317,7 +317,7 @@ pub(super) fn markdown(
             if let (Some(first), false) = (runs.left_out.first(), runs.samples.is_empty()) {
                 let _ = writeln!(
                     md,
-                    "- {tool}: {} of {} runs failed twice and are left out; the first: {}",
+                    "- {tool}: {} of {} runs failed twice and were left out; the first: {}",
                     runs.left_out.len(),
                     runs.left_out.len() + runs.samples.len(),
                     first.replace('|', "/")
