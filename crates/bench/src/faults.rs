@@ -28,6 +28,8 @@ use ferry_test_support::fixtures::push;
 use ferry_test_support::{Content, Fault, FaultPlan, FaultProxy, Image, ImageBuilder, Registry};
 
 use crate::peers::{Peers, regctl_home};
+
+mod resume;
 use crate::scenario::human;
 
 /// Markers around the faults section of the report file.
@@ -79,6 +81,14 @@ pub struct FaultsArgs {
     /// Working directory [default: a temporary directory].
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Instead of the mixes, one cut per copy of one big layer and what it cost each tool in
+    /// bytes moved again: a source `GET` cut halfway, and an upload cut 60% of the way
+    /// (section "Resumes").
+    #[arg(long)]
+    pub resumes: bool,
+    /// Bytes of the layer of `--resumes` [default: 256 MiB, --quick: 16 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub resume_size: Option<usize>,
 }
 
 /// A mix of faults at the destination.
@@ -265,7 +275,12 @@ pub fn main(args: FaultsArgs) -> Result<()> {
     };
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs)?;
-    let (layers, layer_size) = image_shape(&args);
+    let (layers, layer_size) = if args.resumes {
+        let quick = if args.quick { 16 << 20 } else { 256 << 20 };
+        (1, args.resume_size.unwrap_or(quick))
+    } else {
+        image_shape(&args)
+    };
     let image = ImageBuilder::new()
         .layers(&vec![layer_size; layers])
         .seed(7_000)
@@ -303,6 +318,9 @@ pub fn main(args: FaultsArgs) -> Result<()> {
         work: work.clone(),
         timeout: Duration::from_secs(args.timeout),
     };
+    if args.resumes {
+        return resume::main(&bench, &binaries, &args, &meta, &notes);
+    }
     println!(
         "\n{} copies of {} ({layers} layers × {}) per tool and mix",
         args.copies,
@@ -361,7 +379,14 @@ impl Bench {
             std::fs::create_dir_all(&home)?;
             let received_before = received(&proxy);
             let label = format!("{}-{}-{repo}", mix.name, tool.name());
-            let command = self.command(tool, binary, &home, &proxy.addr(), &repo)?;
+            let command = self.command(
+                tool,
+                binary,
+                &home,
+                self.source.addr(),
+                &proxy.addr(),
+                &repo,
+            )?;
             let started = Instant::now();
             let run = run(command, &self.logs, &label, self.timeout);
             let wall = started.elapsed();
@@ -419,10 +444,11 @@ impl Bench {
         tool: Tool,
         binary: &Path,
         home: &Path,
+        source: &str,
         destination: &str,
         repo: &str,
     ) -> Result<Command> {
-        let src = format!("{}/bench/image:v1", self.source.addr());
+        let src = format!("{source}/bench/image:v1");
         let dst = format!("{destination}/{repo}:v1");
         let mut c = Command::new(binary);
         // A HOME of its own: no settings or credentials of this machine's user.
@@ -445,7 +471,7 @@ impl Bench {
                 c.args(["copy", "--insecure", &src, &dst]);
             }
             Tool::Regctl => {
-                regctl_home(home, &[self.source.addr().to_string(), destination.into()])?;
+                regctl_home(home, &[source.to_string(), destination.into()])?;
                 c.args(["image", "copy", &src, &dst]);
             }
             Tool::Oras => {
