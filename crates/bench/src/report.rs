@@ -388,7 +388,8 @@ pub fn markdown(results: &[ScenarioRuns], meta: &Meta) -> String {
         o,
         "Median of {} runs per tool ({} for the big blobs and the scale indexes, which take \
          seconds per run; at most 3 for the 4 GiB blob), tools alternating, each run into a \
-         fresh destination. `wall ÷ ferry` and `CPU ÷ ferry` are each tool's ratios to \
+         fresh destination, each started once the machine's dirty data is written back \
+         (`sync`, untimed). `wall ÷ ferry` and `CPU ÷ ferry` are each tool's ratios to \
          ferry.\n",
         meta.reps * 2 + 1,
         meta.reps
