@@ -786,8 +786,8 @@ pub(crate) fn skopeo_with_cache(skopeo: &Path, cache: &Path, args: &[String]) ->
 }
 
 /// Writes the machine's dirty data back before a measured run (`sync`, untimed), so that no
-/// run shares the disk with the writeback of what the seeding or the run before it wrote: a
-/// 4 GiB source pushed just before the first run made that run 1.5× slower than the others.
+/// run shares the disk with the writeback of what the seeding or the run before it wrote (a
+/// 4 GiB source is pushed just before the first run).
 fn settle_disk() {
     if let Err(e) = std::process::Command::new("sync").status() {
         eprintln!("`sync` failed ({e}); runs may share the disk with earlier writes");

@@ -210,6 +210,19 @@ fn quick_sync_run_reports_both_tools_in_its_own_section() {
         "{report}"
     );
     assert_eq!(floor[8], "0", "{report}");
+    // The floor of a cold sync uploads each unique byte once, as ferry does, with no more
+    // requests than ferry.
+    let cold_floor = sync_row("sync-cold", "floor");
+    assert_eq!(
+        cold_floor[8],
+        sync_row("sync-cold", "ferry sync")[8],
+        "{report}"
+    );
+    let requests = |cells: &[String]| cells[6].parse::<usize>().unwrap();
+    assert!(
+        requests(&cold_floor) <= requests(&sync_row("sync-cold", "ferry sync")),
+        "{report}"
+    );
     assert!(
         report.contains("- requests ≤ 2 per repository + 2 per tag (+ catalog pages):"),
         "{report}"
@@ -285,4 +298,58 @@ fn quick_everyday_run_reports_ferry_and_the_peers_found_in_its_own_section() {
         report.contains("<!-- ferry-bench everyday: begin -->") && report.contains("Targets:"),
         "{report}"
     );
+}
+
+#[test]
+fn quick_resumes_run_measures_what_one_cut_costs_ferry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("BENCHMARKS.md");
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+        .args(["faults", "--resumes", "--quick", "--tool", "ferry", "--out"])
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ferry-bench faults --resumes failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = std::fs::read_to_string(&out).unwrap();
+    // Columns: case, tool, intact, wall, moved, again, faults applied.
+    let cut = |case: &str, tool: &str| -> Vec<String> {
+        report
+            .lines()
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .find(|cells| cells.len() == 7 && cells[0] == case && cells[1] == tool)
+            .unwrap_or_else(|| panic!("no {case} row for {tool}:\n{report}"))
+    };
+    for (case, tool) in [
+        ("download", "ferry"),
+        ("upload", "ferry"),
+        ("upload", "ferry, chunked"),
+    ] {
+        let cells = cut(case, tool);
+        assert_eq!(cells[2], "yes", "{cells:?}");
+        assert_eq!(cells[6], "1", "one fault applied: {cells:?}");
+    }
+    // The quick layer is 16 MiB: the cut download is resumed from the byte reached (within
+    // 1 MiB), the cut chunk from the registry's offset (the half the proxy took is sent
+    // again), the one `PUT` again whole.
+    let met = |prefix: &str| {
+        report
+            .lines()
+            .any(|l| l.starts_with(prefix) && l.ends_with("→ met"))
+    };
+    assert!(met("- download ferry: "), "{report}");
+    assert!(met("- upload ferry, chunked: "), "{report}");
+    assert!(cut("upload", "ferry, chunked")[5].starts_with("8 MiB"), "{report}");
+    assert!(cut("upload", "ferry")[5].starts_with("8."), "{report}");
 }
