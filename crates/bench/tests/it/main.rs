@@ -350,6 +350,13 @@ fn quick_resumes_run_measures_what_one_cut_costs_ferry() {
     };
     assert!(met("- download ferry: "), "{report}");
     assert!(met("- upload ferry, chunked: "), "{report}");
-    assert!(cut("upload", "ferry, chunked")[5].starts_with("8 MiB"), "{report}");
-    assert!(cut("upload", "ferry")[5].starts_with("8."), "{report}");
+    // About half the 16 MiB layer sent again either way (the one `PUT` cut at half, the cut
+    // half of the one chunk), beside the small config and manifest.
+    for tool in ["ferry", "ferry, chunked"] {
+        let again = &cut("upload", tool)[5];
+        assert!(
+            again.starts_with("8 MiB") || again.starts_with("8."),
+            "{report}"
+        );
+    }
 }
