@@ -3,17 +3,20 @@
 
 use std::process::Command;
 
+/// A table line split into its trimmed cells.
+fn cells(line: &str) -> Vec<String> {
+    line.trim_matches('|')
+        .split('|')
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
 /// The report's row of `tool` in `scenario`, split into cells: scenario, transport, tool,
 /// wall, CPU, peak RSS, requests, at destination, connections, uploaded, and the ratios.
 fn row(report: &str, scenario: &str, tool: &str) -> Vec<String> {
     report
         .lines()
-        .map(|l| {
-            l.trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().to_string())
-                .collect::<Vec<_>>()
-        })
+        .map(cells)
         .find(|cells| cells.len() == 12 && cells[0] == scenario && cells[2] == tool)
         .unwrap_or_else(|| panic!("no row for {tool} in {scenario}:\n{report}"))
 }
@@ -175,12 +178,7 @@ fn quick_sync_run_reports_both_tools_in_its_own_section() {
     let sync_row = |scenario: &str, tool: &str| -> Vec<String> {
         report
             .lines()
-            .map(|l| {
-                l.trim_matches('|')
-                    .split('|')
-                    .map(|c| c.trim().to_string())
-                    .collect::<Vec<_>>()
-            })
+            .map(cells)
             .find(|cells| cells.len() == 10 && cells[0] == scenario && cells[1] == tool)
             .unwrap_or_else(|| panic!("no row for {tool} in {scenario}:\n{report}"))
     };
@@ -260,12 +258,7 @@ fn quick_everyday_run_reports_ferry_and_the_peers_found_in_its_own_section() {
     let cells = |tool: &str| -> Vec<String> {
         report
             .lines()
-            .map(|l| {
-                l.trim_matches('|')
-                    .split('|')
-                    .map(|c| c.trim().to_string())
-                    .collect::<Vec<_>>()
-            })
+            .map(cells)
             .find(|cells| cells.len() == 7 && cells[1] == tool)
             .unwrap_or_else(|| panic!("no row for {tool}:\n{report}"))
     };
@@ -322,12 +315,7 @@ fn quick_resumes_run_measures_what_one_cut_costs_ferry() {
     let cut = |case: &str, tool: &str| -> Vec<String> {
         report
             .lines()
-            .map(|l| {
-                l.trim_matches('|')
-                    .split('|')
-                    .map(|c| c.trim().to_string())
-                    .collect::<Vec<_>>()
-            })
+            .map(cells)
             .find(|cells| cells.len() == 7 && cells[0] == case && cells[1] == tool)
             .unwrap_or_else(|| panic!("no {case} row for {tool}:\n{report}"))
     };
