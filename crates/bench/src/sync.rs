@@ -363,6 +363,7 @@ struct Sample {
 #[derive(Debug, Clone, Default)]
 struct ToolRuns {
     samples: Vec<Sample>,
+    /// Why its priming run failed twice: the tool is not measured.
     error: Option<String>,
     /// Runs that failed twice in a row and were left out, with why (the other runs count).
     left_out: Vec<String>,
@@ -670,7 +671,7 @@ impl Bench {
             }
             for i in 0..tools.len() {
                 let tool = tools[(i + rep) % tools.len()];
-                if runs[&tool].error.is_some() && runs[&tool].left_out.is_empty() {
+                if runs[&tool].error.is_some() {
                     // Its priming run failed twice: the tool cannot do this work here.
                     continue;
                 }
@@ -704,7 +705,6 @@ impl Bench {
                     Err(e) => {
                         println!("  rep {} {tool}: FAILED twice, left out: {e:#}", rep + 1);
                         entry.left_out.push(format!("{e:#}"));
-                        entry.error = Some(format!("{e:#}"));
                     }
                 }
             }

@@ -216,7 +216,11 @@ pub(super) fn rows(r: &ScenarioResult) -> String {
                 out,
                 "| {} | {tool} | failed: {} | | | | | | | |",
                 r.scenario.name,
-                runs.error.as_deref().unwrap_or("no run").replace('|', "/")
+                runs.error
+                    .as_deref()
+                    .or(runs.left_out.last().map(String::as_str))
+                    .unwrap_or("no run")
+                    .replace('|', "/")
             );
             continue;
         };

@@ -3,6 +3,27 @@
 
 use std::process::Command;
 
+/// Runs `ferry-bench ARGS --out OUT --work-dir DIR/work`, which must succeed; returns the
+/// report file and what it wrote on stderr.
+fn bench(args: &[&str], out: &std::path::Path, dir: &std::path::Path) -> (String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "ferry-bench {} failed:\n{}\n{stderr}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    (std::fs::read_to_string(out).unwrap(), stderr)
+}
+
 /// A table line split into its trimmed cells.
 fn cells(line: &str) -> Vec<String> {
     line.trim_matches('|')
@@ -37,27 +58,17 @@ fn quick_run_reports_every_tool_with_numbers() {
         "<!-- ferry-bench: begin -->\nan older run\n<!-- ferry-bench: end -->\n\n## Kept by hand\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
-        .args([
+    let (report, _) = bench(
+        &[
             "--quick",
             "--reps",
             "1",
             "--scenario",
             "layout-to-layout,promotion-warm,registry-copy,registry-copy-tls,promotion-tls-far",
-            "--out",
-        ])
-        .arg(&out)
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "ferry-bench failed:\n{stdout}\n{stderr}"
+        ],
+        &out,
+        dir.path(),
     );
-    let report = std::fs::read_to_string(&out).unwrap();
     assert!(report.ends_with("## Kept by hand\n"), "{report}");
     assert!(!report.contains("an older run"), "{report}");
     let streaming = [
@@ -147,28 +158,8 @@ fn quick_sync_run_reports_both_tools_in_its_own_section() {
     // The copy scenarios' section is left as it is.
     std::fs::write(&out, "# Benchmarks\n\nthe copy scenarios\n").unwrap();
     let run = |out: &std::path::Path, scenarios: &str| {
-        let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
-            .args([
-                "sync",
-                "--quick",
-                "--reps",
-                "1",
-                "--scenario",
-                scenarios,
-                "--out",
-            ])
-            .arg(out)
-            .arg("--work-dir")
-            .arg(dir.path().join("work"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "ferry-bench sync failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::read_to_string(out).unwrap()
+        let args = ["sync", "--quick", "--reps", "1", "--scenario", scenarios];
+        bench(&args, out, dir.path()).0
     };
     let report = run(&out, "sync-cold,sync-unchanged");
     assert!(
@@ -240,20 +231,7 @@ fn quick_everyday_run_reports_ferry_and_the_peers_found_in_its_own_section() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("BENCHMARKS.md");
     std::fs::write(&out, "# Benchmarks\n\nthe copy scenarios\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
-        .args(["everyday", "--quick", "--reps", "1", "--out"])
-        .arg(&out)
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "ferry-bench everyday failed:\n{}\n{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let report = std::fs::read_to_string(&out).unwrap();
+    let (report, stderr) = bench(&["everyday", "--quick", "--reps", "1"], &out, dir.path());
     assert!(report.starts_with("# Benchmarks\n\nthe copy scenarios\n"));
     let cells = |tool: &str| -> Vec<String> {
         report
@@ -297,20 +275,8 @@ fn quick_everyday_run_reports_ferry_and_the_peers_found_in_its_own_section() {
 fn quick_resumes_run_measures_what_one_cut_costs_ferry() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("BENCHMARKS.md");
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry-bench"))
-        .args(["faults", "--resumes", "--quick", "--tool", "ferry", "--out"])
-        .arg(&out)
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "ferry-bench faults --resumes failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report = std::fs::read_to_string(&out).unwrap();
+    let args = ["faults", "--resumes", "--quick", "--tool", "ferry"];
+    let (report, _) = bench(&args, &out, dir.path());
     // Columns: case, tool, intact, wall, moved, again, faults applied.
     let cut = |case: &str, tool: &str| -> Vec<String> {
         report

@@ -207,19 +207,7 @@ fn a_big_blob_in_ranges_goes_registry_to_registry_in_order() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(blob_gets(&proxy, &content), 10);
     // The registry hashed what it was sent, in order, and committed it under the digest.
-    let layer = &content.layers[0].descriptor;
-    let got = rt()
-        .block_on(ferry_test_support::http(
-            "GET",
-            &format!("{}/v2/dst/app/blobs/{}", dst.url(), layer.digest()),
-            &[],
-            Vec::new(),
-        ))
-        .unwrap();
-    assert_eq!(
-        ferry_core::sha256(&got.body).to_string(),
-        layer.digest().to_string()
-    );
+    assert_layer_whole(&dst, "dst/app", &content);
 }
 
 #[test]
@@ -288,7 +276,7 @@ fn a_chunked_upload_cut_partway_goes_on_from_the_registrys_offset_sending_one_ch
         "no session started over"
     );
     // The registry holds the layer whole, read back without the proxy.
-    assert_layer_whole(&reg, &content);
+    assert_layer_whole(&reg, "resumed/app", &content);
 }
 
 /// Copies `content` from `reg` to `resumed/app:v1` through a fault proxy with `plan`, in chunks
@@ -318,14 +306,13 @@ fn upload_through(reg: &Registry, plan: FaultPlan, chunked: bool) -> (Run, Fault
     (run, proxy)
 }
 
-/// The layer of `content` as `reg` holds it under `resumed/app`, read without the proxy, is
-/// whole.
-fn assert_layer_whole(reg: &Registry, content: &Image) {
+/// The layer of `content` as `reg` holds it in `repo`, read without any proxy, is whole.
+fn assert_layer_whole(reg: &Registry, repo: &str, content: &Image) {
     let layer = &content.layers[0].descriptor;
     let got = rt()
         .block_on(ferry_test_support::http(
             "GET",
-            &format!("{}/v2/resumed/app/blobs/{}", reg.url(), layer.digest()),
+            &format!("{}/v2/{repo}/blobs/{}", reg.url(), layer.digest()),
             &[],
             Vec::new(),
         ))
@@ -364,7 +351,7 @@ fn a_chunk_cut_after_half_of_it_reached_the_registry_starts_the_blob_over_in_a_n
         "the config's session, the layer's, and the layer's again: {}",
         proxy.report()
     );
-    assert_layer_whole(&reg, &content);
+    assert_layer_whole(&reg, "resumed/app", &content);
 }
 
 #[test]
@@ -381,5 +368,5 @@ fn a_put_cut_after_half_of_it_reached_the_registry_starts_the_blob_over_in_a_new
         "one blob's session twice: {}",
         proxy.report()
     );
-    assert_layer_whole(&reg, &content);
+    assert_layer_whole(&reg, "resumed/app", &content);
 }
